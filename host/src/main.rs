@@ -1,0 +1,3 @@
+//! The `berth` binary: glue over the berth libraries.
+
+fn main() {}

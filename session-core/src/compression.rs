@@ -1,0 +1,223 @@
+//! Stream compression, shared by snapshot archives and input files.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// A compression format for archives and files.
+///
+/// Specs spell these `gz`, `bz2`, `xz`, `zstd` and `none` (the snapshot
+/// block's names); `gzip`, `bzip2` and `zst` are accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip (DEFLATE).
+    #[default]
+    #[serde(rename = "gz", alias = "gzip")]
+    Gzip,
+    /// bzip2.
+    #[serde(rename = "bz2", alias = "bzip2")]
+    Bzip2,
+    /// xz (LZMA2).
+    Xz,
+    /// Zstandard.
+    #[serde(alias = "zst")]
+    Zstd,
+}
+
+impl Compression {
+    /// Every format, in a stable order.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Bzip2,
+        Compression::Xz,
+        Compression::Zstd,
+    ];
+
+    /// The name used in specs (`gz`, `bz2`, `xz`, `zstd`, `none`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gz",
+            Compression::Bzip2 => "bz2",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// The file-name suffix a file in this format carries (`""`, `.gz`,
+    /// `.bz2`, `.xz`, `.zst`).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Bzip2 => ".bz2",
+            Compression::Xz => ".xz",
+            Compression::Zstd => ".zst",
+        }
+    }
+
+    /// The format a lower-case suffix (without the dot) names, if any.
+    pub fn from_suffix(suffix: &str) -> Option<Compression> {
+        match suffix {
+            "gz" | "gzip" => Some(Compression::Gzip),
+            "bz2" | "bzip2" => Some(Compression::Bzip2),
+            "xz" => Some(Compression::Xz),
+            "zst" | "zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+
+    /// Wraps `inner` in an encoder. Call [`CompressWriter::finish`] to flush
+    /// the trailer and get `inner` back; dropping the writer loses the error.
+    pub fn writer<W: Write>(self, inner: W) -> io::Result<CompressWriter<W>> {
+        Ok(match self {
+            Compression::None => CompressWriter::None(inner),
+            Compression::Gzip => CompressWriter::Gzip(flate2::write::GzEncoder::new(
+                inner,
+                flate2::Compression::new(6),
+            )),
+            Compression::Bzip2 => CompressWriter::Bzip2(bzip2::write::BzEncoder::new(
+                inner,
+                bzip2::Compression::new(6),
+            )),
+            Compression::Xz => CompressWriter::Xz(liblzma::write::XzEncoder::new(inner, 6)),
+            Compression::Zstd => CompressWriter::Zstd(zstd::stream::write::Encoder::new(inner, 3)?),
+        })
+    }
+
+    /// Wraps `inner` in a decoder. Concatenated members (as `pigz` or
+    /// `cat a.gz b.gz` produce) are read as one stream.
+    pub fn reader<'a, R: Read + 'a>(self, inner: R) -> io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Compression::None => Box::new(inner),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
+            Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(inner)),
+            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(inner)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(inner)?),
+        })
+    }
+
+    /// Compresses a whole buffer.
+    pub fn compress(self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut writer = self.writer(Vec::with_capacity(data.len() / 2 + 64))?;
+        writer.write_all(data)?;
+        writer.finish()
+    }
+
+    /// Decompresses a whole buffer.
+    pub fn decompress(self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(data.len() * 2);
+        self.reader(data)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An encoder returned by [`Compression::writer`].
+#[allow(missing_debug_implementations)]
+pub enum CompressWriter<W: Write> {
+    /// Pass-through.
+    None(W),
+    /// gzip encoder.
+    Gzip(flate2::write::GzEncoder<W>),
+    /// bzip2 encoder.
+    Bzip2(bzip2::write::BzEncoder<W>),
+    /// xz encoder.
+    Xz(liblzma::write::XzEncoder<W>),
+    /// zstd encoder.
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> CompressWriter<W> {
+    /// Writes the format's trailer and returns the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            CompressWriter::None(mut w) => {
+                w.flush()?;
+                Ok(w)
+            }
+            CompressWriter::Gzip(w) => w.finish(),
+            CompressWriter::Bzip2(w) => w.finish(),
+            CompressWriter::Xz(w) => w.finish(),
+            CompressWriter::Zstd(w) => w.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for CompressWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            CompressWriter::None(w) => w.write(buf),
+            CompressWriter::Gzip(w) => w.write(buf),
+            CompressWriter::Bzip2(w) => w.write(buf),
+            CompressWriter::Xz(w) => w.write(buf),
+            CompressWriter::Zstd(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            CompressWriter::None(w) => w.write_all(buf),
+            CompressWriter::Gzip(w) => w.write_all(buf),
+            CompressWriter::Bzip2(w) => w.write_all(buf),
+            CompressWriter::Xz(w) => w.write_all(buf),
+            CompressWriter::Zstd(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            CompressWriter::None(w) => w.flush(),
+            CompressWriter::Gzip(w) => w.flush(),
+            CompressWriter::Bzip2(w) => w.flush(),
+            CompressWriter::Xz(w) => w.flush(),
+            CompressWriter::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_format_round_trips_and_reads_concatenated_members() {
+        let data: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        for c in Compression::ALL {
+            let packed = c.compress(&data).unwrap();
+            assert_eq!(c.decompress(&packed).unwrap(), data, "{c}");
+            let mut twice = packed.clone();
+            twice.extend_from_slice(&packed);
+            let mut both = data.clone();
+            both.extend_from_slice(&data);
+            assert_eq!(c.decompress(&twice).unwrap(), both, "{c} concatenated");
+        }
+    }
+
+    #[test]
+    fn spec_names_and_aliases_parse() {
+        for (text, want) in [
+            ("gz", Compression::Gzip),
+            ("gzip", Compression::Gzip),
+            ("bz2", Compression::Bzip2),
+            ("bzip2", Compression::Bzip2),
+            ("xz", Compression::Xz),
+            ("zstd", Compression::Zstd),
+            ("none", Compression::None),
+        ] {
+            let got: Compression = serde_json::from_value(serde_json::json!(text)).unwrap();
+            assert_eq!(got, want);
+            assert_eq!(serde_json::to_value(want).unwrap(), want.name());
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The one error type of `session-core`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in `session-core`.
+///
+/// Each variant carries what a caller needs to act on it: the field, the
+/// asset, the path or the archive member. Lower-level errors (I/O, archive
+/// formats, SQLite, Parquet) are wrapped with the path they concern, never
+/// leaked bare.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An environment spec could not be parsed or failed validation.
+    ///
+    /// `origin` names where the spec came from (a file path, `<yaml>`,
+    /// `<json>`); `field` is the dotted path of the offending field
+    /// (`docker.keep_contaner_after_clean`), empty when the document itself is
+    /// at fault.
+    #[error("{origin}: {}{message}", field_prefix(.field))]
+    Spec {
+        /// Where the spec came from.
+        origin: String,
+        /// Dotted path of the offending field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A static asset entry is invalid: its path is absolute or climbs out of
+    /// the base directory, it does not exist, or the map's shape is wrong (a
+    /// grouped map without `ordering`, an ordering naming a missing group).
+    #[error("static asset `{name}`: {message}")]
+    Asset {
+        /// The asset's (or group's) name.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A `{{static:NAME}}` placeholder names an asset that does not exist.
+    #[error("placeholder `{{{{static:{name}}}}}` names an unknown static asset `{name}`")]
+    UnknownAsset {
+        /// The name found in the placeholder.
+        name: String,
+    },
+
+    /// Substituting placeholders in object keys made two keys equal.
+    #[error("placeholder substitution turns key `{key}` into `{resolved}`, which already exists")]
+    PlaceholderKeyCollision {
+        /// The key as written.
+        key: String,
+        /// The key after substitution.
+        resolved: String,
+    },
+
+    /// `commands.entry_file` is not a valid format string (an unknown
+    /// placeholder, an unbalanced brace) or formats to an empty name.
+    #[error("entry file format `{format}`: {message}")]
+    EntryFileFormat {
+        /// The format string from the spec.
+        format: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A path taken from input would leave the directory it must stay in:
+    /// it is absolute, it climbs out with `..`, or it goes through a symlink.
+    #[error("path `{path}` is not allowed: {reason}")]
+    PathEscape {
+        /// The path as given.
+        path: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+
+    /// Content given for an input file does not fit the file's type (a
+    /// string for a CSV file, rows that are not objects, a value SQLite cannot
+    /// store, ...). Nothing is written.
+    #[error("cannot write `{path}` as {file_type}: {message}")]
+    FileWrite {
+        /// The file's path relative to the workspace.
+        path: String,
+        /// The type the file was written as.
+        file_type: crate::file_ops::FileType,
+        /// What does not fit.
+        message: String,
+    },
+
+    /// A file could not be decoded as its type.
+    #[error("cannot read `{path}` as {file_type}: {message}")]
+    FileRead {
+        /// The file's path.
+        path: String,
+        /// The type the file was read as.
+        file_type: crate::file_ops::FileType,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A file is larger than the configured per-file cap.
+    #[error("`{path}` is {size} bytes, over the limit of {limit} bytes")]
+    FileTooLarge {
+        /// The file's path relative to the workspace.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The cap in force.
+        limit: u64,
+    },
+
+    /// A snapshot archive holds a member berth refuses to extract: an
+    /// absolute or climbing name, a hard link, a device, or a path through a
+    /// symlink.
+    #[error("archive `{}`: member `{member}` refused: {reason}", .archive.display())]
+    UnsafeArchiveMember {
+        /// The archive.
+        archive: PathBuf,
+        /// The member's name as stored.
+        member: String,
+        /// Why it is refused.
+        reason: String,
+    },
+
+    /// A snapshot archive is unreadable or does not match its manifest.
+    #[error("archive `{}`: {message}", .archive.display())]
+    Archive {
+        /// The archive.
+        archive: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A snapshot archive would be written inside the directory being
+    /// snapshotted, where the next snapshot would capture it.
+    #[error("archive directory `{}` is inside the snapshotted directory `{}`", .archive_dir.display(), .root.display())]
+    ArchiveInsideSnapshot {
+        /// The directory the archive was to go to.
+        archive_dir: PathBuf,
+        /// The directory being snapshotted.
+        root: PathBuf,
+    },
+
+    /// `prepare()` was called on a workspace that is already prepared.
+    #[error("workspace is already prepared at `{}`", .0.display())]
+    AlreadyPrepared(PathBuf),
+
+    /// An operation needs a prepared workspace and this one is not (or was
+    /// already cleaned up).
+    #[error("workspace is not prepared")]
+    NotPrepared,
+
+    /// An operation that only makes sense in agent mode was called in
+    /// evaluation mode.
+    #[error("{operation} is only available in agent mode")]
+    AgentModeOnly {
+        /// The operation called.
+        operation: &'static str,
+    },
+
+    /// A static asset's content changed between the start and the end of a
+    /// session.
+    #[error("static asset `{name}` changed during the session (`{}`)", .path.display())]
+    AssetTampered {
+        /// The asset's name.
+        name: String,
+        /// Its path on the host.
+        path: PathBuf,
+    },
+
+    /// An I/O operation failed.
+    #[error("{action} `{}`: {source}", .path.display())]
+    Io {
+        /// What was being done (`reading`, `creating directory`, ...).
+        action: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() || field == "." {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+impl Error {
+    /// Wraps an I/O error with the action and path it concerns; meant for
+    /// `map_err(Error::io("reading", path))`.
+    pub(crate) fn io<'a>(
+        action: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(io::Error) -> Error + 'a {
+        move |source| Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Path containment: the one place that decides whether a path taken from
+//! input stays inside the directory it is meant for.
+//!
+//! Every path that comes from input (asset paths, input files, file reads,
+//! archive members) goes through [`normalize_relative`] first. Writes then go
+//! through [`create_file_in`] / [`create_dir_all_in`], which refuse to pass
+//! through a symlink, so a link planted in a workspace cannot redirect a write
+//! outside it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Normalises a relative path lexically: removes `.` components and resolves
+/// `..` against earlier components.
+///
+/// Fails when the path is empty, absolute, or climbs above its start
+/// (`../x`, `a/../../x`). The result has no `.` or `..` components and is
+/// never empty.
+pub fn normalize_relative(path: impl AsRef<Path>) -> Result<PathBuf> {
+    let path = path.as_ref();
+    let refuse = |reason| Error::PathEscape {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut out = PathBuf::new();
+    let mut depth = 0usize;
+    for component in path.components() {
+        match component {
+            Component::Prefix(_) | Component::RootDir => {
+                return Err(refuse("absolute paths are not allowed"));
+            }
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth == 0 {
+                    return Err(refuse("it climbs out with `..`"));
+                }
+                out.pop();
+                depth -= 1;
+            }
+            Component::Normal(part) => {
+                out.push(part);
+                depth += 1;
+            }
+        }
+    }
+    if depth == 0 {
+        return Err(refuse("the path is empty"));
+    }
+    Ok(out)
+}
+
+/// Renders a normalised relative path with `/` separators, the form used in
+/// manifests, diffs and file-content maps.
+pub fn to_slash(path: &Path) -> String {
+    let mut out = String::new();
+    for (i, component) in path.components().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(&component.as_os_str().to_string_lossy());
+    }
+    out
+}
+
+/// Creates `rel` (already normalised) and its parents under `root`, refusing
+/// to pass through an existing symlink or non-directory.
+pub fn create_dir_all_in(root: &Path, rel: &Path) -> Result<PathBuf> {
+    let mut current = root.to_path_buf();
+    for component in rel.components() {
+        current.push(component);
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_dir() => {}
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Error::PathEscape {
+                    path: rel.display().to_string(),
+                    reason: "a parent directory is a symlink",
+                });
+            }
+            Ok(_) => {
+                return Err(Error::PathEscape {
+                    path: rel.display().to_string(),
+                    reason: "a parent of it is not a directory",
+                });
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                match fs::create_dir(&current) {
+                    Ok(()) => {}
+                    // Lost a race with another creator: fine if it is a directory.
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                        if !fs::symlink_metadata(&current).is_ok_and(|m| m.is_dir()) {
+                            return Err(Error::io("creating directory", &current)(err));
+                        }
+                    }
+                    Err(err) => return Err(Error::io("creating directory", &current)(err)),
+                }
+            }
+            Err(err) => return Err(Error::io("inspecting", &current)(err)),
+        }
+    }
+    Ok(current)
+}
+
+/// Creates (or truncates) the file `rel` (already normalised) under `root`,
+/// creating its parents, refusing symlinks anywhere on the way, the file
+/// itself included.
+pub fn create_file_in(root: &Path, rel: &Path) -> Result<File> {
+    if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_all_in(root, parent)?;
+    }
+    let full = root.join(rel);
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&full)
+        .map_err(|err| {
+            if err.raw_os_error() == Some(libc::ELOOP) {
+                Error::PathEscape {
+                    path: rel.display().to_string(),
+                    reason: "the file is a symlink",
+                }
+            } else {
+                Error::io("creating", &full)(err)
+            }
+        })
+}
+
+/// Resolves `path` (relative to `root`, or absolute) through symlinks and
+/// returns it only when the result is inside `canonical_root`.
+///
+/// `canonical_root` must already be canonical. Returns `None` for a path that
+/// does not exist or resolves outside.
+pub fn resolve_inside(canonical_root: &Path, path: &Path) -> Option<PathBuf> {
+    let resolved = fs::canonicalize(canonical_root.join(path)).ok()?;
+    resolved.starts_with(canonical_root).then_some(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_keeps_inner_dots_and_refuses_escapes() {
+        let ok = |p: &str| normalize_relative(p).unwrap().display().to_string();
+        assert_eq!(ok("a/b"), "a/b");
+        assert_eq!(ok("./a/./b"), "a/b");
+        assert_eq!(ok("a/../b"), "b");
+        assert_eq!(ok(".env"), ".env");
+        for bad in ["", ".", "/etc/passwd", "..", "../x", "a/../../x", "a/.."] {
+            assert!(
+                matches!(normalize_relative(bad), Err(Error::PathEscape { .. })),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn writes_refuse_symlinked_parents_and_files() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("f"), root.path().join("file")).unwrap();
+        assert!(matches!(
+            create_file_in(root.path(), Path::new("link/x")),
+            Err(Error::PathEscape { .. })
+        ));
+        assert!(matches!(
+            create_file_in(root.path(), Path::new("file")),
+            Err(Error::PathEscape { .. })
+        ));
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        create_file_in(root.path(), Path::new("new/deep/x")).unwrap();
+        assert!(root.path().join("new/deep/x").is_file());
+    }
+
+    #[test]
+    fn resolve_inside_refuses_outward_symlinks() {
+        let root = tempfile::tempdir().unwrap();
+        let canonical = fs::canonicalize(root.path()).unwrap();
+        fs::write(root.path().join("in"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", root.path().join("out")).unwrap();
+        std::os::unix::fs::symlink("in", root.path().join("alias")).unwrap();
+        assert!(resolve_inside(&canonical, Path::new("in")).is_some());
+        assert!(resolve_inside(&canonical, Path::new("alias")).is_some());
+        assert!(resolve_inside(&canonical, Path::new("out")).is_none());
+        assert!(resolve_inside(&canonical, Path::new("out/passwd")).is_none());
+        assert!(resolve_inside(&canonical, Path::new("missing")).is_none());
+    }
+}

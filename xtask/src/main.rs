@@ -1,0 +1,3 @@
+//! berth's development tasks.
+
+fn main() {}
