@@ -142,6 +142,16 @@ pub enum Error {
         root: PathBuf,
     },
 
+    /// A glob pattern (in snapshot rules or a file-content query) does not
+    /// compile.
+    #[error("invalid glob `{pattern}`: {message}")]
+    InvalidGlob {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// `prepare()` was called on a workspace that is already prepared.
     #[error("workspace is already prepared at `{}`", .0.display())]
     AlreadyPrepared(PathBuf),

@@ -1,1 +1,120 @@
-//! (being written)
+//! Snapshots: a manifest of a directory plus a tar archive of its bytes.
+//!
+//! [`Snapshot::capture`] walks a directory under [`SnapshotRules`], writes
+//! one archive (in any [`Compression`]) *outside* that directory, and records
+//! a [`SnapshotManifest`]. The snapshot's checksum is the manifest's hash, so
+//! identical trees give identical checksums whatever the compression or the
+//! time. [`Snapshot::extract`] restores it (refusing unsafe members), and
+//! [`Snapshot::read_entries`] reads only the entries asked for, which is how
+//! a diff touches only what changed.
+
+mod archive;
+mod capture;
+mod extract;
+mod manifest;
+mod rules;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use self::extract::ExtractMode;
+pub use self::manifest::{ContentHash, EntryKind, ManifestEntry, SnapshotManifest};
+pub use self::rules::SnapshotRules;
+use crate::compression::Compression;
+use crate::error::Result;
+
+/// A captured state of a directory: its manifest and the archive holding its
+/// bytes.
+///
+/// A `Snapshot` is a cheap-to-clone value; it does not own the archive file.
+/// The directory it was written to (a session's archive directory, or the
+/// spec's `archive_save_dir`) owns it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    manifest: Arc<SnapshotManifest>,
+    /// Offset of each entry's data in the uncompressed tar stream, aligned
+    /// with `manifest.entries()`.
+    offsets: Arc<[u64]>,
+    archive: PathBuf,
+    compression: Compression,
+    checksum: ContentHash,
+}
+
+impl Snapshot {
+    /// Snapshots `root` under `rules` into a new archive in `archive_dir`.
+    ///
+    /// Fails with [`crate::Error::ArchiveInsideSnapshot`] when `archive_dir`
+    /// is inside `root` (the archive would be captured by the next snapshot),
+    /// and with I/O errors naming the path. A failed capture leaves no
+    /// partial archive behind.
+    pub fn capture(
+        root: &Path,
+        rules: &SnapshotRules,
+        compression: Compression,
+        archive_dir: &Path,
+    ) -> Result<Snapshot> {
+        capture::capture(root, rules, compression, archive_dir)
+    }
+
+    /// Opens an existing archive written by berth or any `tar` (in the given
+    /// compression), building its manifest by reading it once.
+    pub fn open_archive(archive: &Path, compression: Compression) -> Result<Snapshot> {
+        archive::open(archive, compression)
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &SnapshotManifest {
+        &self.manifest
+    }
+
+    /// The checksum: [`SnapshotManifest::checksum`].
+    pub fn checksum(&self) -> ContentHash {
+        self.checksum
+    }
+
+    /// The archive file.
+    pub fn archive_path(&self) -> &Path {
+        &self.archive
+    }
+
+    /// The archive's compression.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Restores the snapshot into `dest` (created if missing).
+    ///
+    /// Member names that are absolute or climb out, hard links, devices and
+    /// writes through a symlink are refused with
+    /// [`crate::Error::UnsafeArchiveMember`]; file content is checked against
+    /// the manifest. [`ExtractMode::Mirror`] also removes what `dest` holds
+    /// beyond the snapshot; [`ExtractMode::Merge`] leaves it.
+    pub fn extract(&self, dest: &Path, mode: ExtractMode) -> Result<()> {
+        extract::extract(self, dest, mode)
+    }
+
+    /// Reads the bytes of the entries at `paths` (files and symlink targets),
+    /// and only those, verifying each against its manifest hash.
+    ///
+    /// An uncompressed archive is read by seeking straight to each entry; a
+    /// compressed one is streamed once, skipping other entries, and stops at
+    /// the last one wanted. Paths not in the manifest are not returned.
+    pub fn read_entries<'a, I>(
+        &self,
+        paths: I,
+    ) -> Result<std::collections::HashMap<String, Vec<u8>>>
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        archive::read_entries(self, paths)
+    }
+
+    fn entry_offset(&self, path: &str) -> Option<(&ManifestEntry, u64)> {
+        let index = self
+            .manifest
+            .entries()
+            .binary_search_by(|e| e.path.as_bytes().cmp(path.as_bytes()))
+            .ok()?;
+        Some((&self.manifest.entries()[index], self.offsets[index]))
+    }
+}

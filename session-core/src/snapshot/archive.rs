@@ -1,0 +1,207 @@
+//! Reading archives: member names, selected entries, manifests of foreign
+//! archives.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::Snapshot;
+use super::manifest::{ContentHash, EntryKind, ManifestEntry, SnapshotManifest};
+use crate::compression::Compression;
+use crate::error::{Error, Result};
+use crate::paths;
+
+/// Opens `archive` as a tar stream in `compression`.
+pub(super) fn open_tar(
+    archive: &Path,
+    compression: Compression,
+) -> Result<tar::Archive<Box<dyn Read>>> {
+    let file = File::open(archive).map_err(Error::io("opening archive", archive))?;
+    let reader = compression
+        .reader(BufReader::with_capacity(256 << 10, file))
+        .map_err(|err| archive_error(archive, err))?;
+    Ok(tar::Archive::new(reader))
+}
+
+pub(super) fn archive_error(archive: &Path, err: impl std::fmt::Display) -> Error {
+    Error::Archive {
+        archive: archive.to_path_buf(),
+        message: err.to_string(),
+    }
+}
+
+/// The member's name, checked: UTF-8, relative, not climbing out.
+pub(super) fn member_path<R: Read>(archive: &Path, entry: &tar::Entry<'_, R>) -> Result<String> {
+    let raw = entry.path_bytes();
+    let refuse = |reason: &str| Error::UnsafeArchiveMember {
+        archive: archive.to_path_buf(),
+        member: String::from_utf8_lossy(&raw).into_owned(),
+        reason: reason.to_owned(),
+    };
+    let text = std::str::from_utf8(&raw).map_err(|_| refuse("the name is not UTF-8"))?;
+    let normalized = paths::normalize_relative(text).map_err(|err| match err {
+        Error::PathEscape { reason, .. } => refuse(reason),
+        other => other,
+    })?;
+    Ok(paths::to_slash(&normalized))
+}
+
+pub(super) fn open(archive: &Path, compression: Compression) -> Result<Snapshot> {
+    let mut tar = open_tar(archive, compression)?;
+    let mut entries = Vec::new();
+    for entry in tar.entries().map_err(|err| archive_error(archive, err))? {
+        let mut entry = entry.map_err(|err| archive_error(archive, err))?;
+        let path = member_path(archive, &entry)?;
+        let header = entry.header();
+        let mode = header.mode().map_err(|err| archive_error(archive, err))? & 0o7777;
+        let offset = entry.raw_file_position();
+        let record = match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut hasher = blake3::Hasher::new();
+                let size = std::io::copy(&mut entry, &mut hasher)
+                    .map_err(|err| archive_error(archive, err))?;
+                ManifestEntry {
+                    path,
+                    kind: EntryKind::File,
+                    mode,
+                    size,
+                    hash: hasher.finalize().into(),
+                    link_target: None,
+                }
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .unwrap_or_default();
+                ManifestEntry {
+                    path,
+                    kind: EntryKind::Symlink,
+                    mode: 0o777,
+                    size: target.len() as u64,
+                    hash: ContentHash::of(target.as_bytes()),
+                    link_target: Some(target),
+                }
+            }
+            tar::EntryType::Directory => ManifestEntry {
+                path,
+                kind: EntryKind::Dir,
+                mode,
+                size: 0,
+                hash: ContentHash::of(b""),
+                link_target: None,
+            },
+            other => {
+                return Err(Error::UnsafeArchiveMember {
+                    archive: archive.to_path_buf(),
+                    member: path,
+                    reason: format!("unsupported member type {other:?}"),
+                });
+            }
+        };
+        entries.push((record, offset));
+    }
+    // A directory entry is only an entry of its own when nothing lies in it.
+    let parents: HashSet<String> = entries
+        .iter()
+        .flat_map(|(e, _)| ancestors(&e.path).map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    entries.retain(|(e, _)| e.kind != EntryKind::Dir || !parents.contains(&e.path));
+    // Later members of the same name win, as with `tar -x`.
+    entries.reverse();
+    entries.sort_by(|a, b| a.0.path.as_bytes().cmp(b.0.path.as_bytes()));
+    entries.dedup_by(|later, earlier| later.0.path == earlier.0.path);
+    let offsets: Arc<[u64]> = entries.iter().map(|(_, o)| *o).collect();
+    let manifest = SnapshotManifest::new(entries.into_iter().map(|(e, _)| e).collect(), Vec::new());
+    let checksum = manifest.checksum();
+    Ok(Snapshot {
+        manifest: Arc::new(manifest),
+        offsets,
+        archive: archive.to_path_buf(),
+        compression,
+        checksum,
+    })
+}
+
+/// Every proper ancestor directory of a `/`-separated path.
+pub(super) fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
+
+pub(super) fn read_entries<'a, I>(snapshot: &Snapshot, paths: I) -> Result<HashMap<String, Vec<u8>>>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let archive = snapshot.archive_path();
+    let mut out = HashMap::new();
+    let mut wanted: Vec<(&ManifestEntry, u64)> = Vec::new();
+    for path in paths {
+        let Some((entry, offset)) = snapshot.entry_offset(path) else {
+            continue;
+        };
+        match entry.kind {
+            EntryKind::File => wanted.push((entry, offset)),
+            EntryKind::Symlink => {
+                let target = entry.link_target.clone().unwrap_or_default();
+                out.insert(entry.path.clone(), target.into_bytes());
+            }
+            EntryKind::Dir => {
+                out.insert(entry.path.clone(), Vec::new());
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let verify = |entry: &ManifestEntry, bytes: &[u8]| {
+        if ContentHash::of(bytes) == entry.hash {
+            Ok(())
+        } else {
+            Err(archive_error(
+                archive,
+                format!("content of `{}` does not match the manifest", entry.path),
+            ))
+        }
+    };
+    if snapshot.compression() == Compression::None {
+        let mut file = File::open(archive).map_err(Error::io("opening archive", archive))?;
+        wanted.sort_by_key(|(_, offset)| *offset);
+        for (entry, offset) in wanted {
+            let mut bytes = vec![0; entry.size as usize];
+            file.seek(SeekFrom::Start(offset))
+                .and_then(|_| file.read_exact(&mut bytes))
+                .map_err(|err| archive_error(archive, err))?;
+            verify(entry, &bytes)?;
+            out.insert(entry.path.clone(), bytes);
+        }
+        return Ok(out);
+    }
+    let mut pending: HashMap<&str, &ManifestEntry> =
+        wanted.iter().map(|(e, _)| (e.path.as_str(), *e)).collect();
+    let mut tar = open_tar(archive, snapshot.compression())?;
+    for member in tar.entries().map_err(|err| archive_error(archive, err))? {
+        let mut member = member.map_err(|err| archive_error(archive, err))?;
+        let path = member_path(archive, &member)?;
+        let Some(entry) = pending.remove(path.as_str()) else {
+            continue;
+        };
+        let mut bytes = Vec::with_capacity(entry.size as usize);
+        member
+            .read_to_end(&mut bytes)
+            .map_err(|err| archive_error(archive, err))?;
+        verify(entry, &bytes)?;
+        out.insert(path, bytes);
+        if pending.is_empty() {
+            break;
+        }
+    }
+    if let Some(missing) = pending.keys().next() {
+        return Err(archive_error(
+            archive,
+            format!("`{missing}` is in the manifest but not in the archive"),
+        ));
+    }
+    Ok(out)
+}

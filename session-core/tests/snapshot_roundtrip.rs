@@ -1,0 +1,346 @@
+//! Snapshots: capture, checksum, rules, extraction and its refusals.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use session_core::Error;
+use session_core::compression::Compression;
+use session_core::snapshot::{EntryKind, ExtractMode, Snapshot, SnapshotRules};
+
+fn write(root: &Path, rel: &str, content: &str) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+}
+
+/// A tree with nested files, an executable, symlinks (one pointing out), and
+/// an empty directory.
+fn sample_tree(root: &Path) {
+    write(root, "main.py", "print('hi')\n");
+    write(root, "src/pkg/mod.py", "x = 1\n");
+    write(root, "run.sh", "#!/bin/sh\necho run\n");
+    fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    symlink("main.py", root.join("alias.py")).unwrap();
+    symlink("/etc/passwd", root.join("outward")).unwrap();
+    fs::create_dir_all(root.join("empty/inner")).unwrap();
+}
+
+fn all_rules() -> SnapshotRules {
+    SnapshotRules::keep_all()
+}
+
+#[test]
+fn round_trip_keeps_modes_symlinks_and_empty_dirs_for_every_compression() {
+    let src = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    for compression in Compression::ALL {
+        let snap = Snapshot::capture(src.path(), &all_rules(), compression, store.path()).unwrap();
+        assert!(
+            snap.archive_path()
+                .starts_with(fs::canonicalize(store.path()).unwrap())
+        );
+        let kinds: Vec<(&str, EntryKind)> = snap
+            .manifest()
+            .entries()
+            .iter()
+            .map(|e| (e.path.as_str(), e.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("alias.py", EntryKind::Symlink),
+                ("empty/inner", EntryKind::Dir),
+                ("main.py", EntryKind::File),
+                ("outward", EntryKind::Symlink),
+                ("run.sh", EntryKind::File),
+                ("src/pkg/mod.py", EntryKind::File),
+            ],
+            "{compression}"
+        );
+
+        let dest = tempfile::tempdir().unwrap();
+        snap.extract(dest.path(), ExtractMode::Mirror).unwrap();
+        let d = dest.path();
+        assert_eq!(
+            fs::read_to_string(d.join("main.py")).unwrap(),
+            "print('hi')\n"
+        );
+        assert_eq!(
+            fs::read_to_string(d.join("src/pkg/mod.py")).unwrap(),
+            "x = 1\n"
+        );
+        let mode = fs::metadata(d.join("run.sh")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755, "{compression}: executable bit");
+        assert_eq!(
+            fs::read_link(d.join("alias.py")).unwrap(),
+            Path::new("main.py")
+        );
+        assert_eq!(
+            fs::read_link(d.join("outward")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        assert!(
+            fs::symlink_metadata(d.join("outward"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(d.join("empty/inner").is_dir());
+        assert_eq!(fs::read_dir(d.join("empty/inner")).unwrap().count(), 0);
+
+        // A second capture of the extracted tree is the same snapshot.
+        let again = Snapshot::capture(d, &all_rules(), compression, store.path()).unwrap();
+        assert_eq!(again.checksum(), snap.checksum(), "{compression}");
+    }
+}
+
+#[test]
+fn checksum_depends_on_content_only_not_time_or_compression() {
+    let src = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let first =
+        Snapshot::capture(src.path(), &all_rules(), Compression::Gzip, store.path()).unwrap();
+    // Move every file's time a minute on, as if taken later.
+    let later = SystemTime::now() + Duration::from_secs(60);
+    for rel in ["main.py", "run.sh", "src/pkg/mod.py"] {
+        let file = fs::File::options()
+            .write(true)
+            .open(src.path().join(rel))
+            .unwrap();
+        file.set_modified(later).unwrap();
+    }
+    for compression in Compression::ALL {
+        let snap = Snapshot::capture(src.path(), &all_rules(), compression, store.path()).unwrap();
+        assert_eq!(snap.checksum(), first.checksum(), "{compression}");
+        assert_ne!(snap.archive_path(), first.archive_path());
+    }
+    write(src.path(), "main.py", "print('changed')\n");
+    let changed =
+        Snapshot::capture(src.path(), &all_rules(), Compression::Gzip, store.path()).unwrap();
+    assert_ne!(changed.checksum(), first.checksum());
+}
+
+#[test]
+fn archive_opened_from_disk_has_the_same_manifest() {
+    let src = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    for compression in Compression::ALL {
+        let snap = Snapshot::capture(src.path(), &all_rules(), compression, store.path()).unwrap();
+        let opened = Snapshot::open_archive(snap.archive_path(), compression).unwrap();
+        assert_eq!(
+            opened.manifest().entries(),
+            snap.manifest().entries(),
+            "{compression}"
+        );
+        assert_eq!(opened.checksum(), snap.checksum());
+    }
+}
+
+#[test]
+fn archive_directory_inside_the_tree_is_refused_and_nothing_is_left() {
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "a.txt", "a");
+    let inside = src.path().join("archives");
+    let err = Snapshot::capture(src.path(), &all_rules(), Compression::None, &inside).unwrap_err();
+    assert!(matches!(err, Error::ArchiveInsideSnapshot { .. }), "{err}");
+    // Capturing into the root itself is refused too.
+    assert!(Snapshot::capture(src.path(), &all_rules(), Compression::None, src.path()).is_err());
+    assert_eq!(fs::read_dir(&inside).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn ignore_and_keep_rules() {
+    let src = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let root = src.path();
+    write(root, "a.py", "");
+    write(root, "a.pyc", "");
+    write(root, "deep/er/b.pyc", "");
+    write(root, "venv/pyvenv.cfg", "");
+    write(root, "venv/lib/python/site.py", "");
+    write(root, "src/a.py", "");
+    write(root, "src/x/y.py", "");
+    write(root, "src/notes.txt", "");
+    write(root, "README.md", "");
+
+    let ignore = ["*.pyc".to_owned(), "venv/*".to_owned()];
+    let rules = SnapshotRules::new(None, &ignore).unwrap();
+    let snap = Snapshot::capture(root, &rules, Compression::None, store.path()).unwrap();
+    let paths: Vec<&str> = snap
+        .manifest()
+        .entries()
+        .iter()
+        .map(|e| e.path.as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "README.md",
+            "a.py",
+            "src/a.py",
+            "src/notes.txt",
+            "src/x/y.py"
+        ]
+    );
+    // The pruned directory is listed once, not walked.
+    assert_eq!(
+        snap.manifest().other_paths(),
+        ["a.pyc", "deep/er/b.pyc", "venv/lib/", "venv/pyvenv.cfg"]
+    );
+
+    let keep = ["src/**/*.py".to_owned(), "*.pyc".to_owned()];
+    let rules = SnapshotRules::new(Some(&keep), &ignore).unwrap();
+    let snap = Snapshot::capture(root, &rules, Compression::None, store.path()).unwrap();
+    let paths: Vec<&str> = snap
+        .manifest()
+        .entries()
+        .iter()
+        .map(|e| e.path.as_str())
+        .collect();
+    // `src/**/*.py` matches `src/a.py`; ignore beats keep for `*.pyc`.
+    assert_eq!(paths, ["src/a.py", "src/x/y.py"]);
+    let other = snap.manifest().other_paths();
+    for missed in ["README.md", "a.py", "src/notes.txt", "a.pyc", "venv/lib/"] {
+        assert!(
+            other.iter().any(|p| p == missed),
+            "{missed} must be in other_paths: {other:?}"
+        );
+    }
+}
+
+#[test]
+fn mirror_removes_extra_entries_and_merge_keeps_them() {
+    let src = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    write(src.path(), "keep.txt", "snapshot");
+    write(src.path(), "dir/file.txt", "snapshot");
+    let snap =
+        Snapshot::capture(src.path(), &all_rules(), Compression::Zstd, store.path()).unwrap();
+
+    for mode in [ExtractMode::Mirror, ExtractMode::Merge] {
+        let dest = tempfile::tempdir().unwrap();
+        write(dest.path(), "keep.txt", "changed");
+        write(dest.path(), "extra.txt", "extra");
+        write(dest.path(), "dir/extra.txt", "extra");
+        // A directory where the snapshot has a file.
+        fs::create_dir_all(dest.path().join("dir/file.txt/sub")).unwrap();
+        snap.extract(dest.path(), mode).unwrap();
+        assert_eq!(
+            fs::read_to_string(dest.path().join("keep.txt")).unwrap(),
+            "snapshot"
+        );
+        assert_eq!(
+            fs::read_to_string(dest.path().join("dir/file.txt")).unwrap(),
+            "snapshot"
+        );
+        let extra_left =
+            dest.path().join("extra.txt").exists() && dest.path().join("dir/extra.txt").exists();
+        assert_eq!(extra_left, mode == ExtractMode::Merge, "{mode:?}");
+    }
+}
+
+/// Writes a raw tar header with any name (the `tar` crate refuses `..`).
+fn raw_member(out: &mut Vec<u8>, name: &str, kind: tar::EntryType, link: &str, data: &[u8]) {
+    let mut header = tar::Header::new_old();
+    let bytes = name.as_bytes();
+    header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+    let link = link.as_bytes();
+    header.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+    header.set_entry_type(kind);
+    header.set_mode(0o644);
+    header.set_size(data.len() as u64);
+    header.set_cksum();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+fn finish(mut out: Vec<u8>, dir: &Path) -> std::path::PathBuf {
+    out.extend_from_slice(&[0; 1024]);
+    let path = dir.join("evil.tar");
+    fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn unsafe_members_are_refused_and_nothing_lands_outside() {
+    use tar::EntryType::{Link, Regular, Symlink};
+    let cases: Vec<(&str, Vec<(&str, tar::EntryType, &str)>)> = vec![
+        ("absolute", vec![("/tmp/berth-evil-abs", Regular, "")]),
+        ("climbing", vec![("../evil.txt", Regular, "")]),
+        ("climbing inside", vec![("a/../../evil.txt", Regular, "")]),
+        (
+            "hard link",
+            vec![("ok.txt", Regular, ""), ("hard", Link, "/etc/passwd")],
+        ),
+        (
+            "symlink then file",
+            vec![("link", Symlink, "OUTSIDE"), ("link/evil.txt", Regular, "")],
+        ),
+    ];
+    for (label, members) in cases {
+        let work = tempfile::tempdir().unwrap();
+        let outside = work.path().join("outside");
+        let dest = work.path().join("dest");
+        fs::create_dir_all(&outside).unwrap();
+        let mut raw = Vec::new();
+        for (name, kind, link) in &members {
+            let link = link.replace("OUTSIDE", outside.to_str().unwrap());
+            raw_member(&mut raw, name, *kind, &link, b"evil");
+        }
+        let archive = finish(raw, work.path());
+        let result = Snapshot::open_archive(&archive, Compression::None)
+            .and_then(|snap| snap.extract(&dest, ExtractMode::Merge));
+        let err = result.expect_err(label);
+        assert!(
+            matches!(err, Error::UnsafeArchiveMember { .. }),
+            "{label}: {err}"
+        );
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            0,
+            "{label}: wrote outside"
+        );
+        assert!(!work.path().join("evil.txt").exists(), "{label}");
+        assert!(!Path::new("/tmp/berth-evil-abs").exists(), "{label}");
+    }
+}
+
+#[test]
+fn read_entries_reads_only_what_is_asked_and_verifies_it() {
+    let src = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        write(
+            src.path(),
+            &format!("f{i:02}.txt"),
+            &format!("content {i}\n"),
+        );
+    }
+    for compression in [Compression::None, Compression::Gzip] {
+        let snap = Snapshot::capture(src.path(), &all_rules(), compression, store.path()).unwrap();
+        let got = snap
+            .read_entries(["f03.txt", "f17.txt", "missing"])
+            .unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got["f03.txt"], b"content 3\n");
+        assert_eq!(got["f17.txt"], b"content 17\n");
+    }
+    // Corrupting an entry's bytes in an uncompressed archive is detected.
+    let snap =
+        Snapshot::capture(src.path(), &all_rules(), Compression::None, store.path()).unwrap();
+    let mut bytes = fs::read(snap.archive_path()).unwrap();
+    let at = bytes.windows(10).position(|w| w == b"content 5\n").unwrap();
+    bytes[at] = b'X';
+    fs::write(snap.archive_path(), bytes).unwrap();
+    assert!(snap.read_entries(["f04.txt"]).is_ok());
+    assert!(matches!(
+        snap.read_entries(["f05.txt"]),
+        Err(Error::Archive { .. })
+    ));
+}
