@@ -270,7 +270,8 @@ fn finish(mut out: Vec<u8>, dir: &Path) -> std::path::PathBuf {
 #[test]
 fn unsafe_members_are_refused_and_nothing_lands_outside() {
     use tar::EntryType::{Link, Regular, Symlink};
-    let cases: Vec<(&str, Vec<(&str, tar::EntryType, &str)>)> = vec![
+    type Member = (&'static str, tar::EntryType, &'static str);
+    let cases: Vec<(&str, Vec<Member>)> = vec![
         ("absolute", vec![("/tmp/berth-evil-abs", Regular, "")]),
         ("climbing", vec![("../evil.txt", Regular, "")]),
         ("climbing inside", vec![("a/../../evil.txt", Regular, "")]),
