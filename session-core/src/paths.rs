@@ -130,6 +130,57 @@ pub fn create_file_in(root: &Path, rel: &Path) -> Result<File> {
         })
 }
 
+/// Copies `source` (a file, a symlink or a directory tree) to `rel` under
+/// `root`, replacing whatever stands there.
+///
+/// Permission bits are kept, symlinks are copied as links (never followed),
+/// and special files are skipped. Every write goes through
+/// [`create_dir_all_in`] / [`create_file_in`], so a symlink already in `root`
+/// cannot redirect it.
+pub fn copy_into(root: &Path, rel: &Path, source: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let meta = fs::symlink_metadata(source).map_err(Error::io("inspecting", source))?;
+    let dest = root.join(rel);
+    if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_all_in(root, parent)?;
+    }
+    remove_existing(&dest)?;
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(source).map_err(Error::io("reading symlink", source))?;
+        std::os::unix::fs::symlink(target, &dest).map_err(Error::io("creating symlink", &dest))?;
+    } else if meta.is_dir() {
+        create_dir_all_in(root, rel)?;
+        let entries = fs::read_dir(source).map_err(Error::io("reading directory", source))?;
+        for entry in entries {
+            let entry = entry.map_err(Error::io("reading directory", source))?;
+            copy_into(root, &rel.join(entry.file_name()), &entry.path())?;
+        }
+        fs::set_permissions(&dest, meta.permissions())
+            .map_err(Error::io("setting mode of", &dest))?;
+    } else if meta.is_file() {
+        let mut from = File::open(source).map_err(Error::io("opening", source))?;
+        let mut to = create_file_in(root, rel)?;
+        io::copy(&mut from, &mut to).map_err(Error::io("copying to", &dest))?;
+        to.set_permissions(fs::Permissions::from_mode(
+            meta.permissions().mode() & 0o7777,
+        ))
+        .map_err(Error::io("setting mode of", &dest))?;
+    }
+    Ok(())
+}
+
+/// Removes a file, symlink or directory tree if it exists.
+pub fn remove_existing(path: &Path) -> Result<()> {
+    let result = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err),
+    };
+    result.map_err(Error::io("removing", path))
+}
+
 /// Resolves `path` (relative to `root`, or absolute) through symlinks and
 /// returns it only when the result is inside `canonical_root`.
 ///

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, FileTimes, Permissions};
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -158,17 +158,7 @@ fn clear_non_matching(dest: &Path, rel: &Path, kind: EntryKind) -> Result<()> {
     if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
         paths::create_dir_all_in(dest, parent)?;
     }
-    remove_any(&full)
-}
-
-fn remove_any(full: &Path) -> Result<()> {
-    let result = match fs::symlink_metadata(full) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(full),
-        Ok(_) => fs::remove_file(full),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err),
-    };
-    result.map_err(Error::io("removing", full))
+    paths::remove_existing(&full)
 }
 
 /// Removes from `dest` everything the manifest does not hold.
@@ -184,7 +174,7 @@ fn prune(
         let name = child.file_name();
         let full = child.path();
         let Some(name) = name.to_str() else {
-            remove_any(&full)?;
+            paths::remove_existing(&full)?;
             continue;
         };
         let child_rel = if rel.is_empty() {
@@ -206,11 +196,11 @@ fn prune(
                     prune(&full, &child_rel, manifest, keep_dirs)?;
                 }
             }
-            Some(_) => remove_any(&full)?,
+            Some(_) => paths::remove_existing(&full)?,
             None if kind == EntryKind::Dir && keep_dirs.contains(child_rel.as_str()) => {
                 prune(&full, &child_rel, manifest, keep_dirs)?;
             }
-            None => remove_any(&full)?,
+            None => paths::remove_existing(&full)?,
         }
     }
     Ok(())
