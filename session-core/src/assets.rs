@@ -12,3 +12,7 @@ impl ResolvedAssets {
         Ok(())
     }
 }
+
+/// One resolved asset.
+#[derive(Debug, Clone)]
+pub struct ResolvedAsset {}

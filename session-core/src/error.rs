@@ -179,6 +179,60 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A spec names a backend `type` that no registered backend serves.
+    #[error("unknown backend type `{requested}` (registered: {registered})")]
+    UnknownBackend {
+        /// The type asked for.
+        requested: String,
+        /// The registered types, comma-separated.
+        registered: String,
+    },
+
+    /// Two backends claim the same `type`.
+    #[error("backend type `{type_name}` is registered twice: by {first} and by {second}")]
+    DuplicateBackend {
+        /// The contested type.
+        type_name: String,
+        /// Where the first registration came from.
+        first: String,
+        /// Where the second came from.
+        second: String,
+    },
+
+    /// A setup command failed at spawn (and `setup.allow_failure` is off).
+    #[error("setup command `{command}` failed with exit code {exit_code}: {}", tail(.stderr, .stdout))]
+    SetupFailed {
+        /// The command that failed.
+        command: String,
+        /// Its exit code (`-N` for signal N).
+        exit_code: i32,
+        /// What it wrote to stdout.
+        stdout: String,
+        /// What it wrote to stderr.
+        stderr: String,
+    },
+
+    /// A runtime was used after `cleanup()`.
+    #[error("the {backend} runtime is closed")]
+    RuntimeClosed {
+        /// The runtime's backend type.
+        backend: String,
+    },
+
+    /// A backend failed in a way specific to it (engine, server, plugin).
+    #[error("{backend} backend: {message}")]
+    Backend {
+        /// The backend type.
+        backend: String,
+        /// What went wrong, in one line.
+        message: String,
+    },
+
+    /// Cleaning up a session failed for one or more of its parts; every part
+    /// was still attempted.
+    #[error("cleanup failed: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Cleanup(Vec<Error>),
+
     /// An I/O operation failed.
     #[error("{action} `{}`: {source}", .path.display())]
     Io {
@@ -194,6 +248,17 @@ pub enum Error {
 
 /// `Result` with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The last line worth showing of a failed command's output.
+fn tail(stderr: &str, stdout: &str) -> String {
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
+    let line = text.trim_end().lines().last().unwrap_or("(no output)");
+    line.chars().take(200).collect()
+}
 
 fn field_prefix(field: &str) -> String {
     if field.is_empty() || field == "." {

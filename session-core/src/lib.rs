@@ -15,8 +15,13 @@ pub mod file_ops;
 pub mod glob;
 pub mod paths;
 pub mod placeholders;
+pub mod registry;
+pub mod runtime;
+mod serde_secs;
 pub mod snapshot;
 pub mod spec;
 pub mod workspace;
 
 pub use error::{Error, Result};
+#[doc(hidden)]
+pub use inventory;

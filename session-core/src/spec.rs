@@ -8,3 +8,17 @@ pub enum Mode {
     /// Evaluation mode.
     Evaluation,
 }
+
+/// A spec.
+#[derive(Debug, Clone)]
+pub struct EnvironmentSpec {
+    /// type
+    pub backend_type: String,
+}
+
+impl EnvironmentSpec {
+    /// setup
+    pub fn setup_commands(&self, _mode: Mode) -> Vec<String> {
+        Vec::new()
+    }
+}

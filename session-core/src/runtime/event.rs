@@ -1,0 +1,217 @@
+//! Live output: events, the stream that carries them, and the bounded
+//! buffer every backend keeps output in.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::result::{ExecResult, ExecStatus, Output};
+
+/// One event of a running command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Bytes the command wrote to stdout, as they were read.
+    Stdout(Vec<u8>),
+    /// Bytes the command wrote to stderr, as they were read.
+    Stderr(Vec<u8>),
+    /// The command ended; always the last event.
+    Finished(ExecResult),
+}
+
+/// How many events may wait in a stream before the producer waits for the
+/// consumer (and the command, for its pipe).
+pub const EVENT_BUFFER: usize = 64;
+
+/// The producing end of an [`EventStream`], held by a backend.
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    tx: mpsc::Sender<Event>,
+}
+
+impl EventSender {
+    /// Sends an event, waiting while the stream is full. Returns `false`
+    /// when the consumer dropped the stream: the backend should then kill
+    /// the command.
+    pub async fn send(&self, event: Event) -> bool {
+        self.tx.send(event).await.is_ok()
+    }
+
+    /// Whether the consumer dropped the stream.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Resolves when the consumer drops the stream.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+}
+
+/// Live events of one command: any number of `Stdout`/`Stderr` chunks, then
+/// exactly one `Finished`.
+///
+/// Dropping the stream before `Finished` cancels the command: the backend
+/// kills its process tree.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl EventStream {
+    /// A connected sender and stream.
+    pub fn channel() -> (EventSender, EventStream) {
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        (EventSender { tx }, EventStream { rx })
+    }
+
+    /// A stream holding just a `Finished` event.
+    pub fn finished(result: ExecResult) -> EventStream {
+        let (tx, rx) = mpsc::channel(1);
+        tx.try_send(Event::Finished(result))
+            .expect("fresh channel has room");
+        EventStream { rx }
+    }
+
+    /// The next event; `None` after `Finished` (or if the producer vanished).
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// Waits for the end and returns the result, dropping the chunks (the
+    /// result holds the output). A producer that vanishes without a result
+    /// gives a `Lost` result.
+    pub async fn finish(mut self) -> ExecResult {
+        let started = tokio::time::Instant::now();
+        while let Some(event) = self.rx.recv().await {
+            if let Event::Finished(result) = event {
+                return result;
+            }
+        }
+        ExecResult {
+            status: ExecStatus::Lost,
+            exit_code: -1,
+            signal: None,
+            stdout: Output::default(),
+            stderr: Output::default(),
+            elapsed: started.elapsed(),
+            timed_out: false,
+            usage: None,
+        }
+    }
+}
+
+impl futures_core::Stream for EventStream {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// Keeps at most `limit` bytes of a stream in memory, counts them all, and
+/// optionally spills the whole stream to a file once it passes the limit.
+///
+/// Every backend collects output through this type, so truncation means
+/// the same everywhere.
+#[derive(Debug)]
+pub struct OutputBuffer {
+    limit: u64,
+    bytes: Vec<u8>,
+    total: u64,
+    spill_dir: Option<PathBuf>,
+    spill: Option<(File, PathBuf)>,
+    label: &'static str,
+}
+
+impl OutputBuffer {
+    /// A buffer keeping `limit` bytes; `spill_dir` enables spilling, with
+    /// files named after `label` (`stdout`, `stderr`).
+    pub fn new(limit: u64, spill_dir: Option<&Path>, label: &'static str) -> OutputBuffer {
+        OutputBuffer {
+            limit,
+            bytes: Vec::new(),
+            total: 0,
+            spill_dir: spill_dir.map(Path::to_path_buf),
+            spill: None,
+            label,
+        }
+    }
+
+    /// Adds a chunk. Fails only when spilling to the file fails.
+    pub fn push(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.total += chunk.len() as u64;
+        let room = self.limit.saturating_sub(self.bytes.len() as u64) as usize;
+        let keep = room.min(chunk.len());
+        self.bytes.extend_from_slice(&chunk[..keep]);
+        if self.total <= self.limit {
+            return Ok(());
+        }
+        if let Some((file, _)) = &mut self.spill {
+            return file.write_all(chunk);
+        }
+        if let Some(dir) = &self.spill_dir {
+            std::fs::create_dir_all(dir)?;
+            let (mut file, path) = tempfile::Builder::new()
+                .prefix(&format!("berth-{}-", self.label))
+                .suffix(".out")
+                .tempfile_in(dir)?
+                .keep()
+                .map_err(|err| err.error)?;
+            // The file holds the whole stream: what was kept, then the rest.
+            file.write_all(&self.bytes)?;
+            file.write_all(&chunk[keep..])?;
+            self.spill = Some((file, path));
+        }
+        Ok(())
+    }
+
+    /// Bytes seen so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The finished stream.
+    pub fn finish(self) -> Output {
+        Output {
+            truncated: self.total > self.bytes.len() as u64,
+            total_bytes: self.total,
+            spill_path: self.spill.map(|(_, path)| path),
+            bytes: self.bytes,
+        }
+    }
+}
+
+/// Converts an optional timeout into a deadline on tokio's clock.
+pub fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
+    timeout.map(|t| tokio::time::Instant::now() + t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_truncates_counts_and_spills_the_whole_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buf = OutputBuffer::new(5, Some(dir.path()), "stdout");
+        buf.push(b"abc").unwrap();
+        buf.push(b"defg").unwrap();
+        buf.push(b"hij").unwrap();
+        let out = buf.finish();
+        assert_eq!(out.bytes, b"abcde");
+        assert!(out.truncated);
+        assert_eq!(out.total_bytes, 10);
+        let spilled = std::fs::read(out.spill_path.unwrap()).unwrap();
+        assert_eq!(spilled, b"abcdefghij");
+
+        let mut small = OutputBuffer::new(5, Some(dir.path()), "stderr");
+        small.push(b"12345").unwrap();
+        let out = small.finish();
+        assert!(!out.truncated && out.spill_path.is_none());
+    }
+}

@@ -1,0 +1,173 @@
+//! The runtime contract: what every backend provides.
+//!
+//! A [`Backend`] is a factory registered under a `type` name; it spawns
+//! [`Runtime`]s for a prepared workspace. Built-in backends and dylib
+//! plugins end up as the same `Arc<dyn Backend>` in the
+//! [`Registry`](crate::registry::Registry), so session code has one path.
+//!
+//! A runtime runs commands one at a time or concurrently (its
+//! [`Capabilities`] say which), streams their output live, kills a
+//! command's whole process tree on timeout, and cleans up everything it
+//! created on [`Runtime::cleanup`] and on drop.
+
+mod command;
+mod context;
+mod event;
+mod result;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use self::command::ExecCommand;
+pub use self::context::{Mount, PortMapping, SpawnContext};
+pub use self::event::{
+    EVENT_BUFFER, Event, EventSender, EventStream, OutputBuffer, deadline_after,
+};
+pub use self::result::{
+    ExecResult, ExecStatus, Output, SETUP_MARKER, SetupOutput, Usage, split_setup_output,
+};
+use crate::assets::ResolvedAsset;
+use crate::error::Result;
+use crate::spec::EnvironmentSpec;
+
+/// What a backend's runtimes support. The conformance suite runs only the
+/// cases a backend claims.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Capabilities {
+    /// Commands receive `stdin` bytes.
+    pub stdin: bool,
+    /// Output arrives live, before the command ends.
+    pub live_streaming: bool,
+    /// A signal that killed a command is reported.
+    pub signals: bool,
+    /// Wall and idle timeouts kill the command's whole process tree.
+    pub timeouts: bool,
+    /// `output_limit` bounds memory; spilling to a file works.
+    pub output_limit: bool,
+    /// Several commands may run at once on one runtime.
+    pub concurrent_commands: bool,
+    /// Resource usage is reported.
+    pub usage: bool,
+    /// Extra mounts are honoured.
+    pub mounts: bool,
+    /// Port mappings are honoured.
+    pub ports: bool,
+    /// Commands can be cut off from the network.
+    pub network_isolation: bool,
+    /// `limits.memory` is enforced.
+    pub memory_limit: bool,
+    /// `limits.cpus` is enforced.
+    pub cpu_limit: bool,
+    /// `limits.pids` is enforced.
+    pub pids_limit: bool,
+    /// `limits.file_size` is enforced.
+    pub file_size_limit: bool,
+}
+
+/// Where a backend came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendOrigin {
+    /// Linked into the host; the string names the crate.
+    BuiltIn(String),
+    /// Loaded from a plugin library at this path.
+    Plugin(std::path::PathBuf),
+}
+
+impl std::fmt::Display for BackendOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendOrigin::BuiltIn(krate) => write!(f, "built-in ({krate})"),
+            BackendOrigin::Plugin(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// What a backend says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    /// The spec `type` it serves.
+    pub type_name: String,
+    /// Its version.
+    pub version: String,
+    /// One line on what it is.
+    pub description: String,
+    /// What its runtimes support.
+    pub capabilities: Capabilities,
+}
+
+/// A factory of runtimes for one spec `type`.
+#[async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Name, version, description and capabilities.
+    fn info(&self) -> BackendInfo;
+
+    /// Checks the spec's backend block (and anything else backend-specific)
+    /// without spawning, so a bad spec fails before any work is done.
+    fn validate(&self, spec: &EnvironmentSpec) -> Result<()>;
+
+    /// Creates a runtime for the prepared workspace in `ctx` and runs the
+    /// setup commands in it (SPEC §5.4). A failing setup command is
+    /// [`crate::Error::SetupFailed`] unless `setup.allow_failure` is set.
+    async fn spawn(&self, spec: &EnvironmentSpec, ctx: SpawnContext) -> Result<Box<dyn Runtime>>;
+}
+
+/// What a runtime is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeStatus {
+    /// No command is running.
+    Idle,
+    /// This many commands are running.
+    Running(usize),
+    /// Cleaned up; it accepts no more commands.
+    Closed,
+}
+
+/// A sandbox that runs commands in a workspace. Object-safe: sessions hold
+/// `Box<dyn Runtime>` whatever the backend.
+#[async_trait]
+pub trait Runtime: Send + Sync + std::fmt::Debug {
+    /// The spec `type` of the backend that made it.
+    fn backend_type(&self) -> &str;
+
+    /// What it supports.
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Where `asset` appears to commands in this runtime (a host path for a
+    /// host process, `/static/<save_path>` in a container, ...).
+    fn asset_path(&self, asset: &ResolvedAsset) -> String;
+
+    /// What the setup commands printed at spawn (empty when setup was
+    /// disabled or there were none).
+    fn setup_output(&self) -> &SetupOutput;
+
+    /// Starts `cmd` and returns its live events. Fails only when the
+    /// runtime cannot take a command at all (closed, or busy on a backend
+    /// without concurrent commands); a command that cannot start is a
+    /// `SpawnFailed` result, not an error.
+    async fn stream(&self, cmd: ExecCommand) -> Result<EventStream>;
+
+    /// Runs `cmd` to completion. Built on [`Runtime::stream`], so both read
+    /// a process the same way; backends do not override it.
+    async fn execute(&self, cmd: ExecCommand) -> Result<ExecResult> {
+        Ok(self.stream(cmd).await?.finish().await)
+    }
+
+    /// What the runtime is doing now.
+    async fn poll(&self) -> RuntimeStatus;
+
+    /// Kills every running command's process tree. Idempotent.
+    async fn kill(&self) -> Result<()>;
+
+    /// Kills what runs and releases everything the runtime created
+    /// (processes, containers, networks, temporary files). Idempotent, and
+    /// also done on drop.
+    async fn cleanup(&self) -> Result<()>;
+}
+
+/// A shared handle to a backend.
+pub type BackendRef = Arc<dyn Backend>;
