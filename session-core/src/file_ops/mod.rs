@@ -289,16 +289,14 @@ pub fn encode_content<'a>(
         InputContent::Bytes(bytes) => {
             // Ready-made bytes go out as they are, but only once they decode
             // as the type: a file named `.db` must open as a database.
-            decode_uncompressed(bytes, file_type, path).map_err(|err| {
-                let reason = match err {
-                    Error::FileRead { message, .. } => message,
-                    other => other.to_string(),
-                };
-                write_error(
+            decode_uncompressed(bytes, file_type, path).map_err(|err| match err {
+                Error::FileRead { message, .. } => write_error(
                     path,
                     file_type,
-                    format!("the bytes given are not valid {file_type}: {reason}"),
-                )
+                    format!("the bytes given are not valid {file_type}: {message}"),
+                ),
+                // Scratch-file trouble is not the content's fault.
+                other => other,
             })?;
             Cow::Borrowed(bytes.as_slice())
         }
@@ -367,14 +365,12 @@ pub fn read_input_file_as(
     compression: Compression,
 ) -> Result<InputContent> {
     let bytes = fs::read(path).map_err(Error::io("reading", path))?;
-    let shown = path.display().to_string();
-    if compression == Compression::None && file_type == FileType::Binary {
-        return Ok(InputContent::Bytes(bytes));
+    // Text and binary keep the buffer just read instead of copying it.
+    match (file_type, compression) {
+        (FileType::Binary, Compression::None) => Ok(InputContent::Bytes(bytes)),
+        (FileType::Text, Compression::None) => Ok(text::decode_text_owned(bytes)),
+        _ => decode_content(&bytes, file_type, compression, &path.display().to_string()),
     }
-    if compression == Compression::None && file_type == FileType::Text {
-        return Ok(text::decode_text_owned(bytes));
-    }
-    decode_content(&bytes, file_type, compression, &shown)
 }
 
 /// Writes `files` under `root`, which must be an existing directory, and
@@ -389,7 +385,8 @@ pub fn read_input_file_as(
 /// [`Error::PathEscape`]); then every file is encoded (a content that does
 /// not fit its type is [`Error::FileWrite`]). Only then are the files written,
 /// each through [`paths::create_file_in`], which refuses symlinks again at the
-/// moment of writing; an existing file is replaced. An I/O failure during the
+/// moment of writing; an existing file is replaced (an existing directory at
+/// a file's path is [`Error::Io`]). An I/O failure during the
 /// writes themselves ([`Error::Io`]) can still leave the earlier files
 /// written.
 pub fn materialize_input_files(root: &Path, files: &[InputFile]) -> Result<Vec<PathBuf>> {

@@ -509,4 +509,11 @@ fn materialize_refuses_conflicting_paths_and_writes_nothing() {
     let err = materialize_input_files(root.path(), &files).unwrap_err();
     assert!(matches!(err, Error::PathEscape { .. }), "{err}");
     assert_eq!(tree(root.path()), ["taken"]);
+
+    // So is an existing directory where a file must go.
+    fs::create_dir(root.path().join("dir")).unwrap();
+    let files = [InputFile::new("ok.txt", "1"), InputFile::new("dir", "2")];
+    let err = materialize_input_files(root.path(), &files).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert_eq!(tree(root.path()), ["dir", "taken"]);
 }
