@@ -244,6 +244,20 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    /// Two input files given to one `materialize_input_files` call cannot
+    /// both be written: they have the same path, or the first is a file
+    /// where the second needs a directory (`a` and `a/b`). Nothing is
+    /// written.
+    #[error("input files `{first}` and `{second}` conflict: {reason}")]
+    ConflictingInputFiles {
+        /// The earlier file's normalised path.
+        first: String,
+        /// The later file's normalised path.
+        second: String,
+        /// How they conflict.
+        reason: &'static str,
+    },
 }
 
 /// `Result` with [`Error`] as the default error.
