@@ -1,7 +1,363 @@
 //! The `local` backend: commands run as host processes.
 //!
-//! This crate will run each command through `/bin/sh -c` (or `local.shell`)
-//! in the session's workspace, in its own process group with a parent-death
-//! signal, with live streaming, wall and idle timeouts that kill the whole
-//! process tree, bounded output and rlimits. Nothing here isolates the command
-//! from the host.
+//! Each command runs through `/bin/sh -c` (or `local.shell`) in the
+//! session's workspace, in a process group of its own with a parent-death
+//! signal, so a timeout, a kill or a dropped stream ends its whole process
+//! tree. Output streams live and is kept within `output_limit`; `limits`
+//! become rlimits (`memory` as the address-space limit, `file_size` as the
+//! file-size limit).
+//!
+//! **Nothing here isolates the command from the host**: it runs as the
+//! calling user, sees the whole file system and the network. Use a sandbox
+//! backend (`docker`, `namespace`) for untrusted code.
+//!
+//! Environment: the host environment only when the spec sets
+//! `environment.include_os_env`; otherwise commands get the host's `PATH`
+//! (so what runs in a terminal runs here) and nothing else of the host.
+
+#![warn(missing_docs)]
+
+mod process;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use session_core::assets::ResolvedAsset;
+use session_core::register_backend;
+use session_core::runtime::{
+    Backend, BackendInfo, Capabilities, Event, EventStream, ExecCommand, ExecResult, Runtime,
+    RuntimeStatus, SetupOutput, SpawnContext,
+};
+use session_core::spec::{EnvironmentSpec, Limits};
+use session_core::{Error, Result};
+use tokio::sync::Notify;
+
+use crate::process::{Launch, Rlimits, Watch};
+
+/// The spec `type` this backend serves.
+pub const TYPE_NAME: &str = "local";
+
+register_backend!(TYPE_NAME, || Arc::new(LocalBackend));
+
+/// The spec's `local:` block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// The POSIX shell that runs command strings.
+    pub shell: PathBuf,
+    /// Run commands on a terminal. Not supported by this backend: a spec
+    /// that asks for it is refused rather than silently run without one.
+    pub requires_tty: bool,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            shell: PathBuf::from("/bin/sh"),
+            requires_tty: false,
+        }
+    }
+}
+
+/// The `local` backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalBackend;
+
+impl LocalBackend {
+    /// What local runtimes support.
+    pub fn capabilities() -> Capabilities {
+        Capabilities {
+            stdin: true,
+            live_streaming: true,
+            signals: true,
+            timeouts: true,
+            output_limit: true,
+            concurrent_commands: true,
+            usage: true,
+            memory_limit: true,
+            file_size_limit: true,
+            ..Capabilities::default()
+        }
+    }
+
+    fn config(spec: &EnvironmentSpec) -> Result<LocalConfig> {
+        let config: LocalConfig = spec.backend_config()?;
+        if config.requires_tty {
+            return Err(Error::Spec {
+                origin: spec.name.clone(),
+                field: "local.requires_tty".into(),
+                message: "the local backend does not run commands on a terminal".into(),
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            type_name: TYPE_NAME.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            description: "host processes in their own process group (no isolation)".to_owned(),
+            capabilities: LocalBackend::capabilities(),
+        }
+    }
+
+    fn validate(&self, spec: &EnvironmentSpec) -> Result<()> {
+        LocalBackend::config(spec).map(drop)
+    }
+
+    async fn spawn(&self, spec: &EnvironmentSpec, ctx: SpawnContext) -> Result<Box<dyn Runtime>> {
+        let config = LocalBackend::config(spec)?;
+        if !ctx.workspace.is_dir() {
+            return Err(Error::Backend {
+                backend: TYPE_NAME.into(),
+                message: format!("workspace `{}` is not a directory", ctx.workspace.display()),
+            });
+        }
+        let mut env = IndexMap::new();
+        if !spec.environment.include_os_env
+            && let Some(path) = std::env::var_os("PATH")
+        {
+            env.insert("PATH".to_owned(), path.to_string_lossy().into_owned());
+        }
+        env.extend(spec.full_env(&ctx.env));
+        let runtime = LocalRuntime {
+            inner: Arc::new(Inner {
+                workspace: ctx.workspace.clone(),
+                shell: config.shell,
+                env,
+                limits: spec.limits.clone(),
+                capabilities: LocalBackend::capabilities(),
+                setup: std::sync::OnceLock::new(),
+                groups: Mutex::new(HashMap::new()),
+                lingering: Mutex::new(Vec::new()),
+                next_id: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+                idle: Notify::new(),
+            }),
+        };
+        let setup = run_setup(&runtime, &ctx.setup_commands(spec), spec).await;
+        match setup {
+            Ok(output) => {
+                let _ = runtime.inner.setup.set(output);
+                Ok(Box::new(runtime))
+            }
+            Err(err) => {
+                let _ = runtime.cleanup().await;
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Runs the setup commands once, in order, stopping at the first failure.
+async fn run_setup(
+    runtime: &LocalRuntime,
+    commands: &[String],
+    spec: &EnvironmentSpec,
+) -> Result<SetupOutput> {
+    let mut output = SetupOutput::default();
+    for command in commands {
+        let mut cmd = ExecCommand::new(command.clone());
+        cmd.wall_timeout = spec.limits.wall_timeout;
+        let result = runtime.execute(cmd).await?;
+        let failed = !result.success();
+        output.commands.push((command.clone(), result.clone()));
+        if failed {
+            tracing::warn!(command, exit_code = result.exit_code, "setup command failed");
+            if spec.setup.allow_failure {
+                break;
+            }
+            return Err(Error::SetupFailed {
+                command: command.clone(),
+                exit_code: result.exit_code,
+                stdout: result.stdout_lossy().into_owned(),
+                stderr: result.stderr_lossy().into_owned(),
+            });
+        }
+    }
+    Ok(output)
+}
+
+struct Inner {
+    workspace: PathBuf,
+    shell: PathBuf,
+    env: IndexMap<String, String>,
+    limits: Limits,
+    capabilities: Capabilities,
+    setup: std::sync::OnceLock<SetupOutput>,
+    /// Process groups of running commands, by command id.
+    groups: Mutex<HashMap<u64, i32>>,
+    /// Groups of finished commands that left background processes behind;
+    /// killed by `kill()` and `cleanup()`.
+    lingering: Mutex<Vec<i32>>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+    /// Woken whenever a command finishes.
+    idle: Notify,
+}
+
+impl Inner {
+    fn kill_all(&self) {
+        for pgid in self.groups.lock().expect("groups lock").values() {
+            process::kill_group(*pgid);
+        }
+        for pgid in self.lingering.lock().expect("lingering lock").drain(..) {
+            process::kill_group(pgid);
+        }
+    }
+
+    fn running(&self) -> usize {
+        self.groups.lock().expect("groups lock").len()
+    }
+}
+
+/// A runtime of the `local` backend. Dropping it kills every process it
+/// started.
+pub struct LocalRuntime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for LocalRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRuntime")
+            .field("workspace", &self.inner.workspace)
+            .field("running", &self.inner.running())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for LocalRuntime {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.kill_all();
+    }
+}
+
+#[async_trait]
+impl Runtime for LocalRuntime {
+    fn backend_type(&self) -> &str {
+        TYPE_NAME
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    fn asset_path(&self, asset: &ResolvedAsset) -> String {
+        asset.absolute_path.display().to_string()
+    }
+
+    fn setup_output(&self) -> &SetupOutput {
+        static EMPTY: SetupOutput = SetupOutput { commands: Vec::new() };
+        self.inner.setup.get().unwrap_or(&EMPTY)
+    }
+
+    async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::RuntimeClosed {
+                backend: TYPE_NAME.into(),
+            });
+        }
+        let mut env = inner.env.clone();
+        env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let launch = Launch {
+            shell: &inner.shell,
+            command: &cmd.command,
+            cwd: &inner.workspace,
+            env: &env,
+            with_stdin: cmd.stdin.is_some(),
+            rlimits: Rlimits {
+                address_space: inner.limits.memory,
+                file_size: inner.limits.file_size,
+            },
+        };
+        let begun = tokio::time::Instant::now();
+        let started = match process::start(&launch) {
+            Ok(started) => started,
+            Err(err) => {
+                let message = format!("cannot start `{}`: {err}", inner.shell.display());
+                return Ok(EventStream::finished(ExecResult::spawn_failed(
+                    &message,
+                    begun.elapsed(),
+                )));
+            }
+        };
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let pgid = started.pid;
+        inner.groups.lock().expect("groups lock").insert(id, pgid);
+        let watch = Watch {
+            wall_timeout: cmd.wall_timeout.or(inner.limits.wall_timeout),
+            idle_timeout: cmd.idle_timeout.or(inner.limits.idle_timeout),
+            output_limit: cmd.output_limit.unwrap_or(inner.limits.output_limit),
+            spill_dir: cmd.spill_dir.clone(),
+            stdin: cmd.stdin,
+        };
+        let (events, stream) = EventStream::channel();
+        let inner = Arc::clone(inner);
+        tokio::spawn(async move {
+            let result = process::drive(started, watch, &events).await;
+            inner.groups.lock().expect("groups lock").remove(&id);
+            if process::group_alive(pgid) {
+                if inner.closed.load(Ordering::SeqCst) {
+                    process::kill_group(pgid);
+                } else {
+                    inner.lingering.lock().expect("lingering lock").push(pgid);
+                }
+            }
+            inner.idle.notify_waiters();
+            let _ = events.send(Event::Finished(result)).await;
+        });
+        Ok(stream)
+    }
+
+    async fn poll(&self) -> RuntimeStatus {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return RuntimeStatus::Closed;
+        }
+        match self.inner.running() {
+            0 => RuntimeStatus::Idle,
+            n => RuntimeStatus::Running(n),
+        }
+    }
+
+    async fn kill(&self) -> Result<()> {
+        self.inner.kill_all();
+        Ok(())
+    }
+
+    async fn cleanup(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.kill_all();
+        // Wait (bounded) for the drivers to reap what was killed.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.inner.running() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(Error::Backend {
+                    backend: TYPE_NAME.into(),
+                    message: "commands still running 5 s after being killed".into(),
+                });
+            }
+        }
+        self.inner.kill_all();
+        Ok(())
+    }
+}
+
+/// The shell a local runtime uses when the spec does not name one.
+pub fn default_shell() -> &'static Path {
+    Path::new("/bin/sh")
+}
