@@ -258,6 +258,19 @@ pub enum Error {
         /// How they conflict.
         reason: &'static str,
     },
+
+    /// An asset map document as a whole is unusable: it is not valid YAML or
+    /// JSON, its top level is not a mapping, or its `ordering` is not a list
+    /// of group names. (A problem with one asset or group is
+    /// [`Error::Asset`].)
+    #[error("asset map {origin}: {message}")]
+    AssetMap {
+        /// Where the map came from (a file path, `<yaml>`, `<json>`,
+        /// `<assets>`).
+        origin: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// `Result` with [`Error`] as the default error.

@@ -20,8 +20,10 @@ pub mod runtime;
 mod serde_secs;
 pub mod snapshot;
 pub mod spec;
+pub mod session;
 pub mod workspace;
 
 pub use error::{Error, Result};
+pub use spec::{EnvironmentSpec, Mode};
 #[doc(hidden)]
 pub use inventory;
