@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use session_core::Error;
-use session_core::runtime::{Capabilities, Event, ExecCommand, ExecResult, ExecStatus, Runtime, RuntimeStatus};
+use session_core::runtime::{
+    Capabilities, Event, ExecCommand, ExecResult, ExecStatus, Runtime, RuntimeStatus,
+};
 use session_core::session::SpawnOptions;
 use session_core::spec::Mode;
 
@@ -34,23 +36,43 @@ fn always(_: &Capabilities) -> Result<(), &'static str> {
 }
 
 fn needs_stdin(c: &Capabilities) -> Result<(), &'static str> {
-    if c.stdin { Ok(()) } else { Err("backend does not feed stdin") }
+    if c.stdin {
+        Ok(())
+    } else {
+        Err("backend does not feed stdin")
+    }
 }
 
 fn needs_streaming(c: &Capabilities) -> Result<(), &'static str> {
-    if c.live_streaming { Ok(()) } else { Err("backend does not stream live") }
+    if c.live_streaming {
+        Ok(())
+    } else {
+        Err("backend does not stream live")
+    }
 }
 
 fn needs_timeouts(c: &Capabilities) -> Result<(), &'static str> {
-    if c.timeouts { Ok(()) } else { Err("backend does not enforce timeouts") }
+    if c.timeouts {
+        Ok(())
+    } else {
+        Err("backend does not enforce timeouts")
+    }
 }
 
 fn needs_signals(c: &Capabilities) -> Result<(), &'static str> {
-    if c.signals { Ok(()) } else { Err("backend does not report signals") }
+    if c.signals {
+        Ok(())
+    } else {
+        Err("backend does not report signals")
+    }
 }
 
 fn needs_output_limit(c: &Capabilities) -> Result<(), &'static str> {
-    if c.output_limit { Ok(()) } else { Err("backend does not bound output") }
+    if c.output_limit {
+        Ok(())
+    } else {
+        Err("backend does not bound output")
+    }
 }
 
 /// Every case, in report order.
@@ -90,15 +112,24 @@ pub fn all_cases() -> Vec<Case> {
 }
 
 async fn exec(rt: &dyn Runtime, cmd: ExecCommand) -> Result<ExecResult, String> {
-    rt.execute(cmd).await.map_err(|err| format!("execute failed: {err}"))
+    rt.execute(cmd)
+        .await
+        .map_err(|err| format!("execute failed: {err}"))
 }
 
 async fn run(rt: &dyn Runtime, command: &str) -> Result<ExecResult, String> {
-    exec(rt, ExecCommand::new(command).wall_timeout(Duration::from_secs(60))).await
+    exec(
+        rt,
+        ExecCommand::new(command).wall_timeout(Duration::from_secs(60)),
+    )
+    .await
 }
 
 async fn close(session: session_core::session::Session) -> CaseResult {
-    session.close().await.map_err(|err| format!("close failed: {err}"))
+    session
+        .close()
+        .await
+        .map_err(|err| format!("close failed: {err}"))
 }
 
 fn describe(result: &ExecResult) -> String {
@@ -122,7 +153,11 @@ fn truncate(text: &str) -> String {
 async fn exit_code_is_reported(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let ok = run(rt.as_ref(), "true").await?;
-    ensure!(ok.success() && ok.exit_code == 0 && ok.signal.is_none(), "true: {}", describe(&ok));
+    ensure!(
+        ok.success() && ok.exit_code == 0 && ok.signal.is_none(),
+        "true: {}",
+        describe(&ok)
+    );
     let failed = run(rt.as_ref(), "exit 42").await?;
     ensure!(
         failed.status == ExecStatus::Exited && failed.exit_code == 42 && !failed.timed_out,
@@ -136,7 +171,9 @@ async fn signal_is_reported(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let result = run(rt.as_ref(), "kill -TERM $$").await?;
     ensure!(
-        result.status == ExecStatus::Signaled && result.exit_code == -15 && result.signal == Some(15),
+        result.status == ExecStatus::Signaled
+            && result.exit_code == -15
+            && result.signal == Some(15),
         "kill -TERM $$: {}",
         describe(&result)
     );
@@ -146,32 +183,57 @@ async fn signal_is_reported(ctx: &CaseContext) -> CaseResult {
 async fn stdout_and_stderr_are_separate(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let result = run(rt.as_ref(), "echo out; echo err >&2; echo out2").await?;
-    ensure!(result.stdout.bytes == b"out\nout2\n", "stdout: {}", describe(&result));
-    ensure!(result.stderr.bytes == b"err\n", "stderr: {}", describe(&result));
+    ensure!(
+        result.stdout.bytes == b"out\nout2\n",
+        "stdout: {}",
+        describe(&result)
+    );
+    ensure!(
+        result.stderr.bytes == b"err\n",
+        "stderr: {}",
+        describe(&result)
+    );
     close(session).await
 }
 
 async fn output_without_trailing_newline(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let result = run(rt.as_ref(), "printf 'no newline'; printf 'err' >&2").await?;
-    ensure!(result.stdout.bytes == b"no newline", "stdout: {}", describe(&result));
-    ensure!(result.stderr.bytes == b"err", "stderr: {}", describe(&result));
+    ensure!(
+        result.stdout.bytes == b"no newline",
+        "stdout: {}",
+        describe(&result)
+    );
+    ensure!(
+        result.stderr.bytes == b"err",
+        "stderr: {}",
+        describe(&result)
+    );
     close(session).await
 }
 
 async fn ten_mebibytes_of_output(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let size = 10 * 1024 * 1024;
-    let result = run(rt.as_ref(), &format!("head -c {size} /dev/zero | tr '\\0' 'a'")).await?;
+    let result = run(
+        rt.as_ref(),
+        &format!("head -c {size} /dev/zero | tr '\\0' 'a'"),
+    )
+    .await?;
     ensure!(result.success(), "{}", describe(&result));
     ensure!(
-        result.stdout.total_bytes == size && result.stdout.bytes.len() as u64 == size && !result.stdout.truncated,
+        result.stdout.total_bytes == size
+            && result.stdout.bytes.len() as u64 == size
+            && !result.stdout.truncated,
         "got {} bytes kept of {} total (truncated: {})",
         result.stdout.bytes.len(),
         result.stdout.total_bytes,
         result.stdout.truncated
     );
-    ensure!(result.stdout.bytes.iter().all(|b| *b == b'a'), "content changed");
+    ensure!(
+        result.stdout.bytes.iter().all(|b| *b == b'a'),
+        "content changed"
+    );
     close(session).await
 }
 
@@ -183,7 +245,10 @@ async fn non_utf8_bytes_are_kept(ctx: &CaseContext) -> CaseResult {
         "bytes: {:?}",
         result.stdout.bytes
     );
-    ensure!(result.stdout_lossy().contains('\u{fffd}'), "lossy view has no replacement character");
+    ensure!(
+        result.stdout_lossy().contains('\u{fffd}'),
+        "lossy view has no replacement character"
+    );
     close(session).await
 }
 
@@ -192,7 +257,10 @@ async fn utf8_split_across_reads_is_kept(ctx: &CaseContext) -> CaseResult {
     // The two halves of `é` are written 200 ms apart, so they arrive in
     // separate reads.
     let mut stream = rt
-        .stream(ExecCommand::new("printf '\\303'; sleep 0.2; printf '\\251\\n'").wall_timeout(Duration::from_secs(30)))
+        .stream(
+            ExecCommand::new("printf '\\303'; sleep 0.2; printf '\\251\\n'")
+                .wall_timeout(Duration::from_secs(30)),
+        )
         .await
         .map_err(|err| format!("stream: {err}"))?;
     let mut chunks = Vec::new();
@@ -206,7 +274,11 @@ async fn utf8_split_across_reads_is_kept(ctx: &CaseContext) -> CaseResult {
     }
     let result = result.ok_or("no Finished event")?;
     ensure!(chunks == "é\n".as_bytes(), "streamed bytes: {chunks:?}");
-    ensure!(result.stdout_lossy() == "é\n", "result: {}", describe(&result));
+    ensure!(
+        result.stdout_lossy() == "é\n",
+        "result: {}",
+        describe(&result)
+    );
     close(session).await
 }
 
@@ -215,24 +287,41 @@ async fn stdin_reaches_cat(ctx: &CaseContext) -> CaseResult {
     let input: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let result = exec(
         rt.as_ref(),
-        ExecCommand::new("cat").stdin(input.clone()).wall_timeout(Duration::from_secs(60)),
+        ExecCommand::new("cat")
+            .stdin(input.clone())
+            .wall_timeout(Duration::from_secs(60)),
     )
     .await?;
     ensure!(result.success(), "{}", describe(&result));
-    ensure!(result.stdout.bytes == input, "cat returned {} bytes, expected {}", result.stdout.bytes.len(), input.len());
+    ensure!(
+        result.stdout.bytes == input,
+        "cat returned {} bytes, expected {}",
+        result.stdout.bytes.len(),
+        input.len()
+    );
     let ignored = exec(
         rt.as_ref(),
-        ExecCommand::new("echo ignored").stdin(vec![b'x'; 1 << 20]).wall_timeout(Duration::from_secs(60)),
+        ExecCommand::new("echo ignored")
+            .stdin(vec![b'x'; 1 << 20])
+            .wall_timeout(Duration::from_secs(60)),
     )
     .await?;
-    ensure!(ignored.success() && ignored.stdout.bytes == b"ignored\n", "unread stdin: {}", describe(&ignored));
+    ensure!(
+        ignored.success() && ignored.stdout.bytes == b"ignored\n",
+        "unread stdin: {}",
+        describe(&ignored)
+    );
     close(session).await
 }
 
 async fn no_stdin_is_empty(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let result = run(rt.as_ref(), "cat; echo done").await?;
-    ensure!(result.success() && result.stdout.bytes == b"done\n", "{}", describe(&result));
+    ensure!(
+        result.success() && result.stdout.bytes == b"done\n",
+        "{}",
+        describe(&result)
+    );
     close(session).await
 }
 
@@ -247,13 +336,22 @@ async fn env_precedence(ctx: &CaseContext) -> CaseResult {
     let mut options = SpawnOptions::default();
     options.env.insert("B".into(), "spawn".into());
     options.env.insert("C".into(), "spawn".into());
-    let rt = session.spawn(options).await.map_err(|err| format!("spawn: {err}"))?;
+    let rt = session
+        .spawn(options)
+        .await
+        .map_err(|err| format!("spawn: {err}"))?;
     let result = exec(
         rt.as_ref(),
-        ExecCommand::new("echo \"$A $B $C\"").env("C", "command").wall_timeout(Duration::from_secs(30)),
+        ExecCommand::new("echo \"$A $B $C\"")
+            .env("C", "command")
+            .wall_timeout(Duration::from_secs(30)),
     )
     .await?;
-    ensure!(result.stdout.bytes == b"spec spawn command\n", "{}", describe(&result));
+    ensure!(
+        result.stdout.bytes == b"spec spawn command\n",
+        "{}",
+        describe(&result)
+    );
     close(session).await
 }
 
@@ -261,10 +359,22 @@ async fn working_directory_is_the_workspace(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let root = session.workspace_path().map_err(|e| e.to_string())?;
     std::fs::write(root.join("from_host.txt"), "host\n").map_err(|e| e.to_string())?;
-    let result = run(rt.as_ref(), "cat from_host.txt && echo written > from_command.txt").await?;
-    ensure!(result.success() && result.stdout.bytes == b"host\n", "{}", describe(&result));
-    let written = std::fs::read_to_string(root.join("from_command.txt")).map_err(|e| format!("reading back: {e}"))?;
-    ensure!(written == "written\n", "file written by the command holds {written:?}");
+    let result = run(
+        rt.as_ref(),
+        "cat from_host.txt && echo written > from_command.txt",
+    )
+    .await?;
+    ensure!(
+        result.success() && result.stdout.bytes == b"host\n",
+        "{}",
+        describe(&result)
+    );
+    let written = std::fs::read_to_string(root.join("from_command.txt"))
+        .map_err(|e| format!("reading back: {e}"))?;
+    ensure!(
+        written == "written\n",
+        "file written by the command holds {written:?}"
+    );
     close(session).await
 }
 
@@ -272,12 +382,18 @@ async fn shell_syntax(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let result = exec(
         rt.as_ref(),
-        ExecCommand::new("X=1 && echo \"a$X\" | tr a b; false || echo or; echo $((2+3)); echo \"$GREETING\"")
-            .env("GREETING", "hello world")
-            .wall_timeout(Duration::from_secs(30)),
+        ExecCommand::new(
+            "X=1 && echo \"a$X\" | tr a b; false || echo or; echo $((2+3)); echo \"$GREETING\"",
+        )
+        .env("GREETING", "hello world")
+        .wall_timeout(Duration::from_secs(30)),
     )
     .await?;
-    ensure!(result.stdout.bytes == b"b1\nor\n5\nhello world\n", "{}", describe(&result));
+    ensure!(
+        result.stdout.bytes == b"b1\nor\n5\nhello world\n",
+        "{}",
+        describe(&result)
+    );
     close(session).await
 }
 
@@ -323,8 +439,10 @@ async fn stream_concatenation_equals_result(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let mut stream = rt
         .stream(
-            ExecCommand::new("i=0; while [ $i -lt 300 ]; do echo line $i; echo err $i >&2; i=$((i+1)); done")
-                .wall_timeout(Duration::from_secs(60)),
+            ExecCommand::new(
+                "i=0; while [ $i -lt 300 ]; do echo line $i; echo err $i >&2; i=$((i+1)); done",
+            )
+            .wall_timeout(Duration::from_secs(60)),
         )
         .await
         .map_err(|err| format!("stream: {err}"))?;
@@ -341,24 +459,40 @@ async fn stream_concatenation_equals_result(ctx: &CaseContext) -> CaseResult {
         }
     }
     let result = result.ok_or("no Finished event")?;
-    ensure!(out == result.stdout.bytes, "stdout events differ from the result");
-    ensure!(err == result.stderr.bytes, "stderr events differ from the result");
-    ensure!(out.starts_with(b"line 0\n") && out.ends_with(b"line 299\n"), "stdout incomplete");
+    ensure!(
+        out == result.stdout.bytes,
+        "stdout events differ from the result"
+    );
+    ensure!(
+        err == result.stderr.bytes,
+        "stderr events differ from the result"
+    );
+    ensure!(
+        out.starts_with(b"line 0\n") && out.ends_with(b"line 299\n"),
+        "stdout incomplete"
+    );
     close(session).await
 }
 
 /// After a timeout, checks from inside the runtime that the pid written to
-/// `pidfile` is gone (allowing a moment for it to be reaped).
+/// `pidfile` is dead (gone, or a zombie waiting for init to reap it),
+/// allowing a moment for the kill to land.
 async fn pid_is_gone(rt: &dyn Runtime, pidfile: &str) -> CaseResult {
     let check = run(
         rt,
         &format!(
             "pid=$(cat {pidfile}) || exit 2; i=0; while [ $i -lt 50 ]; do \
-             kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; i=$((i+1)); done; exit 1"
+             case \"$(grep '^State:' /proc/$pid/status 2>/dev/null)\" in \
+             ''|*'Z ('*|*'X ('*) exit 0;; esac; sleep 0.1; i=$((i+1)); done; \
+             grep '^State:' /proc/$pid/status; exit 1"
         ),
     )
     .await?;
-    ensure!(check.success(), "the background process survived: {}", describe(&check));
+    ensure!(
+        check.success(),
+        "the background process survived: {}",
+        describe(&check)
+    );
     Ok(())
 }
 
@@ -375,8 +509,16 @@ async fn wall_timeout_kills_grandchildren(ctx: &CaseContext) -> CaseResult {
         "{}",
         describe(&result)
     );
-    ensure!(result.elapsed < Duration::from_secs(20), "returned after {:?}", result.elapsed);
-    ensure!(result.stdout.bytes == b"started\n", "partial output lost: {}", describe(&result));
+    ensure!(
+        result.elapsed < Duration::from_secs(20),
+        "returned after {:?}",
+        result.elapsed
+    );
+    ensure!(
+        result.stdout.bytes == b"started\n",
+        "partial output lost: {}",
+        describe(&result)
+    );
     pid_is_gone(rt.as_ref(), "bg.pid").await?;
     close(session).await
 }
@@ -395,7 +537,11 @@ async fn idle_timeout_kills_grandchildren(ctx: &CaseContext) -> CaseResult {
         "{}",
         describe(&result)
     );
-    ensure!(result.stdout.bytes == b"started\n", "partial output lost: {}", describe(&result));
+    ensure!(
+        result.stdout.bytes == b"started\n",
+        "partial output lost: {}",
+        describe(&result)
+    );
     pid_is_gone(rt.as_ref(), "bg.pid").await?;
     close(session).await
 }
@@ -411,7 +557,9 @@ async fn output_limit_truncates_and_counts(ctx: &CaseContext) -> CaseResult {
     .await?;
     ensure!(result.success(), "{}", describe(&result));
     ensure!(
-        result.stdout.truncated && result.stdout.total_bytes == 100_000 && result.stdout.bytes.len() == 1000,
+        result.stdout.truncated
+            && result.stdout.total_bytes == 100_000
+            && result.stdout.bytes.len() == 1000,
         "stdout kept {} of {} (truncated {})",
         result.stdout.bytes.len(),
         result.stdout.total_bytes,
@@ -436,10 +584,22 @@ async fn output_limit_spills_to_file(ctx: &CaseContext) -> CaseResult {
             .wall_timeout(Duration::from_secs(60)),
     )
     .await?;
-    let path = result.stdout.spill_path.clone().ok_or_else(|| format!("no spill file: {}", describe(&result)))?;
+    let path = result
+        .stdout
+        .spill_path
+        .clone()
+        .ok_or_else(|| format!("no spill file: {}", describe(&result)))?;
     let spilled = std::fs::read(&path).map_err(|e| format!("reading the spill file: {e}"))?;
-    ensure!(spilled.len() == 100_000 && spilled.iter().all(|b| *b == b'y'), "spill file holds {} bytes", spilled.len());
-    ensure!(result.stdout.bytes.len() == 1000, "kept {} bytes", result.stdout.bytes.len());
+    ensure!(
+        spilled.len() == 100_000 && spilled.iter().all(|b| *b == b'y'),
+        "spill file holds {} bytes",
+        spilled.len()
+    );
+    ensure!(
+        result.stdout.bytes.len() == 1000,
+        "kept {} bytes",
+        result.stdout.bytes.len()
+    );
     close(session).await
 }
 
@@ -453,7 +613,10 @@ async fn kill_stops_a_running_command(ctx: &CaseContext) -> CaseResult {
         Some(Event::Stdout(bytes)) if bytes == b"ready\n" => {}
         other => return Err(format!("first event: {other:?}")),
     }
-    ensure!(matches!(rt.poll().await, RuntimeStatus::Running(_)), "poll does not say running");
+    ensure!(
+        matches!(rt.poll().await, RuntimeStatus::Running(_)),
+        "poll does not say running"
+    );
     rt.kill().await.map_err(|err| format!("kill: {err}"))?;
     let result = stream.finish().await;
     ensure!(
@@ -461,8 +624,14 @@ async fn kill_stops_a_running_command(ctx: &CaseContext) -> CaseResult {
         "{}",
         describe(&result)
     );
-    ensure!(result.elapsed < Duration::from_secs(20), "kill took {:?}", result.elapsed);
-    rt.kill().await.map_err(|err| format!("second kill: {err}"))?;
+    ensure!(
+        result.elapsed < Duration::from_secs(20),
+        "kill took {:?}",
+        result.elapsed
+    );
+    rt.kill()
+        .await
+        .map_err(|err| format!("second kill: {err}"))?;
     let after = run(rt.as_ref(), "echo still usable").await?;
     ensure!(after.success(), "after kill: {}", describe(&after));
     close(session).await
@@ -471,7 +640,10 @@ async fn kill_stops_a_running_command(ctx: &CaseContext) -> CaseResult {
 async fn dropped_stream_kills_the_command(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let mut stream = rt
-        .stream(ExecCommand::new("echo $$ > cancelled.pid; echo ready; sleep 30").wall_timeout(Duration::from_secs(60)))
+        .stream(
+            ExecCommand::new("echo $$ > cancelled.pid; echo ready; sleep 30")
+                .wall_timeout(Duration::from_secs(60)),
+        )
         .await
         .map_err(|err| format!("stream: {err}"))?;
     match stream.next().await {
@@ -485,9 +657,17 @@ async fn dropped_stream_kills_the_command(ctx: &CaseContext) -> CaseResult {
 
 async fn cleanup_twice(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
-    rt.cleanup().await.map_err(|err| format!("first cleanup: {err}"))?;
-    rt.cleanup().await.map_err(|err| format!("second cleanup: {err}"))?;
-    ensure!(rt.poll().await == RuntimeStatus::Closed, "poll after cleanup: {:?}", rt.poll().await);
+    rt.cleanup()
+        .await
+        .map_err(|err| format!("first cleanup: {err}"))?;
+    rt.cleanup()
+        .await
+        .map_err(|err| format!("second cleanup: {err}"))?;
+    ensure!(
+        rt.poll().await == RuntimeStatus::Closed,
+        "poll after cleanup: {:?}",
+        rt.poll().await
+    );
     match rt.execute(ExecCommand::new("true")).await {
         Err(Error::RuntimeClosed { .. }) => {}
         other => return Err(format!("execute after cleanup: {other:?}")),
@@ -497,7 +677,10 @@ async fn cleanup_twice(ctx: &CaseContext) -> CaseResult {
 
 async fn drop_without_cleanup(ctx: &CaseContext) -> CaseResult {
     let mut session = ctx.session().await?;
-    let first = session.spawn(SpawnOptions::default()).await.map_err(|e| format!("spawn: {e}"))?;
+    let first = session
+        .spawn(SpawnOptions::default())
+        .await
+        .map_err(|e| format!("spawn: {e}"))?;
     let started = run(first.as_ref(), "sleep 30 & echo $! > orphan.pid").await?;
     ensure!(started.success(), "{}", describe(&started));
     drop(first);
@@ -505,8 +688,15 @@ async fn drop_without_cleanup(ctx: &CaseContext) -> CaseResult {
     let root = session.workspace_path().map_err(|e| e.to_string())?;
     let pid = std::fs::read_to_string(root.join("orphan.pid")).map_err(|e| e.to_string())?;
     drop(session);
-    ensure!(!root.exists(), "workspace {} survived the dropped session", root.display());
-    ensure!(ctx.leftover_sessions().is_empty(), "session directory survived");
+    ensure!(
+        !root.exists(),
+        "workspace {} survived the dropped session",
+        root.display()
+    );
+    ensure!(
+        ctx.leftover_sessions().is_empty(),
+        "session directory survived"
+    );
     // A second session checks from inside a fresh runtime, with the pid in
     // its workspace.
     let (session, rt) = ctx.runtime().await?;
@@ -523,13 +713,28 @@ async fn setup_runs_once_at_spawn(ctx: &CaseContext) -> CaseResult {
             spec.setup.eval_commands = vec!["echo eval >> setup.log".into()];
         })
         .await?;
-    let rt = session.spawn(SpawnOptions::default()).await.map_err(|e| format!("spawn: {e}"))?;
+    let rt = session
+        .spawn(SpawnOptions::default())
+        .await
+        .map_err(|e| format!("spawn: {e}"))?;
     let setup = rt.setup_output();
-    ensure!(setup.commands.len() == 2, "setup ran {} commands", setup.commands.len());
-    ensure!(setup.commands[0].1.stdout.bytes == b"setup-out\n", "setup output: {:?}", setup.commands[0].1.stdout);
+    ensure!(
+        setup.commands.len() == 2,
+        "setup ran {} commands",
+        setup.commands.len()
+    );
+    ensure!(
+        setup.commands[0].1.stdout.bytes == b"setup-out\n",
+        "setup output: {:?}",
+        setup.commands[0].1.stdout
+    );
     for _ in 0..2 {
         let result = run(rt.as_ref(), "cat setup.log").await?;
-        ensure!(result.stdout.bytes == b"once\neval\n", "setup ran again or not at all: {}", describe(&result));
+        ensure!(
+            result.stdout.bytes == b"once\neval\n",
+            "setup ran again or not at all: {}",
+            describe(&result)
+        );
     }
     close(session).await
 }
@@ -537,11 +742,20 @@ async fn setup_runs_once_at_spawn(ctx: &CaseContext) -> CaseResult {
 async fn setup_failure_fails_spawn(ctx: &CaseContext) -> CaseResult {
     let mut session = ctx
         .session_with(Mode::Evaluation, |spec| {
-            spec.setup.commands = vec!["echo fine".into(), "echo broken >&2; exit 3".into(), "echo never > never".into()];
+            spec.setup.commands = vec![
+                "echo fine".into(),
+                "echo broken >&2; exit 3".into(),
+                "echo never > never".into(),
+            ];
         })
         .await?;
     match session.spawn(SpawnOptions::default()).await {
-        Err(Error::SetupFailed { command, exit_code, stderr, .. }) => {
+        Err(Error::SetupFailed {
+            command,
+            exit_code,
+            stderr,
+            ..
+        }) => {
             ensure!(exit_code == 3, "exit code {exit_code}");
             ensure!(command.contains("exit 3"), "command {command:?}");
             ensure!(stderr.contains("broken"), "stderr {stderr:?}");
@@ -550,7 +764,10 @@ async fn setup_failure_fails_spawn(ctx: &CaseContext) -> CaseResult {
         Ok(_) => return Err("spawn succeeded despite a failing setup command".into()),
     }
     let root = session.workspace_path().map_err(|e| e.to_string())?;
-    ensure!(!root.join("never").exists(), "setup went on after the failure");
+    ensure!(
+        !root.join("never").exists(),
+        "setup went on after the failure"
+    );
     close(session).await
 }
 
@@ -561,9 +778,15 @@ async fn setup_failure_allowed(ctx: &CaseContext) -> CaseResult {
             spec.setup.allow_failure = true;
         })
         .await?;
-    let rt = session.spawn(SpawnOptions::default()).await.map_err(|e| format!("spawn: {e}"))?;
+    let rt = session
+        .spawn(SpawnOptions::default())
+        .await
+        .map_err(|e| format!("spawn: {e}"))?;
     let setup = rt.setup_output();
-    ensure!(setup.commands.len() == 1 && setup.commands[0].1.exit_code == 4, "setup output: {setup:?}");
+    ensure!(
+        setup.commands.len() == 1 && setup.commands[0].1.exit_code == 4,
+        "setup output: {setup:?}"
+    );
     let result = run(rt.as_ref(), "echo usable").await?;
     ensure!(result.success(), "{}", describe(&result));
     close(session).await
@@ -589,16 +812,31 @@ async fn disable_setup_skips_it(ctx: &CaseContext) -> CaseResult {
             ..SpawnOptions::default()
         })
         .await;
-    ensure!(matches!(extra, Err(Error::SetupFailed { .. })), "spec setup must still run with an extra command");
+    ensure!(
+        matches!(extra, Err(Error::SetupFailed { .. })),
+        "spec setup must still run with an extra command"
+    );
     close(session).await
 }
 
 async fn runtime_usable_after_timeout(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
-    let timed_out = exec(rt.as_ref(), ExecCommand::new("sleep 30").wall_timeout(Duration::from_millis(300))).await?;
-    ensure!(timed_out.status == ExecStatus::TimedOut, "{}", describe(&timed_out));
+    let timed_out = exec(
+        rt.as_ref(),
+        ExecCommand::new("sleep 30").wall_timeout(Duration::from_millis(300)),
+    )
+    .await?;
+    ensure!(
+        timed_out.status == ExecStatus::TimedOut,
+        "{}",
+        describe(&timed_out)
+    );
     let next = run(rt.as_ref(), "echo next").await?;
-    ensure!(next.success() && next.stdout.bytes == b"next\n", "{}", describe(&next));
+    ensure!(
+        next.success() && next.stdout.bytes == b"next\n",
+        "{}",
+        describe(&next)
+    );
     close(session).await
 }
 
@@ -606,14 +844,21 @@ async fn concurrent_runtimes_on_one_session(ctx: &CaseContext) -> CaseResult {
     let mut session = ctx.session().await?;
     let mut runtimes = Vec::new();
     for _ in 0..3 {
-        runtimes.push(session.spawn(SpawnOptions::default()).await.map_err(|e| format!("spawn: {e}"))?);
+        runtimes.push(
+            session
+                .spawn(SpawnOptions::default())
+                .await
+                .map_err(|e| format!("spawn: {e}"))?,
+        );
     }
     let mut tasks = tokio::task::JoinSet::new();
     for (i, rt) in runtimes.iter().enumerate() {
         let rt = std::sync::Arc::clone(rt);
         tasks.spawn(async move {
             let result = rt
-                .execute(ExecCommand::new(format!("echo runtime-{i} > r{i}.txt; cat r{i}.txt")))
+                .execute(ExecCommand::new(format!(
+                    "echo runtime-{i} > r{i}.txt; cat r{i}.txt"
+                )))
                 .await;
             (i, result)
         });
@@ -634,8 +879,10 @@ async fn asset_path_is_readable(ctx: &CaseContext) -> CaseResult {
     let assets_dir = ctx.scratch().join("assets");
     std::fs::create_dir_all(&assets_dir).map_err(|e| e.to_string())?;
     std::fs::write(assets_dir.join("data.txt"), "asset content\n").map_err(|e| e.to_string())?;
-    let map = session_core::assets::AssetMap::from_yaml_str("data: {path: data.txt, save_path: data/data.txt}")
-        .map_err(|e| e.to_string())?;
+    let map = session_core::assets::AssetMap::from_yaml_str(
+        "data: {path: data.txt, save_path: data/data.txt}",
+    )
+    .map_err(|e| e.to_string())?;
     let assets = map.resolve(&assets_dir).map_err(|e| e.to_string())?;
     let mut session = session_core::session::Session::builder(ctx.target.spec.clone())
         .registry(std::sync::Arc::clone(&ctx.target.registry))
@@ -644,13 +891,22 @@ async fn asset_path_is_readable(ctx: &CaseContext) -> CaseResult {
         .prepare()
         .await
         .map_err(|e| format!("prepare: {e}"))?;
-    let rt = session.spawn(SpawnOptions::default()).await.map_err(|e| format!("spawn: {e}"))?;
+    let rt = session
+        .spawn(SpawnOptions::default())
+        .await
+        .map_err(|e| format!("spawn: {e}"))?;
     let value = serde_json::json!({"cmd": "cat {{static:data}}"});
     let resolved = session
         .resolve_static_placeholders(&value, rt.as_ref())
         .map_err(|e| format!("placeholders: {e}"))?;
-    let command = resolved["cmd"].as_str().ok_or("placeholder result is not a string")?;
+    let command = resolved["cmd"]
+        .as_str()
+        .ok_or("placeholder result is not a string")?;
     let result = run(rt.as_ref(), command).await?;
-    ensure!(result.stdout.bytes == b"asset content\n", "`{command}`: {}", describe(&result));
+    ensure!(
+        result.stdout.bytes == b"asset content\n",
+        "`{command}`: {}",
+        describe(&result)
+    );
     close(session).await
 }

@@ -27,8 +27,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use session_core::registry::Registry;
-use session_core::runtime::{Capabilities, RuntimeHandle};
-use session_core::session::{Session, SpawnOptions};
+use session_core::runtime::Capabilities;
+use session_core::session::{RuntimeHandle, Session, SpawnOptions};
 use session_core::spec::{EnvironmentSpec, Mode};
 
 pub use self::cases::all_cases;

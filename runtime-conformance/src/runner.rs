@@ -86,7 +86,11 @@ pub async fn run_suite(target: Target) -> Report {
         Err(err) => {
             return Report {
                 target: target.label.clone(),
-                cases: vec![("registry", CaseOutcome::Failed(err.to_string()), Duration::ZERO)],
+                cases: vec![(
+                    "registry",
+                    CaseOutcome::Failed(err.to_string()),
+                    Duration::ZERO,
+                )],
             };
         }
     };
@@ -98,12 +102,15 @@ pub async fn run_suite(target: Target) -> Report {
         .enumerate()
         .collect();
 
-    let mut results: Vec<Option<(&'static str, CaseOutcome, Duration)>> = vec![None; selected.len()];
+    let mut results: Vec<Option<(&'static str, CaseOutcome, Duration)>> =
+        vec![None; selected.len()];
     let mut pending = selected.into_iter();
     let mut running = JoinSet::new();
     loop {
         while running.len() < PARALLEL_CASES {
-            let Some((index, case)) = pending.next() else { break };
+            let Some((index, case)) = pending.next() else {
+                break;
+            };
             if let Err(reason) = (case.requires)(&capabilities) {
                 results[index] = Some((case.name, CaseOutcome::Skipped(reason), Duration::ZERO));
                 continue;
@@ -119,15 +126,21 @@ pub async fn run_suite(target: Target) -> Report {
         match running.join_next().await {
             Some(Ok((index, name, outcome, took))) => results[index] = Some((name, outcome, took)),
             Some(Err(err)) => {
-                // A panicking case: its slot stays empty and is reported below.
-                eprintln!("conformance: a case task failed: {err}");
+                // run_case catches a case's panic, so this is the runner's own.
+                panic!("conformance runner task failed: {err}");
             }
             None => break,
         }
     }
     let cases = results
         .into_iter()
-        .map(|r| r.unwrap_or(("(case panicked)", CaseOutcome::Failed("panicked".into()), Duration::ZERO)))
+        .map(|r| {
+            r.unwrap_or((
+                "(case panicked)",
+                CaseOutcome::Failed("panicked".into()),
+                Duration::ZERO,
+            ))
+        })
         .collect();
     Report {
         target: target.label,
@@ -135,8 +148,15 @@ pub async fn run_suite(target: Target) -> Report {
     }
 }
 
-async fn run_case(case: Case, target: Target, capabilities: session_core::runtime::Capabilities) -> CaseOutcome {
-    let temp = match tempfile::Builder::new().prefix("berth-conformance-").tempdir() {
+async fn run_case(
+    case: Case,
+    target: Target,
+    capabilities: session_core::runtime::Capabilities,
+) -> CaseOutcome {
+    let temp = match tempfile::Builder::new()
+        .prefix("berth-conformance-")
+        .tempdir()
+    {
         Ok(temp) => temp,
         Err(err) => return CaseOutcome::Failed(format!("creating a temp dir: {err}")),
     };
@@ -145,7 +165,16 @@ async fn run_case(case: Case, target: Target, capabilities: session_core::runtim
         capabilities,
         temp,
     };
-    let outcome = match tokio::time::timeout(CASE_TIMEOUT, (case.run)(&ctx)).await {
+    // The case runs in a task of its own so a panic becomes a failure.
+    let task = tokio::spawn(async move {
+        let verdict = tokio::time::timeout(CASE_TIMEOUT, (case.run)(&ctx)).await;
+        (verdict, ctx)
+    });
+    let (verdict, ctx) = match task.await {
+        Ok(done) => done,
+        Err(err) => return CaseOutcome::Failed(format!("panicked: {err}")),
+    };
+    let outcome = match verdict {
         Ok(Ok(())) => CaseOutcome::Passed,
         Ok(Err(why)) => CaseOutcome::Failed(why),
         Err(_) => CaseOutcome::Failed(format!("did not finish within {CASE_TIMEOUT:?}")),
@@ -162,6 +191,7 @@ async fn run_case(case: Case, target: Target, capabilities: session_core::runtim
 
 /// Runs the suite on a fresh multi-threaded runtime, prints the report and
 /// panics when a case failed. Meant for a `#[test]`.
+#[allow(clippy::print_stdout, reason = "the report is this function's output")]
 pub fn run_blocking(target: Target) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -170,5 +200,10 @@ pub fn run_blocking(target: Target) {
         .expect("building a tokio runtime");
     let report = runtime.block_on(run_suite(target));
     print!("{}", report.render());
-    assert_eq!(report.failed(), 0, "conformance failures:\n{}", report.render());
+    assert_eq!(
+        report.failed(),
+        0,
+        "conformance failures:\n{}",
+        report.render()
+    );
 }

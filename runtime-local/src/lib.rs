@@ -172,7 +172,11 @@ async fn run_setup(
         let failed = !result.success();
         output.commands.push((command.clone(), result.clone()));
         if failed {
-            tracing::warn!(command, exit_code = result.exit_code, "setup command failed");
+            tracing::warn!(
+                command,
+                exit_code = result.exit_code,
+                "setup command failed"
+            );
             if spec.setup.allow_failure {
                 break;
             }
@@ -257,7 +261,9 @@ impl Runtime for LocalRuntime {
     }
 
     fn setup_output(&self) -> &SetupOutput {
-        static EMPTY: SetupOutput = SetupOutput { commands: Vec::new() };
+        static EMPTY: SetupOutput = SetupOutput {
+            commands: Vec::new(),
+        };
         self.inner.setup.get().unwrap_or(&EMPTY)
     }
 

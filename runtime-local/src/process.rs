@@ -17,9 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use session_core::runtime::{
-    Event, EventSender, ExecResult, ExecStatus, OutputBuffer, Usage,
-};
+use session_core::runtime::{Event, EventSender, ExecResult, ExecStatus, OutputBuffer, Usage};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -70,7 +68,12 @@ pub(crate) fn start(launch: &Launch<'_>) -> io::Result<Started> {
         .arg(launch.command)
         .current_dir(launch.cwd)
         .env_clear()
-        .envs(launch.env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))))
+        .envs(
+            launch
+                .env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
         .stdin(if launch.with_stdin {
             Stdio::piped()
         } else {
@@ -232,8 +235,10 @@ pub(crate) async fn drive(mut started: Started, watch: Watch, events: &EventSend
     let pid = started.pid;
     let wall = watch.wall_timeout.map(|t| started.started_at + t);
     let mut idle = watch.idle_timeout.map(|t| Instant::now() + t);
-    let mut stdout_buf = OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stdout");
-    let mut stderr_buf = OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stderr");
+    let mut stdout_buf =
+        OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stdout");
+    let mut stderr_buf =
+        OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stderr");
 
     let stdin_task = match (started.stdin.take(), watch.stdin) {
         (Some(mut sink), Some(bytes)) => Some(tokio::spawn(async move {

@@ -18,12 +18,12 @@ pub mod placeholders;
 pub mod registry;
 pub mod runtime;
 mod serde_secs;
+pub mod session;
 pub mod snapshot;
 pub mod spec;
-pub mod session;
 pub mod workspace;
 
 pub use error::{Error, Result};
-pub use spec::{EnvironmentSpec, Mode};
 #[doc(hidden)]
 pub use inventory;
+pub use spec::{EnvironmentSpec, Mode};

@@ -140,7 +140,8 @@ impl SessionBuilder {
             (None, None) => InitialContent::Empty,
         };
         let span = tracing::info_span!("session", id = %id, backend = %self.spec.backend_type);
-        let workspace = Workspace::new(id.clone(), initial, options, self.mode, self.assets.clone());
+        let workspace =
+            Workspace::new(id.clone(), initial, options, self.mode, self.assets.clone());
         Ok(Session {
             id,
             spec: Arc::new(self.spec),
@@ -191,7 +192,9 @@ fn new_session_id() -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&std::process::id().to_le_bytes());
     hasher.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     hasher.update(&now.as_nanos().to_le_bytes());
     hasher.finalize().to_hex()[..16].to_owned()
 }
@@ -270,7 +273,9 @@ impl Session {
     fn lock(&self) -> std::sync::MutexGuard<'_, Workspace> {
         // A panic while holding the lock cannot leave the workspace in a
         // state worse than the panic itself; keep serving it.
-        self.workspace.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.workspace
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Runs blocking workspace work off the async threads.
@@ -283,7 +288,9 @@ impl Session {
         let span = tracing::debug_span!(parent: &self.span, "workspace", op = what);
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut guard = workspace.lock().unwrap_or_else(|poison| poison.into_inner());
+            let mut guard = workspace
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
             work(&mut guard)
         })
         .await
@@ -296,7 +303,8 @@ impl Session {
     /// Prepares the workspace and records the assets' fingerprint for the
     /// tamper check. Fails with [`Error::AlreadyPrepared`] the second time.
     pub async fn prepare(&mut self) -> Result<()> {
-        self.blocking("prepare", |ws| ws.prepare().map(drop)).await?;
+        self.blocking("prepare", |ws| ws.prepare().map(drop))
+            .await?;
         let assets = self.assets.clone();
         let fingerprint = tokio::task::spawn_blocking(move || assets.fingerprint())
             .await
@@ -348,8 +356,10 @@ impl Session {
         &self,
         patterns: Vec<String>,
     ) -> Result<BTreeMap<String, FileContent>> {
-        self.blocking("get_file_contents", move |ws| ws.get_file_contents(&patterns))
-            .await
+        self.blocking("get_file_contents", move |ws| {
+            ws.get_file_contents(&patterns)
+        })
+        .await
     }
 
     /// Replaces `{{static:NAME}}` placeholders with where each asset appears
@@ -368,8 +378,10 @@ impl Session {
     /// and returns the diff against the previous snapshot.
     pub async fn finish_checkpoint(&self, out_dir: impl Into<PathBuf>) -> Result<Checkpoint> {
         let out_dir = out_dir.into();
-        self.blocking("finish_checkpoint", move |ws| ws.finish_checkpoint(&out_dir))
-            .await
+        self.blocking("finish_checkpoint", move |ws| {
+            ws.finish_checkpoint(&out_dir)
+        })
+        .await
     }
 
     /// Copies a directory's top-level entries over the workspace.
