@@ -113,6 +113,47 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// setup commands in it (SPEC §5.4). A failing setup command is
     /// [`crate::Error::SetupFailed`] unless `setup.allow_failure` is set.
     async fn spawn(&self, spec: &EnvironmentSpec, ctx: SpawnContext) -> Result<Box<dyn Runtime>>;
+
+    /// Says, one line per check, whether what this backend needs works on
+    /// this machine (an engine reachable, namespaces usable). `berth doctor`
+    /// prints these. The default has nothing to check.
+    async fn diagnose(&self) -> Vec<Diagnostic> {
+        Vec::new()
+    }
+
+    /// Finds what runtimes of this backend left behind when their host died
+    /// (containers, networks...), using the labels or markers it gave them:
+    /// an owner process that is gone, or a lease that expired. Removes them
+    /// unless `dry_run`. `berth gc` calls this on every backend. The default
+    /// finds nothing.
+    async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<Leftover>> {
+        let _ = dry_run;
+        Ok(Vec::new())
+    }
+}
+
+/// One line of `berth doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    /// What was checked (`docker engine`, `user namespaces`).
+    pub check: String,
+    /// Whether it works.
+    pub ok: bool,
+    /// The detail: a version, or why it does not work.
+    pub detail: String,
+}
+
+/// Something a crashed host left behind, found by garbage collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftover {
+    /// What it is (`container`, `session directory`).
+    pub kind: String,
+    /// Its id or path.
+    pub id: String,
+    /// Why it counts as left behind (`owner pid 123 is gone`).
+    pub reason: String,
+    /// Whether it was removed (false on a dry run or a failed removal).
+    pub removed: bool,
 }
 
 /// What a runtime is doing.
