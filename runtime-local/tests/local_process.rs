@@ -1,0 +1,252 @@
+//! What the local backend promises beyond the conformance suite: rlimits,
+//! resource usage, the parent-death signal, the shell setting and a clear
+//! refusal of what it cannot do.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use session_core::runtime::{ExecCommand, ExecStatus};
+use session_core::session::{Session, SpawnOptions};
+use session_core::{EnvironmentSpec, Error};
+
+use runtime_local as _;
+
+fn spec(yaml: &str) -> EnvironmentSpec {
+    EnvironmentSpec::from_yaml_str(yaml, "<test>").unwrap()
+}
+
+async fn session(spec: EnvironmentSpec, temp: &Path) -> Session {
+    Session::builder(spec)
+        .temp_root(temp.join("sessions"))
+        .prepare()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn file_size_limit_stops_a_large_write() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(
+        spec("{type: local, name: t, limits: {file_size: 65536}}"),
+        temp.path(),
+    )
+    .await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    let result = rt
+        .execute(ExecCommand::new(
+            "head -c 1048576 /dev/zero > big; echo status $?",
+        ))
+        .await
+        .unwrap();
+    let size = std::fs::metadata(session.workspace_path().unwrap().join("big"))
+        .unwrap()
+        .len();
+    assert!(size <= 65536, "wrote {size} bytes past the limit");
+    assert!(
+        !result.stdout_lossy().contains("status 0"),
+        "{}",
+        result.stdout_lossy()
+    );
+    session.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_limit_stops_a_large_allocation() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(
+        spec("{type: local, name: t, limits: {memory: 67108864}}"),
+        temp.path(),
+    )
+    .await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    // python3 is on this machine; asking it for 512 MiB under a 64 MiB
+    // address-space limit must fail.
+    let result = rt
+        .execute(ExecCommand::new(
+            "python3 -c 'b = bytearray(512 * 1024 * 1024)'",
+        ))
+        .await
+        .unwrap();
+    assert!(!result.success(), "allocation succeeded: {result:?}");
+    session.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn usage_is_reported() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    let result = rt
+        .execute(ExecCommand::new(
+            "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
+        ))
+        .await
+        .unwrap();
+    let usage = result.usage.expect("local reports usage");
+    assert!(usage.max_rss_bytes > 0);
+    assert!(usage.user_cpu + usage.system_cpu > Duration::ZERO);
+    session.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_configured_shell_runs_commands() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(
+        spec("{type: local, name: t, local: {shell: /bin/bash}}"),
+        temp.path(),
+    )
+    .await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    let result = rt
+        .execute(ExecCommand::new("echo $BASH_VERSION"))
+        .await
+        .unwrap();
+    assert!(
+        !result.stdout_lossy().trim().is_empty(),
+        "not bash: {result:?}"
+    );
+    session.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_shell_is_spawn_failed_not_a_panic() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(
+        spec("{type: local, name: t, local: {shell: /nonexistent/shell}}"),
+        temp.path(),
+    )
+    .await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    let result = rt.execute(ExecCommand::new("true")).await.unwrap();
+    assert_eq!(result.status, ExecStatus::SpawnFailed);
+    assert_eq!(result.exit_code, -1);
+    assert!(result.stderr_lossy().contains("/nonexistent/shell"));
+    session.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn unsupported_and_unknown_settings_are_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    for (yaml, field) in [
+        (
+            "{type: local, name: t, local: {requires_tty: true}}",
+            "local.requires_tty",
+        ),
+        (
+            "{type: local, name: t, local: {shel: /bin/sh}}",
+            "local.shel",
+        ),
+    ] {
+        let mut session = session(spec(yaml), temp.path()).await;
+        let err = session.spawn(SpawnOptions::default()).await.unwrap_err();
+        match &err {
+            Error::Spec { field: got, .. } => assert_eq!(got, field, "{err}"),
+            other => panic!("{yaml}: {other}"),
+        }
+        session.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn background_processes_outlive_their_command_until_cleanup() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    // A server started in the background keeps running for the next command
+    // (and does not hold this one open), until the runtime is cleaned up.
+    let started = rt
+        .execute(ExecCommand::new(
+            "sleep 300 & echo $! > server.pid; echo started",
+        ))
+        .await
+        .unwrap();
+    assert!(started.success());
+    assert!(started.elapsed < Duration::from_secs(60));
+    let pid: i32 = std::fs::read_to_string(session.workspace_path().unwrap().join("server.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(pid), "the background process died with its command");
+    session.close().await.unwrap();
+    assert!(wait_dead(pid), "cleanup left pid {pid} running");
+}
+
+#[test]
+fn commands_die_with_their_host() {
+    // This test re-runs its own binary as a host process that starts a
+    // command and is then killed with SIGKILL: the parent-death signal must
+    // take the command down with it.
+    if let Ok(dir) = std::env::var("BERTH_TEST_PDEATH_DIR") {
+        host_that_gets_killed(PathBuf::from(dir));
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let mut host = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "commands_die_with_their_host", "--nocapture"])
+        .env("BERTH_TEST_PDEATH_DIR", temp.path())
+        .spawn()
+        .unwrap();
+    let pid_file = temp.path().join("command.pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !pid_file.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the host never started its command"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    host.kill().unwrap();
+    host.wait().unwrap();
+    assert!(wait_dead(pid), "pid {pid} outlived its host");
+}
+
+fn host_that_gets_killed(dir: PathBuf) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let mut session = session(EnvironmentSpec::new("local", "t"), &dir).await;
+        let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+        let pid_file = dir.join("command.pid");
+        let command = format!(
+            "echo $$ > {}.tmp && mv {0}.tmp {0} && exec sleep 300",
+            pid_file.display()
+        );
+        let _stream = rt.stream(ExecCommand::new(command)).await.unwrap();
+        std::future::pending::<()>().await;
+    });
+}
+
+fn state(pid: i32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("State:"))
+        .map(str::to_owned)
+}
+
+fn alive(pid: i32) -> bool {
+    state(pid).is_some_and(|s| !s.contains("Z (") && !s.contains("X ("))
+}
+
+/// Waits (bounded) for a process to be dead: gone, or a zombie waiting for
+/// init.
+fn wait_dead(pid: i32) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
