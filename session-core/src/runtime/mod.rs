@@ -14,6 +14,7 @@ mod command;
 mod context;
 mod event;
 mod result;
+pub mod wire;
 
 use std::sync::Arc;
 
