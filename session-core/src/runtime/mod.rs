@@ -35,7 +35,13 @@ use crate::spec::EnvironmentSpec;
 
 /// What a backend's runtimes support. The conformance suite runs only the
 /// cases a backend claims.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Capabilities::default()` claims nothing but [`shared_workspace`]
+/// (see there why), and a field missing from serialised capabilities takes
+/// its default.
+///
+/// [`shared_workspace`]: Capabilities::shared_workspace
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Capabilities {
     /// Commands receive `stdin` bytes.
@@ -66,6 +72,36 @@ pub struct Capabilities {
     pub pids_limit: bool,
     /// `limits.file_size` is enforced.
     pub file_size_limit: bool,
+    /// Commands work in the host's workspace directory itself (or a mount
+    /// of it), so a file the host writes there while a command runs is seen
+    /// by that command at once. A backend whose commands work on a copy
+    /// synchronised before and after each command (the `api` backend) does
+    /// not claim it. Unlike every other capability it is claimed by
+    /// default: a runtime that runs in the host's workspace has it without
+    /// doing anything, and backends written before it existed did.
+    pub shared_workspace: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            stdin: false,
+            live_streaming: false,
+            signals: false,
+            timeouts: false,
+            output_limit: false,
+            concurrent_commands: false,
+            usage: false,
+            mounts: false,
+            ports: false,
+            network_isolation: false,
+            memory_limit: false,
+            cpu_limit: false,
+            pids_limit: false,
+            file_size_limit: false,
+            shared_workspace: true,
+        }
+    }
 }
 
 /// Where a backend came from.
@@ -213,3 +249,17 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
 
 /// A shared handle to a backend.
 pub type BackendRef = Arc<dyn Backend>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_workspace_is_claimed_unless_denied() {
+        assert!(Capabilities::default().shared_workspace);
+        let old: Capabilities = serde_json::from_str(r#"{"stdin": true}"#).unwrap();
+        assert!(old.stdin && old.shared_workspace && !old.signals);
+        let copy: Capabilities = serde_json::from_str(r#"{"shared_workspace": false}"#).unwrap();
+        assert!(!copy.shared_workspace);
+    }
+}
