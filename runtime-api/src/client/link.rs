@@ -1,0 +1,211 @@
+//! The link between a local workspace and its remote session: pushing local
+//! changes before a command, pulling the command's changes after it.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use session_core::snapshot::ContentHash;
+
+use super::http::ApiClient;
+use crate::Error;
+use crate::protocol::{ChangeSet, SyncHead};
+use crate::sync::{self, Packer, Scanner, Tree};
+
+/// What the client knows of the remote workspace.
+#[derive(Debug)]
+struct SyncState {
+    /// Scans the local workspace.
+    scanner: Scanner,
+    /// The tree the remote workspace holds, as far as the client knows.
+    remote: Tree,
+    /// The client's knowledge may be wrong: fetch the remote manifest
+    /// before the next push.
+    stale: bool,
+}
+
+/// A local workspace synced with the workspace of a remote session.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub(crate) client: ApiClient,
+    pub(crate) session: String,
+    pub(crate) workspace: PathBuf,
+    state: Arc<Mutex<SyncState>>,
+}
+
+fn blocking_failed(err: tokio::task::JoinError) -> Error {
+    Error::Protocol(format!("a workspace sync task failed: {err}"))
+}
+
+impl Link {
+    /// A link to `session`, whose workspace holds `remote` now.
+    pub(crate) fn new(
+        client: ApiClient,
+        session: String,
+        workspace: PathBuf,
+        remote: Tree,
+    ) -> Link {
+        Link {
+            client,
+            session,
+            workspace,
+            state: Arc::new(Mutex::new(SyncState {
+                scanner: Scanner::default(),
+                remote,
+                stale: false,
+            })),
+        }
+    }
+
+    fn lock(state: &Mutex<SyncState>) -> MutexGuard<'_, SyncState> {
+        state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The checksum of what the client believes the remote holds.
+    pub(crate) fn remote_checksum(&self) -> ContentHash {
+        Link::lock(&self.state).remote.checksum()
+    }
+
+    /// Forgets what the client believes the remote holds; the next push
+    /// asks the server first.
+    pub(crate) fn mark_stale(&self) {
+        Link::lock(&self.state).stale = true;
+    }
+
+    /// Makes the remote workspace equal to the local one, sending only the
+    /// entries whose hash (or kind, or mode) differs, and returns the
+    /// checksum both now have. With nothing changed, no request is made.
+    pub(crate) async fn push(&self) -> Result<ContentHash, Error> {
+        for _ in 0..3 {
+            let stale = Link::lock(&self.state).stale;
+            if stale {
+                let remote = self.client.workspace(&self.session).await?;
+                let tree = Tree::new(remote.entries);
+                let mut state = Link::lock(&self.state);
+                state.remote = tree;
+                state.stale = false;
+            }
+            let state = Arc::clone(&self.state);
+            let workspace = self.workspace.clone();
+            let plan = tokio::task::spawn_blocking(move || plan_push(&state, &workspace))
+                .await
+                .map_err(blocking_failed)??;
+            let Some(plan) = plan else {
+                return Ok(Link::lock(&self.state).remote.checksum());
+            };
+            let archive = plan.archive.as_ref().map(|a| a.path());
+            match self.client.sync(&self.session, &plan.head, archive).await {
+                Ok(synced) if synced.checksum == plan.head.target => {
+                    Link::lock(&self.state).remote = plan.target;
+                    return Ok(synced.checksum);
+                }
+                Ok(_) => self.mark_stale(),
+                Err(err) if err.status() == Some(412) => self.mark_stale(),
+                Err(err) => return Err(err),
+            }
+        }
+        Err(Error::Protocol(
+            "the remote workspace did not come in sync after three attempts".into(),
+        ))
+    }
+
+    /// Applies what an operation on the server changed to the local
+    /// workspace, fetching the archive of created and changed entries.
+    pub(crate) async fn pull(&self, changes: &ChangeSet) -> Result<(), Error> {
+        let archive = match &changes.id {
+            Some(id) if !changes.upserts.is_empty() => {
+                let file = tempfile::Builder::new()
+                    .prefix("berth-api-changes-")
+                    .suffix(".tar")
+                    .tempfile()
+                    .map_err(|err| Error::Protocol(format!("storing changes: {err}")))?;
+                self.client
+                    .download_changes(&self.session, id, file.path())
+                    .await?;
+                Some(file)
+            }
+            _ => None,
+        };
+        if !changes.upserts.is_empty() && archive.is_none() {
+            return Err(Error::Protocol(
+                "a change set with entries names no archive".into(),
+            ));
+        }
+        let state = Arc::clone(&self.state);
+        let workspace = self.workspace.clone();
+        let changes = changes.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut state = Link::lock(&state);
+            let applied = sync::apply(
+                &workspace,
+                archive.as_ref().map(|a| a.path()),
+                &changes.deletes,
+                Some(&changes.upserts),
+            );
+            if let Err(err) = applied {
+                state.stale = true;
+                return Err(Error::Core(err));
+            }
+            if state.remote.checksum() != changes.base {
+                state.stale = true;
+            }
+            state.remote.apply(&changes.upserts, &changes.deletes);
+            if state.remote.checksum() != changes.checksum {
+                state.stale = true;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(blocking_failed)?
+    }
+}
+
+/// A push to make: the archive, the deletions, and the tree the remote
+/// will hold once it is applied.
+struct PushPlan {
+    head: SyncHead,
+    archive: Option<tempfile::NamedTempFile>,
+    target: Tree,
+}
+
+fn plan_push(state: &Mutex<SyncState>, workspace: &std::path::Path) -> Result<Option<PushPlan>, Error> {
+    let mut state = Link::lock(state);
+    let local = state.scanner.scan(workspace)?;
+    let (upserts, mut deletes) = state.remote.changes_to(&local);
+    if upserts.is_empty() && deletes.is_empty() {
+        return Ok(None);
+    }
+    let mut archive = None;
+    let mut packed_upserts = Vec::new();
+    if !upserts.is_empty() {
+        let file = tempfile::Builder::new()
+            .prefix("berth-api-push-")
+            .suffix(".tar")
+            .tempfile()
+            .map_err(|err| Error::Protocol(format!("packing changes: {err}")))?;
+        let out = std::io::BufWriter::with_capacity(
+            256 << 10,
+            file.reopen()
+                .map_err(|err| Error::Protocol(format!("packing changes: {err}")))?,
+        );
+        let mut packer = Packer::new(out);
+        packer.add_entries(workspace, &upserts)?;
+        let (mut out, packed) = packer.finish()?;
+        out.flush()
+            .map_err(|err| Error::Protocol(format!("packing changes: {err}")))?;
+        deletes.extend(packed.vanished);
+        packed_upserts = packed.upserts;
+        archive = Some(file);
+    }
+    let mut target = state.remote.clone();
+    target.apply(&packed_upserts, &deletes);
+    Ok(Some(PushPlan {
+        head: SyncHead {
+            base: state.remote.checksum(),
+            target: target.checksum(),
+            delete: deletes,
+        },
+        archive,
+        target,
+    }))
+}

@@ -1,0 +1,402 @@
+//! `berth serve`: the runtimes of this process's registry, over HTTP.
+//!
+//! [`bind`] opens the listener (so a caller can read the bound address,
+//! e.g. after asking for port 0) and [`Server::run`] serves until the
+//! configured shutdown signal; [`serve`] does both. Every request needs
+//! the bearer token (compared in constant time); request bodies and
+//! archives are bounded by [`ServeLimits`]; every path a request names is
+//! contained in its remote workspace; a session whose client stops
+//! renewing its lease is reaped with its runtimes and workspace.
+//!
+//! There is no TLS: the server binds to loopback unless told otherwise and
+//! warns when it is told otherwise. Put it behind an SSH tunnel or a
+//! TLS-terminating proxy to reach it from another machine.
+
+mod http;
+mod routes;
+mod session;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::AUTHORIZATION;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use session_core::registry::Registry;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use self::http::Failure;
+use self::session::RemoteSession;
+use crate::body::Body;
+use crate::token::{Token, constant_time_eq, digest};
+use crate::Error;
+
+/// The address `berth serve` listens on by default: loopback only.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+    7341,
+);
+
+/// Bounds on what clients may ask of the server.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// Largest JSON body (and JSON line of a frame) accepted, in bytes;
+    /// stdin travels in it. Larger is `413`.
+    pub max_body_bytes: u64,
+    /// Largest archive (assets, a workspace sync) accepted, in bytes.
+    /// Larger is `413`.
+    pub max_archive_bytes: u64,
+    /// The lease a session gets when it asks for none.
+    pub default_lease: Duration,
+    /// The shortest lease granted (shorter requests get this).
+    pub min_lease: Duration,
+    /// The longest lease granted.
+    pub max_lease: Duration,
+    /// How often expired leases are looked for.
+    pub reap_interval: Duration,
+    /// Sessions open at once; more is `503`.
+    pub max_sessions: usize,
+    /// How often a silent event stream carries a heartbeat line.
+    pub heartbeat: Duration,
+    /// Finished executions (and change archives) remembered per session for
+    /// retries.
+    pub kept_outcomes: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_body_bytes: 16 << 20,
+            max_archive_bytes: 1 << 30,
+            default_lease: Duration::from_secs(60),
+            min_lease: Duration::from_secs(1),
+            max_lease: Duration::from_secs(3600),
+            reap_interval: Duration::from_secs(1),
+            max_sessions: 256,
+            heartbeat: Duration::from_secs(5),
+            kept_outcomes: 32,
+        }
+    }
+}
+
+type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How to serve: where, with which token, from which registry, within
+/// which limits.
+pub struct ServeConfig {
+    /// The address to listen on ([`DEFAULT_LISTEN`] unless set).
+    pub listen: SocketAddr,
+    /// The bearer token every request must carry.
+    pub token: Token,
+    /// The backends served: a session's spec `type` is looked up here.
+    pub registry: Arc<Registry>,
+    /// Limits on requests and sessions.
+    pub limits: ServeLimits,
+    /// Where remote sessions live (default: the system's temporary
+    /// directory).
+    pub work_root: Option<PathBuf>,
+    shutdown: Option<ShutdownSignal>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token)
+            .field("registry", &self.registry)
+            .field("limits", &self.limits)
+            .field("work_root", &self.work_root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServeConfig {
+    /// Serving `registry` with `token` on [`DEFAULT_LISTEN`], default
+    /// limits.
+    pub fn new(token: Token, registry: Arc<Registry>) -> ServeConfig {
+        ServeConfig {
+            listen: DEFAULT_LISTEN,
+            token,
+            registry,
+            limits: ServeLimits::default(),
+            work_root: None,
+            shutdown: None,
+        }
+    }
+
+    /// Listens on `addr` instead (port 0 picks a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> ServeConfig {
+        self.listen = addr;
+        self
+    }
+
+    /// Uses these limits.
+    pub fn limits(mut self, limits: ServeLimits) -> ServeConfig {
+        self.limits = limits;
+        self
+    }
+
+    /// Keeps remote sessions under `dir`.
+    pub fn work_root(mut self, dir: impl Into<PathBuf>) -> ServeConfig {
+        self.work_root = Some(dir.into());
+        self
+    }
+
+    /// Stops serving when `signal` resolves: no new connections, every
+    /// session closed (runtimes, workspaces), then [`Server::run`] returns.
+    pub fn shutdown(mut self, signal: impl Future<Output = ()> + Send + 'static) -> ServeConfig {
+        self.shutdown = Some(Box::pin(signal));
+        self
+    }
+}
+
+/// The state every request shares.
+pub(crate) struct State {
+    pub(crate) registry: Arc<Registry>,
+    token: [u8; 32],
+    pub(crate) limits: ServeLimits,
+    pub(crate) work_root: PathBuf,
+    sessions: Mutex<HashMap<String, Arc<RemoteSession>>>,
+    shutting_down: AtomicBool,
+}
+
+impl State {
+    pub(crate) fn sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<RemoteSession>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Closes every session properly (shutdown).
+    async fn close_all(&self) {
+        let sessions: Vec<_> = self.sessions().drain().map(|(_, s)| s).collect();
+        for session in sessions {
+            if let Err(err) = session.close().await {
+                tracing::warn!(session = %session.id, error = %err, "closing a session at shutdown failed");
+            }
+        }
+    }
+
+    /// Drops every session at once (the server's task was cancelled).
+    fn abandon_all(&self) {
+        let sessions: Vec<_> = self.sessions().drain().map(|(_, s)| s).collect();
+        for session in &sessions {
+            session.abandon();
+        }
+    }
+
+    /// Closes the sessions whose lease ran out.
+    async fn reap_expired(&self) {
+        let now = tokio::time::Instant::now();
+        let expired: Vec<_> = {
+            let mut sessions = self.sessions();
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| s.expired(now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| sessions.remove(id)).collect()
+        };
+        for session in expired {
+            tracing::info!(session = %session.id, label = %session.label, "lease expired: reaping the session");
+            if let Err(err) = session.close().await {
+                tracing::warn!(session = %session.id, error = %err, "reaping a session failed");
+            }
+        }
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: Option<ShutdownSignal>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds the listener. Warns when the address is not a loopback address,
+/// since the server speaks plain HTTP.
+///
+/// Fails with [`Error::Bind`] when the address cannot be bound, and with
+/// [`Error::Config`] when the work root cannot be created.
+pub async fn bind(config: ServeConfig) -> Result<Server, Error> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            address = %local,
+            "serving on an address that is not loopback, without TLS: the bearer token and all \
+             traffic travel in clear text; prefer 127.0.0.1 behind an SSH tunnel or a TLS proxy"
+        );
+    }
+    let work_root = config.work_root.unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&work_root).map_err(|err| {
+        Error::Config(format!(
+            "creating the work root `{}`: {err}",
+            work_root.display()
+        ))
+    })?;
+    let state = Arc::new(State {
+        registry: config.registry,
+        token: config.token.digest(),
+        limits: config.limits,
+        work_root,
+        sessions: Mutex::new(HashMap::new()),
+        shutting_down: AtomicBool::new(false),
+    });
+    tracing::info!(address = %local, backends = ?state.registry.types(), "berth server listening");
+    Ok(Server {
+        listener,
+        state,
+        shutdown: config.shutdown,
+    })
+}
+
+/// Binds and serves until the shutdown signal; see [`bind`] and
+/// [`Server::run`].
+pub async fn serve(config: ServeConfig) -> Result<(), Error> {
+    bind(config).await?.run().await
+}
+
+/// Drops every session when the serving future is dropped without a
+/// shutdown (its task aborted): commands are killed, workspaces removed.
+struct AbandonOnDrop(Arc<State>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.shutting_down.store(true, Ordering::SeqCst);
+        self.0.abandon_all();
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Server {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until the shutdown signal, then closes every session and
+    /// returns. Dropping this future instead (aborting its task) closes
+    /// the listener and every connection at once and drops every session,
+    /// which kills their commands and removes their workspaces.
+    pub async fn run(self) -> Result<(), Error> {
+        let Server {
+            listener,
+            state,
+            shutdown,
+        } = self;
+        let _abandon = AbandonOnDrop(Arc::clone(&state));
+        let reaper_state = Arc::clone(&state);
+        let _reaper = AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(reaper_state.limits.reap_interval).await;
+                reaper_state.reap_expired().await;
+            }
+        }));
+        let mut shutdown = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        connections.spawn(serve_connection(Arc::clone(&state), stream, peer));
+                    }
+                    Err(err) => {
+                        // Out of descriptors, typically: wait rather than spin.
+                        tracing::warn!(error = %err, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                () = &mut shutdown => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        tracing::info!("berth server shutting down");
+        drop(listener);
+        state.shutting_down.store(true, Ordering::SeqCst);
+        state.close_all().await;
+        connections.abort_all();
+        Ok(())
+    }
+}
+
+async fn serve_connection(state: Arc<State>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(handle(state, peer, req).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(err) = connection.await {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
+    }
+}
+
+async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    if !authorized(&state, &req) {
+        // Never log the header: only that it was wrong.
+        tracing::warn!(%peer, %method, %path, "refused a request without the right bearer token");
+        return Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "a valid `Authorization: Bearer <token>` header is required",
+        )
+        .into_response();
+    }
+    let response = routes::route(&state, req)
+        .await
+        .unwrap_or_else(Failure::into_response);
+    tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");
+    response
+}
+
+fn authorized(state: &State, req: &Request<Incoming>) -> bool {
+    let Some(value) = req.headers().get(AUTHORIZATION) else {
+        return false;
+    };
+    let Some(presented) = value.as_bytes().strip_prefix(b"Bearer ") else {
+        return false;
+    };
+    constant_time_eq(&digest(presented), &state.token)
+}

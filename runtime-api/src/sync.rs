@@ -1,0 +1,754 @@
+//! Workspace sync, shared by the client and the server.
+//!
+//! A [`Scanner`] walks a workspace into manifest entries (files, symlinks,
+//! empty directories, with BLAKE3 content hashes — the entries of a
+//! snapshot manifest), hashing only files whose `stat` changed since its
+//! last scan. Two [`Tree`]s compare into the entries that changed and the
+//! paths that went away; a [`Packer`] writes the changed entries into an
+//! uncompressed tar archive; [`apply`] removes the deleted paths and
+//! extracts such an archive into a workspace through snapshot extraction,
+//! which refuses absolute and climbing member names, hard links, devices
+//! and writes through symlinks. Every deleted path goes through
+//! [`paths::normalize_relative`] and is never removed through a symlink.
+//!
+//! Both sides keep the tree they believe the other holds; the checksum of
+//! a tree (the checksum of a snapshot manifest with those entries) tells
+//! them whether they agree.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use session_core::compression::Compression;
+use session_core::paths;
+use session_core::snapshot::{
+    ContentHash, EntryKind, ExtractMode, ManifestEntry, Snapshot, SnapshotManifest,
+};
+use session_core::{Error, Result};
+
+use crate::protocol::{Deletion, WorkspaceState};
+
+/// A file whose status changed this recently is hashed again at the next
+/// scan even if its status looks unchanged then: file times have the
+/// granularity of a kernel tick, so a second write within the same tick
+/// (and of the same size) would otherwise go unnoticed.
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// The entries of a workspace, by path, with their checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tree {
+    entries: BTreeMap<String, ManifestEntry>,
+    checksum: ContentHash,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Tree::new(Vec::new())
+    }
+}
+
+impl Tree {
+    /// A tree of `entries` (a later duplicate path wins).
+    pub(crate) fn new(entries: impl IntoIterator<Item = ManifestEntry>) -> Tree {
+        let entries: BTreeMap<String, ManifestEntry> =
+            entries.into_iter().map(|e| (e.path.clone(), e)).collect();
+        let checksum = checksum_of(&entries);
+        Tree { entries, checksum }
+    }
+
+    /// The checksum: that of a snapshot manifest holding these entries.
+    pub(crate) fn checksum(&self) -> ContentHash {
+        self.checksum
+    }
+
+    /// The entries, sorted by path.
+    pub(crate) fn entries(&self) -> Vec<ManifestEntry> {
+        self.entries.values().cloned().collect()
+    }
+
+    /// The wire form.
+    pub(crate) fn state(&self) -> WorkspaceState {
+        WorkspaceState {
+            checksum: self.checksum,
+            entries: self.entries(),
+        }
+    }
+
+    /// What turns `self` into `newer`: the entries that are new or differ
+    /// in any way (kind, mode, size, hash, link target), and the paths
+    /// `newer` no longer has.
+    pub(crate) fn changes_to(&self, newer: &Tree) -> (Vec<ManifestEntry>, Vec<Deletion>) {
+        let upserts = newer
+            .entries
+            .values()
+            .filter(|entry| self.entries.get(&entry.path) != Some(entry))
+            .cloned()
+            .collect();
+        let deletes = self
+            .entries
+            .values()
+            .filter(|entry| !newer.entries.contains_key(&entry.path))
+            .map(|entry| Deletion {
+                path: entry.path.clone(),
+                kind: entry.kind,
+            })
+            .collect();
+        (upserts, deletes)
+    }
+
+    /// Applies a change set: removes `deletes`, then adds `upserts`.
+    pub(crate) fn apply(&mut self, upserts: &[ManifestEntry], deletes: &[Deletion]) {
+        for deletion in deletes {
+            self.entries.remove(&deletion.path);
+        }
+        for entry in upserts {
+            self.entries.insert(entry.path.clone(), entry.clone());
+        }
+        self.checksum = checksum_of(&self.entries);
+    }
+}
+
+fn checksum_of(entries: &BTreeMap<String, ManifestEntry>) -> ContentHash {
+    SnapshotManifest::new(entries.values().cloned().collect(), Vec::new()).checksum()
+}
+
+/// What identifies an unchanged file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StatKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mode: u32,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl StatKey {
+    fn of(meta: &fs::Metadata) -> StatKey {
+        StatKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mode: meta.mode(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// Scans a workspace into a [`Tree`], remembering each file's status and
+/// hash so the next scan hashes only what changed.
+#[derive(Debug, Default)]
+pub(crate) struct Scanner {
+    cache: HashMap<String, (StatKey, ContentHash)>,
+}
+
+impl Scanner {
+    /// Walks `root` (never following symlinks) into a tree: regular files
+    /// with their mode and hash, symlinks with their target, and
+    /// directories that hold nothing. Names that are not UTF-8 and special
+    /// files (sockets, FIFOs, devices) are left out, as snapshots leave them
+    /// out.
+    ///
+    /// Fails with [`Error::Io`] when a directory or file cannot be read.
+    pub(crate) fn scan(&mut self, root: &Path) -> Result<Tree> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let racy_after = now.saturating_sub(RACY_WINDOW).as_secs() as i64;
+        let mut walk = Walk {
+            previous: &self.cache,
+            next: HashMap::new(),
+            entries: Vec::new(),
+            racy_after,
+        };
+        walk.dir(root, "")?;
+        let Walk { next, entries, .. } = walk;
+        self.cache = next;
+        Ok(Tree::new(entries))
+    }
+}
+
+struct Walk<'c> {
+    previous: &'c HashMap<String, (StatKey, ContentHash)>,
+    next: HashMap<String, (StatKey, ContentHash)>,
+    entries: Vec<ManifestEntry>,
+    racy_after: i64,
+}
+
+impl Walk<'_> {
+    /// Walks one directory; returns whether it holds anything at all.
+    fn dir(&mut self, abs: &Path, rel: &str) -> Result<bool> {
+        let children = match fs::read_dir(abs) {
+            Ok(children) => children,
+            // Removed while we walked: it is simply not there.
+            Err(err) if err.kind() == io::ErrorKind::NotFound && !rel.is_empty() => {
+                return Ok(true);
+            }
+            Err(err) => return Err(io_error("reading directory", abs, err)),
+        };
+        let mut any = false;
+        for child in children {
+            let child = child.map_err(|err| io_error("reading directory", abs, err))?;
+            any = true;
+            let name = child.file_name();
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            let child_rel = join(rel, name);
+            let path = child.path();
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(io_error("inspecting", &path, err)),
+            };
+            let file_type = meta.file_type();
+            if file_type.is_dir() {
+                if !self.dir(&path, &child_rel)? {
+                    self.entries.push(ManifestEntry {
+                        path: child_rel,
+                        kind: EntryKind::Dir,
+                        mode: meta.mode() & 0o7777,
+                        size: 0,
+                        hash: ContentHash::of(b""),
+                        link_target: None,
+                    });
+                }
+            } else if file_type.is_file() {
+                self.file(&path, child_rel, &meta)?;
+            } else if file_type.is_symlink() {
+                if let Some(entry) = symlink_entry(&path, child_rel)? {
+                    self.entries.push(entry);
+                }
+            }
+        }
+        Ok(any)
+    }
+
+    fn file(&mut self, abs: &Path, rel: String, meta: &fs::Metadata) -> Result<()> {
+        let key = StatKey::of(meta);
+        let hash = match self.previous.get(&rel) {
+            Some((cached, hash)) if *cached == key => *hash,
+            _ => {
+                let Some((hash, size)) = hash_file(abs)? else {
+                    return Ok(());
+                };
+                if size != key.size {
+                    // Changing as we read: record what we read, remember
+                    // nothing.
+                    self.entries.push(file_entry(rel, key.mode, size, hash));
+                    return Ok(());
+                }
+                hash
+            }
+        };
+        if key.ctime.0 < self.racy_after && key.mtime.0 < self.racy_after {
+            self.next.insert(rel.clone(), (key, hash));
+        }
+        self.entries.push(file_entry(rel, key.mode, key.size, hash));
+        Ok(())
+    }
+}
+
+fn file_entry(path: String, mode: u32, size: u64, hash: ContentHash) -> ManifestEntry {
+    ManifestEntry {
+        path,
+        kind: EntryKind::File,
+        mode: mode & 0o7777,
+        size,
+        hash,
+        link_target: None,
+    }
+}
+
+/// Hashes a regular file without following a symlink in its place;
+/// `None` when it vanished or is no longer a regular file.
+fn hash_file(abs: &Path) -> Result<Option<(ContentHash, u64)>> {
+    let Some(mut file) = open_regular(abs)? else {
+        return Ok(None);
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut size = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|err| io_error("reading", abs, err))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(Some((hasher.finalize().into(), size)))
+}
+
+/// Opens a regular file for reading, refusing to follow a symlink; `None`
+/// when nothing (or something else) is there now.
+fn open_regular(abs: &Path) -> Result<Option<File>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(abs)
+    {
+        Ok(file) => file,
+        Err(err)
+            if err.kind() == io::ErrorKind::NotFound
+                || err.raw_os_error() == Some(libc::ELOOP) =>
+        {
+            return Ok(None);
+        }
+        Err(err) => return Err(io_error("opening", abs, err)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|err| io_error("inspecting", abs, err))?;
+    Ok(meta.is_file().then_some(file))
+}
+
+fn symlink_entry(abs: &Path, rel: String) -> Result<Option<ManifestEntry>> {
+    let target = match fs::read_link(abs) {
+        Ok(target) => target,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) if err.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
+        Err(err) => return Err(io_error("reading symlink", abs, err)),
+    };
+    let Some(target) = target.to_str() else {
+        return Ok(None);
+    };
+    Ok(Some(ManifestEntry {
+        path: rel,
+        kind: EntryKind::Symlink,
+        mode: 0o777,
+        size: target.len() as u64,
+        hash: ContentHash::of(target.as_bytes()),
+        link_target: Some(target.to_owned()),
+    }))
+}
+
+fn join(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{rel}/{name}")
+    }
+}
+
+fn io_error(action: &'static str, path: &Path, source: io::Error) -> Error {
+    Error::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a [`Packer`] wrote.
+#[derive(Debug, Default)]
+pub(crate) struct Packed {
+    /// The entries as archived (a file is described by the bytes that went
+    /// into the archive, which may differ from an earlier scan).
+    pub(crate) upserts: Vec<ManifestEntry>,
+    /// Entries that were gone (or changed kind) when their turn came; the
+    /// receiver is told to remove them.
+    pub(crate) vanished: Vec<Deletion>,
+}
+
+/// Writes entries into an uncompressed tar archive: files with their mode,
+/// symlinks as links, empty directories.
+pub(crate) struct Packer<W: Write> {
+    builder: tar::Builder<W>,
+    packed: Packed,
+}
+
+impl<W: Write> std::fmt::Debug for Packer<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packer")
+            .field("entries", &self.packed.upserts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> Packer<W> {
+    /// A packer writing to `out`.
+    pub(crate) fn new(out: W) -> Packer<W> {
+        let mut builder = tar::Builder::new(out);
+        builder.mode(tar::HeaderMode::Complete);
+        builder.follow_symlinks(false);
+        Packer {
+            builder,
+            packed: Packed::default(),
+        }
+    }
+
+    /// Adds the entries of `tree_root` at their own paths.
+    pub(crate) fn add_entries(&mut self, tree_root: &Path, entries: &[ManifestEntry]) -> Result<()> {
+        for entry in entries {
+            self.add(&tree_root.join(&entry.path), &entry.path, entry.kind)?;
+        }
+        Ok(())
+    }
+
+    /// Adds what `source` holds now as `member`, expecting it to be of
+    /// `kind`; something else there counts as vanished.
+    pub(crate) fn add(&mut self, source: &Path, member: &str, kind: EntryKind) -> Result<()> {
+        let added = match kind {
+            EntryKind::File => self.add_file(source, member)?,
+            EntryKind::Symlink => self.add_symlink(source, member)?,
+            EntryKind::Dir => self.add_dir(source, member)?,
+        };
+        if !added {
+            self.packed.vanished.push(Deletion {
+                path: member.to_owned(),
+                kind,
+            });
+        }
+        Ok(())
+    }
+
+    fn add_file(&mut self, source: &Path, member: &str) -> Result<bool> {
+        let Some(file) = open_regular(source)? else {
+            return Ok(false);
+        };
+        let meta = file
+            .metadata()
+            .map_err(|err| io_error("inspecting", source, err))?;
+        let size = meta.len();
+        let mode = meta.mode() & 0o7777;
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(size);
+        header.set_mode(mode);
+        header.set_mtime(meta.mtime().max(0) as u64);
+        let mut reader = ExactHashingReader {
+            inner: file,
+            remaining: size,
+            hasher: blake3::Hasher::new(),
+        };
+        self.builder
+            .append_data(&mut header, member, &mut reader)
+            .map_err(|err| io_error("archiving", source, err))?;
+        self.packed.upserts.push(file_entry(
+            member.to_owned(),
+            mode,
+            size,
+            reader.hasher.finalize().into(),
+        ));
+        Ok(true)
+    }
+
+    fn add_symlink(&mut self, source: &Path, member: &str) -> Result<bool> {
+        let Some(entry) = symlink_entry(source, member.to_owned())? else {
+            return Ok(false);
+        };
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        let target = entry.link_target.clone().unwrap_or_default();
+        self.builder
+            .append_link(&mut header, member, &target)
+            .map_err(|err| io_error("archiving", source, err))?;
+        self.packed.upserts.push(entry);
+        Ok(true)
+    }
+
+    fn add_dir(&mut self, source: &Path, member: &str) -> Result<bool> {
+        let meta = match fs::symlink_metadata(source) {
+            Ok(meta) if meta.is_dir() => meta,
+            Ok(_) => return Ok(false),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(err) => return Err(io_error("inspecting", source, err)),
+        };
+        let mode = meta.mode() & 0o7777;
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_size(0);
+        header.set_mode(mode);
+        header.set_mtime(meta.mtime().max(0) as u64);
+        self.builder
+            .append_data(&mut header, format!("{member}/"), io::empty())
+            .map_err(|err| io_error("archiving", source, err))?;
+        self.packed.upserts.push(ManifestEntry {
+            path: member.to_owned(),
+            kind: EntryKind::Dir,
+            mode,
+            size: 0,
+            hash: ContentHash::of(b""),
+            link_target: None,
+        });
+        Ok(true)
+    }
+
+    /// Ends the archive and returns the writer and what was packed.
+    pub(crate) fn finish(self) -> Result<(W, Packed)> {
+        let out = self.builder.into_inner().map_err(|err| Error::Backend {
+            backend: crate::TYPE_NAME.into(),
+            message: format!("finishing a sync archive: {err}"),
+        })?;
+        Ok((out, self.packed))
+    }
+}
+
+/// Yields exactly `remaining` bytes of a file (zero-padded if it shrank
+/// after its size was read, cut if it grew) and hashes what it yields, so
+/// the entry always describes the archived bytes.
+struct ExactHashingReader {
+    inner: File,
+    remaining: u64,
+    hasher: blake3::Hasher,
+}
+
+impl Read for ExactHashingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let mut n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            buf[..want].fill(0);
+            n = want;
+        }
+        self.remaining -= n as u64;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Applies a change set to the workspace at `root`: removes `deletes`, then
+/// extracts `archive` (merging). Returns the archive's entries.
+///
+/// Nothing is written before every check passed: each deleted path must be
+/// a normalised relative path ([`Error::PathEscape`] otherwise), and the
+/// archive must hold only safe members ([`Error::UnsafeArchiveMember`] for
+/// an absolute or climbing name, a hard link, a device, or an entry below
+/// a symlink of the same archive). With `expected`, the archive must hold
+/// exactly those entries ([`Error::Archive`] otherwise). Extraction itself
+/// refuses to write through a symlink already in the workspace.
+pub(crate) fn apply(
+    root: &Path,
+    archive: Option<&Path>,
+    deletes: &[Deletion],
+    expected: Option<&[ManifestEntry]>,
+) -> Result<Vec<ManifestEntry>> {
+    let mut deleted = Vec::with_capacity(deletes.len());
+    for deletion in deletes {
+        let rel = paths::normalize_relative(&deletion.path)?;
+        if paths::to_slash(&rel) != deletion.path {
+            return Err(Error::PathEscape {
+                path: deletion.path.clone(),
+                reason: "paths must be normalised (no `.`, `..` or empty components)",
+            });
+        }
+        deleted.push((rel, deletion.kind));
+    }
+    let snapshot = archive
+        .map(|path| Snapshot::open_archive(path, Compression::None))
+        .transpose()?;
+    let entries = snapshot
+        .as_ref()
+        .map(|s| s.manifest().entries().to_vec())
+        .unwrap_or_default();
+    if let Some(archive) = archive {
+        refuse_paths_below_links(archive, &entries)?;
+    }
+    if let Some(expected) = expected {
+        let mut wanted = expected.to_vec();
+        wanted.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        if wanted != entries {
+            return Err(Error::Archive {
+                archive: archive.map(Path::to_path_buf).unwrap_or_default(),
+                message: "the archive does not hold the entries the change set announced".into(),
+            });
+        }
+    }
+    for (rel, kind) in &deleted {
+        remove_contained(root, rel, *kind)?;
+    }
+    if let Some(snapshot) = snapshot {
+        snapshot.extract(root, ExtractMode::Merge)?;
+    }
+    Ok(entries)
+}
+
+/// Refuses an archive in which an entry lies below one of its own
+/// symlinks: extracting it would write through the link.
+fn refuse_paths_below_links(archive: &Path, entries: &[ManifestEntry]) -> Result<()> {
+    let links: HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Symlink)
+        .map(|e| e.path.as_str())
+        .collect();
+    if links.is_empty() {
+        return Ok(());
+    }
+    for entry in entries {
+        let below_link = entry
+            .path
+            .match_indices('/')
+            .any(|(i, _)| links.contains(&entry.path[..i]));
+        if below_link {
+            return Err(Error::UnsafeArchiveMember {
+                archive: archive.to_path_buf(),
+                member: entry.path.clone(),
+                reason: "it lies below a symlink of the same archive".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Removes the entry at `rel` (normalised) under `root`, if it is still of
+/// `kind`: a directory only when empty, a file or symlink only when it is
+/// not a directory now. A path whose parent is a symlink is refused; one
+/// whose parent is missing or not a directory has nothing to remove.
+fn remove_contained(root: &Path, rel: &Path, kind: EntryKind) -> Result<()> {
+    let mut current = root.to_path_buf();
+    let components: Vec<_> = rel.components().collect();
+    let Some((last, parents)) = components.split_last() else {
+        return Ok(());
+    };
+    for component in parents {
+        current.push(component);
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Error::PathEscape {
+                    path: paths::to_slash(rel),
+                    reason: "a parent directory is a symlink",
+                });
+            }
+            Ok(_) => return Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(io_error("inspecting", &current, err)),
+        }
+    }
+    current.push(last);
+    let meta = match fs::symlink_metadata(&current) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(io_error("inspecting", &current, err)),
+    };
+    let result = match (kind, meta.is_dir()) {
+        (EntryKind::Dir, true) => match fs::remove_dir(&current) {
+            // Something arrived in it since: it is not ours to remove.
+            Err(err) if err.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(()),
+            other => other,
+        },
+        (EntryKind::File | EntryKind::Symlink, false) => fs::remove_file(&current),
+        // It changed kind since; whatever replaced it arrives on its own.
+        _ => Ok(()),
+    };
+    match result {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+            Err(io_error("removing", &current, err))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    fn write(root: &Path, rel: &str, content: &str) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    /// Syncs `from` into `to` the way both sides do, and returns the
+    /// change set's size.
+    fn sync(from: &Path, to: &Path, known: &mut Tree, scanner: &mut Scanner) -> usize {
+        let now = scanner.scan(from).unwrap();
+        let (upserts, deletes) = known.changes_to(&now);
+        let archive = tempfile::NamedTempFile::new().unwrap();
+        let mut packer = Packer::new(archive.reopen().unwrap());
+        packer.add_entries(from, &upserts).unwrap();
+        let (_, packed) = packer.finish().unwrap();
+        let mut deletes = deletes;
+        deletes.extend(packed.vanished);
+        let applied = apply(to, Some(archive.path()), &deletes, Some(&packed.upserts)).unwrap();
+        known.apply(&applied, &deletes);
+        assert_eq!(known.checksum(), now.checksum());
+        upserts.len() + deletes.len()
+    }
+
+    #[test]
+    fn changes_travel_with_modes_links_empty_dirs_and_deletions() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let mut scanner = Scanner::default();
+        let mut known = Tree::default();
+        write(a.path(), "keep.txt", "same\n");
+        write(a.path(), "dir/file.txt", "x");
+        write(a.path(), "run.sh", "#!/bin/sh\n");
+        fs::set_permissions(a.path().join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        symlink("keep.txt", a.path().join("link")).unwrap();
+        fs::create_dir(a.path().join("empty")).unwrap();
+        assert_eq!(sync(a.path(), b.path(), &mut known, &mut scanner), 5);
+        assert_eq!(Scanner::default().scan(b.path()).unwrap(), known);
+        let mode = fs::metadata(b.path().join("run.sh")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(fs::read_link(b.path().join("link")).unwrap(), Path::new("keep.txt"));
+
+        // Only what changed travels; a file turning into a directory and
+        // back works.
+        fs::remove_file(a.path().join("dir/file.txt")).unwrap();
+        write(a.path(), "empty/now", "filled");
+        fs::remove_file(a.path().join("link")).unwrap();
+        write(a.path(), "link/inside", "a directory now");
+        assert_eq!(sync(a.path(), b.path(), &mut known, &mut scanner), 6);
+        assert_eq!(Scanner::default().scan(b.path()).unwrap(), known);
+        assert!(b.path().join("dir").is_dir());
+        assert_eq!(sync(a.path(), b.path(), &mut known, &mut scanner), 0);
+    }
+
+    #[test]
+    fn unchanged_files_are_not_read_again() {
+        let a = tempfile::tempdir().unwrap();
+        write(a.path(), "f", "one");
+        let mut scanner = Scanner::default();
+        let first = scanner.scan(a.path()).unwrap();
+        // Pretend the file is old enough to be trusted, then change its
+        // bytes behind the cache's back without changing its status key:
+        // the cached hash is reused, proving the file was not read.
+        let key = StatKey::of(&fs::metadata(a.path().join("f")).unwrap());
+        scanner.cache.insert("f".into(), (key, ContentHash::of(b"cached")));
+        let second = scanner.scan(a.path()).unwrap();
+        assert_eq!(second.entries()[0].hash, ContentHash::of(b"cached"));
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn deletions_stay_inside() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "victim", "x");
+        symlink(outside.path(), root.path().join("out")).unwrap();
+        for (path, kind) in [
+            ("../victim", EntryKind::File),
+            ("/etc/passwd", EntryKind::File),
+            ("a/./b", EntryKind::File),
+            ("out/victim", EntryKind::File),
+        ] {
+            let deletion = Deletion {
+                path: path.into(),
+                kind,
+            };
+            assert!(
+                matches!(
+                    apply(root.path(), None, &[deletion], None),
+                    Err(Error::PathEscape { .. })
+                ),
+                "{path}"
+            );
+        }
+        assert!(outside.path().join("victim").exists());
+    }
+}

@@ -1,0 +1,134 @@
+//! The bearer token both sides share.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use crate::Error;
+
+/// A bearer token. Its `Debug` form hides it, it has no `Display`, and
+/// nothing in this crate logs it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl Token {
+    /// A token from its text.
+    ///
+    /// Fails with [`Error::Config`] when it is empty or holds anything but
+    /// visible ASCII (it travels in an HTTP header).
+    pub fn new(text: impl Into<String>) -> Result<Token, Error> {
+        let text = text.into();
+        if text.is_empty() {
+            return Err(Error::Config("the token is empty".into()));
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::Config(
+                "the token must be visible ASCII (no spaces or control characters)".into(),
+            ));
+        }
+        Ok(Token(text))
+    }
+
+    /// Reads a token from a file, ignoring surrounding whitespace (a
+    /// trailing newline).
+    ///
+    /// Fails with [`Error::Config`] when the file cannot be read or holds
+    /// no valid token.
+    pub fn from_file(path: &Path) -> Result<Token, Error> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            Error::Config(format!("reading the token file `{}`: {err}", path.display()))
+        })?;
+        Token::new(text.trim()).map_err(|err| {
+            Error::Config(format!("the token file `{}`: {err}", path.display()))
+        })
+    }
+
+    /// Reads a token from the environment variable `name`.
+    ///
+    /// Fails with [`Error::Config`] naming the variable when it is unset or
+    /// not a valid token.
+    pub fn from_env(name: &str) -> Result<Token, Error> {
+        let text = std::env::var(name).map_err(|_| {
+            Error::Config(format!(
+                "the environment variable `{name}` that should hold the api token is not set"
+            ))
+        })?;
+        Token::new(text)
+            .map_err(|err| Error::Config(format!("the environment variable `{name}`: {err}")))
+    }
+
+    /// A fresh random token (64 hex digits), for a server started without
+    /// one.
+    pub fn generate() -> Token {
+        Token(random_hex(32))
+    }
+
+    /// The token's text, for the `Authorization` header only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A digest to compare presented tokens with in constant time.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        digest(self.0.as_bytes())
+    }
+}
+
+/// The digest tokens are compared by: hashing first means the comparison
+/// takes the same time whatever the lengths, and [`constant_time_eq`] takes
+/// the same time whatever the bytes.
+pub(crate) fn digest(bytes: &[u8]) -> [u8; 32] {
+    *blake3::hash(bytes).as_bytes()
+}
+
+/// Compares two digests without an early exit.
+pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// `bytes` random bytes as hex, from the kernel's generator (ids, keys,
+/// tokens). Falls back to a hash of the time, the process and a counter if
+/// `/dev/urandom` cannot be read.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
+    if read.is_err() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&std::process::id().to_le_bytes());
+        hasher.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        hasher.update(&now.as_nanos().to_le_bytes());
+        hasher.finalize_xof().fill(&mut buf);
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_checked_and_hidden() {
+        assert!(Token::new("").is_err());
+        assert!(Token::new("has space").is_err());
+        let token = Token::new("s3cret").unwrap();
+        assert_eq!(format!("{token:?}"), "Token(<redacted>)");
+        assert!(constant_time_eq(&token.digest(), &digest(b"s3cret")));
+        assert!(!constant_time_eq(&token.digest(), &digest(b"s3cret ")));
+        assert_ne!(Token::generate(), Token::generate());
+        assert_eq!(random_hex(16).len(), 32);
+    }
+}

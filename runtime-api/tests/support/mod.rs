@@ -1,0 +1,127 @@
+//! What the api tests share: a server on a loopback port, and client
+//! registries and specs pointing at it.
+
+#![allow(dead_code, unreachable_pub, reason = "each test file uses part of this")]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use runtime_api::server::{ServeConfig, ServeLimits};
+use runtime_api::{ApiBackend, ApiClient, Token};
+use session_core::EnvironmentSpec;
+use session_core::registry::Registry;
+use session_core::runtime::BackendOrigin;
+
+use runtime_local as _;
+
+/// The token every test server expects.
+pub const TOKEN: &str = "test-token-9f2c41d7";
+
+pub fn token() -> Token {
+    Token::new(TOKEN).unwrap()
+}
+
+/// The server-side registry: every built-in linked into the test binary.
+pub fn server_registry() -> Arc<Registry> {
+    Registry::with_builtins().unwrap().shared()
+}
+
+/// Limits for tests: small leases allowed, quick reaping.
+pub fn test_limits() -> ServeLimits {
+    ServeLimits {
+        min_lease: Duration::from_millis(100),
+        reap_interval: Duration::from_millis(50),
+        heartbeat: Duration::from_millis(500),
+        ..ServeLimits::default()
+    }
+}
+
+/// A server running as a task of the current tokio runtime.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub work_root: tempfile::TempDir,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(test_limits()).await
+    }
+
+    pub async fn start_with(limits: ServeLimits) -> TestServer {
+        let work_root = tempfile::Builder::new()
+            .prefix("berth-api-server-")
+            .tempdir()
+            .unwrap();
+        let config = ServeConfig::new(token(), server_registry())
+            .listen("127.0.0.1:0".parse().unwrap())
+            .limits(limits)
+            .work_root(work_root.path());
+        let server = runtime_api::server::bind(config).await.unwrap();
+        let addr = server.local_addr();
+        let task = tokio::spawn(async move {
+            server.run().await.unwrap();
+        });
+        TestServer {
+            addr,
+            work_root,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(&self.url(), token()).unwrap()
+    }
+
+    /// Remote session directories still on disk.
+    pub fn remote_dirs(&self) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(self.work_root.path())
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A client registry holding only the api backend, with the test token.
+pub fn client_registry() -> Arc<Registry> {
+    let mut registry = Registry::empty();
+    registry
+        .register(
+            Arc::new(ApiBackend::with_token(token())),
+            BackendOrigin::BuiltIn("runtime-api".into()),
+        )
+        .unwrap();
+    registry.shared()
+}
+
+/// A `type: api` spec whose remote is `local`.
+pub fn api_spec(url: &str) -> EnvironmentSpec {
+    api_spec_with(url, "")
+}
+
+/// The same with more lines in the `api:` block (indented by four).
+pub fn api_spec_with(url: &str, extra: &str) -> EnvironmentSpec {
+    EnvironmentSpec::from_yaml_str(
+        &format!(
+            "type: api\nname: conformance\napi:\n  url: {url}\n  remote:\n    type: local\n    name: remote\n{extra}"
+        ),
+        "<test>",
+    )
+    .unwrap()
+}
+
+/// Waits (bounded) until `check` holds.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
