@@ -99,6 +99,19 @@ impl Tree {
         (upserts, deletes)
     }
 
+    /// Whether the tree has `dir` itself (an empty directory) or anything
+    /// below it.
+    pub(crate) fn holds(&self, dir: &str) -> bool {
+        if self.entries.contains_key(dir) {
+            return true;
+        }
+        let prefix = format!("{dir}/");
+        self.entries
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(path, _)| path.starts_with(&prefix))
+    }
+
     /// Applies a change set: removes `deletes`, then adds `upserts`.
     pub(crate) fn apply(&mut self, upserts: &[ManifestEntry], deletes: &[Deletion]) {
         for deletion in deletes {
@@ -219,10 +232,10 @@ impl Walk<'_> {
                 }
             } else if file_type.is_file() {
                 self.file(&path, child_rel, &meta)?;
-            } else if file_type.is_symlink() {
-                if let Some(entry) = symlink_entry(&path, child_rel)? {
-                    self.entries.push(entry);
-                }
+            } else if file_type.is_symlink()
+                && let Some(entry) = symlink_entry(&path, child_rel)?
+            {
+                self.entries.push(entry);
             }
         }
         Ok(any)
@@ -296,8 +309,7 @@ fn open_regular(abs: &Path) -> Result<Option<File>> {
     {
         Ok(file) => file,
         Err(err)
-            if err.kind() == io::ErrorKind::NotFound
-                || err.raw_os_error() == Some(libc::ELOOP) =>
+            if err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ELOOP) =>
         {
             return Ok(None);
         }
@@ -384,7 +396,11 @@ impl<W: Write> Packer<W> {
     }
 
     /// Adds the entries of `tree_root` at their own paths.
-    pub(crate) fn add_entries(&mut self, tree_root: &Path, entries: &[ManifestEntry]) -> Result<()> {
+    pub(crate) fn add_entries(
+        &mut self,
+        tree_root: &Path,
+        entries: &[ManifestEntry],
+    ) -> Result<()> {
         for entry in entries {
             self.add(&tree_root.join(&entry.path), &entry.path, entry.kind)?;
         }
@@ -506,7 +522,9 @@ impl Read for ExactHashingReader {
         if self.remaining == 0 {
             return Ok(0);
         }
-        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let want = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
         let mut n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             buf[..want].fill(0);
@@ -572,6 +590,33 @@ pub(crate) fn apply(
         snapshot.extract(root, ExtractMode::Merge)?;
     }
     Ok(entries)
+}
+
+/// Removes the directories that deleting `deletes` emptied and that `tree`
+/// (the state after the change set) does not hold: a scan lists every empty
+/// directory, so one missing from the tree is gone on the other side.
+/// Deepest first; a directory that is not empty, or is not a directory, is
+/// left alone, and so are its parents.
+pub(crate) fn prune_emptied(root: &Path, deletes: &[Deletion], tree: &Tree) {
+    let mut dirs: Vec<&str> = deletes
+        .iter()
+        .flat_map(|d| d.path.match_indices('/').map(|(i, _)| &d.path[..i]))
+        .collect();
+    dirs.sort_by_key(|dir| std::cmp::Reverse(dir.len()));
+    dirs.dedup();
+    for dir in dirs {
+        if tree.holds(dir) {
+            continue;
+        }
+        let Ok(rel) = paths::normalize_relative(dir) else {
+            continue;
+        };
+        let path = root.join(rel);
+        if fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir()) {
+            // Not empty (something arrived meanwhile): keep it.
+            let _ = fs::remove_dir(&path);
+        }
+    }
 }
 
 /// Refuses an archive in which an entry lies below one of its own
@@ -675,6 +720,7 @@ mod tests {
         deletes.extend(packed.vanished);
         let applied = apply(to, Some(archive.path()), &deletes, Some(&packed.upserts)).unwrap();
         known.apply(&applied, &deletes);
+        prune_emptied(to, &deletes, known);
         assert_eq!(known.checksum(), now.checksum());
         upserts.len() + deletes.len()
     }
@@ -693,9 +739,15 @@ mod tests {
         fs::create_dir(a.path().join("empty")).unwrap();
         assert_eq!(sync(a.path(), b.path(), &mut known, &mut scanner), 5);
         assert_eq!(Scanner::default().scan(b.path()).unwrap(), known);
-        let mode = fs::metadata(b.path().join("run.sh")).unwrap().permissions().mode();
+        let mode = fs::metadata(b.path().join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
-        assert_eq!(fs::read_link(b.path().join("link")).unwrap(), Path::new("keep.txt"));
+        assert_eq!(
+            fs::read_link(b.path().join("link")).unwrap(),
+            Path::new("keep.txt")
+        );
 
         // Only what changed travels; a file turning into a directory and
         // back works.
@@ -707,6 +759,14 @@ mod tests {
         assert_eq!(Scanner::default().scan(b.path()).unwrap(), known);
         assert!(b.path().join("dir").is_dir());
         assert_eq!(sync(a.path(), b.path(), &mut known, &mut scanner), 0);
+
+        // A removed tree goes whole, its directories included.
+        write(a.path(), "gone/deeper/f", "x");
+        sync(a.path(), b.path(), &mut known, &mut scanner);
+        fs::remove_dir_all(a.path().join("gone")).unwrap();
+        assert_eq!(sync(a.path(), b.path(), &mut known, &mut scanner), 1);
+        assert!(!b.path().join("gone").exists());
+        assert_eq!(Scanner::default().scan(b.path()).unwrap(), known);
     }
 
     #[test]
@@ -719,7 +779,9 @@ mod tests {
         // bytes behind the cache's back without changing its status key:
         // the cached hash is reused, proving the file was not read.
         let key = StatKey::of(&fs::metadata(a.path().join("f")).unwrap());
-        scanner.cache.insert("f".into(), (key, ContentHash::of(b"cached")));
+        scanner
+            .cache
+            .insert("f".into(), (key, ContentHash::of(b"cached")));
         let second = scanner.scan(a.path()).unwrap();
         assert_eq!(second.entries()[0].hash, ContentHash::of(b"cached"));
         assert_ne!(first, second);

@@ -41,11 +41,13 @@ impl Token {
     /// no valid token.
     pub fn from_file(path: &Path) -> Result<Token, Error> {
         let text = std::fs::read_to_string(path).map_err(|err| {
-            Error::Config(format!("reading the token file `{}`: {err}", path.display()))
+            Error::Config(format!(
+                "reading the token file `{}`: {err}",
+                path.display()
+            ))
         })?;
-        Token::new(text.trim()).map_err(|err| {
-            Error::Config(format!("the token file `{}`: {err}", path.display()))
-        })
+        Token::new(text.trim())
+            .map_err(|err| Error::Config(format!("the token file `{}`: {err}", path.display())))
     }
 
     /// Reads a token from the environment variable `name`.

@@ -72,7 +72,7 @@ impl ApiConfig {
         if config.url.is_empty() {
             return Err(invalid("url", "the server's URL is required".into()));
         }
-        if let Err(err) = ApiClient::new(&config.url, Token::generate()) {
+        if let Err(err) = ApiClient::new(&config.url, &Token::generate()) {
             return Err(invalid("url", err.to_string()));
         }
         if config.remote.is_none() {
@@ -86,7 +86,10 @@ impl ApiConfig {
             .lease
             .is_some_and(|secs| !secs.is_finite() || secs <= 0.0)
         {
-            return Err(invalid("lease", "expected a positive number of seconds".into()));
+            return Err(invalid(
+                "lease",
+                "expected a positive number of seconds".into(),
+            ));
         }
         if config.token_env.is_empty() {
             return Err(invalid("token_env", "the variable name is empty".into()));
@@ -104,10 +107,7 @@ impl ApiConfig {
 pub fn remote_spec(local: &EnvironmentSpec, remote: &EnvironmentSpec) -> EnvironmentSpec {
     let mut merged = remote.clone();
     for (key, value) in &local.environment.env {
-        merged
-            .environment
-            .env
-            .insert(key.clone(), value.clone());
+        merged.environment.env.insert(key.clone(), value.clone());
     }
     let setup = &mut merged.setup;
     setup.commands.extend(local.setup.commands.iter().cloned());
@@ -241,7 +241,11 @@ fn pack_assets(
 }
 
 /// Renews a remote session's lease until aborted or the session is gone.
-fn renew_in_background(client: ApiClient, session: String, lease: Duration) -> tokio::task::AbortHandle {
+fn renew_in_background(
+    client: ApiClient,
+    session: String,
+    lease: Duration,
+) -> tokio::task::AbortHandle {
     let period = (lease / 3).max(Duration::from_millis(10));
     tokio::spawn(async move {
         loop {
@@ -296,7 +300,7 @@ impl Backend for ApiBackend {
             Some(token) => token.clone(),
             None => Token::from_env(&config.token_env)?,
         };
-        let client = ApiClient::new(&config.url, token)?;
+        let client = ApiClient::new(&config.url, &token)?;
         let remote = remote_spec(spec, config.remote.as_ref().expect("checked by from_spec"));
         let output_limit = remote.limits.output_limit;
         let assets = ctx.assets.clone();
@@ -326,7 +330,12 @@ impl Backend for ApiBackend {
             Duration::from_millis(created.lease_ms),
         );
         let remote_tree = Tree::new(created.workspace.entries);
-        let link = Link::new(client.clone(), session.clone(), ctx.workspace.clone(), remote_tree);
+        let link = Link::new(
+            client.clone(),
+            session.clone(),
+            ctx.workspace.clone(),
+            remote_tree,
+        );
         if link_checksum_differs(&created.workspace.checksum, &link) {
             link.mark_stale();
         }

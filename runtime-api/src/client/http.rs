@@ -70,7 +70,10 @@ impl std::fmt::Debug for ApiClient {
 enum Payload<'a> {
     Empty,
     Json(Bytes),
-    Frame { head: Bytes, archive: Option<&'a Path> },
+    Frame {
+        head: Bytes,
+        archive: Option<&'a Path>,
+    },
 }
 
 impl Payload<'_> {
@@ -107,7 +110,7 @@ impl ApiClient {
     /// Fails with [`Error::Config`] for anything but an `http://` URL with
     /// a host: TLS is not spoken; reach a remote server through an SSH
     /// tunnel or a TLS proxy on this machine.
-    pub fn new(url: &str, token: Token) -> Result<ApiClient, Error> {
+    pub fn new(url: &str, token: &Token) -> Result<ApiClient, Error> {
         let uri: Uri = url
             .parse()
             .map_err(|err| Error::Config(format!("api url `{url}`: {err}")))?;
@@ -257,15 +260,14 @@ impl ApiClient {
         let body = read_limited(response.into_body(), MAX_ERROR_BODY)
             .await
             .unwrap_or_default();
-        let error = serde_json::from_slice::<WireError>(&body).unwrap_or_else(|_| {
-            WireError::Backend {
+        let error =
+            serde_json::from_slice::<WireError>(&body).unwrap_or_else(|_| WireError::Backend {
                 backend: TYPE_NAME.into(),
                 message: format!(
                     "{status}: {}",
                     String::from_utf8_lossy(&body[..body.len().min(500)])
                 ),
-            }
-        });
+            });
         Err(Error::Status {
             status: status.as_u16(),
             error,
@@ -493,9 +495,7 @@ impl ApiClient {
         dest: &Path,
     ) -> Result<u64, Error> {
         let path = format!("/sessions/{session}/changes/{id}");
-        let (response, lease) = self
-            .send(Method::GET, &path, &Payload::Empty, true)
-            .await?;
+        let (response, lease) = self.send(Method::GET, &path, &Payload::Empty, true).await?;
         let response = self.check(response).await?;
         let mut body = response.into_body();
         let file = tokio::fs::File::create(dest)

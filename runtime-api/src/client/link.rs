@@ -33,7 +33,7 @@ pub(crate) struct Link {
     state: Arc<Mutex<SyncState>>,
 }
 
-fn blocking_failed(err: tokio::task::JoinError) -> Error {
+fn blocking_failed(err: &tokio::task::JoinError) -> Error {
     Error::Protocol(format!("a workspace sync task failed: {err}"))
 }
 
@@ -89,7 +89,7 @@ impl Link {
             let workspace = self.workspace.clone();
             let plan = tokio::task::spawn_blocking(move || plan_push(&state, &workspace))
                 .await
-                .map_err(blocking_failed)??;
+                .map_err(|err| blocking_failed(&err))??;
             let Some(plan) = plan else {
                 return Ok(Link::lock(&self.state).remote.checksum());
             };
@@ -150,13 +150,14 @@ impl Link {
                 state.stale = true;
             }
             state.remote.apply(&changes.upserts, &changes.deletes);
+            sync::prune_emptied(&workspace, &changes.deletes, &state.remote);
             if state.remote.checksum() != changes.checksum {
                 state.stale = true;
             }
             Ok(())
         })
         .await
-        .map_err(blocking_failed)?
+        .map_err(|err| blocking_failed(&err))?
     }
 }
 
@@ -168,7 +169,10 @@ struct PushPlan {
     target: Tree,
 }
 
-fn plan_push(state: &Mutex<SyncState>, workspace: &std::path::Path) -> Result<Option<PushPlan>, Error> {
+fn plan_push(
+    state: &Mutex<SyncState>,
+    workspace: &std::path::Path,
+) -> Result<Option<PushPlan>, Error> {
     let mut state = Link::lock(state);
     let local = state.scanner.scan(workspace)?;
     let (upserts, mut deletes) = state.remote.changes_to(&local);

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 use session_core::assets::ResolvedAsset;
 use session_core::runtime::{
-    Capabilities, Event, EventSender, EventStream, ExecCommand, ExecResult, ExecStatus,
-    OutputBuffer, Runtime, RuntimeStatus, SetupOutput, Output,
+    Capabilities, Event, EventSender, EventStream, ExecCommand, ExecResult, ExecStatus, Output,
+    OutputBuffer, Runtime, RuntimeStatus, SetupOutput,
 };
 use session_core::{Error as CoreError, Result};
 use tokio::sync::OwnedMutexGuard;
@@ -332,7 +332,7 @@ struct Driver {
 
 /// How reading an execution ended.
 enum Ending {
-    Finished(WireResult, ChangeSet),
+    Finished(Box<(WireResult, ChangeSet)>),
     Lost(String),
 }
 
@@ -340,7 +340,8 @@ impl Driver {
     async fn run(mut self, mut exec: ExecStream, slot: OwnedMutexGuard<()>) {
         let ending = self.read(&mut exec).await;
         let result = match ending {
-            Ending::Finished(wire, changes) => {
+            Ending::Finished(finished) => {
+                let (wire, changes) = *finished;
                 // Let the connection go back to the pool.
                 let _ = tokio::time::timeout(Duration::from_secs(1), exec.next_line()).await;
                 let pulled = self.inner.link.pull(&changes).await;
@@ -422,7 +423,7 @@ impl Driver {
                     }
                     StreamLine::Started { .. } | StreamLine::Heartbeat => continue,
                     StreamLine::Finished { result, changes } => {
-                        return Ending::Finished(result, changes);
+                        return Ending::Finished(Box::new((result, changes)));
                     }
                     StreamLine::Error { error } => {
                         return Ending::Lost(error.into_error().to_string());
@@ -465,7 +466,12 @@ impl Driver {
         }
     }
 
-    async fn complete(&mut self, mut buffer: OutputBuffer, wire: WireOutput, stdout: bool) -> Output {
+    async fn complete(
+        &mut self,
+        mut buffer: OutputBuffer,
+        wire: WireOutput,
+        stdout: bool,
+    ) -> Output {
         let Some(kept) = wire.data else {
             // The live stream delivered every byte before its last line.
             return buffer.finish();

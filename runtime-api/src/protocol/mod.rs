@@ -357,6 +357,10 @@ impl ChangeSet {
 /// One line of an event stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a line lives only between the wire and its reader"
+)]
 pub enum StreamLine {
     /// Always first: the command is running (or, when `attached`, this is a
     /// retry joined to the run that already started).

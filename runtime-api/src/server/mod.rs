@@ -37,15 +37,13 @@ use tokio::task::JoinSet;
 
 use self::http::Failure;
 use self::session::RemoteSession;
+use crate::Error;
 use crate::body::Body;
 use crate::token::{Token, constant_time_eq, digest};
-use crate::Error;
 
 /// The address `berth serve` listens on by default: loopback only.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
-    7341,
-);
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7341);
 
 /// Bounds on what clients may ask of the server.
 #[derive(Debug, Clone)]

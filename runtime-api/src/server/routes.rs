@@ -31,7 +31,7 @@ use crate::TYPE_NAME;
 use crate::body::Body;
 use crate::protocol::{
     AssetSpec, CreateSession, ExecRequest, FRAME, Health, LeaseRenewed, PROTOCOL_VERSION,
-    SessionCreated, SpawnRequest, Spawned, StreamLine, Synced, SyncHead, TAR, WireResult,
+    SessionCreated, SpawnRequest, Spawned, StreamLine, SyncHead, Synced, TAR, WireResult,
     is_valid_id, setup_to_wire,
 };
 use crate::sync::{self, Scanner};
@@ -381,9 +381,10 @@ fn restore_asset_copy_modes(workspace: &Path, entries: &[ManifestEntry]) {
 }
 
 async fn delete_session(state: &Arc<State>, sid: &str) -> Result<Response<Body>, Failure> {
-    let session = state.sessions().remove(sid).ok_or_else(|| {
-        Failure::new(StatusCode::NOT_FOUND, format!("no session `{sid}`"))
-    })?;
+    let session = state
+        .sessions()
+        .remove(sid)
+        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no session `{sid}`")))?;
     tracing::info!(session = %session.id, label = %session.label, "closing the session");
     session
         .close()
@@ -440,6 +441,7 @@ async fn sync_workspace(
         let result = match applied {
             Ok(entries) => {
                 sync.tree.apply(&entries, &head.delete);
+                sync::prune_emptied(&session.workspace, &head.delete, &sync.tree);
                 Ok(())
             }
             Err(err) => {

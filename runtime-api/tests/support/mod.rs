@@ -1,7 +1,11 @@
 //! What the api tests share: a server on a loopback port, and client
 //! registries and specs pointing at it.
 
-#![allow(dead_code, unreachable_pub, reason = "each test file uses part of this")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test file uses part of this"
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,7 +79,7 @@ impl TestServer {
     }
 
     pub fn client(&self) -> ApiClient {
-        ApiClient::new(&self.url(), token()).unwrap()
+        ApiClient::new(&self.url(), &token()).unwrap()
     }
 
     /// Remote session directories still on disk.
@@ -124,4 +128,111 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// One request over a fresh connection, written by hand: returns the
+/// status and the body.
+pub async fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (and close) before reading a body it refuses.
+    let _ = stream.write_all(body).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = match response.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(at) => response[at + 4..].to_vec(),
+        None => Vec::new(),
+    };
+    (status, body)
+}
+
+/// A `type: local` spec for sessions created through [`ApiClient`].
+pub fn local_spec() -> EnvironmentSpec {
+    EnvironmentSpec::new("local", "remote")
+}
+
+/// Creates a remote session and a runtime in it; returns the session id,
+/// the runtime id and the workspace checksum after setup.
+pub async fn remote_runtime(
+    client: &ApiClient,
+    lease_ms: Option<u64>,
+) -> (String, String, session_core::snapshot::ContentHash) {
+    use runtime_api::protocol::{CreateSession, SpawnRequest};
+    let created = client
+        .create_session(
+            &CreateSession {
+                spec: local_spec(),
+                mode: session_core::Mode::Evaluation,
+                label: Some("test".into()),
+                assets: Vec::new(),
+                lease_ms,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let spawned = client
+        .spawn(&created.session, &SpawnRequest::default())
+        .await
+        .unwrap();
+    (created.session, spawned.runtime, spawned.changes.checksum)
+}
+
+/// Whether process `pid` is gone (or a zombie nobody waits for).
+pub fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Err(_) => true,
+        Ok(status) => status
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .is_some_and(|l| l.contains("Z (") || l.contains("X (")),
+    }
+}
+
+/// Reads an execution's stream to its end: the stdout it carried (live, or
+/// in the result of a joined stream), the result and the changes.
+pub async fn collect(
+    mut stream: runtime_api::client::ExecStream,
+) -> (
+    Vec<u8>,
+    runtime_api::protocol::WireResult,
+    runtime_api::protocol::ChangeSet,
+) {
+    use runtime_api::protocol::StreamLine;
+    let mut stdout = Vec::new();
+    while let Some(line) = stream.next_line().await.unwrap() {
+        match line {
+            StreamLine::Stdout { data } => stdout.extend_from_slice(&data),
+            StreamLine::Finished { result, changes } => {
+                if let Some(data) = &result.stdout.data {
+                    stdout.extend_from_slice(data);
+                }
+                return (stdout, result, changes);
+            }
+            StreamLine::Error { error } => panic!("the execution failed: {error:?}"),
+            _ => {}
+        }
+    }
+    panic!("the stream ended without a result");
 }
