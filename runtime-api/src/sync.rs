@@ -20,6 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use session_core::compression::Compression;
@@ -35,14 +36,27 @@ use crate::protocol::{Deletion, WorkspaceState};
 /// scan even if its status looks unchanged then: file times have the
 /// granularity of a kernel tick, so a second write within the same tick
 /// (and of the same size) would otherwise go unnoticed.
-const RACY_WINDOW: Duration = Duration::from_secs(2);
+const RACY_WINDOW: Duration = Duration::from_millis(100);
 
-/// The entries of a workspace, by path, with their checksum.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The same for times without a fraction of a second, which is what a
+/// file system that keeps whole seconds (or two) records.
+const COARSE_RACY_WINDOW: Duration = Duration::from_secs(3);
+
+/// The entries of a workspace, by path, with their checksum (computed when
+/// first asked for: a scan compared with another tree never needs it).
+#[derive(Debug, Clone)]
 pub(crate) struct Tree {
     entries: BTreeMap<String, ManifestEntry>,
-    checksum: ContentHash,
+    checksum: OnceLock<ContentHash>,
 }
+
+impl PartialEq for Tree {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for Tree {}
 
 impl Default for Tree {
     fn default() -> Self {
@@ -55,13 +69,15 @@ impl Tree {
     pub(crate) fn new(entries: impl IntoIterator<Item = ManifestEntry>) -> Tree {
         let entries: BTreeMap<String, ManifestEntry> =
             entries.into_iter().map(|e| (e.path.clone(), e)).collect();
-        let checksum = checksum_of(&entries);
-        Tree { entries, checksum }
+        Tree {
+            entries,
+            checksum: OnceLock::new(),
+        }
     }
 
     /// The checksum: that of a snapshot manifest holding these entries.
     pub(crate) fn checksum(&self) -> ContentHash {
-        self.checksum
+        *self.checksum.get_or_init(|| checksum_of(&self.entries))
     }
 
     /// The entries, sorted by path.
@@ -72,7 +88,7 @@ impl Tree {
     /// The wire form.
     pub(crate) fn state(&self) -> WorkspaceState {
         WorkspaceState {
-            checksum: self.checksum,
+            checksum: self.checksum(),
             entries: self.entries(),
         }
     }
@@ -81,21 +97,45 @@ impl Tree {
     /// in any way (kind, mode, size, hash, link target), and the paths
     /// `newer` no longer has.
     pub(crate) fn changes_to(&self, newer: &Tree) -> (Vec<ManifestEntry>, Vec<Deletion>) {
-        let upserts = newer
-            .entries
-            .values()
-            .filter(|entry| self.entries.get(&entry.path) != Some(entry))
-            .cloned()
-            .collect();
-        let deletes = self
-            .entries
-            .values()
-            .filter(|entry| !newer.entries.contains_key(&entry.path))
-            .map(|entry| Deletion {
-                path: entry.path.clone(),
-                kind: entry.kind,
-            })
-            .collect();
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        let deleted = |entry: &ManifestEntry| Deletion {
+            path: entry.path.clone(),
+            kind: entry.kind,
+        };
+        // Both maps are sorted by path: walk them side by side.
+        let mut old = self.entries.values().peekable();
+        let mut new = newer.entries.values().peekable();
+        loop {
+            match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(o), None) => {
+                    deletes.push(deleted(o));
+                    old.next();
+                }
+                (None, Some(n)) => {
+                    upserts.push((*n).clone());
+                    new.next();
+                }
+                (Some(o), Some(n)) => match o.path.cmp(&n.path) {
+                    std::cmp::Ordering::Less => {
+                        deletes.push(deleted(o));
+                        old.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        upserts.push((*n).clone());
+                        new.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if o != n {
+                            upserts.push((*n).clone());
+                        }
+                        old.next();
+                        new.next();
+                    }
+                },
+            }
+        }
         (upserts, deletes)
     }
 
@@ -114,13 +154,16 @@ impl Tree {
 
     /// Applies a change set: removes `deletes`, then adds `upserts`.
     pub(crate) fn apply(&mut self, upserts: &[ManifestEntry], deletes: &[Deletion]) {
+        if upserts.is_empty() && deletes.is_empty() {
+            return;
+        }
         for deletion in deletes {
             self.entries.remove(&deletion.path);
         }
         for entry in upserts {
             self.entries.insert(entry.path.clone(), entry.clone());
         }
-        self.checksum = checksum_of(&self.entries);
+        self.checksum = OnceLock::new();
     }
 }
 
@@ -171,12 +214,11 @@ impl Scanner {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        let racy_after = now.saturating_sub(RACY_WINDOW).as_secs() as i64;
         let mut walk = Walk {
             previous: &self.cache,
-            next: HashMap::new(),
-            entries: Vec::new(),
-            racy_after,
+            next: HashMap::with_capacity(self.cache.len()),
+            entries: Vec::with_capacity(self.cache.len()),
+            now,
         };
         walk.dir(root, "")?;
         let Walk { next, entries, .. } = walk;
@@ -189,7 +231,8 @@ struct Walk<'c> {
     previous: &'c HashMap<String, (StatKey, ContentHash)>,
     next: HashMap<String, (StatKey, ContentHash)>,
     entries: Vec<ManifestEntry>,
-    racy_after: i64,
+    /// When the scan began, since the Unix epoch.
+    now: Duration,
 }
 
 impl Walk<'_> {
@@ -212,15 +255,14 @@ impl Walk<'_> {
                 continue;
             };
             let child_rel = join(rel, name);
-            let path = child.path();
-            let meta = match fs::symlink_metadata(&path) {
+            let meta = match child.metadata() {
                 Ok(meta) => meta,
                 Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(io_error("inspecting", &path, err)),
+                Err(err) => return Err(io_error("inspecting", &child.path(), err)),
             };
             let file_type = meta.file_type();
             if file_type.is_dir() {
-                if !self.dir(&path, &child_rel)? {
+                if !self.dir(&child.path(), &child_rel)? {
                     self.entries.push(ManifestEntry {
                         path: child_rel,
                         kind: EntryKind::Dir,
@@ -231,9 +273,9 @@ impl Walk<'_> {
                     });
                 }
             } else if file_type.is_file() {
-                self.file(&path, child_rel, &meta)?;
+                self.file(&child, child_rel, &meta)?;
             } else if file_type.is_symlink()
-                && let Some(entry) = symlink_entry(&path, child_rel)?
+                && let Some(entry) = symlink_entry(&child.path(), child_rel)?
             {
                 self.entries.push(entry);
             }
@@ -241,12 +283,12 @@ impl Walk<'_> {
         Ok(any)
     }
 
-    fn file(&mut self, abs: &Path, rel: String, meta: &fs::Metadata) -> Result<()> {
+    fn file(&mut self, child: &fs::DirEntry, rel: String, meta: &fs::Metadata) -> Result<()> {
         let key = StatKey::of(meta);
         let hash = match self.previous.get(&rel) {
             Some((cached, hash)) if *cached == key => *hash,
             _ => {
-                let Some((hash, size)) = hash_file(abs)? else {
+                let Some((hash, size)) = hash_file(&child.path())? else {
                     return Ok(());
                 };
                 if size != key.size {
@@ -258,11 +300,27 @@ impl Walk<'_> {
                 hash
             }
         };
-        if key.ctime.0 < self.racy_after && key.mtime.0 < self.racy_after {
+        if !self.racy(key.ctime) && !self.racy(key.mtime) {
             self.next.insert(rel.clone(), (key, hash));
         }
         self.entries.push(file_entry(rel, key.mode, key.size, hash));
         Ok(())
+    }
+}
+
+impl Walk<'_> {
+    /// Whether a file time is too recent to vouch for the content.
+    fn racy(&self, (secs, nanos): (i64, i64)) -> bool {
+        let Ok(secs) = u64::try_from(secs) else {
+            return true;
+        };
+        let time = Duration::new(secs, u32::try_from(nanos).unwrap_or(0));
+        let window = if nanos == 0 {
+            COARSE_RACY_WINDOW
+        } else {
+            RACY_WINDOW
+        };
+        time + window > self.now
     }
 }
 

@@ -112,6 +112,13 @@ impl Link {
     /// Applies what an operation on the server changed to the local
     /// workspace, fetching the archive of created and changed entries.
     pub(crate) async fn pull(&self, changes: &ChangeSet) -> Result<(), Error> {
+        if changes.is_empty() {
+            let mut state = Link::lock(&self.state);
+            if state.remote.checksum() != changes.checksum {
+                state.stale = true;
+            }
+            return Ok(());
+        }
         let archive = match &changes.id {
             Some(id) if !changes.upserts.is_empty() => {
                 let file = tempfile::Builder::new()

@@ -166,7 +166,10 @@ impl Inner {
     async fn open(&self, body: &Bytes) -> std::result::Result<(ExecStream, bool, Duration), Error> {
         let mut last = None;
         for pause in RETRY_PAUSES {
-            tokio::time::sleep(pause).await;
+            // A zero sleep would still wait for the timer's next tick.
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
             let attempt = async {
                 let mut stream = self
                     .link
@@ -342,8 +345,6 @@ impl Driver {
         let result = match ending {
             Ending::Finished(finished) => {
                 let (wire, changes) = *finished;
-                // Let the connection go back to the pool.
-                let _ = tokio::time::timeout(Duration::from_secs(1), exec.next_line()).await;
                 let pulled = self.inner.link.pull(&changes).await;
                 let mut result = self.result(wire).await;
                 if let Err(err) = pulled {
@@ -378,6 +379,8 @@ impl Driver {
         if self.consumer {
             let _ = self.events.send(Event::Finished(result)).await;
         }
+        // Read the stream's end, so its connection goes back to the pool.
+        let _ = tokio::time::timeout(Duration::from_secs(1), exec.next_line()).await;
     }
 
     /// The caller dropped its stream: the command is cancelled on the

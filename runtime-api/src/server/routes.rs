@@ -196,6 +196,17 @@ async fn create_session(
     };
     let request: CreateSession = parse_json(&head)?;
     let spec = request.spec.with_origin("the session request's spec");
+    if let Some(dir) = &spec.snapshot.archive_save_dir {
+        // Snapshots of a remote session stay in its own directory.
+        return Err(Failure::from_core(
+            &session_core::Error::PathEscape {
+                path: dir.display().to_string(),
+                reason: "`snapshot.archive_save_dir` names a server path; a remote session \
+                         keeps its archives in its own directory",
+            },
+            TYPE_NAME,
+        ));
+    }
     let backend_type = spec.backend_type.clone();
     let backend = state
         .registry
