@@ -34,6 +34,18 @@ pub enum Error {
     #[error("the berth server broke the protocol: {0}")]
     Protocol(String),
 
+    /// What is about to be sent is larger than the server accepts (its
+    /// limits come with the session); nothing was sent.
+    #[error("{what} is {size} bytes, over the server's limit of {limit} bytes")]
+    TooLarge {
+        /// What it is (`the workspace changes`, `the command with its stdin`).
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// The server's limit.
+        limit: u64,
+    },
+
     /// The server could not listen on its address.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -186,6 +186,18 @@ async fn oversized_bodies_and_archives_are_413() {
     std::fs::write(root.join("huge.bin"), vec![0u8; 200 << 10]).unwrap();
     let err = rt.execute(ExecCommand::new("true")).await.unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
+    std::fs::remove_file(root.join("huge.bin")).unwrap();
+    let err = rt
+        .execute(ExecCommand::new("cat").stdin(vec![b'z'; 8192]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    assert!(
+        rt.execute(ExecCommand::new("true"))
+            .await
+            .unwrap()
+            .success()
+    );
     local.close().await.unwrap();
     client.delete_session(&session).await.unwrap();
 }

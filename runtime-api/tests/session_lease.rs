@@ -15,7 +15,7 @@ use support::{TestServer, collect, eventually, process_gone, remote_runtime};
 async fn an_unrenewed_session_is_reaped_with_its_processes_and_workspace() {
     let server = TestServer::start().await;
     let client = server.client();
-    let (session, runtime, base) = remote_runtime(&client, Some(300)).await;
+    let (session, runtime, base) = remote_runtime(&client, Some(1000)).await;
     let request = ExecRequest {
         idempotency_key: "bg".into(),
         base,
@@ -29,6 +29,8 @@ async fn an_unrenewed_session_is_reaped_with_its_processes_and_workspace() {
     let mut lines = stdout.lines();
     let pid: i32 = lines.next().unwrap().parse().unwrap();
     let workspace = std::path::PathBuf::from(lines.next().unwrap());
+    // A renewal gives the checks below a whole lease.
+    client.renew_lease(&session).await.unwrap();
     assert!(workspace.is_dir());
     assert!(!process_gone(pid));
     assert_eq!(server.remote_dirs().len(), 1);

@@ -14,6 +14,7 @@ use session_core::{Error as CoreError, Result};
 
 use super::http::ApiClient;
 use super::link::Link;
+use super::on_drop::{OnDrop, detach};
 use super::runtime::{ApiRuntime, RuntimeParts};
 use crate::protocol::{AssetSpec, CreateSession, SpawnRequest, setup_from_wire};
 use crate::sync::{Packer, Scanner, Tree};
@@ -329,12 +330,26 @@ impl Backend for ApiBackend {
             session.clone(),
             Duration::from_millis(created.lease_ms),
         );
+        // A caller that drops this future from here on must not leave the
+        // remote session (and its lease renewals) behind.
+        let abandoned = OnDrop::new({
+            let client = client.clone();
+            let session = session.clone();
+            let renewer = renewer.clone();
+            move || {
+                renewer.abort();
+                detach(async move {
+                    let _ = client.delete_session(&session).await;
+                });
+            }
+        });
         let remote_tree = Tree::new(created.workspace.entries);
         let link = Link::new(
             client.clone(),
             session.clone(),
             ctx.workspace.clone(),
             remote_tree,
+            created.limits,
         );
         if link_checksum_differs(&created.workspace.checksum, &link) {
             link.mark_stale();
@@ -358,6 +373,7 @@ impl Backend for ApiBackend {
         let spawned = match started {
             Ok(spawned) => spawned,
             Err(err) => {
+                abandoned.disarm();
                 renewer.abort();
                 if let Err(cleanup) = client.delete_session(&session).await {
                     tracing::warn!(%session, error = %cleanup, "deleting the remote session of a failed spawn failed");
@@ -365,6 +381,7 @@ impl Backend for ApiBackend {
                 return Err(err.into());
             }
         };
+        abandoned.disarm();
         tracing::debug!(server = %client.url(), %session, runtime = %spawned.runtime, "api runtime spawned");
         Ok(Box::new(ApiRuntime::new(RuntimeParts {
             link,

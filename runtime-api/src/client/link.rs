@@ -9,7 +9,7 @@ use session_core::snapshot::ContentHash;
 
 use super::http::ApiClient;
 use crate::Error;
-use crate::protocol::{ChangeSet, SyncHead};
+use crate::protocol::{ChangeSet, SizeLimits, SyncHead};
 use crate::sync::{self, Packer, Scanner, Tree};
 
 /// What the client knows of the remote workspace.
@@ -30,6 +30,8 @@ pub(crate) struct Link {
     pub(crate) client: ApiClient,
     pub(crate) session: String,
     pub(crate) workspace: PathBuf,
+    /// What the server accepts.
+    pub(crate) limits: SizeLimits,
     state: Arc<Mutex<SyncState>>,
 }
 
@@ -44,11 +46,13 @@ impl Link {
         session: String,
         workspace: PathBuf,
         remote: Tree,
+        limits: SizeLimits,
     ) -> Link {
         Link {
             client,
             session,
             workspace,
+            limits,
             state: Arc::new(Mutex::new(SyncState {
                 scanner: Scanner::default(),
                 remote,
@@ -93,6 +97,18 @@ impl Link {
             let Some(plan) = plan else {
                 return Ok(Link::lock(&self.state).remote.checksum());
             };
+            let size = plan
+                .archive
+                .as_ref()
+                .and_then(|a| a.as_file().metadata().ok())
+                .map_or(0, |m| m.len());
+            if size > self.limits.max_archive_bytes {
+                return Err(Error::TooLarge {
+                    what: "the archive of workspace changes to upload",
+                    size,
+                    limit: self.limits.max_archive_bytes,
+                });
+            }
             let archive = plan.archive.as_ref().map(|a| a.path());
             match self.client.sync(&self.session, &plan.head, archive).await {
                 Ok(synced) if synced.checksum == plan.head.target => {

@@ -25,6 +25,7 @@
 mod backend;
 mod http;
 mod link;
+mod on_drop;
 mod runtime;
 
 pub use self::backend::{ApiBackend, ApiConfig, remote_spec};

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::http::ExecStream;
 use super::link::Link;
+use super::on_drop::{OnDrop, detach};
 use crate::protocol::{ChangeSet, ExecRequest, StreamLine, WireOutput, WireResult};
 use crate::token::random_hex;
 use crate::{Error, TYPE_NAME};
@@ -117,15 +118,13 @@ impl Drop for ApiRuntime {
         }
         self.inner.renewer.abort();
         // Without a tokio runtime the lease reaps the remote session.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let client = self.inner.link.client.clone();
-            let session = self.inner.link.session.clone();
-            handle.spawn(async move {
-                if let Err(err) = client.delete_session(&session).await {
-                    tracing::debug!(%session, error = %err, "deleting a dropped runtime's remote session failed");
-                }
-            });
-        }
+        let client = self.inner.link.client.clone();
+        let session = self.inner.link.session.clone();
+        detach(async move {
+            if let Err(err) = client.delete_session(&session).await {
+                tracing::debug!(%session, error = %err, "deleting a dropped runtime's remote session failed");
+            }
+        });
     }
 }
 
@@ -250,7 +249,29 @@ impl Runtime for ApiRuntime {
                 stdin: stdin.clone(),
             };
             let body = Bytes::from(serde_json::to_vec(&request).expect("requests serialise"));
-            match inner.open(&body).await {
+            let limit = inner.link.limits.max_body_bytes;
+            if body.len() as u64 > limit {
+                return Err(Error::TooLarge {
+                    what: "the command with its stdin",
+                    size: body.len() as u64,
+                    limit,
+                }
+                .into());
+            }
+            // Dropped mid-request, the command may have started: cancel it.
+            let cancel = OnDrop::new({
+                let client = inner.link.client.clone();
+                let session = inner.link.session.clone();
+                let key = key.clone();
+                move || {
+                    detach(async move {
+                        let _ = client.cancel(&session, &key).await;
+                    });
+                }
+            });
+            let opened = inner.open(&body).await;
+            cancel.disarm();
+            match opened {
                 Ok(opened) => break (body, opened),
                 // The remote workspace is not what the client believed:
                 // learn it and push again, once.

@@ -120,6 +120,18 @@ pub struct SessionCreated {
     pub lease_ms: u64,
     /// What the remote workspace holds now.
     pub workspace: WorkspaceState,
+    /// The sizes the server accepts, so a client can refuse early and
+    /// clearly what would be refused with `413`.
+    pub limits: SizeLimits,
+}
+
+/// The body sizes a server accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizeLimits {
+    /// The largest JSON body (and JSON line of a frame), in bytes.
+    pub max_body_bytes: u64,
+    /// The largest archive in a frame, in bytes.
+    pub max_archive_bytes: u64,
 }
 
 /// The answer to `POST /v1/sessions/{session}/lease`.

@@ -1,6 +1,7 @@
 //! Responses, the error format, and bounded request bodies.
 
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
@@ -13,7 +14,7 @@ use session_core::runtime::wire::WireError;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::TYPE_NAME;
-use crate::body::{Body, ReadError, read_limited};
+use crate::body::{Body, ReadError};
 use crate::protocol::{JSON, NDJSON};
 
 /// An error answer: an HTTP status and the [`WireError`] sent as its JSON
@@ -115,11 +116,60 @@ fn read_failure(err: ReadError, what: &str) -> Failure {
     }
 }
 
+/// How much of a refused body is still read (and thrown away) so that the
+/// client, still sending, gets to read the `413` instead of a reset
+/// connection.
+const DRAIN_CAP: u64 = 16 << 20;
+
+/// How long reading a refused body may take.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Reads and discards what is left of a refused body, within bounds.
+async fn drain(body: &mut Incoming) {
+    let work = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                read += data.len() as u64;
+                if read > DRAIN_CAP {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, work).await;
+}
+
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Reads a whole body of at most `limit` bytes (413 beyond).
 pub(crate) async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, Failure> {
-    read_limited(req.into_body(), limit)
-        .await
-        .map_err(|err| read_failure(err, "request body"))
+    let too_large = || read_failure(ReadError::TooLarge { limit }, "request body");
+    let declared = declared_length(&req);
+    let mut body = req.into_body();
+    if declared.is_some_and(|len| len > limit) {
+        if declared.is_some_and(|len| len <= DRAIN_CAP) {
+            drain(&mut body).await;
+        }
+        return Err(too_large());
+    }
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| read_failure(ReadError::Broken(err.to_string()), ""))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() as u64 + data.len() as u64 > limit {
+                drain(&mut body).await;
+                return Err(too_large());
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// Parses a JSON body (400 when it does not fit `T`).
@@ -142,12 +192,12 @@ pub(crate) async fn read_frame(
     archive_limit: u64,
     dir: &Path,
 ) -> Result<(Bytes, Option<tempfile::NamedTempFile>), Failure> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(&req);
+    let mut body = req.into_body();
     if declared.is_some_and(|len| len > head_limit.saturating_add(archive_limit)) {
+        if declared.is_some_and(|len| len <= DRAIN_CAP) {
+            drain(&mut body).await;
+        }
         return Err(read_failure(
             ReadError::TooLarge {
                 limit: head_limit.saturating_add(archive_limit),
@@ -155,7 +205,6 @@ pub(crate) async fn read_frame(
             "request body",
         ));
     }
-    let mut body = req.into_body();
     let mut head = bytes::BytesMut::new();
     let rest = loop {
         let Some(frame) = body.frame().await else {
@@ -170,6 +219,7 @@ pub(crate) async fn read_frame(
         };
         if let Some(newline) = data.iter().position(|b| *b == b'\n') {
             if (head.len() + newline) as u64 > head_limit {
+                drain(&mut body).await;
                 return Err(read_failure(
                     ReadError::TooLarge { limit: head_limit },
                     "frame's JSON line",
@@ -179,6 +229,7 @@ pub(crate) async fn read_frame(
             break data.slice(newline + 1..);
         }
         if (head.len() + data.len()) as u64 > head_limit {
+            drain(&mut body).await;
             return Err(read_failure(
                 ReadError::TooLarge { limit: head_limit },
                 "frame's JSON line",
@@ -223,6 +274,7 @@ pub(crate) async fn read_frame(
         };
         written += data.len() as u64;
         if written > archive_limit {
+            drain(&mut body).await;
             return Err(read_failure(
                 ReadError::TooLarge {
                     limit: archive_limit,

@@ -31,8 +31,8 @@ use crate::TYPE_NAME;
 use crate::body::Body;
 use crate::protocol::{
     AssetSpec, CreateSession, ExecRequest, FRAME, Health, LeaseRenewed, PROTOCOL_VERSION,
-    SessionCreated, SpawnRequest, Spawned, StreamLine, SyncHead, Synced, TAR, WireResult,
-    is_valid_id, setup_to_wire,
+    SessionCreated, SizeLimits, SpawnRequest, Spawned, StreamLine, SyncHead, Synced, TAR,
+    WireResult, is_valid_id, setup_to_wire,
 };
 use crate::sync::{self, Scanner};
 use crate::token::random_hex;
@@ -289,6 +289,10 @@ async fn create_session(
             session: id,
             lease_ms: millis(lease_ms),
             workspace: workspace_state,
+            limits: SizeLimits {
+                max_body_bytes: limits.max_body_bytes,
+                max_archive_bytes: limits.max_archive_bytes,
+            },
         },
     ))
 }
@@ -482,8 +486,10 @@ async fn spawn_runtime(
     let body = read_body(req, state.limits.max_body_bytes).await?;
     let request: SpawnRequest = parse_json(&body)?;
     let busy = session.acquire("a runtime's setup")?;
+    let tracker = Arc::clone(&session);
     // A task of its own: a client that goes away mid-setup leaves a
-    // registered runtime (cleaned up with the session), not half a spawn.
+    // registered runtime (cleaned up with the session), not half a spawn;
+    // closing the session aborts it, which stops the setup.
     let task = tokio::spawn(async move {
         let options = SpawnOptions {
             env: request.env,
@@ -533,6 +539,7 @@ async fn spawn_runtime(
             ..spawned
         })
     });
+    tracker.track(task.abort_handle());
     let spawned = task.await.map_err(internal)??;
     Ok(json_response(StatusCode::CREATED, &spawned))
 }
