@@ -75,6 +75,13 @@ impl Token {
         &self.0
     }
 
+    /// The token's text, to hand a generated token to its users: write it
+    /// to a file only they can read, or show it once on a terminal. Never
+    /// log it.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+
     /// A digest to compare presented tokens with in constant time.
     pub(crate) fn digest(&self) -> [u8; 32] {
         digest(self.0.as_bytes())
