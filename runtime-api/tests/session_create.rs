@@ -103,6 +103,19 @@ async fn bad_api_blocks_and_unsupported_options_are_refused() {
     let err = other.spawn(SpawnOptions::default()).await.unwrap_err();
     assert!(err.to_string().contains("archive_save_dir"), "{err}");
     other.close().await.unwrap();
+    // And so is a relay to yet another server.
+    let spec = EnvironmentSpec::from_yaml_str(
+        &format!(
+            "type: api\nname: t\napi:\n  url: {url}\n  remote:\n    type: api\n    name: r\n    api: {{url: {url}, remote: {{type: local, name: r}}}}\n",
+            url = server.url()
+        ),
+        "<test>",
+    )
+    .unwrap();
+    let mut relay = session_for(spec).await;
+    let err = relay.spawn(SpawnOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("relay"), "{err}");
+    relay.close().await.unwrap();
     session.close().await.unwrap();
     assert!(server.remote_dirs().is_empty());
 }

@@ -331,7 +331,9 @@ impl ApiClient {
         request: &CreateSession,
         assets: Option<&Path>,
     ) -> Result<SessionCreated, Error> {
-        let head = serde_json::to_vec(request).expect("protocol values serialise");
+        // A spec built in code may not serialise (an empty `type`).
+        let head = serde_json::to_vec(request)
+            .map_err(|err| Error::Config(format!("the remote spec cannot be sent: {err}")))?;
         let payload = match assets {
             Some(archive) => Payload::Frame {
                 head: head.into(),

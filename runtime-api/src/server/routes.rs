@@ -208,6 +208,14 @@ async fn create_session(
         ));
     }
     let backend_type = spec.backend_type.clone();
+    if backend_type == TYPE_NAME {
+        // Relaying would let any token holder make this server connect
+        // wherever it likes, with whatever token its environment holds.
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "a berth server does not relay sessions to another server (`type: api`)",
+        ));
+    }
     let backend = state
         .registry
         .get(&backend_type)
