@@ -15,6 +15,7 @@ pub mod file_ops;
 pub mod glob;
 pub mod paths;
 pub mod placeholders;
+pub mod plugin;
 pub mod registry;
 pub mod runtime;
 mod serde_secs;

@@ -41,6 +41,18 @@ impl EventSender {
         self.tx.send(event).await.is_ok()
     }
 
+    /// Sends an event from synchronous code (a plugin's output callback),
+    /// parking the thread while the stream is full. Returns `false` when the
+    /// consumer dropped the stream.
+    ///
+    /// Unlike tokio's `blocking_send` this does not refuse to run on a
+    /// thread that has entered a tokio runtime: a plugin's callback runs
+    /// inside the plugin's own runtime, and parking it is how backpressure
+    /// reaches the plugin.
+    pub fn blocking_send(&self, event: Event) -> bool {
+        park_on(self.tx.send(event)).is_ok()
+    }
+
     /// Whether the consumer dropped the stream.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -183,6 +195,26 @@ impl OutputBuffer {
             spill_path: self.spill.map(|(_, path)| path),
             bytes: self.bytes,
         }
+    }
+}
+
+/// Drives a future to completion on the current thread, parking between
+/// polls.
+fn park_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
     }
 }
 
