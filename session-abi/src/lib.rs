@@ -27,7 +27,6 @@
     non_local_definitions,
     unsafe_op_in_unsafe_fn
 )]
-#![allow(clippy::all)]
 
 use std::ffi::c_void;
 use std::path::Path;
@@ -202,12 +201,12 @@ pub fn load(path: &Path) -> Result<PluginModuleRef, LoadError> {
         .map_err(|err| classify(&err))
 }
 
-fn one_line(text: String) -> String {
+fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn classify(err: &LibraryError) -> LoadError {
-    let text = one_line(err.to_string());
+    let text = one_line(&err.to_string());
     match err {
         LibraryError::OpenError { .. } | LibraryError::GetSymbolError { .. } => {
             LoadError::NotAPlugin(text)

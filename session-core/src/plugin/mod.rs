@@ -112,7 +112,7 @@ pub fn load_library(path: &Path, registry: &mut Registry) -> Result<LoadedPlugin
             "built for plugin ABI version {version}, this host speaks version {ABI_VERSION}"
         ));
     }
-    let backends = start(module, path.to_path_buf())?;
+    let backends = start(module, path)?;
     let types: Vec<String> = backends.iter().map(|b| b.info().type_name).collect();
     if let Some(taken) = types.iter().find(|t| registry.get(t).is_ok()) {
         let existing = registry
@@ -140,7 +140,7 @@ pub fn load_library(path: &Path, registry: &mut Registry) -> Result<LoadedPlugin
 /// Calls the plugin's `init` and wraps each backend it declares.
 fn start(
     module: session_abi::PluginModuleRef,
-    path: PathBuf,
+    path: &Path,
 ) -> Result<Vec<Arc<dyn Backend>>, String> {
     let answer = (module.init())(logs::host_sink());
     let infos: Vec<BackendInfo> = match answer {
@@ -160,7 +160,9 @@ fn start(
     }
     Ok(infos
         .into_iter()
-        .map(|info| Arc::new(PluginBackend::new(module, info, path.clone())) as Arc<dyn Backend>)
+        .map(|info| {
+            Arc::new(PluginBackend::new(module, info, path.to_path_buf())) as Arc<dyn Backend>
+        })
         .collect())
 }
 
@@ -169,6 +171,6 @@ fn start(
 /// process. Used to test every conversion on every run.
 pub fn in_process<T: Backend + Default + 'static>() -> Result<Arc<dyn Backend>, String> {
     let module = export::module::<T>(ABI_VERSION, false);
-    let mut backends = start(module, PathBuf::from("<in-process>"))?;
+    let mut backends = start(module, Path::new("<in-process>"))?;
     Ok(backends.remove(0))
 }
