@@ -36,14 +36,20 @@ extern "C" fn host_log(lvl: u8, target: RStr<'_>, message: RStr<'_>) {
     let message = message.as_str();
     match lvl {
         level::ERROR => {
-            tracing::error!(target: "berth::plugin", plugin_target = target, "{message}")
+            tracing::error!(target: "berth::plugin", plugin_target = target, "{message}");
         }
-        level::WARN => tracing::warn!(target: "berth::plugin", plugin_target = target, "{message}"),
-        level::INFO => tracing::info!(target: "berth::plugin", plugin_target = target, "{message}"),
+        level::WARN => {
+            tracing::warn!(target: "berth::plugin", plugin_target = target, "{message}");
+        }
+        level::INFO => {
+            tracing::info!(target: "berth::plugin", plugin_target = target, "{message}");
+        }
         level::DEBUG => {
-            tracing::debug!(target: "berth::plugin", plugin_target = target, "{message}")
+            tracing::debug!(target: "berth::plugin", plugin_target = target, "{message}");
         }
-        _ => tracing::trace!(target: "berth::plugin", plugin_target = target, "{message}"),
+        _ => {
+            tracing::trace!(target: "berth::plugin", plugin_target = target, "{message}");
+        }
     }
 }
 
