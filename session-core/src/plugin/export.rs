@@ -108,8 +108,13 @@ extern "C" fn init<T: Backend + Default + 'static, const FORWARD_LOGS: bool>(
 ) -> FfiResult {
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<u8>, Failure> {
         if FORWARD_LOGS {
-            // Only the first plugin state in this library installs it.
+            // Inside a cdylib these statics are the plugin's own: its events
+            // and its panic messages (caught below, and turned into errors)
+            // go to the host's log instead of the host's stderr.
             let _ = tracing::subscriber::set_global_default(super::logs::Forwarder::new(log));
+            std::panic::set_hook(Box::new(|info| {
+                tracing::error!(target: "berth::plugin::panic", "{info}");
+            }));
         }
         let mut states = states().lock().unwrap_or_else(|p| p.into_inner());
         let state = match states.get(&TypeId::of::<T>()) {
