@@ -25,7 +25,13 @@ fn build_fixture(features: &str, dest: &Path) {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
     cmd.current_dir(workspace)
-        .args(["build", "--quiet", "-p", "berth-plugin-fixture", "--message-format=json"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "berth-plugin-fixture",
+            "--message-format=json",
+        ])
         .arg("--target-dir")
         .arg(target_dir());
     if !features.is_empty() {
@@ -91,7 +97,10 @@ fn plugins_load_work_and_bad_libraries_are_reported() {
         loaded,
         [
             ("a-fixture.so".to_owned(), vec!["fixture".to_owned()]),
-            ("c-panicking.so".to_owned(), vec!["fixture-panic".to_owned()]),
+            (
+                "c-panicking.so".to_owned(),
+                vec!["fixture-panic".to_owned()]
+            ),
         ]
     );
     let problems: Vec<(String, String)> = report
@@ -100,13 +109,33 @@ fn plugins_load_work_and_bad_libraries_are_reported() {
         .map(|p| (file_name(&p.path), p.reason.clone()))
         .collect();
     assert_eq!(problems.len(), 4, "{problems:#?}");
-    let reason = |name: &str| problems.iter().find(|(f, _)| f == name).map(|(_, r)| r.clone()).unwrap();
+    let reason = |name: &str| {
+        problems
+            .iter()
+            .find(|(f, _)| f == name)
+            .map(|(_, r)| r.clone())
+            .unwrap()
+    };
     let duplicate = reason("b-duplicate.so");
-    assert!(duplicate.contains("`fixture`") && duplicate.contains("a-fixture.so"), "{duplicate}");
+    assert!(
+        duplicate.contains("`fixture`") && duplicate.contains("a-fixture.so"),
+        "{duplicate}"
+    );
     let abi = reason("d-wrong-abi.so");
-    assert!(abi.contains("999") && abi.contains(&session_core::plugin::ABI_VERSION.to_string()), "{abi}");
-    assert!(reason("e-junk.so").starts_with("not a berth plugin"), "{}", reason("e-junk.so"));
-    assert!(reason("f-not-berth.so").starts_with("not a berth plugin"), "{}", reason("f-not-berth.so"));
+    assert!(
+        abi.contains("999") && abi.contains(&session_core::plugin::ABI_VERSION.to_string()),
+        "{abi}"
+    );
+    assert!(
+        reason("e-junk.so").starts_with("not a berth plugin"),
+        "{}",
+        reason("e-junk.so")
+    );
+    assert!(
+        reason("f-not-berth.so").starts_with("not a berth plugin"),
+        "{}",
+        reason("f-not-berth.so")
+    );
     for problem in &report.problems {
         let line = problem.to_string();
         assert_eq!(line.lines().count(), 1, "one line each: {line:?}");
@@ -121,16 +150,26 @@ fn plugins_load_work_and_bad_libraries_are_reported() {
 
     // The plugin's own log events reach the host's subscriber.
     assert!(
-        logs.lock().unwrap().iter().any(|l| l.contains("fixture plugin ready")),
+        logs.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("fixture plugin ready")),
         "{:?}",
         logs.lock().unwrap()
     );
 
     let registry = registry.shared();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
 
     // A panicking plugin gives errors, never an abort.
-    runtime.block_on(panicking_plugin_gives_errors(Arc::clone(&registry), dir.path()));
+    runtime.block_on(panicking_plugin_gives_errors(
+        Arc::clone(&registry),
+        dir.path(),
+    ));
 
     // The working plugin passes the whole suite through dlopen.
     let target = Target::with_registry(EnvironmentSpec::new("fixture", "conformance"), registry)
@@ -151,13 +190,34 @@ async fn panicking_plugin_gives_errors(registry: Arc<Registry>, temp: &Path) {
     let rt = session.spawn(SpawnOptions::default()).await.unwrap();
     let result = rt.execute(ExecCommand::new("true")).await.unwrap();
     assert!(result.stderr_lossy().contains("panicked"), "{result:?}");
-    assert!(rt.kill().await.unwrap_err().to_string().contains("panicked"));
+    assert!(
+        rt.kill()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("panicked")
+    );
     let backend = registry.get("fixture-panic").unwrap();
-    assert!(backend.collect_garbage(true).await.unwrap_err().to_string().contains("panicked"));
+    assert!(
+        backend
+            .collect_garbage(true)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("panicked")
+    );
     let diagnosis = backend.diagnose().await;
-    assert!(diagnosis.iter().any(|d| !d.ok && d.detail.contains("panicked")), "{diagnosis:?}");
+    assert!(
+        diagnosis
+            .iter()
+            .any(|d| !d.ok && d.detail.contains("panicked")),
+        "{diagnosis:?}"
+    );
     let err = session.close().await.unwrap_err();
-    assert!(matches!(&err, Error::Backend { message, .. } if message.contains("panicked")), "{err}");
+    assert!(
+        matches!(&err, Error::Backend { message, .. } if message.contains("panicked")),
+        "{err}"
+    );
 }
 
 fn file_name(path: &Path) -> String {
@@ -170,10 +230,18 @@ fn capture_logs() -> Arc<Mutex<Vec<String>>> {
 
     struct Keep(Arc<Mutex<Vec<String>>>);
     impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Keep {
-        fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
             struct Text(String);
             impl tracing::field::Visit for Text {
-                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
                     self.0.push_str(&format!("{}={:?} ", field.name(), value));
                 }
             }

@@ -1,11 +1,19 @@
 //! berth's development tasks, run as `cargo xtask <task>`.
 //!
-//! * `test [ARGS…]` — installs what the tests need when it is missing, then
-//!   runs the whole workspace's tests with nextest (ARGS go to nextest).
+//! * `test [ARGS…]` — installs what the tests need when it is missing, runs
+//!   the conformance suite against every plugin in `plugins/` through the
+//!   real loader, then the whole workspace's tests with nextest (ARGS go to
+//!   nextest). nextest's summary is the last thing printed.
+//! * `test-plugin <crate dir | library>` — builds a plugin (if given a
+//!   crate), loads it through the real loader and runs the conformance suite
+//!   against it; ends with `N passed, N failed, N skipped`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on its terminal
 
+mod plugin;
+
 use std::env;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
@@ -26,22 +34,47 @@ fn run() -> Result<ExitCode> {
     let rest: Vec<String> = args.collect();
     match task.as_str() {
         "test" => test(&rest),
+        "test-plugin" => plugin::test_plugin(&rest),
         "" | "help" | "--help" | "-h" => {
             println!("usage: cargo xtask test [NEXTEST ARGS…]");
+            println!("       cargo xtask test-plugin <crate dir | path to .so>");
             Ok(ExitCode::SUCCESS)
         }
         other => bail!("unknown task `{other}` (try `cargo xtask help`)"),
     }
 }
 
-/// Installs the test prerequisites, then runs nextest over the workspace.
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+        .to_path_buf()
+}
+
+/// Installs the test prerequisites, runs the plugin suites, then nextest
+/// over the workspace.
 fn test(extra: &[String]) -> Result<ExitCode> {
     ensure_nextest()?;
+    let root = workspace_root();
+    let mut plugin_failures = Vec::new();
+    for dir in plugin::workspace_plugins(&root) {
+        println!("xtask: conformance of plugin {}", dir.display());
+        let code = plugin::test_plugin(&[dir.display().to_string()])?;
+        if code != ExitCode::SUCCESS {
+            plugin_failures.push(dir);
+        }
+    }
     let status = Command::new(cargo())
+        .current_dir(&root)
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
         .args(extra)
         .status()
         .context("running cargo nextest")?;
+    if !plugin_failures.is_empty() {
+        eprintln!("xtask: plugin conformance failed for {plugin_failures:?}");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(exit_code(status))
 }
 
@@ -64,7 +97,7 @@ fn ensure_nextest() -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
