@@ -20,6 +20,7 @@
 
 mod cases;
 mod runner;
+pub mod soak;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -7,10 +7,15 @@
 //! * `test-plugin <crate dir | library>` — builds a plugin (if given a
 //!   crate), loads it through the real loader and runs the conformance suite
 //!   against it; ends with `N passed, N failed, N skipped`.
+//! * `soak [--sessions N] [--concurrency N] [--type TYPE]` — many
+//!   concurrent sessions mixing quick commands, timeouts, large outputs and
+//!   kills; prints sessions/s, exec latency and peak RSS, and fails on a lost
+//!   byte or a leftover.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on its terminal
 
 mod plugin;
+mod soak;
 
 use std::env;
 use std::path::PathBuf;
@@ -35,9 +40,11 @@ fn run() -> Result<ExitCode> {
     match task.as_str() {
         "test" => test(&rest),
         "test-plugin" => plugin::test_plugin(&rest),
+        "soak" => soak::run(&rest),
         "" | "help" | "--help" | "-h" => {
             println!("usage: cargo xtask test [NEXTEST ARGS…]");
             println!("       cargo xtask test-plugin <crate dir | path to .so>");
+            println!("       cargo xtask soak [--sessions N] [--concurrency N] [--type TYPE]");
             Ok(ExitCode::SUCCESS)
         }
         other => bail!("unknown task `{other}` (try `cargo xtask help`)"),

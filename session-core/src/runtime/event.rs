@@ -25,7 +25,7 @@ pub enum Event {
 
 /// How many events may wait in a stream before the producer waits for the
 /// consumer (and the command, for its pipe).
-pub const EVENT_BUFFER: usize = 64;
+pub const EVENT_BUFFER: usize = 16;
 
 /// The producing end of an [`EventStream`], held by a backend.
 #[derive(Debug, Clone)]
