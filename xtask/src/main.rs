@@ -11,9 +11,12 @@
 //!   concurrent sessions mixing quick commands, timeouts, large outputs and
 //!   kills; prints sessions/s, exec latency and peak RSS, and fails on a lost
 //!   byte or a leftover.
+//! * `fuzz [--seconds N] [TARGET…]` — runs the cargo-fuzz targets in `fuzz/`
+//!   for a bounded time each (not part of CI).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on its terminal
 
+mod fuzz;
 mod plugin;
 mod soak;
 
@@ -41,10 +44,12 @@ fn run() -> Result<ExitCode> {
         "test" => test(&rest),
         "test-plugin" => plugin::test_plugin(&rest),
         "soak" => soak::run(&rest),
+        "fuzz" => fuzz::run(&rest),
         "" | "help" | "--help" | "-h" => {
             println!("usage: cargo xtask test [NEXTEST ARGS…]");
             println!("       cargo xtask test-plugin <crate dir | path to .so>");
             println!("       cargo xtask soak [--sessions N] [--concurrency N] [--type TYPE]");
+            println!("       cargo xtask fuzz [--seconds N] [TARGET…]");
             Ok(ExitCode::SUCCESS)
         }
         other => bail!("unknown task `{other}` (try `cargo xtask help`)"),
