@@ -3,7 +3,9 @@
 //! * `test [ARGS…]` — installs what the tests need when it is missing, runs
 //!   the conformance suite against every plugin in `plugins/` through the
 //!   real loader, then the whole workspace's tests with nextest (ARGS go to
-//!   nextest). nextest's summary is the last thing printed.
+//!   nextest), then checks that the run left no berth container, temporary
+//!   directory or process behind (printing only when it did, so nextest's
+//!   summary stays the last thing printed on success).
 //! * `test-plugin <crate dir | library>` — builds a plugin (if given a
 //!   crate), loads it through the real loader and runs the conformance suite
 //!   against it; ends with `N passed, N failed, N skipped`.
@@ -17,6 +19,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on its terminal
 
 mod fuzz;
+mod leftovers;
 mod plugin;
 mod soak;
 
@@ -68,6 +71,7 @@ fn workspace_root() -> PathBuf {
 /// over the workspace.
 fn test(extra: &[String]) -> Result<ExitCode> {
     ensure_nextest()?;
+    let started = std::time::SystemTime::now();
     let root = workspace_root();
     let mut plugin_failures = Vec::new();
     for dir in plugin::workspace_plugins(&root) {
@@ -85,6 +89,22 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         .context("running cargo nextest")?;
     if !plugin_failures.is_empty() {
         eprintln!("xtask: plugin conformance failed for {plugin_failures:?}");
+        return Ok(ExitCode::FAILURE);
+    }
+    // Killed processes may take a moment to be reaped.
+    let mut left = leftovers::find(started);
+    for _ in 0..20 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        left = leftovers::find(started);
+    }
+    if !left.is_empty() {
+        eprintln!("xtask: the test run left these behind:");
+        for item in &left {
+            eprintln!("  {item}");
+        }
         return Ok(ExitCode::FAILURE);
     }
     Ok(exit_code(status))
