@@ -285,12 +285,12 @@ mod tests {
             ("XDG_DATA_HOME", "/xdg"),
             ("HOME", "/home/u"),
         ]);
-        let flag = PluginDir::resolve_with(Some(Path::new("/flag")), &all).unwrap();
+        let flag = PluginDir::resolve_with(Some(Path::new("/flag")), all).unwrap();
         assert_eq!(
             (flag.path, flag.source),
             (PathBuf::from("/flag"), PluginDirSource::Flag)
         );
-        let from_env = PluginDir::resolve_with(None, &all).unwrap();
+        let from_env = PluginDir::resolve_with(None, all).unwrap();
         assert_eq!(from_env.path, PathBuf::from("/env/plugins"));
         let xdg = PluginDir::resolve_with(None, env(&[("XDG_DATA_HOME", "/xdg"), ("HOME", "/h")]))
             .unwrap();

@@ -34,15 +34,19 @@ const DEFAULT_BACKEND: &str = "local";
 /// How a run ended, before the session is closed.
 enum Outcome {
     /// The command ran to its end (normally, by a signal, or a timeout).
-    Finished {
-        result: ExecResult,
-        checkpoint: Option<(PathBuf, Checkpoint)>,
-    },
+    Finished(Box<Finished>),
     /// berth received this signal and killed the command.
     Interrupted(i32),
     /// Writing the command's output failed (stdout closed early, as in
     /// `berth run -- yes | head`): the command was killed.
     OutputFailed(io::Error),
+}
+
+/// A command's result and, with `--checkpoint`, where the checkpoint went
+/// and what it holds.
+struct Finished {
+    result: ExecResult,
+    checkpoint: Option<(PathBuf, Checkpoint)>,
 }
 
 /// `berth run`.
@@ -130,7 +134,8 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
                 Err(anyhow::Error::new(err).context("writing the command's output"))
             }
         }
-        Outcome::Finished { result, checkpoint } => {
+        Outcome::Finished(finished) => {
+            let Finished { result, checkpoint } = *finished;
             report(
                 &result,
                 checkpoint.as_ref(),
@@ -242,7 +247,7 @@ async fn drive(
         }
         None => None,
     };
-    Ok(Outcome::Finished { result, checkpoint })
+    Ok(Outcome::Finished(Box::new(Finished { result, checkpoint })))
 }
 
 /// The result of a command whose backend vanished without reporting one.

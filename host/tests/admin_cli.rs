@@ -14,17 +14,29 @@ fn every_command_has_help_and_berth_has_a_version() {
     for command in ["run", "plugins", "snapshot", "diff", "doctor", "gc"] {
         let out = sb.run([command, "--help"]);
         assert_eq!(code(&out), 0, "{command}: {out:?}");
-        assert!(stdout(&out).contains("Usage: berth"), "{command}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("Usage: berth"),
+            "{command}: {}",
+            stdout(&out)
+        );
     }
     let out = sb.run(["--version"]);
     assert_eq!(code(&out), 0);
-    assert_eq!(stdout(&out), format!("berth {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout(&out),
+        format!("berth {}\n", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
 fn usage_errors_exit_125_without_a_backtrace() {
     let sb = Sandbox::new();
-    for args in [&["frobnicate"][..], &["diff", "only-one"], &["snapshot", "dir"], &[]] {
+    for args in [
+        &["frobnicate"][..],
+        &["diff", "only-one"],
+        &["snapshot", "dir"],
+        &[],
+    ] {
         let out = sb.run(args);
         assert_eq!(code(&out), 125, "{args:?}: {out:?}");
         assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
@@ -41,7 +53,11 @@ fn rust_log_turns_on_logs_on_stderr() {
         .unwrap();
     assert_eq!(code(&out), 0, "{out:?}");
     assert_eq!(stdout(&out), "hi\n", "logs never reach stdout");
-    assert!(stderr(&out).contains("session prepared"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("session prepared"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -76,9 +92,17 @@ fn plugins_reports_each_library_it_could_not_load() {
     assert!(text.contains("(from --plugin-dir)"), "{text}");
     let skipped: Vec<&str> = text.lines().filter(|l| l.starts_with("skipped ")).collect();
     assert_eq!(skipped.len(), 1, "{text}");
-    assert!(skipped[0].contains("libberth_fake.so: not loaded"), "{text}");
+    assert!(
+        skipped[0].contains("libberth_fake.so: not loaded"),
+        "{text}"
+    );
 
-    let out = sb.run(["plugins".as_ref(), "--json".as_ref(), "--plugin-dir".as_ref(), dir.as_os_str()]);
+    let out = sb.run([
+        "plugins".as_ref(),
+        "--json".as_ref(),
+        "--plugin-dir".as_ref(),
+        dir.as_os_str(),
+    ]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["backends"][0]["type"], "local");
     assert_eq!(json["backends"][0]["built_in"], true);
@@ -94,16 +118,28 @@ fn doctor_prints_one_line_per_check_and_exits_zero() {
     assert_eq!(code(&out), 0, "{out:?}");
     let text = stdout(&out);
     for line in text.lines() {
-        assert!(line.starts_with("ok  ") || line.starts_with("FAIL"), "{line}");
+        assert!(
+            line.starts_with("ok  ") || line.starts_with("FAIL"),
+            "{line}"
+        );
     }
-    for check in ["backend local:", "plugin directory:", "namespaces:", "temporary directory:"] {
+    for check in [
+        "backend local:",
+        "plugin directory:",
+        "namespaces:",
+        "temporary directory:",
+    ] {
         assert!(text.contains(check), "no `{check}` in {text}");
     }
     assert!(text.contains(&sb.temp().display().to_string()), "{text}");
 
     let out = sb.run(["doctor", "--json"]);
     let checks: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(checks.iter().all(|c| c["ok"].is_boolean() && c["check"].is_string()));
+    assert!(
+        checks
+            .iter()
+            .all(|c| c["ok"].is_boolean() && c["check"].is_string())
+    );
 }
 
 #[test]
@@ -134,7 +170,10 @@ fn fake_session(temp: &Path, name: &str, pid: u32, host: &str) -> PathBuf {
     let dir = temp.join(name);
     std::fs::create_dir_all(dir.join("workspace/src")).unwrap();
     std::fs::write(dir.join("workspace/src/main.py"), "print('hi')\n").unwrap();
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let marker = serde_json::json!({
         "session_id": name,
         "owner_pid": pid,
@@ -168,15 +207,36 @@ fn gc_removes_dead_sessions_and_keeps_live_and_foreign_ones() {
     let out = sb.run(["gc", "--dry-run"]);
     assert_eq!(code(&out), 0, "{out:?}");
     let text = stdout(&out);
-    assert!(text.contains(&format!("would remove  session directory {}", dead.display())), "{text}");
-    assert!(text.contains(&format!("kept          session directory {}", unmarked.display())), "{text}");
-    assert!(!text.contains("berth-live") && !text.contains("berth-foreign"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "would remove  session directory {}",
+            dead.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "kept          session directory {}",
+            unmarked.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("berth-live") && !text.contains("berth-foreign"),
+        "{text}"
+    );
     assert!(dead.exists(), "--dry-run removes nothing");
 
     let out = sb.run(["gc"]);
     assert_eq!(code(&out), 0, "{out:?}");
     let text = stdout(&out);
-    assert!(text.contains(&format!("removed       session directory {}", dead.display())), "{text}");
+    assert!(
+        text.contains(&format!(
+            "removed       session directory {}",
+            dead.display()
+        )),
+        "{text}"
+    );
     assert!(text.contains("is gone"), "{text}");
     assert!(!dead.exists());
     assert!(live.exists() && foreign.exists() && unmarked.exists() && unrelated.exists());
@@ -206,6 +266,7 @@ fn gc_never_touches_a_running_session() {
     let mut child = sb
         .berth(["run", "--timeout", "120", "-c", "echo ready; sleep 300"])
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();

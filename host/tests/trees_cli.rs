@@ -33,10 +33,19 @@ fn snapshot_writes_the_archive_exactly_where_asked() {
     let out_dir = sb.files().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let archive = out_dir.join("src.tar.gz");
-    let out = sb.run(["snapshot".as_ref(), dir.as_os_str(), "-o".as_ref(), archive.as_os_str()]);
+    let out = sb.run([
+        "snapshot".as_ref(),
+        dir.as_os_str(),
+        "-o".as_ref(),
+        archive.as_os_str(),
+    ]);
     assert_eq!(code(&out), 0, "{out:?}");
     assert!(stdout(&out).contains("4 entries"), "{}", stdout(&out));
-    assert_eq!(entries(&out_dir), ["src.tar.gz"], "no temporary file is left beside it");
+    assert_eq!(
+        entries(&out_dir),
+        ["src.tar.gz"],
+        "no temporary file is left beside it"
+    );
     let bytes = std::fs::read(&archive).unwrap();
     assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip by its suffix");
     use std::os::unix::fs::PermissionsExt;
@@ -84,12 +93,22 @@ fn snapshot_into_the_tree_itself_leaves_the_archive_out() {
     let dir = tree(&sb, "src");
     let archive = dir.join("self.tar");
     for _ in 0..2 {
-        let out = sb.run(["snapshot".as_ref(), dir.as_os_str(), "-o".as_ref(), archive.as_os_str()]);
+        let out = sb.run([
+            "snapshot".as_ref(),
+            dir.as_os_str(),
+            "-o".as_ref(),
+            archive.as_os_str(),
+        ]);
         assert_eq!(code(&out), 0, "{out:?}");
     }
     let empty = sb.files().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let out = sb.run(["diff".as_ref(), "--json".as_ref(), empty.as_os_str(), archive.as_os_str()]);
+    let out = sb.run([
+        "diff".as_ref(),
+        "--json".as_ref(),
+        empty.as_os_str(),
+        archive.as_os_str(),
+    ]);
     assert_eq!(code(&out), 1, "{out:?}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let paths: Vec<&str> = json["changes"]
@@ -108,12 +127,26 @@ fn snapshot_errors_are_one_line_and_125() {
     let sb = Sandbox::new();
     let missing = sb.files().join("missing");
     let archive = sb.files().join("a.tar");
-    let out = sb.run(["snapshot".as_ref(), missing.as_os_str(), "-o".as_ref(), archive.as_os_str()]);
+    let out = sb.run([
+        "snapshot".as_ref(),
+        missing.as_os_str(),
+        "-o".as_ref(),
+        archive.as_os_str(),
+    ]);
     assert_eq!(code(&out), 125, "{out:?}");
-    assert!(stderr(&out).contains("is not a directory"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a directory"),
+        "{}",
+        stderr(&out)
+    );
     let dir = tree(&sb, "src");
     let nowhere = sb.files().join("no/such/dir/a.tar");
-    let out = sb.run(["snapshot".as_ref(), dir.as_os_str(), "-o".as_ref(), nowhere.as_os_str()]);
+    let out = sb.run([
+        "snapshot".as_ref(),
+        dir.as_os_str(),
+        "-o".as_ref(),
+        nowhere.as_os_str(),
+    ]);
     assert_eq!(code(&out), 125, "{out:?}");
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
 }
@@ -149,7 +182,12 @@ fn diff_of_two_directories_prints_unified_text() {
 fn diff_stat_lists_each_path_and_a_summary() {
     let sb = Sandbox::new();
     let (old, new) = changed_pair(&sb);
-    let out = sb.run(["diff".as_ref(), "--stat".as_ref(), old.as_os_str(), new.as_os_str()]);
+    let out = sb.run([
+        "diff".as_ref(),
+        "--stat".as_ref(),
+        old.as_os_str(),
+        new.as_os_str(),
+    ]);
     assert_eq!(code(&out), 1, "{out:?}");
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
@@ -170,7 +208,12 @@ fn diff_stat_lists_each_path_and_a_summary() {
 fn diff_json_is_the_snapshot_diff() {
     let sb = Sandbox::new();
     let (old, new) = changed_pair(&sb);
-    let out = sb.run(["diff".as_ref(), "--json".as_ref(), old.as_os_str(), new.as_os_str()]);
+    let out = sb.run([
+        "diff".as_ref(),
+        "--json".as_ref(),
+        old.as_os_str(),
+        new.as_os_str(),
+    ]);
     assert_eq!(code(&out), 1, "{out:?}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["summary"]["created"], 1);
@@ -197,16 +240,36 @@ fn diff_json_is_the_snapshot_diff() {
 fn diff_of_a_directory_and_an_archive() {
     let sb = Sandbox::new();
     let (old, new) = changed_pair(&sb);
-    for name in ["old.tar", "old.tgz", "old.tar.xz", "old.tar.zst", "old.tar.bz2"] {
+    for name in [
+        "old.tar",
+        "old.tgz",
+        "old.tar.xz",
+        "old.tar.zst",
+        "old.tar.bz2",
+    ] {
         let archive = sb.files().join(name);
-        let out = sb.run(["snapshot".as_ref(), old.as_os_str(), "-o".as_ref(), archive.as_os_str()]);
+        let out = sb.run([
+            "snapshot".as_ref(),
+            old.as_os_str(),
+            "-o".as_ref(),
+            archive.as_os_str(),
+        ]);
         assert_eq!(code(&out), 0, "{out:?}");
         let equal = sb.run(["diff".as_ref(), archive.as_os_str(), old.as_os_str()]);
         assert_eq!(code(&equal), 0, "{name}: {equal:?}");
         assert!(stdout(&equal).is_empty());
-        let different = sb.run(["diff".as_ref(), "--stat".as_ref(), archive.as_os_str(), new.as_os_str()]);
+        let different = sb.run([
+            "diff".as_ref(),
+            "--stat".as_ref(),
+            archive.as_os_str(),
+            new.as_os_str(),
+        ]);
         assert_eq!(code(&different), 1, "{name}: {different:?}");
-        assert!(stdout(&different).contains("+1 -1 ~2 files"), "{}", stdout(&different));
+        assert!(
+            stdout(&different).contains("+1 -1 ~2 files"),
+            "{}",
+            stdout(&different)
+        );
     }
     sb.assert_no_session_dirs();
 }
@@ -222,11 +285,19 @@ fn diff_errors_are_125() {
     let not_archive = sb.write("notes.md", "# hi\n");
     let out = sb.run(["diff".as_ref(), dir.as_os_str(), not_archive.as_os_str()]);
     assert_eq!(code(&out), 125, "{out:?}");
-    assert!(stderr(&out).contains("neither a directory nor an archive"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("neither a directory nor an archive"),
+        "{}",
+        stderr(&out)
+    );
     let garbage = sb.write("fake.tar.gz", "this is not gzip");
     let out = sb.run(["diff".as_ref(), dir.as_os_str(), garbage.as_os_str()]);
     assert_eq!(code(&out), 125, "{out:?}");
-    assert!(stderr(&out).starts_with("berth: error: "), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("berth: error: "),
+        "{}",
+        stderr(&out)
+    );
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     sb.assert_no_session_dirs();
 }
