@@ -414,3 +414,78 @@ fn listing(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// An asset map beside the data it names.
+fn assets(sb: &Sandbox) -> std::path::PathBuf {
+    sb.write("assets/data/x.txt", "asset\n");
+    sb.write(
+        "assets/assets.yaml",
+        "data:\n  path: data/x.txt\n  save_path: inputs/x.txt\n",
+    )
+}
+
+#[test]
+fn run_copies_assets_in_agent_mode_only() {
+    let sb = Sandbox::new();
+    let map = assets(&sb);
+    let agent = sb.run([
+        "run".as_ref(),
+        "--mode".as_ref(),
+        "agent".as_ref(),
+        "--assets".as_ref(),
+        map.as_os_str(),
+        "--".as_ref(),
+        "cat".as_ref(),
+        "inputs/x.txt".as_ref(),
+    ]);
+    assert_eq!(code(&agent), 0, "{agent:?}");
+    assert_eq!(stdout(&agent), "asset\n");
+    let eval = sb.run([
+        "run".as_ref(),
+        "--assets".as_ref(),
+        map.as_os_str(),
+        "-c".as_ref(),
+        "test ! -e inputs/x.txt".as_ref(),
+    ]);
+    assert_eq!(code(&eval), 0, "{eval:?}");
+    sb.assert_no_session_dirs();
+}
+
+#[test]
+fn run_fails_when_the_command_changes_an_asset() {
+    let sb = Sandbox::new();
+    let map = assets(&sb);
+    let data = sb.files().join("assets/data/x.txt");
+    let out = sb.run([
+        "run".as_ref(),
+        "--assets".as_ref(),
+        map.as_os_str(),
+        "-c".as_ref(),
+        format!("echo tampered >> {}", sh_quote(&data)).as_ref(),
+    ]);
+    assert_eq!(code(&out), 125, "{out:?}");
+    let err = stderr(&out);
+    assert!(err.contains("changed during the session"), "{err}");
+    sb.assert_no_session_dirs();
+}
+
+#[test]
+fn run_reports_a_failing_setup_command() {
+    let sb = Sandbox::new();
+    let spec = sb.write(
+        "spec.yaml",
+        "type: local\nname: t\nsetup:\n  commands: ['echo broken >&2; exit 4']\n",
+    );
+    let out = sb.run([
+        "run".as_ref(),
+        "--env".as_ref(),
+        spec.as_os_str(),
+        "--".as_ref(),
+        "true".as_ref(),
+    ]);
+    assert_eq!(code(&out), 125, "{out:?}");
+    let err = stderr(&out);
+    assert!(err.contains("exit code 4"), "{err}");
+    assert!(err.contains("broken"), "{err}");
+    sb.assert_no_session_dirs();
+}
