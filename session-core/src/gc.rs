@@ -21,7 +21,9 @@
 //!   when the directory was last modified more than
 //!   [`GcPolicy::unmarked_grace`] ago (one hour by default), since a session
 //!   being prepared right now has its directory for an instant before its
-//!   marker.
+//!   marker, and only when it holds nothing but what a session directory
+//!   holds (`workspace/`, `archives/`), so a directory of someone else's
+//!   that merely starts with `berth-` is never removed.
 //!
 //! Only directories are considered, symlinks are never followed, and
 //! nothing outside the temporary root is touched.
@@ -69,13 +71,15 @@ pub enum Verdict {
         /// Why, in words (`owner pid 123 on this host is gone`).
         reason: String,
     },
-    /// No readable marker. `expired` says whether it is older than the
-    /// grace period and so may be removed.
+    /// No readable marker. It may be removed only when it was last
+    /// modified longer ago than the grace period and holds nothing but what
+    /// a session directory holds (`workspace/`, `archives/`, the marker):
+    /// a directory that merely shares the prefix is never removed.
     Unmarked {
-        /// Why the marker could not be used.
+        /// Why the marker could not be used, and why it is kept if it is.
         reason: String,
-        /// Whether it was last modified longer ago than the grace period.
-        expired: bool,
+        /// Whether garbage collection may remove it.
+        removable: bool,
     },
     /// Owned by a live process, or by another host: leave it alone.
     InUse {
@@ -89,7 +93,7 @@ impl Verdict {
     pub fn removable(&self) -> bool {
         match self {
             Verdict::Leftover { .. } => true,
-            Verdict::Unmarked { expired, .. } => *expired,
+            Verdict::Unmarked { removable, .. } => *removable,
             Verdict::InUse { .. } => false,
         }
     }
@@ -163,17 +167,37 @@ fn judge(dir: &Path, policy: &GcPolicy) -> io::Result<(Option<SessionMarker>, Ve
     let age = SystemTime::now()
         .duration_since(modified)
         .unwrap_or(Duration::ZERO);
-    let expired = age > policy.unmarked_grace;
-    let reason = format!(
-        "{unreadable}; last modified {} ago{}",
-        human_duration(age),
-        if expired {
-            ""
-        } else {
-            ", kept until it is older than the grace period"
-        }
+    let foreign = foreign_entry(dir)?;
+    let old = age > policy.unmarked_grace;
+    let verdict = match (old, &foreign) {
+        (true, None) => "",
+        (false, None) => ", kept until it is older than the grace period",
+        (_, Some(_)) => ", kept: it holds",
+    };
+    let mut reason = format!(
+        "{unreadable}; last modified {} ago{verdict}",
+        human_duration(age)
     );
-    Ok((None, Verdict::Unmarked { reason, expired }))
+    if let Some(name) = &foreign {
+        reason.push_str(&format!(
+            " `{name}`, which is not part of a session directory"
+        ));
+    }
+    let removable = old && foreign.is_none();
+    Ok((None, Verdict::Unmarked { reason, removable }))
+}
+
+/// The first top-level entry of `dir` that a session directory never holds
+/// (anything but `workspace`, `archives` and the marker), if any.
+fn foreign_entry(dir: &Path) -> io::Result<Option<String>> {
+    const SESSION_ENTRIES: [&str; 3] = ["workspace", "archives", SESSION_MARKER];
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if !SESSION_ENTRIES.contains(&name.as_str()) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }
 
 fn read_marker(path: &Path) -> std::result::Result<SessionMarker, String> {
@@ -454,6 +478,31 @@ mod tests {
     }
 
     #[test]
+    fn unmarked_dirs_with_other_content_are_never_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let policy = GcPolicy::default();
+        let other = root.path().join("berth-notes");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("todo.txt"), "mine").unwrap();
+        age(&other, Duration::from_secs(48 * 3600));
+        let empty = root.path().join("berth-empty");
+        fs::create_dir(&empty).unwrap();
+        age(&empty, Duration::from_secs(48 * 3600));
+
+        let leftovers = collect_session_dirs(root.path(), &policy, false).unwrap();
+        assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+        let notes = leftovers
+            .iter()
+            .find(|l| l.id.ends_with("berth-notes"))
+            .unwrap();
+        assert!(!notes.removed);
+        assert!(notes.reason.contains("`todo.txt`"), "{}", notes.reason);
+        assert!(other.join("todo.txt").exists());
+        // A directory that crashed before its marker was written is empty.
+        assert!(!empty.exists());
+    }
+
+    #[test]
     fn zero_pid_marker_counts_as_unmarked() {
         let root = tempfile::tempdir().unwrap();
         let policy = GcPolicy::default();
@@ -465,7 +514,10 @@ mod tests {
         let found = scan_session_dirs(root.path(), &policy).unwrap();
         assert!(matches!(
             found[0].verdict,
-            Verdict::Unmarked { expired: false, .. }
+            Verdict::Unmarked {
+                removable: false,
+                ..
+            }
         ));
         assert!(found[0].verdict.reason().contains("no valid owner pid"));
         assert!(dir.exists());
