@@ -225,7 +225,8 @@ pub(crate) struct DoctorArgs {
 /// A session directory is removed when its marker names a process of this
 /// host that no longer exists. One owned by a live process or another host
 /// is left alone. One without a readable marker is reported, and removed
-/// only when it was last modified more than an hour ago.
+/// only when it was last modified more than an hour ago and holds nothing
+/// but a session's `workspace/` and `archives/`.
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
     /// Report what would be removed, remove nothing

@@ -101,7 +101,8 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
     let mut cmd = ExecCommand::new(command);
     cmd.wall_timeout = wall_timeout;
     let outcome = drive(&mut session, cmd, args, &mut signals).await;
-    let closed = close(session, &mut signals).await;
+    let interrupted = matches!(outcome, Ok(Outcome::Interrupted(_)));
+    let (closed, late_signal) = close(session, &mut signals, interrupted).await;
 
     let outcome = match outcome {
         Ok(outcome) => outcome,
@@ -144,7 +145,12 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
                 idle_timeout,
             )?;
             closed.context("closing the session")?;
-            Ok(exit_code(&result))
+            // A signal that came while closing still says berth was
+            // stopped, even though everything finished.
+            Ok(match late_signal {
+                Some(signal) => ExitCode(128 + signal as u8),
+                None => exit_code(&result),
+            })
         }
     }
 }
@@ -269,16 +275,34 @@ fn forward(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     out.flush()
 }
 
-/// Closes the session; a second signal meanwhile exits at once.
-async fn close(session: Session, signals: &mut Signals) -> anyhow::Result<()> {
-    tokio::select! {
-        closed = session.close() => Ok(closed?),
-        signal = signals.recv() => {
-            eprintln!(
-                "berth: interrupted again by {}: exiting without finishing cleanup (`berth gc` removes what is left)",
-                signal_name(signal)
-            );
-            std::process::exit(128 + signal);
+/// Closes the session, returning any signal that arrived meanwhile. A
+/// signal during close lets it finish; a second one (or one after the run
+/// was already interrupted) exits at once.
+async fn close(
+    session: Session,
+    signals: &mut Signals,
+    interrupted: bool,
+) -> (anyhow::Result<()>, Option<i32>) {
+    let closing = session.close();
+    tokio::pin!(closing);
+    let mut received = None;
+    loop {
+        tokio::select! {
+            closed = &mut closing => return (closed.map_err(Into::into), received),
+            signal = signals.recv() => {
+                if interrupted || received.is_some() {
+                    eprintln!(
+                        "berth: interrupted again by {}: exiting without finishing cleanup (`berth gc` removes what is left)",
+                        signal_name(signal)
+                    );
+                    std::process::exit(128 + signal);
+                }
+                eprintln!(
+                    "berth: {} received: finishing cleanup (send it again to exit at once)",
+                    signal_name(signal)
+                );
+                received = Some(signal);
+            }
         }
     }
 }
