@@ -98,6 +98,14 @@ pub(crate) struct RunArgs {
     pub(crate) checkpoint: Option<PathBuf>,
 
     /// Print one JSON result object on stdout instead of streaming output
+    ///
+    /// Fields: status (exited, signaled, timed_out, idle_timed_out,
+    /// spawn_failed, lost), exit_code (-N when signal N killed it), signal,
+    /// timed_out, elapsed_secs, stdout and stderr (each {text, utf8, base64,
+    /// truncated, total_bytes, spill_path}: text is UTF-8 with U+FFFD for
+    /// invalid bytes, and when utf8 is false, base64 holds the exact bytes),
+    /// usage, checkpoint ({dir, diff} with --checkpoint, else null). The exit
+    /// code is the same as without --json.
     #[arg(long)]
     pub(crate) json: bool,
 

@@ -117,11 +117,11 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
         Outcome::Interrupted(signal) => {
             match closed {
                 Ok(()) => eprintln!(
-                    "berth: interrupted by {}: the command was killed and the session removed",
+                    "berth: interrupted by {}: the command was stopped and the session removed",
                     signal_name(signal)
                 ),
                 Err(err) => eprintln!(
-                    "berth: interrupted by {}: the command was killed, but closing the session failed: {err:#}",
+                    "berth: interrupted by {}: the command was stopped, but closing the session failed: {err:#}",
                     signal_name(signal)
                 ),
             }
