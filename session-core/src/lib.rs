@@ -12,6 +12,7 @@ pub mod compression;
 pub mod diff;
 pub mod error;
 pub mod file_ops;
+pub mod gc;
 pub mod glob;
 pub mod paths;
 pub mod placeholders;
