@@ -18,9 +18,6 @@ use runtime_local as _;
 /// the registry holds each one.
 pub(crate) const BUILT_IN_TYPES: &[&str] = &[runtime_local::TYPE_NAME];
 
-/// File suffixes of dynamic libraries, the form a plugin takes.
-const LIBRARY_SUFFIXES: &[&str] = &["so", "dylib", "dll"];
-
 /// Where the plugin directory setting came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PluginDirSource {
@@ -125,10 +122,11 @@ pub(crate) fn load(plugin_dir: Option<&Path>) -> anyhow::Result<(Registry, Plugi
     Ok((registry, report))
 }
 
-/// Looks through the plugin directory. This build has no dynamic plugin
-/// loader: each library found there is reported as not loaded, so it never
-/// silently goes missing; the registry is left as it is.
-fn load_plugins(_registry: &mut Registry, dir: Option<PluginDir>) -> PluginReport {
+/// Loads every library in the plugin directory into the registry through
+/// berth's plugin loader. A library that is not a berth plugin, was built
+/// for another ABI version, declares a type already registered or fails to
+/// start is a problem line; the rest load.
+fn load_plugins(registry: &mut Registry, dir: Option<PluginDir>) -> PluginReport {
     let mut report = PluginReport {
         dir_exists: dir.as_ref().is_some_and(|d| d.path.is_dir()),
         dir,
@@ -137,30 +135,26 @@ fn load_plugins(_registry: &mut Registry, dir: Option<PluginDir>) -> PluginRepor
     let Some(dir) = report.dir.as_ref().filter(|_| report.dir_exists) else {
         return report;
     };
-    let entries = match std::fs::read_dir(&dir.path) {
-        Ok(entries) => entries,
-        Err(err) => {
-            report.problems.push((
-                dir.path.clone(),
-                format!("cannot read the plugin directory: {err}"),
-            ));
-            return report;
-        }
-    };
-    let mut libraries: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| {
-            path.extension()
-                .and_then(|ext| ext.to_str())
-                .is_some_and(|ext| LIBRARY_SUFFIXES.contains(&ext))
-        })
-        .collect();
-    libraries.sort();
-    for library in libraries {
+    if let Err(err) = std::fs::read_dir(&dir.path) {
         report.problems.push((
-            library,
-            "not loaded: this build of berth cannot load plugin libraries".to_owned(),
+            dir.path.clone(),
+            format!("cannot read the plugin directory: {err}"),
         ));
+        return report;
+    }
+    let outcome = session_core::plugin::load_directory(&dir.path, registry);
+    for loaded in outcome.loaded {
+        tracing::debug!(
+            plugin = %loaded.path.display(),
+            millis = loaded.load_time.as_secs_f64() * 1000.0,
+            "plugin loaded"
+        );
+        for type_name in loaded.types {
+            report.loaded.push((loaded.path.clone(), type_name));
+        }
+    }
+    for problem in outcome.problems {
+        report.problems.push((problem.path, problem.reason));
     }
     report
 }
@@ -310,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn libraries_in_the_plugin_dir_are_reported_not_loaded() {
+    fn libraries_that_are_not_plugins_are_reported_and_skipped() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("libthing.so"), "not really").unwrap();
         std::fs::write(dir.path().join("README.txt"), "ignored").unwrap();
@@ -327,6 +321,11 @@ mod tests {
         assert!(report.loaded.is_empty());
         assert_eq!(report.problems.len(), 1);
         assert!(report.problems[0].0.ends_with("libthing.so"));
+        assert!(
+            report.problems[0].1.starts_with("not a berth plugin"),
+            "{:?}",
+            report.problems
+        );
         assert_eq!(registry.types(), before);
     }
 

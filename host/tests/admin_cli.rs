@@ -93,7 +93,7 @@ fn plugins_reports_each_library_it_could_not_load() {
     let skipped: Vec<&str> = text.lines().filter(|l| l.starts_with("skipped ")).collect();
     assert_eq!(skipped.len(), 1, "{text}");
     assert!(
-        skipped[0].contains("libberth_fake.so: not loaded"),
+        skipped[0].contains("libberth_fake.so: not a berth plugin"),
         "{text}"
     );
 

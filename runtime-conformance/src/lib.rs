@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod cases;
+pub mod fixture_plugin;
 mod runner;
 pub mod soak;
 

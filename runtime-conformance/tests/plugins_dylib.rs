@@ -12,55 +12,6 @@ use session_core::runtime::{BackendOrigin, ExecCommand};
 use session_core::session::{Session, SpawnOptions};
 use session_core::{EnvironmentSpec, Error};
 
-/// The workspace's target directory (this test binary lives in
-/// `<target>/debug/deps/`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().to_path_buf()
-}
-
-/// Builds the fixture plugin with `features` and copies the library to
-/// `dest`.
-fn build_fixture(features: &str, dest: &Path) {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-    cmd.current_dir(workspace)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "berth-plugin-fixture",
-            "--message-format=json",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir());
-    if !features.is_empty() {
-        cmd.args(["--features", features]);
-    }
-    let output = cmd.output().unwrap();
-    assert!(
-        output.status.success(),
-        "building the fixture plugin failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let library = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact")
-        .filter(|msg| msg["target"]["name"] == "berth_plugin_fixture")
-        .flat_map(|msg| {
-            msg["filenames"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|f| f.as_str().map(PathBuf::from))
-        })
-        .find(|f| f.extension().is_some_and(|e| e == "so"))
-        .expect("the build names its cdylib");
-    std::fs::copy(&library, dest).unwrap();
-}
-
 /// Everything in one test, sequentially: the fixture's variants share one
 /// output file name, so their builds must not interleave.
 #[test]
@@ -69,10 +20,10 @@ fn plugins_load_work_and_bad_libraries_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
-    build_fixture("", &plugins.join("a-fixture.so"));
+    runtime_conformance::fixture_plugin::build("", &plugins.join("a-fixture.so"));
     std::fs::copy(plugins.join("a-fixture.so"), plugins.join("b-duplicate.so")).unwrap();
-    build_fixture("panic", &plugins.join("c-panicking.so"));
-    build_fixture("abi-999", &plugins.join("d-wrong-abi.so"));
+    runtime_conformance::fixture_plugin::build("panic", &plugins.join("c-panicking.so"));
+    runtime_conformance::fixture_plugin::build("abi-999", &plugins.join("d-wrong-abi.so"));
     std::fs::write(plugins.join("e-junk.so"), "this is not a library").unwrap();
     let c_source = dir.path().join("lib.c");
     std::fs::write(&c_source, "int not_berth(void) { return 1; }\n").unwrap();
