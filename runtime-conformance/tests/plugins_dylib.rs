@@ -2,7 +2,7 @@
 //! real loader: a working plugin passes the conformance suite, and every
 //! kind of bad library is reported in one line and skipped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
