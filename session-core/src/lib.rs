@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod assets;
+pub mod base64;
 pub mod compression;
 pub mod diff;
 pub mod error;

@@ -25,7 +25,7 @@ use super::protocol::{
 };
 use crate::error::Error;
 use crate::runtime::wire::WireError;
-use crate::runtime::{Backend, Event, ExecResult, ExecStatus, Output, Runtime};
+use crate::runtime::{Backend, Event, ExecResult, Runtime};
 
 /// How often a running stream checks the host's cancel token.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
@@ -346,16 +346,7 @@ async fn stream(
             }
         }
     }
-    Ok(ExecResult {
-        status: ExecStatus::Lost,
-        exit_code: -1,
-        signal: None,
-        stdout: Output::default(),
-        stderr: Output::default(),
-        elapsed: started.elapsed(),
-        timed_out: false,
-        usage: None,
-    })
+    Ok(ExecResult::lost(started.elapsed()))
 }
 
 /// Exports a backend type from a `cdylib` as a berth plugin.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::result::{ExecResult, ExecStatus, Output};
+use super::result::{ExecResult, Output};
 
 /// One event of a running command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,16 +104,7 @@ impl EventStream {
                 return result;
             }
         }
-        ExecResult {
-            status: ExecStatus::Lost,
-            exit_code: -1,
-            signal: None,
-            stdout: Output::default(),
-            stderr: Output::default(),
-            elapsed: started.elapsed(),
-            timed_out: false,
-            usage: None,
-        }
+        ExecResult::lost(started.elapsed())
     }
 }
 
