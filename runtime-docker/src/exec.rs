@@ -21,6 +21,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::ContainerStateStatusEnum;
 use futures_util::{Stream, StreamExt};
 use session_core::runtime::{Event, EventSender, ExecResult, ExecStatus, OutputBuffer};
 use tokio::io::AsyncWriteExt;
@@ -56,6 +57,10 @@ const SLOWEST_POLL_AFTER_OUTPUT: Duration = Duration::from_millis(100);
 /// Exit statuses 129–192 are how the engine reports a process killed by
 /// signal 1–64 (128 + N).
 const SIGNAL_EXIT_BASE: i64 = 128;
+
+/// How long berth watches a container after a command died of a SIGKILL
+/// it did not send, to tell an out-of-memory kill from a dying container.
+const CONTAINER_DEATH_WINDOW: Duration = Duration::from_secs(1);
 const HIGHEST_SIGNAL: i64 = 64;
 
 /// Where a command runs.
@@ -431,12 +436,11 @@ impl<'a> Driver<'a> {
     async fn finish(mut self) -> ExecResult {
         let elapsed = self.started_at.elapsed();
         let mut end = self.end.unwrap_or(End::Unknown);
-        // A signal-like status may be the container going away under the
-        // command rather than the command's own doing.
-        if let End::Code(code) = end
-            && code > SIGNAL_EXIT_BASE
+        // Everything in a container dies by SIGKILL when the container does:
+        // a SIGKILL berth did not send may be the sandbox going away.
+        if end == End::Code(SIGNAL_EXIT_BASE + 9)
             && self.killed.is_none()
-            && !container_running(&self.target.docker, &self.target.container).await
+            && container_dying(&self.target.docker, &self.target.container).await
         {
             end = End::Lost;
         }
@@ -482,13 +486,25 @@ fn decode_exit(code: i64) -> (ExecStatus, i32, Option<i32>) {
     }
 }
 
-async fn container_running(docker: &Docker, container: &str) -> bool {
-    match docker.inspect_container(container, None).await {
-        Ok(inspect) => inspect
-            .state
-            .and_then(|state| state.running)
-            .unwrap_or(false),
-        Err(_) => false,
+/// Whether the container stops (or is gone) within a moment: the engine
+/// updates its state shortly after the container's processes died.
+async fn container_dying(docker: &Docker, container: &str) -> bool {
+    let deadline = Instant::now() + CONTAINER_DEATH_WINDOW;
+    loop {
+        let running = match docker.inspect_container(container, None).await {
+            Ok(inspect) => inspect.state.is_some_and(|state| {
+                state.running == Some(true)
+                    && state.status == Some(ContainerStateStatusEnum::RUNNING)
+            }),
+            Err(_) => false,
+        };
+        if !running {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -248,3 +248,16 @@ pub async fn container_of_session(docker: &Docker, id: &str) -> String {
     assert_eq!(found.len(), 1, "containers of session {id}: {found:?}");
     found.into_iter().next().expect("one container")
 }
+
+/// Runs `command` in `runtime` with a generous wall timeout.
+pub async fn run(
+    runtime: &dyn session_core::runtime::Runtime,
+    command: &str,
+) -> session_core::runtime::ExecResult {
+    runtime
+        .execute(
+            session_core::runtime::ExecCommand::new(command).wall_timeout(Duration::from_secs(60)),
+        )
+        .await
+        .expect("execute")
+}
