@@ -19,9 +19,7 @@ use indexmap::IndexMap;
 use session_core::runtime::SpawnContext;
 use session_core::spec::{EnvironmentSpec, Mode};
 
-use crate::config::{
-    ASSET_ROOT, DockerConfig, NetworkMode, check_outside_workdir, container_path,
-};
+use crate::config::{ASSET_ROOT, DockerConfig, NetworkMode, check_outside_workdir, container_path};
 use crate::engine::{EngineAddress, backend_error, describe, status_of};
 
 /// Label: the id of the session that owns the container.
@@ -342,7 +340,9 @@ pub(crate) async fn remove(docker: &Docker, name: &str) -> session_core::Result<
         Ok(()) => Ok(()),
         Err(err) if status_of(&err) == Some(404) => Ok(()),
         // A removal already under way (a concurrent cleanup).
-        Err(err) if status_of(&err) == Some(409) && describe(&err).contains("in progress") => Ok(()),
+        Err(err) if status_of(&err) == Some(409) && describe(&err).contains("in progress") => {
+            Ok(())
+        }
         Err(err) => Err(backend_error(format!(
             "removing container `{name}`: {}",
             describe(&err)
@@ -549,7 +549,11 @@ mod tests {
         let me = unsafe { format!("{}:{}", libc::getuid(), libc::getgid()) };
         assert_eq!(planned.body.user.as_deref(), Some(me.as_str()));
         assert!(targets(&planned.body).is_empty());
-        assert!(planned.name.starts_with("berth-sess-1-"), "{}", planned.name);
+        assert!(
+            planned.name.starts_with("berth-sess-1-"),
+            "{}",
+            planned.name
+        );
         let labels = planned.body.labels.unwrap();
         assert_eq!(labels[LABEL_SESSION], "sess/1");
         assert_eq!(labels[LABEL_OWNER_PID], std::process::id().to_string());
@@ -596,7 +600,11 @@ mod tests {
             "docker: {image: i}\nlimits: {memory: 33554432, cpus: 0.5, pids: 64, file_size: 1048576}",
         );
         let ctx = SpawnContext::new("s", "/tmp/ws", Mode::Agent);
-        let host = plan(&spec, &config, &ctx).unwrap().body.host_config.unwrap();
+        let host = plan(&spec, &config, &ctx)
+            .unwrap()
+            .body
+            .host_config
+            .unwrap();
         assert_eq!(host.memory, Some(33_554_432));
         assert_eq!(host.memory_swap, Some(33_554_432));
         assert_eq!(host.nano_cpus, Some(500_000_000));

@@ -156,7 +156,9 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains('\n'));
-        let scheme = EngineAddress::configured("gopher://x").client().unwrap_err();
+        let scheme = EngineAddress::configured("gopher://x")
+            .client()
+            .unwrap_err();
         assert!(scheme.to_string().contains("gopher://x"), "{scheme}");
     }
 }

@@ -36,7 +36,10 @@ pub(crate) fn left_behind(
     }
     let deadline: u64 = labels.get(LABEL_LEASE_DEADLINE)?.parse().ok()?;
     (deadline < now_secs).then(|| {
-        format!("lease of owner on `{owner_host}` expired {}s ago", now_secs - deadline)
+        format!(
+            "lease of owner on `{owner_host}` expired {}s ago",
+            now_secs - deadline
+        )
     })
 }
 
@@ -133,7 +136,7 @@ mod tests {
             (LABEL_LEASE_DEADLINE, "1"),
         ]);
         assert_eq!(left_behind(&alive, "here", 100), None);
-        let mut dead = alive.clone();
+        let mut dead = alive;
         dead.insert(LABEL_OWNER_PID.into(), i32::MAX.to_string());
         assert!(left_behind(&dead, "here", 100).unwrap().contains("is gone"));
         dead.insert(LABEL_KEEP.into(), "true".into());
@@ -149,7 +152,11 @@ mod tests {
             (LABEL_LEASE_DEADLINE, "50"),
         ]);
         assert_eq!(left_behind(&remote, "here", 40), None);
-        assert!(left_behind(&remote, "here", 60).unwrap().contains("expired 10s ago"));
+        assert!(
+            left_behind(&remote, "here", 60)
+                .unwrap()
+                .contains("expired 10s ago")
+        );
         let unreadable = labels(&[(LABEL_SESSION, "s")]);
         assert_eq!(left_behind(&unreadable, "here", 60), None);
     }

@@ -56,13 +56,13 @@ use session_core::spec::EnvironmentSpec;
 use session_core::{Error, Result};
 
 pub use crate::config::{ASSET_ROOT, DEFAULT_WORKDIR, DockerConfig, ExtraMount, NetworkMode};
+use crate::container::ContainerGuard;
 pub use crate::container::{
     LABEL_KEEP, LABEL_LEASE_DEADLINE, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_SESSION, LEASE,
     wait_for_background_removals,
 };
-pub use crate::runtime::DockerRuntime;
-use crate::container::ContainerGuard;
 use crate::engine::{EngineAddress, backend_error, describe, status_of};
+pub use crate::runtime::DockerRuntime;
 
 /// The spec `type` this backend serves.
 pub const TYPE_NAME: &str = "docker";

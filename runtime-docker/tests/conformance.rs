@@ -36,5 +36,8 @@ fn docker_backend_passes_the_conformance_suite() {
         let docker = docker.negotiate_version().await.expect("engine");
         support::containers_of_this_process(&docker).await
     });
-    assert!(left.is_empty(), "the suite left containers behind: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the suite left containers behind: {left:?}"
+    );
 }

@@ -39,7 +39,9 @@ async fn a_missing_image_names_it_and_says_to_build_it() {
         .expect_err("no such image")
         .to_string();
     assert!(
-        err.starts_with("docker backend: image `berth-no-such-image:never` is not on the Docker Engine"),
+        err.starts_with(
+            "docker backend: image `berth-no-such-image:never` is not on the Docker Engine"
+        ),
         "{err}"
     );
     assert!(err.contains("build or load it locally"), "{err}");
@@ -81,7 +83,10 @@ async fn an_unreachable_engine_is_one_clear_line() {
         )
     );
     let lines = DockerBackend::with_host(MISSING_SOCKET).diagnose().await;
-    assert!(!lines[0].ok && lines[0].detail.contains("no socket at"), "{lines:?}");
+    assert!(
+        !lines[0].ok && lines[0].detail.contains("no socket at"),
+        "{lines:?}"
+    );
     let gc = DockerBackend::with_host(MISSING_SOCKET)
         .collect_garbage(true)
         .await
@@ -95,11 +100,16 @@ async fn an_unreachable_engine_is_one_clear_line() {
     let host = format!("unix://{}", dead.display());
     let err = spawn_error(DockerBackend::with_host(&host)).await;
     assert!(
-        err.starts_with(&format!("docker backend: cannot reach the Docker Engine at {host} (from configured): ")),
+        err.starts_with(&format!(
+            "docker backend: cannot reach the Docker Engine at {host} (from configured): "
+        )),
         "{err}"
     );
     assert!(err.to_lowercase().contains("connection refused"), "{err}");
-    assert!(err.ends_with("is dockerd running?") && !err.contains('\n'), "{err}");
+    assert!(
+        err.ends_with("is dockerd running?") && !err.contains('\n'),
+        "{err}"
+    );
 }
 
 /// Runs in a child process of this test binary, with `DOCKER_HOST` set by

@@ -34,18 +34,22 @@ async fn a_dropped_session_removes_its_container() {
     let docker = docker_or_skip!();
     let temp = tempfile::tempdir().expect("tempdir");
     let prefix = support::session_id("dropped");
-    let mut session =
-        support::session(support::spec("", ""), &prefix, &temp.path().join("sessions")).await;
-    let runtime = session
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let mut session = support::session(
+        support::spec("", ""),
+        &prefix,
+        &temp.path().join("sessions"),
+    )
+    .await;
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
     let id = support::container_of_session(&docker, &prefix).await;
     let mut stream = runtime
         .stream(ExecCommand::new("echo running; sleep 300"))
         .await
         .expect("stream");
-    assert_eq!(stream.next().await, Some(Event::Stdout(b"running\n".to_vec())));
+    assert_eq!(
+        stream.next().await,
+        Some(Event::Stdout(b"running\n".to_vec()))
+    );
     drop(runtime);
     drop(session);
     // The command's stream ends once its container is gone.
@@ -87,12 +91,13 @@ async fn kill_reaches_processes_that_left_the_commands_session() {
     let docker = docker_or_skip!();
     let temp = tempfile::tempdir().expect("tempdir");
     let prefix = support::session_id("escaped");
-    let mut session =
-        support::session(support::spec("", ""), &prefix, &temp.path().join("sessions")).await;
-    let runtime = session
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let mut session = support::session(
+        support::spec("", ""),
+        &prefix,
+        &temp.path().join("sessions"),
+    )
+    .await;
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
     let started = support::run(
         runtime.as_ref(),
         "setsid sleep 301 >/dev/null 2>&1 & echo $! > escaped.pid",
@@ -118,24 +123,31 @@ async fn a_container_removed_under_a_command_makes_it_lost() {
     let docker = docker_or_skip!();
     let temp = tempfile::tempdir().expect("tempdir");
     let prefix = support::session_id("lost");
-    let mut session =
-        support::session(support::spec("", ""), &prefix, &temp.path().join("sessions")).await;
-    let runtime = session
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let mut session = support::session(
+        support::spec("", ""),
+        &prefix,
+        &temp.path().join("sessions"),
+    )
+    .await;
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
     let id = support::container_of_session(&docker, &prefix).await;
     let mut stream = runtime
         .stream(ExecCommand::new("echo ready; sleep 300").wall_timeout(Duration::from_secs(120)))
         .await
         .expect("stream");
-    assert_eq!(stream.next().await, Some(Event::Stdout(b"ready\n".to_vec())));
+    assert_eq!(
+        stream.next().await,
+        Some(Event::Stdout(b"ready\n".to_vec()))
+    );
     force_remove(&docker, &id).await;
     let result = stream.finish().await;
     assert_eq!(result.status, ExecStatus::Lost, "{result:?}");
     let next = support::run(runtime.as_ref(), "true").await;
     assert_eq!(next.status, ExecStatus::Lost, "{next:?}");
-    session.close().await.expect("close (the container is already gone)");
+    session
+        .close()
+        .await
+        .expect("close (the container is already gone)");
     support::assert_no_containers_left(&docker, &prefix).await;
 }
 
@@ -144,17 +156,24 @@ async fn statuses_over_128_are_reported_as_signals() {
     let docker = docker_or_skip!();
     let temp = tempfile::tempdir().expect("tempdir");
     let prefix = support::session_id("status");
-    let mut session =
-        support::session(support::spec("", ""), &prefix, &temp.path().join("sessions")).await;
-    let runtime = session
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let mut session = support::session(
+        support::spec("", ""),
+        &prefix,
+        &temp.path().join("sessions"),
+    )
+    .await;
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
     let killed = support::run(runtime.as_ref(), "kill -KILL $$").await;
-    assert_eq!((killed.status, killed.signal), (ExecStatus::Signaled, Some(9)));
+    assert_eq!(
+        (killed.status, killed.signal),
+        (ExecStatus::Signaled, Some(9))
+    );
     // The engine reports both as 130: berth cannot tell them apart.
     let exited = support::run(runtime.as_ref(), "exit 130").await;
-    assert_eq!((exited.status, exited.exit_code), (ExecStatus::Signaled, -2));
+    assert_eq!(
+        (exited.status, exited.exit_code),
+        (ExecStatus::Signaled, -2)
+    );
     let high = support::run(runtime.as_ref(), "exit 200").await;
     assert_eq!((high.status, high.exit_code), (ExecStatus::Exited, 200));
     session.close().await.expect("close");
@@ -172,14 +191,13 @@ async fn keep_container_after_clean_keeps_it_running() {
         &temp.path().join("sessions"),
     )
     .await;
-    let runtime = session
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
     let id = support::container_of_session(&docker, &prefix).await;
     drop(runtime);
     session.close().await.expect("close");
-    assert!(runtime_docker::wait_for_background_removals(Duration::from_secs(30)));
+    assert!(runtime_docker::wait_for_background_removals(
+        Duration::from_secs(30)
+    ));
     let inspect = docker.inspect_container(&id, None).await.expect("kept");
     assert_eq!(inspect.state.and_then(|s| s.running), Some(true));
     let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
@@ -190,7 +208,9 @@ async fn keep_container_after_clean_keeps_it_running() {
 
 /// A pid that belonged to a process of this host that has exited.
 fn dead_pid() -> u32 {
-    let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
     let pid = child.id();
     child.wait().expect("wait");
     pid
@@ -246,12 +266,30 @@ async fn collect_garbage_removes_containers_of_dead_owners_and_expired_leases() 
             (LABEL_LEASE_DEADLINE, deadline.to_string()),
         ]
     };
-    let orphan = leftover(&docker, &format!("{prefix}-orphan"), &owned(&dead, &host, now + 3600)).await;
-    let mine = leftover(&docker, &format!("{prefix}-mine"), &owned(&me, &host, now - 3600)).await;
-    let expired =
-        leftover(&docker, &format!("{prefix}-expired"), &owned("1", "elsewhere.invalid", now - 10)).await;
-    let leased =
-        leftover(&docker, &format!("{prefix}-leased"), &owned("1", "elsewhere.invalid", now + 3600)).await;
+    let orphan = leftover(
+        &docker,
+        &format!("{prefix}-orphan"),
+        &owned(&dead, &host, now + 3600),
+    )
+    .await;
+    let mine = leftover(
+        &docker,
+        &format!("{prefix}-mine"),
+        &owned(&me, &host, now - 3600),
+    )
+    .await;
+    let expired = leftover(
+        &docker,
+        &format!("{prefix}-expired"),
+        &owned("1", "elsewhere.invalid", now - 10),
+    )
+    .await;
+    let leased = leftover(
+        &docker,
+        &format!("{prefix}-leased"),
+        &owned("1", "elsewhere.invalid", now + 3600),
+    )
+    .await;
     let mut kept_labels = owned(&dead, &host, now - 10);
     kept_labels.push((LABEL_KEEP, "true".to_owned()));
     let kept = leftover(&docker, &format!("{prefix}-kept"), &kept_labels).await;
@@ -265,16 +303,32 @@ async fn collect_garbage_removes_containers_of_dead_owners_and_expired_leases() 
     };
     let dry = backend.collect_garbage(true).await.expect("dry run");
     let orphan_found = found(&dry, &orphan).expect("the dead owner's container is found");
-    assert!(!orphan_found.removed && orphan_found.reason.contains(&format!("owner pid {dead} is gone")));
-    assert!(found(&dry, &expired).expect("expired lease").reason.contains("lease"));
+    assert!(
+        !orphan_found.removed
+            && orphan_found
+                .reason
+                .contains(&format!("owner pid {dead} is gone"))
+    );
+    assert!(
+        found(&dry, &expired)
+            .expect("expired lease")
+            .reason
+            .contains("lease")
+    );
     for spared in [&mine, &leased, &kept] {
         assert!(found(&dry, spared).is_none(), "{spared} reported: {dry:?}");
     }
     assert!(exists(&docker, &orphan).await, "a dry run removes nothing");
 
     let collected = backend.collect_garbage(false).await.expect("gc");
-    assert!(found(&collected, &orphan).is_some_and(|l| l.removed), "{collected:?}");
-    assert!(found(&collected, &expired).is_some_and(|l| l.removed), "{collected:?}");
+    assert!(
+        found(&collected, &orphan).is_some_and(|l| l.removed),
+        "{collected:?}"
+    );
+    assert!(
+        found(&collected, &expired).is_some_and(|l| l.removed),
+        "{collected:?}"
+    );
     assert!(!exists(&docker, &orphan).await && !exists(&docker, &expired).await);
     for spared in [&mine, &leased, &kept] {
         assert!(exists(&docker, spared).await, "{spared} was removed");

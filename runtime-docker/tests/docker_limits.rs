@@ -18,10 +18,7 @@ async fn a_memory_hog_is_killed_not_hung() {
         &temp.path().join("sessions"),
     )
     .await;
-    let runtime = session
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
     // `tail` keeps the one endless line in memory until the limit stops it.
     let hog = runtime
         .execute(
@@ -50,10 +47,7 @@ async fn pids_cpus_and_file_size_are_enforced() {
     )
     .await;
     let workspace = session.workspace_path().expect("workspace");
-    let runtime = session
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
 
     // cgroup v2 names the quota in cpu.max; v1 in two files.
     let quota = support::run(
@@ -69,13 +63,18 @@ async fn pids_cpus_and_file_size_are_enforced() {
         "i=0; while [ $i -lt 40 ]; do sleep 30 >/dev/null 2>&1 & i=$((i+1)); done; echo all started",
     )
     .await;
-    assert!(!forks.success(), "40 processes under a limit of 20: {forks:?}");
+    assert!(
+        !forks.success(),
+        "40 processes under a limit of 20: {forks:?}"
+    );
     assert!(forks.stderr_lossy().contains("fork"), "{forks:?}");
     runtime.kill().await.expect("kill the sleepers");
 
     let big = support::run(runtime.as_ref(), "head -c 2000000 /dev/zero > big.bin").await;
     assert!(!big.success(), "{big:?}");
-    let size = std::fs::metadata(workspace.join("big.bin")).expect("big.bin").len();
+    let size = std::fs::metadata(workspace.join("big.bin"))
+        .expect("big.bin")
+        .len();
     assert!(size <= 1_048_576, "wrote {size} bytes past the limit");
     session.close().await.expect("close");
     support::assert_no_containers_left(&docker, &prefix).await;

@@ -87,16 +87,17 @@ async fn assets_are_read_only_under_static() {
         .prepare()
         .await
         .expect("prepare");
-    let runtime = session
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
     let data = assets.get("data").expect("data asset");
     let tree = assets.get("tree").expect("tree asset");
     assert_eq!(runtime.asset_path(data), "/static/sub/data.txt");
     assert_eq!(runtime.asset_path(tree), "/static/tree");
 
-    let read = support::run(runtime.as_ref(), "cat /static/sub/data.txt /static/tree/inner.txt").await;
+    let read = support::run(
+        runtime.as_ref(),
+        "cat /static/sub/data.txt /static/tree/inner.txt",
+    )
+    .await;
     assert_eq!(read.stdout_lossy(), "asset\ninner\n", "{read:?}");
     for target in ["/static/sub/data.txt", "/static/tree/new.txt"] {
         let write = support::run(runtime.as_ref(), &format!("echo changed > {target}")).await;
@@ -123,10 +124,7 @@ async fn without_the_workspace_mount_commands_run_in_the_image() {
     .await;
     let workspace = session.workspace_path().expect("workspace");
     write(&workspace.join("host.txt"), "host\n");
-    let runtime = session
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
     let result = support::run(runtime.as_ref(), "pwd; ls -A; echo x > inside.txt").await;
     assert!(result.success(), "{result:?}");
     assert_eq!(result.stdout_lossy(), "/work\n");
@@ -185,10 +183,7 @@ async fn a_docker_user_owns_what_it_writes() {
     .await;
     let workspace = session.workspace_path().expect("workspace");
     std::fs::set_permissions(&workspace, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    let runtime = session
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
     let result = support::run(runtime.as_ref(), "id -u; id -g; echo x > made.txt").await;
     assert_eq!(result.stdout_lossy(), "1234\n2345\n", "{result:?}");
     let meta = std::fs::metadata(workspace.join("made.txt")).expect("made.txt");
@@ -203,13 +198,14 @@ async fn evaluation_mode_runs_as_the_caller() {
     let docker = docker_or_skip!();
     let temp = tempfile::tempdir().expect("tempdir");
     let prefix = support::session_id("caller");
-    let mut session =
-        support::session(support::spec("", ""), &prefix, &temp.path().join("sessions")).await;
+    let mut session = support::session(
+        support::spec("", ""),
+        &prefix,
+        &temp.path().join("sessions"),
+    )
+    .await;
     let workspace = session.workspace_path().expect("workspace");
-    let runtime = session
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
     let result = support::run(runtime.as_ref(), "id -u; echo x > made.txt").await;
     use std::os::unix::fs::MetadataExt;
     let me = std::fs::metadata("/proc/self").expect("/proc/self").uid();

@@ -44,8 +44,12 @@ async fn a_published_port_reaches_a_server_in_the_container() {
     let docker = docker_or_skip!();
     let temp = tempfile::tempdir().expect("tempdir");
     let prefix = support::session_id("ports");
-    let mut session =
-        support::session(support::spec("", ""), &prefix, &temp.path().join("sessions")).await;
+    let mut session = support::session(
+        support::spec("", ""),
+        &prefix,
+        &temp.path().join("sessions"),
+    )
+    .await;
     let workspace = session.workspace_path().expect("workspace");
     std::fs::create_dir(workspace.join("www")).expect("mkdir");
     std::fs::write(workspace.join("www/index.html"), "from the container\n").expect("write");
@@ -91,12 +95,13 @@ async fn network_none_leaves_only_loopback() {
     let result = support::run(runtime.as_ref(), "ls /sys/class/net").await;
     assert_eq!(result.stdout_lossy(), "lo\n", "{result:?}");
 
-    let mut bridged =
-        support::session(support::spec("network: bridge", ""), &format!("{prefix}-b"), &temp.path().join("sessions")).await;
-    let runtime = bridged
-        .spawn(SpawnOptions::default())
-        .await
-        .expect("spawn");
+    let mut bridged = support::session(
+        support::spec("network: bridge", ""),
+        &format!("{prefix}-b"),
+        &temp.path().join("sessions"),
+    )
+    .await;
+    let runtime = bridged.spawn(SpawnOptions::default()).await.expect("spawn");
     let result = support::run(runtime.as_ref(), "ls /sys/class/net").await;
     assert!(result.stdout_lossy().contains("eth0"), "{result:?}");
     isolated.close().await.expect("close");

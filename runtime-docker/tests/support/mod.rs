@@ -132,7 +132,9 @@ async fn ensure_image(docker: &Docker) -> Result<(), String> {
 /// A tar holding the Dockerfile and the host's static busybox.
 fn build_context() -> Result<Vec<u8>, String> {
     let busybox = std::fs::read(BUSYBOX).map_err(|err| {
-        format!("reading {BUSYBOX} ({err}); install Debian's busybox-static (`cargo xtask test` does)")
+        format!(
+            "reading {BUSYBOX} ({err}); install Debian's busybox-static (`cargo xtask test` does)"
+        )
     })?;
     let mut archive = tar::Builder::new(Vec::new());
     let mut add = |name: &str, mode: u32, bytes: &[u8]| {
@@ -157,7 +159,9 @@ fn build_context() -> Result<Vec<u8>, String> {
 /// (YAML flow-mapping entries, may be empty) and top-level sections.
 pub fn spec(docker_keys: &str, sections: &str) -> EnvironmentSpec {
     let sep = if docker_keys.is_empty() { "" } else { ", " };
-    let text = format!("type: docker\nname: test\ndocker: {{image: '{IMAGE}'{sep}{docker_keys}}}\n{sections}\n");
+    let text = format!(
+        "type: docker\nname: test\ndocker: {{image: '{IMAGE}'{sep}{docker_keys}}}\n{sections}\n"
+    );
     EnvironmentSpec::from_yaml_str(&text, "<test>").expect("test spec parses")
 }
 
