@@ -5,6 +5,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on its terminal
 
+mod prereq;
+
 use std::env;
 use std::process::{Command, ExitCode};
 
@@ -37,6 +39,7 @@ fn run() -> Result<ExitCode> {
 /// Installs the test prerequisites, then runs nextest over the workspace.
 fn test(extra: &[String]) -> Result<ExitCode> {
     ensure_nextest()?;
+    prereq::ensure_test_prerequisites()?;
     let status = Command::new(cargo())
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
         .args(extra)
