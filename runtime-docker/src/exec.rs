@@ -546,25 +546,62 @@ fn kill_script(scope: KillScope) -> String {
     format!(
         "i=0; while [ $i -lt 10 ]; do n=0; \
          for d in /proc/[0-9]*; do p=${{d#/proc/}}; [ \"$p\" = \"$$\" ] && continue; \
-         read -r s < \"$d/stat\" 2>/dev/null || continue; s=${{s##*') '}}; set -- $s; \
+         read -r s 2>/dev/null < \"$d/stat\" || continue; s=${{s##*') '}}; set -- $s; \
          case \"$1\" in Z|X) continue;; esac; \
          if {test}; then kill -KILL \"$p\" 2>/dev/null && n=$((n+1)); fi; done; \
          [ $n = 0 ] && exit 0; i=$((i+1)); done"
     )
 }
 
+/// How often a kill exec is tried: it can fail to start while the
+/// container is out of pids (the very fork bomb it is meant to stop).
+const KILL_ATTEMPTS: u32 = 5;
+
 /// Kills `scope` from an exec of its own (as root, so a command that
-/// switched users dies too) and waits for that exec to end.
+/// switched users dies too) and waits for that exec to end, trying again
+/// (briefly) when it could not run.
 pub(crate) async fn kill_in_container(
     docker: &Docker,
     container: &str,
     scope: KillScope,
 ) -> session_core::Result<()> {
+    let script = kill_script(scope);
+    let mut attempt = 1;
+    loop {
+        match kill_once(docker, container, &script).await {
+            Ok(()) => return Ok(()),
+            Err(KillFailure::Gone(message)) => {
+                return Err(crate::engine::backend_error(format!(
+                    "killing commands in container `{container}`: {message}"
+                )));
+            }
+            Err(KillFailure::Retry(message)) if attempt >= KILL_ATTEMPTS => {
+                return Err(crate::engine::backend_error(format!(
+                    "killing commands in container `{container}` failed {attempt} times: {message}"
+                )));
+            }
+            Err(KillFailure::Retry(message)) => {
+                tracing::debug!(attempt, %message, "a kill exec did not run; trying again");
+                tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+enum KillFailure {
+    /// The container or the engine is gone: nothing is left to kill there.
+    Gone(String),
+    /// The exec did not run (or not to its end); another may.
+    Retry(String),
+}
+
+async fn kill_once(docker: &Docker, container: &str, script: &str) -> Result<(), KillFailure> {
     let options = CreateExecOptions {
         cmd: Some(vec![
             "/bin/sh".to_owned(),
             "-c".to_owned(),
-            kill_script(scope),
+            script.to_owned(),
         ]),
         user: Some("0".to_owned()),
         attach_stdout: Some(true),
@@ -572,32 +609,59 @@ pub(crate) async fn kill_in_container(
         tty: Some(false),
         ..CreateExecOptions::default()
     };
-    let failed = |what: &str, err: &bollard::errors::Error| {
-        crate::engine::backend_error(format!(
-            "killing commands in container `{container}`: {what}: {}",
-            describe(err)
-        ))
+    let failure = |what: &str, err: &bollard::errors::Error| {
+        let message = format!("{what}: {}", describe(err));
+        if container_gone(err) {
+            KillFailure::Gone(message)
+        } else {
+            KillFailure::Retry(message)
+        }
     };
     let exec = docker
         .create_exec(container, options)
         .await
-        .map_err(|err| failed("creating the exec", &err))?;
+        .map_err(|err| failure("creating the exec", &err))?;
     let started = docker
         .start_exec(&exec.id, None)
         .await
-        .map_err(|err| failed("starting the exec", &err))?;
+        .map_err(|err| failure("starting the exec", &err))?;
+    let mut said = Vec::new();
     if let StartExecResults::Attached { mut output, .. } = started {
         let drained = tokio::time::timeout(Duration::from_secs(10), async {
-            while output.next().await.is_some() {}
+            while let Some(Ok(frame)) = output.next().await {
+                if said.len() < 1024 {
+                    said.extend_from_slice(&frame.into_bytes());
+                }
+            }
         })
         .await;
         if drained.is_err() {
-            return Err(crate::engine::backend_error(format!(
-                "killing commands in container `{container}` did not finish within 10s"
-            )));
+            return Err(KillFailure::Retry(
+                "it did not finish within 10s".to_owned(),
+            ));
         }
     }
-    Ok(())
+    // The engine may say running for a moment after the stream ended.
+    let mut code = None;
+    for _ in 0..50 {
+        let inspect = docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|err| failure("inspecting the exec", &err))?;
+        if inspect.running != Some(true) {
+            code = inspect.exit_code;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    match code {
+        Some(0) => Ok(()),
+        other => Err(KillFailure::Retry(format!(
+            "it ended with status {}: {}",
+            other.map_or_else(|| "unknown".to_owned(), |c| c.to_string()),
+            String::from_utf8_lossy(&said).trim()
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub(crate) struct Inner {
     /// Woken whenever a command finishes.
     idle: Notify,
     keep: bool,
+    /// Held while a kill of every command runs: two such sweeps at once
+    /// could kill each other before either is done.
+    sweeping: tokio::sync::Mutex<()>,
 }
 
 /// A runtime of the `docker` backend: one long-lived container in which
@@ -85,6 +88,7 @@ impl DockerRuntime {
                 closed: AtomicBool::new(false),
                 idle: Notify::new(),
                 keep,
+                sweeping: tokio::sync::Mutex::new(()),
             }),
             guard: Mutex::new(Some(guard)),
         }
@@ -107,6 +111,13 @@ impl DockerRuntime {
         {
             guard.disarm();
         }
+    }
+
+    /// Kills every process berth started in the container.
+    async fn kill_all(&self) -> Result<()> {
+        let _sweeping = self.inner.sweeping.lock().await;
+        let target = &self.inner.target;
+        exec::kill_in_container(&target.docker, &target.container, KillScope::AllCommands).await
     }
 
     async fn wait_idle(&self, limit: Duration) -> Result<()> {
@@ -195,26 +206,19 @@ impl Runtime for DockerRuntime {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let target = &self.inner.target;
-        exec::kill_in_container(&target.docker, &target.container, KillScope::AllCommands).await
+        self.kill_all().await
     }
 
     async fn cleanup(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::SeqCst);
         let guard = self.guard.lock().expect("guard lock").take();
-        let target = &self.inner.target;
         let mut outcome = Ok(());
         if let Some(mut guard) = guard {
             if self.inner.keep {
                 guard.disarm();
-                outcome = exec::kill_in_container(
-                    &target.docker,
-                    &target.container,
-                    KillScope::AllCommands,
-                )
-                .await;
+                outcome = self.kill_all().await;
             } else {
-                outcome = container::remove(&target.docker, guard.name()).await;
+                outcome = container::remove(&self.inner.target.docker, guard.name()).await;
                 if outcome.is_ok() {
                     guard.disarm();
                 }

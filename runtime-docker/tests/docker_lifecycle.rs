@@ -336,3 +336,42 @@ async fn collect_garbage_removes_containers_of_dead_owners_and_expired_leases() 
     }
     support::assert_no_containers_left(&docker, &prefix).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_kills_only_its_own_command() {
+    let docker = docker_or_skip!();
+    let temp = tempfile::tempdir().expect("tempdir");
+    let prefix = support::session_id("concurrent");
+    let mut session = support::session(
+        support::spec("", ""),
+        &prefix,
+        &temp.path().join("sessions"),
+    )
+    .await;
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
+    let workspace = session.workspace_path().expect("workspace");
+    // The survivor waits for a file the test writes once the other
+    // command has timed out, so both run at once.
+    let survivor = runtime
+        .stream(
+            ExecCommand::new("echo a; while [ ! -e go ]; do sleep 0.05; done; echo a-done")
+                .wall_timeout(Duration::from_secs(60)),
+        )
+        .await
+        .expect("stream");
+    let timed_out = runtime
+        .execute(
+            ExecCommand::new("echo b; sleep 30 & sleep 30")
+                .wall_timeout(Duration::from_millis(500)),
+        )
+        .await
+        .expect("execute");
+    assert_eq!(timed_out.status, ExecStatus::TimedOut, "{timed_out:?}");
+    assert_eq!(timed_out.stdout_lossy(), "b\n");
+    std::fs::write(workspace.join("go"), "").expect("write go");
+    let result = survivor.finish().await;
+    assert!(result.success(), "{result:?}");
+    assert_eq!(result.stdout_lossy(), "a\na-done\n");
+    session.close().await.expect("close");
+    support::assert_no_containers_left(&docker, &prefix).await;
+}
