@@ -42,7 +42,7 @@ const KILL_DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// How long after a kill berth waits for the engine to report the exec
 /// ended before it reports the command with what it knows.
-const KILL_GIVE_UP: Duration = Duration::from_secs(5);
+const KILL_GIVE_UP: Duration = Duration::from_secs(2);
 
 /// The first look at a running exec's status (while its stream is open),
 /// and the slowest pace of later looks.

@@ -79,3 +79,36 @@ async fn pids_cpus_and_file_size_are_enforced() {
     session.close().await.expect("close");
     support::assert_no_containers_left(&docker, &prefix).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_works_in_a_container_out_of_pids() {
+    let docker = docker_or_skip!();
+    let temp = tempfile::tempdir().expect("tempdir");
+    let prefix = support::session_id("pidsout");
+    let mut session = support::session(
+        support::spec("", "limits: {pids: 32}"),
+        &prefix,
+        &temp.path().join("sessions"),
+    )
+    .await;
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
+    // Background sleepers take every pid the limit allows, then the shell
+    // fails to fork and exits, leaving them behind.
+    let hog = support::run(
+        runtime.as_ref(),
+        "while :; do sleep 300 >/dev/null 2>&1 & done",
+    )
+    .await;
+    assert!(hog.stderr_lossy().contains("fork"), "{hog:?}");
+    let starved = support::run(runtime.as_ref(), "sleep 0 && echo forked").await;
+    assert!(
+        !starved.success(),
+        "a fork succeeded with every pid taken: {starved:?}"
+    );
+    // The kill exec uses shell builtins only: it needs no pid but its own.
+    runtime.kill().await.expect("kill");
+    let after = support::run(runtime.as_ref(), "sleep 0 && echo forked").await;
+    assert_eq!(after.stdout_lossy(), "forked\n", "{after:?}");
+    session.close().await.expect("close");
+    support::assert_no_containers_left(&docker, &prefix).await;
+}
