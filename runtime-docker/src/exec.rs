@@ -51,7 +51,7 @@ const SLOWEST_POLL_STREAMING: Duration = Duration::from_secs(1);
 
 /// Looks after the stream ended start at this pace and slow down to the
 /// next constant.
-const FIRST_POLL_AFTER_OUTPUT: Duration = Duration::from_millis(2);
+const FIRST_POLL_AFTER_OUTPUT: Duration = Duration::from_millis(1);
 const SLOWEST_POLL_AFTER_OUTPUT: Duration = Duration::from_millis(100);
 
 /// Exit statuses 129–192 are how the engine reports a process killed by

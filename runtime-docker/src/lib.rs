@@ -18,12 +18,23 @@
 //!
 //! **Commands** are execs of `/bin/sh -c COMMAND` in the workdir, with
 //! stdout and stderr apart, stdin fed and closed, output streamed live and
-//! kept within `output_limit`. The engine cannot kill an exec, so a
-//! timeout, `kill()` or a dropped stream kills the command's processes from
-//! a second exec (the engine makes every exec a session of its own, and the
-//! command's shell tells berth its pid). The engine reports a process
-//! killed by signal N as exit status 128 + N; berth reports such a status
-//! as that signal.
+//! kept within `output_limit`. Their environment is the spec's `full_env`
+//! on top of the image's, except that `include_os_env` does not carry the
+//! host's `PATH`, `HOME`, `HOSTNAME`, `PWD`, `OLDPWD`, `SHLVL` and `TMPDIR`
+//! into the container (the spec or the spawn may still set them).
+//!
+//! The engine cannot kill an exec, so kills run from a second exec, as
+//! root, with shell builtins only (one process: they still run when a
+//! command took every other pid the limit allows). The engine makes every exec the leader of a session of
+//! its own, and the command's shell tells berth its pid: a timeout or a
+//! dropped stream kills that session and process group (a process that
+//! started a session of its own escapes it, as it escapes a process-group
+//! kill on the host), `kill()` kills every process outside the session of
+//! the container's init, and cleanup removes the container. The engine
+//! reports a process killed by signal N as exit status 128 + N, like a
+//! shell; berth reports such a status as that signal, so a command that
+//! itself exits with 129–192 is reported as signalled. A SIGKILL berth did
+//! not send while the container is going away is `Lost`.
 //!
 //! **Cleanup** removes the container (unless `keep_container_after_clean`);
 //! dropping the runtime or cancelling its spawn removes it in the
@@ -31,8 +42,9 @@
 //! whose owner process is gone (same host) or whose lease expired (another
 //! host).
 //!
-//! The engine is `DOCKER_HOST` when set, else the default socket; the API
-//! version is negotiated, so engines from API 1.41 (Docker 20.10) on work.
+//! The image needs a POSIX `/bin/sh`. The engine is `DOCKER_HOST` when set,
+//! else the default socket; the API version is negotiated, so engines from
+//! API 1.41 (Docker 20.10) on work.
 
 #![warn(missing_docs)]
 
