@@ -105,8 +105,9 @@ enum End {
 type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
 /// Runs `plan` in `target`, sending live events, and returns the result.
-pub(crate) async fn run(target: &Target, plan: Plan, events: &EventSender) -> ExecResult {
+pub(crate) async fn run(target: &Target, mut plan: Plan, events: &EventSender) -> ExecResult {
     let started_at = Instant::now();
+    let stdin = plan.stdin.take();
     let options = CreateExecOptions {
         cmd: Some(vec![
             "/bin/sh".to_owned(),
@@ -117,7 +118,7 @@ pub(crate) async fn run(target: &Target, plan: Plan, events: &EventSender) -> Ex
         ]),
         env: Some(plan.env.clone()),
         working_dir: Some(target.workdir.clone()),
-        attach_stdin: Some(plan.stdin.is_some()),
+        attach_stdin: Some(stdin.is_some()),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         tty: Some(false),
@@ -142,7 +143,7 @@ pub(crate) async fn run(target: &Target, plan: Plan, events: &EventSender) -> Ex
         }
         Err(err) => return not_started(&err, "starting the exec", started_at),
     };
-    let stdin_task = plan.stdin.clone().map(|bytes| {
+    let stdin_task = stdin.map(|bytes| {
         let mut input = input;
         tokio::spawn(async move {
             // A command that exits without reading its stdin is not an error.
