@@ -21,6 +21,7 @@
 mod fuzz;
 mod leftovers;
 mod plugin;
+mod prereq;
 mod soak;
 
 use std::env;
@@ -71,6 +72,7 @@ fn workspace_root() -> PathBuf {
 /// over the workspace.
 fn test(extra: &[String]) -> Result<ExitCode> {
     ensure_nextest()?;
+    prereq::ensure_test_prerequisites()?;
     let started = std::time::SystemTime::now();
     let root = workspace_root();
     let mut plugin_failures = Vec::new();
