@@ -54,6 +54,7 @@ mod engine;
 mod exec;
 mod gc;
 mod runtime;
+pub mod test_image;
 
 use std::sync::Arc;
 

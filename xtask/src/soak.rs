@@ -9,6 +9,7 @@ use runtime_conformance::Target;
 use runtime_conformance::soak::{SoakConfig, peak_rss, processes_of_run, soak};
 use session_core::EnvironmentSpec;
 
+use runtime_docker as _;
 use runtime_local as _;
 
 pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
