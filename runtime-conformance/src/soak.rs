@@ -185,6 +185,8 @@ async fn one_session(
         ));
     }
 
+    // Timeouts count from when the command runs, so even a loaded engine
+    // gets to print `before`.
     let timed = rt
         .execute(
             ExecCommand::new("echo before; sleep 60 & sleep 60")

@@ -219,10 +219,15 @@ impl PidLine {
     }
 }
 
+/// How long a loaded engine may take to start an exec before its timeouts
+/// begin to count anyway.
+const ENGINE_START_ALLOWANCE: Duration = Duration::from_secs(30);
+
 struct Driver<'a> {
     target: &'a Target,
     exec_id: String,
     started_at: Instant,
+    wall_timeout: Option<Duration>,
     wall: Option<Instant>,
     idle_timeout: Option<Duration>,
     idle: Option<Instant>,
@@ -247,9 +252,14 @@ impl<'a> Driver<'a> {
             target,
             exec_id,
             started_at,
-            wall: plan.wall_timeout.map(|t| started_at + t),
+            wall_timeout: plan.wall_timeout,
+            // Until the command reports that it runs, the engine's start-up
+            // time is allowed on top of the timeouts.
+            wall: plan
+                .wall_timeout
+                .map(|t| started_at + t + ENGINE_START_ALLOWANCE),
             idle_timeout: plan.idle_timeout,
-            idle: plan.idle_timeout.map(|t| now + t),
+            idle: plan.idle_timeout.map(|t| now + t + ENGINE_START_ALLOWANCE),
             stdout: OutputBuffer::new(plan.output_limit, plan.spill_dir.as_deref(), "stdout"),
             stderr: OutputBuffer::new(plan.output_limit, plan.spill_dir.as_deref(), "stderr"),
             pid_line: PidLine::default(),
@@ -319,6 +329,13 @@ impl<'a> Driver<'a> {
                 let (pid, rest) = self.pid_line.feed(&message);
                 if let Some(pid) = pid {
                     self.pid = Some(pid);
+                    // The command runs from now: its wall and idle time
+                    // count from here, not from the engine's queue.
+                    let now = Instant::now();
+                    if let Some(timeout) = self.wall_timeout {
+                        self.wall = Some(now + timeout);
+                    }
+                    self.idle = self.idle_timeout.map(|t| now + t);
                     if self.killed.is_some() && !self.kill_sent {
                         self.send_kill();
                     }

@@ -29,14 +29,47 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
         config.concurrency = config.sessions;
     }
     let temp = tempfile::Builder::new().prefix("berth-soak-").tempdir()?;
-    let target = Target::builtin(EnvironmentSpec::new(backend.as_str(), "soak"));
-    let run_id = format!("xtask-{}", std::process::id());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let spec = match backend.as_str() {
+        "docker" => {
+            runtime
+                .block_on(async {
+                    let docker = runtime_docker::test_image::connect().await?;
+                    runtime_docker::test_image::ensure(&docker).await
+                })
+                .map_err(anyhow::Error::msg)
+                .context("preparing the docker soak image")?;
+            EnvironmentSpec::from_yaml_str(
+                &format!(
+                    "type: docker\nname: soak\ndocker: {{image: '{}'}}\n",
+                    runtime_docker::test_image::IMAGE
+                ),
+                "<soak>",
+            )?
+        }
+        other => EnvironmentSpec::new(other, "soak"),
+    };
+    let target = Target::builtin(spec);
+    let run_id = format!("xtask-{}", std::process::id());
     let report = runtime.block_on(soak(&target, &config, temp.path(), &run_id));
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let survivors = processes_of_run(&run_id);
+    let mut survivors = processes_of_run(&run_id);
+    if backend == "docker" {
+        runtime_docker::wait_for_background_removals(std::time::Duration::from_secs(30));
+        let containers = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!(
+                "label={}={}",
+                runtime_docker::LABEL_OWNER_PID,
+                std::process::id()
+            ))
+            .output()?;
+        let left = String::from_utf8_lossy(&containers.stdout).lines().count();
+        println!("soak[docker] containers left: {left}");
+        survivors.extend(std::iter::repeat_n(0, left));
+    }
     println!("soak[{backend}] {}", report.summary());
     println!(
         "soak[{backend}] peak RSS of the host process: {:.1} MiB; surviving processes: {}",
