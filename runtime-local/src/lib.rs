@@ -17,7 +17,7 @@
 
 #![warn(missing_docs)]
 
-mod process;
+pub mod process;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -286,6 +286,7 @@ impl Runtime for LocalRuntime {
                 address_space: inner.limits.memory,
                 file_size: inner.limits.file_size,
             },
+            pre_exec: None,
         };
         let begun = tokio::time::Instant::now();
         let started = match process::start(&launch) {
