@@ -14,6 +14,10 @@
 //! Environment: the host environment only when the spec sets
 //! `environment.include_os_env`; otherwise commands get the host's `PATH`
 //! (so what runs in a terminal runs here) and nothing else of the host.
+//!
+//! [`process`] is public for sandbox backends built on host processes: they
+//! start commands the same way and add their own setup between fork and exec
+//! through [`process::Launch::pre_exec`].
 
 #![warn(missing_docs)]
 

@@ -8,8 +8,7 @@
 //! * the host's system directories (`namespace.system_dirs`, by default
 //!   `/usr`, `/bin`, `/sbin`, `/lib*` and `/etc`), read-only;
 //! * assets, read-only, at `/static/<save_path>`
-//!   ([`Runtime::asset_path`](session_core::runtime::Runtime::asset_path)
-//!   says so), and the spawn's extra mounts;
+//!   ([`Runtime::asset_path`] says so), and the spawn's extra mounts;
 //! * a private `/tmp` and `/dev/shm` (tmpfs, fresh for each command), a
 //!   minimal `/dev`, and a fresh `/proc` that shows only the command's own
 //!   processes;
@@ -203,7 +202,7 @@ impl NamespaceBackend {
     /// Builds a sandbox with the default settings over an empty temporary
     /// workspace and runs `true` in it.
     async fn probe_sandbox(&self) -> Diagnostic {
-        let check = "namespace sandbox".to_owned();
+        let check = "sandbox".to_owned();
         let workspace = match tempfile::Builder::new().prefix("berth-doctor-").tempdir() {
             Ok(dir) => dir,
             Err(err) => {

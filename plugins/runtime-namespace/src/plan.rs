@@ -652,9 +652,14 @@ mod tests {
         let spec = EnvironmentSpec::new(TYPE_NAME, "t");
         let ctx = SpawnContext::new("s", ws.path(), session_core::spec::Mode::Evaluation);
         let plan = Plan::build(&config, &spec, &ctx).unwrap();
+        let index = plan
+            .sources
+            .iter()
+            .position(|s| s.target == Path::new("/no/such/dir"))
+            .unwrap();
         let message = plan.describe(Failure {
             stage: Stage::OpenTree,
-            index: 0,
+            index: index as u32,
             errno: libc::ENOENT,
         });
         assert_eq!(

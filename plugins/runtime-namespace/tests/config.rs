@@ -185,7 +185,7 @@ async fn spawn_options_the_sandbox_cannot_honour_are_refused() {
 async fn diagnose_says_namespaces_are_usable_here() {
     let checks = NamespaceBackend.diagnose().await;
     let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
-    assert_eq!(names, ["user namespaces", "namespace sandbox"]);
+    assert_eq!(names, ["user namespaces", "sandbox"]);
     for check in &checks {
         assert!(check.ok, "{check:?}");
         assert_eq!(check.detail.lines().count(), 1, "{check:?}");

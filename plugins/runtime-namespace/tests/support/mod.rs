@@ -116,8 +116,10 @@ pub fn namespace_of(pid: &str, kind: &str) -> Option<String> {
         .map(|link| link.to_string_lossy().into_owned())
 }
 
-/// Host pids of the processes in pid namespace `ns` (`pid:[…]`), seen from
-/// the host's /proc.
+/// Host pids of the live processes in pid namespace `ns` (`pid:[…]`), seen
+/// from the host's /proc. A zombie is not live: it runs nothing and holds
+/// nothing, and waits only for its parent (for a killed sandbox's init, the
+/// host's init) to reap it.
 pub fn processes_in(ns: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -125,11 +127,23 @@ pub fn processes_in(ns: &str) -> Vec<u32> {
         let Ok(pid) = name.parse::<u32>() else {
             continue;
         };
-        if namespace_of(&name, "pid").as_deref() == Some(ns) {
+        if namespace_of(&name, "pid").as_deref() == Some(ns) && !is_zombie(&name) {
             pids.push(pid);
         }
     }
     pids
+}
+
+/// Whether the process is dead and waits to be reaped (or is gone).
+fn is_zombie(pid: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // The state follows the command name, which ends at the last `)`.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    matches!(state, Some('Z' | 'X') | None)
 }
 
 /// Waits (up to 10 s) until no process is left in pid namespace `ns`;
