@@ -504,15 +504,7 @@ fn init_sandbox(
         }
         libc::close(lifeline);
     }
-    build_root(plan, report)?;
-    // Where the kernel lacks `ns_last_pid` (no checkpoint/restore), pids
-    // simply start at 2.
-    let _ = write_file(
-        c"/proc/sys/kernel/ns_last_pid",
-        &slot.last_pid,
-        -1,
-        Stage::Step,
-    );
+    build_root(plan, slot)?;
     let command = fork();
     if command < 0 {
         return Err(fail(report, Stage::ForkCommand, 0));
@@ -566,7 +558,8 @@ fn end_like_init(status: c_int) -> ! {
 
 /// Builds the sandbox's root from the plan and makes it the root of this
 /// mount namespace.
-fn build_root(plan: &Plan, report: RawFd) -> io::Result<()> {
+fn build_root(plan: &Plan, slot: &CommandSlot) -> io::Result<()> {
+    let report = slot.report;
     // SAFETY: mount(2) with NUL-terminated strings or null pointers;
     // MS_REC|MS_PRIVATE keeps every mount below from propagating to the
     // host.
@@ -642,7 +635,7 @@ fn build_root(plan: &Plan, report: RawFd) -> io::Result<()> {
         0,
     )?;
     for (index, step) in plan.steps.iter().enumerate() {
-        run_step(plan, step).map_err(|()| fail(report, Stage::Step, index))?;
+        run_step(plan, step, slot).map_err(|()| fail(report, Stage::Step, index))?;
     }
     // SAFETY: chdir(2), pivot_root(2) and umount2(2) on NUL-terminated
     // paths. pivot_root(".", ".") stacks the old root on top of the new
@@ -700,7 +693,7 @@ fn build_root(plan: &Plan, report: RawFd) -> io::Result<()> {
 }
 
 /// Runs one step of the plan; `Err` leaves the reason in errno.
-fn run_step(plan: &Plan, step: &Step) -> Result<(), ()> {
+fn run_step(plan: &Plan, step: &Step, slot: &CommandSlot) -> Result<(), ()> {
     // SAFETY: each arm is one system call on NUL-terminated strings the
     // plan owns, or on an fd this process opened.
     let ret = unsafe {
@@ -763,6 +756,44 @@ fn run_step(plan: &Plan, step: &Step) -> Result<(), ()> {
                 libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | *flags,
                 std::ptr::null(),
             ),
+            Step::ReadOnlyBind { path } => {
+                let bound = libc::mount(
+                    path.as_ptr(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                );
+                if bound == 0 {
+                    libc::mount(
+                        std::ptr::null(),
+                        path.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REMOUNT
+                            | libc::MS_BIND
+                            | libc::MS_RDONLY
+                            | libc::MS_NOSUID
+                            | libc::MS_NODEV
+                            | libc::MS_NOEXEC,
+                        std::ptr::null(),
+                    )
+                } else {
+                    bound
+                }
+            }
+            Step::Mask { path, with } => libc::mount(
+                with.as_ptr(),
+                path.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ),
+            Step::LastPid { path } => {
+                // Where the kernel lacks `ns_last_pid` (no checkpoint and
+                // restore), pids simply start at 2.
+                let _ = write_file(path, &slot.last_pid, -1, Stage::Step);
+                0
+            }
         }
     };
     if ret < 0 { Err(()) } else { Ok(()) }

@@ -11,7 +11,8 @@
 //!   ([`Runtime::asset_path`] says so), and the spawn's extra mounts;
 //! * a private `/tmp` and `/dev/shm` (tmpfs, fresh for each command), a
 //!   minimal `/dev`, and a fresh `/proc` that shows only the command's own
-//!   processes;
+//!   processes (its kernel settings read-only, its views of the host's keys
+//!   and timers masked);
 //! * no network but its own loopback, unless `namespace.network: host`;
 //! * nothing else: the root is a read-only tmpfs, so the rest of the host's
 //!   file system does not exist there, and `..` or a symlink in the

@@ -17,6 +17,11 @@
 //! └── dev          tmpfs with null, zero, full, random, urandom, tty,
 //!                  the fd symlinks and a private shm
 //! ```
+//!
+//! In `/proc`, the entries that configure the host's kernel (`sys`, `irq`,
+//! `sysrq-trigger`, …) are read-only and those describing the host's keys,
+//! timers and pages are covered with `/dev/null`: a command run for root is
+//! the host's root as far as file permissions go.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -50,6 +55,37 @@ pub const DEFAULT_SYSTEM_DIRS: &[&str] = &[
 
 /// Device nodes bound from the host's `/dev` when it has them.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Entries of the fresh `/proc` made read-only: with the caller's uid
+/// mapped to itself, a command run for root is the host's root as far as
+/// file permissions go, and these hold the host kernel's settings
+/// (`/proc/sys/kernel/core_pattern` would run a program as the host's
+/// root).
+const PROC_READ_ONLY: &[&str] = &[
+    "sys",
+    "sysrq-trigger",
+    "irq",
+    "bus",
+    "fs",
+    "acpi",
+    "scsi",
+    "driver",
+];
+
+/// Entries of the fresh `/proc` covered with `/dev/null`: what they tell
+/// about the host (keys, timers, physical pages) is none of a command's
+/// business.
+const PROC_MASKED: &[&str] = &[
+    "kcore",
+    "keys",
+    "key-users",
+    "timer_list",
+    "sched_debug",
+    "latency_stats",
+    "kpagecount",
+    "kpageflags",
+    "kpagecgroup",
+];
 
 /// Paths the sandbox itself provides; a system directory or extra mount
 /// there would hide them.
@@ -88,6 +124,13 @@ pub(crate) enum Step {
     Proc { path: CString },
     /// Makes a mount read-only, keeping `flags`.
     ReadOnly { path: CString, flags: c_ulong },
+    /// Binds a path onto itself, read-only.
+    ReadOnlyBind { path: CString },
+    /// Covers a file with a bind of `with`.
+    Mask { path: CString, with: CString },
+    /// Writes the command's pid offset to this `ns_last_pid`; a kernel
+    /// without it is not an error.
+    LastPid { path: CString },
 }
 
 /// Everything the child needs, prepared in the parent.
@@ -297,7 +340,38 @@ impl Plan {
                         Step::Proc { path },
                         format!("mounting a fresh procfs at `{}`", target.display()),
                     );
+                    // Before /proc/sys turns read-only below.
+                    push(
+                        Step::LastPid {
+                            path: staged(&target.join("sys/kernel/ns_last_pid"))?,
+                        },
+                        "setting where the command's pids start".to_owned(),
+                    );
                 }
+            }
+        }
+        // The host's procfs has the entries the fresh one will have.
+        for name in PROC_READ_ONLY {
+            let inside = Path::new("/proc").join(name);
+            if inside.exists() {
+                push(
+                    Step::ReadOnlyBind {
+                        path: staged(&inside)?,
+                    },
+                    format!("making `{}` read-only", inside.display()),
+                );
+            }
+        }
+        for name in PROC_MASKED {
+            let inside = Path::new("/proc").join(name);
+            if inside.exists() {
+                push(
+                    Step::Mask {
+                        path: staged(&inside)?,
+                        with: staged(Path::new("/dev/null"))?,
+                    },
+                    format!("masking `{}`", inside.display()),
+                );
             }
         }
         push(

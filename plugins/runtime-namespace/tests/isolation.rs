@@ -275,6 +275,36 @@ async fn commands_hold_no_capabilities() {
 }
 
 #[tokio::test]
+async fn the_host_kernel_cannot_be_reconfigured_from_proc() {
+    let sb = sandbox("").await;
+    // Writing back the current values: harmless even if it went through.
+    for setting in ["vm/swappiness", "kernel/core_pattern"] {
+        let result = sb
+            .run(&format!(
+                "cat /proc/sys/{setting} > /tmp/v && cat /tmp/v > /proc/sys/{setting}"
+            ))
+            .await;
+        assert!(!result.success(), "{setting} is writable: {result:?}");
+        assert!(
+            result.stderr_lossy().contains("Read-only file system"),
+            "{result:?}"
+        );
+    }
+    // What the host keeps in /proc about keys and timers reads as empty.
+    assert_eq!(
+        stdout_of(
+            sb.rt.as_ref(),
+            "for f in keys key-users timer_list; do [ -e /proc/$f ] && cat /proc/$f; done; true"
+        )
+        .await,
+        ""
+    );
+    // The command's own entries stay writable.
+    stdout_of(sb.rt.as_ref(), "echo 500 > /proc/self/oom_score_adj").await;
+    sb.close().await;
+}
+
+#[tokio::test]
 async fn every_command_gets_fresh_namespaces() {
     let sb = sandbox("").await;
     let kinds = ["user", "mnt", "pid", "net", "ipc", "uts"];
