@@ -16,8 +16,10 @@
 //!   a tmpfs with bind mounts, a fresh `/proc`, then `pivot_root` — forks
 //!   the command and reaps everything until the command ends. When it
 //!   exits the kernel kills whatever is left in the namespace;
-//! * **the command** (pid 2): it drops every capability, sets
-//!   no-new-privileges and returns to std, which execs the shell.
+//! * **the command** (the init's only child, its pids starting past a
+//!   per-command offset): it starts a session of its own, drops every
+//!   capability, sets no-new-privileges and returns to std, which execs the
+//!   shell.
 //!
 //! A failure at any step is written to the report pipe as a [`Failure`]
 //! (stage, index, errno) before the step's error is returned, so the host
@@ -116,10 +118,12 @@ pub(crate) enum Stage {
     DropCapabilities,
     /// `PR_SET_NO_NEW_PRIVS`.
     NoNewPrivileges,
+    /// `setsid`.
+    NewSession,
 }
 
 impl Stage {
-    const ALL: [Stage; 22] = [
+    const ALL: [Stage; 23] = [
         Stage::Unshare,
         Stage::Setgroups,
         Stage::UidMap,
@@ -142,6 +146,7 @@ impl Stage {
         Stage::ForkCommand,
         Stage::DropCapabilities,
         Stage::NoNewPrivileges,
+        Stage::NewSession,
     ];
 
     fn from_code(code: u32) -> Option<Stage> {
@@ -799,10 +804,19 @@ fn run_step(plan: &Plan, step: &Step, slot: &CommandSlot) -> Result<(), ()> {
     if ret < 0 { Err(()) } else { Ok(()) }
 }
 
-/// The command's own setup: no capability survives exec (the bounding set
-/// is emptied and no ambient capability is kept), and no exec may gain
-/// privileges (set-user-id bits and file capabilities are ignored).
+/// The command's own setup: a session of its own (no controlling terminal
+/// of the host's to read or to push input into), no capability surviving
+/// exec (the bounding set is emptied and no ambient capability is kept),
+/// and no exec gaining privileges (set-user-id bits and file capabilities
+/// are ignored).
 fn enter_command(report: RawFd) -> io::Result<()> {
+    // SAFETY: setsid(2) without arguments.
+    check(
+        unsafe { libc::setsid() }.into(),
+        report,
+        Stage::NewSession,
+        0,
+    )?;
     for capability in 0..64 {
         // SAFETY: prctl(2) with integer arguments.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, capability as c_ulong, 0, 0, 0) } != 0 {

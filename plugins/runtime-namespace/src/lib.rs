@@ -25,7 +25,9 @@
 //! no-new-privileges is set before exec, so it cannot remount, unmount or
 //! gain privileges through set-user-id binaries.
 //!
-//! **Processes.** The shell is pid 2 of a new pid namespace whose init is
+//! **Processes.** The shell leads a session of its own, so it has no
+//! controlling terminal of the host's. It is the first child of a new pid
+//! namespace whose init is
 //! a small supervisor that exits when the shell does; the kernel then kills
 //! everything else in the namespace. So nothing a command starts outlives
 //! it — not on exit, timeout, kill, cleanup, nor when the host dies (the

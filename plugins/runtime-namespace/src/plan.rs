@@ -467,6 +467,7 @@ impl Plan {
             Stage::ForkCommand => "forking the command".to_owned(),
             Stage::DropCapabilities => "dropping capabilities".to_owned(),
             Stage::NoNewPrivileges => "setting no-new-privileges".to_owned(),
+            Stage::NewSession => "starting a new session".to_owned(),
         };
         format!(
             "cannot build the sandbox: {what}: {}",

@@ -260,6 +260,16 @@ async fn commands_hold_no_capabilities() {
     ] {
         assert!(status.contains(line), "{line} missing from:\n{status}");
     }
+    // The shell leads a session of its own: no terminal of the host's.
+    assert_eq!(
+        stdout_of(
+            sb.rt.as_ref(),
+            "[ \"$(cut -d' ' -f6 /proc/$$/stat)\" = \"$$\" ] && echo leader; \
+             (exec 3</dev/tty) 2>/dev/null || echo no-tty"
+        )
+        .await,
+        "leader\nno-tty\n"
+    );
     // Even as uid 0 inside, nothing can be remounted or unmounted.
     for command in [
         "mount -o remount,rw /usr",
