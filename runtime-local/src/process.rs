@@ -33,7 +33,7 @@ use tokio::time::{Instant, sleep_until};
 
 /// How long output may keep arriving after the shell exited before berth
 /// stops reading (a background grandchild may hold the pipes for ever).
-pub const EXIT_DRAIN_GRACE: Duration = Duration::from_millis(250);
+pub(crate) const EXIT_DRAIN_GRACE: Duration = Duration::from_millis(250);
 
 /// How long berth reads after killing a group, for output already in the
 /// pipes.

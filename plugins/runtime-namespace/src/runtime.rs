@@ -176,13 +176,8 @@ impl NamespaceRuntime {
             (started, Some(failure)) => {
                 if let Ok(started) = started {
                     // A failing child hands its error to std, so `start`
-                    // fails; should one not, its process is still reaped:
-                    // with nobody listening, `drive` kills and reaps it.
-                    let (events, stream) = EventStream::channel();
-                    drop(stream);
-                    tokio::spawn(async move {
-                        process::drive(started, watch, &events).await;
-                    });
+                    // fails; should one not, its process is still reaped.
+                    tokio::spawn(started.kill_and_reap());
                 }
                 return Err(inner.plan.describe(failure));
             }
