@@ -296,7 +296,9 @@ pub(crate) fn enter(plan: &Plan, slot: &CommandSlot) -> io::Result<()> {
 
 /// Restores the default action of every signal the host handles: the host's
 /// handlers (copied by fork) must not run in the supervisor or the init,
-/// which never exec. Ignored signals stay ignored, as exec keeps them.
+/// which never exec. Ignored signals stay ignored, as exec keeps them —
+/// except SIGCHLD, whose being ignored would reap children behind the
+/// supervisor's and the init's backs.
 fn reset_signal_handlers() {
     // Signals 1 to 64; sigaction refuses the two glibc keeps for itself.
     for signal in 1..65 {
@@ -310,7 +312,10 @@ fn reset_signal_handlers() {
             if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
                 continue;
             }
-            if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+            let ignored_child = signal == libc::SIGCHLD && old.sa_sigaction == libc::SIG_IGN;
+            if ignored_child
+                || (old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN)
+            {
                 let default: libc::sigaction = std::mem::zeroed();
                 libc::sigaction(signal, &default, std::ptr::null_mut());
             }
