@@ -49,8 +49,14 @@ impl EventSender {
     /// thread that has entered a tokio runtime: a plugin's callback runs
     /// inside the plugin's own runtime, and parking it is how backpressure
     /// reaches the plugin.
+    ///
+    /// The send is exempt from tokio's cooperative budget: when host and
+    /// plugin share one tokio (a backend served in process), the callback
+    /// runs inside the plugin's `block_on` poll, whose budget may be spent;
+    /// a budgeted send would then return `Pending` and wake itself for
+    /// ever, and this thread would spin instead of sending.
     pub fn blocking_send(&self, event: Event) -> bool {
-        park_on(self.tx.send(event)).is_ok()
+        park_on(tokio::task::coop::unconstrained(self.tx.send(event))).is_ok()
     }
 
     /// Whether the consumer dropped the stream.
@@ -217,6 +223,30 @@ pub fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocking_send_works_inside_a_runtime_whose_budget_is_spent() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let sent = runtime.block_on(async {
+                let (events, mut stream) = EventStream::channel();
+                while tokio::task::coop::has_budget_remaining() {
+                    tokio::task::consume_budget().await;
+                }
+                let sent = events.blocking_send(Event::Stdout(b"x".to_vec()));
+                drop(events);
+                sent && stream.next().await == Some(Event::Stdout(b"x".to_vec()))
+            });
+            let _ = done_tx.send(sent);
+        });
+        let sent = done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("blocking_send spun instead of sending");
+        assert!(sent);
+    }
 
     #[test]
     fn buffer_truncates_counts_and_spills_the_whole_stream() {
