@@ -1,3 +1,122 @@
 //! The `berth` binary: glue over the berth libraries.
+//!
+//! Each command lives in its own module; this file parses the command line,
+//! sets up logging, runs the command and turns its outcome into an exit
+//! code and, for errors, one line plus its causes on stderr.
 
-fn main() {}
+// A command-line program talks to its user on stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod backends;
+mod cli;
+mod doctor;
+mod gc;
+mod quote;
+mod run;
+mod term;
+mod trees;
+
+use std::path::PathBuf;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+
+/// An exit status of berth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ExitCode(pub(crate) u8);
+
+impl ExitCode {
+    /// Everything worked (`diff`: the trees are equal).
+    pub(crate) const SUCCESS: ExitCode = ExitCode(0);
+    /// `diff`: the trees differ.
+    pub(crate) const DIFFERENT: ExitCode = ExitCode(1);
+    /// `run`: a wall or idle timeout killed the command.
+    pub(crate) const TIMEOUT: ExitCode = ExitCode(124);
+    /// berth itself failed: bad arguments, a bad spec, an unknown backend,
+    /// a spawn or I/O failure.
+    pub(crate) const BERTH_ERROR: ExitCode = ExitCode(125);
+}
+
+/// The temporary root in force: `--temp-root`, else the system's.
+pub(crate) fn temp_root(global: &GlobalArgs) -> PathBuf {
+    global.temp_root.clone().unwrap_or_else(std::env::temp_dir)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version go to stdout with status 0; usage errors use
+            // berth's own error status, so they never pass for a command's.
+            let _ = err.print();
+            return std::process::ExitCode::from(if err.use_stderr() {
+                ExitCode::BERTH_ERROR.0
+            } else {
+                0
+            });
+        }
+    };
+    init_logging();
+    let code = match execute(&cli) {
+        Ok(code) => code,
+        Err(err) => {
+            print_error(&err);
+            ExitCode::BERTH_ERROR
+        }
+    };
+    std::process::ExitCode::from(code.0)
+}
+
+fn execute(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Plugins(args) => backends::plugins(args, global),
+        Command::Snapshot(args) => trees::snapshot(args, &temp_root(global)),
+        Command::Diff(args) => trees::diff(args, &temp_root(global)),
+        Command::Run(args) => async_runtime()?.block_on(run::run(args, global)),
+        Command::Doctor(args) => async_runtime()?.block_on(doctor::doctor(args, global)),
+        Command::Gc(args) => async_runtime()?.block_on(gc::gc(args, global)),
+    }
+}
+
+fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (warnings and errors when it
+/// is unset or invalid), coloured only on a terminal without `NO_COLOR`.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(term::stderr_colour())
+        .with_target(false)
+        .init();
+}
+
+/// `berth: error: <what>` then one `  caused by: <why>` per cause, skipping
+/// causes whose text the line above already contains.
+fn print_error(err: &anyhow::Error) {
+    let colour = term::stderr_colour();
+    let mut previous = err.to_string();
+    eprintln!(
+        "berth: {} {previous}",
+        term::paint("error:", term::Colour::Red, colour)
+    );
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if previous.contains(&text) {
+            continue;
+        }
+        eprintln!("  caused by: {text}");
+        previous = text;
+    }
+}

@@ -490,12 +490,30 @@ async fn stream_concatenation_equals_result(ctx: &CaseContext) -> CaseResult {
 /// `pidfile` is dead (gone, or a zombie waiting for init to reap it),
 /// allowing a moment for the kill to land.
 async fn pid_is_gone(rt: &dyn Runtime, pidfile: &str) -> CaseResult {
+    process_is_gone(rt, pidfile, None).await
+}
+
+/// Like [`pid_is_gone`]; with `command_line`, a live process at that pid
+/// counts only when its command line starts with it. A check made from
+/// another runtime needs this: a backend with a pid namespace per runtime
+/// reuses the same pids for different processes.
+async fn process_is_gone(
+    rt: &dyn Runtime,
+    pidfile: &str,
+    command_line: Option<&str>,
+) -> CaseResult {
+    let identity = match command_line {
+        Some(line) => format!(
+            "case \"$(tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null)\" in '{line} '*) ;; *) exit 0;; esac; "
+        ),
+        None => String::new(),
+    };
     let check = run(
         rt,
         &format!(
             "pid=$(cat {pidfile}) || exit 2; i=0; while [ $i -lt 50 ]; do \
              case \"$(grep '^State:' /proc/$pid/status 2>/dev/null)\" in \
-             ''|*'Z ('*|*'X ('*) exit 0;; esac; sleep 0.1; i=$((i+1)); done; \
+             ''|*'Z ('*|*'X ('*) exit 0;; esac; {identity}sleep 0.1; i=$((i+1)); done; \
              grep '^State:' /proc/$pid/status; exit 1"
         ),
     )
@@ -693,7 +711,7 @@ async fn drop_without_cleanup(ctx: &CaseContext) -> CaseResult {
         .spawn(SpawnOptions::default())
         .await
         .map_err(|e| format!("spawn: {e}"))?;
-    let started = run(first.as_ref(), "sleep 30 & echo $! > orphan.pid").await?;
+    let started = run(first.as_ref(), "sleep 47 & echo $! > orphan.pid").await?;
     ensure!(started.success(), "{}", describe(&started));
     drop(first);
     // The session still holds the runtime; dropping the session drops both.
@@ -714,7 +732,7 @@ async fn drop_without_cleanup(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let root = session.workspace_path().map_err(|e| e.to_string())?;
     std::fs::write(root.join("orphan.pid"), pid).map_err(|e| e.to_string())?;
-    pid_is_gone(rt.as_ref(), "orphan.pid").await?;
+    process_is_gone(rt.as_ref(), "orphan.pid", Some("sleep 47")).await?;
     close(session).await
 }
 

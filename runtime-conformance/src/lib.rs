@@ -19,7 +19,9 @@
 #![warn(missing_docs)]
 
 mod cases;
+pub mod fixture_plugin;
 mod runner;
+pub mod soak;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -1,7 +1,288 @@
 //! The `docker` backend: one long-lived container per runtime on a Docker
 //! Engine reached through `bollard`.
 //!
-//! This crate will create the container at spawn (labels, init, workspace and
-//! asset mounts, ports, network, user, limits), run each command as an exec
-//! with separate stdout and stderr, kill an exec's whole process tree inside
-//! the container on timeout, and remove the container on cleanup.
+//! **Spawn** creates a container from `docker.image` (never pulled: the
+//! image must already be on the engine) with the engine's init in front of
+//! a main process that only waits, and labels saying who owns it
+//! (`berth.session`, `berth.owner_pid`, `berth.owner_host`,
+//! `berth.lease_deadline`). The workspace is bound at `docker.workdir`
+//! (unless `mount_workspace: false`), every static asset read-only at
+//! `/static/<save_path>`, then `docker.extra_mounts` and the spawn's mounts
+//! (a container path inside the workdir is refused; the later of two mounts
+//! for one container path wins). Ports are published (a loopback host
+//! address binds `0.0.0.0` in bridge mode; `host` networking ignores them),
+//! `docker.network` picks `bridge`, `none` or `host`, `docker.user` (else
+//! the caller's `uid:gid` in evaluation mode) runs the commands, and
+//! `limits` become the container's memory (without extra swap), CPU, pids
+//! and file-size limits. Setup commands run once, inside the container.
+//!
+//! **Commands** are execs of `/bin/sh -c COMMAND` in the workdir, with
+//! stdout and stderr apart, stdin fed and closed, output streamed live and
+//! kept within `output_limit`. Their environment is the spec's `full_env`
+//! on top of the image's, except that `include_os_env` does not carry the
+//! host's `PATH`, `HOME`, `HOSTNAME`, `PWD`, `OLDPWD`, `SHLVL` and `TMPDIR`
+//! into the container (the spec or the spawn may still set them).
+//!
+//! The engine cannot kill an exec, so kills run from a second exec, as
+//! root, with shell builtins only (one process: they still run when a
+//! command took every other pid the limit allows). The engine makes every exec the leader of a session of
+//! its own, and the command's shell tells berth its pid: a timeout or a
+//! dropped stream kills that session and process group (a process that
+//! started a session of its own escapes it, as it escapes a process-group
+//! kill on the host), `kill()` kills every process outside the session of
+//! the container's init, and cleanup removes the container. The engine
+//! reports a process killed by signal N as exit status 128 + N, like a
+//! shell; berth reports such a status as that signal, so a command that
+//! itself exits with 129–192 is reported as signalled. A SIGKILL berth did
+//! not send while the container is going away is `Lost`.
+//!
+//! **Cleanup** removes the container (unless `keep_container_after_clean`);
+//! dropping the runtime or cancelling its spawn removes it in the
+//! background; [`DockerBackend`]'s `collect_garbage` removes containers
+//! whose owner process is gone (same host) or whose lease expired (another
+//! host).
+//!
+//! The image needs a POSIX `/bin/sh`. The engine is `DOCKER_HOST` when set,
+//! else the default socket; the API version is negotiated, so engines from
+//! API 1.41 (Docker 20.10) on work.
+
+#![warn(missing_docs)]
+
+mod config;
+mod container;
+mod engine;
+mod exec;
+mod gc;
+mod runtime;
+pub mod test_image;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
+use session_core::register_backend;
+use session_core::runtime::{
+    Backend, BackendInfo, Capabilities, Diagnostic, ExecCommand, Leftover, Runtime, SetupOutput,
+    SpawnContext,
+};
+use session_core::spec::EnvironmentSpec;
+use session_core::{Error, Result};
+
+pub use crate::config::{ASSET_ROOT, DEFAULT_WORKDIR, DockerConfig, ExtraMount, NetworkMode};
+use crate::container::ContainerGuard;
+pub use crate::container::{
+    LABEL_KEEP, LABEL_LEASE_DEADLINE, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_SESSION, LEASE,
+    wait_for_background_removals,
+};
+use crate::engine::{EngineAddress, backend_error, describe, status_of};
+pub use crate::runtime::DockerRuntime;
+
+/// The spec `type` this backend serves.
+pub const TYPE_NAME: &str = "docker";
+
+register_backend!(TYPE_NAME, || Arc::new(DockerBackend::new()));
+
+/// The `docker` backend.
+#[derive(Debug, Clone, Default)]
+pub struct DockerBackend {
+    /// An engine address that overrides `DOCKER_HOST`.
+    host: Option<String>,
+}
+
+impl DockerBackend {
+    /// A backend for the engine at `DOCKER_HOST` (read whenever it
+    /// connects), else at the default socket.
+    pub fn new() -> DockerBackend {
+        DockerBackend { host: None }
+    }
+
+    /// A backend for the engine at `host` (`unix:///path`, `tcp://h:p`),
+    /// whatever `DOCKER_HOST` says.
+    pub fn with_host(host: impl Into<String>) -> DockerBackend {
+        DockerBackend {
+            host: Some(host.into()),
+        }
+    }
+
+    /// What docker runtimes support. Usage is not reported (the engine
+    /// does not account an exec's resources); signals are reported from
+    /// the engine's 128 + N exit statuses.
+    pub fn capabilities() -> Capabilities {
+        Capabilities {
+            stdin: true,
+            live_streaming: true,
+            signals: true,
+            timeouts: true,
+            output_limit: true,
+            concurrent_commands: true,
+            usage: false,
+            mounts: true,
+            ports: true,
+            network_isolation: true,
+            memory_limit: true,
+            cpu_limit: true,
+            pids_limit: true,
+            file_size_limit: true,
+            // The workspace is bind-mounted (unless `mount_workspace: false`).
+            shared_workspace: true,
+        }
+    }
+
+    fn address(&self) -> EngineAddress {
+        match &self.host {
+            Some(host) => EngineAddress::configured(host.clone()),
+            None => EngineAddress::from_env(),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            type_name: TYPE_NAME.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            description: "one Docker container per runtime, commands as execs".to_owned(),
+            capabilities: DockerBackend::capabilities(),
+        }
+    }
+
+    fn validate(&self, spec: &EnvironmentSpec) -> Result<()> {
+        DockerConfig::from_spec(spec).map(drop)
+    }
+
+    async fn spawn(&self, spec: &EnvironmentSpec, ctx: SpawnContext) -> Result<Box<dyn Runtime>> {
+        let config = DockerConfig::from_spec(spec)?;
+        if config.mount_workspace && !ctx.workspace.is_dir() {
+            return Err(backend_error(format!(
+                "workspace `{}` is not a directory",
+                ctx.workspace.display()
+            )));
+        }
+        let plan = container::plan(spec, &config, &ctx)?;
+        let address = self.address();
+        let docker = address.connect().await?;
+        // Armed before the container exists: a spawn cancelled while the
+        // engine creates it still removes it.
+        let guard = ContainerGuard::new(plan.name.clone(), address, false);
+        let options = CreateContainerOptions {
+            name: Some(plan.name.clone()),
+            ..CreateContainerOptions::default()
+        };
+        let created = docker
+            .create_container(Some(options), plan.body)
+            .await
+            .map_err(|err| create_error(&config.image, &err))?;
+        if let Err(err) = docker
+            .start_container(&created.id, None::<StartContainerOptions>)
+            .await
+        {
+            // The guard removes the container when it is dropped here.
+            return Err(backend_error(format!(
+                "cannot start a container of image `{}`: {}",
+                config.image,
+                describe(&err)
+            )));
+        }
+        let target = exec::Target {
+            docker,
+            container: created.id,
+            workdir: config.workdir_path().display().to_string(),
+        };
+        let runtime = DockerRuntime::new(
+            target,
+            spec.limits.clone(),
+            guard,
+            config.keep_container_after_clean,
+        );
+        match run_setup(&runtime, &ctx.setup_commands(spec), spec).await {
+            Ok(output) => {
+                runtime.set_setup_output(output);
+                runtime.spawned();
+                Ok(Box::new(runtime))
+            }
+            Err(err) => {
+                if let Err(cleanup) = runtime.cleanup().await {
+                    tracing::warn!(error = %cleanup, "cleaning up after a failed setup");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn diagnose(&self) -> Vec<Diagnostic> {
+        let address = self.address();
+        let detail = match address.connect().await {
+            Ok(docker) => match docker.version().await {
+                Ok(version) => Ok(format!(
+                    "Docker Engine {} (API {}) at {}",
+                    version.version.as_deref().unwrap_or("?"),
+                    version.api_version.as_deref().unwrap_or("?"),
+                    address.host
+                )),
+                Err(err) => Err(address.unreachable(&err).to_string()),
+            },
+            Err(err) => Err(err.to_string()),
+        };
+        vec![Diagnostic {
+            check: "docker engine".to_owned(),
+            ok: detail.is_ok(),
+            detail: detail.unwrap_or_else(|err| err),
+        }]
+    }
+
+    async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<Leftover>> {
+        let docker = self.address().connect().await?;
+        gc::collect(&docker, dry_run).await
+    }
+}
+
+/// A clear error for a container the engine would not create.
+fn create_error(image: &str, err: &bollard::errors::Error) -> Error {
+    let detail = describe(err);
+    if status_of(err) == Some(404) && detail.to_ascii_lowercase().contains("no such image") {
+        return backend_error(format!(
+            "image `{image}` is not on the Docker Engine; berth does not pull images and no \
+             registry may be reachable, so build or load it locally first (`docker build -t \
+             {image} …`, `docker load`)"
+        ));
+    }
+    backend_error(format!(
+        "cannot create a container of image `{image}`: {detail}"
+    ))
+}
+
+/// Runs the setup commands once, in order, stopping at the first failure
+/// (SPEC §5.4): a failure is [`Error::SetupFailed`] unless
+/// `setup.allow_failure`, in which case the remaining commands are skipped.
+async fn run_setup(
+    runtime: &DockerRuntime,
+    commands: &[String],
+    spec: &EnvironmentSpec,
+) -> Result<SetupOutput> {
+    let mut output = SetupOutput::default();
+    for command in commands {
+        let mut cmd = ExecCommand::new(command.clone());
+        cmd.wall_timeout = spec.limits.wall_timeout;
+        let result = runtime.execute(cmd).await?;
+        let failed = !result.success();
+        output.commands.push((command.clone(), result.clone()));
+        if failed {
+            tracing::warn!(
+                command,
+                exit_code = result.exit_code,
+                "setup command failed"
+            );
+            if spec.setup.allow_failure {
+                break;
+            }
+            return Err(Error::SetupFailed {
+                command: command.clone(),
+                exit_code: result.exit_code,
+                stdout: result.stdout_lossy().into_owned(),
+                stderr: result.stderr_lossy().into_owned(),
+            });
+        }
+    }
+    Ok(output)
+}

@@ -14,10 +14,14 @@
 //! Environment: the host environment only when the spec sets
 //! `environment.include_os_env`; otherwise commands get the host's `PATH`
 //! (so what runs in a terminal runs here) and nothing else of the host.
+//!
+//! [`process`] is public for sandbox backends built on host processes: they
+//! start commands the same way and add their own setup between fork and exec
+//! through [`process::Launch::pre_exec`].
 
 #![warn(missing_docs)]
 
-mod process;
+pub mod process;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -286,6 +290,7 @@ impl Runtime for LocalRuntime {
                 address_space: inner.limits.memory,
                 file_size: inner.limits.file_size,
             },
+            pre_exec: None,
         };
         let begun = tokio::time::Instant::now();
         let started = match process::start(&launch) {

@@ -7,6 +7,13 @@
 //! stdin, enforces the wall and idle timeouts by killing the whole group,
 //! and never waits more than a short grace period for pipes that a
 //! background grandchild keeps open.
+//!
+//! This module is public so that sandbox backends built on host processes
+//! (the `namespace` plugin) reuse the one way berth starts and reads a
+//! process instead of copying it. Their extension point is
+//! [`Launch::pre_exec`]: a hook run in the forked child after this module's
+//! own setup (process group, parent-death signal, rlimits) and before exec,
+//! where a sandbox enters its namespaces.
 
 use std::ffi::OsString;
 use std::io;
@@ -14,6 +21,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -35,33 +43,93 @@ const READ_CHUNK: usize = 64 << 10;
 
 /// Resource limits applied between fork and exec.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Rlimits {
-    pub(crate) address_space: Option<u64>,
-    pub(crate) file_size: Option<u64>,
+pub struct Rlimits {
+    /// `RLIMIT_AS`: the largest address space, in bytes.
+    pub address_space: Option<u64>,
+    /// `RLIMIT_FSIZE`: the largest file the process may write, in bytes.
+    pub file_size: Option<u64>,
 }
 
+/// A hook run in the forked child between fork and exec, after the
+/// process group, the parent-death signal and the rlimits are in place.
+///
+/// It runs in a copy of a possibly multi-threaded process, so it may call
+/// only async-signal-safe functions: no allocation, no locks, no `println!`.
+/// Prepare everything it needs (paths as `CString`s, buffers) before
+/// [`start`]. Returning `Err` makes [`start`] fail with that error; a hook
+/// may also fork and never return in the parent branch, as long as exactly
+/// one process goes on to exec.
+pub type PreExec = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
 /// What to start.
-pub(crate) struct Launch<'a> {
-    pub(crate) shell: &'a Path,
-    pub(crate) command: &'a str,
-    pub(crate) cwd: &'a Path,
-    pub(crate) env: &'a IndexMap<String, String>,
-    pub(crate) with_stdin: bool,
-    pub(crate) rlimits: Rlimits,
+pub struct Launch<'a> {
+    /// The shell that runs `command` as `shell -c command`. Resolved when
+    /// the child execs, after [`Launch::pre_exec`] ran.
+    pub shell: &'a Path,
+    /// The command string.
+    pub command: &'a str,
+    /// The working directory, entered before [`Launch::pre_exec`] runs.
+    pub cwd: &'a Path,
+    /// The whole environment of the command (nothing else is inherited).
+    pub env: &'a IndexMap<String, String>,
+    /// Give the command a stdin pipe (else `/dev/null`).
+    pub with_stdin: bool,
+    /// Limits set in the child.
+    pub rlimits: Rlimits,
+    /// Extra setup in the child, last before exec (a sandbox entering its
+    /// namespaces); `None` for a plain host process.
+    pub pre_exec: Option<PreExec>,
+}
+
+impl std::fmt::Debug for Launch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launch")
+            .field("shell", &self.shell)
+            .field("command", &self.command)
+            .field("cwd", &self.cwd)
+            .field("with_stdin", &self.with_stdin)
+            .field("rlimits", &self.rlimits)
+            .field("pre_exec", &self.pre_exec.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A started process, not yet reaped.
-pub(crate) struct Started {
-    pub(crate) pid: i32,
+pub struct Started {
+    /// The process id, which is also its process group id.
+    pub pid: i32,
     pidfd: AsyncFd<OwnedFd>,
     stdin: Option<pipe::Sender>,
     stdout: pipe::Receiver,
     stderr: pipe::Receiver,
-    pub(crate) started_at: Instant,
+    /// When it was started.
+    pub started_at: Instant,
 }
 
-/// Starts the process. Must run inside a tokio runtime with I/O enabled.
-pub(crate) fn start(launch: &Launch<'_>) -> io::Result<Started> {
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Started {
+    /// Kills the process group and reaps the process, for a process that
+    /// was started but must not run (a sandbox that reported a failed
+    /// setup). Returns its raw wait status.
+    pub async fn kill_and_reap(self) -> i32 {
+        kill_group(self.pid);
+        wait_exit(&self.pidfd, self.pid).await.0
+    }
+}
+
+/// Starts the process: a new process group, a parent-death signal,
+/// rlimits, then the launch's [`PreExec`] hook, then exec. Must run inside
+/// a tokio runtime with I/O enabled.
+///
+/// Fails when fork or exec fails, or with the hook's error.
+pub fn start(launch: &Launch<'_>) -> io::Result<Started> {
     let mut command = Command::new(launch.shell);
     command
         .arg("-c")
@@ -83,9 +151,11 @@ pub(crate) fn start(launch: &Launch<'_>) -> io::Result<Started> {
         .stderr(Stdio::piped());
     let parent = std::process::id() as libc::pid_t;
     let rlimits = launch.rlimits;
+    let hook = launch.pre_exec.clone();
     // SAFETY: the closure runs in the forked child before exec and calls
     // only async-signal-safe functions (setpgid, prctl, getppid, signal,
-    // setrlimit, _exit); it allocates nothing.
+    // setrlimit, _exit) and the launch's hook, which promises the same; it
+    // allocates nothing.
     unsafe {
         command.pre_exec(move || {
             if libc::setpgid(0, 0) != 0 {
@@ -105,7 +175,10 @@ pub(crate) fn start(launch: &Launch<'_>) -> io::Result<Started> {
             if let Some(bytes) = rlimits.file_size {
                 set_rlimit(libc::RLIMIT_FSIZE, bytes)?;
             }
-            Ok(())
+            match &hook {
+                Some(hook) => hook(),
+                None => Ok(()),
+            }
         });
     }
     let started_at = Instant::now();
@@ -163,7 +236,7 @@ fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 
 /// Sends SIGKILL to every process of the group. A group that is already
 /// gone is not an error.
-pub(crate) fn kill_group(pgid: i32) {
+pub fn kill_group(pgid: i32) {
     // SAFETY: kill(2) with a negative pid signals the group; no memory is
     // involved.
     unsafe {
@@ -172,7 +245,7 @@ pub(crate) fn kill_group(pgid: i32) {
 }
 
 /// Whether any process of the group is still alive (or unreaped).
-pub(crate) fn group_alive(pgid: i32) -> bool {
+pub fn group_alive(pgid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(-pgid, 0) == 0 }
 }
@@ -212,12 +285,18 @@ fn usage_of(usage: &libc::rusage) -> Usage {
 }
 
 /// How a command is to be watched.
-pub(crate) struct Watch {
-    pub(crate) wall_timeout: Option<Duration>,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) output_limit: u64,
-    pub(crate) spill_dir: Option<std::path::PathBuf>,
-    pub(crate) stdin: Option<Vec<u8>>,
+#[derive(Debug)]
+pub struct Watch {
+    /// Kill the group this long after the start.
+    pub wall_timeout: Option<Duration>,
+    /// Kill the group after this long without output.
+    pub idle_timeout: Option<Duration>,
+    /// Bytes kept in memory per stream.
+    pub output_limit: u64,
+    /// Where full streams spill past `output_limit`.
+    pub spill_dir: Option<std::path::PathBuf>,
+    /// Bytes fed to stdin (which needs [`Launch::with_stdin`]).
+    pub stdin: Option<Vec<u8>>,
 }
 
 /// Why berth killed a command.
@@ -230,8 +309,9 @@ enum KilledFor {
 
 /// Drives a started process to its end, sending live events, and returns
 /// its result. The runtime's `kill()` signals the group directly; the
-/// result then says which signal ended it.
-pub(crate) async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> ExecResult {
+/// result then says which signal ended it. A wall or idle timeout, or a
+/// consumer that went away, kills the whole group.
+pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> ExecResult {
     let pid = started.pid;
     let wall = watch.wall_timeout.map(|t| started.started_at + t);
     let mut idle = watch.idle_timeout.map(|t| Instant::now() + t);

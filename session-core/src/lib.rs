@@ -8,13 +8,16 @@
 #![warn(missing_docs)]
 
 pub mod assets;
+pub mod base64;
 pub mod compression;
 pub mod diff;
 pub mod error;
 pub mod file_ops;
+pub mod gc;
 pub mod glob;
 pub mod paths;
 pub mod placeholders;
+pub mod plugin;
 pub mod registry;
 pub mod runtime;
 mod serde_secs;

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -493,7 +493,7 @@ impl Workspace {
         let Some(prepared) = self.prepared.take() else {
             return Ok(());
         };
-        remove_tree(&prepared.session_dir)
+        crate::gc::remove_session_dir(&prepared.session_dir)
     }
 }
 
@@ -501,32 +501,6 @@ impl Drop for Workspace {
     fn drop(&mut self) {
         if let Err(err) = self.cleanup() {
             tracing::warn!(session = %self.session_id, error = %err, "workspace cleanup on drop failed");
-        }
-    }
-}
-
-/// Removes a tree even when commands left read-only directories in it.
-fn remove_tree(dir: &Path) -> Result<()> {
-    match fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(_) => {
-            use std::os::unix::fs::PermissionsExt;
-            for entry in walkdir::WalkDir::new(dir)
-                .follow_links(false)
-                .into_iter()
-                .flatten()
-            {
-                if entry.file_type().is_dir() {
-                    let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
-                }
-            }
-            match fs::remove_dir_all(dir) {
-                Err(err) if err.kind() != io::ErrorKind::NotFound => {
-                    Err(Error::io("removing session directory", dir)(err))
-                }
-                _ => Ok(()),
-            }
         }
     }
 }

@@ -1,11 +1,31 @@
 //! berth's development tasks, run as `cargo xtask <task>`.
 //!
-//! * `test [ARGS…]` — installs what the tests need when it is missing, then
-//!   runs the whole workspace's tests with nextest (ARGS go to nextest).
+//! * `test [ARGS…]` — installs what the tests need when it is missing, runs
+//!   the conformance suite against every plugin in `plugins/` through the
+//!   real loader, then the whole workspace's tests with nextest (ARGS go to
+//!   nextest), then checks that the run left no berth container, temporary
+//!   directory or process behind (printing only when it did, so nextest's
+//!   summary stays the last thing printed on success).
+//! * `test-plugin <crate dir | library>` — builds a plugin (if given a
+//!   crate), loads it through the real loader and runs the conformance suite
+//!   against it; ends with `N passed, N failed, N skipped`.
+//! * `soak [--sessions N] [--concurrency N] [--type TYPE]` — many
+//!   concurrent sessions mixing quick commands, timeouts, large outputs and
+//!   kills; prints sessions/s, exec latency and peak RSS, and fails on a lost
+//!   byte or a leftover.
+//! * `fuzz [--seconds N] [TARGET…]` — runs the cargo-fuzz targets in `fuzz/`
+//!   for a bounded time each (not part of CI).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on its terminal
 
+mod fuzz;
+mod leftovers;
+mod plugin;
+mod prereq;
+mod soak;
+
 use std::env;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
@@ -26,22 +46,69 @@ fn run() -> Result<ExitCode> {
     let rest: Vec<String> = args.collect();
     match task.as_str() {
         "test" => test(&rest),
+        "test-plugin" => plugin::test_plugin(&rest),
+        "soak" => soak::run(&rest),
+        "fuzz" => fuzz::run(&rest),
         "" | "help" | "--help" | "-h" => {
             println!("usage: cargo xtask test [NEXTEST ARGS…]");
+            println!("       cargo xtask test-plugin <crate dir | path to .so>");
+            println!("       cargo xtask soak [--sessions N] [--concurrency N] [--type TYPE]");
+            println!("       cargo xtask fuzz [--seconds N] [TARGET…]");
             Ok(ExitCode::SUCCESS)
         }
         other => bail!("unknown task `{other}` (try `cargo xtask help`)"),
     }
 }
 
-/// Installs the test prerequisites, then runs nextest over the workspace.
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+        .to_path_buf()
+}
+
+/// Installs the test prerequisites, runs the plugin suites, then nextest
+/// over the workspace.
 fn test(extra: &[String]) -> Result<ExitCode> {
     ensure_nextest()?;
+    prereq::ensure_test_prerequisites()?;
+    let started = std::time::SystemTime::now();
+    let root = workspace_root();
+    let mut plugin_failures = Vec::new();
+    for dir in plugin::workspace_plugins(&root) {
+        println!("xtask: conformance of plugin {}", dir.display());
+        let code = plugin::test_plugin(&[dir.display().to_string()])?;
+        if code != ExitCode::SUCCESS {
+            plugin_failures.push(dir);
+        }
+    }
     let status = Command::new(cargo())
+        .current_dir(&root)
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
         .args(extra)
         .status()
         .context("running cargo nextest")?;
+    if !plugin_failures.is_empty() {
+        eprintln!("xtask: plugin conformance failed for {plugin_failures:?}");
+        return Ok(ExitCode::FAILURE);
+    }
+    // Killed processes may take a moment to be reaped.
+    let mut left = leftovers::find(started);
+    for _ in 0..20 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        left = leftovers::find(started);
+    }
+    if !left.is_empty() {
+        eprintln!("xtask: the test run left these behind:");
+        for item in &left {
+            eprintln!("  {item}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(exit_code(status))
 }
 
@@ -64,7 +131,7 @@ fn ensure_nextest() -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 

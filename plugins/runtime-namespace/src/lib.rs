@@ -1,7 +1,247 @@
-//! The `namespace` backend, shipped as a `cdylib` plugin.
+//! The `namespace` backend, shipped as a `cdylib` plugin: every command
+//! runs in new Linux user, pid, mount, network, ipc and uts namespaces,
+//! without Docker and without an image.
 //!
-//! This crate will run each command in new user, pid, mount, network, ipc and
-//! uts namespaces, with the workspace read-write, the host's system
-//! directories read-only, private `/tmp` and `/proc`, and no network unless
-//! asked, loaded by the host from its plugin directory like any third-party
-//! backend.
+//! What a command sees:
+//!
+//! * the workspace, read-write, at `/workspace` (its working directory);
+//! * the host's system directories (`namespace.system_dirs`, by default
+//!   `/usr`, `/bin`, `/sbin`, `/lib*` and `/etc`), read-only;
+//! * assets, read-only, at `/static/<save_path>`
+//!   ([`Runtime::asset_path`] says so), and the spawn's extra mounts;
+//! * a private `/tmp` and `/dev/shm` (tmpfs, fresh for each command), a
+//!   minimal `/dev`, and a fresh `/proc` that shows only the command's own
+//!   processes (its kernel settings read-only, its views of the host's keys
+//!   and timers masked);
+//! * no network but its own loopback, unless `namespace.network: host`;
+//! * nothing else: the root is a read-only tmpfs, so the rest of the host's
+//!   file system does not exist there, and `..` or a symlink in the
+//!   workspace resolves inside that root.
+//!
+//! **Users.** The caller's uid and gid are mapped to the same ids inside
+//! (root stays uid 0, a user stays that user), so files a command creates
+//! in the workspace belong to the caller on the host. The command keeps no
+//! capability, even as uid 0: the bounding set is emptied and
+//! no-new-privileges is set before exec, so it cannot remount, unmount or
+//! gain privileges through set-user-id binaries.
+//!
+//! **Processes.** The shell leads a session of its own, so it has no
+//! controlling terminal of the host's. It is the first child of a new pid
+//! namespace whose init is
+//! a small supervisor that exits when the shell does; the kernel then kills
+//! everything else in the namespace. So nothing a command starts outlives
+//! it — not on exit, timeout, kill, cleanup, nor when the host dies (the
+//! init has a parent-death signal). `limits` become rlimits: `memory`
+//! (address space), `file_size`, and `pids` (`RLIMIT_NPROC`, which the
+//! kernel counts per user namespace, so it bounds the command's own
+//! processes — but never binds the host's root, so
+//! [`Capabilities::pids_limit`] is claimed only for other callers). `cpus`
+//! is not enforced.
+//!
+//! **Cost.** Nothing is copied and no image is built: a command costs a
+//! few forks, the namespaces and a couple of dozen mounts, all between
+//! fork and exec. Everything the child needs is prepared once at spawn.
+//!
+//! The spec's `namespace:` block is [`NamespaceConfig`]. Spawning runs the
+//! setup commands (or a probe) in the sandbox, so a host where it cannot be
+//! built fails at spawn with [`Error::Backend`] saying which step failed;
+//! [`Backend::diagnose`] reports the same for `berth doctor`.
+
+#![warn(missing_docs)]
+
+mod child;
+mod config;
+mod plan;
+mod runtime;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use session_core::runtime::{
+    Backend, BackendInfo, Capabilities, Diagnostic, Runtime, SpawnContext,
+};
+use session_core::spec::{EnvironmentSpec, Mode};
+use session_core::{Error, Result};
+use tokio::sync::Notify;
+
+pub use crate::config::{NamespaceConfig, Network};
+pub use crate::plan::{DEFAULT_SYSTEM_DIRS, RESERVED, STATIC_DIR, WORKDIR};
+pub use crate::runtime::NamespaceRuntime;
+
+use crate::plan::Plan;
+use crate::runtime::Inner;
+
+/// The spec `type` this backend serves.
+pub const TYPE_NAME: &str = "namespace";
+
+/// `PATH` inside the sandbox unless the spec sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `HOME` inside the sandbox unless the spec sets one: the private `/tmp`,
+/// so tools' caches never land in the workspace (and its snapshots).
+pub const DEFAULT_HOME: &str = "/tmp";
+
+/// The `namespace` backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NamespaceBackend;
+
+impl NamespaceBackend {
+    /// What namespace runtimes support. `pids_limit` holds only for a
+    /// caller other than root: `RLIMIT_NPROC` (counted per user namespace)
+    /// never binds a process whose real uid is the host's root.
+    pub fn capabilities() -> Capabilities {
+        // SAFETY: geteuid(2) cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        Capabilities {
+            stdin: true,
+            live_streaming: true,
+            signals: true,
+            timeouts: true,
+            output_limit: true,
+            concurrent_commands: true,
+            usage: true,
+            mounts: true,
+            ports: false,
+            network_isolation: true,
+            memory_limit: true,
+            cpu_limit: false,
+            pids_limit: !root,
+            file_size_limit: true,
+            // The workspace is bind-mounted read-write into the namespace.
+            shared_workspace: true,
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for NamespaceBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            type_name: TYPE_NAME.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            description: "Linux namespaces (user, pid, mount, network, ipc, uts): the workspace \
+                          read-write, system directories read-only, no network"
+                .to_owned(),
+            capabilities: NamespaceBackend::capabilities(),
+        }
+    }
+
+    fn validate(&self, spec: &EnvironmentSpec) -> Result<()> {
+        NamespaceConfig::from_spec(spec).map(drop)
+    }
+
+    async fn spawn(&self, spec: &EnvironmentSpec, ctx: SpawnContext) -> Result<Box<dyn Runtime>> {
+        let config = NamespaceConfig::from_spec(spec)?;
+        if !ctx.workspace.is_dir() {
+            return Err(Error::Backend {
+                backend: TYPE_NAME.into(),
+                message: format!("workspace `{}` is not a directory", ctx.workspace.display()),
+            });
+        }
+        if !ctx.ports.is_empty() && config.network == Network::None {
+            return Err(Error::Backend {
+                backend: TYPE_NAME.into(),
+                message: "ports cannot be published from a sandbox without network; with \
+                          `namespace.network: host` a command's ports are the host's"
+                    .into(),
+            });
+        }
+        let plan = Plan::build(&config, spec, &ctx)?;
+        let mut env = IndexMap::new();
+        env.insert("PATH".to_owned(), DEFAULT_PATH.to_owned());
+        env.insert("HOME".to_owned(), DEFAULT_HOME.to_owned());
+        env.extend(spec.full_env(&ctx.env));
+        let runtime = NamespaceRuntime {
+            inner: Arc::new(Inner {
+                plan: Arc::new(plan),
+                workspace: ctx.workspace.clone(),
+                shell: config.shell,
+                env,
+                limits: spec.limits.clone(),
+                capabilities: NamespaceBackend::capabilities(),
+                setup: OnceLock::new(),
+                running: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+                idle: Notify::new(),
+            }),
+        };
+        match runtime.set_up(&ctx.setup_commands(spec), spec).await {
+            Ok(()) => Ok(Box::new(runtime)),
+            Err(err) => {
+                let _ = runtime.cleanup().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn diagnose(&self) -> Vec<Diagnostic> {
+        let mut checks = Vec::new();
+        let limit = std::fs::read_to_string("/proc/sys/user/max_user_namespaces");
+        checks.push(match limit.as_deref().map(str::trim) {
+            Ok("0") => Diagnostic {
+                check: "user namespaces".into(),
+                ok: false,
+                detail: "disabled: user.max_user_namespaces is 0".into(),
+            },
+            Ok(limit) => Diagnostic {
+                check: "user namespaces".into(),
+                ok: true,
+                detail: format!("enabled (user.max_user_namespaces = {limit})"),
+            },
+            Err(err) => Diagnostic {
+                check: "user namespaces".into(),
+                ok: false,
+                detail: format!("cannot read /proc/sys/user/max_user_namespaces: {err}"),
+            },
+        });
+        checks.push(self.probe_sandbox().await);
+        checks
+    }
+}
+
+impl NamespaceBackend {
+    /// Builds a sandbox with the default settings over an empty temporary
+    /// workspace and runs `true` in it.
+    async fn probe_sandbox(&self) -> Diagnostic {
+        let check = "sandbox".to_owned();
+        let workspace = match tempfile::Builder::new().prefix("berth-doctor-").tempdir() {
+            Ok(dir) => dir,
+            Err(err) => {
+                return Diagnostic {
+                    check,
+                    ok: false,
+                    detail: format!("cannot create a temporary workspace: {err}"),
+                };
+            }
+        };
+        let spec = EnvironmentSpec::new(TYPE_NAME, "doctor");
+        let ctx = SpawnContext::new("doctor", workspace.path(), Mode::Evaluation);
+        let started = std::time::Instant::now();
+        match self.spawn(&spec, ctx).await {
+            Ok(runtime) => {
+                let elapsed = started.elapsed();
+                let _ = runtime.cleanup().await;
+                Diagnostic {
+                    check,
+                    ok: true,
+                    detail: format!(
+                        "usable: new user, pid, mount, network, ipc and uts namespaces; a \
+                         sandboxed shell ran in {:.1} ms",
+                        elapsed.as_secs_f64() * 1000.0
+                    ),
+                }
+            }
+            Err(err) => Diagnostic {
+                check,
+                ok: false,
+                detail: err.to_string(),
+            },
+        }
+    }
+}
+
+session_core::export_backend!(NamespaceBackend);

@@ -29,7 +29,6 @@
 //! for `data.db`) are written as they are once they decode as that type, so a
 //! broken file is refused rather than written.
 
-mod base64;
 mod columns;
 mod detect;
 mod json;

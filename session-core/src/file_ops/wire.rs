@@ -6,7 +6,8 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use super::{FileType, InputContent, InputFile, base64, detect_file_type};
+use super::{FileType, InputContent, InputFile, detect_file_type};
+use crate::base64;
 use crate::compression::Compression;
 
 /// `{"path", "content" | "content_base64", "file_type"?, "compression"?}`.

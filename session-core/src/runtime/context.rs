@@ -33,7 +33,7 @@ pub struct PortMapping {
 }
 
 /// Everything a backend needs to spawn a runtime besides the spec.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpawnContext {
     /// The session's id, for labels and logs.
     pub session_id: String,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::result::{ExecResult, ExecStatus, Output};
+use super::result::{ExecResult, Output};
 
 /// One event of a running command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub enum Event {
 
 /// How many events may wait in a stream before the producer waits for the
 /// consumer (and the command, for its pipe).
-pub const EVENT_BUFFER: usize = 64;
+pub const EVENT_BUFFER: usize = 16;
 
 /// The producing end of an [`EventStream`], held by a backend.
 #[derive(Debug, Clone)]
@@ -39,6 +39,24 @@ impl EventSender {
     /// the command.
     pub async fn send(&self, event: Event) -> bool {
         self.tx.send(event).await.is_ok()
+    }
+
+    /// Sends an event from synchronous code (a plugin's output callback),
+    /// parking the thread while the stream is full. Returns `false` when the
+    /// consumer dropped the stream.
+    ///
+    /// Unlike tokio's `blocking_send` this does not refuse to run on a
+    /// thread that has entered a tokio runtime: a plugin's callback runs
+    /// inside the plugin's own runtime, and parking it is how backpressure
+    /// reaches the plugin.
+    ///
+    /// The send is exempt from tokio's cooperative budget: when host and
+    /// plugin share one tokio (a backend served in process), the callback
+    /// runs inside the plugin's `block_on` poll, whose budget may be spent;
+    /// a budgeted send would then return `Pending` and wake itself for
+    /// ever, and this thread would spin instead of sending.
+    pub fn blocking_send(&self, event: Event) -> bool {
+        park_on(tokio::task::coop::unconstrained(self.tx.send(event))).is_ok()
     }
 
     /// Whether the consumer dropped the stream.
@@ -92,16 +110,7 @@ impl EventStream {
                 return result;
             }
         }
-        ExecResult {
-            status: ExecStatus::Lost,
-            exit_code: -1,
-            signal: None,
-            stdout: Output::default(),
-            stderr: Output::default(),
-            elapsed: started.elapsed(),
-            timed_out: false,
-            usage: None,
-        }
+        ExecResult::lost(started.elapsed())
     }
 }
 
@@ -186,6 +195,26 @@ impl OutputBuffer {
     }
 }
 
+/// Drives a future to completion on the current thread, parking between
+/// polls.
+fn park_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
 /// Converts an optional timeout into a deadline on tokio's clock.
 pub fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
     timeout.map(|t| tokio::time::Instant::now() + t)
@@ -194,6 +223,30 @@ pub fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocking_send_works_inside_a_runtime_whose_budget_is_spent() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let sent = runtime.block_on(async {
+                let (events, mut stream) = EventStream::channel();
+                while tokio::task::coop::has_budget_remaining() {
+                    tokio::task::consume_budget().await;
+                }
+                let sent = events.blocking_send(Event::Stdout(b"x".to_vec()));
+                drop(events);
+                sent && stream.next().await == Some(Event::Stdout(b"x".to_vec()))
+            });
+            let _ = done_tx.send(sent);
+        });
+        let sent = done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("blocking_send spun instead of sending");
+        assert!(sent);
+    }
 
     #[test]
     fn buffer_truncates_counts_and_spills_the_whole_stream() {

@@ -93,6 +93,21 @@ impl ExecResult {
         self.status == ExecStatus::Exited && self.exit_code == 0
     }
 
+    /// A result for a command whose sandbox or producer vanished before it
+    /// reported an end.
+    pub fn lost(elapsed: Duration) -> ExecResult {
+        ExecResult {
+            status: ExecStatus::Lost,
+            exit_code: -1,
+            signal: None,
+            stdout: Output::default(),
+            stderr: Output::default(),
+            elapsed,
+            timed_out: false,
+            usage: None,
+        }
+    }
+
     /// A result for a command that could not be started; `message` goes to
     /// stderr.
     pub fn spawn_failed(message: &str, elapsed: Duration) -> ExecResult {

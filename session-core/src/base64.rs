@@ -1,9 +1,11 @@
-//! Standard base64 (RFC 4648 §4), the form raw bytes take in JSON.
+//! Standard base64 (RFC 4648 §4), the form raw bytes take in JSON: input
+//! files, `berth run --json` output, and anything else that carries bytes
+//! through a JSON document.
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Encodes bytes with the standard alphabet and `=` padding.
-pub(super) fn encode(bytes: &[u8]) -> String {
+pub fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
@@ -27,7 +29,7 @@ pub(super) fn encode(bytes: &[u8]) -> String {
 ///
 /// Fails on any other character (whitespace included), on padding anywhere
 /// but the end, and on a length no encoding produces.
-pub(super) fn decode(text: &str) -> Result<Vec<u8>, String> {
+pub fn decode(text: &str) -> Result<Vec<u8>, String> {
     let data = text.trim_end_matches('=');
     let padding = text.len() - data.len();
     if padding > 2 || (padding > 0 && !text.len().is_multiple_of(4)) {

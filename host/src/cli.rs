@@ -1,0 +1,305 @@
+//! The command line: every command, flag and its help text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use session_core::compression::Compression;
+use session_core::spec::Mode;
+
+/// Runs commands in isolated sessions, snapshots and diffs directories, and
+/// reaps what crashed sessions left behind.
+///
+/// Exit codes: `run` passes the command's exit code through (124 on
+/// timeout, 128+N when signal N killed it); `diff` exits 0 when the trees
+/// are equal and 1 when they differ; every command exits 125 when berth
+/// itself fails (bad arguments, a bad spec, an unknown backend, I/O).
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Directory to load backend plugins from [default: $BERTH_PLUGIN_DIR,
+    /// else $XDG_DATA_HOME/berth/plugins, else ~/.local/share/berth/plugins]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) plugin_dir: Option<PathBuf>,
+
+    /// Where session directories are created and looked for [default: the
+    /// system's temporary directory, $TMPDIR or /tmp]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) temp_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    Run(RunArgs),
+    Plugins(PluginsArgs),
+    Snapshot(SnapshotArgs),
+    Diff(DiffArgs),
+    Doctor(DoctorArgs),
+    Gc(GcArgs),
+}
+
+/// Run one command in a fresh session and pass its exit code through.
+///
+/// The workspace starts as a copy of `--workspace DIR` (DIR itself is never
+/// modified) or empty. The command's stdout and stderr are streamed live;
+/// berth's own messages go to stderr. `-- PROGRAM ARGS...` keeps the argv
+/// exactly (each word is shell-quoted); `-c 'STRING'` hands a shell string
+/// over as it is.
+///
+/// Exit code: the command's own; 124 when a wall or idle timeout killed it;
+/// 128+N when signal N killed it; 130 (128+N) when berth itself was
+/// interrupted by SIGINT (SIGTERM, SIGHUP), after killing the command and
+/// removing the session; 125 when berth failed (bad spec, unknown backend,
+/// setup or spawn failure, a cleanup that failed).
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  berth run --env python.yaml --workspace ./project -- pytest -q\n  berth run -c 'make && ./a.out > result.txt' --checkpoint out/"
+)]
+pub(crate) struct RunArgs {
+    /// The environment spec (YAML, or JSON by its `.json` suffix); without
+    /// it, `type: local` with default settings
+    #[arg(long = "env", value_name = "SPEC")]
+    pub(crate) spec: Option<PathBuf>,
+
+    /// Directory the workspace starts from (a snapshot of it is taken)
+    #[arg(long, short = 'w', value_name = "DIR")]
+    pub(crate) workspace: Option<PathBuf>,
+
+    /// Static asset map; paths in it are relative to its own directory
+    #[arg(long, value_name = "ASSETS")]
+    pub(crate) assets: Option<PathBuf>,
+
+    /// Session mode [default: agent with --checkpoint, else eval]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub(crate) mode: Option<ModeArg>,
+
+    /// Kill the command's process tree after this many seconds (the spec's
+    /// `limits.wall_timeout` applies too: the smaller wins)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub(crate) timeout: Option<Duration>,
+
+    /// After the command, write the workspace's files to this directory and
+    /// print what changed (agent mode; refused with `--mode eval`)
+    #[arg(long, value_name = "OUT_DIR")]
+    pub(crate) checkpoint: Option<PathBuf>,
+
+    /// Print one JSON result object on stdout instead of streaming output
+    ///
+    /// Fields: status (exited, signaled, timed_out, idle_timed_out,
+    /// spawn_failed, lost), exit_code (-N when signal N killed it), signal,
+    /// timed_out, elapsed_secs, stdout and stderr (each {text, utf8, base64,
+    /// truncated, total_bytes, spill_path}: text is UTF-8 with U+FFFD for
+    /// invalid bytes, and when utf8 is false, base64 holds the exact bytes),
+    /// usage, checkpoint ({dir, diff} with --checkpoint, else null). The exit
+    /// code is the same as without --json.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// A shell string to run as it is, instead of PROGRAM ARGS
+    #[arg(
+        short = 'c',
+        long = "command",
+        value_name = "SHELL_STRING",
+        conflicts_with = "argv"
+    )]
+    pub(crate) shell_command: Option<String>,
+
+    /// The program and its arguments, best after `--`
+    #[arg(value_name = "PROGRAM", trailing_var_arg = true, num_args = 0..)]
+    pub(crate) argv: Vec<String>,
+}
+
+/// The session modes as spelled on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ModeArg {
+    /// An agent works in the workspace: assets are copied in.
+    Agent,
+    /// The workspace is evaluated: assets stay outside, eval setup runs.
+    #[value(alias = "evaluation")]
+    Eval,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Mode {
+        match mode {
+            ModeArg::Agent => Mode::Agent,
+            ModeArg::Eval => Mode::Evaluation,
+        }
+    }
+}
+
+/// List every backend type: where it came from, its version and
+/// capabilities, and the plugins that could not be loaded.
+#[derive(Debug, Args)]
+pub(crate) struct PluginsArgs {
+    /// Print JSON instead of lines
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Snapshot a directory into a tar archive written exactly at ARCHIVE.
+#[derive(Debug, Args)]
+pub(crate) struct SnapshotArgs {
+    /// The directory to snapshot (symlinks are stored as links, never
+    /// followed)
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+
+    /// The archive to write
+    #[arg(long, short = 'o', value_name = "ARCHIVE")]
+    pub(crate) output: PathBuf,
+
+    /// Compression [default: from ARCHIVE's suffix (.tar, .tar.gz/.tgz,
+    /// .tar.bz2, .tar.xz, .tar.zst), else gz]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) compression: Option<CompressionArg>,
+}
+
+/// The compression formats as spelled on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CompressionArg {
+    Gz,
+    Bz2,
+    Xz,
+    Zstd,
+    None,
+}
+
+impl From<CompressionArg> for Compression {
+    fn from(arg: CompressionArg) -> Compression {
+        match arg {
+            CompressionArg::Gz => Compression::Gzip,
+            CompressionArg::Bz2 => Compression::Bzip2,
+            CompressionArg::Xz => Compression::Xz,
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::None => Compression::None,
+        }
+    }
+}
+
+/// Compare two trees, each a directory or a snapshot archive.
+///
+/// Archives are recognised by their suffix: .tar, .tar.gz/.tgz,
+/// .tar.bz2/.tbz2, .tar.xz/.txz, .tar.zst/.tzst. Exit code: 0 when equal,
+/// 1 when different, 125 on error.
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// The old tree
+    #[arg(value_name = "A")]
+    pub(crate) old: PathBuf,
+
+    /// The new tree
+    #[arg(value_name = "B")]
+    pub(crate) new: PathBuf,
+
+    /// Print one line per changed path and a summary instead of the text
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) stat: bool,
+
+    /// Print the whole diff as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Check what works on this machine: every backend's own checks, the plugin
+/// directory, namespaces, the temporary directory.
+///
+/// Failed checks are reported, not fatal: the exit code is 0 unless berth
+/// itself fails.
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// Print JSON instead of lines
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Find and remove what crashed sessions left behind: session directories
+/// whose owner process is gone, and whatever each backend reports.
+///
+/// A session directory is removed when its marker names a process of this
+/// host that no longer exists. One owned by a live process or another host
+/// is left alone. One without a readable marker is reported, and removed
+/// only when it was last modified more than an hour ago and holds nothing
+/// but a session's `workspace/` and `archives/`.
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Report what would be removed, remove nothing
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    /// Print JSON instead of lines
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Parses a positive, finite number of seconds (`10`, `0.5`).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("`{text}`: the timeout must be greater than zero"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|err| format!("`{text}`: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_parse() {
+        assert_eq!(parse_seconds("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_seconds("0.25").unwrap(), Duration::from_millis(250));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn run_keeps_everything_after_the_program_verbatim() {
+        let cli = Cli::try_parse_from([
+            "berth", "run", "--json", "--", "printf", "--json", "-c", "x",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(run.json);
+        assert_eq!(run.shell_command, None);
+        assert_eq!(run.argv, ["printf", "--json", "-c", "x"]);
+
+        let cli = Cli::try_parse_from(["berth", "run", "echo", "-n", "hi"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.argv, ["echo", "-n", "hi"]);
+    }
+
+    #[test]
+    fn run_refuses_both_a_shell_string_and_argv() {
+        assert!(Cli::try_parse_from(["berth", "run", "-c", "true", "--", "false"]).is_err());
+    }
+}

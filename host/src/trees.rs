@@ -1,0 +1,350 @@
+//! `berth snapshot` and `berth diff`: snapshots and diffs on their own.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use session_core::compression::Compression;
+use session_core::diff::{self, ChangeKind, FileChange, SnapshotDiff};
+use session_core::snapshot::{Snapshot, SnapshotRules};
+use session_core::workspace::{SESSION_DIR_PREFIX, SESSION_MARKER, SessionMarker, hostname};
+
+use crate::ExitCode;
+use crate::cli::{DiffArgs, SnapshotArgs};
+use crate::term::{Progress, human_bytes, size_of_tree};
+
+/// Archive suffixes and the compression each implies, longest first so
+/// `.tar.gz` wins over `.tar`.
+const ARCHIVE_SUFFIXES: &[(&str, Compression)] = &[
+    (".tar.gz", Compression::Gzip),
+    (".tar.bz2", Compression::Bzip2),
+    (".tar.xz", Compression::Xz),
+    (".tar.zst", Compression::Zstd),
+    (".tgz", Compression::Gzip),
+    (".tbz2", Compression::Bzip2),
+    (".txz", Compression::Xz),
+    (".tzst", Compression::Zstd),
+    (".tar", Compression::None),
+];
+
+/// The compression an archive's file name implies, if it names an archive.
+pub(crate) fn archive_compression(path: &Path) -> Option<Compression> {
+    let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+    ARCHIVE_SUFFIXES
+        .iter()
+        .find(|(suffix, _)| name.ends_with(suffix) && name.len() > suffix.len())
+        .map(|(_, compression)| *compression)
+}
+
+/// A scratch directory named like a session directory and carrying a
+/// session marker, so that if berth dies while using it, `berth gc` finds
+/// it by its dead owner pid. Removed when dropped.
+pub(crate) fn scratch_dir(temp_root: &Path, label: &str) -> anyhow::Result<tempfile::TempDir> {
+    fs::create_dir_all(temp_root)
+        .with_context(|| format!("creating the temporary directory `{}`", temp_root.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{SESSION_DIR_PREFIX}{label}-"))
+        .tempdir_in(temp_root)
+        .with_context(|| format!("creating a scratch directory in `{}`", temp_root.display()))?;
+    let marker = SessionMarker {
+        session_id: format!("berth {label}"),
+        owner_pid: std::process::id(),
+        owner_host: hostname(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let marker_path = dir.path().join(SESSION_MARKER);
+    fs::write(&marker_path, serde_json::to_vec_pretty(&marker)?)
+        .with_context(|| format!("writing `{}`", marker_path.display()))?;
+    Ok(dir)
+}
+
+/// `berth snapshot DIR -o ARCHIVE`.
+pub(crate) fn snapshot(args: &SnapshotArgs, temp_root: &Path) -> anyhow::Result<ExitCode> {
+    let dir = &args.dir;
+    if !dir.is_dir() {
+        bail!("`{}` is not a directory", dir.display());
+    }
+    let compression = args
+        .compression
+        .map(Compression::from)
+        .or_else(|| archive_compression(&args.output))
+        .unwrap_or(Compression::Gzip);
+    let archive = absolute(&args.output)?;
+    let parent = archive
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .context("the archive path has no parent directory")?;
+    if !parent.is_dir() {
+        bail!(
+            "`{}` does not exist or is not a directory",
+            parent.display()
+        );
+    }
+    if archive.is_dir() {
+        bail!("`{}` is a directory", archive.display());
+    }
+    let root = fs::canonicalize(dir).with_context(|| format!("opening `{}`", dir.display()))?;
+    let parent =
+        fs::canonicalize(parent).with_context(|| format!("opening `{}`", parent.display()))?;
+    let archive = parent.join(
+        archive
+            .file_name()
+            .context("the archive path has no file name")?,
+    );
+
+    // The archive is written in a scratch directory beside its destination
+    // (so the final rename is atomic) unless that is inside the tree being
+    // snapshotted, where it would be captured; then in the temporary root.
+    let inside = parent.starts_with(&root);
+    let scratch = if inside {
+        scratch_dir(temp_root, "snapshot")?
+    } else {
+        tempfile::Builder::new()
+            .prefix(".berth-snapshot-")
+            .tempdir_in(&parent)
+            .with_context(|| format!("creating a scratch directory in `{}`", parent.display()))?
+    };
+    // A previous archive at the destination inside the tree is not part of
+    // what is snapshotted.
+    let rules = match archive.strip_prefix(&root) {
+        Ok(rel) if inside => SnapshotRules::new(None, &[escape_glob(&rel.to_string_lossy())])?,
+        _ => SnapshotRules::keep_all(),
+    };
+    let archive_dir = scratch.path().join("archive");
+    let snapshot = {
+        let watched = archive_dir.clone();
+        let _progress = Progress::start(
+            format!("snapshotting {}", dir.display()),
+            Some(Box::new(move || size_of_tree(&watched))),
+        );
+        Snapshot::capture(&root, &rules, compression, &archive_dir)
+            .with_context(|| format!("snapshotting `{}`", dir.display()))?
+    };
+    persist(snapshot.archive_path(), &archive)?;
+    // Scratch files are private (0600); the archive gets the permissions
+    // any new file of the user gets, as with `tar -cf`.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&archive, fs::Permissions::from_mode(0o666 & !umask()))
+            .with_context(|| format!("setting the permissions of `{}`", archive.display()))?;
+    }
+    let archive_size = fs::metadata(&archive).map_or(0, |m| m.len());
+    let manifest = snapshot.manifest();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "wrote {} ({} entries, {} of content, {} archive, {}), checksum {}",
+        archive.display(),
+        manifest.len(),
+        human_bytes(manifest.total_size()),
+        human_bytes(archive_size),
+        compression.name(),
+        snapshot.checksum()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Moves `from` to exactly `to`: a rename, or when that crosses file
+/// systems, a copy into a temporary file beside `to` renamed over it.
+fn persist(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    let parent = to.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".berth-snapshot-")
+        .tempfile_in(parent)
+        .with_context(|| format!("creating a temporary file in `{}`", parent.display()))?;
+    let mut source =
+        fs::File::open(from).with_context(|| format!("opening `{}`", from.display()))?;
+    std::io::copy(&mut source, temp.as_file_mut())
+        .with_context(|| format!("writing `{}`", to.display()))?;
+    temp.as_file().sync_all().ok();
+    temp.persist(to)
+        .map_err(|err| err.error)
+        .with_context(|| format!("writing `{}`", to.display()))?;
+    Ok(())
+}
+
+/// The process's file-creation mask, read without changing it.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:"))
+                .and_then(|mask| u32::from_str_radix(mask.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving `{}`", path.display()))
+}
+
+/// Escapes glob syntax so a path matches only itself.
+fn escape_glob(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if "*?[]{}\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `berth diff A B`.
+pub(crate) fn diff(args: &DiffArgs, temp_root: &Path) -> anyhow::Result<ExitCode> {
+    // Directories are snapshotted (uncompressed: fastest to write and to
+    // seek in) into a scratch directory removed when this returns.
+    let mut scratch = None;
+    let old = open_tree(&args.old, temp_root, &mut scratch)?;
+    let new = open_tree(&args.new, temp_root, &mut scratch)?;
+    let diff = diff::diff(&old, &new).context("comparing the snapshots")?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &diff)?;
+        writeln!(out)?;
+    } else if args.stat {
+        for change in &diff.changes {
+            writeln!(out, "{}", stat_line(change))?;
+        }
+        writeln!(out, "{}", summary_line(&diff))?;
+    } else {
+        out.write_all(diff.unified().as_bytes())?;
+    }
+    out.flush()?;
+    Ok(if diff.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::DIFFERENT
+    })
+}
+
+fn open_tree(
+    path: &Path,
+    temp_root: &Path,
+    scratch: &mut Option<tempfile::TempDir>,
+) -> anyhow::Result<Snapshot> {
+    let metadata =
+        fs::metadata(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+    if metadata.is_dir() {
+        let dir = match scratch {
+            Some(dir) => dir,
+            None => scratch.insert(scratch_dir(temp_root, "diff")?),
+        };
+        let archive_dir = dir.path().join("archives");
+        let _progress = Progress::start(format!("snapshotting {}", path.display()), None);
+        return Snapshot::capture(
+            path,
+            &SnapshotRules::keep_all(),
+            Compression::None,
+            &archive_dir,
+        )
+        .with_context(|| format!("snapshotting `{}`", path.display()));
+    }
+    let Some(compression) = archive_compression(path) else {
+        bail!(
+            "`{}` is neither a directory nor an archive (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .tar.zst)",
+            path.display()
+        );
+    };
+    let _progress = Progress::start(format!("reading {}", path.display()), None);
+    Snapshot::open_archive(path, compression)
+        .with_context(|| format!("reading the archive `{}`", path.display()))
+}
+
+/// One line of `--stat`: a status letter, the path, what changed.
+pub(crate) fn stat_line(change: &FileChange) -> String {
+    let letter = match change.kind {
+        ChangeKind::Created => 'A',
+        ChangeKind::Deleted => 'D',
+        ChangeKind::Modified | ChangeKind::ModeChanged => 'M',
+        ChangeKind::TypeChanged => 'T',
+        ChangeKind::Renamed => 'R',
+    };
+    let path = match (&change.kind, &change.old_path) {
+        (ChangeKind::Renamed, Some(old)) => format!("{old} -> {}", change.path),
+        _ => change.path.clone(),
+    };
+    let old_size = change.old.as_ref().map_or(0, |s| s.size);
+    let new_size = change.new.as_ref().map_or(0, |s| s.size);
+    let detail = match change.kind {
+        ChangeKind::ModeChanged => format!(
+            "mode {:o} -> {:o}",
+            change.old.as_ref().map_or(0, |s| s.mode),
+            change.new.as_ref().map_or(0, |s| s.mode)
+        ),
+        ChangeKind::TypeChanged => format!(
+            "{} -> {}",
+            change
+                .old
+                .as_ref()
+                .map_or_else(String::new, |s| s.kind.to_string()),
+            change
+                .new
+                .as_ref()
+                .map_or_else(String::new, |s| s.kind.to_string())
+        ),
+        ChangeKind::Renamed => String::new(),
+        _ if change.is_binary => format!("binary, {old_size} -> {new_size} bytes"),
+        _ => {
+            let mut counts = Vec::new();
+            if change.lines_added > 0 {
+                counts.push(format!("+{}", change.lines_added));
+            }
+            if change.lines_removed > 0 {
+                counts.push(format!("-{}", change.lines_removed));
+            }
+            if change.truncated {
+                counts.push("(text truncated)".to_owned());
+            }
+            counts.join(" ")
+        }
+    };
+    if detail.is_empty() {
+        format!("{letter} {path}")
+    } else {
+        format!("{letter} {path}  {detail}")
+    }
+}
+
+/// `+1 -0 ~2 files, +10 -3 lines`.
+pub(crate) fn summary_line(diff: &SnapshotDiff) -> String {
+    format!(
+        "{}, +{} -{} lines",
+        diff.summary, diff.summary.lines_added, diff.summary.lines_removed
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_are_known_by_suffix() {
+        let c = |name: &str| archive_compression(Path::new(name));
+        assert_eq!(c("a.tar"), Some(Compression::None));
+        assert_eq!(c("dir/a.tar.gz"), Some(Compression::Gzip));
+        assert_eq!(c("A.TGZ"), Some(Compression::Gzip));
+        assert_eq!(c("a.tar.bz2"), Some(Compression::Bzip2));
+        assert_eq!(c("a.tbz2"), Some(Compression::Bzip2));
+        assert_eq!(c("a.tar.xz"), Some(Compression::Xz));
+        assert_eq!(c("a.tar.zst"), Some(Compression::Zstd));
+        assert_eq!(c("a.gz"), None);
+        assert_eq!(c("a.zip"), None);
+        assert_eq!(c(".tar"), None);
+    }
+
+    #[test]
+    fn glob_escaping_matches_only_the_path() {
+        assert_eq!(escape_glob("out/a[1]*.tgz"), "out/a\\[1\\]\\*.tgz");
+        let rules = SnapshotRules::new(None, &[escape_glob("x[1].tar")]).unwrap();
+        drop(rules);
+    }
+}

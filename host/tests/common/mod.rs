@@ -1,0 +1,138 @@
+//! What the end-to-end tests share: running the real `berth` binary in
+//! temp dirs of its own, and bounded waits instead of sleeps.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A test's own directories: `root` for fixtures, `temp` as berth's
+/// `--temp-root`, where session directories appear.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("creating a test directory");
+        std::fs::create_dir(dir.path().join("temp")).unwrap();
+        std::fs::create_dir(dir.path().join("files")).unwrap();
+        Sandbox { dir }
+    }
+
+    /// A directory for fixtures and outputs.
+    pub fn files(&self) -> PathBuf {
+        self.dir.path().join("files")
+    }
+
+    /// berth's temporary root.
+    pub fn temp(&self) -> PathBuf {
+        self.dir.path().join("temp")
+    }
+
+    /// Writes a file under `files()`, creating parents, and returns its path.
+    pub fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let path = self.files().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    /// `berth --temp-root <temp> ARGS…`, with a plugin directory of the
+    /// test's own, so the user's environment never leaks in.
+    pub fn berth<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("--temp-root")
+            .arg(self.temp())
+            .args(args)
+            .env("BERTH_PLUGIN_DIR", self.dir.path().join("plugins"))
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs berth to completion.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.berth(args).output().expect("running berth")
+    }
+
+    /// The `berth-*` entries left in the temporary root.
+    pub fn session_dirs(&self) -> Vec<String> {
+        std::fs::read_dir(self.temp())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("berth-"))
+            .collect()
+    }
+
+    /// Asserts no session directory was left behind.
+    pub fn assert_no_session_dirs(&self) {
+        let left = self.session_dirs();
+        assert!(left.is_empty(), "left behind in the temp root: {left:?}");
+    }
+}
+
+/// The exit code, failing the test when berth died by a signal.
+pub fn code(output: &Output) -> i32 {
+    output
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("berth died by a signal: {output:?}"))
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Polls `check` every few milliseconds until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether the process is gone: no such pid, or a zombie waiting to be
+/// reaped by whoever inherited it (it runs nothing any more).
+pub fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// Reads pids, one per line, from a file the command wrote.
+pub fn read_pids(path: &Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+/// Quotes a path for a shell string.
+pub fn sh_quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
+}

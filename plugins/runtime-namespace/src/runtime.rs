@@ -1,0 +1,340 @@
+//! A runtime of the `namespace` backend: each command is started with
+//! `runtime_local::process` (process group, pidfd, the one `drive` loop)
+//! and enters its sandbox in the `pre_exec` hook ([`crate::child`]).
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use runtime_local::process::{self, Launch, PreExec, Rlimits, Watch};
+use session_core::assets::ResolvedAsset;
+use session_core::runtime::{
+    Capabilities, Event, EventStream, ExecCommand, ExecResult, Runtime, RuntimeStatus, SetupOutput,
+};
+use session_core::spec::{EnvironmentSpec, Limits};
+use session_core::{Error, Result};
+use tokio::sync::Notify;
+
+use crate::TYPE_NAME;
+use crate::child::{self, CommandSlot, Failure, REPORT_LEN};
+use crate::plan::{Plan, STATIC_DIR};
+
+/// How long the spawn's probe may take before the sandbox counts as
+/// broken.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) struct Inner {
+    pub(crate) plan: Arc<Plan>,
+    /// The workspace on the host (the child enters it before the hook, and
+    /// the hook moves to `/workspace` inside).
+    pub(crate) workspace: PathBuf,
+    pub(crate) shell: PathBuf,
+    pub(crate) env: IndexMap<String, String>,
+    pub(crate) limits: Limits,
+    pub(crate) capabilities: Capabilities,
+    pub(crate) setup: OnceLock<SetupOutput>,
+    /// Supervisors (and process groups) of running commands, by command id.
+    pub(crate) running: Mutex<HashMap<u64, i32>>,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) closed: AtomicBool,
+    /// Woken whenever a command finishes.
+    pub(crate) idle: Notify,
+}
+
+impl Inner {
+    fn kill_all(&self) {
+        for pgid in self.running.lock().expect("running lock").values() {
+            process::kill_group(*pgid);
+        }
+    }
+
+    fn running(&self) -> usize {
+        self.running.lock().expect("running lock").len()
+    }
+}
+
+/// A runtime of the `namespace` backend. Every command runs in fresh
+/// namespaces; dropping the runtime kills every command still running, and
+/// with each the whole of its pid namespace.
+pub struct NamespaceRuntime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NamespaceRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamespaceRuntime")
+            .field("workspace", &self.inner.workspace)
+            .field("running", &self.inner.running())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for NamespaceRuntime {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.kill_all();
+    }
+}
+
+/// The gap between the first pids of successive commands.
+const PID_STRIDE: u32 = 512;
+
+/// The pid after which the next command's pids start. Each command has a
+/// pid namespace of its own; starting each at another offset means a pid
+/// one command recorded (`echo $! > server.pid`) never names a process of
+/// a later command, where it would otherwise be the shell itself (pid 2).
+/// Offsets cycle through the host's `pid_max`.
+fn next_last_pid() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static PID_MAX: OnceLock<u32> = OnceLock::new();
+    let pid_max = *PID_MAX.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(32_768)
+    });
+    let slots = (pid_max.saturating_sub(2) / PID_STRIDE).max(1);
+    1 + (NEXT.fetch_add(1, Ordering::Relaxed) % slots) * PID_STRIDE
+}
+
+/// A pipe whose read end berth keeps and whose write end the sandbox's
+/// processes inherit (closed at exec) to report a failed step.
+fn report_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) with a pointer to a local array of two fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned these fds; nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The failure the sandbox reported, if any. Called once `start` returned:
+/// a child writes its report before it hands its error to std, so the
+/// report is there by then.
+fn read_failure(report: &OwnedFd) -> Option<Failure> {
+    let mut record = [0u8; REPORT_LEN];
+    // SAFETY: read(2) into a local buffer from a non-blocking fd we own.
+    let read = unsafe { libc::read(report.as_raw_fd(), record.as_mut_ptr().cast(), REPORT_LEN) };
+    if read == REPORT_LEN as isize {
+        Failure::decode(&record)
+    } else {
+        None
+    }
+}
+
+impl NamespaceRuntime {
+    /// Starts `cmd` in a new sandbox. `Err` is a message saying why the
+    /// sandbox could not be entered (then no process of it is left).
+    fn launch(&self, cmd: ExecCommand) -> std::result::Result<EventStream, String> {
+        let inner = &self.inner;
+        let (report_read, report_write) =
+            report_pipe().map_err(|err| format!("cannot create the report pipe: {err}"))?;
+        let mut env = inner.env.clone();
+        env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let plan = Arc::clone(&inner.plan);
+        let slot = CommandSlot {
+            report: report_write.as_raw_fd(),
+            last_pid: next_last_pid().to_string().into_bytes(),
+        };
+        let hook: PreExec = Arc::new(move || child::enter(&plan, &slot));
+        let launch = Launch {
+            shell: &inner.shell,
+            command: &cmd.command,
+            cwd: &inner.workspace,
+            env: &env,
+            with_stdin: cmd.stdin.is_some(),
+            rlimits: Rlimits {
+                address_space: inner.limits.memory,
+                file_size: inner.limits.file_size,
+            },
+            pre_exec: Some(hook),
+        };
+        let started = process::start(&launch);
+        drop(report_write);
+        let failure = read_failure(&report_read);
+        let watch = Watch {
+            wall_timeout: cmd.wall_timeout.or(inner.limits.wall_timeout),
+            idle_timeout: cmd.idle_timeout.or(inner.limits.idle_timeout),
+            output_limit: cmd.output_limit.unwrap_or(inner.limits.output_limit),
+            spill_dir: cmd.spill_dir.clone(),
+            stdin: cmd.stdin,
+        };
+        let started = match (started, failure) {
+            (Ok(started), None) => started,
+            (Err(err), None) => {
+                return Err(format!(
+                    "cannot start `{}` in the sandbox: {err}",
+                    inner.shell.display()
+                ));
+            }
+            (started, Some(failure)) => {
+                if let Ok(started) = started {
+                    // A failing child hands its error to std, so `start`
+                    // fails; should one not, its process is still reaped.
+                    tokio::spawn(started.kill_and_reap());
+                }
+                return Err(inner.plan.describe(failure));
+            }
+        };
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        inner
+            .running
+            .lock()
+            .expect("running lock")
+            .insert(id, started.pid);
+        let (events, stream) = EventStream::channel();
+        let inner = Arc::clone(inner);
+        tokio::spawn(async move {
+            let result = process::drive(started, watch, &events).await;
+            // The supervisor has been reaped, and it ends only after the
+            // init, whose end empties the pid namespace: nothing of the
+            // command is left to kill.
+            inner.running.lock().expect("running lock").remove(&id);
+            inner.idle.notify_waiters();
+            let _ = events.send(Event::Finished(result)).await;
+        });
+        Ok(stream)
+    }
+
+    /// Runs `cmd` to its end; a sandbox that cannot be entered is
+    /// [`Error::Backend`] rather than a `SpawnFailed` result.
+    async fn execute_in_sandbox(&self, cmd: ExecCommand) -> Result<ExecResult> {
+        let stream = self.launch(cmd).map_err(|message| Error::Backend {
+            backend: TYPE_NAME.into(),
+            message,
+        })?;
+        Ok(stream.finish().await)
+    }
+
+    /// Enters the sandbox once with `true`, so a spawn fails (instead of
+    /// every later command) where the sandbox cannot be built.
+    async fn probe(&self) -> Result<()> {
+        let result = self
+            .execute_in_sandbox(ExecCommand::new("true").wall_timeout(PROBE_TIMEOUT))
+            .await?;
+        if result.success() {
+            return Ok(());
+        }
+        Err(Error::Backend {
+            backend: TYPE_NAME.into(),
+            message: format!(
+                "the sandbox's probe command `true` failed ({:?}, exit code {}): {}",
+                result.status,
+                result.exit_code,
+                result.stderr_lossy().trim()
+            ),
+        })
+    }
+
+    /// Runs the setup commands once, in order, stopping at the first
+    /// failure; with none, runs the probe. The first command doubles as
+    /// the probe.
+    pub(crate) async fn set_up(&self, commands: &[String], spec: &EnvironmentSpec) -> Result<()> {
+        let mut output = SetupOutput::default();
+        if commands.is_empty() {
+            self.probe().await?;
+        }
+        for command in commands {
+            let mut cmd = ExecCommand::new(command.clone());
+            cmd.wall_timeout = spec.limits.wall_timeout;
+            let result = self.execute_in_sandbox(cmd).await?;
+            let failed = !result.success();
+            output.commands.push((command.clone(), result.clone()));
+            if failed {
+                tracing::warn!(
+                    command,
+                    exit_code = result.exit_code,
+                    "setup command failed"
+                );
+                if spec.setup.allow_failure {
+                    break;
+                }
+                return Err(Error::SetupFailed {
+                    command: command.clone(),
+                    exit_code: result.exit_code,
+                    stdout: result.stdout_lossy().into_owned(),
+                    stderr: result.stderr_lossy().into_owned(),
+                });
+            }
+        }
+        let _ = self.inner.setup.set(output);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Runtime for NamespaceRuntime {
+    fn backend_type(&self) -> &str {
+        TYPE_NAME
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    fn asset_path(&self, asset: &ResolvedAsset) -> String {
+        format!(
+            "{STATIC_DIR}/{}",
+            session_core::paths::to_slash(&asset.save_path)
+        )
+    }
+
+    fn setup_output(&self) -> &SetupOutput {
+        static EMPTY: SetupOutput = SetupOutput {
+            commands: Vec::new(),
+        };
+        self.inner.setup.get().unwrap_or(&EMPTY)
+    }
+
+    async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::RuntimeClosed {
+                backend: TYPE_NAME.into(),
+            });
+        }
+        let begun = tokio::time::Instant::now();
+        Ok(self.launch(cmd).unwrap_or_else(|message| {
+            EventStream::finished(ExecResult::spawn_failed(&message, begun.elapsed()))
+        }))
+    }
+
+    async fn poll(&self) -> RuntimeStatus {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return RuntimeStatus::Closed;
+        }
+        match self.inner.running() {
+            0 => RuntimeStatus::Idle,
+            n => RuntimeStatus::Running(n),
+        }
+    }
+
+    async fn kill(&self) -> Result<()> {
+        self.inner.kill_all();
+        Ok(())
+    }
+
+    async fn cleanup(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.kill_all();
+        // Wait (bounded) for the drivers to reap what was killed.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.inner.running() == 0 {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(Error::Backend {
+                    backend: TYPE_NAME.into(),
+                    message: "commands still running 5 s after being killed".into(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Building the fixture plugin (`plugins/fixture`) during a test run, for
+//! tests that need a real dylib.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace's target directory, from the running test binary's path
+/// (`<target>/debug/deps/<test>`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    exe.ancestors()
+        .nth(3)
+        .expect("test binaries live in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Builds the fixture plugin with `features` (comma-separated, may be
+/// empty) and copies the library to `dest`. Builds of different features
+/// share one output name: callers must not run them concurrently.
+///
+/// # Panics
+///
+/// When the build fails or names no library; this is test support.
+pub fn build(features: &str, dest: &Path) {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate sits in the workspace");
+    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    cmd.current_dir(workspace)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "berth-plugin-fixture",
+            "--message-format=json",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir());
+    if !features.is_empty() {
+        cmd.args(["--features", features]);
+    }
+    let output = cmd.output().expect("running cargo build");
+    assert!(
+        output.status.success(),
+        "building the fixture plugin failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let library = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact")
+        .filter(|msg| msg["target"]["name"] == "berth_plugin_fixture")
+        .flat_map(|msg| {
+            msg["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+        })
+        .find(|f| f.extension().is_some_and(|e| e == "so"))
+        .expect("the build names its cdylib");
+    std::fs::copy(&library, dest).expect("copying the fixture plugin");
+}

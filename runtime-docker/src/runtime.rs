@@ -1,0 +1,232 @@
+//! A runtime of the `docker` backend: one container, commands as execs.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use session_core::assets::ResolvedAsset;
+use session_core::runtime::{
+    Capabilities, Event, EventStream, ExecCommand, Runtime, RuntimeStatus, SetupOutput,
+};
+use session_core::spec::Limits;
+use session_core::{Error, Result};
+use tokio::sync::Notify;
+
+use crate::container::{self, ContainerGuard, asset_target};
+use crate::engine::backend_error;
+use crate::exec::{self, KillScope, Target};
+use crate::{DockerBackend, TYPE_NAME};
+
+/// How long `cleanup()` waits for running commands to notice their end.
+const CLEANUP_WAIT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Inner {
+    target: Target,
+    limits: Limits,
+    capabilities: Capabilities,
+    setup: OnceLock<SetupOutput>,
+    running: AtomicUsize,
+    closed: AtomicBool,
+    /// Woken whenever a command finishes.
+    idle: Notify,
+    keep: bool,
+    /// Held while a kill of every command runs: two such sweeps at once
+    /// could kill each other before either is done.
+    sweeping: tokio::sync::Mutex<()>,
+}
+
+/// A runtime of the `docker` backend: one long-lived container in which
+/// every command is an exec. Dropping it without `cleanup()` removes the
+/// container in the background (see
+/// [`wait_for_background_removals`](crate::wait_for_background_removals)).
+pub struct DockerRuntime {
+    inner: Arc<Inner>,
+    guard: Mutex<Option<ContainerGuard>>,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime")
+            .field("container", &self.inner.target.container)
+            .field("running", &self.inner.running.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decrements the running count however a command's task ends.
+struct RunningCommand(Arc<Inner>);
+
+impl RunningCommand {
+    fn start(inner: &Arc<Inner>) -> RunningCommand {
+        inner.running.fetch_add(1, Ordering::SeqCst);
+        RunningCommand(Arc::clone(inner))
+    }
+}
+
+impl Drop for RunningCommand {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+        self.0.idle.notify_waiters();
+    }
+}
+
+impl DockerRuntime {
+    pub(crate) fn new(
+        target: Target,
+        limits: Limits,
+        guard: ContainerGuard,
+        keep: bool,
+    ) -> DockerRuntime {
+        DockerRuntime {
+            inner: Arc::new(Inner {
+                target,
+                limits,
+                capabilities: DockerBackend::capabilities(),
+                setup: OnceLock::new(),
+                running: AtomicUsize::new(0),
+                closed: AtomicBool::new(false),
+                idle: Notify::new(),
+                keep,
+                sweeping: tokio::sync::Mutex::new(()),
+            }),
+            guard: Mutex::new(Some(guard)),
+        }
+    }
+
+    /// The id of the runtime's container.
+    pub fn container_id(&self) -> &str {
+        &self.inner.target.container
+    }
+
+    pub(crate) fn set_setup_output(&self, output: SetupOutput) {
+        let _ = self.inner.setup.set(output);
+    }
+
+    /// Once the runtime is spawned, a kept container is no longer removed
+    /// by the guard; only a cancelled spawn removes it.
+    pub(crate) fn spawned(&self) {
+        if self.inner.keep
+            && let Some(guard) = self.guard.lock().expect("guard lock").as_mut()
+        {
+            guard.disarm();
+        }
+    }
+
+    /// Kills every process berth started in the container.
+    async fn kill_all(&self) -> Result<()> {
+        let _sweeping = self.inner.sweeping.lock().await;
+        let target = &self.inner.target;
+        exec::kill_in_container(&target.docker, &target.container, KillScope::AllCommands).await
+    }
+
+    async fn wait_idle(&self, limit: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.inner.running.load(Ordering::SeqCst) == 0 {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(backend_error(format!(
+                    "commands in container `{}` still running {}s after cleanup",
+                    self.inner.target.container,
+                    limit.as_secs()
+                )));
+            }
+        }
+    }
+}
+
+impl Drop for DockerRuntime {
+    fn drop(&mut self) {
+        // The guard (dropped with this struct) removes the container.
+        self.inner.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    fn backend_type(&self) -> &str {
+        TYPE_NAME
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    fn asset_path(&self, asset: &ResolvedAsset) -> String {
+        asset_target(&asset.save_path)
+    }
+
+    fn setup_output(&self) -> &SetupOutput {
+        static EMPTY: SetupOutput = SetupOutput {
+            commands: Vec::new(),
+        };
+        self.inner.setup.get().unwrap_or(&EMPTY)
+    }
+
+    async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::RuntimeClosed {
+                backend: TYPE_NAME.into(),
+            });
+        }
+        let plan = exec::Plan {
+            env: cmd.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            wall_timeout: cmd.wall_timeout.or(inner.limits.wall_timeout),
+            idle_timeout: cmd.idle_timeout.or(inner.limits.idle_timeout),
+            output_limit: cmd.output_limit.unwrap_or(inner.limits.output_limit),
+            spill_dir: cmd.spill_dir,
+            stdin: cmd.stdin,
+            command: cmd.command,
+        };
+        let running = RunningCommand::start(inner);
+        let (events, stream) = EventStream::channel();
+        tokio::spawn(async move {
+            let result = exec::run(&running.0.target, plan, &events).await;
+            drop(running);
+            let _ = events.send(Event::Finished(result)).await;
+        });
+        Ok(stream)
+    }
+
+    async fn poll(&self) -> RuntimeStatus {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return RuntimeStatus::Closed;
+        }
+        match self.inner.running.load(Ordering::SeqCst) {
+            0 => RuntimeStatus::Idle,
+            n => RuntimeStatus::Running(n),
+        }
+    }
+
+    async fn kill(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.kill_all().await
+    }
+
+    async fn cleanup(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let guard = self.guard.lock().expect("guard lock").take();
+        let mut outcome = Ok(());
+        if let Some(mut guard) = guard {
+            if self.inner.keep {
+                guard.disarm();
+                outcome = self.kill_all().await;
+            } else {
+                outcome = container::remove(&self.inner.target.docker, guard.name()).await;
+                if outcome.is_ok() {
+                    guard.disarm();
+                }
+                // On failure the armed guard, dropped here, tries again in
+                // the background.
+            }
+        }
+        let idle = self.wait_idle(CLEANUP_WAIT).await;
+        outcome.and(idle)
+    }
+}

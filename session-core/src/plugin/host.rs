@@ -1,0 +1,373 @@
+//! The host side of the boundary: a loaded plugin as the same
+//! `Arc<dyn Backend>` and `Box<dyn Runtime>` as a built-in.
+//!
+//! Every call crosses synchronously (the plugin blocks on its own runtime),
+//! so async methods run it on a blocking thread. A command's stream is
+//! bridged from the plugin's output-sink callback into an [`EventStream`];
+//! dropping the stream cancels the plugin's call through the cancel token.
+
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use session_abi::abi_stable::std_types::{RResult, RSlice, RStr};
+use session_abi::{CancelToken, OutputSink, PluginModuleRef, STDOUT};
+
+use super::protocol::{
+    AssetPathRequest, BackendRequest, GarbageRequest, RuntimeRequest, SpawnReply, SpawnRequest,
+    StreamRequest, UNKNOWN_OPERATION, ValidateRequest, op,
+};
+use crate::assets::ResolvedAsset;
+use crate::error::{Error, Result};
+use crate::runtime::wire::WireError;
+use crate::runtime::{
+    Backend, BackendInfo, Capabilities, Diagnostic, Event, EventSender, EventStream, ExecCommand,
+    ExecResult, Leftover, Runtime, RuntimeStatus, SetupOutput, SpawnContext,
+};
+use crate::spec::EnvironmentSpec;
+
+/// Calls an operation with a discarding sink and no cancellation.
+fn call<R: Serialize, T: DeserializeOwned>(
+    module: PluginModuleRef,
+    backend: &str,
+    operation: &str,
+    request: &R,
+) -> Result<T> {
+    call_with(
+        module,
+        backend,
+        operation,
+        request,
+        OutputSink::discard(),
+        CancelToken::never(),
+    )
+}
+
+fn call_with<R: Serialize, T: DeserializeOwned>(
+    module: PluginModuleRef,
+    backend: &str,
+    operation: &str,
+    request: &R,
+    sink: OutputSink,
+    cancel: CancelToken,
+) -> Result<T> {
+    let bytes = serde_json::to_vec(request).map_err(|err| Error::Backend {
+        backend: backend.to_owned(),
+        message: format!("encoding a `{operation}` request: {err}"),
+    })?;
+    let answer = (module.call())(
+        RStr::from_str(operation),
+        RSlice::from_slice(&bytes),
+        sink,
+        cancel,
+    );
+    match answer {
+        RResult::ROk(bytes) => serde_json::from_slice(&bytes).map_err(|err| Error::Backend {
+            backend: backend.to_owned(),
+            message: format!("the plugin's `{operation}` reply is malformed: {err}"),
+        }),
+        RResult::RErr(text) => Err(match serde_json::from_str::<WireError>(text.as_str()) {
+            Ok(wire) => wire.into_error(),
+            Err(_) => Error::Backend {
+                backend: backend.to_owned(),
+                message: text.into_string(),
+            },
+        }),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    backend: &str,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| Error::Backend {
+            backend: backend.to_owned(),
+            message: format!("a plugin call did not finish: {err}"),
+        })?
+}
+
+/// A backend served by a plugin.
+#[derive(Clone)]
+pub struct PluginBackend {
+    module: PluginModuleRef,
+    info: BackendInfo,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for PluginBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginBackend")
+            .field("type", &self.info.type_name)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl PluginBackend {
+    pub(crate) fn new(module: PluginModuleRef, info: BackendInfo, path: PathBuf) -> PluginBackend {
+        PluginBackend { module, info, path }
+    }
+
+    /// The library it was loaded from (`<in-process>` when wrapped in
+    /// process).
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl Backend for PluginBackend {
+    fn info(&self) -> BackendInfo {
+        self.info.clone()
+    }
+
+    fn validate(&self, spec: &EnvironmentSpec) -> Result<()> {
+        let request = ValidateRequest {
+            backend: self.info.type_name.clone(),
+            spec: spec.clone(),
+        };
+        call(self.module, &self.info.type_name, op::VALIDATE, &request)
+    }
+
+    async fn spawn(&self, spec: &EnvironmentSpec, ctx: SpawnContext) -> Result<Box<dyn Runtime>> {
+        let module = self.module;
+        let name = self.info.type_name.clone();
+        let request = SpawnRequest {
+            backend: name.clone(),
+            spec: spec.clone(),
+            ctx,
+        };
+        let reply: SpawnReply = {
+            let name = name.clone();
+            blocking(&name.clone(), move || {
+                call(module, &name, op::SPAWN, &request)
+            })
+            .await?
+        };
+        Ok(Box::new(PluginRuntime {
+            module,
+            id: reply.runtime,
+            backend: name,
+            backend_type: reply.backend_type,
+            capabilities: reply.capabilities,
+            setup: reply.setup,
+            closed: AtomicBool::new(false),
+        }))
+    }
+
+    async fn diagnose(&self) -> Vec<Diagnostic> {
+        let module = self.module;
+        let name = self.info.type_name.clone();
+        let request = BackendRequest {
+            backend: name.clone(),
+        };
+        let outcome = {
+            let name = name.clone();
+            blocking(&name.clone(), move || {
+                call(module, &name, op::DIAGNOSE, &request)
+            })
+            .await
+        };
+        match outcome {
+            Ok(lines) => lines,
+            Err(err) if err.to_string().contains(UNKNOWN_OPERATION) => Vec::new(),
+            Err(err) => vec![Diagnostic {
+                check: format!("{name} plugin"),
+                ok: false,
+                detail: err.to_string(),
+            }],
+        }
+    }
+
+    async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<Leftover>> {
+        let module = self.module;
+        let name = self.info.type_name.clone();
+        let request = GarbageRequest {
+            backend: name.clone(),
+            dry_run,
+        };
+        match blocking(&name.clone(), move || {
+            call(module, &name, op::COLLECT_GARBAGE, &request)
+        })
+        .await
+        {
+            Err(err) if err.to_string().contains(UNKNOWN_OPERATION) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+}
+
+/// A runtime living in a plugin.
+pub struct PluginRuntime {
+    module: PluginModuleRef,
+    id: u64,
+    backend: String,
+    backend_type: String,
+    capabilities: Capabilities,
+    setup: SetupOutput,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for PluginRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginRuntime")
+            .field("backend", &self.backend)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginRuntime {
+    fn request(&self) -> RuntimeRequest {
+        RuntimeRequest { runtime: self.id }
+    }
+
+    async fn simple<T: DeserializeOwned + Send + 'static>(
+        &self,
+        operation: &'static str,
+    ) -> Result<T> {
+        let module = self.module;
+        let name = self.backend.clone();
+        let request = self.request();
+        blocking(&self.backend, move || {
+            call(module, &name, operation, &request)
+        })
+        .await
+    }
+}
+
+/// What the output sink's context points to during one streamed call.
+struct SinkContext {
+    events: EventSender,
+}
+
+extern "C" fn sink_write(context: *const c_void, stream: u8, bytes: RSlice<'_, u8>) -> bool {
+    // SAFETY: `context` is the SinkContext owned by the blocking call that
+    // passed this sink; it outlives the call, and the plugin only calls the
+    // sink during it.
+    let context = unsafe { &*(context as *const SinkContext) };
+    let chunk = bytes.as_slice().to_vec();
+    let event = if stream == STDOUT {
+        Event::Stdout(chunk)
+    } else {
+        Event::Stderr(chunk)
+    };
+    // A panic must not unwind into the plugin.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        context.events.blocking_send(event)
+    }))
+    .unwrap_or(false)
+}
+
+extern "C" fn is_cancelled(context: *const c_void) -> bool {
+    // SAFETY: `context` points into the Arc<AtomicBool> kept alive by the
+    // blocking call for its whole duration.
+    unsafe { &*(context as *const AtomicBool) }.load(Ordering::SeqCst)
+}
+
+#[async_trait]
+impl Runtime for PluginRuntime {
+    fn backend_type(&self) -> &str {
+        &self.backend_type
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn asset_path(&self, asset: &ResolvedAsset) -> String {
+        let request = AssetPathRequest {
+            runtime: self.id,
+            asset: asset.clone(),
+        };
+        call(self.module, &self.backend, op::ASSET_PATH, &request)
+            .unwrap_or_else(|_| asset.absolute_path.display().to_string())
+    }
+
+    fn setup_output(&self) -> &SetupOutput {
+        &self.setup
+    }
+
+    async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::RuntimeClosed {
+                backend: self.backend_type.clone(),
+            });
+        }
+        let (events, stream) = EventStream::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let events = events.clone();
+            let cancelled = Arc::clone(&cancelled);
+            tokio::spawn(async move {
+                events.closed().await;
+                cancelled.store(true, Ordering::SeqCst);
+            })
+        };
+        let module = self.module;
+        let name = self.backend.clone();
+        let request = StreamRequest {
+            runtime: self.id,
+            cmd,
+        };
+        tokio::task::spawn_blocking(move || {
+            let context = SinkContext {
+                events: events.clone(),
+            };
+            let sink = OutputSink {
+                context: &context as *const SinkContext as *const c_void,
+                write: sink_write,
+            };
+            let cancel = CancelToken {
+                context: Arc::as_ptr(&cancelled) as *const c_void,
+                is_cancelled,
+            };
+            let started = std::time::Instant::now();
+            let outcome: Result<ExecResult> =
+                call_with(module, &name, op::STREAM, &request, sink, cancel);
+            watcher.abort();
+            let result = outcome.unwrap_or_else(|err| {
+                let mut lost = ExecResult::spawn_failed(&err.to_string(), started.elapsed());
+                lost.status = crate::runtime::ExecStatus::Lost;
+                lost
+            });
+            events.blocking_send(Event::Finished(result));
+            drop(context);
+            drop(cancelled);
+        });
+        Ok(stream)
+    }
+
+    async fn poll(&self) -> RuntimeStatus {
+        if self.closed.load(Ordering::SeqCst) {
+            return RuntimeStatus::Closed;
+        }
+        self.simple(op::POLL).await.unwrap_or(RuntimeStatus::Closed)
+    }
+
+    async fn kill(&self) -> Result<()> {
+        self.simple(op::KILL).await
+    }
+
+    async fn cleanup(&self) -> Result<()> {
+        self.closed.store(true, Ordering::SeqCst);
+        match self.simple::<()>(op::CLEANUP).await {
+            // Already released: nothing is left to clean.
+            Err(Error::RuntimeClosed { .. }) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        let request = self.request();
+        let _: Result<()> = call(self.module, &self.backend, op::RELEASE, &request);
+    }
+}

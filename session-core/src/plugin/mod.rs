@@ -1,0 +1,176 @@
+//! Backends from dylib plugins.
+//!
+//! [`load_directory`] loads every library in a plugin directory into a
+//! [`Registry`]: a file that is not a berth plugin, was built for another
+//! ABI version, declares a type already registered or fails to start is
+//! reported in one line and skipped; the rest load. A loaded plugin becomes a
+//! [`PluginBackend`], the same `Arc<dyn Backend>` as a built-in, so session
+//! code cannot tell them apart.
+//!
+//! Plugin authors implement [`Backend`](crate::runtime::Backend) as for a
+//! built-in and call [`export_backend!`](crate::export_backend) in their
+//! `cdylib` crate.
+
+pub mod export;
+mod host;
+mod logs;
+mod protocol;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use self::host::{PluginBackend, PluginRuntime};
+use crate::registry::Registry;
+use crate::runtime::{Backend, BackendInfo, BackendOrigin};
+pub use session_abi::ABI_VERSION;
+
+/// What the export macro needs, re-exported so plugin crates depend only on
+/// `session-core`.
+#[doc(hidden)]
+pub mod __private {
+    pub use session_abi::__private::*;
+    pub use session_abi::PluginModuleRef;
+}
+
+/// A library that could not be loaded, and why, in one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginProblem {
+    /// The library.
+    pub path: PathBuf,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+impl std::fmt::Display for PluginProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+/// A library that loaded.
+#[derive(Debug, Clone)]
+pub struct LoadedPlugin {
+    /// The library.
+    pub path: PathBuf,
+    /// The backend types it registered.
+    pub types: Vec<String>,
+    /// How long loading it took.
+    pub load_time: Duration,
+}
+
+/// The outcome of loading a plugin directory.
+#[derive(Debug, Clone, Default)]
+pub struct PluginReport {
+    /// Libraries that loaded.
+    pub loaded: Vec<LoadedPlugin>,
+    /// Libraries that were skipped.
+    pub problems: Vec<PluginProblem>,
+}
+
+/// Whether `path` looks like a shared library (`.so`, `.dylib`, `.dll`).
+fn is_library(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("so" | "dylib" | "dll")
+    )
+}
+
+/// Loads every library in `dir` into `registry`. A missing directory loads
+/// nothing and is not a problem.
+pub fn load_directory(dir: &Path, registry: &mut Registry) -> PluginReport {
+    let mut report = PluginReport::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return report;
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_library(p))
+        .collect();
+    paths.sort();
+    for path in paths {
+        match load_library(&path, registry) {
+            Ok(loaded) => report.loaded.push(loaded),
+            Err(reason) => {
+                tracing::warn!(plugin = %path.display(), %reason, "plugin skipped");
+                report.problems.push(PluginProblem { path, reason });
+            }
+        }
+    }
+    report
+}
+
+/// Loads one library and registers its backends. Nothing is registered
+/// when any of its types is already taken.
+pub fn load_library(path: &Path, registry: &mut Registry) -> Result<LoadedPlugin, String> {
+    let started = Instant::now();
+    let module = session_abi::load(path).map_err(|err| err.to_string())?;
+    let version = module.abi_version();
+    if version != ABI_VERSION {
+        return Err(format!(
+            "built for plugin ABI version {version}, this host speaks version {ABI_VERSION}"
+        ));
+    }
+    let backends = start(module, path)?;
+    let types: Vec<String> = backends.iter().map(|b| b.info().type_name).collect();
+    if let Some(taken) = types.iter().find(|t| registry.get(t).is_ok()) {
+        let existing = registry
+            .describe()
+            .into_iter()
+            .find(|(info, _)| &info.type_name == taken)
+            .map(|(_, origin)| origin.to_string())
+            .unwrap_or_default();
+        return Err(format!(
+            "declares backend type `{taken}`, already registered by {existing}"
+        ));
+    }
+    for backend in backends {
+        registry
+            .register(backend, BackendOrigin::Plugin(path.to_path_buf()))
+            .map_err(|err| err.to_string())?;
+    }
+    Ok(LoadedPlugin {
+        path: path.to_path_buf(),
+        types,
+        load_time: started.elapsed(),
+    })
+}
+
+/// Calls the plugin's `init` and wraps each backend it declares.
+fn start(
+    module: session_abi::PluginModuleRef,
+    path: &Path,
+) -> Result<Vec<Arc<dyn Backend>>, String> {
+    let answer = (module.init())(logs::host_sink());
+    let infos: Vec<BackendInfo> = match answer {
+        session_abi::abi_stable::std_types::RResult::ROk(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map_err(|err| format!("its backend descriptors are malformed: {err}"))?
+        }
+        session_abi::abi_stable::std_types::RResult::RErr(text) => {
+            let message = serde_json::from_str::<crate::runtime::wire::WireError>(text.as_str())
+                .map(|w| w.into_error().to_string())
+                .unwrap_or_else(|_| text.into_string());
+            return Err(format!("failed to start: {message}"));
+        }
+    };
+    if infos.is_empty() {
+        return Err("declares no backend".to_owned());
+    }
+    Ok(infos
+        .into_iter()
+        .map(|info| {
+            Arc::new(PluginBackend::new(module, info, path.to_path_buf())) as Arc<dyn Backend>
+        })
+        .collect())
+}
+
+/// Serves backend type `T` through the FFI boundary without loading a
+/// library: the same shims and adapter a real plugin goes through, in this
+/// process. Used to test every conversion on every run.
+pub fn in_process<T: Backend + Default + 'static>() -> Result<Arc<dyn Backend>, String> {
+    let module = export::module::<T>(ABI_VERSION, false);
+    let mut backends = start(module, Path::new("<in-process>"))?;
+    Ok(backends.remove(0))
+}

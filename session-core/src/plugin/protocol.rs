@@ -1,0 +1,78 @@
+//! The operations carried by `PluginModule::call`, as JSON.
+//!
+//! Each operation is a name and a request; adding an operation never
+//! changes an existing one, and a plugin that does not know a name answers
+//! with an "unknown operation" error the host can recognise.
+
+use serde::{Deserialize, Serialize};
+
+use crate::assets::ResolvedAsset;
+use crate::runtime::{Capabilities, ExecCommand, SetupOutput, SpawnContext};
+use crate::spec::EnvironmentSpec;
+
+/// Operation names.
+pub(crate) mod op {
+    pub(crate) const VALIDATE: &str = "validate";
+    pub(crate) const SPAWN: &str = "spawn";
+    pub(crate) const STREAM: &str = "stream";
+    pub(crate) const ASSET_PATH: &str = "asset_path";
+    pub(crate) const POLL: &str = "poll";
+    pub(crate) const KILL: &str = "kill";
+    pub(crate) const CLEANUP: &str = "cleanup";
+    pub(crate) const RELEASE: &str = "release";
+    pub(crate) const DIAGNOSE: &str = "diagnose";
+    pub(crate) const COLLECT_GARBAGE: &str = "collect_garbage";
+}
+
+/// The prefix of the error a plugin returns for an operation it does not
+/// know.
+pub(crate) const UNKNOWN_OPERATION: &str = "unknown operation";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct BackendRequest {
+    pub(crate) backend: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ValidateRequest {
+    pub(crate) backend: String,
+    pub(crate) spec: EnvironmentSpec,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SpawnRequest {
+    pub(crate) backend: String,
+    pub(crate) spec: EnvironmentSpec,
+    pub(crate) ctx: SpawnContext,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SpawnReply {
+    pub(crate) runtime: u64,
+    pub(crate) backend_type: String,
+    pub(crate) capabilities: Capabilities,
+    pub(crate) setup: SetupOutput,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RuntimeRequest {
+    pub(crate) runtime: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StreamRequest {
+    pub(crate) runtime: u64,
+    pub(crate) cmd: ExecCommand,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct AssetPathRequest {
+    pub(crate) runtime: u64,
+    pub(crate) asset: ResolvedAsset,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct GarbageRequest {
+    pub(crate) backend: String,
+    pub(crate) dry_run: bool,
+}

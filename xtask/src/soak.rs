@@ -1,0 +1,88 @@
+//! `cargo xtask soak [--sessions N] [--concurrency N] [--type TYPE]`: the
+//! full-size soak (200 concurrent sessions on the local backend by
+//! default), with its figures.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use runtime_conformance::Target;
+use runtime_conformance::soak::{SoakConfig, peak_rss, processes_of_run, soak};
+use session_core::EnvironmentSpec;
+
+use runtime_docker as _;
+use runtime_local as _;
+
+pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
+    let mut config = SoakConfig::new(200);
+    let mut backend = "local".to_owned();
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--sessions" => config.sessions = value()?.parse()?,
+            "--concurrency" => config.concurrency = value()?.parse()?,
+            "--type" => backend = value()?.clone(),
+            other => bail!("unknown soak option `{other}`"),
+        }
+    }
+    if config.concurrency > config.sessions {
+        config.concurrency = config.sessions;
+    }
+    let temp = tempfile::Builder::new().prefix("berth-soak-").tempdir()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let spec = match backend.as_str() {
+        "docker" => {
+            runtime
+                .block_on(async {
+                    let docker = runtime_docker::test_image::connect().await?;
+                    runtime_docker::test_image::ensure(&docker).await
+                })
+                .map_err(anyhow::Error::msg)
+                .context("preparing the docker soak image")?;
+            EnvironmentSpec::from_yaml_str(
+                &format!(
+                    "type: docker\nname: soak\ndocker: {{image: '{}'}}\n",
+                    runtime_docker::test_image::IMAGE
+                ),
+                "<soak>",
+            )?
+        }
+        other => EnvironmentSpec::new(other, "soak"),
+    };
+    let target = Target::builtin(spec);
+    let run_id = format!("xtask-{}", std::process::id());
+    let report = runtime.block_on(soak(&target, &config, temp.path(), &run_id));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let mut survivors = processes_of_run(&run_id);
+    if backend == "docker" {
+        runtime_docker::wait_for_background_removals(std::time::Duration::from_secs(30));
+        let containers = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!(
+                "label={}={}",
+                runtime_docker::LABEL_OWNER_PID,
+                std::process::id()
+            ))
+            .output()?;
+        let left = String::from_utf8_lossy(&containers.stdout).lines().count();
+        println!("soak[docker] containers left: {left}");
+        survivors.extend(std::iter::repeat_n(0, left));
+    }
+    println!("soak[{backend}] {}", report.summary());
+    println!(
+        "soak[{backend}] peak RSS of the host process: {:.1} MiB; surviving processes: {}",
+        peak_rss() as f64 / (1 << 20) as f64,
+        survivors.len()
+    );
+    for failure in report.failures.iter().take(20) {
+        println!("soak[{backend}] FAILED {failure}");
+    }
+    let ok = report.failures.is_empty() && report.leftover_dirs.is_empty() && survivors.is_empty();
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
