@@ -12,12 +12,17 @@ use session_core::registry::Registry;
 use session_core::runtime::BackendOrigin;
 
 // Linked for their `register_backend!` entries.
+use runtime_api as _;
 use runtime_docker as _;
 use runtime_local as _;
 
 /// The `type` of every built-in backend this binary links. A test checks
 /// the registry holds each one.
-pub(crate) const BUILT_IN_TYPES: &[&str] = &[runtime_local::TYPE_NAME, runtime_docker::TYPE_NAME];
+pub(crate) const BUILT_IN_TYPES: &[&str] = &[
+    runtime_local::TYPE_NAME,
+    runtime_docker::TYPE_NAME,
+    runtime_api::TYPE_NAME,
+];
 
 /// Where the plugin directory setting came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,6 +50,7 @@ pub(crate) enum Command {
     Diff(DiffArgs),
     Doctor(DoctorArgs),
     Gc(GcArgs),
+    Serve(ServeArgs),
 }
 
 /// Run one command in a fresh session and pass its exit code through.
@@ -244,6 +245,27 @@ pub(crate) struct GcArgs {
     /// Print JSON instead of lines
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Serve this host's backends (built-ins and plugins) to remote `type: api`
+/// clients over HTTP.
+///
+/// Every request needs the bearer token: from `--token-file`, else
+/// `$BERTH_TOKEN`, else a fresh token printed once on stderr. The server
+/// binds loopback unless told otherwise and warns when it listens elsewhere
+/// without TLS. SIGINT or SIGTERM stops it and closes every remote session.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  berth serve --listen 127.0.0.1:7341 --token-file ~/.config/berth/token"
+)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7341")]
+    pub(crate) listen: std::net::SocketAddr,
+
+    /// File holding the bearer token clients must send
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 /// Parses a positive, finite number of seconds (`10`, `0.5`).

@@ -13,6 +13,7 @@ mod doctor;
 mod gc;
 mod quote;
 mod run;
+mod serve;
 mod term;
 mod trees;
 
@@ -77,6 +78,7 @@ fn execute(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => async_runtime()?.block_on(run::run(args, global)),
         Command::Doctor(args) => async_runtime()?.block_on(doctor::doctor(args, global)),
         Command::Gc(args) => async_runtime()?.block_on(gc::gc(args, global)),
+        Command::Serve(args) => async_runtime()?.block_on(serve::serve(args, global)),
     }
 }
 

@@ -117,7 +117,7 @@ fn run_refuses_an_unknown_backend_listing_the_registered_ones() {
     assert_eq!(code(&out), 125, "{out:?}");
     let err = stderr(&out);
     assert!(err.contains("warp-drive"), "{err}");
-    assert!(err.contains("registered: docker, local"), "{err}");
+    assert!(err.contains("registered: api, docker, local"), "{err}");
     sb.assert_no_session_dirs();
 }
 
