@@ -9,8 +9,27 @@ use runtime_conformance::Target;
 use runtime_conformance::soak::{SoakConfig, peak_rss, processes_of_run, soak};
 use session_core::EnvironmentSpec;
 
+use runtime_api as _;
 use runtime_docker as _;
 use runtime_local as _;
+
+/// Starts a `berth serve` server of the built-in backends on a loopback
+/// port, in this process, and returns its URL.
+async fn start_server(temp: &std::path::Path) -> Result<String> {
+    let registry = session_core::registry::Registry::with_builtins()?.shared();
+    let token = runtime_api::Token::new("soak-token-for-this-run-only")?;
+    let config = runtime_api::server::ServeConfig::new(token, registry)
+        .listen("127.0.0.1:0".parse()?)
+        .work_root(temp);
+    let server = runtime_api::server::bind(config).await?;
+    let url = format!("http://{}", server.local_addr());
+    tokio::spawn(async move {
+        if let Err(err) = server.run().await {
+            eprintln!("xtask: the soak server stopped: {err}");
+        }
+    });
+    Ok(url)
+}
 
 pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
     let mut config = SoakConfig::new(200);
@@ -29,6 +48,13 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
         config.concurrency = config.sessions;
     }
     let temp = tempfile::Builder::new().prefix("berth-soak-").tempdir()?;
+    let server_root = tempfile::Builder::new()
+        .prefix("berth-soak-server-")
+        .tempdir()?;
+    if backend == "api" {
+        // SAFETY: no other thread exists yet in this process.
+        unsafe { std::env::set_var("BERTH_SOAK_TOKEN", "soak-token-for-this-run-only") };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -45,6 +71,15 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
                 &format!(
                     "type: docker\nname: soak\ndocker: {{image: '{}'}}\n",
                     runtime_docker::test_image::IMAGE
+                ),
+                "<soak>",
+            )?
+        }
+        "api" => {
+            let url = runtime.block_on(start_server(server_root.path()))?;
+            EnvironmentSpec::from_yaml_str(
+                &format!(
+                    "type: api\nname: soak\napi:\n  url: {url}\n  token_env: BERTH_SOAK_TOKEN\n  remote: {{type: local, name: soak}}\n"
                 ),
                 "<soak>",
             )?
