@@ -9,7 +9,12 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-const TARGETS: [&str; 3] = ["spec_parse", "placeholders", "archive_extract"];
+const TARGETS: [&str; 4] = [
+    "spec_parse",
+    "placeholders",
+    "archive_extract",
+    "server_requests",
+];
 
 pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
     let mut seconds = 60u64;
