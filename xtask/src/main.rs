@@ -2,6 +2,8 @@
 //!
 //! * `test [ARGS…]` — installs what the tests need when it is missing, then
 //!   runs the whole workspace's tests with nextest (ARGS go to nextest).
+//! * `bench [--quick] [ROW…]` — builds the benchmark harness in release
+//!   mode and runs it (SPEC §11; see BENCHMARKS.md).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on its terminal
 
@@ -9,6 +11,8 @@ use std::env;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
+
+mod bench;
 
 fn main() -> ExitCode {
     match run() {
@@ -26,8 +30,12 @@ fn run() -> Result<ExitCode> {
     let rest: Vec<String> = args.collect();
     match task.as_str() {
         "test" => test(&rest),
+        "bench" => bench::bench(&rest),
         "" | "help" | "--help" | "-h" => {
             println!("usage: cargo xtask test [NEXTEST ARGS…]");
+            println!(
+                "       cargo xtask bench [--quick] [ROW…]   (rows: cargo xtask bench --list)"
+            );
             Ok(ExitCode::SUCCESS)
         }
         other => bail!("unknown task `{other}` (try `cargo xtask help`)"),
