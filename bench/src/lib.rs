@@ -54,8 +54,11 @@ pub struct Sizes {
     pub tree_files: usize,
     /// Bytes per file in those trees.
     pub file_size: usize,
-    /// Timed runs per side of the snapshot and extract rows.
+    /// Timed runs per side of the snapshot row.
     pub tree_iterations: usize,
+    /// Timed runs per side of the extract row (file creation is the
+    /// slowest work here).
+    pub extract_iterations: usize,
     /// Input files written by `materialize_input_files`.
     pub input_files: usize,
     /// Timed runs per side of the input-file row.
@@ -78,6 +81,7 @@ impl Sizes {
             tree_files: 10_000,
             file_size: 1024,
             tree_iterations: 15,
+            extract_iterations: 9,
             input_files: 1_000,
             input_iterations: 30,
             diff_iterations: 30,
@@ -96,6 +100,7 @@ impl Sizes {
             tree_files: 2_000,
             file_size: 1024,
             tree_iterations: 3,
+            extract_iterations: 3,
             input_files: 200,
             input_iterations: 5,
             diff_iterations: 5,
@@ -114,6 +119,7 @@ impl Sizes {
             tree_files: 120,
             file_size: 256,
             tree_iterations: 1,
+            extract_iterations: 1,
             input_files: 20,
             input_iterations: 1,
             diff_iterations: 1,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use session_core::compression::Compression;
 use session_core::diff;
 use session_core::file_ops::{self, InputFile};
-use session_core::snapshot::{ExtractMode, Snapshot, SnapshotRules};
+use session_core::snapshot::{ContentHash, ExtractMode, Snapshot, SnapshotRules};
 
 use crate::fixtures::{FileSpec, edit_files, tree_files, write_files};
 use crate::stats::{Samples, Schedule, fmt_bytes};
@@ -121,9 +121,11 @@ fn tar(args: &[&str]) -> BenchResult<()> {
 
 /// `Snapshot::capture` of the tree (no compression, then gz) against an
 /// external `tar -cf` (then `tar -czf`) of the same tree into the same
-/// archive directory, alternating one run each. A third side, outside the
-/// verdict, is `tar` followed by an `fsync` of its archive, since a capture
-/// syncs its archive before it returns.
+/// archive directory, alternating one run each. Two more sides, outside the
+/// verdict, locate the difference: `tar` followed by an `fsync` of its
+/// archive (a capture syncs its archive before it returns), and hashing
+/// every file's bytes from memory (a capture hashes each file for the
+/// manifest; `tar` hashes nothing).
 pub fn snapshot(bench: &Bench) -> BenchResult<Vec<Figure>> {
     let fixture = TreeFixture::new(bench, 1)?;
     let schedule = Schedule {
@@ -148,10 +150,19 @@ pub fn snapshot(bench: &Bench) -> BenchResult<Vec<Figure>> {
         let floor_arg = floor_archive
             .to_str()
             .ok_or("bench directory is not UTF-8")?;
-        let mut samples: [Vec<Duration>; 3] = Default::default();
+        let mut samples: [Vec<Duration>; 4] = Default::default();
         let (mut berth_size, mut tar_size) = (0, 0);
-        for (side, is_timed) in schedule.order(3) {
+        for (side, is_timed) in schedule.order(4) {
             let took = match side {
+                3 => {
+                    timed(|| {
+                        for file in &fixture.files {
+                            std::hint::black_box(ContentHash::of(&file.bytes));
+                        }
+                        Ok(())
+                    })?
+                    .0
+                }
                 0 => {
                     let (took, snap) = timed(|| fixture.capture(compression))?;
                     berth_size = fs::metadata(snap.archive_path())?.len();
@@ -175,7 +186,7 @@ pub fn snapshot(bench: &Bench) -> BenchResult<Vec<Figure>> {
                 samples[side].push(took);
             }
         }
-        let [berth, floor, synced] = samples.map(Samples::new);
+        let [berth, floor, synced, hashing] = samples.map(Samples::new);
         let (label, tar_cmd) = match compression {
             Compression::None => (format!("snapshot {n} × {size}, no compression"), "tar -cf"),
             _ => (format!("snapshot {n} × {size}, gz"), "tar -czf"),
@@ -188,6 +199,10 @@ pub fn snapshot(bench: &Bench) -> BenchResult<Vec<Figure>> {
                 .detail(format!(
                     "`{tar_cmd}` + fsync of the archive: {}",
                     synced.summary()
+                ))
+                .detail(format!(
+                    "hashing every file's bytes from memory (BLAKE3, as a capture does): {}",
+                    hashing.summary()
                 ))
                 .detail(format!(
                     "archive sizes: berth {}, tar {}",
@@ -209,8 +224,8 @@ pub fn extract(bench: &Bench) -> BenchResult<Vec<Figure>> {
     let plain = fixture.capture(Compression::None)?;
     let gz = fixture.capture(Compression::Gzip)?;
     let schedule = Schedule {
-        warmup: 2.min(bench.sizes.tree_iterations),
-        iterations: bench.sizes.tree_iterations,
+        warmup: 2.min(bench.sizes.extract_iterations),
+        iterations: bench.sizes.extract_iterations,
         block: 1,
     };
     let reads = member_reads(bench.sizes.file_size);
