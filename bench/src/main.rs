@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use berth_bench::machine::Machine;
+use berth_bench::machine::{BusyWatch, CpuTimes, Machine};
 use berth_bench::report::markdown_table;
 use berth_bench::rows::stream::{CHILD_FLAG, throughput_child};
 use berth_bench::{Bench, ROWS, Row, Sizes, find_row};
@@ -94,9 +94,13 @@ fn run(bench: &Bench, rows: &[&Row]) -> ExitCode {
     let started = Instant::now();
     let mut figures = Vec::new();
     let mut failed = false;
+    let mut disturbed = Vec::new();
+    let watch = BusyWatch::start();
     for row in rows {
         println!("\n== {}: {}", row.name, row.about);
         let row_start = Instant::now();
+        let cpu_start = CpuTimes::now();
+        watch.take();
         match (row.run)(bench) {
             Ok(row_figures) => {
                 for fig in &row_figures {
@@ -120,7 +124,24 @@ fn run(bench: &Bench, rows: &[&Row]) -> ExitCode {
                 failed = true;
             }
         }
-        println!("    ({:.1} s)", row_start.elapsed().as_secs_f64());
+        let busy = watch.take();
+        let others = CpuTimes::now().others_since(&cpu_start);
+        let mut line = format!(
+            "    ({:.1} s; other work used {:.0}% of the CPUs",
+            row_start.elapsed().as_secs_f64(),
+            others * 100.0
+        );
+        if busy > 0 {
+            line.push_str(&format!("; up to {busy} other rustc processes ran: noisy"));
+            disturbed.push(row.name);
+        }
+        println!("{line})");
+    }
+    if !disturbed.is_empty() {
+        println!(
+            "\nwarning: other builds ran during: {} (re-run those rows on a quiet machine)",
+            disturbed.join(", ")
+        );
     }
     println!(
         "\n{}\n({} rows in {:.1} s)",
