@@ -4,7 +4,7 @@ use std::fs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The machine and the moment of a run.
 #[derive(Debug, Clone)]
@@ -177,6 +177,27 @@ impl CpuTimes {
         let busy = self.machine_busy.saturating_sub(earlier.machine_busy);
         let own = self.own.saturating_sub(earlier.own);
         busy.saturating_sub(own) as f64 / total as f64
+    }
+}
+
+/// Waits until the machine has been quiet for `quiet_for`: no `rustc`
+/// running and less than a quarter of the CPUs busy with other work.
+/// Returns `false` if that has not happened after `give_up`.
+pub fn wait_for_quiet(quiet_for: Duration, give_up: Duration) -> bool {
+    let start = Instant::now();
+    let mut quiet_since = Instant::now();
+    loop {
+        let before = CpuTimes::now();
+        thread::sleep(Duration::from_secs(1));
+        let others = CpuTimes::now().others_since(&before);
+        if !running_compilers().is_empty() || others > 0.25 {
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= quiet_for {
+            return true;
+        }
+        if start.elapsed() > give_up {
+            return false;
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 
 use crate::{cargo, exit_code};
 
-/// Builds and runs `berth-bench` with `args` (`--quick`, `--dir DIR`, row
-/// names; `--list` shows the rows).
+/// Builds and runs `berth-bench` with `args` (`--quick`, `--wait-quiet`,
+/// `--dir DIR`, row names; `--list` shows the rows, `--help` the options).
 pub(crate) fn bench(args: &[String]) -> Result<ExitCode> {
     let status = Command::new(cargo())
         .args([
