@@ -77,7 +77,7 @@ impl Sizes {
             exec_iterations: 300,
             latency_iterations: 100,
             stream_bytes: 1 << 30,
-            stream_rounds: 3,
+            stream_rounds: 5,
             tree_files: 10_000,
             file_size: 1024,
             tree_iterations: 15,

@@ -133,6 +133,8 @@ struct ThroughputRun {
     peak_rss: u64,
     /// VmRSS of the child just before streaming, in bytes.
     baseline_rss: u64,
+    /// Minor page faults of the child while it streamed.
+    faults: u64,
 }
 
 impl ThroughputRun {
@@ -150,13 +152,17 @@ const VARIANTS: [(&str, Option<u64>); 3] =
 /// same producer's pipe 64 KiB at a time. Each run is a child process of
 /// its own, so its VmHWM is that run's peak memory alone. berth runs with
 /// `output_limit` 1 MiB and at the default (64 MiB), since every stream
-/// also keeps up to `output_limit` bytes for the final result.
+/// also keeps up to `output_limit` bytes for the final result. Each run
+/// also reports its minor page faults, which is where slow runs differ.
 pub fn throughput(bench: &Bench) -> BenchResult<Vec<Figure>> {
     let bytes = bench.sizes.stream_bytes;
     let mut runs: [Vec<ThroughputRun>; 3] = Default::default();
-    for _ in 0..bench.sizes.stream_rounds {
-        for (i, (mode, limit)) in VARIANTS.iter().enumerate() {
-            runs[i].push(run_child(bench, mode, bytes, *limit)?);
+    for round in 0..bench.sizes.stream_rounds {
+        // Rotate the order so no variant always runs first or last.
+        for k in 0..VARIANTS.len() {
+            let i = (round + k) % VARIANTS.len();
+            let (mode, limit) = VARIANTS[i];
+            runs[i].push(run_child(bench, mode, bytes, limit)?);
         }
     }
     let median_rate = |runs: &[ThroughputRun]| {
@@ -166,7 +172,7 @@ pub fn throughput(bench: &Bench) -> BenchResult<Vec<Figure>> {
     };
     let spread = |runs: &[ThroughputRun]| {
         runs.iter()
-            .map(|r| fmt_rate(r.rate()))
+            .map(|r| format!("{} ({} faults)", fmt_rate(r.rate()), r.faults))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -245,6 +251,7 @@ fn run_child(
         elapsed: Duration::from_nanos(field("ns")?),
         peak_rss: field("hwm_kib")? * 1024,
         baseline_rss: field("rss_kib")? * 1024,
+        faults: field("faults")?,
     };
     if run.bytes != bytes {
         return Err(format!("the {mode} child read {} of {bytes} bytes", run.bytes).into());
@@ -265,11 +272,12 @@ pub fn throughput_child(args: &[String]) -> BenchResult<String> {
     let bytes: u64 = args.get(1).ok_or_else(usage)?.parse()?;
     let limit: Option<u64> = args.get(2).map(|s| s.parse()).transpose()?;
     let producer = format!("head -c {bytes} /dev/zero");
-    let (read, elapsed, baseline) = match mode.as_str() {
+    let (read, elapsed, baseline, faults) = match mode.as_str() {
         "raw" => {
             let baseline = proc_status_kib("VmRSS")?;
+            let faults = minor_faults();
             let (read, elapsed) = raw_read_loop(&producer)?;
-            (read, elapsed, baseline)
+            (read, elapsed, baseline, minor_faults() - faults)
         }
         "berth" => {
             let workspace = tempfile::tempdir()?;
@@ -277,6 +285,7 @@ pub fn throughput_child(args: &[String]) -> BenchResult<String> {
             rt.block_on(async {
                 let runtime = local_runtime(workspace.path()).await?;
                 let baseline = proc_status_kib("VmRSS")?;
+                let faults = minor_faults();
                 let mut cmd = ExecCommand::new(producer);
                 cmd.output_limit = limit;
                 let start = Instant::now();
@@ -291,6 +300,7 @@ pub fn throughput_child(args: &[String]) -> BenchResult<String> {
                     }
                 };
                 let elapsed = start.elapsed();
+                let faults = minor_faults() - faults;
                 if !result.success() || result.stdout.total_bytes != bytes {
                     return Err(format!(
                         "producer failed or was cut: {:?}, {} bytes counted",
@@ -299,14 +309,14 @@ pub fn throughput_child(args: &[String]) -> BenchResult<String> {
                     .into());
                 }
                 runtime.cleanup().await?;
-                BenchResult::Ok((read, elapsed, baseline))
+                BenchResult::Ok((read, elapsed, baseline, faults))
             })?
         }
         other => return Err(format!("unknown throughput mode `{other}`; {}", usage()).into()),
     };
     let peak = proc_status_kib("VmHWM")?;
     Ok(format!(
-        "bytes={read} ns={} hwm_kib={peak} rss_kib={baseline} ({} in {})",
+        "bytes={read} ns={} hwm_kib={peak} rss_kib={baseline} faults={faults} ({} in {})",
         elapsed.as_nanos(),
         fmt_rate(read as f64 / elapsed.as_secs_f64()),
         fmt_duration(elapsed)
@@ -339,6 +349,17 @@ fn raw_read_loop(producer: &str) -> io::Result<(u64, Duration)> {
         return Err(io::Error::other(format!("producer: {status}")));
     }
     Ok((read, elapsed))
+}
+
+/// Minor page faults of this process so far (all its threads).
+fn minor_faults() -> u64 {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage with a valid pointer to a local struct.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    usage.ru_minflt.max(0) as u64
 }
 
 /// A `kB` field of `/proc/self/status` (`VmHWM`, `VmRSS`).
