@@ -15,6 +15,9 @@
 //!   byte or a leftover.
 //! * `fuzz [--seconds N] [TARGET…]` — runs the cargo-fuzz targets in `fuzz/`
 //!   for a bounded time each (not part of CI).
+//! * `bench [--quick] [ROW…]` — builds the benchmark harness (and the
+//!   namespace plugin) in release mode and runs it (SPEC §11; see
+//!   BENCHMARKS.md).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on its terminal
 
@@ -29,6 +32,8 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
+
+mod bench;
 
 fn main() -> ExitCode {
     match run() {
@@ -49,9 +54,11 @@ fn run() -> Result<ExitCode> {
         "test-plugin" => plugin::test_plugin(&rest),
         "soak" => soak::run(&rest),
         "fuzz" => fuzz::run(&rest),
+        "bench" => bench::bench(&rest),
         "" | "help" | "--help" | "-h" => {
             println!("usage: cargo xtask test [NEXTEST ARGS…]");
             println!("       cargo xtask test-plugin <crate dir | path to .so>");
+            println!("       cargo xtask bench [--quick] [--wait-quiet] [ROW…]   (rows: --list)");
             println!("       cargo xtask soak [--sessions N] [--concurrency N] [--type TYPE]");
             println!("       cargo xtask fuzz [--seconds N] [TARGET…]");
             Ok(ExitCode::SUCCESS)

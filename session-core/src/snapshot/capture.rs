@@ -65,11 +65,11 @@ pub(super) fn capture(
     } = walker;
     let counting = builder.into_inner().map_err(io_err)?;
     let buffered = counting.inner.finish().map_err(io_err)?;
+    // Flushed, not synced: a snapshot serves the session that took it, and
+    // an fsync per capture would cost more than the walk itself.
     buffered
         .into_inner()
-        .map_err(|err| io_err(err.into_error()))?
-        .sync_data()
-        .ok();
+        .map_err(|err| io_err(err.into_error()))?;
     let (_, archive) = file.keep().map_err(|err| io_err(err.error))?;
 
     let mut entries = entries;
