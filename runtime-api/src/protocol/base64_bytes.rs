@@ -1,21 +1,18 @@
 //! Serde for bytes as standard base64 (RFC 4648, padded), the form raw
 //! bytes take in the protocol's JSON: `#[serde(with = "base64_bytes")]`.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Deserializer, Serializer};
+use session_core::base64;
 
 /// Writes bytes as a base64 string.
 pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&STANDARD.encode(bytes))
+    serializer.serialize_str(&base64::encode(bytes))
 }
 
 /// Reads a base64 string.
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
     let text = String::deserialize(deserializer)?;
-    STANDARD
-        .decode(text.as_bytes())
-        .map_err(|err| serde::de::Error::custom(format!("invalid base64: {err}")))
+    base64::decode(&text).map_err(|err| serde::de::Error::custom(format!("invalid base64: {err}")))
 }
 
 /// The same for `Option<Vec<u8>>`, with `null` for `None`.
@@ -41,8 +38,7 @@ pub mod option {
         let Some(text) = Option::<String>::deserialize(deserializer)? else {
             return Ok(None);
         };
-        STANDARD
-            .decode(text.as_bytes())
+        base64::decode(&text)
             .map(Some)
             .map_err(|err| serde::de::Error::custom(format!("invalid base64: {err}")))
     }
