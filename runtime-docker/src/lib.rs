@@ -62,8 +62,7 @@ use async_trait::async_trait;
 use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
 use session_core::register_backend;
 use session_core::runtime::{
-    Backend, BackendInfo, Capabilities, Diagnostic, ExecCommand, Leftover, Runtime, SetupOutput,
-    SpawnContext,
+    Backend, BackendInfo, Capabilities, Diagnostic, Leftover, Runtime, SpawnContext, run_setup,
 };
 use session_core::spec::EnvironmentSpec;
 use session_core::{Error, Result};
@@ -195,7 +194,7 @@ impl Backend for DockerBackend {
             guard,
             config.keep_container_after_clean,
         );
-        match run_setup(&runtime, &ctx.setup_commands(spec), spec).await {
+        match run_setup(&ctx.setup_commands(spec), spec, |cmd| runtime.execute(cmd)).await {
             Ok(output) => {
                 runtime.set_setup_output(output);
                 runtime.spawned();
@@ -250,39 +249,4 @@ fn create_error(image: &str, err: &bollard::errors::Error) -> Error {
     backend_error(format!(
         "cannot create a container of image `{image}`: {detail}"
     ))
-}
-
-/// Runs the setup commands once, in order, stopping at the first failure
-/// (SPEC §5.4): a failure is [`Error::SetupFailed`] unless
-/// `setup.allow_failure`, in which case the remaining commands are skipped.
-async fn run_setup(
-    runtime: &DockerRuntime,
-    commands: &[String],
-    spec: &EnvironmentSpec,
-) -> Result<SetupOutput> {
-    let mut output = SetupOutput::default();
-    for command in commands {
-        let mut cmd = ExecCommand::new(command.clone());
-        cmd.wall_timeout = spec.limits.wall_timeout;
-        let result = runtime.execute(cmd).await?;
-        let failed = !result.success();
-        output.commands.push((command.clone(), result.clone()));
-        if failed {
-            tracing::warn!(
-                command,
-                exit_code = result.exit_code,
-                "setup command failed"
-            );
-            if spec.setup.allow_failure {
-                break;
-            }
-            return Err(Error::SetupFailed {
-                command: command.clone(),
-                exit_code: result.exit_code,
-                stdout: result.stdout_lossy().into_owned(),
-                stderr: result.stderr_lossy().into_owned(),
-            });
-        }
-    }
-    Ok(output)
 }

@@ -36,7 +36,7 @@ use session_core::assets::ResolvedAsset;
 use session_core::register_backend;
 use session_core::runtime::{
     Backend, BackendInfo, Capabilities, Event, EventStream, ExecCommand, ExecResult, Runtime,
-    RuntimeStatus, SetupOutput, SpawnContext,
+    RuntimeStatus, SetupOutput, SpawnContext, run_setup,
 };
 use session_core::spec::{EnvironmentSpec, Limits};
 use session_core::{Error, Result};
@@ -148,7 +148,7 @@ impl Backend for LocalBackend {
                 idle: Notify::new(),
             }),
         };
-        let setup = run_setup(&runtime, &ctx.setup_commands(spec), spec).await;
+        let setup = run_setup(&ctx.setup_commands(spec), spec, |cmd| runtime.execute(cmd)).await;
         match setup {
             Ok(output) => {
                 let _ = runtime.inner.setup.set(output);
@@ -160,39 +160,6 @@ impl Backend for LocalBackend {
             }
         }
     }
-}
-
-/// Runs the setup commands once, in order, stopping at the first failure.
-async fn run_setup(
-    runtime: &LocalRuntime,
-    commands: &[String],
-    spec: &EnvironmentSpec,
-) -> Result<SetupOutput> {
-    let mut output = SetupOutput::default();
-    for command in commands {
-        let mut cmd = ExecCommand::new(command.clone());
-        cmd.wall_timeout = spec.limits.wall_timeout;
-        let result = runtime.execute(cmd).await?;
-        let failed = !result.success();
-        output.commands.push((command.clone(), result.clone()));
-        if failed {
-            tracing::warn!(
-                command,
-                exit_code = result.exit_code,
-                "setup command failed"
-            );
-            if spec.setup.allow_failure {
-                break;
-            }
-            return Err(Error::SetupFailed {
-                command: command.clone(),
-                exit_code: result.exit_code,
-                stdout: result.stdout_lossy().into_owned(),
-                stderr: result.stderr_lossy().into_owned(),
-            });
-        }
-    }
-    Ok(output)
 }
 
 struct Inner {

@@ -15,6 +15,7 @@ use runtime_local::process::{self, Launch, PreExec, Rlimits, Watch};
 use session_core::assets::ResolvedAsset;
 use session_core::runtime::{
     Capabilities, Event, EventStream, ExecCommand, ExecResult, Runtime, RuntimeStatus, SetupOutput,
+    run_setup,
 };
 use session_core::spec::{EnvironmentSpec, Limits};
 use session_core::{Error, Result};
@@ -236,33 +237,10 @@ impl NamespaceRuntime {
     /// failure; with none, runs the probe. The first command doubles as
     /// the probe.
     pub(crate) async fn set_up(&self, commands: &[String], spec: &EnvironmentSpec) -> Result<()> {
-        let mut output = SetupOutput::default();
         if commands.is_empty() {
             self.probe().await?;
         }
-        for command in commands {
-            let mut cmd = ExecCommand::new(command.clone());
-            cmd.wall_timeout = spec.limits.wall_timeout;
-            let result = self.execute_in_sandbox(cmd).await?;
-            let failed = !result.success();
-            output.commands.push((command.clone(), result.clone()));
-            if failed {
-                tracing::warn!(
-                    command,
-                    exit_code = result.exit_code,
-                    "setup command failed"
-                );
-                if spec.setup.allow_failure {
-                    break;
-                }
-                return Err(Error::SetupFailed {
-                    command: command.clone(),
-                    exit_code: result.exit_code,
-                    stdout: result.stdout_lossy().into_owned(),
-                    stderr: result.stderr_lossy().into_owned(),
-                });
-            }
-        }
+        let output = run_setup(commands, spec, |cmd| self.execute_in_sandbox(cmd)).await?;
         let _ = self.inner.setup.set(output);
         Ok(())
     }

@@ -247,6 +247,50 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     async fn cleanup(&self) -> Result<()>;
 }
 
+/// Runs a runtime's setup commands once, in order, through `execute`,
+/// stopping at the first failure (SPEC §5.4). A failure is
+/// [`crate::Error::SetupFailed`] unless `setup.allow_failure`, in which case
+/// the remaining commands are skipped and the failure stays visible in the
+/// returned output. Each command gets the spec's wall timeout.
+///
+/// Every backend runs setup through this, so its semantics are the same
+/// everywhere.
+pub async fn run_setup<F, Fut>(
+    commands: &[String],
+    spec: &EnvironmentSpec,
+    mut execute: F,
+) -> Result<SetupOutput>
+where
+    F: FnMut(ExecCommand) -> Fut,
+    Fut: std::future::Future<Output = Result<ExecResult>>,
+{
+    let mut output = SetupOutput::default();
+    for command in commands {
+        let mut cmd = ExecCommand::new(command.clone());
+        cmd.wall_timeout = spec.limits.wall_timeout;
+        let result = execute(cmd).await?;
+        let failed = !result.success();
+        output.commands.push((command.clone(), result.clone()));
+        if failed {
+            tracing::warn!(
+                command,
+                exit_code = result.exit_code,
+                "setup command failed"
+            );
+            if spec.setup.allow_failure {
+                break;
+            }
+            return Err(crate::Error::SetupFailed {
+                command: command.clone(),
+                exit_code: result.exit_code,
+                stdout: result.stdout_lossy().into_owned(),
+                stderr: result.stderr_lossy().into_owned(),
+            });
+        }
+    }
+    Ok(output)
+}
+
 /// A shared handle to a backend.
 pub type BackendRef = Arc<dyn Backend>;
 
