@@ -26,7 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use session_core::compression::Compression;
 use session_core::paths;
 use session_core::snapshot::{
-    ContentHash, EntryKind, ExtractMode, ManifestEntry, Snapshot, SnapshotManifest,
+    ContentHash, EntryKind, ExactHashingReader, ExtractMode, ManifestEntry, Snapshot,
+    SnapshotManifest,
 };
 use session_core::{Error, Result};
 
@@ -496,20 +497,13 @@ impl<W: Write> Packer<W> {
         header.set_size(size);
         header.set_mode(mode);
         header.set_mtime(meta.mtime().max(0) as u64);
-        let mut reader = ExactHashingReader {
-            inner: file,
-            remaining: size,
-            hasher: blake3::Hasher::new(),
-        };
+        let mut reader = ExactHashingReader::new(file, size);
         self.builder
             .append_data(&mut header, member, &mut reader)
             .map_err(|err| io_error("archiving", source, err))?;
-        self.packed.upserts.push(file_entry(
-            member.to_owned(),
-            mode,
-            size,
-            reader.hasher.finalize().into(),
-        ));
+        self.packed
+            .upserts
+            .push(file_entry(member.to_owned(), mode, size, reader.hash()));
         Ok(true)
     }
 
@@ -563,34 +557,6 @@ impl<W: Write> Packer<W> {
             message: format!("finishing a sync archive: {err}"),
         })?;
         Ok((out, self.packed))
-    }
-}
-
-/// Yields exactly `remaining` bytes of a file (zero-padded if it shrank
-/// after its size was read, cut if it grew) and hashes what it yields, so
-/// the entry always describes the archived bytes.
-struct ExactHashingReader {
-    inner: File,
-    remaining: u64,
-    hasher: blake3::Hasher,
-}
-
-impl Read for ExactHashingReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
-        }
-        let want = buf
-            .len()
-            .min(self.remaining.min(usize::MAX as u64) as usize);
-        let mut n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            buf[..want].fill(0);
-            n = want;
-        }
-        self.remaining -= n as u64;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }
 

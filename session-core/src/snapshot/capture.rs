@@ -183,11 +183,7 @@ impl<W: Write> Walker<'_, CountingWriter<W>> {
         header.set_size(size);
         header.set_mode(mode);
         header.set_mtime(meta.mtime().max(0) as u64);
-        let mut reader = ExactHashingReader {
-            inner: file,
-            remaining: size,
-            hasher: blake3::Hasher::new(),
-        };
+        let mut reader = ExactHashingReader::new(file, size);
         self.builder
             .append_data(&mut header, &rel, &mut reader)
             .map_err(Error::io("archiving", abs))?;
@@ -199,7 +195,7 @@ impl<W: Write> Walker<'_, CountingWriter<W>> {
                 kind: EntryKind::File,
                 mode,
                 size,
-                hash: reader.hasher.finalize().into(),
+                hash: reader.hash(),
                 link_target: None,
             },
             offset,
@@ -293,13 +289,31 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
-/// Yields exactly `remaining` bytes of a file (zero-padded if it shrank
-/// after its size was read, cut if it grew) and hashes what it yields, so
-/// the manifest always describes the archived bytes.
-struct ExactHashingReader {
+/// Yields exactly `size` bytes of a file (zero-padded if it shrank after
+/// its size was read, cut if it grew) and hashes what it yields, so a
+/// manifest entry always describes the archived bytes. Used by every writer
+/// of tar members from a live tree.
+#[derive(Debug)]
+pub struct ExactHashingReader {
     inner: File,
     remaining: u64,
     hasher: blake3::Hasher,
+}
+
+impl ExactHashingReader {
+    /// Reads `size` bytes of `file`.
+    pub fn new(file: File, size: u64) -> ExactHashingReader {
+        ExactHashingReader {
+            inner: file,
+            remaining: size,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    /// The hash of the bytes yielded so far.
+    pub fn hash(&self) -> ContentHash {
+        self.hasher.finalize().into()
+    }
 }
 
 impl Read for ExactHashingReader {

@@ -17,6 +17,7 @@ mod rules;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use self::capture::ExactHashingReader;
 pub use self::extract::ExtractMode;
 pub use self::manifest::{ContentHash, EntryKind, ManifestEntry, SnapshotManifest};
 pub use self::rules::SnapshotRules;
