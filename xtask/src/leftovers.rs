@@ -19,6 +19,9 @@ pub(crate) fn find(since: SystemTime) -> Vec<String> {
             entries
                 .flatten()
                 .filter(|e| e.file_name().to_string_lossy().starts_with("berth-"))
+                // A lock file (the test image's build lock) lives as long as
+                // what it guards; it is not a session's debris.
+                .filter(|e| !e.file_name().to_string_lossy().ends_with(".lock"))
                 .map(|e| e.path())
                 .collect()
         })

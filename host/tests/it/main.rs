@@ -1,0 +1,10 @@
+//! The integration tests of this crate, linked into one binary so a test
+//! run builds and links one executable per crate.
+
+mod common;
+
+mod admin_cli;
+mod plugins_cli;
+mod run_cli;
+mod serve_cli;
+mod trees_cli;

@@ -1,0 +1,336 @@
+//! Nothing a command starts outlives it, seen from the host: every process
+//! of the command's pid namespace is gone after it exits, times out, is
+//! killed, is dropped with its runtime, or when the host process dies.
+//! Also the limits, and a caller other than root.
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use runtime_namespace::NamespaceBackend;
+use session_core::runtime::{Backend, Event, EventStream, ExecCommand, ExecStatus, SpawnContext};
+use session_core::spec::Mode;
+
+use crate::support::{sandbox, stdout_of, wait_for_line, wait_until_empty};
+
+/// A command that prints its pid namespace, leaves daemons behind (in a
+/// session of their own, one ignoring SIGTERM), prints `ready`, then
+/// prints a dot every 50 ms until the workspace has a `go` file, and then
+/// waits silently for a long time.
+const LEAVE_DAEMONS: &str = "readlink /proc/self/ns/pid; \
+    setsid sleep 300 >/dev/null 2>&1 </dev/null & \
+    (trap '' TERM HUP; exec sleep 300) >/dev/null 2>&1 & \
+    echo ready; \
+    while [ ! -e go ]; do echo .; sleep 0.05; done; \
+    sleep 300";
+
+/// Reads events until `ready`, returning the pid namespace printed first.
+async fn until_ready(stream: &mut EventStream) -> String {
+    let mut out = String::new();
+    while !out.contains("ready\n") {
+        match stream.next().await {
+            Some(Event::Stdout(bytes)) => out.push_str(&String::from_utf8(bytes).unwrap()),
+            Some(Event::Stderr(bytes)) => panic!("stderr: {}", String::from_utf8_lossy(&bytes)),
+            other => panic!("the command ended early: {other:?}"),
+        }
+    }
+    let ns = out.lines().next().unwrap().to_owned();
+    assert!(ns.starts_with("pid:["), "{out}");
+    ns
+}
+
+/// The sandbox's processes as the host sees them: at least the init, the
+/// shell and both daemons.
+fn assert_running(ns: &str) {
+    let pids = crate::support::processes_in(ns);
+    assert!(
+        pids.len() >= 4,
+        "expected the sandbox's processes in {ns}, found {pids:?}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_survives_an_idle_timeout() {
+    let sb = sandbox("").await;
+    let mut stream = sb
+        .rt
+        .stream(
+            ExecCommand::new(LEAVE_DAEMONS)
+                .idle_timeout(Duration::from_millis(500))
+                .wall_timeout(Duration::from_secs(120)),
+        )
+        .await
+        .unwrap();
+    let ns = until_ready(&mut stream).await;
+    assert_running(&ns);
+    // Only now can the command fall silent and time out.
+    std::fs::write(sb.workspace().join("go"), "").unwrap();
+    let result = stream.finish().await;
+    assert_eq!(result.status, ExecStatus::IdleTimedOut, "{result:?}");
+    assert_eq!(wait_until_empty(&ns), Vec::<u32>::new());
+    sb.close().await;
+}
+
+#[tokio::test]
+async fn nothing_survives_a_wall_timeout() {
+    let sb = sandbox("").await;
+    let result = sb
+        .rt
+        .execute(
+            ExecCommand::new(
+                "readlink /proc/self/ns/pid > ns; setsid sleep 300 >/dev/null 2>&1 </dev/null & sleep 300",
+            )
+            .wall_timeout(Duration::from_millis(500)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.status, ExecStatus::TimedOut, "{result:?}");
+    let ns = wait_for_line(&sb.workspace().join("ns"));
+    assert_eq!(wait_until_empty(&ns), Vec::<u32>::new());
+    sb.close().await;
+}
+
+#[tokio::test]
+async fn nothing_survives_a_kill() {
+    let sb = sandbox("").await;
+    let mut stream = sb
+        .rt
+        .stream(ExecCommand::new(LEAVE_DAEMONS).wall_timeout(Duration::from_secs(120)))
+        .await
+        .unwrap();
+    let ns = until_ready(&mut stream).await;
+    assert_running(&ns);
+    sb.rt.kill().await.unwrap();
+    let result = stream.finish().await;
+    assert_eq!(result.status, ExecStatus::Signaled, "{result:?}");
+    assert_eq!(wait_until_empty(&ns), Vec::<u32>::new());
+    sb.close().await;
+}
+
+#[tokio::test]
+async fn nothing_survives_the_command_ending() {
+    let sb = sandbox("").await;
+    let out = stdout_of(
+        sb.rt.as_ref(),
+        "readlink /proc/self/ns/pid; setsid sleep 300 >/dev/null 2>&1 </dev/null & \
+         nohup sleep 300 >/dev/null 2>&1 & echo started",
+    )
+    .await;
+    let ns = out.lines().next().unwrap();
+    assert!(out.ends_with("started\n"), "{out}");
+    assert_eq!(wait_until_empty(ns), Vec::<u32>::new());
+    sb.close().await;
+}
+
+#[tokio::test]
+async fn nothing_survives_a_dropped_runtime() {
+    let workspace = tempfile::tempdir().unwrap();
+    let spec = crate::support::spec("{type: namespace, name: dropped}");
+    let ctx = SpawnContext::new("dropped", workspace.path(), Mode::Evaluation);
+    let rt = NamespaceBackend.spawn(&spec, ctx).await.unwrap();
+    let mut stream = rt
+        .stream(ExecCommand::new(LEAVE_DAEMONS).wall_timeout(Duration::from_secs(120)))
+        .await
+        .unwrap();
+    let ns = until_ready(&mut stream).await;
+    assert_running(&ns);
+    // The stream is still read, but its runtime is gone.
+    drop(rt);
+    let result = stream.finish().await;
+    assert_eq!(result.status, ExecStatus::Signaled, "{result:?}");
+    assert_eq!(wait_until_empty(&ns), Vec::<u32>::new());
+}
+
+#[tokio::test]
+async fn nothing_survives_a_dropped_session() {
+    let sb = sandbox("").await;
+    let mut stream = sb
+        .rt
+        .stream(ExecCommand::new(LEAVE_DAEMONS).wall_timeout(Duration::from_secs(120)))
+        .await
+        .unwrap();
+    let ns = until_ready(&mut stream).await;
+    assert_running(&ns);
+    let crate::support::Sandbox { temp, session, rt } = sb;
+    let workspace = session.workspace_path().unwrap();
+    drop(stream);
+    drop(rt);
+    drop(session);
+    assert_eq!(wait_until_empty(&ns), Vec::<u32>::new());
+    assert!(!workspace.exists());
+    drop(temp);
+}
+
+/// When set, the test process is the child of
+/// `host_death_kills_every_sandbox_process`, with this workspace.
+const HOLD_WORKSPACE: &str = "BERTH_NAMESPACE_TEST_HOLD_WORKSPACE";
+
+#[test]
+fn host_death_kills_every_sandbox_process() {
+    if let Some(workspace) = std::env::var_os(HOLD_WORKSPACE) {
+        // The child: start a sandbox that would run for minutes, say where
+        // it is, and wait to be killed.
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let spec = crate::support::spec("{type: namespace, name: hold}");
+            let ctx = SpawnContext::new("hold", &workspace, Mode::Evaluation);
+            let rt = NamespaceBackend.spawn(&spec, ctx).await.unwrap();
+            let result = rt
+                .execute(ExecCommand::new(
+                    "setsid sleep 300 >/dev/null 2>&1 </dev/null & \
+                     readlink /proc/self/ns/pid > ns.tmp && mv ns.tmp ns; sleep 300",
+                ))
+                .await;
+            panic!("the sandbox ended before its host was killed: {result:?}");
+        });
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "host_death_kills_every_sandbox_process",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(HOLD_WORKSPACE, temp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ns = wait_for_line(&temp.path().join("ns"));
+    let before = crate::support::processes_in(&ns);
+    assert!(before.len() >= 3, "{before:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(wait_until_empty(&ns), Vec::<u32>::new());
+}
+
+#[tokio::test]
+async fn limits_become_rlimits() {
+    let sb = sandbox("limits: {file_size: 65536, memory: 67108864}").await;
+    let result = sb
+        .run("head -c 1048576 /dev/zero > big; echo status $?")
+        .await;
+    let size = std::fs::metadata(sb.workspace().join("big")).unwrap().len();
+    assert!(size <= 65536, "wrote {size} bytes past the limit");
+    assert!(!result.stdout_lossy().contains("status 0"), "{result:?}");
+    // A shell asked to hold 200 MB in a variable under a 64 MiB address
+    // space fails; the same work streamed through a pipe does not.
+    let result = sb
+        .run("x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}")
+        .await;
+    assert!(!result.success(), "{result:?}");
+    let streamed = stdout_of(
+        sb.rt.as_ref(),
+        "head -c 200000000 /dev/zero | tr '\\0' a | wc -c",
+    )
+    .await;
+    assert_eq!(streamed, "200000000\n");
+    sb.close().await;
+
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert_eq!(NamespaceBackend::capabilities().pids_limit, !root);
+}
+
+#[tokio::test]
+async fn usage_is_reported() {
+    let sb = sandbox("").await;
+    let result = sb
+        .run("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done")
+        .await;
+    let usage = result.usage.expect("usage");
+    assert!(
+        usage.user_cpu + usage.system_cpu > Duration::ZERO,
+        "{usage:?}"
+    );
+    sb.close().await;
+}
+
+/// When set, the test process is the child of
+/// `a_caller_other_than_root_keeps_its_uid_and_gets_a_process_limit`,
+/// running as another user, with this workspace.
+const OTHER_USER_WORKSPACE: &str = "BERTH_NAMESPACE_TEST_OTHER_USER_WORKSPACE";
+
+/// The uid and gid the test switches to when it runs as root.
+const NOBODY: u32 = 65534;
+
+#[test]
+fn a_caller_other_than_root_keeps_its_uid_and_gets_a_process_limit() {
+    // SAFETY: geteuid(2) cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if let Some(workspace) = std::env::var_os(OTHER_USER_WORKSPACE) {
+        check_as_another_user(std::path::Path::new(&workspace));
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let workspace = temp.path().join("workspace");
+    std::fs::create_dir(&workspace).unwrap();
+    if euid != 0 {
+        // Already another user: check in this process.
+        check_as_another_user(&workspace);
+        return;
+    }
+    std::fs::set_permissions(
+        temp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&workspace, Some(NOBODY), Some(NOBODY)).unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_caller_other_than_root_keeps_its_uid_and_gets_a_process_limit",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(OTHER_USER_WORKSPACE, &workspace)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "as uid {NOBODY}:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let meta = std::fs::metadata(workspace.join("mine")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (NOBODY, NOBODY));
+}
+
+/// Spawns a sandbox as the current (non-root) user with a process limit.
+fn check_as_another_user(workspace: &std::path::Path) {
+    // SAFETY: geteuid(2) and getegid(2) cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    assert!(NamespaceBackend::capabilities().pids_limit);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let spec = crate::support::spec("{type: namespace, name: user, limits: {pids: 5}}");
+        let ctx = SpawnContext::new("user", workspace, Mode::Evaluation);
+        let rt = match NamespaceBackend.spawn(&spec, ctx).await {
+            Ok(rt) => rt,
+            Err(err) => panic!("spawn as uid {uid}: {err}"),
+        };
+        assert_eq!(
+            stdout_of(rt.as_ref(), "id -u; id -g; echo x > mine").await,
+            format!("{uid}\n{gid}\n")
+        );
+        let meta = std::fs::metadata(workspace.join("mine")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+        // Ten background processes asked for by a subshell (the shell
+        // gives up at the first fork that fails), five allowed to the
+        // command in all; the init is not the command's.
+        let result = crate::support::run(
+            rt.as_ref(),
+            "(for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done) 2>/dev/null; \
+             set -- /proc/[0-9]*; echo $#",
+        )
+        .await;
+        let count: usize = result.stdout_lossy().trim().parse().unwrap_or_else(|_| {
+            panic!("{result:?}");
+        });
+        assert!((3..=6).contains(&count), "{count} processes: {result:?}");
+        rt.cleanup().await.unwrap();
+    });
+}

@@ -1,0 +1,16 @@
+//! The integration tests of this crate, linked into one binary so a test
+//! run builds and links one executable per crate.
+
+mod support;
+
+mod conformance;
+mod exec_idempotency;
+mod exec_live;
+mod exec_lost;
+mod server_logs;
+mod server_security;
+mod server_shutdown;
+mod session_create;
+mod session_lease;
+mod soak;
+mod sync_equivalence;

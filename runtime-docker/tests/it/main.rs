@@ -1,0 +1,12 @@
+//! The integration tests of this crate, linked into one binary so a test
+//! run builds and links one executable per crate.
+
+mod support;
+
+mod conformance;
+mod docker_engine;
+mod docker_lifecycle;
+mod docker_limits;
+mod docker_mounts;
+mod docker_network;
+mod soak;

@@ -1,0 +1,8 @@
+//! The integration tests of this crate, linked into one binary so a test
+//! run builds and links one executable per crate.
+
+mod conformance;
+mod conformance_ffi;
+mod faults;
+mod local_process;
+mod soak;

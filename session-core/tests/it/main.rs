@@ -1,0 +1,15 @@
+//! The integration tests of this crate, linked into one binary so a test
+//! run builds and links one executable per crate.
+
+mod assets_config;
+mod assets_placeholders;
+mod assets_resolve;
+mod bad_inputs;
+mod diff_snapshots;
+mod session_lifecycle;
+mod snapshot_roundtrip;
+mod spec_errors;
+mod spec_fixtures;
+mod spec_helpers;
+mod spec_serde;
+mod workspace_lifecycle;
