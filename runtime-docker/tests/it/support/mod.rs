@@ -47,10 +47,10 @@ pub fn skip(reason: &str) {
 #[macro_export]
 macro_rules! docker_or_skip {
     () => {
-        match support::prepare().await {
+        match $crate::support::prepare().await {
             Ok(docker) => docker,
             Err(reason) => {
-                support::skip(&reason);
+                $crate::support::skip(&reason);
                 return;
             }
         }
