@@ -126,7 +126,11 @@ async fn docker_host_is_honoured() {
         return;
     }
     let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "docker_host_is_honoured", "--nocapture"])
+        .args([
+            "--exact",
+            "docker_engine::docker_host_is_honoured",
+            "--nocapture",
+        ])
         .env("DOCKER_HOST", MISSING_SOCKET)
         .env("BERTH_TEST_DOCKER_HOST_CHILD", "1")
         .output()

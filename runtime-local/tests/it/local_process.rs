@@ -183,7 +183,11 @@ fn commands_die_with_their_host() {
     }
     let temp = tempfile::tempdir().unwrap();
     let mut host = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "commands_die_with_their_host", "--nocapture"])
+        .args([
+            "--exact",
+            "local_process::commands_die_with_their_host",
+            "--nocapture",
+        ])
         .env("BERTH_TEST_PDEATH_DIR", temp.path())
         .spawn()
         .unwrap();

@@ -189,7 +189,7 @@ fn host_death_kills_every_sandbox_process() {
     let temp = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "host_death_kills_every_sandbox_process",
+            "processes::host_death_kills_every_sandbox_process",
             "--exact",
             "--nocapture",
         ])
@@ -280,7 +280,7 @@ fn a_caller_other_than_root_keeps_its_uid_and_gets_a_process_limit() {
     std::os::unix::fs::chown(&workspace, Some(NOBODY), Some(NOBODY)).unwrap();
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
-            "a_caller_other_than_root_keeps_its_uid_and_gets_a_process_limit",
+            "processes::a_caller_other_than_root_keeps_its_uid_and_gets_a_process_limit",
             "--exact",
             "--nocapture",
         ])
