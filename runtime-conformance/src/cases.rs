@@ -434,7 +434,7 @@ async fn events_are_live(ctx: &CaseContext) -> CaseResult {
         .await
         .map_err(|err| format!("stream: {err}"))?;
     match stream.next().await {
-        Some(Event::Stdout(bytes)) if bytes == b"first\n" => {}
+        Some(Event::Stdout(bytes)) if bytes == b"first\n"[..] => {}
         other => return Err(format!("first event: {other:?}")),
     }
     std::fs::write(root.join("go"), "").map_err(|e| e.to_string())?;
@@ -640,7 +640,7 @@ async fn kill_stops_a_running_command(ctx: &CaseContext) -> CaseResult {
         .await
         .map_err(|err| format!("stream: {err}"))?;
     match stream.next().await {
-        Some(Event::Stdout(bytes)) if bytes == b"ready\n" => {}
+        Some(Event::Stdout(bytes)) if bytes == b"ready\n"[..] => {}
         other => return Err(format!("first event: {other:?}")),
     }
     ensure!(
@@ -677,7 +677,7 @@ async fn dropped_stream_kills_the_command(ctx: &CaseContext) -> CaseResult {
         .await
         .map_err(|err| format!("stream: {err}"))?;
     match stream.next().await {
-        Some(Event::Stdout(bytes)) if bytes == b"ready\n" => {}
+        Some(Event::Stdout(bytes)) if bytes == b"ready\n"[..] => {}
         other => return Err(format!("first event: {other:?}")),
     }
     drop(stream);

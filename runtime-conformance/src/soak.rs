@@ -203,7 +203,7 @@ async fn one_session(
         .await
         .map_err(|e| fail("kill", e.to_string()))?;
     match stream.next().await {
-        Some(Event::Stdout(bytes)) if bytes == b"ready\n" => {}
+        Some(Event::Stdout(bytes)) if bytes == b"ready\n"[..] => {}
         other => return Err(fail("kill", format!("first event {other:?}"))),
     }
     rt.kill().await.map_err(|e| fail("kill", e.to_string()))?;

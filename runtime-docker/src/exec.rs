@@ -324,7 +324,7 @@ impl<'a> Driver<'a> {
         events: &EventSender,
     ) {
         let (is_stdout, bytes) = match frame {
-            Some(Ok(LogOutput::StdOut { message })) => (true, message.to_vec()),
+            Some(Ok(LogOutput::StdOut { message })) => (true, message),
             Some(Ok(LogOutput::StdErr { message })) => {
                 let (pid, rest) = self.pid_line.feed(&message);
                 if let Some(pid) = pid {
@@ -343,7 +343,7 @@ impl<'a> Driver<'a> {
                 if rest.is_empty() {
                     return;
                 }
-                (false, rest)
+                (false, bytes::Bytes::from(rest))
             }
             Some(Ok(_)) => return,
             Some(Err(err)) => {

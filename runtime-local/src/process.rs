@@ -25,7 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use session_core::runtime::{Event, EventSender, ExecResult, ExecStatus, OutputBuffer, Usage};
+use session_core::runtime::{
+    ChunkPool, Event, EventSender, ExecResult, ExecStatus, OutputBuffer, Usage,
+};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -333,8 +335,9 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
     let mut exit: Option<(i32, Usage)> = None;
     let mut killed: Option<KilledFor> = None;
     let mut drain_until: Option<Instant> = None;
-    let mut out_chunk = vec![0u8; READ_CHUNK];
-    let mut err_chunk = vec![0u8; READ_CHUNK];
+    let pool = ChunkPool::for_stream(READ_CHUNK);
+    let mut out_chunk = pool.buffer();
+    let mut err_chunk = pool.buffer();
     let far = Instant::now() + Duration::from_secs(86400 * 365);
 
     while out_open || err_open || exit.is_none() {
@@ -347,7 +350,7 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
                         idle = watch.idle_timeout.map(|t| Instant::now() + t);
                         let _ = stdout_buf.push(&out_chunk[..n]);
                         if killed != Some(KilledFor::Cancelled)
-                            && !send(events, Event::Stdout(out_chunk[..n].to_vec()), wall).await
+                            && !send(events, Event::Stdout(pool.chunk(&mut out_chunk, n)), wall).await
                         {
                             kill_group(pid);
                             killed.get_or_insert(KilledFor::Cancelled);
@@ -363,7 +366,7 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
                         idle = watch.idle_timeout.map(|t| Instant::now() + t);
                         let _ = stderr_buf.push(&err_chunk[..n]);
                         if killed != Some(KilledFor::Cancelled)
-                            && !send(events, Event::Stderr(err_chunk[..n].to_vec()), wall).await
+                            && !send(events, Event::Stderr(pool.chunk(&mut err_chunk, n)), wall).await
                         {
                             kill_group(pid);
                             killed.get_or_insert(KilledFor::Cancelled);

@@ -437,12 +437,12 @@ impl Driver {
                 Ok(Ok(Some(line))) => match line {
                     StreamLine::Stdout { data } => {
                         let _ = self.stdout.push(&data);
-                        self.deliver(Event::Stdout(data)).await;
+                        self.deliver(Event::Stdout(data.into())).await;
                         continue;
                     }
                     StreamLine::Stderr { data } => {
                         let _ = self.stderr.push(&data);
-                        self.deliver(Event::Stderr(data)).await;
+                        self.deliver(Event::Stderr(data.into())).await;
                         continue;
                     }
                     StreamLine::Started { .. } | StreamLine::Heartbeat => continue,
@@ -505,9 +505,9 @@ impl Driver {
             let missing = kept[have as usize..].to_vec();
             let _ = buffer.push(&missing);
             let event = if stdout {
-                Event::Stdout(missing)
+                Event::Stdout(missing.into())
             } else {
-                Event::Stderr(missing)
+                Event::Stderr(missing.into())
             };
             self.deliver(event).await;
         }

@@ -736,8 +736,8 @@ async fn drive(drive: Drive) {
                 break cancelled_result(began.elapsed());
             }
             event = stream.next() => match event {
-                Some(Event::Stdout(data)) => StreamLine::Stdout { data },
-                Some(Event::Stderr(data)) => StreamLine::Stderr { data },
+                Some(Event::Stdout(data)) => StreamLine::Stdout { data: Vec::from(data) },
+                Some(Event::Stderr(data)) => StreamLine::Stderr { data: Vec::from(data) },
                 Some(Event::Finished(result)) => break result,
                 None => break lost_result(began.elapsed()),
             },

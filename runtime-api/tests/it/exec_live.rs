@@ -30,7 +30,9 @@ async fn the_first_event_arrives_before_the_command_ends() {
         .await
         .unwrap();
     let remote = match stream.next().await {
-        Some(Event::Stdout(bytes)) => PathBuf::from(String::from_utf8(bytes).unwrap().trim()),
+        Some(Event::Stdout(bytes)) => {
+            PathBuf::from(String::from_utf8(bytes.to_vec()).unwrap().trim())
+        }
         other => panic!("first event: {other:?}"),
     };
     let local = session.workspace_path().unwrap();

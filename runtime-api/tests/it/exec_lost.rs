@@ -24,7 +24,7 @@ async fn a_killed_server_makes_the_command_lost() {
         .await
         .unwrap();
     match stream.next().await {
-        Some(Event::Stdout(bytes)) => assert_eq!(bytes, b"started\n"),
+        Some(Event::Stdout(bytes)) => assert_eq!(bytes, &b"started\n"[..]),
         other => panic!("first event: {other:?}"),
     }
     // Kill the server: its task is aborted, which closes its listener and

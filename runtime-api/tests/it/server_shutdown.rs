@@ -119,7 +119,7 @@ async fn an_api_runtime_runs_one_command_at_a_time() {
         .unwrap();
     assert_eq!(
         first.next().await,
-        Some(Event::Stdout(b"started\n".to_vec()))
+        Some(Event::Stdout(bytes::Bytes::from_static(b"started\n")))
     );
     let err = rt.execute(ExecCommand::new("true")).await.unwrap_err();
     assert!(err.to_string().contains("one command at a time"), "{err}");

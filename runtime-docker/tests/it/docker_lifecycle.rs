@@ -46,7 +46,7 @@ async fn a_dropped_session_removes_its_container() {
         .expect("stream");
     assert_eq!(
         stream.next().await,
-        Some(Event::Stdout(b"running\n".to_vec()))
+        Some(Event::Stdout(bytes::Bytes::from_static(b"running\n")))
     );
     drop(runtime);
     drop(session);
@@ -135,7 +135,7 @@ async fn a_container_removed_under_a_command_makes_it_lost() {
         .expect("stream");
     assert_eq!(
         stream.next().await,
-        Some(Event::Stdout(b"ready\n".to_vec()))
+        Some(Event::Stdout(bytes::Bytes::from_static(b"ready\n")))
     );
     force_remove(&docker, &id).await;
     let result = stream.finish().await;

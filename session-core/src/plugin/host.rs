@@ -252,7 +252,7 @@ extern "C" fn sink_write(context: *const c_void, stream: u8, bytes: RSlice<'_, u
     // passed this sink; it outlives the call, and the plugin only calls the
     // sink during it.
     let context = unsafe { &*(context as *const SinkContext) };
-    let chunk = bytes.as_slice().to_vec();
+    let chunk = bytes::Bytes::copy_from_slice(bytes.as_slice());
     let event = if stream == STDOUT {
         Event::Stdout(chunk)
     } else {

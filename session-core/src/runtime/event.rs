@@ -5,9 +5,11 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::result::{ExecResult, Output};
@@ -16,9 +18,9 @@ use super::result::{ExecResult, Output};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Bytes the command wrote to stdout, as they were read.
-    Stdout(Vec<u8>),
+    Stdout(Bytes),
     /// Bytes the command wrote to stderr, as they were read.
-    Stderr(Vec<u8>),
+    Stderr(Bytes),
     /// The command ended; always the last event.
     Finished(ExecResult),
 }
@@ -195,6 +197,107 @@ impl OutputBuffer {
     }
 }
 
+/// Read buffers recycled between a backend's reader and the consumer of
+/// its events.
+///
+/// A reader fills a buffer from [`ChunkPool::buffer`] and turns what it
+/// read into an event payload with [`ChunkPool::chunk`]. A large read is
+/// handed over without a copy, and its buffer comes back to the pool when
+/// the consumer drops the payload, so a long stream reuses the same few
+/// buffers instead of allocating (and faulting in) fresh memory for every
+/// chunk. A small read is copied into a payload of its own size, so a
+/// consumer that keeps many small events does not keep whole buffers.
+#[derive(Debug, Clone)]
+pub struct ChunkPool {
+    shared: Arc<PoolShared>,
+}
+
+#[derive(Debug)]
+struct PoolShared {
+    size: usize,
+    keep: usize,
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+/// A buffer on loan to a payload; goes back to its pool when dropped.
+struct Loaned {
+    buf: Vec<u8>,
+    len: usize,
+    pool: Arc<PoolShared>,
+}
+
+impl AsRef<[u8]> for Loaned {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Loaned {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        let mut free = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < self.pool.keep {
+            free.push(buf);
+        }
+    }
+}
+
+impl ChunkPool {
+    /// A pool of buffers of `size` bytes, keeping at most `keep` idle ones.
+    pub fn new(size: usize, keep: usize) -> ChunkPool {
+        ChunkPool {
+            shared: Arc::new(PoolShared {
+                size: size.max(1),
+                keep,
+                free: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The pool for one command's output: buffers of `read_size` bytes,
+    /// enough of them kept to cover a full event stream.
+    pub fn for_stream(read_size: usize) -> ChunkPool {
+        ChunkPool::new(read_size, EVENT_BUFFER * 2 + 4)
+    }
+
+    /// A buffer to read into: `size` bytes long (its content is whatever
+    /// an earlier read left there).
+    pub fn buffer(&self) -> Vec<u8> {
+        let recycled = self
+            .shared
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        recycled.unwrap_or_else(|| vec![0; self.shared.size])
+    }
+
+    /// The payload for the first `len` bytes of `buf` (a buffer from
+    /// [`ChunkPool::buffer`]). When the bytes are handed over, `buf` is
+    /// replaced by a fresh buffer from the pool.
+    pub fn chunk(&self, buf: &mut Vec<u8>, len: usize) -> Bytes {
+        let len = len.min(buf.len());
+        if len < self.shared.size / 4 || buf.len() != self.shared.size {
+            return Bytes::copy_from_slice(&buf[..len]);
+        }
+        let full = std::mem::replace(buf, self.buffer());
+        Bytes::from_owner(Loaned {
+            buf: full,
+            len,
+            pool: Arc::clone(&self.shared),
+        })
+    }
+
+    /// How many idle buffers the pool holds (for tests and diagnostics).
+    pub fn idle(&self) -> usize {
+        self.shared
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
 /// Drives a future to completion on the current thread, parking between
 /// polls.
 fn park_on<F: std::future::Future>(future: F) -> F::Output {
@@ -236,9 +339,9 @@ mod tests {
                 while tokio::task::coop::has_budget_remaining() {
                     tokio::task::consume_budget().await;
                 }
-                let sent = events.blocking_send(Event::Stdout(b"x".to_vec()));
+                let sent = events.blocking_send(Event::Stdout(Bytes::from_static(b"x")));
                 drop(events);
-                sent && stream.next().await == Some(Event::Stdout(b"x".to_vec()))
+                sent && stream.next().await == Some(Event::Stdout(Bytes::from_static(b"x")))
             });
             let _ = done_tx.send(sent);
         });
@@ -266,5 +369,47 @@ mod tests {
         small.push(b"12345").unwrap();
         let out = small.finish();
         assert!(!out.truncated && out.spill_path.is_none());
+    }
+
+    #[test]
+    fn pool_hands_large_reads_over_and_recycles_their_buffers() {
+        let pool = ChunkPool::new(64, 4);
+        let mut buf = pool.buffer();
+        assert_eq!(buf.len(), 64);
+        buf[..40].fill(b'a');
+        let big = pool.chunk(&mut buf, 40);
+        assert_eq!(&big[..], &[b'a'; 40][..]);
+        // The read buffer was replaced, so the payload is not overwritten.
+        buf[..40].fill(b'b');
+        assert_eq!(&big[..], &[b'a'; 40][..]);
+        assert_eq!(pool.idle(), 0);
+        let clone = big.clone();
+        drop(big);
+        assert_eq!(pool.idle(), 0, "a clone still holds the buffer");
+        drop(clone);
+        assert_eq!(pool.idle(), 1);
+        // The next buffer is the recycled one, not a new allocation.
+        let again = pool.buffer();
+        assert_eq!(&again[..40], &[b'a'; 40][..]);
+        assert_eq!(pool.idle(), 0);
+    }
+
+    #[test]
+    fn pool_copies_small_reads_and_keeps_a_bounded_number() {
+        let pool = ChunkPool::new(64, 2);
+        let mut buf = pool.buffer();
+        buf[..3].copy_from_slice(b"abc");
+        let small = pool.chunk(&mut buf, 3);
+        assert_eq!(&small[..], b"abc");
+        buf[..3].copy_from_slice(b"xyz");
+        assert_eq!(&small[..], b"abc", "a small read is copied");
+        let chunks: Vec<Bytes> = (0..5)
+            .map(|_| {
+                let mut b = pool.buffer();
+                pool.chunk(&mut b, 64)
+            })
+            .collect();
+        drop(chunks);
+        assert_eq!(pool.idle(), 2);
     }
 }

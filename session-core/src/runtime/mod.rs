@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use self::command::ExecCommand;
 pub use self::context::{Mount, PortMapping, SpawnContext};
 pub use self::event::{
-    EVENT_BUFFER, Event, EventSender, EventStream, OutputBuffer, deadline_after,
+    ChunkPool, EVENT_BUFFER, Event, EventSender, EventStream, OutputBuffer, deadline_after,
 };
 pub use self::result::{
     ExecResult, ExecStatus, Output, SETUP_MARKER, SetupOutput, Usage, split_setup_output,

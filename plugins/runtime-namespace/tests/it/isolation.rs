@@ -333,7 +333,7 @@ async fn every_command_gets_fresh_namespaces() {
     let mut first_out = String::new();
     while first_out.lines().count() < kinds.len() {
         match first.next().await {
-            Some(Event::Stdout(bytes)) => first_out.push_str(&String::from_utf8(bytes).unwrap()),
+            Some(Event::Stdout(bytes)) => first_out.push_str(std::str::from_utf8(&bytes).unwrap()),
             other => panic!("unexpected {other:?}"),
         }
     }

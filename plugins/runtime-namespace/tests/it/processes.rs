@@ -30,7 +30,7 @@ async fn until_ready(stream: &mut EventStream) -> String {
     let mut out = String::new();
     while !out.contains("ready\n") {
         match stream.next().await {
-            Some(Event::Stdout(bytes)) => out.push_str(&String::from_utf8(bytes).unwrap()),
+            Some(Event::Stdout(bytes)) => out.push_str(std::str::from_utf8(&bytes).unwrap()),
             Some(Event::Stderr(bytes)) => panic!("stderr: {}", String::from_utf8_lossy(&bytes)),
             other => panic!("the command ended early: {other:?}"),
         }
