@@ -23,10 +23,8 @@
 
 pub mod process;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,14 +33,16 @@ use serde::{Deserialize, Serialize};
 use session_core::assets::ResolvedAsset;
 use session_core::register_backend;
 use session_core::runtime::{
-    Backend, BackendInfo, Capabilities, Event, EventStream, ExecCommand, ExecResult, Runtime,
+    Backend, BackendInfo, Capabilities, EventStream, ExecCommand, ExecResult, Runtime,
     RuntimeStatus, SetupOutput, SpawnContext, run_setup,
 };
 use session_core::spec::{EnvironmentSpec, Limits};
 use session_core::{Error, Result};
-use tokio::sync::Notify;
 
-use crate::process::{Launch, Rlimits, Watch};
+use crate::process::{Launch, ProcessTable, Rlimits, Watch};
+
+/// How long `cleanup` waits for killed commands to be reaped.
+const CLEANUP_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The spec `type` this backend serves.
 pub const TYPE_NAME: &str = "local";
@@ -141,11 +141,7 @@ impl Backend for LocalBackend {
                 limits: spec.limits.clone(),
                 capabilities: LocalBackend::capabilities(),
                 setup: std::sync::OnceLock::new(),
-                groups: Mutex::new(HashMap::new()),
-                lingering: Mutex::new(Vec::new()),
-                next_id: AtomicU64::new(0),
-                closed: AtomicBool::new(false),
-                idle: Notify::new(),
+                processes: Arc::new(ProcessTable::new()),
             }),
         };
         let setup = run_setup(&ctx.setup_commands(spec), spec, |cmd| runtime.execute(cmd)).await;
@@ -169,30 +165,8 @@ struct Inner {
     limits: Limits,
     capabilities: Capabilities,
     setup: std::sync::OnceLock<SetupOutput>,
-    /// Process groups of running commands, by command id.
-    groups: Mutex<HashMap<u64, i32>>,
-    /// Groups of finished commands that left background processes behind;
-    /// killed by `kill()` and `cleanup()`.
-    lingering: Mutex<Vec<i32>>,
-    next_id: AtomicU64,
-    closed: AtomicBool,
-    /// Woken whenever a command finishes.
-    idle: Notify,
-}
-
-impl Inner {
-    fn kill_all(&self) {
-        for pgid in self.groups.lock().expect("groups lock").values() {
-            process::kill_group(*pgid);
-        }
-        for pgid in self.lingering.lock().expect("lingering lock").drain(..) {
-            process::kill_group(pgid);
-        }
-    }
-
-    fn running(&self) -> usize {
-        self.groups.lock().expect("groups lock").len()
-    }
+    /// The commands started, running or lingering.
+    processes: Arc<ProcessTable>,
 }
 
 /// A runtime of the `local` backend. Dropping it kills every process it
@@ -205,15 +179,14 @@ impl std::fmt::Debug for LocalRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalRuntime")
             .field("workspace", &self.inner.workspace)
-            .field("running", &self.inner.running())
+            .field("running", &self.inner.processes.running())
             .finish_non_exhaustive()
     }
 }
 
 impl Drop for LocalRuntime {
     fn drop(&mut self) {
-        self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.kill_all();
+        self.inner.processes.close();
     }
 }
 
@@ -240,7 +213,7 @@ impl Runtime for LocalRuntime {
 
     async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
         let inner = &self.inner;
-        if inner.closed.load(Ordering::SeqCst) {
+        if inner.processes.is_closed() {
             return Err(Error::RuntimeClosed {
                 backend: TYPE_NAME.into(),
             });
@@ -270,9 +243,6 @@ impl Runtime for LocalRuntime {
                 )));
             }
         };
-        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let pgid = started.pid;
-        inner.groups.lock().expect("groups lock").insert(id, pgid);
         let watch = Watch {
             wall_timeout: cmd.wall_timeout.or(inner.limits.wall_timeout),
             idle_timeout: cmd.idle_timeout.or(inner.limits.idle_timeout),
@@ -280,58 +250,27 @@ impl Runtime for LocalRuntime {
             spill_dir: cmd.spill_dir.clone(),
             stdin: cmd.stdin,
         };
-        let (events, stream) = EventStream::channel();
-        let inner = Arc::clone(inner);
-        tokio::spawn(async move {
-            let result = process::drive(started, watch, &events).await;
-            inner.groups.lock().expect("groups lock").remove(&id);
-            if process::group_alive(pgid) {
-                if inner.closed.load(Ordering::SeqCst) {
-                    process::kill_group(pgid);
-                } else {
-                    inner.lingering.lock().expect("lingering lock").push(pgid);
-                }
-            }
-            inner.idle.notify_waiters();
-            let _ = events.send(Event::Finished(result)).await;
-        });
-        Ok(stream)
+        Ok(inner.processes.run(started, watch))
     }
 
     async fn poll(&self) -> RuntimeStatus {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return RuntimeStatus::Closed;
-        }
-        match self.inner.running() {
-            0 => RuntimeStatus::Idle,
-            n => RuntimeStatus::Running(n),
-        }
+        self.inner.processes.status()
     }
 
     async fn kill(&self) -> Result<()> {
-        self.inner.kill_all();
+        self.inner.processes.kill_all();
         Ok(())
     }
 
     async fn cleanup(&self) -> Result<()> {
-        self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.kill_all();
-        // Wait (bounded) for the drivers to reap what was killed.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let notified = self.inner.idle.notified();
-            if self.inner.running() == 0 {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(Error::Backend {
-                    backend: TYPE_NAME.into(),
-                    message: "commands still running 5 s after being killed".into(),
-                });
-            }
-        }
-        self.inner.kill_all();
-        Ok(())
+        self.inner
+            .processes
+            .close_and_wait(CLEANUP_PATIENCE)
+            .await
+            .map_err(|message| Error::Backend {
+                backend: TYPE_NAME.into(),
+                message,
+            })
     }
 }
 

@@ -443,3 +443,131 @@ async fn send(events: &EventSender, event: Event, wall: Option<Instant>) -> bool
         },
     }
 }
+
+/// The commands a runtime started, so that `kill`, `cleanup` and drop
+/// reach every one of them: the process groups of running commands, the
+/// groups of finished commands whose background processes linger, and
+/// whether the runtime is closed.
+///
+/// Every backend built on host processes keeps its commands here, so they
+/// all count, kill and wait for their commands the same way.
+#[derive(Debug, Default)]
+pub struct ProcessTable {
+    /// Process groups of running commands, by command id.
+    running: std::sync::Mutex<std::collections::HashMap<u64, i32>>,
+    /// Groups of finished commands that left background processes behind.
+    lingering: std::sync::Mutex<Vec<i32>>,
+    next_id: std::sync::atomic::AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
+    /// Woken whenever a command finishes.
+    finished: tokio::sync::Notify,
+}
+
+impl ProcessTable {
+    /// An empty, open table.
+    pub fn new() -> ProcessTable {
+        ProcessTable::default()
+    }
+
+    /// Whether [`ProcessTable::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many commands are running.
+    pub fn running(&self) -> usize {
+        lock(&self.running).len()
+    }
+
+    /// The runtime's status as the contract reports it.
+    pub fn status(&self) -> session_core::runtime::RuntimeStatus {
+        use session_core::runtime::RuntimeStatus;
+        if self.is_closed() {
+            return RuntimeStatus::Closed;
+        }
+        match self.running() {
+            0 => RuntimeStatus::Idle,
+            n => RuntimeStatus::Running(n),
+        }
+    }
+
+    /// Kills the group of every running command and every lingering group.
+    pub fn kill_all(&self) {
+        for pgid in lock(&self.running).values() {
+            kill_group(*pgid);
+        }
+        for pgid in lock(&self.lingering).drain(..) {
+            kill_group(pgid);
+        }
+    }
+
+    /// Closes the table (no command starts any more) and kills everything
+    /// in it; what drop does.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.kill_all();
+    }
+
+    /// Closes the table, kills everything and waits until every command's
+    /// driver has reaped it, for at most `patience`. `Err` carries a
+    /// message for the backend's error when commands outlast it.
+    pub async fn close_and_wait(&self, patience: Duration) -> Result<(), String> {
+        self.close();
+        let deadline = Instant::now() + patience;
+        loop {
+            let finished = self.finished.notified();
+            if self.running() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, finished).await.is_err() {
+                return Err(format!(
+                    "commands still running {} s after being killed",
+                    patience.as_secs()
+                ));
+            }
+        }
+        // A command that finished while this waited may have left a group.
+        self.kill_all();
+        Ok(())
+    }
+
+    /// Drives `started` to its end on a task of its own, registered here
+    /// while it runs, and returns its event stream. When the command ends,
+    /// a group that still has processes is killed if the table is closed
+    /// and otherwise kept as lingering for the next `kill_all`.
+    pub fn run(
+        self: &Arc<Self>,
+        started: Started,
+        watch: Watch,
+    ) -> session_core::runtime::EventStream {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pgid = started.pid;
+        lock(&self.running).insert(id, pgid);
+        let (events, stream) = session_core::runtime::EventStream::channel();
+        let table = Arc::clone(self);
+        tokio::spawn(async move {
+            let result = drive(started, watch, &events).await;
+            lock(&table.running).remove(&id);
+            if group_alive(pgid) {
+                if table.is_closed() {
+                    kill_group(pgid);
+                } else {
+                    lock(&table.lingering).push(pgid);
+                }
+            }
+            table.finished.notify_waiters();
+            let _ = events.send(Event::Finished(result)).await;
+        });
+        stream
+    }
+}
+
+/// Locks `mutex`, going on with the data if a panicking holder poisoned it
+/// (the table's data stays consistent at every step).
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

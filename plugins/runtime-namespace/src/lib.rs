@@ -54,18 +54,16 @@ mod config;
 mod plan;
 mod runtime;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
+use runtime_local::process::ProcessTable;
 use session_core::runtime::{
     Backend, BackendInfo, Capabilities, Diagnostic, Runtime, SpawnContext,
 };
 use session_core::spec::{EnvironmentSpec, Mode};
 use session_core::{Error, Result};
-use tokio::sync::Notify;
 
 pub use crate::config::{NamespaceConfig, Network};
 pub use crate::plan::{DEFAULT_SYSTEM_DIRS, RESERVED, STATIC_DIR, WORKDIR};
@@ -163,10 +161,7 @@ impl Backend for NamespaceBackend {
                 limits: spec.limits.clone(),
                 capabilities: NamespaceBackend::capabilities(),
                 setup: OnceLock::new(),
-                running: Mutex::new(HashMap::new()),
-                next_id: AtomicU64::new(0),
-                closed: AtomicBool::new(false),
-                idle: Notify::new(),
+                processes: Arc::new(ProcessTable::new()),
             }),
         };
         match runtime.set_up(&ctx.setup_commands(spec), spec).await {

@@ -2,24 +2,22 @@
 //! `runtime_local::process` (process group, pidfd, the one `drive` loop)
 //! and enters its sandbox in the `pre_exec` hook ([`crate::child`]).
 
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
-use runtime_local::process::{self, Launch, PreExec, Rlimits, Watch};
+use runtime_local::process::{self, Launch, PreExec, ProcessTable, Rlimits, Watch};
 use session_core::assets::ResolvedAsset;
 use session_core::runtime::{
-    Capabilities, Event, EventStream, ExecCommand, ExecResult, Runtime, RuntimeStatus, SetupOutput,
+    Capabilities, EventStream, ExecCommand, ExecResult, Runtime, RuntimeStatus, SetupOutput,
     run_setup,
 };
 use session_core::spec::{EnvironmentSpec, Limits};
 use session_core::{Error, Result};
-use tokio::sync::Notify;
 
 use crate::TYPE_NAME;
 use crate::child::{self, CommandSlot, Failure, REPORT_LEN};
@@ -28,6 +26,9 @@ use crate::plan::{Plan, STATIC_DIR};
 /// How long the spawn's probe may take before the sandbox counts as
 /// broken.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long `cleanup` waits for killed commands to be reaped.
+const CLEANUP_PATIENCE: Duration = Duration::from_secs(5);
 
 pub(crate) struct Inner {
     pub(crate) plan: Arc<Plan>,
@@ -39,24 +40,10 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     pub(crate) capabilities: Capabilities,
     pub(crate) setup: OnceLock<SetupOutput>,
-    /// Supervisors (and process groups) of running commands, by command id.
-    pub(crate) running: Mutex<HashMap<u64, i32>>,
-    pub(crate) next_id: AtomicU64,
-    pub(crate) closed: AtomicBool,
-    /// Woken whenever a command finishes.
-    pub(crate) idle: Notify,
-}
-
-impl Inner {
-    fn kill_all(&self) {
-        for pgid in self.running.lock().expect("running lock").values() {
-            process::kill_group(*pgid);
-        }
-    }
-
-    fn running(&self) -> usize {
-        self.running.lock().expect("running lock").len()
-    }
+    /// The supervisors (and process groups) of running commands. When a
+    /// supervisor has been reaped its sandbox is gone: it ends only after
+    /// the sandbox's init, whose end empties the pid namespace.
+    pub(crate) processes: Arc<ProcessTable>,
 }
 
 /// A runtime of the `namespace` backend. Every command runs in fresh
@@ -70,15 +57,14 @@ impl std::fmt::Debug for NamespaceRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NamespaceRuntime")
             .field("workspace", &self.inner.workspace)
-            .field("running", &self.inner.running())
+            .field("running", &self.inner.processes.running())
             .finish_non_exhaustive()
     }
 }
 
 impl Drop for NamespaceRuntime {
     fn drop(&mut self) {
-        self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.kill_all();
+        self.inner.processes.close();
     }
 }
 
@@ -183,24 +169,7 @@ impl NamespaceRuntime {
                 return Err(inner.plan.describe(failure));
             }
         };
-        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        inner
-            .running
-            .lock()
-            .expect("running lock")
-            .insert(id, started.pid);
-        let (events, stream) = EventStream::channel();
-        let inner = Arc::clone(inner);
-        tokio::spawn(async move {
-            let result = process::drive(started, watch, &events).await;
-            // The supervisor has been reaped, and it ends only after the
-            // init, whose end empties the pid namespace: nothing of the
-            // command is left to kill.
-            inner.running.lock().expect("running lock").remove(&id);
-            inner.idle.notify_waiters();
-            let _ = events.send(Event::Finished(result)).await;
-        });
-        Ok(stream)
+        Ok(inner.processes.run(started, watch))
     }
 
     /// Runs `cmd` to its end; a sandbox that cannot be entered is
@@ -271,7 +240,7 @@ impl Runtime for NamespaceRuntime {
     }
 
     async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
-        if self.inner.closed.load(Ordering::SeqCst) {
+        if self.inner.processes.is_closed() {
             return Err(Error::RuntimeClosed {
                 backend: TYPE_NAME.into(),
             });
@@ -283,36 +252,22 @@ impl Runtime for NamespaceRuntime {
     }
 
     async fn poll(&self) -> RuntimeStatus {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return RuntimeStatus::Closed;
-        }
-        match self.inner.running() {
-            0 => RuntimeStatus::Idle,
-            n => RuntimeStatus::Running(n),
-        }
+        self.inner.processes.status()
     }
 
     async fn kill(&self) -> Result<()> {
-        self.inner.kill_all();
+        self.inner.processes.kill_all();
         Ok(())
     }
 
     async fn cleanup(&self) -> Result<()> {
-        self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.kill_all();
-        // Wait (bounded) for the drivers to reap what was killed.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let notified = self.inner.idle.notified();
-            if self.inner.running() == 0 {
-                return Ok(());
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(Error::Backend {
-                    backend: TYPE_NAME.into(),
-                    message: "commands still running 5 s after being killed".into(),
-                });
-            }
-        }
+        self.inner
+            .processes
+            .close_and_wait(CLEANUP_PATIENCE)
+            .await
+            .map_err(|message| Error::Backend {
+                backend: TYPE_NAME.into(),
+                message,
+            })
     }
 }
