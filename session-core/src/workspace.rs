@@ -222,7 +222,8 @@ impl Workspace {
             None => session_dir.join("archives"),
         };
         let initial = match &self.initial {
-            InitialContent::Empty => self.capture(&root, &archive_dir)?,
+            // Nothing to archive: the first capture creates `archives/`.
+            InitialContent::Empty => Snapshot::empty(self.options.compression),
             InitialContent::Directory(base) => {
                 let snapshot = self.capture(base, &archive_dir)?;
                 snapshot.extract(&root, ExtractMode::Mirror)?;

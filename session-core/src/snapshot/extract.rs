@@ -37,6 +37,10 @@ pub(super) fn extract(snapshot: &Snapshot, dest: &Path, mode: ExtractMode) -> Re
             .collect();
         prune(dest, "", snapshot.manifest(), &keep_dirs)?;
     }
+    if !snapshot.has_archive() {
+        // The empty snapshot: nothing to write.
+        return Ok(());
+    }
 
     let mut tar = open_tar(archive, snapshot.compression())?;
     let mut dir_modes = Vec::new();

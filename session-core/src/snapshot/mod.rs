@@ -57,6 +57,25 @@ impl Snapshot {
         capture::capture(root, rules, compression, archive_dir)
     }
 
+    /// The snapshot of nothing, without an archive file: what a workspace
+    /// with an empty base starts from, at the cost of no file at all.
+    ///
+    /// Its checksum equals that of a capture of an empty directory.
+    /// Extracting it and reading its entries need no archive; it has no
+    /// archive path ([`Snapshot::archive_path`] is empty and
+    /// [`Snapshot::has_archive`] is `false`).
+    pub fn empty(compression: Compression) -> Snapshot {
+        let manifest = SnapshotManifest::default();
+        let checksum = manifest.checksum();
+        Snapshot {
+            manifest: Arc::new(manifest),
+            offsets: Arc::from([]),
+            archive: PathBuf::new(),
+            compression,
+            checksum,
+        }
+    }
+
     /// Opens an existing archive written by berth or any `tar` (in the given
     /// compression), building its manifest by reading it once.
     pub fn open_archive(archive: &Path, compression: Compression) -> Result<Snapshot> {
@@ -73,9 +92,15 @@ impl Snapshot {
         self.checksum
     }
 
-    /// The archive file.
+    /// The archive file (empty for [`Snapshot::empty`]).
     pub fn archive_path(&self) -> &Path {
         &self.archive
+    }
+
+    /// Whether the snapshot has an archive file (all but
+    /// [`Snapshot::empty`] do).
+    pub fn has_archive(&self) -> bool {
+        !self.archive.as_os_str().is_empty()
     }
 
     /// The archive's compression.

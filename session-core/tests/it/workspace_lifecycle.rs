@@ -302,3 +302,53 @@ fn saved_archives_outlive_the_session() {
     assert!(snap.archive_path().is_file());
     assert!(fx.leftovers().is_empty());
 }
+
+#[test]
+fn an_empty_base_writes_no_archive_until_a_snapshot_is_taken() {
+    let fx = Fixture::new();
+    let out = tempfile::tempdir().unwrap();
+    let mut ws = Workspace::new(
+        "test-session",
+        InitialContent::Empty,
+        fx.options(),
+        Mode::Agent,
+        ResolvedAssets::default(),
+    );
+    let root = ws.prepare().unwrap().to_path_buf();
+    let session_dir = ws.session_dir().unwrap().to_path_buf();
+    let mut names: Vec<String> = fs::read_dir(&session_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "marker and workspace only: {names:?}");
+    assert!(names.contains(&"workspace".to_owned()));
+
+    let initial = ws.initial_snapshot().unwrap().clone();
+    assert!(!initial.has_archive());
+    assert!(initial.manifest().entries().is_empty());
+    // The same checksum as a real capture of an empty directory.
+    let empty_dir = tempfile::tempdir().unwrap();
+    let archives = tempfile::tempdir().unwrap();
+    let captured = session_core::snapshot::Snapshot::capture(
+        empty_dir.path(),
+        &SnapshotRules::new::<&str>(None, &[]).unwrap(),
+        Compression::Gzip,
+        archives.path(),
+    )
+    .unwrap();
+    assert_eq!(initial.checksum(), captured.checksum());
+    assert!(initial.read_entries(["anything"]).unwrap().is_empty());
+
+    // Diffs, checkpoints and resets work from it.
+    write(&root, "made/here.txt", b"new\n");
+    let checkpoint = ws.finish_checkpoint(out.path()).unwrap();
+    assert_eq!(checkpoint.diff.changes.len(), 1);
+    assert_eq!(checkpoint.diff.changes[0].path, "made/here.txt");
+    assert_eq!(checkpoint.diff.changes[0].kind, ChangeKind::Created);
+    assert!(checkpoint.snapshot.has_archive());
+    ws.reset().unwrap();
+    assert_eq!(fs::read_dir(&root).unwrap().count(), 0);
+    ws.cleanup().unwrap();
+    assert!(fx.leftovers().is_empty());
+}
