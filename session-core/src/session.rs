@@ -303,15 +303,14 @@ impl Session {
     /// Prepares the workspace and records the assets' fingerprint for the
     /// tamper check. Fails with [`Error::AlreadyPrepared`] the second time.
     pub async fn prepare(&mut self) -> Result<()> {
-        self.blocking("prepare", |ws| ws.prepare().map(drop))
-            .await?;
+        // One trip to a blocking thread for both steps.
         let assets = self.assets.clone();
-        let fingerprint = tokio::task::spawn_blocking(move || assets.fingerprint())
-            .await
-            .map_err(|err| Error::Backend {
-                backend: "session".into(),
-                message: format!("fingerprinting assets did not finish: {err}"),
-            })??;
+        let fingerprint = self
+            .blocking("prepare", move |ws| {
+                ws.prepare()?;
+                assets.fingerprint()
+            })
+            .await?;
         self.fingerprint = Some(fingerprint);
         tracing::info!(parent: &self.span, "session prepared");
         Ok(())
@@ -421,23 +420,24 @@ impl Session {
                 failures.push(err);
             }
         }
-        if let Some(fingerprint) = self.fingerprint.take() {
-            let assets = self.assets.clone();
-            let check = tokio::task::spawn_blocking(move || {
-                assets.fingerprint().and_then(|now| fingerprint.check(&now))
+        // The asset check, then the workspace's removal, in one trip to a
+        // blocking thread; a failed check does not keep the removal from
+        // running.
+        let fingerprint = self.fingerprint.take();
+        let assets = self.assets.clone();
+        let outcome = self
+            .blocking("cleanup", move |ws| {
+                let check = fingerprint
+                    .map(|before| assets.fingerprint().and_then(|now| before.check(&now)));
+                Ok((check, ws.cleanup()))
             })
             .await;
-            match check {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => failures.push(err),
-                Err(err) => failures.push(Error::Backend {
-                    backend: "session".into(),
-                    message: format!("asset check did not finish: {err}"),
-                }),
+        match outcome {
+            Ok((check, removed)) => {
+                failures.extend(check.and_then(Result::err));
+                failures.extend(removed.err());
             }
-        }
-        if let Err(err) = self.blocking("cleanup", Workspace::cleanup).await {
-            failures.push(err);
+            Err(err) => failures.push(err),
         }
         tracing::info!(parent: &span, failures = failures.len(), "session closed");
         match failures.len() {
