@@ -1,7 +1,7 @@
 //! Stream compression, shared by snapshot archives and input files.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,23 @@ impl Compression {
             Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(inner)),
             Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(inner)),
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(inner)?),
+        })
+    }
+
+    /// Wraps `inner` in a decoder of one member (gzip), frame (zstd) or
+    /// stream (bzip2, xz) only: it reports the end of input where that
+    /// member ends, whatever follows it in `inner`. A berth snapshot archive
+    /// is a sequence of such members, and this is how one of them is read on
+    /// its own.
+    pub fn member_reader<'a, R: BufRead + 'a>(self, inner: R) -> io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Compression::None => Box::new(inner),
+            Compression::Gzip => Box::new(flate2::bufread::GzDecoder::new(inner)),
+            Compression::Bzip2 => Box::new(bzip2::bufread::BzDecoder::new(inner)),
+            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new(inner)),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::with_buffer(inner)?.single_frame())
+            }
         })
     }
 
@@ -201,6 +218,28 @@ mod tests {
             let mut both = data.clone();
             both.extend_from_slice(&data);
             assert_eq!(c.decompress(&twice).unwrap(), both, "{c} concatenated");
+        }
+    }
+
+    #[test]
+    fn member_reader_stops_at_the_end_of_the_first_member() {
+        let first: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let second = b"the second member".to_vec();
+        for c in Compression::ALL {
+            let mut packed = c.compress(&first).unwrap();
+            packed.extend(c.compress(&second).unwrap());
+            let mut one = Vec::new();
+            c.member_reader(&packed[..])
+                .unwrap()
+                .read_to_end(&mut one)
+                .unwrap();
+            if c == Compression::None {
+                assert_eq!(one.len(), first.len() + second.len());
+            } else {
+                assert!(one == first, "{c}");
+            }
         }
     }
 

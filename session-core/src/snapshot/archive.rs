@@ -8,21 +8,33 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::Snapshot;
+use super::frames::FrameCursor;
 use super::manifest::{ContentHash, EntryKind, ManifestEntry, SnapshotManifest};
 use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::paths;
 
-/// Opens `archive` as a tar stream in `compression`.
+/// Opens `archive` as a tar stream in `compression`, read from the start.
+///
+/// The tar reader reads a member's 512-byte header, then its data, in
+/// separate small reads; a decoder answers each of them at a high fixed
+/// cost, so the decoded stream is buffered in large blocks in between.
 pub(super) fn open_tar(
     archive: &Path,
     compression: Compression,
-) -> Result<tar::Archive<Box<dyn Read>>> {
+) -> Result<tar::Archive<BufReader<Box<dyn Read>>>> {
     let file = File::open(archive).map_err(Error::io("opening archive", archive))?;
-    let reader = compression
-        .reader(BufReader::with_capacity(256 << 10, file))
-        .map_err(|err| archive_error(archive, err))?;
-    Ok(tar::Archive::new(reader))
+    let reader = if compression == Compression::None {
+        Box::new(file)
+    } else {
+        compression
+            .reader(BufReader::with_capacity(256 << 10, file))
+            .map_err(|err| archive_error(archive, err))?
+    };
+    Ok(tar::Archive::new(BufReader::with_capacity(
+        256 << 10,
+        reader,
+    )))
 }
 
 pub(super) fn archive_error(archive: &Path, err: impl std::fmt::Display) -> Error {
@@ -119,6 +131,7 @@ pub(super) fn open(archive: &Path, compression: Compression) -> Result<Snapshot>
     Ok(Snapshot {
         manifest: Arc::new(manifest),
         offsets,
+        frames: None,
         archive: archive.to_path_buf(),
         compression,
         checksum,
@@ -172,6 +185,22 @@ where
             let mut bytes = vec![0; entry.size as usize];
             file.seek(SeekFrom::Start(offset))
                 .and_then(|_| file.read_exact(&mut bytes))
+                .map_err(|err| archive_error(archive, err))?;
+            verify(entry, &bytes)?;
+            out.insert(entry.path.clone(), bytes);
+        }
+        return Ok(out);
+    }
+    if let Some(frames) = snapshot.frames() {
+        let file = File::open(archive).map_err(Error::io("opening archive", archive))?;
+        let mut cursor = FrameCursor::new(&file, snapshot.compression(), frames)
+            .map_err(|err| archive_error(archive, err))?;
+        wanted.sort_by_key(|(_, offset)| *offset);
+        for (entry, offset) in wanted {
+            let mut bytes = vec![0; entry.size as usize];
+            cursor
+                .seek(offset)
+                .and_then(|()| cursor.read_exact(&mut bytes))
                 .map_err(|err| archive_error(archive, err))?;
             verify(entry, &bytes)?;
             out.insert(entry.path.clone(), bytes);

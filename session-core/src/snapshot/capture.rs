@@ -8,9 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::Snapshot;
+use super::frames::{FramedWriter, frame_target};
 use super::manifest::{ContentHash, EntryKind, ManifestEntry, SnapshotManifest};
 use super::rules::{SnapshotRules, Verdict};
-use crate::compression::{CompressWriter, Compression};
+use crate::compression::Compression;
 use crate::error::{Error, Result};
 
 const TAR_BLOCK: u64 = 512;
@@ -40,13 +41,13 @@ pub(super) fn capture(
     let io_err = |err| Error::io("writing archive", &archive_path)(err);
 
     let handle = file.as_file().try_clone().map_err(io_err)?;
-    let encoder = compression
-        .writer(BufWriter::with_capacity(256 << 10, handle))
-        .map_err(io_err)?;
-    let mut builder = tar::Builder::new(CountingWriter {
-        inner: encoder,
-        count: 0,
-    });
+    let framed = FramedWriter::new(
+        compression,
+        frame_target(compression),
+        BufWriter::with_capacity(256 << 10, handle),
+    )
+    .map_err(io_err)?;
+    let mut builder = tar::Builder::new(framed);
     builder.mode(tar::HeaderMode::Complete);
     builder.follow_symlinks(false);
 
@@ -63,8 +64,8 @@ pub(super) fn capture(
         other_paths,
         ..
     } = walker;
-    let counting = builder.into_inner().map_err(io_err)?;
-    let buffered = counting.inner.finish().map_err(io_err)?;
+    let framed = builder.into_inner().map_err(io_err)?;
+    let (buffered, frames) = framed.finish().map_err(io_err)?;
     // Flushed, not synced: a snapshot serves the session that took it, and
     // an fsync per capture would cost more than the walk itself.
     buffered
@@ -82,6 +83,7 @@ pub(super) fn capture(
         root = %root.display(),
         archive = %archive.display(),
         entries = manifest.len(),
+        frames = frames.len(),
         excluded = manifest.other_paths().len(),
         %checksum,
         "snapshot captured"
@@ -89,6 +91,7 @@ pub(super) fn capture(
     Ok(Snapshot {
         manifest: Arc::new(manifest),
         offsets,
+        frames: (!frames.is_empty()).then(|| frames.into()),
         archive,
         compression,
         checksum,
@@ -103,7 +106,15 @@ struct Walker<'r, W: Write> {
     other_paths: Vec<String>,
 }
 
-impl<W: Write> Walker<'_, CountingWriter<W>> {
+impl<W: Write> Walker<'_, FramedWriter<W>> {
+    /// Called before each member: a new frame may start here.
+    fn boundary(&mut self, abs: &Path) -> Result<()> {
+        self.builder
+            .get_mut()
+            .boundary()
+            .map_err(Error::io("archiving", abs))
+    }
+
     fn walk_dir(&mut self, abs: &Path, rel: &str) -> Result<()> {
         let mut children = match fs::read_dir(abs) {
             Ok(iter) => iter
@@ -184,10 +195,11 @@ impl<W: Write> Walker<'_, CountingWriter<W>> {
         header.set_mode(mode);
         header.set_mtime(meta.mtime().max(0) as u64);
         let mut reader = ExactHashingReader::new(file, size);
+        self.boundary(abs)?;
         self.builder
             .append_data(&mut header, &rel, &mut reader)
             .map_err(Error::io("archiving", abs))?;
-        let end = self.builder.get_ref().count;
+        let end = self.builder.get_ref().position();
         let offset = end - size.div_ceil(TAR_BLOCK) * TAR_BLOCK;
         self.entries.push((
             ManifestEntry {
@@ -219,6 +231,7 @@ impl<W: Write> Walker<'_, CountingWriter<W>> {
         header.set_size(0);
         header.set_mode(0o777);
         header.set_mtime(meta.mtime().max(0) as u64);
+        self.boundary(abs)?;
         self.builder
             .append_link(&mut header, &rel, &target)
             .map_err(Error::io("archiving", abs))?;
@@ -244,6 +257,7 @@ impl<W: Write> Walker<'_, CountingWriter<W>> {
         header.set_size(0);
         header.set_mode(mode);
         header.set_mtime(meta.mtime().max(0) as u64);
+        self.boundary(abs)?;
         self.builder
             .append_data(&mut header, format!("{rel}/"), io::empty())
             .map_err(Error::io("archiving", abs))?;
@@ -267,25 +281,6 @@ fn join(rel: &str, name: &str) -> String {
         name.to_owned()
     } else {
         format!("{rel}/{name}")
-    }
-}
-
-/// Counts the bytes of the (uncompressed) tar stream, so each entry's data
-/// offset is known without asking the archive again.
-struct CountingWriter<W: Write> {
-    inner: CompressWriter<W>,
-    count: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -11,6 +11,7 @@
 mod archive;
 mod capture;
 mod extract;
+mod frames;
 mod manifest;
 mod rules;
 
@@ -36,6 +37,11 @@ pub struct Snapshot {
     /// Offset of each entry's data in the uncompressed tar stream, aligned
     /// with `manifest.entries()`.
     offsets: Arc<[u64]>,
+    /// Where each compressed frame of the archive starts, when the archive
+    /// was written as independently compressed frames (by
+    /// [`Snapshot::capture`]); `None` for uncompressed archives and for
+    /// archives opened from disk, which are streamed.
+    frames: Option<Arc<[frames::Frame]>>,
     archive: PathBuf,
     compression: Compression,
     checksum: ContentHash,
@@ -43,6 +49,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Snapshots `root` under `rules` into a new archive in `archive_dir`.
+    ///
+    /// A compressed archive is written as a sequence of independently
+    /// compressed frames (gzip members, zstd frames, bzip2 or xz streams),
+    /// each starting at a tar member. Any `tar` reads it as one archive;
+    /// the returned `Snapshot` also knows where each frame starts, so
+    /// [`Snapshot::read_entries`] decodes only the frames it needs.
     ///
     /// Fails with [`crate::Error::ArchiveInsideSnapshot`] when `archive_dir`
     /// is inside `root` (the archive would be captured by the next snapshot),
@@ -70,6 +82,7 @@ impl Snapshot {
         Snapshot {
             manifest: Arc::new(manifest),
             offsets: Arc::from([]),
+            frames: None,
             archive: PathBuf::new(),
             compression,
             checksum,
@@ -122,9 +135,14 @@ impl Snapshot {
     /// Reads the bytes of the entries at `paths` (files and symlink targets),
     /// and only those, verifying each against its manifest hash.
     ///
-    /// An uncompressed archive is read by seeking straight to each entry; a
-    /// compressed one is streamed once, skipping other entries, and stops at
-    /// the last one wanted. Paths not in the manifest are not returned.
+    /// An uncompressed archive is read by seeking straight to each entry. A
+    /// compressed archive written by [`Snapshot::capture`] is a sequence of
+    /// independently compressed frames (32 KiB of tar stream each for gz):
+    /// only the frames holding wanted entries are decoded, each from its
+    /// start up to the last entry wanted in it. A compressed archive opened
+    /// with [`Snapshot::open_archive`] has no frame index and is streamed
+    /// once, skipping other entries, up to the last one wanted. Paths not in
+    /// the manifest are not returned.
     pub fn read_entries<'a, I>(
         &self,
         paths: I,
@@ -133,6 +151,10 @@ impl Snapshot {
         I: IntoIterator<Item = &'a str>,
     {
         archive::read_entries(self, paths)
+    }
+
+    fn frames(&self) -> Option<&[frames::Frame]> {
+        self.frames.as_deref()
     }
 
     fn entry_offset(&self, path: &str) -> Option<(&ManifestEntry, u64)> {

@@ -7,6 +7,7 @@ mod assets_resolve;
 mod bad_inputs;
 mod diff_snapshots;
 mod session_lifecycle;
+mod snapshot_frames;
 mod snapshot_roundtrip;
 mod spec_errors;
 mod spec_fixtures;

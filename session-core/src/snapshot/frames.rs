@@ -1,0 +1,481 @@
+//! Compressed archives as a sequence of independently compressed frames
+//! (gzip members, zstd frames, bzip2 and xz streams), so that an entry can
+//! be read by decoding only the frame that holds it.
+//!
+//! Concatenated members are a valid file in every format: `tar` and
+//! [`Compression::reader`] read the whole archive as one stream. The frame
+//! index (where each frame starts, compressed and uncompressed) lives in the
+//! in-memory [`super::Snapshot`] that wrote the archive.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+
+use crate::compression::{CompressWriter, Compression};
+
+/// A new frame starts at the first tar-member boundary after the current
+/// one holds this many uncompressed bytes.
+///
+/// Reading an entry decodes its frame from the start up to the entry, so a
+/// frame bounds what one read costs; each frame also starts with an empty
+/// dictionary, which costs size. The figures behind these choices are in
+/// BENCHMARKS.md §6:
+///
+/// * gzip: 32 KiB, DEFLATE's window. It decodes at a few hundred MB/s and
+///   is the default, so frames stay small enough for a diff of 1% of
+///   10,000 files to take about half of SPEC §11's 20 ms.
+/// * zstd: 64 KiB. It decodes a whole block (up to 128 KiB) before it
+///   yields a byte, so a frame only bounds a read while it is smaller than
+///   a block.
+/// * xz and bzip2: 1 MiB. They decode at tens of MB/s, so no frame size
+///   brings a diff near 20 ms without growing the archive by tens of
+///   percent; users choose them for size. 1 MiB keeps most of the ratio
+///   and still bounds what a read decodes.
+pub(super) fn frame_target(compression: Compression) -> u64 {
+    match compression {
+        Compression::None => u64::MAX,
+        Compression::Gzip => 32 << 10,
+        Compression::Zstd => 64 << 10,
+        Compression::Xz | Compression::Bzip2 => 1 << 20,
+    }
+}
+
+/// Where one frame starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Frame {
+    /// Offset of the frame's first byte in the archive file.
+    pub(super) compressed: u64,
+    /// Offset of the frame's first decoded byte in the uncompressed stream.
+    pub(super) uncompressed: u64,
+}
+
+/// Writes an uncompressed stream as a sequence of compressed frames,
+/// counting the uncompressed bytes (the offset of what is written next).
+pub(super) struct FramedWriter<W: Write> {
+    compression: Compression,
+    target: u64,
+    /// `None` only while a frame is being closed.
+    encoder: Option<CompressWriter<CountingWriter<W>>>,
+    /// Uncompressed bytes written so far.
+    position: u64,
+    frames: Vec<Frame>,
+}
+
+impl<W: Write> FramedWriter<W> {
+    /// Starts the first frame. With [`Compression::None`] there are no
+    /// frames: the stream is written as it is.
+    pub(super) fn new(
+        compression: Compression,
+        target: u64,
+        inner: W,
+    ) -> io::Result<FramedWriter<W>> {
+        let encoder = compression.writer(CountingWriter { inner, count: 0 })?;
+        let frames = if compression == Compression::None {
+            Vec::new()
+        } else {
+            vec![Frame {
+                compressed: 0,
+                uncompressed: 0,
+            }]
+        };
+        Ok(FramedWriter {
+            compression,
+            target,
+            encoder: Some(encoder),
+            position: 0,
+            frames,
+        })
+    }
+
+    /// Offset in the uncompressed stream of the next byte written.
+    pub(super) fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Marks a boundary between tar members: the current frame is closed
+    /// and a new one started when it holds at least the target.
+    pub(super) fn boundary(&mut self) -> io::Result<()> {
+        let Some(current) = self.frames.last() else {
+            return Ok(());
+        };
+        if self.position - current.uncompressed < self.target {
+            return Ok(());
+        }
+        let encoder = self.encoder.take().expect("an open frame");
+        let counting = encoder.finish()?;
+        self.frames.push(Frame {
+            compressed: counting.count,
+            uncompressed: self.position,
+        });
+        self.encoder = Some(self.compression.writer(counting)?);
+        Ok(())
+    }
+
+    /// Closes the last frame; returns the inner writer and the frame index
+    /// (empty without compression).
+    pub(super) fn finish(mut self) -> io::Result<(W, Vec<Frame>)> {
+        let encoder = self.encoder.take().expect("an open frame");
+        let counting = encoder.finish()?;
+        Ok((counting.inner, self.frames))
+    }
+
+    fn encoder(&mut self) -> &mut CompressWriter<CountingWriter<W>> {
+        self.encoder.as_mut().expect("an open frame")
+    }
+}
+
+impl<W: Write> Write for FramedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.encoder().write(buf)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.encoder().write_all(buf)?;
+        self.position += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.encoder().flush()
+    }
+}
+
+/// Counts the compressed bytes, so each frame's start in the file is known.
+struct CountingWriter<W: Write> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)?;
+        self.count += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads the uncompressed stream of a framed archive from any offset,
+/// decoding from the start of the frame that holds it and moving on to the
+/// next frame when one ends. Moving forward inside the frame being decoded
+/// reuses it; anything else opens the frame that holds the offset.
+pub(super) struct FrameCursor<'a> {
+    file: &'a File,
+    compression: Compression,
+    frames: &'a [Frame],
+    /// Length of the archive file: where the last frame ends.
+    file_len: u64,
+    /// The frame being decoded, and its decoder.
+    current: Option<(usize, Box<dyn Read + 'a>)>,
+    /// Uncompressed offset of the decoder's next byte.
+    position: u64,
+    scratch: Vec<u8>,
+}
+
+impl<'a> FrameCursor<'a> {
+    /// `frames` must be non-empty, sorted, and start at offset 0.
+    pub(super) fn new(
+        file: &'a File,
+        compression: Compression,
+        frames: &'a [Frame],
+    ) -> io::Result<Self> {
+        debug_assert!(frames.first().is_some_and(|f| f.uncompressed == 0));
+        Ok(FrameCursor {
+            file,
+            compression,
+            frames,
+            file_len: file.metadata()?.len(),
+            current: None,
+            position: 0,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Moves to uncompressed offset `offset`.
+    pub(super) fn seek(&mut self, offset: u64) -> io::Result<()> {
+        let index = self
+            .frames
+            .partition_point(|f| f.uncompressed <= offset)
+            .saturating_sub(1);
+        let reuse =
+            matches!(self.current, Some((open, _)) if open == index) && self.position <= offset;
+        if !reuse {
+            self.open(index)?;
+        }
+        self.skip(offset - self.position)
+    }
+
+    fn open(&mut self, index: usize) -> io::Result<()> {
+        let frame = self.frames[index];
+        let end = self
+            .frames
+            .get(index + 1)
+            .map_or(self.file_len, |next| next.compressed);
+        if end < frame.compressed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the frame index does not match the archive",
+            ));
+        }
+        let range = FileRange {
+            file: self.file,
+            position: frame.compressed,
+            end,
+        };
+        let capacity = (end - frame.compressed).clamp(1, 64 << 10) as usize;
+        let decoder = self
+            .compression
+            .member_reader(BufReader::with_capacity(capacity, range))?;
+        self.current = Some((index, decoder));
+        self.position = frame.uncompressed;
+        Ok(())
+    }
+
+    /// Discards `n` decoded bytes.
+    fn skip(&mut self, mut n: u64) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize(64 << 10, 0);
+        let result = loop {
+            if n == 0 {
+                break Ok(());
+            }
+            let want = n.min(scratch.len() as u64) as usize;
+            match self.read(&mut scratch[..want]) {
+                Ok(0) => break Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(got) => n -= got as u64,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => break Err(err),
+            }
+        };
+        self.scratch = scratch;
+        result
+    }
+}
+
+impl Read for FrameCursor<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let Some((index, decoder)) = self.current.as_mut() else {
+                return Ok(0);
+            };
+            let n = decoder.read(buf)?;
+            if n > 0 {
+                self.position += n as u64;
+                return Ok(n);
+            }
+            // The frame ended: it must end where the next one begins.
+            let next = *index + 1;
+            match self.frames.get(next) {
+                Some(frame) if frame.uncompressed == self.position => self.open(next)?,
+                Some(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a frame's length does not match the frame index",
+                    ));
+                }
+                None => {
+                    self.current = None;
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+/// `[position, end)` of a file, read with `pread` so that frames never share
+/// a file offset.
+struct FileRange<'a> {
+    file: &'a File,
+    position: u64,
+    end: u64,
+}
+
+impl Read for FileRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.position).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.position)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// Bytes that compress somewhat, with no period a decoder could hide a
+    /// misplaced read behind.
+    fn stream(len: usize) -> Vec<u8> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        (0..len)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                if i % 3 == 0 {
+                    b'a' + (state % 26) as u8
+                } else {
+                    (state >> 8) as u8 % 4 + b'0'
+                }
+            })
+            .collect()
+    }
+
+    /// Compresses `data` cut at `cuts` (anywhere, not only at tar members)
+    /// into one file, and returns it with its frame index.
+    fn framed_file(compression: Compression, data: &[u8], cuts: &[usize]) -> (File, Vec<Frame>) {
+        let mut bounds = vec![0];
+        bounds.extend_from_slice(cuts);
+        bounds.push(data.len());
+        let mut packed = Vec::new();
+        let mut frames = Vec::new();
+        for pair in bounds.windows(2) {
+            frames.push(Frame {
+                compressed: packed.len() as u64,
+                uncompressed: pair[0] as u64,
+            });
+            packed.extend(compression.compress(&data[pair[0]..pair[1]]).unwrap());
+        }
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&packed).unwrap();
+        (file, frames)
+    }
+
+    const FRAMED: [Compression; 4] = [
+        Compression::Gzip,
+        Compression::Bzip2,
+        Compression::Xz,
+        Compression::Zstd,
+    ];
+
+    #[test]
+    fn cursor_reads_any_range_including_ranges_across_frames() {
+        let data = stream(200_000);
+        let cuts = [10_000, 10_001, 70_000, 150_000];
+        for compression in FRAMED {
+            let (file, frames) = framed_file(compression, &data, &cuts);
+            let mut cursor = FrameCursor::new(&file, compression, &frames).unwrap();
+            // Forward in one frame, across one boundary, across several,
+            // backwards, from the very start and up to the very end.
+            for (start, len) in [
+                (5, 100),
+                (200, 9_000),
+                (9_990, 20),
+                (9_999, 60_100),
+                (1_000, 190_000),
+                (0, 1),
+                (150_000, 50_000),
+                (69_999, 2),
+                (199_999, 1),
+            ] {
+                cursor.seek(start as u64).unwrap();
+                let mut got = vec![0; len];
+                cursor.read_exact(&mut got).unwrap();
+                assert!(
+                    got == data[start..start + len],
+                    "{compression} {start}+{len}"
+                );
+            }
+            let mut rest = Vec::new();
+            cursor.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty(), "{compression}: read past the end");
+        }
+    }
+
+    #[test]
+    fn writer_cuts_only_at_boundaries_past_the_target_and_any_decoder_reads_it_whole() {
+        let data = stream(100_000);
+        for compression in FRAMED {
+            let mut writer = FramedWriter::new(compression, 16_000, Vec::new()).unwrap();
+            let mut marks = Vec::new();
+            for chunk in data.chunks(7_000) {
+                writer.boundary().unwrap();
+                marks.push(writer.position());
+                writer.write_all(chunk).unwrap();
+            }
+            let (packed, frames) = writer.finish().unwrap();
+            let starts: Vec<u64> = frames.iter().map(|f| f.uncompressed).collect();
+            assert_eq!(starts, [0, 21_000, 42_000, 63_000, 84_000], "{compression}");
+            assert!(starts.iter().all(|s| marks.contains(s)));
+            assert_eq!(
+                compression.decompress(&packed).unwrap(),
+                data,
+                "{compression}"
+            );
+            // Each frame on its own decodes to exactly its slice.
+            for (i, frame) in frames.iter().enumerate() {
+                let end = frames
+                    .get(i + 1)
+                    .map_or(packed.len(), |f| f.compressed as usize);
+                let mut one = Vec::new();
+                compression
+                    .member_reader(&packed[frame.compressed as usize..])
+                    .unwrap()
+                    .read_to_end(&mut one)
+                    .unwrap();
+                let from = frame.uncompressed as usize;
+                assert!(
+                    one == data[from..from + one.len()],
+                    "{compression} frame {i}"
+                );
+                let next = frames
+                    .get(i + 1)
+                    .map_or(data.len() as u64, |f| f.uncompressed);
+                assert_eq!(one.len() as u64, next - frame.uncompressed);
+                assert!(end > frame.compressed as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn no_compression_has_no_frames() {
+        let mut writer = FramedWriter::new(Compression::None, 10, Vec::new()).unwrap();
+        for _ in 0..5 {
+            writer.boundary().unwrap();
+            writer.write_all(&[7; 100]).unwrap();
+        }
+        let (out, frames) = writer.finish().unwrap();
+        assert_eq!(out, [7; 500]);
+        assert!(frames.is_empty());
+    }
+
+    #[test]
+    fn an_index_that_does_not_match_the_archive_is_an_error() {
+        let data = stream(50_000);
+        let (file, mut frames) = framed_file(Compression::Gzip, &data, &[20_000]);
+        // The second frame claims to start later than the first one ends.
+        frames[1].uncompressed += 1;
+        let mut buf = vec![0; 2_000];
+        let mut cursor = FrameCursor::new(&file, Compression::Gzip, &frames).unwrap();
+        cursor.seek(19_000).unwrap();
+        let err = cursor.read_exact(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        drop(cursor);
+        // A frame that starts beyond the file's end.
+        frames[1].compressed = u64::MAX;
+        let mut cursor = FrameCursor::new(&file, Compression::Gzip, &frames).unwrap();
+        assert!(cursor.seek(30_000).is_err());
+    }
+}
