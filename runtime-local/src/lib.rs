@@ -25,7 +25,6 @@ pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
@@ -40,9 +39,6 @@ use session_core::spec::{EnvironmentSpec, Limits};
 use session_core::{Error, Result};
 
 use crate::process::{Launch, ProcessTable, Rlimits, Watch};
-
-/// How long `cleanup` waits for killed commands to be reaped.
-const CLEANUP_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The spec `type` this backend serves.
 pub const TYPE_NAME: &str = "local";
@@ -263,14 +259,7 @@ impl Runtime for LocalRuntime {
     }
 
     async fn cleanup(&self) -> Result<()> {
-        self.inner
-            .processes
-            .close_and_wait(CLEANUP_PATIENCE)
-            .await
-            .map_err(|message| Error::Backend {
-                backend: TYPE_NAME.into(),
-                message,
-            })
+        self.inner.processes.close_and_wait(TYPE_NAME).await
     }
 }
 

@@ -43,6 +43,10 @@ const KILL_DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 const READ_CHUNK: usize = 64 << 10;
 
+/// How long [`ProcessTable::close_and_wait`] waits for killed commands to
+/// be reaped.
+pub const CLEANUP_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Resource limits applied between fork and exec.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rlimits {
@@ -509,21 +513,27 @@ impl ProcessTable {
     }
 
     /// Closes the table, kills everything and waits until every command's
-    /// driver has reaped it, for at most `patience`. `Err` carries a
-    /// message for the backend's error when commands outlast it.
-    pub async fn close_and_wait(&self, patience: Duration) -> Result<(), String> {
+    /// driver has reaped it, for at most [`CLEANUP_PATIENCE`]: a runtime's
+    /// `cleanup`. Commands that outlast it are an [`Error::Backend`] of
+    /// `backend`.
+    ///
+    /// [`Error::Backend`]: session_core::Error::Backend
+    pub async fn close_and_wait(&self, backend: &str) -> session_core::Result<()> {
         self.close();
-        let deadline = Instant::now() + patience;
+        let deadline = Instant::now() + CLEANUP_PATIENCE;
         loop {
             let finished = self.finished.notified();
             if self.running() == 0 {
                 break;
             }
             if tokio::time::timeout_at(deadline, finished).await.is_err() {
-                return Err(format!(
-                    "commands still running {} s after being killed",
-                    patience.as_secs()
-                ));
+                return Err(session_core::Error::Backend {
+                    backend: backend.to_owned(),
+                    message: format!(
+                        "commands still running {} s after being killed",
+                        CLEANUP_PATIENCE.as_secs()
+                    ),
+                });
             }
         }
         // A command that finished while this waited may have left a group.

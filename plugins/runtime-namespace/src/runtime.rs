@@ -27,9 +27,6 @@ use crate::plan::{Plan, STATIC_DIR};
 /// broken.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long `cleanup` waits for killed commands to be reaped.
-const CLEANUP_PATIENCE: Duration = Duration::from_secs(5);
-
 pub(crate) struct Inner {
     pub(crate) plan: Arc<Plan>,
     /// The workspace on the host (the child enters it before the hook, and
@@ -261,13 +258,6 @@ impl Runtime for NamespaceRuntime {
     }
 
     async fn cleanup(&self) -> Result<()> {
-        self.inner
-            .processes
-            .close_and_wait(CLEANUP_PATIENCE)
-            .await
-            .map_err(|message| Error::Backend {
-                backend: TYPE_NAME.into(),
-                message,
-            })
+        self.inner.processes.close_and_wait(TYPE_NAME).await
     }
 }
