@@ -555,22 +555,57 @@ impl ProcessTable {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pgid = started.pid;
         lock(&self.running).insert(id, pgid);
+        // A close between the caller's `is_closed` check and the insert
+        // did not see this group: it must not run in a closed runtime.
+        if self.is_closed() {
+            kill_group(pgid);
+        }
         let (events, stream) = session_core::runtime::EventStream::channel();
-        let table = Arc::clone(self);
+        let entry = Entry {
+            table: Arc::clone(self),
+            id,
+            pgid,
+        };
         tokio::spawn(async move {
             let result = drive(started, watch, &events).await;
-            lock(&table.running).remove(&id);
-            if group_alive(pgid) {
-                if table.is_closed() {
-                    kill_group(pgid);
-                } else {
-                    lock(&table.lingering).push(pgid);
-                }
-            }
-            table.finished.notify_waiters();
+            // The entry leaves the table before the result is sent; a
+            // panicking driver drops it all the same.
+            drop(entry);
             let _ = events.send(Event::Finished(result)).await;
         });
         stream
+    }
+}
+
+/// A running command's place in its [`ProcessTable`]; leaving it (when
+/// the driver ends, or unwinds) settles the command's group.
+struct Entry {
+    table: Arc<ProcessTable>,
+    id: u64,
+    pgid: i32,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let table = &self.table;
+        // The group is settled before the entry leaves `running`, so that
+        // a concurrent close always reaches it through one list or the
+        // other.
+        {
+            let mut lingering = lock(&table.lingering);
+            // Forget groups whose processes ended on their own, so a later
+            // kill cannot hit a reused group id.
+            lingering.retain(|pgid| group_alive(*pgid));
+            if group_alive(self.pgid) {
+                if table.is_closed() {
+                    kill_group(self.pgid);
+                } else {
+                    lingering.push(self.pgid);
+                }
+            }
+        }
+        lock(&table.running).remove(&self.id);
+        table.finished.notify_waiters();
     }
 }
 

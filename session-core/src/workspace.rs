@@ -55,7 +55,8 @@ pub struct WorkspaceOptions {
     /// Compression of every archive.
     pub compression: Compression,
     /// Where archives go; `None` keeps them in the session directory, removed
-    /// with it.
+    /// with it. Every capture writes one there; an empty base is not a
+    /// capture ([`Snapshot::empty`]), so it writes none.
     pub archive_save_dir: Option<PathBuf>,
     /// Largest file [`Workspace::get_file_contents`] returns.
     pub max_file_size: u64,

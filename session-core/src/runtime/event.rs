@@ -205,8 +205,9 @@ impl OutputBuffer {
 /// handed over without a copy, and its buffer comes back to the pool when
 /// the consumer drops the payload, so a long stream reuses the same few
 /// buffers instead of allocating (and faulting in) fresh memory for every
-/// chunk. A small read is copied into a payload of its own size, so a
-/// consumer that keeps many small events does not keep whole buffers.
+/// chunk. A read under a quarter of the buffer is copied into a payload
+/// of its own size, so a consumer that keeps its events holds at most four
+/// times their bytes (and many small events hold no whole buffers).
 #[derive(Debug, Clone)]
 pub struct ChunkPool {
     shared: Arc<PoolShared>,

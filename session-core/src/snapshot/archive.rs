@@ -155,6 +155,10 @@ where
             continue;
         };
         match entry.kind {
+            // An empty file has nothing to read (and no frame to open).
+            EntryKind::File if entry.size == 0 => {
+                out.insert(entry.path.clone(), Vec::new());
+            }
             EntryKind::File => wanted.push((entry, offset)),
             EntryKind::Symlink => {
                 let target = entry.link_target.clone().unwrap_or_default();

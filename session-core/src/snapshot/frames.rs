@@ -101,7 +101,9 @@ impl<W: Write> FramedWriter<W> {
         if self.position - current.uncompressed < self.target {
             return Ok(());
         }
-        let encoder = self.encoder.take().expect("an open frame");
+        let Some(encoder) = self.encoder.take() else {
+            return Err(closed_after_error());
+        };
         let counting = encoder.finish()?;
         self.frames.push(Frame {
             compressed: counting.count,
@@ -114,31 +116,39 @@ impl<W: Write> FramedWriter<W> {
     /// Closes the last frame; returns the inner writer and the frame index
     /// (empty without compression).
     pub(super) fn finish(mut self) -> io::Result<(W, Vec<Frame>)> {
-        let encoder = self.encoder.take().expect("an open frame");
+        let encoder = self.encoder.take().ok_or_else(closed_after_error)?;
         let counting = encoder.finish()?;
         Ok((counting.inner, self.frames))
     }
 
-    fn encoder(&mut self) -> &mut CompressWriter<CountingWriter<W>> {
-        self.encoder.as_mut().expect("an open frame")
+    /// The open frame's encoder; none is open only after closing a frame
+    /// failed, and then every later write fails too (the tar builder still
+    /// writes its trailer when dropped, and that must be an error, not a
+    /// panic).
+    fn encoder(&mut self) -> io::Result<&mut CompressWriter<CountingWriter<W>>> {
+        self.encoder.as_mut().ok_or_else(closed_after_error)
     }
+}
+
+fn closed_after_error() -> io::Error {
+    io::Error::other("the archive's frame could not be closed after an earlier error")
 }
 
 impl<W: Write> Write for FramedWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.encoder().write(buf)?;
+        let n = self.encoder()?.write(buf)?;
         self.position += n as u64;
         Ok(n)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.encoder().write_all(buf)?;
+        self.encoder()?.write_all(buf)?;
         self.position += buf.len() as u64;
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.encoder().flush()
+        self.encoder()?.flush()
     }
 }
 
@@ -477,5 +487,36 @@ mod tests {
         frames[1].compressed = u64::MAX;
         let mut cursor = FrameCursor::new(&file, Compression::Gzip, &frames).unwrap();
         assert!(cursor.seek(30_000).is_err());
+    }
+
+    /// A sink that takes `room` bytes and then fails, like a full disk.
+    struct Full {
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::other("no space left"));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_frame_that_cannot_be_closed_fails_every_later_write_without_panicking() {
+        let mut writer = FramedWriter::new(Compression::Gzip, 16, Full { room: 64 }).unwrap();
+        writer.write_all(&stream(4096)).unwrap();
+        assert!(writer.boundary().is_err());
+        assert!(writer.write_all(&[0; 1024]).is_err());
+        assert!(writer.flush().is_err());
+        assert!(writer.boundary().is_err());
+        assert!(writer.finish().is_err());
     }
 }
