@@ -2,10 +2,13 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::{mem, panic, thread};
 
 use super::Snapshot;
 use super::frames::{FramedWriter, frame_target};
@@ -15,6 +18,22 @@ use crate::compression::Compression;
 use crate::error::{Error, Result};
 
 const TAR_BLOCK: u64 = 512;
+
+/// Files up to this size are read whole into a [`Batch`] and archived from
+/// it, and the batch is hashed on another thread while the walk goes on.
+/// Larger files are streamed and hashed as they are read.
+const SMALL_FILE: u64 = 64 << 10;
+
+/// A batch is closed (and, from the first one on, handed to the hashing
+/// thread) once it holds this many files or bytes. The first batch is also
+/// the threshold for the thread: a tree with fewer small files is hashed on
+/// the walking thread, where a thread would cost more than it saves.
+const BATCH_FILES: usize = 256;
+const BATCH_BYTES: usize = 256 << 10;
+
+/// Closed batches waiting for the hashing thread; the walk blocks beyond
+/// this, which bounds the memory held by a capture.
+const BATCHES_QUEUED: usize = 4;
 
 pub(super) fn capture(
     root: &Path,
@@ -51,19 +70,29 @@ pub(super) fn capture(
     builder.mode(tar::HeaderMode::Complete);
     builder.follow_symlinks(false);
 
-    let mut walker = Walker {
-        rules,
-        builder,
-        entries: Vec::new(),
-        other_paths: Vec::new(),
-    };
-    walker.walk_dir(&root, "")?;
-    let Walker {
-        builder,
-        entries,
-        other_paths,
-        ..
-    } = walker;
+    // The scope joins the hashing thread, if one was started, before the
+    // capture returns, whatever happened during the walk.
+    let (builder, entries, other_paths) = thread::scope(|scope| -> Result<_> {
+        let mut walker = Walker {
+            rules,
+            builder,
+            entries: Vec::new(),
+            other_paths: Vec::new(),
+            hashes: DeferredHashes::new(scope),
+        };
+        walker.walk_dir(&root, "")?;
+        let Walker {
+            builder,
+            mut entries,
+            other_paths,
+            hashes,
+            ..
+        } = walker;
+        for (index, hash) in hashes.finish() {
+            entries[index].0.hash = hash;
+        }
+        Ok((builder, entries, other_paths))
+    })?;
     let framed = builder.into_inner().map_err(io_err)?;
     let (buffered, frames) = framed.finish().map_err(io_err)?;
     // Flushed, not synced: a snapshot serves the session that took it, and
@@ -98,15 +127,17 @@ pub(super) fn capture(
     })
 }
 
-struct Walker<'r, W: Write> {
+struct Walker<'r, 'scope, 'env, W: Write> {
     rules: &'r SnapshotRules,
     builder: tar::Builder<W>,
-    /// Entries with the offset of their data in the tar stream.
+    /// Entries with the offset of their data in the tar stream. The hash of
+    /// a small file is filled in from `hashes` once the walk is done.
     entries: Vec<(ManifestEntry, u64)>,
     other_paths: Vec<String>,
+    hashes: DeferredHashes<'scope, 'env>,
 }
 
-impl<W: Write> Walker<'_, FramedWriter<W>> {
+impl<W: Write> Walker<'_, '_, '_, FramedWriter<W>> {
     /// Called before each member: a new frame may start here.
     fn boundary(&mut self, abs: &Path) -> Result<()> {
         self.builder
@@ -194,11 +225,26 @@ impl<W: Write> Walker<'_, FramedWriter<W>> {
         header.set_size(size);
         header.set_mode(mode);
         header.set_mtime(meta.mtime().max(0) as u64);
-        let mut reader = ExactHashingReader::new(file, size);
         self.boundary(abs)?;
-        self.builder
-            .append_data(&mut header, &rel, &mut reader)
-            .map_err(Error::io("archiving", abs))?;
+        let index = self.entries.len();
+        let hash = if size <= SMALL_FILE {
+            let bytes = self
+                .hashes
+                .read(index, ExactReader::new(file, size))
+                .map_err(Error::io("archiving", abs))?;
+            self.builder
+                .append_data(&mut header, &rel, bytes)
+                .map_err(Error::io("archiving", abs))?;
+            self.hashes.close_if_full();
+            // Filled in by `capture` from the deferred hashes.
+            ContentHash([0; 32])
+        } else {
+            let mut reader = ExactHashingReader::new(file, size);
+            self.builder
+                .append_data(&mut header, &rel, &mut reader)
+                .map_err(Error::io("archiving", abs))?;
+            reader.hash()
+        };
         let end = self.builder.get_ref().position();
         let offset = end - size.div_ceil(TAR_BLOCK) * TAR_BLOCK;
         self.entries.push((
@@ -207,7 +253,7 @@ impl<W: Write> Walker<'_, FramedWriter<W>> {
                 kind: EntryKind::File,
                 mode,
                 size,
-                hash: reader.hash(),
+                hash,
                 link_target: None,
             },
             offset,
@@ -284,34 +330,178 @@ fn join(rel: &str, name: &str) -> String {
     }
 }
 
-/// Yields exactly `size` bytes of a file (zero-padded if it shrank after
-/// its size was read, cut if it grew) and hashes what it yields, so a
-/// manifest entry always describes the archived bytes. Used by every writer
-/// of tar members from a live tree.
-#[derive(Debug)]
-pub struct ExactHashingReader {
-    inner: File,
-    remaining: u64,
-    hasher: blake3::Hasher,
+/// Small files' bytes, read whole one after another, with the entry each
+/// belongs to.
+#[derive(Default)]
+struct Batch {
+    data: Vec<u8>,
+    /// Entry index and where its bytes are in `data`.
+    files: Vec<(usize, Range<usize>)>,
 }
 
-impl ExactHashingReader {
-    /// Reads `size` bytes of `file`.
-    pub fn new(file: File, size: u64) -> ExactHashingReader {
-        ExactHashingReader {
-            inner: file,
-            remaining: size,
-            hasher: blake3::Hasher::new(),
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.files.len() >= BATCH_FILES || self.data.len() >= BATCH_BYTES
+    }
+
+    fn hash_into(&self, hashes: &mut Vec<(usize, ContentHash)>) {
+        hashes.extend(
+            self.files
+                .iter()
+                .map(|(index, range)| (*index, ContentHash::of(&self.data[range.clone()]))),
+        );
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.files.clear();
+    }
+}
+
+/// The hashes of small files, computed off the walking thread once the tree
+/// has more than one batch of them, so hashing overlaps the file I/O.
+struct DeferredHashes<'scope, 'env> {
+    scope: &'scope thread::Scope<'scope, 'env>,
+    /// The batch being filled.
+    batch: Batch,
+    /// Started when the first batch is closed.
+    worker: Option<HashWorker<'scope>>,
+    /// No thread could be started: every batch is hashed here.
+    inline: bool,
+    /// Hashes computed on the walking thread.
+    done: Vec<(usize, ContentHash)>,
+}
+
+struct HashWorker<'scope> {
+    batches: SyncSender<Batch>,
+    /// Hashed batches coming back, emptied, for their buffers to be reused.
+    spare: Receiver<Batch>,
+    thread: thread::ScopedJoinHandle<'scope, Vec<(usize, ContentHash)>>,
+}
+
+impl<'scope, 'env> DeferredHashes<'scope, 'env> {
+    fn new(scope: &'scope thread::Scope<'scope, 'env>) -> Self {
+        DeferredHashes {
+            scope,
+            batch: Batch::default(),
+            worker: None,
+            inline: false,
+            done: Vec::new(),
         }
     }
 
-    /// The hash of the bytes yielded so far.
-    pub fn hash(&self) -> ContentHash {
-        self.hasher.finalize().into()
+    /// Reads a small file whole into the current batch, for entry `index`,
+    /// and returns its bytes.
+    fn read(&mut self, index: usize, mut reader: ExactReader) -> io::Result<&[u8]> {
+        let data = &mut self.batch.data;
+        let start = data.len();
+        let end = start + reader.remaining as usize;
+        data.resize(end, 0);
+        if let Err(err) = reader.read_exact(&mut data[start..]) {
+            data.truncate(start);
+            return Err(err);
+        }
+        self.batch.files.push((index, start..end));
+        Ok(&data[start..])
+    }
+
+    /// Hands the current batch over once it is full.
+    fn close_if_full(&mut self) {
+        if !self.batch.is_full() {
+            return;
+        }
+        if self.worker.is_none() && !self.inline {
+            self.worker = self.spawn();
+            self.inline = self.worker.is_none();
+        }
+        let Some(worker) = &self.worker else {
+            self.batch.hash_into(&mut self.done);
+            self.batch.clear();
+            return;
+        };
+        let next = worker.spare.try_recv().unwrap_or_default();
+        let full = mem::replace(&mut self.batch, next);
+        if let Err(mpsc::SendError(full)) = worker.batches.send(full) {
+            // The thread is gone, which only a panic does: `join` resumes
+            // it here.
+            self.join();
+            self.inline = true;
+            full.hash_into(&mut self.done);
+        }
+    }
+
+    fn spawn(&self) -> Option<HashWorker<'scope>> {
+        let (batches, queue) = mpsc::sync_channel::<Batch>(BATCHES_QUEUED);
+        let (give_back, spare) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("berth-hash".into())
+            .spawn_scoped(self.scope, move || {
+                let mut hashes = Vec::new();
+                for mut batch in queue {
+                    batch.hash_into(&mut hashes);
+                    batch.clear();
+                    // The walk may be over and no longer take buffers back.
+                    let _ = give_back.send(batch);
+                }
+                hashes
+            });
+        match thread {
+            Ok(thread) => Some(HashWorker {
+                batches,
+                spare,
+                thread,
+            }),
+            Err(err) => {
+                tracing::debug!(%err, "no hashing thread; hashing on the walking thread");
+                None
+            }
+        }
+    }
+
+    /// Waits for the hashing thread (after its queue is closed) and takes
+    /// its hashes; a panic there is resumed here.
+    fn join(&mut self) {
+        let Some(HashWorker {
+            batches, thread, ..
+        }) = self.worker.take()
+        else {
+            return;
+        };
+        drop(batches);
+        match thread.join() {
+            Ok(hashes) => self.done.extend(hashes),
+            Err(payload) => panic::resume_unwind(payload),
+        }
+    }
+
+    /// Every small file's hash, by entry index.
+    fn finish(mut self) -> Vec<(usize, ContentHash)> {
+        // The last batch is hashed here while the thread, if any, empties
+        // its queue.
+        self.batch.hash_into(&mut self.done);
+        self.join();
+        self.done
     }
 }
 
-impl Read for ExactHashingReader {
+/// Yields exactly `size` bytes of a file: zero-padded if it shrank after
+/// its size was read, cut if it grew.
+#[derive(Debug)]
+struct ExactReader {
+    inner: File,
+    remaining: u64,
+}
+
+impl ExactReader {
+    fn new(file: File, size: u64) -> ExactReader {
+        ExactReader {
+            inner: file,
+            remaining: size,
+        }
+    }
+}
+
+impl Read for ExactReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 {
             return Ok(0);
@@ -325,7 +515,104 @@ impl Read for ExactHashingReader {
             n = want;
         }
         self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Yields exactly `size` bytes of a file (zero-padded if it shrank after
+/// its size was read, cut if it grew) and hashes what it yields, so a
+/// manifest entry always describes the archived bytes. Used by every writer
+/// of tar members from a live tree.
+#[derive(Debug)]
+pub struct ExactHashingReader {
+    inner: ExactReader,
+    hasher: blake3::Hasher,
+}
+
+impl ExactHashingReader {
+    /// Reads `size` bytes of `file`.
+    pub fn new(file: File, size: u64) -> ExactHashingReader {
+        ExactHashingReader {
+            inner: ExactReader::new(file, size),
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    /// The hash of the bytes yielded so far.
+    pub fn hash(&self) -> ContentHash {
+        self.hasher.finalize().into()
+    }
+}
+
+impl Read for ExactHashingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn file_of(dir: &Path, name: &str, bytes: &[u8]) -> File {
+        let path = dir.join(name);
+        fs::write(&path, bytes).unwrap();
+        File::open(path).unwrap()
+    }
+
+    /// A file that is shorter or longer than the size read from its
+    /// metadata yields the same bytes, and the same hash, whether it is
+    /// streamed or read whole into a batch.
+    #[test]
+    fn a_batch_reads_a_file_as_the_streaming_reader_does() {
+        let dir = tempfile::tempdir().unwrap();
+        for (len, size) in [(0, 0), (10, 10), (10, 700), (700, 10), (0, 5)] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+            let mut streamed = Vec::new();
+            let mut reader = ExactHashingReader::new(file_of(dir.path(), "a", &bytes), size);
+            reader.read_to_end(&mut streamed).unwrap();
+            thread::scope(|scope| {
+                let mut hashes = DeferredHashes::new(scope);
+                let read = hashes
+                    .read(7, ExactReader::new(file_of(dir.path(), "b", &bytes), size))
+                    .unwrap()
+                    .to_vec();
+                assert_eq!(read, streamed, "{len} bytes read as {size}");
+                assert_eq!(hashes.finish(), vec![(7, reader.hash())]);
+            });
+        }
+    }
+
+    /// Past the first batch the hashes come from the hashing thread; every
+    /// file gets its own, whichever side computed it.
+    #[test]
+    fn hashes_from_many_batches_land_on_their_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let contents: Vec<Vec<u8>> = (0..BATCH_FILES * 3 + 5)
+            .map(|i| format!("file {i}\n").repeat(i % 50).into_bytes())
+            .collect();
+        let mut got = thread::scope(|scope| {
+            let mut hashes = DeferredHashes::new(scope);
+            for (index, bytes) in contents.iter().enumerate() {
+                let file = file_of(dir.path(), "f", bytes);
+                hashes
+                    .read(index, ExactReader::new(file, bytes.len() as u64))
+                    .unwrap();
+                hashes.close_if_full();
+            }
+            assert!(hashes.worker.is_some() || hashes.inline);
+            hashes.finish()
+        });
+        got.sort_by_key(|(index, _)| *index);
+        let want: Vec<(usize, ContentHash)> = contents
+            .iter()
+            .enumerate()
+            .map(|(index, bytes)| (index, ContentHash::of(bytes)))
+            .collect();
+        assert_eq!(got, want);
     }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use session_core::Error;
 use session_core::compression::Compression;
-use session_core::snapshot::{EntryKind, ExtractMode, Snapshot, SnapshotRules};
+use session_core::snapshot::{
+    ContentHash, EntryKind, ExtractMode, ManifestEntry, Snapshot, SnapshotManifest, SnapshotRules,
+};
 
 fn write(root: &Path, rel: &str, content: &str) {
     let path = root.join(rel);
@@ -344,4 +346,88 @@ fn read_entries_reads_only_what_is_asked_and_verifies_it() {
         snap.read_entries(["f05.txt"]),
         Err(Error::Archive { .. })
     ));
+}
+
+/// Deterministic bytes of every value.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Small files are read whole and hashed off the walking thread once there
+/// are enough of them; large ones are hashed as they are streamed. Either
+/// way each entry carries the BLAKE3 hash of the file's bytes, the archive
+/// holds those bytes, and the checksum is the one the capture gave before
+/// small files were hashed apart.
+#[test]
+fn many_small_and_a_few_large_files_hash_exactly() {
+    let src = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let mut files: Vec<(String, Vec<u8>, u32)> = Vec::new();
+    for i in 0..1500u64 {
+        let len = match i % 10 {
+            0 => 0,
+            1 => 1,
+            2 => 64 << 10,
+            _ => (i as usize * 37) % 3000,
+        };
+        let mode = if i % 13 == 0 { 0o755 } else { 0o644 };
+        files.push((format!("d{:02}/f{i:04}.txt", i % 16), noise(i, len), mode));
+    }
+    for (i, len) in [(64 << 10) + 1, 200 << 10, (1 << 20) + 3]
+        .into_iter()
+        .enumerate()
+    {
+        files.push((
+            format!("large/l{i}.bin"),
+            noise(10_000 + i as u64, len),
+            0o600,
+        ));
+    }
+    for (rel, bytes, mode) in &files {
+        let path = src.path().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected: Vec<ManifestEntry> = files
+        .iter()
+        .map(|(rel, bytes, mode)| ManifestEntry {
+            path: rel.clone(),
+            kind: EntryKind::File,
+            mode: *mode,
+            size: bytes.len() as u64,
+            hash: ContentHash(*blake3::hash(bytes).as_bytes()),
+            link_target: None,
+        })
+        .collect();
+    let expected_checksum = SnapshotManifest::new(expected.clone(), vec![]).checksum();
+    for compression in [Compression::None, Compression::Gzip] {
+        let snap = Snapshot::capture(src.path(), &all_rules(), compression, store.path()).unwrap();
+        assert!(
+            snap.manifest().entries() == expected.as_slice(),
+            "{compression}: manifest differs"
+        );
+        assert_eq!(snap.checksum(), expected_checksum, "{compression}");
+        assert_eq!(
+            snap.checksum().to_hex(),
+            "674ac56b7998cddfb0aeb4a0b56683d3fc0270f841d7d418bc0cdbda2334ffe0",
+            "{compression}: the checksum captures gave before"
+        );
+        let read = snap
+            .read_entries(files.iter().map(|(rel, _, _)| rel.as_str()))
+            .unwrap();
+        assert_eq!(read.len(), files.len(), "{compression}");
+        for (rel, bytes, _) in &files {
+            assert!(read[rel] == *bytes, "{compression}: {rel}");
+        }
+    }
 }
