@@ -123,9 +123,9 @@ fn tar(args: &[&str]) -> BenchResult<()> {
 /// external `tar -cf` (then `tar -czf`) of the same tree into the same
 /// archive directory, alternating one run each. Two more sides, outside the
 /// verdict, locate the difference: `tar` followed by an `fsync` of its
-/// archive (a capture syncs its archive before it returns), and hashing
-/// every file's bytes from memory (a capture hashes each file for the
-/// manifest; `tar` hashes nothing).
+/// archive (what a capture cost when it still synced its archive), and
+/// hashing every file's bytes from memory (a capture hashes each file for
+/// the manifest; `tar` hashes nothing).
 pub fn snapshot(bench: &Bench) -> BenchResult<Vec<Figure>> {
     let fixture = TreeFixture::new(bench, 1)?;
     let schedule = Schedule {
