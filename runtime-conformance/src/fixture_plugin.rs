@@ -22,18 +22,24 @@ pub fn target_dir() -> PathBuf {
 ///
 /// When the build fails or names no library; this is test support.
 pub fn build(features: &str, dest: &Path) {
+    let library = build_workspace_cdylib("berth-plugin-fixture", features);
+    std::fs::copy(&library, dest).expect("copying the fixture plugin");
+}
+
+/// Builds the workspace package `package` with `features` (comma-separated,
+/// may be empty) into the running tests' target directory and returns its
+/// cdylib, found through cargo's JSON messages.
+///
+/// # Panics
+///
+/// When the build fails or names no library; this is test support.
+pub fn build_workspace_cdylib(package: &str, features: &str) -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the crate sits in the workspace");
     let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
     cmd.current_dir(workspace)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "berth-plugin-fixture",
-            "--message-format=json",
-        ])
+        .args(["build", "--quiet", "-p", package, "--message-format=json"])
         .arg("--target-dir")
         .arg(target_dir());
     if !features.is_empty() {
@@ -42,14 +48,15 @@ pub fn build(features: &str, dest: &Path) {
     let output = cmd.output().expect("running cargo build");
     assert!(
         output.status.success(),
-        "building the fixture plugin failed:\n{}",
+        "building {package} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let library = String::from_utf8_lossy(&output.stdout)
+    let lib_name = package.replace('-', "_");
+    String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|msg| msg["reason"] == "compiler-artifact")
-        .filter(|msg| msg["target"]["name"] == "berth_plugin_fixture")
+        .filter(|msg| msg["target"]["name"] == lib_name.as_str())
         .flat_map(|msg| {
             msg["filenames"]
                 .as_array()
@@ -59,6 +66,5 @@ pub fn build(features: &str, dest: &Path) {
                 .filter_map(|f| f.as_str().map(PathBuf::from))
         })
         .find(|f| f.extension().is_some_and(|e| e == "so"))
-        .expect("the build names its cdylib");
-    std::fs::copy(&library, dest).expect("copying the fixture plugin");
+        .expect("the build names its cdylib")
 }

@@ -2,72 +2,27 @@
 //! run, loaded through the real plugin loader from a plugin directory,
 //! then isolation checks and the whole conformance suite through it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use runtime_conformance::fixture_plugin::build_workspace_cdylib;
 use runtime_conformance::{Target, run_suite};
 use session_core::EnvironmentSpec;
 use session_core::registry::Registry;
 use session_core::runtime::{BackendOrigin, ExecCommand, ExecStatus};
 use session_core::session::{Session, SpawnOptions};
 
-/// The workspace's target directory (this test binary lives in
-/// `<target>/debug/deps/`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().to_path_buf()
-}
-
-/// Builds this crate's cdylib and returns its path, found through cargo's
-/// JSON messages.
-fn build_plugin() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap();
-    let output = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-        .current_dir(workspace)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "runtime-namespace",
-            "--message-format=json",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "building the plugin failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact")
-        .filter(|msg| msg["target"]["name"] == "runtime_namespace")
-        .flat_map(|msg| {
-            msg["filenames"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|f| f.as_str().map(PathBuf::from))
-        })
-        .find(|f| f.extension().is_some_and(|e| e == "so"))
-        .expect("the build names its cdylib")
-}
-
 #[test]
 fn the_dylib_loads_isolates_and_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
-    std::fs::copy(build_plugin(), plugins.join("libruntime_namespace.so")).unwrap();
+    std::fs::copy(
+        build_workspace_cdylib("runtime-namespace", ""),
+        plugins.join("libruntime_namespace.so"),
+    )
+    .unwrap();
 
     let mut registry = Registry::empty();
     let report = session_core::plugin::load_directory(&plugins, &mut registry);
