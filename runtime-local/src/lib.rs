@@ -227,6 +227,7 @@ impl Runtime for LocalRuntime {
                 file_size: inner.limits.file_size,
             },
             pre_exec: None,
+            keeper: true,
         };
         let begun = tokio::time::Instant::now();
         let started = match process::start(&launch) {

@@ -1,23 +1,35 @@
 //! Starting one command as a host process and driving it to its end.
 //!
-//! Each command is a `sh -c` in a process group of its own, with a
-//! parent-death signal and rlimits set between fork and exec. Its exit is
-//! watched through a pidfd and reaped with `wait4`, which also gives its
-//! resource usage. The driver reads stdout and stderr as they come, feeds
-//! stdin, enforces the wall and idle timeouts by killing the whole group,
-//! and never waits more than a short grace period for pipes that a
-//! background grandchild keeps open.
+//! Each command is a `sh -c` started by a *keeper* ([`keeper`]): berth
+//! forks the keeper, the keeper forks the shell into a process group of its
+//! own and stays behind as a child subreaper, so every process the command
+//! starts — also those that `setsid`, `nohup` or double-fork away from the
+//! group — ends with the command's kill, the runtime's cleanup, or berth's
+//! own death (the keeper's parent-death signal makes it sweep the tree).
+//! The keeper reports the shell's wait status and resource usage through a
+//! pipe. The command starts with exactly descriptors 0, 1 and 2: whatever
+//! else berth's caller left open is closed at exec. The driver reads stdout
+//! and stderr as they come, feeds stdin, enforces the wall and idle
+//! timeouts by killing the whole tree, and never waits more than a short
+//! grace period for pipes that a background grandchild keeps open.
 //!
 //! This module is public so that sandbox backends built on host processes
 //! (the `namespace` plugin) reuse the one way berth starts and reads a
 //! process instead of copying it. Their extension point is
 //! [`Launch::pre_exec`]: a hook run in the forked child after this module's
-//! own setup (process group, parent-death signal, rlimits) and before exec,
-//! where a sandbox enters its namespaces.
+//! own setup and before exec, where a sandbox enters its namespaces. A
+//! sandbox that contains the command's whole tree itself (a pid namespace
+//! whose init dies with its supervisor) may go without the keeper
+//! ([`Launch::keeper`]); its forked child is then the process berth
+//! watches, leading a process group berth kills. [`child`] holds the
+//! async-signal-safe system calls such hooks need.
+
+pub mod child;
+mod keeper;
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -85,6 +97,11 @@ pub struct Launch<'a> {
     /// Extra setup in the child, last before exec (a sandbox entering its
     /// namespaces); `None` for a plain host process.
     pub pre_exec: Option<PreExec>,
+    /// Start the command under a keeper (see the module docs): `true` for
+    /// every host process whose tree nothing else contains. `false` only
+    /// for a sandbox whose [`Launch::pre_exec`] hook contains the whole
+    /// tree itself and ends it when its forked child dies.
+    pub keeper: bool,
 }
 
 impl std::fmt::Debug for Launch<'_> {
@@ -96,15 +113,84 @@ impl std::fmt::Debug for Launch<'_> {
             .field("with_stdin", &self.with_stdin)
             .field("rlimits", &self.rlimits)
             .field("pre_exec", &self.pre_exec.is_some())
+            .field("keeper", &self.keeper)
             .finish_non_exhaustive()
     }
 }
 
+/// How berth reaches a started command's processes.
+#[derive(Clone)]
+enum Control {
+    /// A keeper: SIGTERM makes it sweep the command's tree and exit; it is
+    /// alive while anything of the command is.
+    Keeper(Arc<AsyncFd<OwnedFd>>),
+    /// A process group berth kills itself (a sandbox without a keeper).
+    Group(i32),
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::Keeper(pidfd) => write!(f, "Keeper(pidfd {})", pidfd.as_raw_fd()),
+            Control::Group(pgid) => write!(f, "Group({pgid})"),
+        }
+    }
+}
+
+impl Control {
+    /// Ends every process of the command.
+    fn kill(&self) {
+        match self {
+            Control::Keeper(pidfd) => {
+                // SAFETY: pidfd_send_signal(2) on a pidfd we own; a process
+                // that already ended is not an error.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        pidfd.as_raw_fd(),
+                        libc::SIGTERM,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0 as libc::c_uint,
+                    );
+                }
+            }
+            Control::Group(pgid) => kill_group(*pgid),
+        }
+    }
+
+    /// Whether any process of the command may still run.
+    fn alive(&self) -> bool {
+        match self {
+            Control::Keeper(pidfd) => {
+                let mut poll = libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: poll(2) of one local pollfd without waiting. A
+                // pidfd is readable once its process has ended.
+                unsafe { libc::poll(&mut poll, 1, 0) == 0 }
+            }
+            Control::Group(pgid) => group_alive(*pgid),
+        }
+    }
+}
+
+/// How berth learns that the command ended.
+enum ExitWatch {
+    /// Reaping the forked child, whose wait status is the command's.
+    Reap,
+    /// Reading the keeper's record from the status pipe.
+    Report(AsyncFd<OwnedFd>),
+}
+
 /// A started process, not yet reaped.
 pub struct Started {
-    /// The process id, which is also its process group id.
+    /// The process id of berth's child (the keeper, or a sandbox's forked
+    /// child), which also leads a process group.
     pub pid: i32,
-    pidfd: AsyncFd<OwnedFd>,
+    pidfd: Arc<AsyncFd<OwnedFd>>,
+    exit: ExitWatch,
     stdin: Option<pipe::Sender>,
     stdout: pipe::Receiver,
     stderr: pipe::Receiver,
@@ -121,18 +207,27 @@ impl std::fmt::Debug for Started {
 }
 
 impl Started {
-    /// Kills the process group and reaps the process, for a process that
-    /// was started but must not run (a sandbox that reported a failed
+    fn control(&self) -> Control {
+        match self.exit {
+            ExitWatch::Reap => Control::Group(self.pid),
+            ExitWatch::Report(_) => Control::Keeper(Arc::clone(&self.pidfd)),
+        }
+    }
+
+    /// Kills the command's processes and reaps berth's child, for a process
+    /// that was started but must not run (a sandbox that reported a failed
     /// setup). Returns its raw wait status.
     pub async fn kill_and_reap(self) -> i32 {
-        kill_group(self.pid);
+        self.control().kill();
         wait_exit(&self.pidfd, self.pid).await.0
     }
 }
 
-/// Starts the process: a new process group, a parent-death signal,
-/// rlimits, then the launch's [`PreExec`] hook, then exec. Must run inside
-/// a tokio runtime with I/O enabled.
+/// Starts the process: berth's child (a new process group, its
+/// parent-death signal), the keeper's split when [`Launch::keeper`] is set,
+/// rlimits, the launch's [`PreExec`] hook, every descriptor above 2 marked
+/// close-on-exec, then exec. Must run inside a tokio runtime with I/O
+/// enabled.
 ///
 /// Fails when fork or exec fails, or with the hook's error.
 pub fn start(launch: &Launch<'_>) -> io::Result<Started> {
@@ -158,37 +253,68 @@ pub fn start(launch: &Launch<'_>) -> io::Result<Started> {
     let parent = std::process::id() as libc::pid_t;
     let rlimits = launch.rlimits;
     let hook = launch.pre_exec.clone();
+    // The keeper's status pipe: berth reads, the keeper writes (the shell
+    // never holds it: close-on-exec).
+    let status = if launch.keeper {
+        Some(status_pipe()?)
+    } else {
+        None
+    };
+    let status_write = status.as_ref().map(|(_, write)| write.as_raw_fd());
     // SAFETY: the closure runs in the forked child before exec and calls
     // only async-signal-safe functions (setpgid, prctl, getppid, signal,
-    // setrlimit, _exit) and the launch's hook, which promises the same; it
-    // allocates nothing.
+    // setrlimit, fork, fcntl, close_range, _exit), the keeper (which makes
+    // only system calls on stack buffers) and the launch's hook, which
+    // promises the same; it allocates nothing.
     unsafe {
         command.pre_exec(move || {
             if libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect.
-            if libc::getppid() != parent {
-                libc::_exit(137);
-            }
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            match status_write {
+                Some(status) => {
+                    let keep = [status];
+                    keeper::split(
+                        parent,
+                        &keeper::KeeperPlan {
+                            status,
+                            keep: &keep,
+                            kill_cgroup: None,
+                        },
+                    )?;
+                }
+                None => {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // The parent may have died before prctl took effect.
+                    if libc::getppid() != parent {
+                        libc::_exit(137);
+                    }
+                }
+            }
             if let Some(bytes) = rlimits.address_space {
                 set_rlimit(libc::RLIMIT_AS, bytes)?;
             }
             if let Some(bytes) = rlimits.file_size {
                 set_rlimit(libc::RLIMIT_FSIZE, bytes)?;
             }
-            match &hook {
-                Some(hook) => hook(),
-                None => Ok(()),
+            if let Some(hook) = &hook {
+                hook()?;
             }
+            // Whatever berth's caller left open (and a hook opened) is not
+            // the command's: only 0, 1 and 2 survive the exec.
+            child::cloexec_from(3);
+            Ok(())
         });
     }
     let started_at = Instant::now();
-    let mut child = command.spawn()?;
+    let spawned = command.spawn();
+    // berth's copy of the write end goes now, so the pipe reads as ended
+    // once the keeper is gone.
+    let status_read = status.map(|(read, _write)| read);
+    let mut child = spawned?;
     let pid = child.id() as i32;
     // Also from the parent, so the group exists before anyone signals it.
     // SAFETY: plain syscall on our own child's pid.
@@ -196,6 +322,15 @@ pub fn start(launch: &Launch<'_>) -> io::Result<Started> {
         libc::setpgid(pid, pid);
     }
     let pidfd = pidfd_open(pid)?;
+    let exit = match status_read {
+        // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and
+        // unchanged for as long as it is registered.
+        Some(read) => ExitWatch::Report(
+            unsafe { AsyncFd::register_with_interest(read, tokio::io::Interest::READABLE) }
+                .map_err(io::Error::from)?,
+        ),
+        None => ExitWatch::Reap,
+    };
     let stdin = child
         .stdin
         .take()
@@ -207,15 +342,34 @@ pub fn start(launch: &Launch<'_>) -> io::Result<Started> {
     drop(child);
     Ok(Started {
         pid,
-        // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and
-        // unchanged for as long as it is registered.
-        pidfd: unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
-            .map_err(io::Error::from)?,
+        // SAFETY: as above, the AsyncFd owns the pidfd.
+        pidfd: Arc::new(
+            unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+                .map_err(io::Error::from)?,
+        ),
+        exit,
         stdin,
         stdout,
         stderr,
         started_at,
     })
+}
+
+/// A close-on-exec pipe whose read end does not block.
+fn status_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) with a pointer to a local array of two fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned these fds; nothing else owns them.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl(2) on the read end we own.
+    unsafe {
+        let flags = libc::fcntl(read.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(read.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    Ok((read, write))
 }
 
 fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
@@ -279,6 +433,46 @@ async fn wait_exit(pidfd: &AsyncFd<OwnedFd>, pid: i32) -> (i32, Usage) {
     }
 }
 
+/// Waits for the keeper's record of the shell's end. A keeper that ended
+/// without one (killed from outside) counts as a SIGKILL of the command.
+async fn wait_report(pipe: &AsyncFd<OwnedFd>) -> (i32, Usage) {
+    let mut record = [0u8; keeper::RECORD_LEN];
+    loop {
+        // SAFETY: read(2) into a local buffer from a non-blocking fd we own.
+        let read = unsafe {
+            libc::read(
+                pipe.as_raw_fd(),
+                record.as_mut_ptr().cast(),
+                keeper::RECORD_LEN,
+            )
+        };
+        if read == keeper::RECORD_LEN as isize {
+            let (status, usage) = keeper::decode(&record);
+            return (status, usage_of(&usage));
+        }
+        let would_block = read < 0
+            && matches!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::EAGAIN | libc::EINTR)
+            );
+        if !would_block {
+            return (libc::SIGKILL, Usage::default());
+        }
+        match pipe.readable().await {
+            Ok(mut guard) => guard.clear_ready(),
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+/// How the command ended, by whichever way `exit` says.
+async fn wait_end(exit: &ExitWatch, pidfd: &AsyncFd<OwnedFd>, pid: i32) -> (i32, Usage) {
+    match exit {
+        ExitWatch::Reap => wait_exit(pidfd, pid).await,
+        ExitWatch::Report(pipe) => wait_report(pipe).await,
+    }
+}
+
 fn usage_of(usage: &libc::rusage) -> Usage {
     let time = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
@@ -319,6 +513,7 @@ enum KilledFor {
 /// consumer that went away, kills the whole group.
 pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> ExecResult {
     let pid = started.pid;
+    let control = started.control();
     let wall = watch.wall_timeout.map(|t| started.started_at + t);
     let mut idle = watch.idle_timeout.map(|t| Instant::now() + t);
     let mut stdout_buf =
@@ -356,7 +551,7 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
                         if killed != Some(KilledFor::Cancelled)
                             && !send(events, Event::Stdout(pool.chunk(&mut out_chunk, n)), wall).await
                         {
-                            kill_group(pid);
+                            control.kill();
                             killed.get_or_insert(KilledFor::Cancelled);
                         }
                     }
@@ -372,14 +567,14 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
                         if killed != Some(KilledFor::Cancelled)
                             && !send(events, Event::Stderr(pool.chunk(&mut err_chunk, n)), wall).await
                         {
-                            kill_group(pid);
+                            control.kill();
                             killed.get_or_insert(KilledFor::Cancelled);
                         }
                     }
                 }
                 None
             }
-            status = wait_exit(&started.pidfd, pid), if exit.is_none() => {
+            status = wait_end(&started.exit, &started.pidfd, pid), if exit.is_none() => {
                 exit = Some(status);
                 let grace = if killed.is_some() { KILL_DRAIN_GRACE } else { EXIT_DRAIN_GRACE };
                 drain_until.get_or_insert(Instant::now() + grace);
@@ -402,7 +597,7 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
             }
         };
         if let Some(reason) = deadline_hit {
-            kill_group(pid);
+            control.kill();
             killed = Some(reason);
             drain_until = Some(Instant::now() + KILL_DRAIN_GRACE);
         }
@@ -411,6 +606,14 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
         task.abort();
     }
     let elapsed = started.started_at.elapsed();
+    if let ExitWatch::Report(_) = started.exit {
+        // The keeper lives on while background processes of the command
+        // do; it is reaped whenever it ends.
+        let pidfd = Arc::clone(&started.pidfd);
+        tokio::spawn(async move {
+            wait_exit(&pidfd, pid).await;
+        });
+    }
     let (status, usage) = exit.unwrap_or((libc::SIGKILL, Usage::default()));
     let (mut exec_status, exit_code, signal) = if libc::WIFEXITED(status) {
         (ExecStatus::Exited, libc::WEXITSTATUS(status), None)
@@ -449,18 +652,18 @@ async fn send(events: &EventSender, event: Event, wall: Option<Instant>) -> bool
 }
 
 /// The commands a runtime started, so that `kill`, `cleanup` and drop
-/// reach every one of them: the process groups of running commands, the
-/// groups of finished commands whose background processes linger, and
-/// whether the runtime is closed.
+/// reach every one of them: running commands, finished commands whose
+/// background processes linger (their keepers, or their process groups),
+/// and whether the runtime is closed.
 ///
 /// Every backend built on host processes keeps its commands here, so they
 /// all count, kill and wait for their commands the same way.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
-    /// Process groups of running commands, by command id.
-    running: std::sync::Mutex<std::collections::HashMap<u64, i32>>,
-    /// Groups of finished commands that left background processes behind.
-    lingering: std::sync::Mutex<Vec<i32>>,
+    /// Running commands, by command id.
+    running: std::sync::Mutex<std::collections::HashMap<u64, Control>>,
+    /// Finished commands that left background processes behind.
+    lingering: std::sync::Mutex<Vec<Control>>,
     next_id: std::sync::atomic::AtomicU64,
     closed: std::sync::atomic::AtomicBool,
     /// Woken whenever a command finishes.
@@ -495,13 +698,18 @@ impl ProcessTable {
         }
     }
 
-    /// Kills the group of every running command and every lingering group.
+    /// Kills every process of every running command and of every finished
+    /// one that left processes behind.
     pub fn kill_all(&self) {
-        for pgid in lock(&self.running).values() {
-            kill_group(*pgid);
+        self.kill_running();
+        for control in lock(&self.lingering).drain(..) {
+            control.kill();
         }
-        for pgid in lock(&self.lingering).drain(..) {
-            kill_group(pgid);
+    }
+
+    fn kill_running(&self) {
+        for control in lock(&self.running).values() {
+            control.kill();
         }
     }
 
@@ -513,31 +721,56 @@ impl ProcessTable {
     }
 
     /// Closes the table, kills everything and waits until every command's
-    /// driver has reaped it, for at most [`CLEANUP_PATIENCE`]: a runtime's
-    /// `cleanup`. Commands that outlast it are an [`Error::Backend`] of
-    /// `backend`.
+    /// driver has reaped it and every process a command left behind is
+    /// gone, for at most [`CLEANUP_PATIENCE`]: a runtime's `cleanup`.
+    /// Commands that outlast it are an [`Error::Backend`] of `backend`.
     ///
     /// [`Error::Backend`]: session_core::Error::Backend
     pub async fn close_and_wait(&self, backend: &str) -> session_core::Result<()> {
-        self.close();
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.kill_running();
+        let mut left: Vec<Control> = lock(&self.lingering).drain(..).collect();
+        for control in &left {
+            control.kill();
+        }
         let deadline = Instant::now() + CLEANUP_PATIENCE;
+        let outlasted = || session_core::Error::Backend {
+            backend: backend.to_owned(),
+            message: format!(
+                "commands still running {} s after being killed",
+                CLEANUP_PATIENCE.as_secs()
+            ),
+        };
         loop {
             let finished = self.finished.notified();
             if self.running() == 0 {
                 break;
             }
             if tokio::time::timeout_at(deadline, finished).await.is_err() {
-                return Err(session_core::Error::Backend {
-                    backend: backend.to_owned(),
-                    message: format!(
-                        "commands still running {} s after being killed",
-                        CLEANUP_PATIENCE.as_secs()
-                    ),
-                });
+                return Err(outlasted());
             }
         }
-        // A command that finished while this waited may have left a group.
-        self.kill_all();
+        // A command that finished while this waited may have left processes.
+        left.extend(lock(&self.lingering).drain(..));
+        for control in &left {
+            control.kill();
+        }
+        for control in &left {
+            if let Control::Keeper(pidfd) = control {
+                // A keeper ends once its sweep is done.
+                let ended = async {
+                    while control.alive() {
+                        match pidfd.readable().await {
+                            Ok(mut guard) => guard.clear_ready(),
+                            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                        }
+                    }
+                };
+                if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                    return Err(outlasted());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -553,18 +786,18 @@ impl ProcessTable {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pgid = started.pid;
-        lock(&self.running).insert(id, pgid);
+        let control = started.control();
+        lock(&self.running).insert(id, control.clone());
         // A close between the caller's `is_closed` check and the insert
-        // did not see this group: it must not run in a closed runtime.
+        // did not see this command: it must not run in a closed runtime.
         if self.is_closed() {
-            kill_group(pgid);
+            control.kill();
         }
         let (events, stream) = session_core::runtime::EventStream::channel();
         let entry = Entry {
             table: Arc::clone(self),
             id,
-            pgid,
+            control,
         };
         tokio::spawn(async move {
             let result = drive(started, watch, &events).await;
@@ -578,29 +811,29 @@ impl ProcessTable {
 }
 
 /// A running command's place in its [`ProcessTable`]; leaving it (when
-/// the driver ends, or unwinds) settles the command's group.
+/// the driver ends, or unwinds) settles what the command left running.
 struct Entry {
     table: Arc<ProcessTable>,
     id: u64,
-    pgid: i32,
+    control: Control,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
         let table = &self.table;
-        // The group is settled before the entry leaves `running`, so that
-        // a concurrent close always reaches it through one list or the
+        // What is left is settled before the entry leaves `running`, so
+        // that a concurrent close always reaches it through one list or the
         // other.
         {
             let mut lingering = lock(&table.lingering);
-            // Forget groups whose processes ended on their own, so a later
-            // kill cannot hit a reused group id.
-            lingering.retain(|pgid| group_alive(*pgid));
-            if group_alive(self.pgid) {
+            // Forget commands whose processes ended on their own, so a
+            // later kill cannot hit a reused group id.
+            lingering.retain(Control::alive);
+            if self.control.alive() {
                 if table.is_closed() {
-                    kill_group(self.pgid);
+                    self.control.kill();
                 } else {
-                    lingering.push(self.pgid);
+                    lingering.push(self.control.clone());
                 }
             }
         }

@@ -138,6 +138,9 @@ impl NamespaceRuntime {
                 file_size: inner.limits.file_size,
             },
             pre_exec: Some(hook),
+            // The pid namespace contains the tree: its init dies with the
+            // supervisor, and the kernel then kills the rest.
+            keeper: false,
         };
         let started = process::start(&launch);
         drop(report_write);

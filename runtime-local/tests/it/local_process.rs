@@ -192,23 +192,33 @@ fn commands_die_with_their_host() {
         .spawn()
         .unwrap();
     let pid_file = temp.path().join("command.pid");
+    let detached_file = temp.path().join("detached.pid");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !pid_file.exists() {
+    while !pid_file.exists() || !detached_file.exists() {
         assert!(
             std::time::Instant::now() < deadline,
             "the host never started its command"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(alive(pid));
+    let pid = read_pid(&pid_file);
+    let detached = read_pid(&detached_file);
+    assert!(alive(pid) && alive(detached));
     host.kill().unwrap();
     host.wait().unwrap();
     assert!(wait_dead(pid), "pid {pid} outlived its host");
+    assert!(
+        wait_dead(detached),
+        "the setsid process {detached} outlived its host"
+    );
+}
+
+fn read_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn host_that_gets_killed(dir: PathBuf) {
@@ -221,9 +231,12 @@ fn host_that_gets_killed(dir: PathBuf) {
         let mut session = session(EnvironmentSpec::new("local", "t"), &dir).await;
         let rt = session.spawn(SpawnOptions::default()).await.unwrap();
         let pid_file = dir.join("command.pid");
+        let detached_file = dir.join("detached.pid");
         let command = format!(
-            "echo $$ > {}.tmp && mv {0}.tmp {0} && exec sleep 300",
-            pid_file.display()
+            "setsid sh -c 'echo $$ > {1}.tmp && mv {1}.tmp {1} && exec sleep 300' & \
+             echo $$ > {0}.tmp && mv {0}.tmp {0} && exec sleep 300",
+            pid_file.display(),
+            detached_file.display()
         );
         let _stream = rt.stream(ExecCommand::new(command)).await.unwrap();
         std::future::pending::<()>().await;
@@ -253,4 +266,103 @@ fn wait_dead(pid: i32) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// Starts, in the background of a command, one process that leaves the
+/// command's process group with `setsid` and one orphaned by a double
+/// fork, each writing its pid to `<prefix>.setsid` / `<prefix>.orphan`.
+fn detaching(prefix: &str) -> String {
+    format!(
+        "setsid sh -c 'echo $$ > {prefix}.setsid.tmp; mv {prefix}.setsid.tmp {prefix}.setsid; \
+         exec sleep 300' & \
+         sh -c 'sh -c \"echo \\$\\$ > {prefix}.orphan.tmp; mv {prefix}.orphan.tmp {prefix}.orphan; \
+         exec sleep 300\" & exit 0'; \
+         while [ ! -e {prefix}.setsid ] || [ ! -e {prefix}.orphan ]; do sleep 0.01; done"
+    )
+}
+
+fn detached_pids(root: &Path, prefix: &str) -> [i32; 2] {
+    [
+        read_pid(&root.join(format!("{prefix}.setsid"))),
+        read_pid(&root.join(format!("{prefix}.orphan"))),
+    ]
+}
+
+#[tokio::test]
+async fn detached_processes_die_with_a_timeout_a_kill_and_cleanup() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let root = session.workspace_path().unwrap();
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+
+    // A timeout ends the processes that left the group.
+    let timed_out = rt
+        .execute(
+            ExecCommand::new(format!("{}; sleep 300", detaching("timeout")))
+                .wall_timeout(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(timed_out.status, ExecStatus::TimedOut, "{timed_out:?}");
+    for pid in detached_pids(&root, "timeout") {
+        assert!(wait_dead(pid), "pid {pid} survived the timeout");
+    }
+
+    // So does a kill.
+    let mut stream = rt
+        .stream(ExecCommand::new(format!(
+            "{}; echo ready; sleep 300",
+            detaching("kill")
+        )))
+        .await
+        .unwrap();
+    while let Some(event) = stream.next().await {
+        if matches!(event, session_core::runtime::Event::Stdout(_)) {
+            break;
+        }
+    }
+    rt.kill().await.unwrap();
+    let killed = stream.finish().await;
+    assert_eq!(killed.status, ExecStatus::Signaled, "{killed:?}");
+    for pid in detached_pids(&root, "kill") {
+        assert!(wait_dead(pid), "pid {pid} survived the kill");
+    }
+
+    // A finished command's detached processes linger for the next command
+    // and die with the runtime's cleanup.
+    let finished = rt
+        .execute(ExecCommand::new(detaching("cleanup")))
+        .await
+        .unwrap();
+    assert!(finished.success(), "{finished:?}");
+    let lingering = detached_pids(&root, "cleanup");
+    for pid in lingering {
+        assert!(alive(pid), "pid {pid} died with its command");
+    }
+    session.close().await.unwrap();
+    for pid in lingering {
+        assert!(wait_dead(pid), "pid {pid} survived the cleanup");
+    }
+}
+
+#[tokio::test]
+async fn a_command_starts_with_only_the_standard_descriptors() {
+    use std::os::fd::AsRawFd;
+    let temp = tempfile::tempdir().unwrap();
+    // A descriptor this process leaves open across exec, as a careless
+    // caller of berth might.
+    let dir = std::fs::File::open(temp.path()).unwrap();
+    let leaked = 77;
+    // SAFETY: dup2 onto a free descriptor number this test owns.
+    assert_eq!(unsafe { libc::dup2(dir.as_raw_fd(), leaked) }, leaked);
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    let result = rt
+        .execute(ExecCommand::new("ls /proc/$$/fd; exit 0"))
+        .await
+        .unwrap();
+    // SAFETY: closing the descriptor made above.
+    unsafe { libc::close(leaked) };
+    session.close().await.unwrap();
+    assert_eq!(result.stdout_lossy(), "0\n1\n2\n", "{result:?}");
 }
