@@ -244,8 +244,11 @@ const _: () = assert!(
 /// `default` (the default) is the default profile, `unconfined` is no
 /// filter, anything else is the path of a profile file in Docker's format
 /// (write `./default` for a file of that name). A relative path is taken
-/// from the directory of the spec file, or from the current directory when
-/// the spec did not come from a file.
+/// from the directory of the spec file when the spec still knows it (its
+/// [`origin`](EnvironmentSpec::origin) is a file), otherwise from the current
+/// directory, as Docker takes it. A spec handed across the plugin boundary
+/// arrives without its origin, so for a plugin's sandbox it is always the
+/// current directory of the berth process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Setting {
     /// The default profile (see the module documentation).
@@ -657,8 +660,23 @@ fn compile(profile: &Profile) -> std::result::Result<Filter, String> {
     for (action, map) in groups.into_iter().rev() {
         programs.push(program(map, SeccompAction::Allow, action, arch)?);
     }
+    // The kernel's bound on the filters one call runs through, each
+    // counted with 4 instructions of overhead (MAX_INSNS_PER_PATH).
+    let total: usize = programs.iter().map(|program| program.len() + 4).sum();
+    if total > MAX_INSTRUCTIONS {
+        return Err(format!(
+            "the profile compiles to {} programs of {total} instructions in all, more than the \
+             {MAX_INSTRUCTIONS} the kernel takes: fewer distinct actions or errnos make fewer \
+             programs",
+            programs.len()
+        ));
+    }
     Ok(Filter { programs })
 }
+
+/// The most instructions, overhead included, of all filters of a process
+/// (`MAX_INSNS_PER_PATH`).
+const MAX_INSTRUCTIONS: usize = 32_768;
 
 /// The guard against x32 calls on x86_64: kills the process for a call of
 /// another architecture or one whose number has the x32 bit (and not the
@@ -1369,6 +1387,96 @@ mod tests {
                 {"names": ["_llseek"], "action": "SCMP_ACT_ALLOW"}]}"#,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_profile_the_kernel_would_not_take_is_refused_when_compiled() {
+        // Each errno is a program of its own.
+        let entries: Vec<String> = (1..=3000)
+            .map(|errno| {
+                format!(
+                    r#"{{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": {errno}}}"#
+                )
+            })
+            .collect();
+        let message = problem(&format!(
+            r#"{{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{}]}}"#,
+            entries.join(",")
+        ));
+        assert!(message.contains("more than the 32768"), "{message}");
+    }
+
+    #[test]
+    fn relative_profile_paths_start_at_the_spec_file_or_the_current_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("profiles")).unwrap();
+        std::fs::write(
+            dir.path().join("profiles/p.json"),
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("env.yaml"), "{type: sandbox, name: t}").unwrap();
+        let from_file = EnvironmentSpec::from_path(dir.path().join("env.yaml")).unwrap();
+        let relative = Setting::Profile("profiles/p.json".into());
+        let filter = relative
+            .load(&from_file, "sandbox.seccomp")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            filter.programs(),
+            usize::from(cfg!(target_arch = "x86_64")) + 1
+        );
+        assert_eq!(
+            Setting::Profile(dir.path().join("profiles/p.json"))
+                .load(&from_file, "sandbox.seccomp")
+                .unwrap(),
+            Some(filter)
+        );
+
+        // Without a spec file: from the current directory.
+        let inline = EnvironmentSpec::new("sandbox", "t");
+        match relative.load(&inline, "sandbox.seccomp") {
+            Err(Error::Spec { field, message, .. }) => {
+                assert_eq!(field, "sandbox.seccomp");
+                let expected = std::env::current_dir().unwrap().join("profiles/p.json");
+                assert!(
+                    message.starts_with(&format!(
+                        "cannot read seccomp profile `{}`: ",
+                        expected.display()
+                    )),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            Setting::Unconfined
+                .load(&inline, "sandbox.seccomp")
+                .unwrap(),
+            None
+        );
+        assert!(Setting::Default.load(&inline, "f").unwrap().is_some());
+    }
+
+    #[test]
+    fn profiles_that_are_not_small_regular_files_are_refused() {
+        let spec = EnvironmentSpec::new("sandbox", "t");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.json");
+        std::fs::write(&big, vec![b' '; MAX_PROFILE_BYTES as usize + 1]).unwrap();
+        for (path, needle) in [
+            (big, "larger than 1048576 bytes"),
+            (dir.path().to_path_buf(), "not a regular file"),
+            (dir.path().join("missing.json"), "No such file"),
+        ] {
+            let err = Setting::Profile(path.clone()).load(&spec, "f").unwrap_err();
+            assert!(
+                err.to_string().contains(needle)
+                    && err.to_string().contains(&*path.to_string_lossy()),
+                "{err}"
+            );
+        }
     }
 
     #[test]
