@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod process;
+pub mod seccomp;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -18,8 +18,9 @@
 //!   exits the kernel kills whatever is left in the namespace;
 //! * **the command** (the init's only child, its pids starting past a
 //!   per-command offset): it starts a session of its own, drops every
-//!   capability, sets no-new-privileges and returns to std, which execs the
-//!   shell.
+//!   capability, sets no-new-privileges, installs the seccomp filter (last,
+//!   so that nothing of the sandbox's own setup is filtered) and returns to
+//!   std, which execs the shell.
 //!
 //! A failure at any step is written to the report pipe as a [`Failure`]
 //! (stage, index, errno) before the step's error is returned, so the host
@@ -120,10 +121,12 @@ pub(crate) enum Stage {
     NoNewPrivileges,
     /// `setsid`.
     NewSession,
+    /// Installing the seccomp filter.
+    Seccomp,
 }
 
 impl Stage {
-    const ALL: [Stage; 23] = [
+    const ALL: [Stage; 24] = [
         Stage::Unshare,
         Stage::Setgroups,
         Stage::UidMap,
@@ -147,6 +150,7 @@ impl Stage {
         Stage::DropCapabilities,
         Stage::NoNewPrivileges,
         Stage::NewSession,
+        Stage::Seccomp,
     ];
 
     fn from_code(code: u32) -> Option<Stage> {
@@ -181,7 +185,12 @@ impl Failure {
 /// Reports a failure with the current errno (to nobody when `report` is
 /// negative) and returns it as an error.
 fn fail(report: RawFd, stage: Stage, index: usize) -> io::Error {
-    let error = io::Error::last_os_error();
+    report_error(report, stage, index, &io::Error::last_os_error())
+}
+
+/// Reports `error` as the failure of `stage` (to nobody when `report` is
+/// negative) and returns it as a plain OS error.
+fn report_error(report: RawFd, stage: Stage, index: usize, error: &io::Error) -> io::Error {
     let errno = error.raw_os_error().unwrap_or(libc::EIO);
     if report < 0 {
         return io::Error::from_raw_os_error(errno);
@@ -524,7 +533,7 @@ fn init_sandbox(
         unsafe {
             libc::close(status_pipe);
         }
-        return enter_command(report);
+        return enter_command(plan, report);
     }
     close_all_except(&[status_pipe]);
     reap_until(command, status_pipe)
@@ -812,9 +821,10 @@ fn run_step(plan: &Plan, step: &Step, slot: &CommandSlot) -> Result<(), ()> {
 /// The command's own setup: a session of its own (no controlling terminal
 /// of the host's to read or to push input into), no capability surviving
 /// exec (the bounding set is emptied and no ambient capability is kept),
-/// and no exec gaining privileges (set-user-id bits and file capabilities
-/// are ignored).
-fn enter_command(report: RawFd) -> io::Result<()> {
+/// no exec gaining privileges (set-user-id bits and file capabilities are
+/// ignored), and last the seccomp filter, which everything the command
+/// starts inherits.
+fn enter_command(plan: &Plan, report: RawFd) -> io::Result<()> {
     // SAFETY: setsid(2) without arguments.
     check(
         unsafe { libc::setsid() }.into(),
@@ -855,5 +865,12 @@ fn enter_command(report: RawFd) -> io::Result<()> {
         Stage::NoNewPrivileges,
         0,
     )?;
+    if let Some(filter) = &plan.seccomp {
+        // Async-signal-safe: prctl(2) and seccomp(2) on programs compiled
+        // at spawn.
+        filter
+            .install()
+            .map_err(|err| report_error(report, Stage::Seccomp, 0, &err))?;
+    }
     Ok(())
 }

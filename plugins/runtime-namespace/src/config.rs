@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use runtime_local::seccomp::{Filter, Setting};
 use serde::{Deserialize, Serialize};
 use session_core::spec::EnvironmentSpec;
 use session_core::{Error, Result};
@@ -31,6 +32,7 @@ pub enum Network {
 ///   network: none                                  # or host
 ///   shell: /bin/sh
 ///   hostname: berth
+///   seccomp: default                               # or unconfined, or a profile file
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -49,6 +51,14 @@ pub struct NamespaceConfig {
     pub shell: PathBuf,
     /// The sandbox's host name (its own uts namespace).
     pub hostname: String,
+    /// The seccomp filter commands run under: `default` (the default
+    /// profile, modelled on Docker's: see [`runtime_local::seccomp`] for
+    /// what it refuses), `unconfined` (none), or the path of a profile file
+    /// in Docker's JSON format. A relative path is taken from the current
+    /// directory of the berth process (a plugin is not told where the spec
+    /// file was), so a spec meant to run from anywhere names an absolute
+    /// one.
+    pub seccomp: Setting,
 }
 
 impl Default for NamespaceConfig {
@@ -58,6 +68,7 @@ impl Default for NamespaceConfig {
             network: Network::None,
             shell: PathBuf::from("/bin/sh"),
             hostname: "berth".to_owned(),
+            seccomp: Setting::Default,
         }
     }
 }
@@ -115,5 +126,17 @@ impl NamespaceConfig {
             ));
         }
         Ok(config)
+    }
+
+    /// Compiles the filter [`seccomp`](Self::seccomp) names (`None` for
+    /// `unconfined`), reading the profile file if it names one.
+    ///
+    /// Fails with [`Error::Spec`] naming `namespace.seccomp` when the
+    /// profile cannot be read or is not a profile berth supports (the
+    /// message names the field inside it), or when this architecture has
+    /// no seccomp filters.
+    pub fn seccomp_filter(&self, spec: &EnvironmentSpec) -> Result<Option<Filter>> {
+        self.seccomp
+            .load(spec, &format!("{}.seccomp", spec.backend_type))
     }
 }

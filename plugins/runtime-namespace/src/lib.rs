@@ -25,6 +25,23 @@
 //! no-new-privileges is set before exec, so it cannot remount, unmount or
 //! gain privileges through set-user-id binaries.
 //!
+//! **System calls.** Commands run under a seccomp filter chosen by
+//! `namespace.seccomp` ([`NamespaceConfig::seccomp`]). The default profile,
+//! modelled on Docker's (the module [`runtime_local::seccomp`] lists it and
+//! says why), refuses with `EPERM` the calls behind most container escapes:
+//! io_uring, `bpf`, `perf_event_open`, the keyrings, `userfaultfd`, kexec
+//! and kernel modules, new namespaces (so nested sandboxes — `unshare`,
+//! bubblewrap, berth itself — do not work inside), the mount family, and
+//! `ptrace` and its relatives (so `strace` and `gdb` do not either); a
+//! call through another ABI (a 32-bit or x32 binary) kills the process.
+//! Ordinary work — interpreters, compilers, git, threads, subprocesses,
+//! loopback servers — never meets it. `/proc/self/status` shows
+//! `Seccomp: 2`. `unconfined` runs commands without a filter, and any other
+//! value is the path of a profile file in Docker's JSON format. The filter
+//! is the command's last step before exec, after its capabilities are
+//! dropped, so the sandbox's own setup is not filtered; everything the
+//! command starts inherits it.
+//!
 //! **Processes.** The shell leads a session of its own, so it has no
 //! controlling terminal of the host's. It is the first child of a new pid
 //! namespace whose init is
@@ -59,8 +76,9 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use runtime_local::process::ProcessTable;
+use runtime_local::seccomp;
 use session_core::runtime::{
-    Backend, BackendInfo, Capabilities, Diagnostic, Runtime, SpawnContext,
+    Backend, BackendInfo, Capabilities, Diagnostic, ExecCommand, ExecResult, Runtime, SpawnContext,
 };
 use session_core::spec::{EnvironmentSpec, Mode};
 use session_core::{Error, Result};
@@ -68,6 +86,7 @@ use session_core::{Error, Result};
 pub use crate::config::{NamespaceConfig, Network};
 pub use crate::plan::{DEFAULT_SYSTEM_DIRS, RESERVED, STATIC_DIR, WORKDIR};
 pub use crate::runtime::NamespaceRuntime;
+pub use runtime_local::seccomp::Setting as SeccompSetting;
 
 use crate::plan::Plan;
 use crate::runtime::Inner;
@@ -81,6 +100,9 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// `HOME` inside the sandbox unless the spec sets one: the private `/tmp`,
 /// so tools' caches never land in the workspace (and its snapshots).
 pub const DEFAULT_HOME: &str = "/tmp";
+
+/// How long `berth doctor`'s command reading its seccomp state may take.
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The `namespace` backend.
 #[derive(Debug, Clone, Copy, Default)]
@@ -128,7 +150,9 @@ impl Backend for NamespaceBackend {
     }
 
     fn validate(&self, spec: &EnvironmentSpec) -> Result<()> {
-        NamespaceConfig::from_spec(spec).map(drop)
+        NamespaceConfig::from_spec(spec)?
+            .seccomp_filter(spec)
+            .map(drop)
     }
 
     async fn spawn(&self, spec: &EnvironmentSpec, ctx: SpawnContext) -> Result<Box<dyn Runtime>> {
@@ -193,24 +217,30 @@ impl Backend for NamespaceBackend {
                 detail: format!("cannot read /proc/sys/user/max_user_namespaces: {err}"),
             },
         });
-        checks.push(self.probe_sandbox().await);
+        let (sandbox, seccomp) = self.probe_sandbox().await;
+        checks.push(sandbox);
+        checks.push(seccomp);
         checks
     }
 }
 
 impl NamespaceBackend {
     /// Builds a sandbox with the default settings over an empty temporary
-    /// workspace and runs `true` in it.
-    async fn probe_sandbox(&self) -> Diagnostic {
+    /// workspace, runs `true` in it, then reads a command's seccomp state:
+    /// the `sandbox` and `seccomp` checks.
+    async fn probe_sandbox(&self) -> (Diagnostic, Diagnostic) {
         let check = "sandbox".to_owned();
         let workspace = match tempfile::Builder::new().prefix("berth-doctor-").tempdir() {
             Ok(dir) => dir,
             Err(err) => {
-                return Diagnostic {
-                    check,
-                    ok: false,
-                    detail: format!("cannot create a temporary workspace: {err}"),
-                };
+                return (
+                    Diagnostic {
+                        check,
+                        ok: false,
+                        detail: format!("cannot create a temporary workspace: {err}"),
+                    },
+                    seccomp_check(None),
+                );
             }
         };
         let spec = EnvironmentSpec::new(TYPE_NAME, "doctor");
@@ -219,23 +249,98 @@ impl NamespaceBackend {
         match self.spawn(&spec, ctx).await {
             Ok(runtime) => {
                 let elapsed = started.elapsed();
+                let status = runtime
+                    .execute(ExecCommand::new("cat /proc/self/status").wall_timeout(STATUS_TIMEOUT))
+                    .await;
                 let _ = runtime.cleanup().await;
+                (
+                    Diagnostic {
+                        check,
+                        ok: true,
+                        detail: format!(
+                            "usable: new user, pid, mount, network, ipc and uts namespaces; a \
+                             sandboxed shell ran in {:.1} ms",
+                            elapsed.as_secs_f64() * 1000.0
+                        ),
+                    },
+                    seccomp_check(Some(status)),
+                )
+            }
+            Err(err) => (
                 Diagnostic {
                     check,
-                    ok: true,
-                    detail: format!(
-                        "usable: new user, pid, mount, network, ipc and uts namespaces; a \
-                         sandboxed shell ran in {:.1} ms",
-                        elapsed.as_secs_f64() * 1000.0
-                    ),
-                }
-            }
-            Err(err) => Diagnostic {
-                check,
-                ok: false,
-                detail: err.to_string(),
-            },
+                    ok: false,
+                    detail: err.to_string(),
+                },
+                seccomp_check(None),
+            ),
         }
+    }
+}
+
+/// The `seccomp` check: whether the kernel has seccomp filters, and whether
+/// a command of a sandbox with the default settings runs under one (its
+/// `/proc/self/status`, when the sandbox could be built).
+fn seccomp_check(status: Option<Result<ExecResult>>) -> Diagnostic {
+    let diagnostic = |ok: bool, detail: String| Diagnostic {
+        check: "seccomp".to_owned(),
+        ok,
+        detail,
+    };
+    if let Err(err) = seccomp::kernel_support() {
+        return diagnostic(
+            false,
+            format!(
+                "the kernel has no seccomp filters ({err}): commands cannot start under \
+                 `{TYPE_NAME}.seccomp: default`; `unconfined` runs them without one"
+            ),
+        );
+    }
+    let supported = "filters supported by the kernel";
+    let result = match status {
+        None => {
+            return diagnostic(
+                false,
+                format!("{supported}; not checked in a command: the sandbox cannot be built"),
+            );
+        }
+        Some(Err(err)) => {
+            return diagnostic(
+                false,
+                format!("{supported}; reading a command's /proc/self/status failed: {err}"),
+            );
+        }
+        Some(Ok(result)) => result,
+    };
+    if !result.success() {
+        return diagnostic(
+            false,
+            format!(
+                "{supported}; reading a command's /proc/self/status failed (exit code {}): {}",
+                result.exit_code,
+                result.stderr_lossy().trim()
+            ),
+        );
+    }
+    match seccomp::Status::parse(&result.stdout_lossy()) {
+        Some(seccomp::Status { mode: 2, filters }) => diagnostic(
+            true,
+            format!(
+                "{supported}; commands run under the default profile (Seccomp: 2{})",
+                filters.map_or_else(String::new, |count| format!(", {count} filters"))
+            ),
+        ),
+        Some(seccomp::Status { mode, .. }) => diagnostic(
+            false,
+            format!(
+                "{supported}, but a command runs with `Seccomp: {mode}`: the default profile \
+                 is not installed"
+            ),
+        ),
+        None => diagnostic(
+            false,
+            format!("{supported}, but a command's /proc/self/status has no `Seccomp:` line"),
+        ),
     }
 }
 

@@ -29,6 +29,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::AtomicI32;
 
 use libc::{c_int, c_ulong};
+use runtime_local::seccomp::Filter;
 use session_core::runtime::SpawnContext;
 use session_core::spec::EnvironmentSpec;
 use session_core::{Error, Result};
@@ -158,6 +159,9 @@ pub(crate) struct Plan {
     pub(crate) steps: Vec<Step>,
     /// The working directory, inside.
     pub(crate) workdir: CString,
+    /// The seccomp filter the command installs last; `None` when
+    /// unconfined.
+    pub(crate) seccomp: Option<Filter>,
     /// What each step does, for messages.
     step_descriptions: Vec<String>,
 }
@@ -233,13 +237,15 @@ impl Plan {
     /// spawn's probe), and its answer names the path.
     ///
     /// Fails with [`Error::Backend`] when an extra mount's target is not
-    /// allowed, or a path holds a NUL byte.
+    /// allowed, or a path holds a NUL byte; with [`Error::Spec`] naming
+    /// `namespace.seccomp` when the seccomp filter cannot be compiled.
     pub(crate) fn build(
         config: &NamespaceConfig,
         spec: &EnvironmentSpec,
         ctx: &SpawnContext,
     ) -> Result<Plan> {
         let entries = entries(config, ctx)?;
+        let seccomp = config.seccomp_filter(spec)?;
         let mut sources = Vec::new();
         let mut steps = Vec::new();
         let mut step_descriptions = Vec::new();
@@ -406,6 +412,7 @@ impl Plan {
             trees,
             steps,
             workdir: CString::new(WORKDIR).expect("static path"),
+            seccomp,
             step_descriptions,
         })
     }
@@ -468,6 +475,10 @@ impl Plan {
             Stage::DropCapabilities => "dropping capabilities".to_owned(),
             Stage::NoNewPrivileges => "setting no-new-privileges".to_owned(),
             Stage::NewSession => "starting a new session".to_owned(),
+            Stage::Seccomp => format!(
+                "installing the seccomp filter (`{TYPE_NAME}.seccomp`; `unconfined` runs \
+                 without one)"
+            ),
         };
         format!(
             "cannot build the sandbox: {what}: {}",
@@ -742,5 +753,30 @@ mod tests {
             "cannot build the sandbox: capturing host `/no/such/dir` for `/no/such/dir`: \
              No such file or directory (os error 2)"
         );
+        let message = plan.describe(Failure {
+            stage: Stage::Seccomp,
+            index: 0,
+            errno: libc::EINVAL,
+        });
+        assert_eq!(
+            message,
+            "cannot build the sandbox: installing the seccomp filter (`namespace.seccomp`; \
+             `unconfined` runs without one): Invalid argument (os error 22)"
+        );
+    }
+
+    #[test]
+    fn the_plan_carries_the_filter_the_setting_names() {
+        let ws = tempfile::tempdir().unwrap();
+        let spec = EnvironmentSpec::new(TYPE_NAME, "t");
+        let ctx = SpawnContext::new("s", ws.path(), session_core::spec::Mode::Evaluation);
+        let plan = Plan::build(&NamespaceConfig::default(), &spec, &ctx).unwrap();
+        assert!(plan.seccomp.is_some_and(|filter| filter.programs() > 0));
+        let unconfined = NamespaceConfig {
+            seccomp: runtime_local::seccomp::Setting::Unconfined,
+            ..NamespaceConfig::default()
+        };
+        let plan = Plan::build(&unconfined, &spec, &ctx).unwrap();
+        assert!(plan.seccomp.is_none());
     }
 }

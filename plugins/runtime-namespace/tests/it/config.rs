@@ -1,7 +1,7 @@
 //! The `namespace:` block, spawn errors where the sandbox cannot be built,
 //! and what `berth doctor` is told.
 
-use runtime_namespace::{NamespaceBackend, NamespaceConfig, Network};
+use runtime_namespace::{NamespaceBackend, NamespaceConfig, Network, SeccompSetting};
 use session_core::Error;
 use session_core::runtime::{Backend, PortMapping};
 use session_core::session::{Session, SpawnOptions};
@@ -21,14 +21,24 @@ fn the_block_is_parsed_with_defaults() {
     assert_eq!(config, NamespaceConfig::default());
     assert_eq!(config.network, Network::None);
     assert_eq!(config.shell, std::path::Path::new("/bin/sh"));
+    assert_eq!(config.seccomp, SeccompSetting::Default);
     let config = NamespaceConfig::from_spec(&spec(
         "{type: namespace, name: t, namespace: {system_dirs: [/usr, /etc], network: host, \
-         shell: /usr/bin/bash, hostname: box}}",
+         shell: /usr/bin/bash, hostname: box, seccomp: unconfined}}",
     ))
     .unwrap();
     assert_eq!(config.system_dirs, Some(vec!["/usr".into(), "/etc".into()]));
     assert_eq!(config.network, Network::Host);
     assert_eq!(config.hostname, "box");
+    assert_eq!(config.seccomp, SeccompSetting::Unconfined);
+    let config = NamespaceConfig::from_spec(&spec(
+        "{type: namespace, name: t, namespace: {seccomp: profiles/strict.json}}",
+    ))
+    .unwrap();
+    assert_eq!(
+        config.seccomp,
+        SeccompSetting::Profile("profiles/strict.json".into())
+    );
 }
 
 #[test]
@@ -66,6 +76,21 @@ fn bad_blocks_name_the_field() {
         ),
         ("namespace: {shell: sh}", "namespace.shell", "absolute"),
         ("namespace: {hostname: ''}", "namespace.hostname", "1 to 64"),
+        (
+            "namespace: {seccomp: ''}",
+            "namespace.seccomp",
+            "`default`, `unconfined` or the path",
+        ),
+        (
+            "namespace: {seccomp: [default]}",
+            "namespace.seccomp",
+            "string",
+        ),
+        (
+            "namespace: {seccomp: /no/such/berth-profile.json}",
+            "namespace.seccomp",
+            "cannot read seccomp profile `/no/such/berth-profile.json`",
+        ),
     ];
     for (block, field, needle) in cases {
         let (got_field, message) = spec_error(&format!("{{type: namespace, name: t, {block}}}"));
@@ -184,10 +209,19 @@ async fn spawn_options_the_sandbox_cannot_honour_are_refused() {
 async fn diagnose_says_namespaces_are_usable_here() {
     let checks = NamespaceBackend.diagnose().await;
     let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
-    assert_eq!(names, ["user namespaces", "sandbox"]);
+    assert_eq!(names, ["user namespaces", "sandbox", "seccomp"]);
     for check in &checks {
         assert!(check.ok, "{check:?}");
         assert_eq!(check.detail.lines().count(), 1, "{check:?}");
     }
     assert!(checks[1].detail.starts_with("usable:"), "{:?}", checks[1]);
+    // The default profile, read back from a command's /proc/self/status.
+    assert!(
+        checks[2]
+            .detail
+            .starts_with("filters supported by the kernel; ")
+            && checks[2].detail.contains("(Seccomp: 2"),
+        "{:?}",
+        checks[2]
+    );
 }

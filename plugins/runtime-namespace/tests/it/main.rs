@@ -8,3 +8,4 @@ mod conformance;
 mod dylib;
 mod isolation;
 mod processes;
+mod seccomp;
