@@ -645,7 +645,8 @@ fn build_root(plan: &Plan, slot: &CommandSlot) -> io::Result<()> {
                 plan.staging.as_ptr(),
                 c"tmpfs".as_ptr(),
                 libc::MS_NOSUID | libc::MS_NODEV,
-                c"mode=0755".as_ptr().cast(),
+                // The root holds only mount points: it is read-only once built.
+                c"mode=0755,size=1m".as_ptr().cast(),
             )
         }
         .into(),

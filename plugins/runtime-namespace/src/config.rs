@@ -33,6 +33,7 @@ pub enum Network {
 ///   shell: /bin/sh
 ///   hostname: berth
 ///   seccomp: default                               # or unconfined, or a profile file
+///   tmpfs_size: 1073741824                         # bytes, each of /tmp and /dev/shm
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -59,7 +60,17 @@ pub struct NamespaceConfig {
     /// file was), so a spec meant to run from anywhere names an absolute
     /// one.
     pub seccomp: Setting,
+    /// The size cap, in bytes, of each of the sandbox's own tmpfs mounts
+    /// (`/tmp` and `/dev/shm`), whose content is memory; lowered to
+    /// `limits.memory` when that is smaller. Default: 1 GiB.
+    pub tmpfs_size: u64,
 }
+
+/// The smallest [`NamespaceConfig::tmpfs_size`] accepted: 1 MiB.
+const MIN_TMPFS_SIZE: u64 = 1 << 20;
+
+/// The default [`NamespaceConfig::tmpfs_size`]: 1 GiB.
+pub const DEFAULT_TMPFS_SIZE: u64 = 1 << 30;
 
 impl Default for NamespaceConfig {
     fn default() -> Self {
@@ -69,6 +80,7 @@ impl Default for NamespaceConfig {
             shell: PathBuf::from("/bin/sh"),
             hostname: "berth".to_owned(),
             seccomp: Setting::Default,
+            tmpfs_size: DEFAULT_TMPFS_SIZE,
         }
     }
 }
@@ -122,6 +134,15 @@ impl NamespaceConfig {
                 format!(
                     "`{}` must be 1 to 64 bytes without NUL",
                     config.hostname.escape_debug()
+                ),
+            ));
+        }
+        if config.tmpfs_size < MIN_TMPFS_SIZE {
+            return Err(invalid(
+                "tmpfs_size".into(),
+                format!(
+                    "{} bytes is too small for a usable /tmp (at least {MIN_TMPFS_SIZE})",
+                    config.tmpfs_size
                 ),
             ));
         }

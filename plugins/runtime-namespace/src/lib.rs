@@ -9,7 +9,8 @@
 //!   `/usr`, `/bin`, `/sbin`, `/lib*` and `/etc`), read-only;
 //! * assets, read-only, at `/static/<save_path>`
 //!   ([`Runtime::asset_path`] says so), and the spawn's extra mounts;
-//! * a private `/tmp` and `/dev/shm` (tmpfs, fresh for each command), a
+//! * a private `/tmp` and `/dev/shm` (tmpfs, fresh for each command, each
+//!   capped at `namespace.tmpfs_size` and at `limits.memory`), a
 //!   minimal `/dev`, and a fresh `/proc` that shows only the command's own
 //!   processes (its kernel settings read-only, its views of the host's keys
 //!   and timers masked);

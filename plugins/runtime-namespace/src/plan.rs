@@ -54,6 +54,10 @@ pub const DEFAULT_SYSTEM_DIRS: &[&str] = &[
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
 ];
 
+/// The size of the sandbox's `/dev` tmpfs, which holds only mount points
+/// and symlinks.
+const DEV_SIZE: u64 = 64 << 10;
+
 /// Device nodes bound from the host's `/dev` when it has them.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -175,7 +179,7 @@ enum Kind {
     },
     Symlink(PathBuf),
     Tmpfs {
-        options: &'static str,
+        options: String,
         flags: c_ulong,
     },
     Proc,
@@ -244,7 +248,7 @@ impl Plan {
         spec: &EnvironmentSpec,
         ctx: &SpawnContext,
     ) -> Result<Plan> {
-        let entries = entries(config, ctx)?;
+        let entries = entries(config, spec, ctx)?;
         let seccomp = config.seccomp_filter(spec)?;
         let mut sources = Vec::new();
         let mut steps = Vec::new();
@@ -330,7 +334,8 @@ impl Plan {
                     push(
                         Step::Tmpfs {
                             path,
-                            options: CString::new(*options).expect("static options"),
+                            options: CString::new(options.as_str())
+                                .expect("tmpfs options have no NUL"),
                             flags: *flags,
                         },
                         format!("mounting a tmpfs at `{}`", target.display()),
@@ -489,7 +494,17 @@ impl Plan {
 
 /// Everything that appears in the sandbox, sorted so that a mount comes
 /// after the mounts it lies in.
-fn entries(config: &NamespaceConfig, ctx: &SpawnContext) -> Result<Vec<Entry>> {
+fn entries(
+    config: &NamespaceConfig,
+    spec: &EnvironmentSpec,
+    ctx: &SpawnContext,
+) -> Result<Vec<Entry>> {
+    // What a command stores in its tmpfs mounts is memory: each is capped,
+    // and never above the memory limit.
+    let tmpfs_size = spec
+        .limits
+        .memory
+        .map_or(config.tmpfs_size, |memory| memory.min(config.tmpfs_size));
     let mut entries = Vec::new();
     let (dirs, explicit) = match &config.system_dirs {
         Some(dirs) => (dirs.clone(), true),
@@ -547,7 +562,7 @@ fn entries(config: &NamespaceConfig, ctx: &SpawnContext) -> Result<Vec<Entry>> {
     entries.push(Entry {
         target: PathBuf::from("/tmp"),
         kind: Kind::Tmpfs {
-            options: "mode=1777",
+            options: format!("mode=1777,size={tmpfs_size}"),
             flags: libc::MS_NOSUID | libc::MS_NODEV,
         },
     });
@@ -558,7 +573,8 @@ fn entries(config: &NamespaceConfig, ctx: &SpawnContext) -> Result<Vec<Entry>> {
     entries.push(Entry {
         target: PathBuf::from("/dev"),
         kind: Kind::Tmpfs {
-            options: "mode=0755",
+            // Mount points and symlinks only.
+            options: format!("mode=0755,size={DEV_SIZE}"),
             flags: libc::MS_NOSUID | libc::MS_NOEXEC,
         },
     });
@@ -589,7 +605,7 @@ fn entries(config: &NamespaceConfig, ctx: &SpawnContext) -> Result<Vec<Entry>> {
     entries.push(Entry {
         target: PathBuf::from("/dev/shm"),
         kind: Kind::Tmpfs {
-            options: "mode=1777",
+            options: format!("mode=1777,size={tmpfs_size}"),
             flags: libc::MS_NOSUID | libc::MS_NODEV,
         },
     });

@@ -425,3 +425,33 @@ async fn assets_and_extra_mounts_appear_read_only_where_asked() {
     assert_eq!(listing.stdout_lossy(), "");
     sb.close().await;
 }
+
+#[tokio::test]
+async fn the_sandbox_tmpfs_mounts_are_capped() {
+    // 2 MiB for each of /tmp and /dev/shm: a 3 MB write fails for want of
+    // space instead of taking host memory.
+    let sb = sandbox("namespace: {tmpfs_size: 2097152}").await;
+    for dir in ["/tmp", "/dev/shm"] {
+        let result = sb
+            .run(&format!("head -c 3000000 /dev/zero > {dir}/big"))
+            .await;
+        assert!(!result.success(), "{dir}: {result:?}");
+        assert!(
+            result.stderr_lossy().contains("No space left"),
+            "{dir}: {result:?}"
+        );
+    }
+    // The sandbox's own /dev holds nothing but its devices and links.
+    let result = sb.run("head -c 1000000 /dev/zero > /dev/big").await;
+    assert!(!result.success(), "{result:?}");
+    sb.close().await;
+
+    // Below 1 MiB is refused, naming the field.
+    let spec = session_core::EnvironmentSpec::from_yaml_str(
+        "{type: namespace, name: t, namespace: {tmpfs_size: 4096}}",
+        "<test>",
+    )
+    .unwrap();
+    let err = runtime_namespace::NamespaceConfig::from_spec(&spec).unwrap_err();
+    assert!(err.to_string().contains("namespace.tmpfs_size"), "{err}");
+}
