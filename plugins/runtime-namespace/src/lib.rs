@@ -84,7 +84,7 @@ use session_core::runtime::{
 use session_core::spec::{EnvironmentSpec, Mode};
 use session_core::{Error, Result};
 
-pub use crate::config::{NamespaceConfig, Network};
+pub use crate::config::{DEFAULT_TMPFS_SIZE, NamespaceConfig, Network};
 pub use crate::plan::{DEFAULT_SYSTEM_DIRS, RESERVED, STATIC_DIR, WORKDIR};
 pub use crate::runtime::NamespaceRuntime;
 pub use runtime_local::seccomp::Setting as SeccompSetting;
