@@ -9,6 +9,7 @@ mod diff_snapshots;
 mod session_lifecycle;
 mod snapshot_frames;
 mod snapshot_roundtrip;
+mod spec_bounds;
 mod spec_errors;
 mod spec_fixtures;
 mod spec_helpers;
