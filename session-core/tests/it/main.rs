@@ -6,6 +6,7 @@ mod assets_placeholders;
 mod assets_resolve;
 mod bad_inputs;
 mod diff_snapshots;
+mod plugin_trust;
 mod session_lifecycle;
 mod snapshot_frames;
 mod snapshot_roundtrip;
