@@ -234,9 +234,12 @@ impl std::fmt::Debug for Server {
 /// Binds the listener. Warns when the address is not a loopback address,
 /// since the server speaks plain HTTP.
 ///
-/// Fails with [`Error::Bind`] when the address cannot be bound, and with
-/// [`Error::Config`] when the work root cannot be created.
+/// Fails with [`Error::Config`] when the token is shorter than
+/// [`MIN_SERVER_TOKEN_BYTES`](crate::MIN_SERVER_TOKEN_BYTES) or the
+/// work root cannot be created, and with [`Error::Bind`] when the address
+/// cannot be bound.
 pub async fn bind(config: ServeConfig) -> Result<Server, Error> {
+    config.token.check_server_strength()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Bind {

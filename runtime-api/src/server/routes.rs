@@ -172,7 +172,8 @@ async fn create_session(
             ),
         ));
     }
-    let area = Area::create(&state.work_root).map_err(|err| {
+    let id = format!("s{}", random_hex(16));
+    let area = Area::create(&state.work_root, &id).map_err(|err| {
         internal(format!(
             "creating a session directory in `{}`: {err}",
             state.work_root.display()
@@ -234,7 +235,6 @@ async fn create_session(
     .await
     .map_err(internal)??;
 
-    let id = format!("s{}", random_hex(16));
     let label = request.label.unwrap_or_default();
     let lease_ms = request
         .lease_ms

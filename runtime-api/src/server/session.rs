@@ -14,6 +14,7 @@ use session_core::assets::ResolvedAssets;
 use session_core::runtime::ExecResult;
 use session_core::session::{RuntimeHandle, Session, SpawnOptions};
 use session_core::snapshot::ContentHash;
+use session_core::workspace::{SESSION_MARKER, SessionMarker, hostname};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -27,24 +28,37 @@ use crate::token::random_hex;
 /// `assets/` (the uploaded assets, read-only), `staging/` (change archives
 /// waiting to be fetched, uploads being received) and `sessions/` (where
 /// the session's own directory and workspace live).
+///
+/// Its name starts with berth's session-directory prefix and it holds a
+/// session marker naming this process, written before anything else, so
+/// `berth gc` reaps the whole area when the server was killed.
 #[derive(Debug)]
 pub(crate) struct Area {
     dir: PathBuf,
 }
 
 impl Area {
-    /// Creates a fresh area under `root`.
-    pub(crate) fn create(root: &Path) -> std::io::Result<Area> {
+    /// Creates a fresh area for session `id` under `root`. On failure
+    /// nothing is left behind.
+    pub(crate) fn create(root: &Path, id: &str) -> std::io::Result<Area> {
         fs::create_dir_all(root)?;
         let dir = tempfile::Builder::new()
             .prefix("berth-remote-")
-            .tempdir_in(root)?
-            .keep();
-        let area = Area { dir };
+            .tempdir_in(root)?;
+        let marker = SessionMarker {
+            session_id: id.to_owned(),
+            owner_pid: std::process::id(),
+            owner_host: hostname(),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let json = serde_json::to_vec_pretty(&marker).map_err(std::io::Error::other)?;
+        fs::write(dir.path().join(SESSION_MARKER), json)?;
         for sub in ["assets", "staging", "sessions"] {
-            fs::create_dir(area.dir.join(sub))?;
+            fs::create_dir(dir.path().join(sub))?;
         }
-        Ok(area)
+        Ok(Area { dir: dir.keep() })
     }
 
     pub(crate) fn assets(&self) -> PathBuf {
