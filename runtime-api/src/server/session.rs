@@ -224,6 +224,9 @@ pub(crate) struct RemoteSession {
     lease: Duration,
     deadline: Mutex<Instant>,
     closed: AtomicBool,
+    /// Why the session is being closed, for the `error` line that ends the
+    /// event stream of a command it stops.
+    stop_reason: Mutex<Option<&'static str>>,
     kept_outcomes: usize,
     /// Declared last: removed after everything that lives in it.
     area: Area,
@@ -282,6 +285,7 @@ impl RemoteSession {
             lease: parts.lease,
             deadline: Mutex::new(Instant::now() + parts.lease),
             closed: AtomicBool::new(false),
+            stop_reason: Mutex::new(None),
             kept_outcomes: parts.kept_outcomes.max(1),
             area: parts.area,
         }
@@ -529,6 +533,32 @@ impl RemoteSession {
             upserts: packed_upserts,
             deletes,
         })
+    }
+
+    /// Records why the session is about to close (the first reason given
+    /// wins): the last line of a command's event stream it stops says so.
+    pub(crate) fn stopping(&self, reason: &'static str) {
+        self.stop_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(reason);
+    }
+
+    /// The failure that ends an execution the session stopped: why it
+    /// closes, and that the command was killed.
+    pub(crate) fn stopped_failure(&self) -> Failure {
+        let reason = self
+            .stop_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or("the server stopped the execution");
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{reason}: the command of session `{}` was killed before it finished",
+                self.id
+            ),
+        )
     }
 
     /// Stops everything at once, without waiting: aborts running
