@@ -8,6 +8,13 @@
 //! contained in its remote workspace; a session whose client stops
 //! renewing its lease is reaped with its runtimes and workspace.
 //!
+//! Hostile clients cannot starve the ones with the token: connections are
+//! capped, and at the cap the oldest one that never presented the token is
+//! closed to make room; headers, idle connections and stalled bodies are
+//! bounded in time. Every event stream ends with `finished` or `error`,
+//! also when shutdown, an expired lease or a deleted session stops its
+//! command.
+//!
 //! There is no TLS: the server binds to loopback unless told otherwise and
 //! warns when it is told otherwise. Put it behind an SSH tunnel or a
 //! TLS-terminating proxy to reach it from another machine.
