@@ -669,27 +669,55 @@ impl<'a> YamlScan<'a> {
 }
 
 /// Parses YAML text into a value, refusing to build more than
-/// [`MAX_VALUES`] values: `serde_yaml` replays an anchored subtree for every
-/// alias as the value is built, so counting what is built bounds the work an
-/// alias bomb can cause. Run [`check_yaml`] first.
+/// [`MAX_VALUES`] values, or values nested deeper than [`MAX_NESTING`]:
+/// `serde_yaml` replays an anchored subtree for every alias as the value is
+/// built, so counting what is built bounds the work an alias bomb can
+/// cause, and an alias cannot make the value deeper than its text allows.
+/// Run [`check_yaml`] first.
 pub(super) fn parse_yaml_value(text: &str) -> Result<serde_yaml::Value, serde_yaml::Error> {
     use serde::de::DeserializeSeed as _;
     let budget = std::cell::Cell::new(MAX_VALUES);
-    BoundedValue(&budget).deserialize(serde_yaml::Deserializer::from_str(text))
+    BoundedValue {
+        budget: &budget,
+        depth: 0,
+    }
+    .deserialize(serde_yaml::Deserializer::from_str(text))
 }
 
 /// Builds a [`serde_yaml::Value`] while counting down a budget of values.
-struct BoundedValue<'b>(&'b std::cell::Cell<usize>);
+struct BoundedValue<'b> {
+    budget: &'b std::cell::Cell<usize>,
+    /// How many collections hold the value being built.
+    depth: usize,
+}
 
 impl BoundedValue<'_> {
+    /// Refuses a collection that would be nested too deep.
+    fn open_collection<E: serde::de::Error>(&self) -> Result<(), E> {
+        if self.depth >= MAX_NESTING {
+            return Err(E::custom(format!(
+                "the document nests deeper than {MAX_NESTING} levels once its aliases are expanded"
+            )));
+        }
+        self.spend()
+    }
+
+    /// The builder for a value inside this one (a collection).
+    fn inner(&self) -> BoundedValue<'_> {
+        BoundedValue {
+            budget: self.budget,
+            depth: self.depth + 1,
+        }
+    }
+
     fn spend<E: serde::de::Error>(&self) -> Result<(), E> {
-        let left = self.0.get();
+        let left = self.budget.get();
         if left == 0 {
             return Err(E::custom(format!(
                 "the document holds more than {MAX_VALUES} values once its aliases are expanded"
             )));
         }
-        self.0.set(left - 1);
+        self.budget.set(left - 1);
         Ok(())
     }
 }
@@ -759,19 +787,19 @@ impl<'de> serde::de::Visitor<'de> for BoundedValue<'_> {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        self.spend()?;
+        self.open_collection()?;
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(BoundedValue(self.0))? {
+        while let Some(item) = seq.next_element_seed(self.inner())? {
             items.push(item);
         }
         Ok(serde_yaml::Value::Sequence(items))
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        self.spend()?;
+        self.open_collection()?;
         let mut mapping = serde_yaml::Mapping::new();
-        while let Some(key) = map.next_key_seed(BoundedValue(self.0))? {
-            let value = map.next_value_seed(BoundedValue(self.0))?;
+        while let Some(key) = map.next_key_seed(self.inner())? {
+            let value = map.next_value_seed(self.inner())?;
             mapping.insert(key, value);
         }
         Ok(serde_yaml::Value::Mapping(mapping))
@@ -784,7 +812,10 @@ impl<'de> serde::de::Visitor<'de> for BoundedValue<'_> {
         if tag.is_empty() {
             return Err(A::Error::custom("an empty YAML tag"));
         }
-        let value = contents.newtype_variant_seed(BoundedValue(self.0))?;
+        let value = contents.newtype_variant_seed(BoundedValue {
+            budget: self.budget,
+            depth: self.depth,
+        })?;
         Ok(serde_yaml::Value::Tagged(Box::new(
             serde_yaml::value::TaggedValue {
                 tag: serde_yaml::value::Tag::new(tag),
@@ -879,6 +910,29 @@ mod tests {
         let err = check_yaml(&big).unwrap_err();
         assert!(err.message.contains("bytes"), "{err}");
         assert_eq!(err.line, MAX_DOCUMENT_BYTES / 5 + 1);
+    }
+
+    #[test]
+    fn aliases_cannot_deepen_a_value_beyond_the_bound() {
+        let half = MAX_NESTING / 2 + 1;
+        let text = format!(
+            "a: &a {}{}\nb: {}*a{}\n",
+            "[".repeat(half),
+            "]".repeat(half),
+            "[".repeat(half),
+            "]".repeat(half)
+        );
+        assert_eq!(check_yaml(&text), Ok(()));
+        let err = parse_yaml_value(&text).unwrap_err().to_string();
+        assert!(err.contains("once its aliases are expanded"), "{err}");
+        let exactly = format!("{}{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+        assert!(parse_yaml_value(&exactly).is_ok());
+        let over = format!(
+            "{}{}",
+            "[".repeat(MAX_NESTING + 1),
+            "]".repeat(MAX_NESTING + 1)
+        );
+        assert!(parse_yaml_value(&over).is_err());
     }
 
     #[test]
