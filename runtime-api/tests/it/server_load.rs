@@ -1,7 +1,7 @@
 //! The server under hostile load: idle and slow connections beyond the
 //! connection cap cannot starve a client that holds the token, an
-//! authenticated connection is never shed, and stalled headers or bodies
-//! are cut off.
+//! authenticated connection is never shed, and stalled headers, idle
+//! kept-alive connections and stalled bodies are cut off.
 
 use std::time::Duration;
 
@@ -134,6 +134,15 @@ async fn stalled_headers_and_bodies_are_cut_off() {
     let slow = hostile_connections(server.addr, 1).await;
     eventually("connections with unfinished headers are closed", || {
         closed(&slow) == slow.len()
+    })
+    .await;
+
+    // A kept-alive connection left idle after its request is closed too.
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(health_on(&mut idle).await, 200);
+    let idle = [idle];
+    eventually("an idle kept-alive connection is closed", || {
+        closed(&idle) == 1
     })
     .await;
 
