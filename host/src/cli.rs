@@ -235,10 +235,10 @@ pub(crate) struct DoctorArgs {
 /// A session directory (a remote session of a killed `berth serve`
 /// included) is removed when its marker names a process of this host that
 /// no longer exists; pass the same `--temp-root` as the process that made
-/// it. One owned by a live process or another host
-/// is left alone. One without a readable marker is reported, and removed
-/// only when it was last modified more than an hour ago and holds nothing
-/// but a session's `workspace/` and `archives/`.
+/// it. One owned by a live process or another host is left alone. One
+/// without a readable marker is reported, and removed only when it was last
+/// modified more than an hour ago and holds nothing but a session's
+/// `workspace/` and `archives/`.
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
     /// Report what would be removed, remove nothing
