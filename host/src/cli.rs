@@ -36,8 +36,9 @@ pub(crate) struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) plugin_dir: Option<PathBuf>,
 
-    /// Where session directories are created and looked for [default: the
-    /// system's temporary directory, $TMPDIR or /tmp]
+    /// Where session directories (those of `berth serve`'s remote sessions
+    /// too) are created and where `gc` looks for them [default: the system's
+    /// temporary directory, $TMPDIR or /tmp]
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) temp_root: Option<PathBuf>,
 }
@@ -231,11 +232,13 @@ pub(crate) struct DoctorArgs {
 /// Find and remove what crashed sessions left behind: session directories
 /// whose owner process is gone, and whatever each backend reports.
 ///
-/// A session directory is removed when its marker names a process of this
-/// host that no longer exists. One owned by a live process or another host
-/// is left alone. One without a readable marker is reported, and removed
-/// only when it was last modified more than an hour ago and holds nothing
-/// but a session's `workspace/` and `archives/`.
+/// A session directory (a remote session of a killed `berth serve`
+/// included) is removed when its marker names a process of this host that
+/// no longer exists; pass the same `--temp-root` as the process that made
+/// it. One owned by a live process or another host is left alone. One
+/// without a readable marker is reported, and removed only when it was last
+/// modified more than an hour ago and holds nothing but a session's
+/// `workspace/` and `archives/`.
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
     /// Report what would be removed, remove nothing
@@ -251,9 +254,13 @@ pub(crate) struct GcArgs {
 /// clients over HTTP.
 ///
 /// Every request needs the bearer token: from `--token-file`, else
-/// `$BERTH_TOKEN`, else a fresh token printed once on stderr. The server
-/// binds loopback unless told otherwise and warns when it listens elsewhere
-/// without TLS. SIGINT or SIGTERM stops it and closes every remote session.
+/// `$BERTH_TOKEN`, else a fresh token printed once on stderr. A token
+/// shorter than 16 bytes is refused, and so is a token file that group or
+/// others may read or write (`chmod 600` it). The server binds loopback
+/// unless told otherwise and warns when it listens elsewhere without TLS.
+/// Remote sessions live in `--temp-root`, where `berth gc` finds them if the
+/// server is killed. SIGINT or SIGTERM stops it and closes every remote
+/// session.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  berth serve --listen 127.0.0.1:7341 --token-file ~/.config/berth/token"

@@ -53,9 +53,30 @@ pub(crate) async fn doctor(args: &DoctorArgs, global: &GlobalArgs) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-/// The plugin directory, and one line per library that did not load.
+/// The plugin directory, and one line per library that did not load. A
+/// directory the loader refused (others can write it, say) fails its own
+/// check, with the path and the reason.
 pub(crate) fn plugin_checks(plugins: &PluginReport) -> Vec<Diagnostic> {
     let mut checks = Vec::new();
+    let refused = plugins.dir.as_ref().and_then(|dir| {
+        plugins
+            .problems
+            .iter()
+            .find(|(path, _)| *path == dir.path)
+            .map(|(_, reason)| (dir, reason))
+    });
+    if let Some((dir, reason)) = refused {
+        checks.push(Diagnostic {
+            check: "plugin directory".to_owned(),
+            ok: false,
+            detail: format!(
+                "{} (from {}): nothing loaded: {reason}",
+                dir.path.display(),
+                dir.source
+            ),
+        });
+        return checks;
+    }
     let detail = match &plugins.dir {
         None => "none configured (no --plugin-dir, $BERTH_PLUGIN_DIR, $XDG_DATA_HOME or $HOME)"
             .to_owned(),

@@ -4,14 +4,27 @@ use anyhow::Context as _;
 use runtime_api::Token;
 use runtime_api::server::{self, ServeConfig};
 
-use crate::ExitCode;
 use crate::cli::{GlobalArgs, ServeArgs};
+use crate::{ExitCode, temp_root};
 
 pub(crate) async fn serve(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let token = match &args.token_file {
-        Some(file) => Token::from_file(file).context("reading the token file")?,
+        // Each error names the file and the fix in one line.
+        Some(file) => {
+            let token = Token::from_file(file)?;
+            token
+                .check_server_strength()
+                .map_err(|err| anyhow::anyhow!("the token file `{}`: {err}", file.display()))?;
+            token
+        }
         None => match std::env::var("BERTH_TOKEN") {
-            Ok(text) => Token::new(text).context("reading $BERTH_TOKEN")?,
+            Ok(text) => {
+                let token = Token::new(text).context("reading $BERTH_TOKEN")?;
+                token
+                    .check_server_strength()
+                    .map_err(|err| anyhow::anyhow!("$BERTH_TOKEN: {err}"))?;
+                token
+            }
             Err(_) => {
                 let token = Token::generate();
                 eprintln!("berth serve: token for this run: {}", token.reveal());
@@ -19,9 +32,11 @@ pub(crate) async fn serve(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Resu
             }
         },
     };
+    raise_descriptor_limit();
     let (registry, _plugins) = crate::backends::load(global.plugin_dir.as_deref())?;
     let config = ServeConfig::new(token, registry.shared())
         .listen(args.listen)
+        .work_root(temp_root(global))
         .shutdown(async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -35,4 +50,36 @@ pub(crate) async fn serve(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Resu
     eprintln!("berth serve: listening on http://{}", server.local_addr());
     server.run().await.context("serving")?;
     Ok(ExitCode(0))
+}
+
+/// Raises the soft limit on open descriptors to the hard limit: every
+/// connection and every running command holds some, and the server bounds
+/// its connections itself.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "reading the descriptor limit");
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "raising the descriptor limit");
+    } else {
+        tracing::debug!(
+            from = limit.rlim_cur,
+            to = limit.rlim_max,
+            "raised the descriptor limit"
+        );
+    }
 }

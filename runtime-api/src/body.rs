@@ -1,8 +1,10 @@
-//! The one HTTP body type both sides send: a buffer, a channel of chunks
-//! (event streams), or a file after an optional prefix (archives, frames).
+//! The one HTTP body type both sides send: a buffer, the lines of an event
+//! stream, or a file after an optional prefix (archives, frames).
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -19,8 +21,8 @@ const FILE_CHUNK: usize = 64 << 10;
 pub(crate) enum Body {
     /// All at once.
     Full(Option<Bytes>),
-    /// Chunks as they are sent; ends when every sender is gone.
-    Channel(mpsc::Receiver<Bytes>),
+    /// An event stream's lines as they are sent (see [`event_channel`]).
+    Events(EventLines),
     /// `prefix`, then the rest of `file`, `remaining` bytes in all.
     File {
         prefix: Option<Bytes>,
@@ -52,6 +54,76 @@ impl Body {
     }
 }
 
+/// The lines of an event stream, read by the body.
+pub(crate) struct EventLines {
+    lines: mpsc::Receiver<Bytes>,
+    ended: Arc<AtomicBool>,
+    /// The last line to send when the senders went away without sending
+    /// one; taken once.
+    cut: Option<Box<dyn FnOnce() -> Bytes + Send>>,
+}
+
+impl std::fmt::Debug for EventLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLines")
+            .field("ended", &self.ended.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sending end of an event stream.
+#[derive(Debug, Clone)]
+pub(crate) struct LineSender {
+    lines: mpsc::Sender<Bytes>,
+    ended: Arc<AtomicBool>,
+}
+
+impl LineSender {
+    /// Sends a line, waiting while the client does not read; false once the
+    /// client is gone.
+    pub(crate) async fn send(&self, line: Bytes) -> bool {
+        self.lines.send(line).await.is_ok()
+    }
+
+    /// Sends a line if there is room now.
+    pub(crate) fn try_send(&self, line: Bytes) {
+        let _ = self.lines.try_send(line);
+    }
+
+    /// Sends the stream's last line (`finished` or `error`) and marks the
+    /// stream ended, so no other last line follows it.
+    pub(crate) async fn send_last(&self, line: Bytes) {
+        if self.lines.send(line).await.is_ok() {
+            // No await between the send and this store: a task aborted
+            // after sending has marked the stream ended.
+            self.ended.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// An event stream whose body ends with a last line whatever happens to its
+/// senders: a stream whose senders all went away (their task aborted, the
+/// server shutting down, a session reaped) without [`LineSender::send_last`]
+/// ends with the line `cut` gives then, instead of just stopping.
+pub(crate) fn event_channel(
+    capacity: usize,
+    cut: impl FnOnce() -> Bytes + Send + 'static,
+) -> (LineSender, Body) {
+    let (lines, receiver) = mpsc::channel(capacity);
+    let ended = Arc::new(AtomicBool::new(false));
+    (
+        LineSender {
+            lines,
+            ended: Arc::clone(&ended),
+        },
+        Body::Events(EventLines {
+            lines: receiver,
+            ended,
+            cut: Some(Box::new(cut)),
+        }),
+    )
+}
+
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = io::Error;
@@ -62,9 +134,11 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Body::Channel(rx) => rx
-                .poll_recv(cx)
-                .map(|chunk| chunk.map(|c| Ok(Frame::data(c)))),
+            Body::Events(events) => match ready!(events.lines.poll_recv(cx)) {
+                Some(line) => Poll::Ready(Some(Ok(Frame::data(line)))),
+                None if events.ended.load(Ordering::SeqCst) => Poll::Ready(None),
+                None => Poll::Ready(events.cut.take().map(|cut| Ok(Frame::data(cut())))),
+            },
             Body::File {
                 prefix,
                 file,
@@ -98,7 +172,7 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full(bytes) => bytes.is_none(),
-            Body::Channel(_) => false,
+            Body::Events(_) => false,
             Body::File {
                 prefix, remaining, ..
             } => prefix.is_none() && *remaining == 0,
@@ -108,7 +182,7 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Body::Channel(_) => SizeHint::default(),
+            Body::Events(_) => SizeHint::default(),
             Body::File { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }

@@ -5,6 +5,10 @@ use std::path::Path;
 
 use crate::Error;
 
+/// The shortest token a server accepts, in bytes: shorter ones can be
+/// guessed.
+pub const MIN_SERVER_TOKEN_BYTES: usize = 16;
+
 /// A bearer token. Its `Debug` form hides it, it has no `Display`, and
 /// nothing in this crate logs it.
 #[derive(Clone, PartialEq, Eq)]
@@ -35,17 +39,48 @@ impl Token {
     }
 
     /// Reads a token from a file, ignoring surrounding whitespace (a
-    /// trailing newline).
+    /// trailing newline). Like ssh with its key files, a token file that
+    /// group or others may read or write is refused: whoever can read it
+    /// holds every right the token gives.
     ///
-    /// Fails with [`Error::Config`] when the file cannot be read or holds
-    /// no valid token.
+    /// Fails with [`Error::Config`] when the file cannot be read, when its
+    /// mode gives group or others any access (the message names the file
+    /// and the `chmod` that fixes it), or when it holds no valid token.
     pub fn from_file(path: &Path) -> Result<Token, Error> {
-        let text = std::fs::read_to_string(path).map_err(|err| {
+        use std::os::unix::fs::PermissionsExt as _;
+        let unreadable = |err: std::io::Error| {
             Error::Config(format!(
                 "reading the token file `{}`: {err}",
                 path.display()
             ))
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(unreadable)?;
+        let mode = file.metadata().map_err(unreadable)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(Error::Config(format!(
+                "the token file `{}` is {} by {} (mode {:04o}); make it private with \
+                 `chmod 600 {}`",
+                path.display(),
+                if mode & 0o066 == 0 {
+                    "usable"
+                } else if mode & 0o044 != 0 && mode & 0o022 != 0 {
+                    "readable and writable"
+                } else if mode & 0o044 != 0 {
+                    "readable"
+                } else {
+                    "writable"
+                },
+                match (mode & 0o070 != 0, mode & 0o007 != 0) {
+                    (true, true) => "group and others",
+                    (true, false) => "its group",
+                    _ => "others",
+                },
+                mode & 0o7777,
+                path.display()
+            )));
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(unreadable)?;
         Token::new(text.trim())
             .map_err(|err| Error::Config(format!("the token file `{}`: {err}", path.display())))
     }
@@ -80,6 +115,22 @@ impl Token {
     /// log it.
     pub fn reveal(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the token is long enough for a server to accept it
+    /// ([`MIN_SERVER_TOKEN_BYTES`]).
+    ///
+    /// Fails with [`Error::Config`] saying how long it is and how long it
+    /// must be.
+    pub fn check_server_strength(&self) -> Result<(), Error> {
+        if self.0.len() < MIN_SERVER_TOKEN_BYTES {
+            return Err(Error::Config(format!(
+                "the token is {} bytes; a server needs at least {MIN_SERVER_TOKEN_BYTES}: use a long \
+                 random one, such as 32 bytes from /dev/urandom in hex",
+                self.0.len()
+            )));
+        }
+        Ok(())
     }
 
     /// A digest to compare presented tokens with in constant time.
@@ -139,5 +190,49 @@ mod tests {
         assert!(!constant_time_eq(&token.digest(), &digest(b"s3cret ")));
         assert_ne!(Token::generate(), Token::generate());
         assert_eq!(random_hex(16).len(), 32);
+    }
+
+    #[test]
+    fn short_tokens_are_too_weak_for_a_server() {
+        assert!(
+            Token::new("s3cret")
+                .unwrap()
+                .check_server_strength()
+                .is_err()
+        );
+        assert!(
+            Token::new("x".repeat(MIN_SERVER_TOKEN_BYTES))
+                .unwrap()
+                .check_server_strength()
+                .is_ok()
+        );
+        assert!(Token::generate().check_server_strength().is_ok());
+    }
+
+    #[test]
+    fn token_files_others_can_reach_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "a-long-enough-token-for-tests\n").unwrap();
+        for (mode, words) in [
+            (0o644, "readable by group and others (mode 0644)"),
+            (0o640, "readable by its group (mode 0640)"),
+            (0o602, "writable by others (mode 0602)"),
+            (0o610, "usable by its group (mode 0610)"),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = Token::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains(words), "{mode:o}: {err}");
+            assert!(
+                err.contains(&format!("chmod 600 {}", path.display())),
+                "{err}"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            Token::from_file(&path).unwrap().reveal(),
+            "a-long-enough-token-for-tests"
+        );
     }
 }

@@ -6,7 +6,11 @@
 //! directory; one whose host process was killed (`SIGKILL`, a power cut, an
 //! out-of-memory kill) cannot. [`scan_session_dirs`] looks at every
 //! `berth-*` directory directly under a temporary root and decides, from
-//! its marker alone, whether it is left behind:
+//! its marker alone, whether it is left behind. Other berth directories
+//! made that way carry their marker at the same level and are judged the
+//! same: a `berth serve` remote session's area (`berth-remote-*`, holding
+//! the uploaded assets and the session's own directory below it) names the
+//! server, and a scratch directory of `berth diff` names its process.
 //!
 //! * marker readable, written on **this host**, owner pid **gone**: left
 //!   behind ([`Verdict::Leftover`]), removed by [`collect_session_dirs`];

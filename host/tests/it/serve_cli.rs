@@ -1,15 +1,18 @@
 //! `berth serve` and `berth run` against it: a command in a `type: api`
-//! session runs on the server, and the client's workspace gets its changes.
+//! session runs on the server, and the client's workspace gets its changes;
+//! the server refuses weak or exposed tokens; a server killed with SIGKILL
+//! leaves only what `berth gc` reaps.
 
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 
-use crate::common::Sandbox;
+use crate::common::{Sandbox, code, stderr, stdout};
 
-#[test]
-fn run_through_a_served_host() {
-    let sb = Sandbox::new();
-    let token_file = sb.write("token", "a-token-for-this-test-only\n");
+const TOKEN: &str = "a-token-for-this-test-only";
+
+/// Starts `berth serve` on a free loopback port with `token_file`; returns
+/// the process and its URL.
+fn start_server(sb: &Sandbox, token_file: &std::path::Path) -> (Child, String) {
     let mut server = sb
         .berth([
             "serve".as_ref(),
@@ -31,6 +34,16 @@ fn run_through_a_served_host() {
             break url.to_owned();
         }
     };
+    // Keep draining its stderr so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (server, url)
+}
+
+#[test]
+fn run_through_a_served_host() {
+    let sb = Sandbox::new();
+    let token_file = sb.write_private("token", &format!("{TOKEN}\n"));
+    let (mut server, url) = start_server(&sb, &token_file);
     let spec = sb.write(
         "api.yaml",
         &format!(
@@ -49,7 +62,7 @@ fn run_through_a_served_host() {
             "-c".as_ref(),
             "echo remote > made.txt; cat made.txt; exit 4".as_ref(),
         ])
-        .env("BERTH_TOKEN", "a-token-for-this-test-only")
+        .env("BERTH_TOKEN", TOKEN)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{out:?}");
@@ -79,5 +92,126 @@ fn run_through_a_served_host() {
     }
     let status = server.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    sb.assert_no_session_dirs();
+}
+
+#[test]
+fn weak_or_exposed_tokens_are_refused_in_one_line() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sb = Sandbox::new();
+    let serve = |token_file: &std::path::Path| {
+        sb.berth([
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--token-file".as_ref(),
+            token_file.as_os_str(),
+        ])
+        .output()
+        .unwrap()
+    };
+
+    let exposed = sb.write("exposed-token", &format!("{TOKEN}\n"));
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = serve(&exposed);
+    assert_eq!(code(&out), 125, "{out:?}");
+    let text = stderr(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains(&format!("`{}`", exposed.display()))
+            && text.contains("readable by group and others (mode 0644)")
+            && text.contains(&format!("chmod 600 {}", exposed.display())),
+        "{text}"
+    );
+
+    let short = sb.write_private("short-token", "x\n");
+    let out = serve(&short);
+    assert_eq!(code(&out), 125, "{out:?}");
+    let text = stderr(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains(&short.display().to_string())
+            && text.contains("the token is 1 bytes; a server needs at least 16"),
+        "{text}"
+    );
+
+    let out = sb
+        .berth(["serve", "--listen", "127.0.0.1:0"])
+        .env("BERTH_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 125, "{out:?}");
+    assert!(
+        stderr(&out).contains("$BERTH_TOKEN: the token is 5 bytes"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_sigkilled_server_leaves_only_what_gc_reaps() {
+    use runtime_api::protocol::{CreateSession, ExecRequest, SpawnRequest, StreamLine};
+    let sb = Sandbox::new();
+    let token_file = sb.write_private("token", TOKEN);
+    let (mut server, url) = start_server(&sb, &token_file);
+    let client =
+        runtime_api::ApiClient::new(&url, &runtime_api::Token::new(TOKEN).unwrap()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let created = client
+            .create_session(
+                &CreateSession {
+                    spec: session_core::EnvironmentSpec::new("local", "served"),
+                    mode: session_core::Mode::Evaluation,
+                    label: Some("killed".into()),
+                    assets: Vec::new(),
+                    lease_ms: Some(3_600_000),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let spawned = client
+            .spawn(&created.session, &SpawnRequest::default())
+            .await
+            .unwrap();
+        let request = ExecRequest {
+            idempotency_key: "k1".into(),
+            base: spawned.changes.checksum,
+            command: session_core::runtime::ExecCommand::new("echo kept > file.txt"),
+            stdin: None,
+        };
+        let mut stream = client
+            .exec(&created.session, &spawned.runtime, &request)
+            .await
+            .unwrap();
+        loop {
+            match stream.next_line().await.unwrap() {
+                Some(StreamLine::Finished { .. }) => break,
+                Some(StreamLine::Error { error }) => panic!("{error:?}"),
+                Some(_) => {}
+                None => panic!("the stream ended without a result"),
+            }
+        }
+    });
+    // The remote session lives in the server's --temp-root.
+    let left = sb.session_dirs();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with("berth-remote-"), "{left:?}");
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(sb.session_dirs(), left, "a killed server cannot clean up");
+
+    let out = sb.run(["gc"]);
+    assert_eq!(code(&out), 0, "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("removed") && l.contains(&left[0])),
+        "{text}"
+    );
     sb.assert_no_session_dirs();
 }

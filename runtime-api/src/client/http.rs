@@ -484,6 +484,7 @@ impl ApiClient {
             client: self.clone(),
             body: response.into_body(),
             buffer: BytesMut::new(),
+            scanned: 0,
             lease: Some(lease),
         })
     }
@@ -527,6 +528,8 @@ pub struct ExecStream {
     client: ApiClient,
     body: Incoming,
     buffer: BytesMut,
+    /// How much of `buffer` is known to hold no line break.
+    scanned: usize,
     lease: Option<Lease>,
 }
 
@@ -540,13 +543,25 @@ impl std::fmt::Debug for ExecStream {
 
 impl ExecStream {
     /// The next line; `None` when the stream ended (after `finished` or
-    /// `error`, or early when the connection closed).
+    /// `error`, or early when the connection closed). A line is decoded only
+    /// once it is whole, and may be at most 512 MiB (a joined stream's last
+    /// line carries the output kept); JSON nesting is bounded by the
+    /// decoder.
     ///
     /// Fails with [`Error::Connect`] when the connection broke, and with
-    /// [`Error::Protocol`] for a line that is not a [`StreamLine`].
+    /// [`Error::Protocol`] for a line that is not a [`StreamLine`] or is
+    /// longer than the bound.
     pub async fn next_line(&mut self) -> Result<Option<StreamLine>, Error> {
         loop {
-            if let Some(newline) = self.buffer.iter().position(|b| *b == b'\n') {
+            // Only the bytes not searched yet: a long line arriving in many
+            // small frames is searched once, not once per frame.
+            let newline = self.buffer[self.scanned..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|at| self.scanned + at);
+            self.scanned = self.buffer.len();
+            if let Some(newline) = newline {
+                self.scanned = 0;
                 let line = self.buffer.split_to(newline + 1);
                 let line = &line[..newline];
                 if line.is_empty() {

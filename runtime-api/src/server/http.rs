@@ -147,8 +147,33 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Reads a whole body of at most `limit` bytes (413 beyond).
-pub(crate) async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, Failure> {
+/// The next frame of a body, or `408` when nothing arrives for `stall`: a
+/// client that stops sending mid-body does not hold its connection (and a
+/// session's request) for ever.
+async fn next_frame(
+    body: &mut Incoming,
+    stall: Duration,
+) -> Result<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>, Failure> {
+    tokio::time::timeout(stall, body.frame())
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body stalled: nothing arrived for {} s",
+                    stall.as_secs_f64()
+                ),
+            )
+        })
+}
+
+/// Reads a whole body of at most `limit` bytes (413 beyond), each part
+/// arriving within `stall` of the previous one (408 otherwise).
+pub(crate) async fn read_body(
+    req: Request<Incoming>,
+    limit: u64,
+    stall: Duration,
+) -> Result<Bytes, Failure> {
     let too_large = || read_failure(ReadError::TooLarge { limit }, "request body");
     let declared = declared_length(&req);
     let mut body = req.into_body();
@@ -159,7 +184,7 @@ pub(crate) async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Byte
         return Err(too_large());
     }
     let mut out = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = next_frame(&mut body, stall).await? {
         let frame = frame.map_err(|err| read_failure(ReadError::Broken(err.to_string()), ""))?;
         if let Ok(data) = frame.into_data() {
             if out.len() as u64 + data.len() as u64 > limit {
@@ -185,12 +210,14 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure
 /// Reads a frame body: a JSON line of at most `head_limit` bytes, then an
 /// archive of at most `archive_limit` bytes written to a new file in
 /// `dir`. Returns the JSON line and the archive (`None` when empty).
-/// Either part over its limit is 413; nothing is kept then.
+/// Either part over its limit is 413, a pause longer than `stall` 408;
+/// nothing is kept then.
 pub(crate) async fn read_frame(
     req: Request<Incoming>,
     head_limit: u64,
     archive_limit: u64,
     dir: &Path,
+    stall: Duration,
 ) -> Result<(Bytes, Option<tempfile::NamedTempFile>), Failure> {
     let declared = declared_length(&req);
     let mut body = req.into_body();
@@ -207,7 +234,7 @@ pub(crate) async fn read_frame(
     }
     let mut head = bytes::BytesMut::new();
     let rest = loop {
-        let Some(frame) = body.frame().await else {
+        let Some(frame) = next_frame(&mut body, stall).await? else {
             return Err(Failure::new(
                 StatusCode::BAD_REQUEST,
                 "the frame body ends before its JSON line",
@@ -260,7 +287,7 @@ pub(crate) async fn read_frame(
     loop {
         let data = match chunk.take() {
             Some(data) => data,
-            None => match body.frame().await {
+            None => match next_frame(&mut body, stall).await? {
                 None => break,
                 Some(frame) => {
                     let frame = frame

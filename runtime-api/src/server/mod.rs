@@ -8,10 +8,18 @@
 //! contained in its remote workspace; a session whose client stops
 //! renewing its lease is reaped with its runtimes and workspace.
 //!
+//! Hostile clients cannot starve the ones with the token: connections are
+//! capped, and at the cap the oldest one that never presented the token is
+//! closed to make room; headers, idle connections and stalled bodies are
+//! bounded in time. Every event stream ends with `finished` or `error`,
+//! also when shutdown, an expired lease or a deleted session stops its
+//! command.
+//!
 //! There is no TLS: the server binds to loopback unless told otherwise and
 //! warns when it is told otherwise. Put it behind an SSH tunnel or a
 //! TLS-terminating proxy to reach it from another machine.
 
+mod connections;
 mod http;
 mod routes;
 mod session;
@@ -35,6 +43,7 @@ use session_core::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+use self::connections::{Admission, Connection, ConnectionTable, Slot};
 use self::http::Failure;
 use self::session::RemoteSession;
 use crate::Error;
@@ -69,6 +78,17 @@ pub struct ServeLimits {
     /// Finished executions (and change archives) remembered per session for
     /// retries.
     pub kept_outcomes: usize,
+    /// Connections open at once. At the cap, a new connection sheds the
+    /// oldest one that never carried the right token (an authenticated
+    /// client's is never shed), or is closed at once when every open one
+    /// has. The server lowers it to half its descriptor limit.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, counted from
+    /// when the server starts waiting for them: also how long a kept-alive
+    /// connection may stay idle.
+    pub header_read_timeout: Duration,
+    /// The longest pause while a request body arrives; longer is `408`.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServeLimits {
@@ -83,6 +103,9 @@ impl Default for ServeLimits {
             max_sessions: 256,
             heartbeat: Duration::from_secs(5),
             kept_outcomes: 32,
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -166,6 +189,7 @@ pub(crate) struct State {
     pub(crate) work_root: PathBuf,
     sessions: Mutex<HashMap<String, Arc<RemoteSession>>>,
     shutting_down: AtomicBool,
+    connections: Arc<ConnectionTable>,
 }
 
 impl State {
@@ -180,6 +204,9 @@ impl State {
     /// Closes every session properly (shutdown).
     async fn close_all(&self) {
         let sessions: Vec<_> = self.sessions().drain().map(|(_, s)| s).collect();
+        for session in &sessions {
+            session.stopping("the server is shutting down");
+        }
         for session in sessions {
             if let Err(err) = session.close().await {
                 tracing::warn!(session = %session.id, error = %err, "closing a session at shutdown failed");
@@ -191,6 +218,7 @@ impl State {
     fn abandon_all(&self) {
         let sessions: Vec<_> = self.sessions().drain().map(|(_, s)| s).collect();
         for session in &sessions {
+            session.stopping("the server stopped");
             session.abandon();
         }
     }
@@ -209,6 +237,7 @@ impl State {
         };
         for session in expired {
             tracing::info!(session = %session.id, label = %session.label, "lease expired: reaping the session");
+            session.stopping("the session's lease expired");
             if let Err(err) = session.close().await {
                 tracing::warn!(session = %session.id, error = %err, "reaping a session failed");
             }
@@ -234,9 +263,12 @@ impl std::fmt::Debug for Server {
 /// Binds the listener. Warns when the address is not a loopback address,
 /// since the server speaks plain HTTP.
 ///
-/// Fails with [`Error::Bind`] when the address cannot be bound, and with
-/// [`Error::Config`] when the work root cannot be created.
+/// Fails with [`Error::Config`] when the token is shorter than
+/// [`MIN_SERVER_TOKEN_BYTES`](crate::MIN_SERVER_TOKEN_BYTES) or the
+/// work root cannot be created, and with [`Error::Bind`] when the address
+/// cannot be bound.
 pub async fn bind(config: ServeConfig) -> Result<Server, Error> {
+    config.token.check_server_strength()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Bind {
@@ -261,10 +293,25 @@ pub async fn bind(config: ServeConfig) -> Result<Server, Error> {
             work_root.display()
         ))
     })?;
+    let mut limits = config.limits;
+    let descriptors = descriptor_limit();
+    let affordable = usize::try_from(descriptors / 2)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if limits.max_connections > affordable {
+        tracing::info!(
+            asked = limits.max_connections,
+            allowed = affordable,
+            descriptors,
+            "limiting connections to half the descriptor limit"
+        );
+        limits.max_connections = affordable;
+    }
     let state = Arc::new(State {
         registry: config.registry,
         token: config.token.digest(),
-        limits: config.limits,
+        connections: ConnectionTable::new(limits.max_connections),
+        limits,
         work_root,
         sessions: Mutex::new(HashMap::new()),
         shutting_down: AtomicBool::new(false),
@@ -330,12 +377,28 @@ impl Server {
         }));
         let mut shutdown = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
         let mut connections = JoinSet::new();
+        let (closing, closing_seen) = tokio::sync::watch::channel(false);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        connections.spawn(serve_connection(Arc::clone(&state), stream, peer));
-                    }
+                    Ok((stream, peer)) => match state.connections.admit() {
+                        Admission::Admitted(slot) => {
+                            connections.spawn(serve_connection(
+                                Arc::clone(&state),
+                                stream,
+                                peer,
+                                slot,
+                                closing_seen.clone(),
+                            ));
+                        }
+                        Admission::Full => {
+                            tracing::warn!(
+                                %peer,
+                                limit = state.limits.max_connections,
+                                "refused a connection: every open connection is an authenticated client's"
+                            );
+                        }
+                    },
                     Err(err) => {
                         // Out of descriptors, typically: wait rather than spin.
                         tracing::warn!(error = %err, "accepting a connection failed");
@@ -349,31 +412,90 @@ impl Server {
         tracing::info!("berth server shutting down");
         drop(listener);
         state.shutting_down.store(true, Ordering::SeqCst);
+        // Closing the sessions ends their event streams with an `error`
+        // line; the connections then get a moment to deliver it.
         state.close_all().await;
+        let _ = closing.send(true);
+        let drained = async { while connections.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, drained).await;
         connections.abort_all();
         Ok(())
     }
 }
 
-async fn serve_connection(state: Arc<State>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| {
-        let state = Arc::clone(&state);
-        async move { Ok::<_, Infallible>(handle(state, peer, req).await) }
-    });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(stream), service);
-    if let Err(err) = connection.await {
-        tracing::debug!(%peer, error = %err, "connection ended with an error");
+/// How long connections may take to finish what they are sending once the
+/// sessions are closed at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The soft limit on this process's open descriptors.
+fn descriptor_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return u64::MAX;
     }
+    limit.rlim_cur
 }
 
-async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn serve_connection(
+    state: Arc<State>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let connection = Arc::clone(&slot.connection);
+    let service = {
+        let state = Arc::clone(&state);
+        let connection = Arc::clone(&connection);
+        service_fn(move |req| {
+            let state = Arc::clone(&state);
+            let connection = Arc::clone(&connection);
+            async move { Ok::<_, Infallible>(handle(state, &connection, peer, req).await) }
+        })
+    };
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.limits.header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut served = std::pin::pin!(served);
+    let mut graceful = false;
+    loop {
+        tokio::select! {
+            outcome = served.as_mut() => {
+                if let Err(err) = outcome {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
+                break;
+            }
+            () = connection.shed() => {
+                tracing::debug!(%peer, "shed a connection that never presented the token");
+                break;
+            }
+            _ = closing.wait_for(|closing| *closing), if !graceful => {
+                served.as_mut().graceful_shutdown();
+                graceful = true;
+            }
+        }
+    }
+    drop(slot);
+}
+
+async fn handle(
+    state: Arc<State>,
+    connection: &Arc<Connection>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    if !authorized(&state, &req) {
+    if authorized(&state, &req) {
+        state.connections.authenticate(connection);
+    } else {
         // Never log the header: only that it was wrong.
         tracing::warn!(%peer, %method, %path, "refused a request without the right bearer token");
         return Failure::new(

@@ -17,7 +17,7 @@ use session_core::runtime::{Event, EventStream, ExecResult, ExecStatus, Output};
 use session_core::session::{Session, SpawnOptions};
 use session_core::snapshot::{EntryKind, ManifestEntry, Snapshot};
 use session_core::spec::Mode;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::State;
@@ -28,7 +28,7 @@ use super::session::{
     Area, Begin, Busy, ExecOutcome, ExecRecord, Parts, RemoteSession, SyncState, make_read_only,
 };
 use crate::TYPE_NAME;
-use crate::body::Body;
+use crate::body::{Body, LineSender, event_channel};
 use crate::protocol::{
     AssetSpec, CreateSession, ExecRequest, FRAME, Health, LeaseRenewed, PROTOCOL_VERSION,
     SessionCreated, SizeLimits, SpawnRequest, Spawned, StreamLine, SyncHead, Synced, TAR,
@@ -172,7 +172,8 @@ async fn create_session(
             ),
         ));
     }
-    let area = Area::create(&state.work_root).map_err(|err| {
+    let id = format!("s{}", random_hex(16));
+    let area = Area::create(&state.work_root, &id).map_err(|err| {
         internal(format!(
             "creating a session directory in `{}`: {err}",
             state.work_root.display()
@@ -189,10 +190,14 @@ async fn create_session(
             limits.max_body_bytes,
             limits.max_archive_bytes,
             &area.staging(),
+            limits.body_read_timeout,
         )
         .await?
     } else {
-        (read_body(req, limits.max_body_bytes).await?, None)
+        (
+            read_body(req, limits.max_body_bytes, limits.body_read_timeout).await?,
+            None,
+        )
     };
     let request: CreateSession = parse_json(&head)?;
     let spec = request.spec.with_origin("the session request's spec");
@@ -234,7 +239,6 @@ async fn create_session(
     .await
     .map_err(internal)??;
 
-    let id = format!("s{}", random_hex(16));
     let label = request.label.unwrap_or_default();
     let lease_ms = request
         .lease_ms
@@ -409,6 +413,7 @@ async fn delete_session(state: &Arc<State>, sid: &str) -> Result<Response<Body>,
         .remove(sid)
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no session `{sid}`")))?;
     tracing::info!(session = %session.id, label = %session.label, "closing the session");
+    session.stopping("the session was closed");
     session
         .close()
         .await
@@ -435,6 +440,7 @@ async fn sync_workspace(
         state.limits.max_body_bytes,
         state.limits.max_archive_bytes,
         &session.staging(),
+        state.limits.body_read_timeout,
     )
     .await?;
     let head: SyncHead = parse_json(&head)?;
@@ -491,7 +497,12 @@ async fn spawn_runtime(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Failure> {
     let session = state.session(sid)?;
-    let body = read_body(req, state.limits.max_body_bytes).await?;
+    let body = read_body(
+        req,
+        state.limits.max_body_bytes,
+        state.limits.body_read_timeout,
+    )
+    .await?;
     let request: SpawnRequest = parse_json(&body)?;
     let busy = session.acquire("a runtime's setup")?;
     let tracker = Arc::clone(&session);
@@ -574,7 +585,12 @@ async fn exec(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Failure> {
     let session = state.session(sid)?;
-    let body = read_body(req, state.limits.max_body_bytes).await?;
+    let body = read_body(
+        req,
+        state.limits.max_body_bytes,
+        state.limits.body_read_timeout,
+    )
+    .await?;
     let request: ExecRequest = parse_json(&body)?;
     if !is_valid_id(&request.idempotency_key) {
         return Err(Failure::new(
@@ -607,27 +623,38 @@ async fn exec(
     };
     let mut command = request.command;
     command.stdin = request.stdin;
-    let (lines, body) = mpsc::channel(session_core::runtime::EVENT_BUFFER);
+    let (lines, body) = event_channel(
+        session_core::runtime::EVENT_BUFFER,
+        last_line_of(Arc::clone(&record)),
+    );
     let (ready, started) = oneshot::channel();
     // The execution belongs to the session, not to this connection: a
     // client that drops the connection and retries with the same key finds
     // it running (or finished) and joins it.
     let driver_session = Arc::clone(&session);
     let task = tokio::spawn(async move {
+        // Whatever stops this task (the session closing aborts it), the
+        // execution gets an outcome and its stream a last line.
+        let unfinished = Unfinished {
+            record,
+            session: driver_session,
+            lines,
+        };
         let stream = match runtime.stream(command).await {
             Ok(stream) => stream,
             Err(err) => {
                 let failure = Failure::from_core(&err, runtime.backend_type());
-                record
+                unfinished
+                    .record
                     .outcome
                     .send_replace(Some(ExecOutcome::Failed(failure.clone())));
                 drop(busy);
-                driver_session.forget_old_execs();
+                unfinished.session.forget_old_execs();
                 let _ = ready.send(Err(failure));
                 return;
             }
         };
-        let _ = lines.try_send(
+        unfinished.lines.try_send(
             StreamLine::Started {
                 exec: key,
                 attached: false,
@@ -636,19 +663,11 @@ async fn exec(
             .to_line(),
         );
         let _ = ready.send(Ok(()));
-        drive(Drive {
-            session: driver_session,
-            record,
-            stream,
-            lines,
-            busy,
-            heartbeat,
-        })
-        .await;
+        drive(&unfinished, stream, busy, heartbeat).await;
     });
     session.track(task.abort_handle());
     match started.await {
-        Ok(Ok(())) => Ok(ndjson_response(Body::Channel(body))),
+        Ok(Ok(())) => Ok(ndjson_response(body)),
         Ok(Err(failure)) => Err(failure),
         Err(_) => Err(internal("the execution ended before it started")),
     }
@@ -664,66 +683,98 @@ fn attach(
     if let Some(ExecOutcome::Failed(failure)) = record.outcome() {
         return Err(failure);
     }
-    let (lines, body) = mpsc::channel(4);
+    let (lines, body) = event_channel(4, last_line_of(Arc::clone(&record)));
     tokio::spawn(async move {
         let started = StreamLine::Started {
             exec: key,
             attached: true,
             heartbeat_ms: millis(heartbeat),
         };
-        if lines.send(started.to_line()).await.is_err() {
+        if !lines.send(started.to_line()).await {
             return;
         }
         let outcome = tokio::select! {
             outcome = record.wait() => outcome,
             () = heartbeats(&lines, heartbeat) => return,
         };
-        let last = match outcome {
-            ExecOutcome::Finished { result, changes } => StreamLine::Finished {
-                result: WireResult::from_result(&result, true),
-                changes: (*changes).clone(),
-            },
-            ExecOutcome::Failed(failure) => StreamLine::Error {
-                error: failure.error,
+        lines.send_last(outcome_line(outcome).to_line()).await;
+    });
+    Ok(ndjson_response(body))
+}
+
+/// The last line of a stream for an execution's outcome, with the output
+/// kept (a stream that did not carry it live).
+fn outcome_line(outcome: ExecOutcome) -> StreamLine {
+    match outcome {
+        ExecOutcome::Finished { result, changes } => StreamLine::Finished {
+            result: WireResult::from_result(&result, true),
+            changes: (*changes).clone(),
+        },
+        ExecOutcome::Failed(failure) => StreamLine::Error {
+            error: failure.error,
+        },
+    }
+}
+
+/// What ends a stream of `record` whose sender went away without its last
+/// line: the outcome if there is one by then, else an `error`.
+fn last_line_of(record: Arc<ExecRecord>) -> impl FnOnce() -> bytes::Bytes + Send + 'static {
+    move || {
+        let line = match record.outcome() {
+            Some(outcome) => outcome_line(outcome),
+            None => StreamLine::Error {
+                error: Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server stopped the execution before it finished",
+                )
+                .error,
             },
         };
-        let _ = lines.send(last.to_line()).await;
-    });
-    Ok(ndjson_response(Body::Channel(body)))
+        line.to_line()
+    }
 }
 
 /// Sends a heartbeat line every `period` until the receiver is gone.
-async fn heartbeats(lines: &mpsc::Sender<bytes::Bytes>, period: Duration) {
+async fn heartbeats(lines: &LineSender, period: Duration) {
     loop {
         tokio::time::sleep(period).await;
-        if lines.send(StreamLine::Heartbeat.to_line()).await.is_err() {
+        if !lines.send(StreamLine::Heartbeat.to_line()).await {
             return;
         }
     }
 }
 
-struct Drive {
-    session: Arc<RemoteSession>,
+/// An execution while its task runs. Dropped before the execution has an
+/// outcome (the task aborted because its session closes), it records the
+/// session's reason as the outcome, before its line sender goes: the
+/// stream's body then ends with that `error` line, and retries joining the
+/// execution get it too.
+struct Unfinished {
     record: Arc<ExecRecord>,
-    stream: EventStream,
-    lines: mpsc::Sender<bytes::Bytes>,
-    busy: Busy,
-    heartbeat: Duration,
+    session: Arc<RemoteSession>,
+    lines: LineSender,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if self.record.outcome().is_none() {
+            self.record
+                .outcome
+                .send_replace(Some(ExecOutcome::Failed(self.session.stopped_failure())));
+        }
+    }
 }
 
 /// Forwards a command's events as lines while its connection lasts, keeps
 /// the command going when the connection is gone, then stages what it
 /// changed, remembers the outcome for retries, frees the workspace, and
 /// sends the last line.
-async fn drive(drive: Drive) {
-    let Drive {
+async fn drive(unfinished: &Unfinished, mut stream: EventStream, busy: Busy, heartbeat: Duration) {
+    let Unfinished {
         session,
         record,
-        mut stream,
         lines,
-        busy,
-        heartbeat,
-    } = drive;
+    } = unfinished;
     let began = Instant::now();
     let mut live = true;
     let mut next_beat = Instant::now() + heartbeat;
@@ -744,11 +795,11 @@ async fn drive(drive: Drive) {
             () = tokio::time::sleep_until(next_beat), if live => StreamLine::Heartbeat,
         };
         if live {
-            live = lines.send(line.to_line()).await.is_ok();
+            live = lines.send(line.to_line()).await;
             next_beat = Instant::now() + heartbeat;
         }
     };
-    let stager = Arc::clone(&session);
+    let stager = Arc::clone(session);
     let changes = tokio::task::spawn_blocking(move || stager.stage_changes())
         .await
         .map_err(internal)
@@ -780,7 +831,7 @@ async fn drive(drive: Drive) {
     drop(busy);
     session.forget_old_execs();
     if live {
-        let _ = lines.send(last.to_line()).await;
+        lines.send_last(last.to_line()).await;
     }
 }
 

@@ -14,6 +14,7 @@ use session_core::assets::ResolvedAssets;
 use session_core::runtime::ExecResult;
 use session_core::session::{RuntimeHandle, Session, SpawnOptions};
 use session_core::snapshot::ContentHash;
+use session_core::workspace::{SESSION_MARKER, SessionMarker, hostname};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -27,24 +28,37 @@ use crate::token::random_hex;
 /// `assets/` (the uploaded assets, read-only), `staging/` (change archives
 /// waiting to be fetched, uploads being received) and `sessions/` (where
 /// the session's own directory and workspace live).
+///
+/// Its name starts with berth's session-directory prefix and it holds a
+/// session marker naming this process, written before anything else, so
+/// `berth gc` reaps the whole area when the server was killed.
 #[derive(Debug)]
 pub(crate) struct Area {
     dir: PathBuf,
 }
 
 impl Area {
-    /// Creates a fresh area under `root`.
-    pub(crate) fn create(root: &Path) -> std::io::Result<Area> {
+    /// Creates a fresh area for session `id` under `root`. On failure
+    /// nothing is left behind.
+    pub(crate) fn create(root: &Path, id: &str) -> std::io::Result<Area> {
         fs::create_dir_all(root)?;
         let dir = tempfile::Builder::new()
             .prefix("berth-remote-")
-            .tempdir_in(root)?
-            .keep();
-        let area = Area { dir };
+            .tempdir_in(root)?;
+        let marker = SessionMarker {
+            session_id: id.to_owned(),
+            owner_pid: std::process::id(),
+            owner_host: hostname(),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let json = serde_json::to_vec_pretty(&marker).map_err(std::io::Error::other)?;
+        fs::write(dir.path().join(SESSION_MARKER), json)?;
         for sub in ["assets", "staging", "sessions"] {
-            fs::create_dir(area.dir.join(sub))?;
+            fs::create_dir(dir.path().join(sub))?;
         }
-        Ok(area)
+        Ok(Area { dir: dir.keep() })
     }
 
     pub(crate) fn assets(&self) -> PathBuf {
@@ -210,6 +224,9 @@ pub(crate) struct RemoteSession {
     lease: Duration,
     deadline: Mutex<Instant>,
     closed: AtomicBool,
+    /// Why the session is being closed, for the `error` line that ends the
+    /// event stream of a command it stops.
+    stop_reason: Mutex<Option<&'static str>>,
     kept_outcomes: usize,
     /// Declared last: removed after everything that lives in it.
     area: Area,
@@ -268,6 +285,7 @@ impl RemoteSession {
             lease: parts.lease,
             deadline: Mutex::new(Instant::now() + parts.lease),
             closed: AtomicBool::new(false),
+            stop_reason: Mutex::new(None),
             kept_outcomes: parts.kept_outcomes.max(1),
             area: parts.area,
         }
@@ -515,6 +533,32 @@ impl RemoteSession {
             upserts: packed_upserts,
             deletes,
         })
+    }
+
+    /// Records why the session is about to close (the first reason given
+    /// wins): the last line of a command's event stream it stops says so.
+    pub(crate) fn stopping(&self, reason: &'static str) {
+        self.stop_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(reason);
+    }
+
+    /// The failure that ends an execution the session stopped: why it
+    /// closes, and that the command was killed.
+    pub(crate) fn stopped_failure(&self) -> Failure {
+        let reason = self
+            .stop_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or("the server stopped the execution");
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{reason}: the command of session `{}` was killed before it finished",
+                self.id
+            ),
+        )
     }
 
     /// Stops everything at once, without waiting: aborts running

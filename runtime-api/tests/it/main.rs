@@ -7,6 +7,8 @@ mod conformance;
 mod exec_idempotency;
 mod exec_live;
 mod exec_lost;
+mod exec_terminal;
+mod server_load;
 mod server_logs;
 mod server_security;
 mod server_shutdown;

@@ -369,3 +369,43 @@ async fn no_path_from_a_request_escapes_the_remote_workspace() {
     );
     client.delete_session(&session).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_json_bodies_are_refused_as_bad_requests() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let (session, runtime, _) = remote_runtime(&client, None).await;
+    let before = server.remote_dirs();
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [("Authorization", auth.as_str())];
+    for open in ["[", "{\"a\":"] {
+        let deep = open.repeat(200 << 10);
+        for (path, body) in [
+            ("/v1/sessions".to_owned(), format!("{{\"spec\": {deep}")),
+            (
+                format!("/v1/sessions/{session}/runtimes/{runtime}/exec"),
+                format!("{{\"idempotency_key\": \"deep\", \"command\": {deep}"),
+            ),
+            (
+                format!("/v1/sessions/{session}/runtimes"),
+                format!("{{\"env\": {deep}"),
+            ),
+        ] {
+            let (status, answer) =
+                raw_request(server.addr, "POST", &path, &headers, body.as_bytes()).await;
+            assert_eq!(status, 400, "{path}");
+            let error = format!(
+                "{:?}",
+                serde_json::from_slice::<WireError>(&answer).unwrap()
+            );
+            // Refused where the decoder's depth bound is crossed, or
+            // sooner when a value of another type was expected there.
+            assert!(error.contains("invalid request body"), "{path}: {error}");
+            if path == "/v1/sessions" {
+                assert!(error.contains("recursion limit exceeded"), "{error}");
+            }
+        }
+    }
+    assert_eq!(server.remote_dirs(), before);
+    client.delete_session(&session).await.unwrap();
+}

@@ -7,6 +7,14 @@
 //! [`PluginBackend`], the same `Arc<dyn Backend>` as a built-in, so session
 //! code cannot tell them apart.
 //!
+//! Loading a library runs its code, so nothing is opened that a user other
+//! than its owner (root or the user berth runs as) could have changed: a
+//! plugin directory or library writable by group or others, owned by
+//! another user, or below such an ancestor (a sticky ancestor like `/tmp`
+//! excepted) is refused in one line naming the path, before the library is
+//! opened and its constructors could run. Symlinks are judged by what they
+//! point to. See `trust.rs` for the rules.
+//!
 //! Plugin authors implement [`Backend`](crate::runtime::Backend) as for a
 //! built-in and call [`export_backend!`](crate::export_backend) in their
 //! `cdylib` crate.
@@ -15,6 +23,7 @@ pub mod export;
 mod host;
 mod logs;
 mod protocol;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,11 +87,23 @@ fn is_library(path: &Path) -> bool {
 
 /// Loads every library in `dir` into `registry`. A missing directory loads
 /// nothing and is not a problem.
+///
+/// A directory that users other than its owner could change (see the
+/// module documentation) loads nothing: the report holds one problem naming
+/// it. Each library is checked the same way before it is opened.
 pub fn load_directory(dir: &Path, registry: &mut Registry) -> PluginReport {
     let mut report = PluginReport::default();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return report;
     };
+    if let Err(reason) = trust::check_directory(dir) {
+        tracing::warn!(plugin_dir = %dir.display(), %reason, "plugin directory refused");
+        report.problems.push(PluginProblem {
+            path: dir.to_path_buf(),
+            reason,
+        });
+        return report;
+    }
     let mut paths: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
@@ -103,8 +124,14 @@ pub fn load_directory(dir: &Path, registry: &mut Registry) -> PluginReport {
 
 /// Loads one library and registers its backends. Nothing is registered
 /// when any of its types is already taken.
+///
+/// Fails (with one line) when the library, what it links to, or a directory
+/// above it could be changed by users other than its owner; the library is
+/// not opened then. Fails too when it is not a berth plugin, speaks another
+/// ABI version, fails to start or declares a taken type.
 pub fn load_library(path: &Path, registry: &mut Registry) -> Result<LoadedPlugin, String> {
     let started = Instant::now();
+    trust::check_library(path)?;
     let module = session_abi::load(path).map_err(|err| err.to_string())?;
     let version = module.abi_version();
     if version != ABI_VERSION {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::EnvironmentSpec;
+use super::bounds;
 use super::sections::{CommandConfig, EnvironmentConfig, Limits, SetupConfig, SnapshotConfig};
 
 /// The top-level keys of the shared part of a spec. None of them can name a
@@ -72,17 +73,22 @@ struct SharedPart {
 }
 
 /// Parses YAML text into a JSON value: syntax errors carry their line and
-/// column, merge keys (`<<: *base`) are applied.
+/// column, merge keys (`<<: *base`) are applied. The text is checked against
+/// the bounds of [`bounds`](super::bounds) first, in time proportional to its
+/// length, and the value built is bounded too.
 pub(super) fn parse_yaml_text(text: &str) -> Result<Value, Problem> {
-    let mut yaml: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|err| Problem::new("", err.to_string()))?;
+    bounds::check_yaml(text).map_err(|violation| Problem::new("", violation.to_string()))?;
+    let mut yaml =
+        bounds::parse_yaml_value(text).map_err(|err| Problem::new("", err.to_string()))?;
     yaml.apply_merge()
         .map_err(|err| Problem::new("", err.to_string()))?;
     yaml_to_json(yaml, "")
 }
 
 /// Parses JSON text into a value; syntax errors carry their line and column.
+/// The text's size and nesting are checked first.
 pub(super) fn parse_json_text(text: &str) -> Result<Value, Problem> {
+    bounds::check_json(text).map_err(|violation| Problem::new("", violation.to_string()))?;
     serde_json::from_str(text).map_err(|err| Problem::new("", err.to_string()))
 }
 

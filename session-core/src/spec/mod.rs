@@ -20,6 +20,7 @@
 //! assert_eq!(spec.command_for("main", Mode::Evaluation).unwrap(), "python main.py");
 //! ```
 
+mod bounds;
 mod document;
 mod entry_file;
 mod sections;
@@ -33,6 +34,7 @@ use serde::ser::{Error as _, SerializeMap};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+pub use bounds::{MAX_ALIASES, MAX_DOCUMENT_BYTES, MAX_NESTING, MAX_VALUES};
 pub use sections::{
     CommandConfig, DEFAULT_IGNORE_GLOBS, DEFAULT_OUTPUT_LIMIT, EnvironmentConfig, Limits,
     SetupConfig, SnapshotConfig,
@@ -141,8 +143,15 @@ impl EnvironmentSpec {
     /// Parses a YAML spec. `origin` names it in errors (`<yaml>` when there
     /// is no file); syntax errors carry their line and column.
     ///
+    /// Hostile text is refused in time proportional to its length: a
+    /// document over [`MAX_DOCUMENT_BYTES`], nesting deeper than
+    /// [`MAX_NESTING`] (flow `[`/`{` and indented blocks alike), using more
+    /// than [`MAX_ALIASES`] aliases, or expanding to more than
+    /// [`MAX_VALUES`] values is an [`Error::Spec`] naming the line and
+    /// column where the bound was crossed.
+    ///
     /// Fails with [`Error::Spec`] on invalid YAML, an unknown key, a missing
-    /// or invalid field.
+    /// or invalid field, or a bound crossed.
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self> {
         document::parse_yaml_text(text)
             .and_then(|doc| document::from_document(doc, origin.to_owned()))
@@ -150,7 +159,8 @@ impl EnvironmentSpec {
     }
 
     /// Parses a JSON spec. `origin` names it in errors (`<json>` when there
-    /// is no file).
+    /// is no file). The size and nesting bounds of
+    /// [`from_yaml_str`](Self::from_yaml_str) hold here too.
     ///
     /// Fails like [`from_yaml_str`](Self::from_yaml_str).
     pub fn from_json_str(text: &str, origin: &str) -> Result<Self> {
@@ -163,11 +173,30 @@ impl EnvironmentSpec {
     /// Errors name the file.
     ///
     /// Fails with [`Error::Io`] when the file cannot be read, and like
-    /// [`from_yaml_str`](Self::from_yaml_str) otherwise.
+    /// [`from_yaml_str`](Self::from_yaml_str) otherwise. A file longer than
+    /// [`MAX_DOCUMENT_BYTES`] is refused without being read whole.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        use std::io::Read as _;
         let path = path.as_ref();
-        let text =
-            std::fs::read_to_string(path).map_err(Error::io("reading environment spec", path))?;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| {
+                file.take(MAX_DOCUMENT_BYTES as u64 + 1)
+                    .read_to_end(&mut bytes)
+            })
+            .map_err(Error::io("reading environment spec", path))?;
+        let text = if bytes.len() > MAX_DOCUMENT_BYTES {
+            // Too long either way; the parser names the line where the
+            // limit falls (a character cut at the end does not matter).
+            String::from_utf8_lossy(&bytes).into_owned()
+        } else {
+            String::from_utf8(bytes).map_err(|err| {
+                Error::io("reading environment spec", path)(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    err.utf8_error(),
+                ))
+            })?
+        };
         let origin = path.display().to_string();
         let is_json = path
             .extension()

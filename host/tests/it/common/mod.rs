@@ -39,6 +39,15 @@ impl Sandbox {
         path
     }
 
+    /// Writes a file under `files()` that only its owner may read or write
+    /// (mode 0600, as a token file must be), and returns its path.
+    pub fn write_private(&self, rel: &str, content: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.write(rel, content);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
     /// `berth --temp-root <temp> ARGS…`, with a plugin directory of the
     /// test's own, so the user's environment never leaks in.
     pub fn berth<I, S>(&self, args: I) -> Command
