@@ -517,3 +517,22 @@ fn materialize_refuses_conflicting_paths_and_writes_nothing() {
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert_eq!(tree(root.path()), ["dir", "taken"]);
 }
+
+#[test]
+fn hostile_yaml_files_are_refused_before_parsing() {
+    for (label, text) in [
+        ("flow nesting", "[".repeat(200_000)),
+        ("mapping nesting", "{".repeat(200_000)),
+    ] {
+        let err = decode_content(text.as_bytes(), FileType::Yaml, Compression::None, "f.yaml")
+            .unwrap_err();
+        assert!(err.to_string().contains("nests deeper"), "{label}: {err}");
+    }
+    // Large but shallow files stay readable.
+    let list = format!("[{}1]", "1, ".repeat(200_000));
+    let back =
+        decode_content(list.as_bytes(), FileType::Yaml, Compression::None, "f.yaml").unwrap();
+    assert!(
+        matches!(back, InputContent::Json(serde_json::Value::Array(items)) if items.len() == 200_001)
+    );
+}

@@ -18,9 +18,16 @@ pub(super) fn encode(value: &Value, path: &str) -> Result<Vec<u8>> {
 /// `null`. Scalar mapping keys become their string form (`1: a` reads as
 /// `{"1": "a"}`), since JSON keys are strings. Fails on several documents,
 /// on invalid YAML, and on what JSON cannot hold without losing it: `.nan`
-/// and `.inf`, tagged values, and sequences or mappings used as keys.
+/// and `.inf`, tagged values, and sequences or mappings used as keys; and,
+/// before parsing, on nesting deeper than the spec's bound or more aliases
+/// than it allows (checked in one pass, so hostile text is refused in time
+/// proportional to its length).
 pub(super) fn decode(bytes: &[u8], path: &str) -> Result<Value> {
     let fail = |message: String| read_error(path, FileType::Yaml, message);
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        crate::spec::bounds::check_yaml_structure(text)
+            .map_err(|violation| fail(violation.to_string()))?;
+    }
     let document: serde_yaml::Value =
         serde_yaml::from_slice(bytes).map_err(|err| fail(err.to_string()))?;
     json_of(document).map_err(fail)

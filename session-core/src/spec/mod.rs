@@ -20,7 +20,7 @@
 //! assert_eq!(spec.command_for("main", Mode::Evaluation).unwrap(), "python main.py");
 //! ```
 
-mod bounds;
+pub(crate) mod bounds;
 mod document;
 mod entry_file;
 mod sections;

@@ -120,14 +120,8 @@ fn hostile_specs_are_errors_naming_what_is_wrong() {
         ),
     ];
     for (label, text, field) in cases {
-        let started = std::time::Instant::now();
         let result = std::panic::catch_unwind(|| EnvironmentSpec::from_yaml_str(&text, "<bad>"));
         let outcome = result.unwrap_or_else(|_| panic!("{label}: panicked"));
-        assert!(
-            started.elapsed().as_secs() < 10,
-            "{label}: took {:?}",
-            started.elapsed()
-        );
         match outcome {
             Err(Error::Spec {
                 field: got,
@@ -345,7 +339,5 @@ fn placeholder_edge_cases() {
         Err(Error::PlaceholderKeyCollision { .. })
     ));
     let long = "{{static:".repeat(100_000);
-    let started = std::time::Instant::now();
     same(&long);
-    assert!(started.elapsed().as_secs() < 5);
 }
