@@ -14,7 +14,7 @@ use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, ResourcesUlimits,
 };
-use bollard::query_parameters::RemoveContainerOptions;
+use bollard::query_parameters::{AttachContainerOptions, RemoveContainerOptions};
 use indexmap::IndexMap;
 use session_core::runtime::SpawnContext;
 use session_core::spec::{EnvironmentSpec, Mode};
@@ -42,7 +42,23 @@ pub const LEASE: Duration = Duration::from_secs(24 * 60 * 60);
 /// The container's main process: it only waits, so that commands can be
 /// exec'd into the container for as long as the runtime lives. `init: true`
 /// puts the engine's init in front of it to reap orphans.
-const KEEPER: &str = "while :; do sleep 3600; done";
+///
+/// It waits on its standard input, which the owning runtime holds open
+/// through an attach ([`StdinLifeline`]); with `StdinOnce` the engine
+/// closes it when that attach ends, whether berth let go of it or died.
+/// The keeper then exits, the init exits with it, and the kernel kills
+/// everything left in the container's pid namespace: a container never
+/// outlives the process that owns it (until `berth gc` removes the stopped
+/// container). It uses builtins only.
+const KEEPER: &str = "while read -r _; do :; done";
+
+/// The keeper of a container kept after cleanup: it waits for ever, so the
+/// container outlives its owner, as it is meant to.
+const KEEPER_FOR_EVER: &str = "while :; do sleep 3600; done";
+
+/// The size of the container's `/dev/shm` (a tmpfs) when no memory limit is
+/// set: the engine's own default.
+const SHM_SIZE: u64 = 64 << 20;
 
 /// Everything needed to create a runtime's container.
 #[derive(Debug)]
@@ -51,6 +67,9 @@ pub(crate) struct ContainerPlan {
     pub(crate) name: String,
     /// The engine's description of it.
     pub(crate) body: ContainerCreateBody,
+    /// Whether the container lives only as long as its owner's
+    /// [`StdinLifeline`] (every container but a kept one).
+    pub(crate) lifeline: bool,
 }
 
 /// Describes the container for a runtime of `spec` in `ctx`. Bad spawn
@@ -64,8 +83,10 @@ pub(crate) fn plan(
     let mounts = mounts(config, ctx, &workdir)?;
     let (exposed, bindings) = ports(config, ctx)?;
     let limits = &spec.limits;
+    let keep = config.keep_container_after_clean;
     let host_config = HostConfig {
         init: Some(true),
+        shm_size: Some(saturating_i64(shm_size(limits.memory))),
         mounts: Some(mounts),
         network_mode: config.network.map(|mode| mode.as_str().to_owned()),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
@@ -96,16 +117,21 @@ pub(crate) fn plan(
         .collect();
     let body = ContainerCreateBody {
         image: Some(config.image.clone()),
-        entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), KEEPER.into()]),
+        entrypoint: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            if keep { KEEPER_FOR_EVER } else { KEEPER }.into(),
+        ]),
         env: Some(env),
         working_dir: Some(workdir.display().to_string()),
         user,
-        labels: Some(labels(&ctx.session_id, config.keep_container_after_clean)),
+        labels: Some(labels(&ctx.session_id, keep)),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         attach_stdin: Some(false),
         attach_stdout: Some(false),
         attach_stderr: Some(false),
-        open_stdin: Some(false),
+        open_stdin: Some(!keep),
+        stdin_once: Some(!keep),
         tty: Some(false),
         host_config: Some(host_config),
         ..ContainerCreateBody::default()
@@ -113,11 +139,64 @@ pub(crate) fn plan(
     Ok(ContainerPlan {
         name: container_name(&ctx.session_id),
         body,
+        lifeline: !keep,
     })
 }
 
 fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The size of `/dev/shm`: the engine's default of 64 MiB, or half the
+/// memory limit when that is smaller. What a command stores there is
+/// charged to the container's memory; if it could fill the whole limit,
+/// the memory nobody's process owns would leave the kernel nothing to kill
+/// but the container's own processes, and every later command would be
+/// killed too. Capped at half, it fails with "no space" first.
+pub(crate) fn shm_size(memory: Option<u64>) -> u64 {
+    match memory {
+        Some(bytes) => SHM_SIZE.min(bytes / 2).max(1),
+        None => SHM_SIZE,
+    }
+}
+
+/// The attach that holds a container's standard input open for as long as
+/// its runtime lives (see [`KEEPER`]). Dropping it closes the input, and the
+/// container stops.
+pub(crate) struct StdinLifeline {
+    _input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for StdinLifeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StdinLifeline")
+    }
+}
+
+/// Attaches to the standard input of a created (not yet started)
+/// container, so that the keeper finds its input open from the start.
+/// Only the input is attached: the engine sends nothing back.
+pub(crate) async fn attach_lifeline(
+    docker: &Docker,
+    container: &str,
+) -> session_core::Result<StdinLifeline> {
+    let options = AttachContainerOptions {
+        stdin: true,
+        stream: true,
+        ..AttachContainerOptions::default()
+    };
+    let attached = docker
+        .attach_container(container, Some(options))
+        .await
+        .map_err(|err| {
+            backend_error(format!(
+                "attaching to the input of container `{container}`: {}",
+                describe(&err)
+            ))
+        })?;
+    Ok(StdinLifeline {
+        _input: attached.input,
+    })
 }
 
 /// Host variables that describe the host rather than the command's
