@@ -56,8 +56,8 @@ const KEEPER: &str = "while read -r _; do :; done";
 /// container outlives its owner, as it is meant to.
 const KEEPER_FOR_EVER: &str = "while :; do sleep 3600; done";
 
-/// The size of the container's `/dev/shm` (a tmpfs) when no memory limit is
-/// set: the engine's own default.
+/// The largest `/dev/shm` (a tmpfs) of a container with a memory limit:
+/// the engine's own default size.
 const SHM_SIZE: u64 = 64 << 20;
 
 /// Everything needed to create a runtime's container.
@@ -86,7 +86,7 @@ pub(crate) fn plan(
     let keep = config.keep_container_after_clean;
     let host_config = HostConfig {
         init: Some(true),
-        shm_size: Some(saturating_i64(shm_size(limits.memory))),
+        shm_size: limits.memory.map(|memory| saturating_i64(shm_size(memory))),
         mounts: Some(mounts),
         network_mode: config.network.map(|mode| mode.as_str().to_owned()),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
@@ -147,17 +147,15 @@ fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// The size of `/dev/shm`: the engine's default of 64 MiB, or half the
-/// memory limit when that is smaller. What a command stores there is
-/// charged to the container's memory; if it could fill the whole limit,
-/// the memory nobody's process owns would leave the kernel nothing to kill
-/// but the container's own processes, and every later command would be
-/// killed too. Capped at half, it fails with "no space" first.
-pub(crate) fn shm_size(memory: Option<u64>) -> u64 {
-    match memory {
-        Some(bytes) => SHM_SIZE.min(bytes / 2).max(1),
-        None => SHM_SIZE,
-    }
+/// The size of `/dev/shm` under a memory limit of `memory` bytes: 64 MiB
+/// (the engine's default), or half the limit when that is smaller. What a
+/// command stores there is charged to the container's memory; if it could
+/// fill the whole limit, that memory, which no process owns, would leave
+/// the kernel nothing to kill but the container's own processes, and every
+/// later command would be killed too. Capped at half, a write fails with
+/// "no space" first. Without a memory limit the engine's size stands.
+pub(crate) fn shm_size(memory: u64) -> u64 {
+    SHM_SIZE.min(memory / 2).max(1)
 }
 
 /// The attach that holds a container's standard input open for as long as
@@ -688,9 +686,25 @@ mod tests {
         assert_eq!(host.memory_swap, Some(33_554_432));
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(host.pids_limit, Some(64));
+        assert_eq!(host.shm_size, Some(16_777_216), "half the memory limit");
         let ulimit = &host.ulimits.unwrap()[0];
         assert_eq!(ulimit.name.as_deref(), Some("fsize"));
         assert_eq!(ulimit.hard, Some(1_048_576));
+    }
+
+    #[test]
+    fn dev_shm_is_at_most_half_the_memory_limit() {
+        assert_eq!(shm_size(1 << 30), 64 << 20);
+        assert_eq!(shm_size(64 << 20), 32 << 20);
+        assert_eq!(shm_size(1), 1);
+        let (spec, config) = spec_and_config("docker: {image: i}");
+        let ctx = SpawnContext::new("s", "/tmp/ws", Mode::Agent);
+        let host = plan(&spec, &config, &ctx)
+            .unwrap()
+            .body
+            .host_config
+            .unwrap();
+        assert_eq!(host.shm_size, None, "the engine's default without a limit");
     }
 
     #[test]

@@ -18,8 +18,9 @@
 //!
 //! **Limits.** The container's cgroup holds every process of every command,
 //! so `memory`, `cpus` and `pids` bound them together; what a command
-//! stores in `/dev/shm` (the container's only tmpfs, 64 MiB, or half the
-//! memory limit when that is smaller) is charged to the same memory, and
+//! stores in `/dev/shm` (the container's only tmpfs: the engine's size,
+//! 64 MiB by default; under a memory limit at most 64 MiB and half the
+//! limit) is charged to the same memory, and
 //! the rest of the container's files are on the engine's disk. Commands
 //! run with `oom_score_adj` raised to 500, so that when memory runs out the
 //! kernel kills a command rather than the container's init.
