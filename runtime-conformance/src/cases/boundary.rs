@@ -48,9 +48,10 @@ struct LeakedDescriptors {
 }
 
 impl LeakedDescriptors {
-    /// Opens `dir` at the lowest free descriptor from 3 on (usually below
-    /// 10) and at a high one. `F_DUPFD` picks a free number, so no
-    /// descriptor another thread holds is replaced.
+    /// Opens `dir` at the lowest free descriptor from 3 on and at a high
+    /// one (900, or below the descriptor limit). `F_DUPFD` picks a free
+    /// number, so no descriptor another thread holds is replaced; in a test
+    /// process whose low numbers are all taken, the low one lands above 10.
     fn open(dir: &Path) -> Result<LeakedDescriptors, String> {
         let file =
             std::fs::File::open(dir).map_err(|err| format!("opening {}: {err}", dir.display()))?;
