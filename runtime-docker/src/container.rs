@@ -56,6 +56,19 @@ const KEEPER: &str = "while read -r _; do :; done";
 /// container outlives its owner, as it is meant to.
 const KEEPER_FOR_EVER: &str = "while :; do sleep 3600; done";
 
+/// Paths the container sees read-only: the engine's own default list, and
+/// `/sys/fs/cgroup`, which on cgroup v1 hosts is a tmpfs of no size limit
+/// that root in the container could otherwise fill. (Setting the list
+/// replaces the engine's default, so the default is repeated here.)
+const READONLY_PATHS: [&str; 6] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/sys/fs/cgroup",
+];
+
 /// The largest `/dev/shm` (a tmpfs) of a container with a memory limit:
 /// the engine's own default size.
 const SHM_SIZE: u64 = 64 << 20;
@@ -87,6 +100,7 @@ pub(crate) fn plan(
     let host_config = HostConfig {
         init: Some(true),
         shm_size: limits.memory.map(|memory| saturating_i64(shm_size(memory))),
+        readonly_paths: Some(READONLY_PATHS.map(str::to_owned).to_vec()),
         mounts: Some(mounts),
         network_mode: config.network.map(|mode| mode.as_str().to_owned()),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
@@ -705,6 +719,12 @@ mod tests {
             .host_config
             .unwrap();
         assert_eq!(host.shm_size, None, "the engine's default without a limit");
+        let read_only = host.readonly_paths.unwrap();
+        assert!(read_only.contains(&"/proc/sys".to_owned()), "{read_only:?}");
+        assert!(
+            read_only.contains(&"/sys/fs/cgroup".to_owned()),
+            "{read_only:?}"
+        );
     }
 
     #[test]

@@ -17,13 +17,15 @@
 //! and file-size limits. Setup commands run once, inside the container.
 //!
 //! **Limits.** The container's cgroup holds every process of every command,
-//! so `memory`, `cpus` and `pids` bound them together; what a command
-//! stores in `/dev/shm` (the container's only tmpfs: the engine's size,
-//! 64 MiB by default; under a memory limit at most 64 MiB and half the
-//! limit) is charged to the same memory, and
-//! the rest of the container's files are on the engine's disk. Commands
-//! run with `oom_score_adj` raised to 500, so that when memory runs out the
-//! kernel kills a command rather than the container's init.
+//! so `memory`, `cpus` and `pids` bound them together. What a command
+//! stores in a tmpfs is charged to the same memory: `/dev/shm` (the
+//! engine's size, 64 MiB by default; under a memory limit at most 64 MiB
+//! and half the limit) and, for root, the engine's `/dev` (64 MiB); the
+//! cgroup tmpfs the engine mounts at `/sys/fs/cgroup` on cgroup v1 hosts
+//! (of no size limit) is made read-only. The rest of the container's files
+//! are on the engine's disk. Commands run with `oom_score_adj` raised to
+//! 500, so that when memory runs out the kernel kills a command rather
+//! than the container's init.
 //!
 //! **Commands** are execs of `/bin/sh -c COMMAND` in the workdir, with
 //! stdout and stderr apart, stdin fed and closed, output streamed live and

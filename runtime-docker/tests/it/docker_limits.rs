@@ -114,7 +114,7 @@ async fn kill_works_in_a_container_out_of_pids() {
 /// With a memory limit, `/dev/shm` holds at most half of it: filling it
 /// fails for lack of space, a process that then wants the rest is the one
 /// killed, and the runtime goes on. Commands are the kernel's first choice
-/// when memory runs out.
+/// when memory runs out, and the cgroup tmpfs takes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_shm_holds_at_most_half_the_memory_limit() {
     let docker = docker_or_skip!();
@@ -131,6 +131,9 @@ async fn dev_shm_holds_at_most_half_the_memory_limit() {
     assert!(mount.stdout_lossy().contains("size=32768k"), "{mount:?}");
     let adj = crate::support::run(runtime.as_ref(), "cat /proc/self/oom_score_adj").await;
     assert_eq!(adj.stdout_lossy(), "500\n", "{adj:?}");
+    // The cgroup tmpfs of a cgroup v1 host has no size: it is read-only.
+    let cgroup = crate::support::run(runtime.as_ref(), "echo x > /sys/fs/cgroup/fill").await;
+    assert!(!cgroup.success(), "{cgroup:?}");
 
     let filled = crate::support::run(
         runtime.as_ref(),
