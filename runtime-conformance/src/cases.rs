@@ -1,5 +1,7 @@
 //! The cases. Each is an `async fn(&CaseContext) -> CaseResult`, registered
-//! in [`all_cases`] with the capability it needs.
+//! in [`all_cases`] with the capability it needs; those at the trust
+//! boundary (descriptors, set-id files, limits, processes that try to
+//! outlive their command) live in `boundary`.
 
 use std::time::Duration;
 
@@ -30,6 +32,16 @@ macro_rules! case {
         }
     };
 }
+
+mod boundary;
+
+use self::boundary::{
+    cpu_limit_holds_or_is_refused, escapees_die_at_a_timeout,
+    escapees_die_with_cleanup_after_their_command, escapees_die_with_cleanup_of_a_running_command,
+    escapees_die_with_kill, memory_limit_holds_or_is_refused,
+    only_standard_descriptors_reach_a_command, pids_limit_holds_or_is_refused,
+    set_id_bits_do_not_cross_to_the_host,
+};
 
 fn always(_: &Capabilities) -> Result<(), &'static str> {
     Ok(())
@@ -120,6 +132,15 @@ pub fn all_cases() -> Vec<Case> {
         case!(runtime_usable_after_timeout, needs_timeouts),
         case!(concurrent_runtimes_on_one_session, always),
         case!(asset_path_is_readable, always),
+        case!(only_standard_descriptors_reach_a_command, always),
+        case!(set_id_bits_do_not_cross_to_the_host, always),
+        case!(pids_limit_holds_or_is_refused, always),
+        case!(memory_limit_holds_or_is_refused, always),
+        case!(cpu_limit_holds_or_is_refused, always),
+        case!(escapees_die_with_kill, always),
+        case!(escapees_die_at_a_timeout, needs_timeouts),
+        case!(escapees_die_with_cleanup_of_a_running_command, always),
+        case!(escapees_die_with_cleanup_after_their_command, always),
     ]
 }
 

@@ -50,8 +50,10 @@ pub struct DockerConfig {
     /// agent mode.
     pub user: Option<String>,
     /// Leave the container running after `cleanup()` (and when the runtime
-    /// is dropped) for inspection. `berth gc` leaves such containers alone;
-    /// remove them with `docker rm -f`.
+    /// is dropped, or its owner dies) for inspection, with its main process
+    /// only: cleanup still kills every process the commands started.
+    /// `berth gc` leaves such containers alone; remove them with
+    /// `docker rm -f`.
     pub keep_container_after_clean: bool,
 }
 

@@ -14,7 +14,7 @@ use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, ResourcesUlimits,
 };
-use bollard::query_parameters::RemoveContainerOptions;
+use bollard::query_parameters::{AttachContainerOptions, RemoveContainerOptions};
 use indexmap::IndexMap;
 use session_core::runtime::SpawnContext;
 use session_core::spec::{EnvironmentSpec, Mode};
@@ -42,7 +42,36 @@ pub const LEASE: Duration = Duration::from_secs(24 * 60 * 60);
 /// The container's main process: it only waits, so that commands can be
 /// exec'd into the container for as long as the runtime lives. `init: true`
 /// puts the engine's init in front of it to reap orphans.
-const KEEPER: &str = "while :; do sleep 3600; done";
+///
+/// It waits on its standard input, which the owning runtime holds open
+/// through an attach ([`StdinLifeline`]); with `StdinOnce` the engine
+/// closes it when that attach ends, whether berth let go of it or died.
+/// The keeper then exits, the init exits with it, and the kernel kills
+/// everything left in the container's pid namespace: a container never
+/// outlives the process that owns it (until `berth gc` removes the stopped
+/// container). It uses builtins only.
+const KEEPER: &str = "while read -r _; do :; done";
+
+/// The keeper of a container kept after cleanup: it waits for ever, so the
+/// container outlives its owner, as it is meant to.
+const KEEPER_FOR_EVER: &str = "while :; do sleep 3600; done";
+
+/// Paths the container sees read-only: the engine's own default list, and
+/// `/sys/fs/cgroup`, which on cgroup v1 hosts is a tmpfs of no size limit
+/// that root in the container could otherwise fill. (Setting the list
+/// replaces the engine's default, so the default is repeated here.)
+const READONLY_PATHS: [&str; 6] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/sys/fs/cgroup",
+];
+
+/// The largest `/dev/shm` (a tmpfs) of a container with a memory limit:
+/// the engine's own default size.
+const SHM_SIZE: u64 = 64 << 20;
 
 /// Everything needed to create a runtime's container.
 #[derive(Debug)]
@@ -51,6 +80,9 @@ pub(crate) struct ContainerPlan {
     pub(crate) name: String,
     /// The engine's description of it.
     pub(crate) body: ContainerCreateBody,
+    /// Whether the container lives only as long as its owner's
+    /// [`StdinLifeline`] (every container but a kept one).
+    pub(crate) lifeline: bool,
 }
 
 /// Describes the container for a runtime of `spec` in `ctx`. Bad spawn
@@ -64,8 +96,11 @@ pub(crate) fn plan(
     let mounts = mounts(config, ctx, &workdir)?;
     let (exposed, bindings) = ports(config, ctx)?;
     let limits = &spec.limits;
+    let keep = config.keep_container_after_clean;
     let host_config = HostConfig {
         init: Some(true),
+        shm_size: limits.memory.map(|memory| saturating_i64(shm_size(memory))),
+        readonly_paths: Some(READONLY_PATHS.map(str::to_owned).to_vec()),
         mounts: Some(mounts),
         network_mode: config.network.map(|mode| mode.as_str().to_owned()),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
@@ -96,16 +131,21 @@ pub(crate) fn plan(
         .collect();
     let body = ContainerCreateBody {
         image: Some(config.image.clone()),
-        entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), KEEPER.into()]),
+        entrypoint: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            if keep { KEEPER_FOR_EVER } else { KEEPER }.into(),
+        ]),
         env: Some(env),
         working_dir: Some(workdir.display().to_string()),
         user,
-        labels: Some(labels(&ctx.session_id, config.keep_container_after_clean)),
+        labels: Some(labels(&ctx.session_id, keep)),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         attach_stdin: Some(false),
         attach_stdout: Some(false),
         attach_stderr: Some(false),
-        open_stdin: Some(false),
+        open_stdin: Some(!keep),
+        stdin_once: Some(!keep),
         tty: Some(false),
         host_config: Some(host_config),
         ..ContainerCreateBody::default()
@@ -113,11 +153,62 @@ pub(crate) fn plan(
     Ok(ContainerPlan {
         name: container_name(&ctx.session_id),
         body,
+        lifeline: !keep,
     })
 }
 
 fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The size of `/dev/shm` under a memory limit of `memory` bytes: 64 MiB
+/// (the engine's default), or half the limit when that is smaller. What a
+/// command stores there is charged to the container's memory; if it could
+/// fill the whole limit, that memory, which no process owns, would leave
+/// the kernel nothing to kill but the container's own processes, and every
+/// later command would be killed too. Capped at half, a write fails with
+/// "no space" first. Without a memory limit the engine's size stands.
+pub(crate) fn shm_size(memory: u64) -> u64 {
+    SHM_SIZE.min(memory / 2).max(1)
+}
+
+/// The attach that holds a container's standard input open for as long as
+/// its runtime lives (see [`KEEPER`]). Dropping it closes the input, and the
+/// container stops.
+pub(crate) struct StdinLifeline {
+    _input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for StdinLifeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StdinLifeline")
+    }
+}
+
+/// Attaches to the standard input of a created (not yet started)
+/// container, so that the keeper finds its input open from the start.
+/// Only the input is attached: the engine sends nothing back.
+pub(crate) async fn attach_lifeline(
+    docker: &Docker,
+    container: &str,
+) -> session_core::Result<StdinLifeline> {
+    let options = AttachContainerOptions {
+        stdin: true,
+        stream: true,
+        ..AttachContainerOptions::default()
+    };
+    let attached = docker
+        .attach_container(container, Some(options))
+        .await
+        .map_err(|err| {
+            backend_error(format!(
+                "attaching to the input of container `{container}`: {}",
+                describe(&err)
+            ))
+        })?;
+    Ok(StdinLifeline {
+        _input: attached.input,
+    })
 }
 
 /// Host variables that describe the host rather than the command's
@@ -609,9 +700,31 @@ mod tests {
         assert_eq!(host.memory_swap, Some(33_554_432));
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(host.pids_limit, Some(64));
+        assert_eq!(host.shm_size, Some(16_777_216), "half the memory limit");
         let ulimit = &host.ulimits.unwrap()[0];
         assert_eq!(ulimit.name.as_deref(), Some("fsize"));
         assert_eq!(ulimit.hard, Some(1_048_576));
+    }
+
+    #[test]
+    fn dev_shm_is_at_most_half_the_memory_limit() {
+        assert_eq!(shm_size(1 << 30), 64 << 20);
+        assert_eq!(shm_size(64 << 20), 32 << 20);
+        assert_eq!(shm_size(1), 1);
+        let (spec, config) = spec_and_config("docker: {image: i}");
+        let ctx = SpawnContext::new("s", "/tmp/ws", Mode::Agent);
+        let host = plan(&spec, &config, &ctx)
+            .unwrap()
+            .body
+            .host_config
+            .unwrap();
+        assert_eq!(host.shm_size, None, "the engine's default without a limit");
+        let read_only = host.readonly_paths.unwrap();
+        assert!(read_only.contains(&"/proc/sys".to_owned()), "{read_only:?}");
+        assert!(
+            read_only.contains(&"/sys/fs/cgroup".to_owned()),
+            "{read_only:?}"
+        );
     }
 
     #[test]

@@ -1,12 +1,21 @@
 //! One command as an exec in the runtime's container, driven to its end.
 //!
-//! The exec runs a tiny wrapper that prints its pid on stderr and then
-//! `exec`s `/bin/sh -c COMMAND`, so the command's shell keeps that pid. The
-//! engine makes every exec a session leader, so that pid also names the
-//! command's session and process group: a timeout or a dropped stream kills
-//! every process of that session (and group) from a second exec, because
-//! the engine has no way to kill an exec. The pid line is taken off stderr
-//! before anything is kept or sent.
+//! The exec runs a tiny wrapper that makes the command the kernel's first
+//! choice when the container runs out of memory, prints its pid on stderr
+//! and then `exec`s `/bin/sh -c COMMAND`, so the command's shell keeps that
+//! pid. The engine makes every exec a session leader, so that pid also
+//! names the command's session and process group; and every exec carries
+//! an environment variable of its own ([`EXEC_MARKER`]) that its processes
+//! inherit, also those that leave the session (`setsid`) or are orphaned by
+//! a double fork. A timeout or a dropped stream kills, from a second exec
+//! (the engine has no way to kill an exec), every process of that session
+//! or group and every process carrying the marker, and the result is only
+//! reported once that kill is done. The pid line is taken off stderr before
+//! anything is kept or sent.
+//!
+//! A process that both leaves the session and clears or rewrites its
+//! environment escapes that kill; `kill()` (every process outside the
+//! container's init session) and the container's removal still reach it.
 //!
 //! Output is read from the attached stream (stdout and stderr apart, no
 //! terminal). The exit status comes from inspecting the exec, polled until
@@ -31,7 +40,37 @@ use crate::engine::{describe, is_connection_error, status_of};
 
 /// The wrapper around every command. `$1` is the command string; `$0` of
 /// the command's shell stays `/bin/sh`, as on a host.
-const WRAPPER: &str = "echo $$ >&2; exec /bin/sh -c \"$1\"";
+///
+/// It first raises its own `oom_score_adj` (which needs no privilege): when
+/// the container reaches its memory limit with memory no process owns (a
+/// tmpfs, kernel memory), every process is equally small, and without it
+/// the kernel may kill the container's init, which takes the container and
+/// every other command with it. Commands inherit the value, so one of them
+/// dies instead. Failing to write it is not an error.
+const WRAPPER: &str = "{ echo 500 > /proc/self/oom_score_adj; } 2>/dev/null; \
+                       echo $$ >&2; exec /bin/sh -c \"$1\"";
+
+/// The environment variable that marks every process of one exec; its
+/// value is [`exec_marker`]'s. Berth sets it last, over any variable of the
+/// same name.
+pub(crate) const EXEC_MARKER: &str = "BERTH_EXEC_ID";
+
+/// A value of [`EXEC_MARKER`] no other exec of this process carries. Every
+/// container belongs to one runtime of one process, so this is unique in
+/// the container. It has a fixed width: with the NUL bytes between
+/// variables dropped (as the kill script reads them), one marker can never
+/// be the start of another.
+pub(crate) fn exec_marker() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{:016x}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// How long a finished command's result waits for the kill berth sent it
+/// (which may have to try a few times while the container is out of pids).
+const KILL_WAIT: Duration = Duration::from_secs(15);
 
 /// How long output may keep arriving after the command exited before berth
 /// stops reading (a background process may hold the stream for ever).
@@ -108,6 +147,10 @@ type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors:
 pub(crate) async fn run(target: &Target, mut plan: Plan, events: &EventSender) -> ExecResult {
     let started_at = Instant::now();
     let stdin = plan.stdin.take();
+    let marker = exec_marker();
+    let mut env = plan.env.clone();
+    env.retain(|entry| !entry.starts_with(&format!("{EXEC_MARKER}=")));
+    env.push(format!("{EXEC_MARKER}={marker}"));
     let options = CreateExecOptions {
         cmd: Some(vec![
             "/bin/sh".to_owned(),
@@ -116,7 +159,7 @@ pub(crate) async fn run(target: &Target, mut plan: Plan, events: &EventSender) -
             "sh".to_owned(),
             plan.command.clone(),
         ]),
-        env: Some(plan.env.clone()),
+        env: Some(env),
         working_dir: Some(target.workdir.clone()),
         attach_stdin: Some(stdin.is_some()),
         attach_stdout: Some(true),
@@ -151,7 +194,7 @@ pub(crate) async fn run(target: &Target, mut plan: Plan, events: &EventSender) -
             let _ = input.shutdown().await;
         })
     });
-    let driver = Driver::new(target, exec_id, &plan, started_at);
+    let driver = Driver::new(target, exec_id, marker, &plan, started_at);
     let result = driver.drive(output, events).await;
     if let Some(task) = stdin_task {
         task.abort();
@@ -226,6 +269,7 @@ const ENGINE_START_ALLOWANCE: Duration = Duration::from_secs(30);
 struct Driver<'a> {
     target: &'a Target,
     exec_id: String,
+    marker: String,
     started_at: Instant,
     wall_timeout: Option<Duration>,
     wall: Option<Instant>,
@@ -237,6 +281,8 @@ struct Driver<'a> {
     pid: Option<u32>,
     killed: Option<KilledFor>,
     kill_sent: bool,
+    /// The kill exec berth started, awaited before the result is reported.
+    kill_task: Option<tokio::task::JoinHandle<()>>,
     end: Option<End>,
     stream_open: bool,
     drain_until: Option<Instant>,
@@ -246,11 +292,18 @@ struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
-    fn new(target: &'a Target, exec_id: String, plan: &Plan, started_at: Instant) -> Driver<'a> {
+    fn new(
+        target: &'a Target,
+        exec_id: String,
+        marker: String,
+        plan: &Plan,
+        started_at: Instant,
+    ) -> Driver<'a> {
         let now = Instant::now();
         Driver {
             target,
             exec_id,
+            marker,
             started_at,
             wall_timeout: plan.wall_timeout,
             // Until the command reports that it runs, the engine's start-up
@@ -266,6 +319,7 @@ impl<'a> Driver<'a> {
             pid: None,
             killed: None,
             kill_sent: false,
+            kill_task: None,
             end: None,
             stream_open: true,
             drain_until: None,
@@ -436,23 +490,37 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Kills the command's session from a second exec, in the background so
-    /// reading goes on meanwhile.
+    /// Kills the command's session and every process carrying its marker
+    /// from a second exec, in the background so reading goes on meanwhile.
     fn send_kill(&mut self) {
         let Some(pid) = self.pid else { return };
         self.kill_sent = true;
         let docker = self.target.docker.clone();
         let container = self.target.container.clone();
-        tokio::spawn(async move {
-            if let Err(err) = kill_in_container(&docker, &container, KillScope::Session(pid)).await
-            {
+        let scope = KillScope::Command {
+            pid,
+            marker: self.marker.clone(),
+        };
+        self.kill_task = Some(tokio::spawn(async move {
+            if let Err(err) = kill_in_container(&docker, &container, scope).await {
                 tracing::debug!(error = %err, "killing a command's processes failed");
             }
-        });
+        }));
     }
 
     async fn finish(mut self) -> ExecResult {
         let elapsed = self.started_at.elapsed();
+        // A killed command is over when all of its processes are, not when
+        // its shell is: the kill exec sweeps those that left its session.
+        if let Some(task) = self.kill_task.take()
+            && tokio::time::timeout(KILL_WAIT, task).await.is_err()
+        {
+            tracing::warn!(
+                container = %self.target.container,
+                "the kill of a command did not finish within {}s",
+                KILL_WAIT.as_secs()
+            );
+        }
         let mut end = self.end.unwrap_or(End::Unknown);
         // Everything in a container dies by SIGKILL when the container does:
         // a SIGKILL berth did not send may be the sandbox going away.
@@ -540,34 +608,58 @@ async fn send(events: &EventSender, event: Event, wall: Option<Instant>) -> bool
 }
 
 /// Which processes a kill exec signals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum KillScope {
-    /// The command whose shell has this pid: every process of its session
-    /// or process group.
-    Session(u32),
+    /// One command: every process of the session or process group of its
+    /// shell (this pid), and every process whose environment carries its
+    /// [`EXEC_MARKER`] value.
+    Command {
+        /// The pid of the command's shell.
+        pid: u32,
+        /// The value of its marker.
+        marker: String,
+    },
     /// Every process berth started in the container: everything outside the
     /// session of the container's init and its keeper.
     AllCommands,
 }
 
-/// The shell script that kills `scope`. It reads `/proc/*/stat` with
-/// builtins only (no process of its own to spare), skips zombies, and
-/// repeats until a pass finds nothing alive, so processes forked during
-/// the sweep die too.
-fn kill_script(scope: KillScope) -> String {
+/// What a kill script prints when it could not read the environment of a
+/// process that may carry the marker: root in a container has no
+/// `CAP_SYS_PTRACE`, which reading another user's `/proc/PID/environ`
+/// needs, so a second pass runs as the commands' user.
+const ENVIRONMENT_DENIED: &str = "environment-denied";
+
+/// The shell script that kills `scope`. It reads `/proc/*/stat` (and, for
+/// one command, `/proc/*/environ`) with builtins only (no process of its
+/// own to spare), skips zombies, and repeats until a pass finds nothing
+/// alive, so processes forked during the sweep die too. The container's
+/// init session (its init and keeper) is never touched.
+///
+/// `read` drops the NUL bytes between environment variables, and reads an
+/// environment a line at a time (a value may hold newlines); the marker's
+/// fixed width keeps one marker from matching another.
+fn kill_script(scope: &KillScope) -> String {
     let test = match scope {
-        KillScope::Session(pid) => {
-            format!("[ \"$p\" = {pid} ] || [ \"$3\" = {pid} ] || [ \"$4\" = {pid} ]")
-        }
-        KillScope::AllCommands => "[ \"$p\" != 1 ] && [ \"$4\" != 1 ]".to_owned(),
+        KillScope::Command { pid, marker } => format!(
+            "if [ \"$p\" = {pid} ] || [ \"$3\" = {pid} ] || [ \"$4\" = {pid} ]; then hit=1; \
+             else e=x; {{ e=; while IFS= read -r l || [ -n \"$l\" ]; do \
+             case \"$l\" in *{EXEC_MARKER}={marker}*) e=1; break;; esac; done; }} \
+             2>/dev/null < \"$d/environ\"; \
+             case \"$e\" in 1) hit=1;; x) denied=1;; esac; fi"
+        ),
+        KillScope::AllCommands => "hit=1".to_owned(),
     };
     format!(
-        "i=0; while [ $i -lt 10 ]; do n=0; \
+        "denied=; i=0; while [ $i -lt 10 ]; do n=0; \
          for d in /proc/[0-9]*; do p=${{d#/proc/}}; [ \"$p\" = \"$$\" ] && continue; \
+         [ \"$p\" = 1 ] && continue; \
          read -r s 2>/dev/null < \"$d/stat\" || continue; s=${{s##*') '}}; set -- $s; \
-         case \"$1\" in Z|X) continue;; esac; \
-         if {test}; then kill -KILL \"$p\" 2>/dev/null && n=$((n+1)); fi; done; \
-         [ $n = 0 ] && exit 0; i=$((i+1)); done"
+         case \"$1\" in Z|X) continue;; esac; [ \"$4\" = 1 ] && continue; hit=; \
+         {test}; \
+         if [ -n \"$hit\" ]; then kill -KILL \"$p\" 2>/dev/null && n=$((n+1)); fi; done; \
+         [ $n = 0 ] && break; i=$((i+1)); done; \
+         if [ -n \"$denied\" ]; then echo {ENVIRONMENT_DENIED}; fi; exit 0"
     )
 }
 
@@ -577,17 +669,34 @@ const KILL_ATTEMPTS: u32 = 5;
 
 /// Kills `scope` from an exec of its own (as root, so a command that
 /// switched users dies too) and waits for that exec to end, trying again
-/// (briefly) when it could not run.
+/// (briefly) when it could not run. When root could not read the
+/// environment of some process, the script runs again as the container's
+/// user (the commands' own), which can.
 pub(crate) async fn kill_in_container(
     docker: &Docker,
     container: &str,
     scope: KillScope,
 ) -> session_core::Result<()> {
-    let script = kill_script(scope);
+    let script = kill_script(&scope);
+    let said = kill_with_retries(docker, container, &script, Some("0")).await?;
+    if matches!(scope, KillScope::Command { .. }) && said.contains(ENVIRONMENT_DENIED) {
+        kill_with_retries(docker, container, &script, None).await?;
+    }
+    Ok(())
+}
+
+/// Runs a kill script as `user` (the container's user when `None`), trying
+/// again when the exec could not run; returns what it printed.
+async fn kill_with_retries(
+    docker: &Docker,
+    container: &str,
+    script: &str,
+    user: Option<&str>,
+) -> session_core::Result<String> {
     let mut attempt = 1;
     loop {
-        match kill_once(docker, container, &script).await {
-            Ok(()) => return Ok(()),
+        match kill_once(docker, container, script, user).await {
+            Ok(said) => return Ok(said),
             Err(KillFailure::Gone(message)) => {
                 return Err(crate::engine::backend_error(format!(
                     "killing commands in container `{container}`: {message}"
@@ -614,14 +723,19 @@ enum KillFailure {
     Retry(String),
 }
 
-async fn kill_once(docker: &Docker, container: &str, script: &str) -> Result<(), KillFailure> {
+async fn kill_once(
+    docker: &Docker,
+    container: &str,
+    script: &str,
+    user: Option<&str>,
+) -> Result<String, KillFailure> {
     let options = CreateExecOptions {
         cmd: Some(vec![
             "/bin/sh".to_owned(),
             "-c".to_owned(),
             script.to_owned(),
         ]),
-        user: Some("0".to_owned()),
+        user: user.map(str::to_owned),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         tty: Some(false),
@@ -673,7 +787,7 @@ async fn kill_once(docker: &Docker, container: &str, script: &str) -> Result<(),
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     match code {
-        Some(0) => Ok(()),
+        Some(0) => Ok(String::from_utf8_lossy(&said).into_owned()),
         other => Err(KillFailure::Retry(format!(
             "it ended with status {}: {}",
             other.map_or_else(|| "unknown".to_owned(), |c| c.to_string()),
@@ -713,10 +827,22 @@ mod tests {
     }
 
     #[test]
-    fn kill_scripts_target_a_session_or_every_command() {
-        let one = kill_script(KillScope::Session(42));
+    fn kill_scripts_target_a_command_or_every_command() {
+        let one = kill_script(&KillScope::Command {
+            pid: 42,
+            marker: "000000000000002a".to_owned(),
+        });
         assert!(one.contains("[ \"$4\" = 42 ]"), "{one}");
-        let all = kill_script(KillScope::AllCommands);
-        assert!(all.contains("[ \"$4\" != 1 ]"), "{all}");
+        assert!(one.contains("*BERTH_EXEC_ID=000000000000002a*"), "{one}");
+        let all = kill_script(&KillScope::AllCommands);
+        assert!(all.contains("[ \"$4\" = 1 ] && continue"), "{all}");
+        assert!(!all.contains("/environ"), "{all}");
+    }
+
+    #[test]
+    fn markers_have_one_width() {
+        let (a, b) = (exec_marker(), exec_marker());
+        assert_ne!(a, b);
+        assert_eq!((a.len(), b.len()), (16, 16));
     }
 }

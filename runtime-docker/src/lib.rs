@@ -16,31 +16,62 @@
 //! `limits` become the container's memory (without extra swap), CPU, pids
 //! and file-size limits. Setup commands run once, inside the container.
 //!
+//! **Limits.** The container's cgroup holds every process of every command,
+//! so `memory`, `cpus` and `pids` bound them together. What a command
+//! stores in a tmpfs is charged to the same memory: `/dev/shm` (the
+//! engine's size, 64 MiB by default; under a memory limit at most 64 MiB
+//! and half the limit) and, for root, the engine's `/dev` (64 MiB); the
+//! cgroup tmpfs the engine mounts at `/sys/fs/cgroup` on cgroup v1 hosts
+//! (of no size limit) is made read-only. The rest of the container's files
+//! are on the engine's disk. Commands run with `oom_score_adj` raised to
+//! 500, so that when memory runs out the kernel kills a command rather
+//! than the container's init.
+//!
 //! **Commands** are execs of `/bin/sh -c COMMAND` in the workdir, with
 //! stdout and stderr apart, stdin fed and closed, output streamed live and
 //! kept within `output_limit`. Their environment is the spec's `full_env`
 //! on top of the image's, except that `include_os_env` does not carry the
 //! host's `PATH`, `HOME`, `HOSTNAME`, `PWD`, `OLDPWD`, `SHLVL` and `TMPDIR`
-//! into the container (the spec or the spawn may still set them).
+//! into the container (the spec or the spawn may still set them); berth
+//! adds `BERTH_EXEC_ID`, a value of its own for each command.
 //!
 //! The engine cannot kill an exec, so kills run from a second exec, as
 //! root, with shell builtins only (one process: they still run when a
-//! command took every other pid the limit allows). The engine makes every exec the leader of a session of
-//! its own, and the command's shell tells berth its pid: a timeout or a
-//! dropped stream kills that session and process group (a process that
-//! started a session of its own escapes it, as it escapes a process-group
-//! kill on the host), `kill()` kills every process outside the session of
-//! the container's init, and cleanup removes the container. The engine
-//! reports a process killed by signal N as exit status 128 + N, like a
-//! shell; berth reports such a status as that signal, so a command that
+//! command took every other pid the limit allows). The engine makes every
+//! exec the leader of a session of its own, and the command's shell tells
+//! berth its pid: a timeout or a dropped stream kills that session and
+//! process group and every process whose environment carries the command's
+//! `BERTH_EXEC_ID` (so also what it started with `setsid`, `nohup` or a
+//! double fork; root cannot read another user's environment in a container,
+//! so then a second sweep runs as the container's user), and the result is
+//! reported once that kill is done. Other commands' processes are never
+//! hit. Only a process that both leaves the session and drops the variable
+//! escapes that kill; `kill()` kills every process outside the session of
+//! the container's init, cleanup removes the container, and a kept
+//! container's cleanup kills every process outside that session too. The
+//! engine reports a process killed by signal N as exit status 128 + N, like
+//! a shell; berth reports such a status as that signal, so a command that
 //! itself exits with 129–192 is reported as signalled. A SIGKILL berth did
 //! not send while the container is going away is `Lost`.
 //!
-//! **Cleanup** removes the container (unless `keep_container_after_clean`);
-//! dropping the runtime or cancelling its spawn removes it in the
-//! background; [`DockerBackend`]'s `collect_garbage` removes containers
-//! whose owner process is gone (same host) or whose lease expired (another
-//! host).
+//! **Lifetime.** The container's main process waits on its standard input,
+//! which the runtime holds open through an attach made before the
+//! container starts (`OpenStdin` with `StdinOnce`). When that attach ends —
+//! the runtime is cleaned up or dropped, or the process that owns it dies,
+//! even by SIGKILL — the engine closes the input, the main process and the
+//! init exit, and the kernel kills everything left in the container: no
+//! process of a container outlives its owner. The stopped container stays
+//! until `berth gc` removes it. (Over a remote engine, a broken connection
+//! stops the container the same way.) A container kept with
+//! `keep_container_after_clean` has no such attach: it is meant to outlive
+//! its owner.
+//!
+//! **Cleanup** removes the container (unless `keep_container_after_clean`:
+//! then it keeps running, with its main process only); dropping the
+//! runtime or cancelling its spawn removes it in the background;
+//! [`DockerBackend`]'s `collect_garbage` removes containers, running or
+//! stopped, whose owner process is gone (same host) or whose lease expired
+//! (another host).
 //!
 //! The image needs a POSIX `/bin/sh`. The engine is `DOCKER_HOST` when set,
 //! else the default socket; the API version is negotiated, so engines from
@@ -172,6 +203,13 @@ impl Backend for DockerBackend {
             .create_container(Some(options), plan.body)
             .await
             .map_err(|err| create_error(&config.image, &err))?;
+        // Attached before the start, so that no moment passes in which the
+        // container runs without its owner holding it.
+        let lifeline = if plan.lifeline {
+            Some(container::attach_lifeline(&docker, &created.id).await?)
+        } else {
+            None
+        };
         if let Err(err) = docker
             .start_container(&created.id, None::<StartContainerOptions>)
             .await
@@ -192,6 +230,7 @@ impl Backend for DockerBackend {
             target,
             spec.limits.clone(),
             guard,
+            lifeline,
             config.keep_container_after_clean,
         );
         match run_setup(&ctx.setup_commands(spec), spec, |cmd| runtime.execute(cmd)).await {

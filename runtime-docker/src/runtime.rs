@@ -13,7 +13,7 @@ use session_core::spec::Limits;
 use session_core::{Error, Result};
 use tokio::sync::Notify;
 
-use crate::container::{self, ContainerGuard, asset_target};
+use crate::container::{self, ContainerGuard, StdinLifeline, asset_target};
 use crate::engine::backend_error;
 use crate::exec::{self, KillScope, Target};
 use crate::{DockerBackend, TYPE_NAME};
@@ -43,6 +43,10 @@ pub(crate) struct Inner {
 pub struct DockerRuntime {
     inner: Arc<Inner>,
     guard: Mutex<Option<ContainerGuard>>,
+    /// Holds the container's input open: the container stops when it is
+    /// dropped (with this runtime, or when this process dies). `None` for a
+    /// kept container.
+    lifeline: Mutex<Option<StdinLifeline>>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -76,6 +80,7 @@ impl DockerRuntime {
         target: Target,
         limits: Limits,
         guard: ContainerGuard,
+        lifeline: Option<StdinLifeline>,
         keep: bool,
     ) -> DockerRuntime {
         DockerRuntime {
@@ -91,6 +96,7 @@ impl DockerRuntime {
                 sweeping: tokio::sync::Mutex::new(()),
             }),
             guard: Mutex::new(Some(guard)),
+            lifeline: Mutex::new(lifeline),
         }
     }
 
@@ -226,6 +232,9 @@ impl Runtime for DockerRuntime {
                 // the background.
             }
         }
+        // Without its input the container stops, even if it could not be
+        // removed.
+        drop(self.lifeline.lock().expect("lifeline lock").take());
         let idle = self.wait_idle(CLEANUP_WAIT).await;
         outcome.and(idle)
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
+use bollard::query_parameters::CreateContainerOptions;
 use runtime_docker::{
     DockerBackend, LABEL_KEEP, LABEL_LEASE_DEADLINE, LABEL_OWNER_HOST, LABEL_OWNER_PID,
     LABEL_SESSION,
@@ -17,14 +17,6 @@ use session_core::session::SpawnOptions;
 
 async fn exists(docker: &Docker, id: &str) -> bool {
     docker.inspect_container(id, None).await.is_ok()
-}
-
-async fn force_remove(docker: &Docker, id: &str) {
-    let options = RemoveContainerOptions {
-        force: true,
-        ..RemoveContainerOptions::default()
-    };
-    let _ = docker.remove_container(id, Some(options)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +129,7 @@ async fn a_container_removed_under_a_command_makes_it_lost() {
         stream.next().await,
         Some(Event::Stdout(bytes::Bytes::from_static(b"ready\n")))
     );
-    force_remove(&docker, &id).await;
+    crate::support::force_remove(&docker, &id).await;
     let result = stream.finish().await;
     assert_eq!(result.status, ExecStatus::Lost, "{result:?}");
     let next = crate::support::run(runtime.as_ref(), "true").await;
@@ -200,7 +192,7 @@ async fn keep_container_after_clean_keeps_it_running() {
     assert_eq!(inspect.state.and_then(|s| s.running), Some(true));
     let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
     assert_eq!(labels.get(LABEL_KEEP).map(String::as_str), Some("true"));
-    force_remove(&docker, &id).await;
+    crate::support::force_remove(&docker, &id).await;
     crate::support::assert_no_containers_left(&docker, &prefix).await;
 }
 
@@ -330,7 +322,7 @@ async fn collect_garbage_removes_containers_of_dead_owners_and_expired_leases() 
     assert!(!exists(&docker, &orphan).await && !exists(&docker, &expired).await);
     for spared in [&mine, &leased, &kept] {
         assert!(exists(&docker, spared).await, "{spared} was removed");
-        force_remove(&docker, spared).await;
+        crate::support::force_remove(&docker, spared).await;
     }
     crate::support::assert_no_containers_left(&docker, &prefix).await;
 }

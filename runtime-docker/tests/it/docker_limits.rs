@@ -110,3 +110,51 @@ async fn kill_works_in_a_container_out_of_pids() {
     session.close().await.expect("close");
     crate::support::assert_no_containers_left(&docker, &prefix).await;
 }
+
+/// With a memory limit, `/dev/shm` holds at most half of it: filling it
+/// fails for lack of space, a process that then wants the rest is the one
+/// killed, and the runtime goes on. Commands are the kernel's first choice
+/// when memory runs out, and the cgroup tmpfs takes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_shm_holds_at_most_half_the_memory_limit() {
+    let docker = docker_or_skip!();
+    let temp = tempfile::tempdir().expect("tempdir");
+    let prefix = crate::support::session_id("shm");
+    let mut session = crate::support::session(
+        crate::support::spec("", "limits: {memory: 67108864}"),
+        &prefix,
+        &temp.path().join("sessions"),
+    )
+    .await;
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
+    let mount = crate::support::run(runtime.as_ref(), "grep ' /dev/shm ' /proc/mounts").await;
+    assert!(mount.stdout_lossy().contains("size=32768k"), "{mount:?}");
+    let adj = crate::support::run(runtime.as_ref(), "cat /proc/self/oom_score_adj").await;
+    assert_eq!(adj.stdout_lossy(), "500\n", "{adj:?}");
+    // The cgroup tmpfs of a cgroup v1 host has no size: it is read-only.
+    let cgroup = crate::support::run(runtime.as_ref(), "echo x > /sys/fs/cgroup/fill").await;
+    assert!(!cgroup.success(), "{cgroup:?}");
+
+    let filled = crate::support::run(
+        runtime.as_ref(),
+        "head -c 300000000 /dev/zero > /dev/shm/fill; echo $?; wc -c < /dev/shm/fill",
+    )
+    .await;
+    assert_eq!(filled.stdout_lossy(), "1\n33554432\n", "{filled:?}");
+    let hog = runtime
+        .execute(
+            ExecCommand::new("head -c 60000000 /dev/zero | tail")
+                .wall_timeout(Duration::from_secs(120)),
+        )
+        .await
+        .expect("execute");
+    assert_eq!(
+        (hog.status, hog.signal),
+        (ExecStatus::Signaled, Some(9)),
+        "{hog:?}"
+    );
+    let after = crate::support::run(runtime.as_ref(), "rm /dev/shm/fill && echo alive").await;
+    assert_eq!(after.stdout_lossy(), "alive\n", "{after:?}");
+    session.close().await.expect("close");
+    crate::support::assert_no_containers_left(&docker, &prefix).await;
+}

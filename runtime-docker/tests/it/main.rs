@@ -7,6 +7,7 @@ mod support;
 mod conformance;
 mod docker_engine;
 mod docker_lifecycle;
+mod docker_lifetime;
 mod docker_limits;
 mod docker_mounts;
 mod docker_network;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::ContainerSummary;
-use bollard::query_parameters::ListContainersOptions;
+use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use session_core::EnvironmentSpec;
 use session_core::session::Session;
 use tokio::sync::OnceCell;
@@ -149,6 +149,15 @@ pub async fn assert_no_containers_left(docker: &Docker, prefix: &str) {
     assert!(finished, "background removals did not finish");
     let left = containers_of_sessions(docker, prefix).await;
     assert!(left.is_empty(), "containers left behind: {left:?}");
+}
+
+/// Removes a container, running or not, if it exists.
+pub async fn force_remove(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptions {
+        force: true,
+        ..RemoveContainerOptions::default()
+    };
+    let _ = docker.remove_container(id, Some(options)).await;
 }
 
 /// The id of the one container of session `id`.
