@@ -103,6 +103,10 @@ pub const CGROUP_KIND: &str = "cgroup";
 /// The name of the directory under which berth makes its cgroups.
 pub const DEFAULT_BASE_NAME: &str = "berth";
 
+/// The name of the leaf cgroup berth moves itself into on cgroup v2 when
+/// its own cgroup must enable controllers for its commands.
+pub const V2_HOST_LEAF: &str = HOST_LEAF;
+
 /// The controllers berth uses.
 const PIDS: &str = "pids";
 const MEMORY: &str = "memory";
@@ -444,8 +448,13 @@ impl CgroupHost {
         };
         let advice = if self.hierarchy == Hierarchy::Hybrid {
             format!(
-                "; on this hybrid host the `{controller}` controller is either bound to an \
-                 unmounted cgroup v1 hierarchy or disabled"
+                "; on a hybrid host a controller bound to a cgroup v1 hierarchy is not \
+                 offered in cgroup v2{}",
+                if self.options.use_v1 {
+                    ""
+                } else {
+                    ", and cgroup v1 is not used here"
+                }
             )
         } else if parent == v2.mount_point {
             format!("; the kernel lacks the `{controller}` controller or it is disabled")
@@ -565,7 +574,11 @@ impl CgroupHost {
                     "{} at `{}`{}",
                     place.controllers.join(","),
                     place.mount_point.display(),
-                    if place.usable.is_ok() { "" } else { " (not usable)" }
+                    if place.usable.is_ok() {
+                        ""
+                    } else {
+                        " (not usable)"
+                    }
                 )
             })
             .collect();
@@ -581,7 +594,11 @@ impl CgroupHost {
                 } else {
                     v2.controllers.join(" ")
                 },
-                if v2.usable().is_ok() { "" } else { " (not usable)" }
+                if v2.usable().is_ok() {
+                    ""
+                } else {
+                    " (not usable)"
+                }
             ));
         }
         format!("{}: {}", self.hierarchy, parts.join("; "))
@@ -668,7 +685,10 @@ impl CgroupHost {
         if let Some(v2) = &self.v2
             && let Err(reason) = v2.usable()
         {
-            reasons.push(format!("cgroup v2 `{}`: {reason}", v2.mount_point.display()));
+            reasons.push(format!(
+                "cgroup v2 `{}`: {reason}",
+                v2.mount_point.display()
+            ));
         }
         if reasons.is_empty() {
             reasons.push(match self.hierarchy {
@@ -700,7 +720,10 @@ impl CgroupHost {
         limits: &CgroupLimits,
         name_hint: &str,
     ) -> Result<CommandCgroup, CgroupError> {
-        let owner = self.owner.clone().map_err(|reason| CgroupError::Unavailable { reason })?;
+        let owner = self
+            .owner
+            .clone()
+            .map_err(|reason| CgroupError::Unavailable { reason })?;
         self.create_owned_by(&owner, limits, name_hint)
     }
 
@@ -740,7 +763,10 @@ impl CgroupHost {
             });
         };
         if let V2Decision::MoveSelf { leaf, .. } = &v2.decision {
-            let mut moved = self.moved.lock().unwrap_or_else(|poison| poison.into_inner());
+            let mut moved = self
+                .moved
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
             if !*moved {
                 control::make_dir(leaf)?;
                 control::write(&leaf.join("cgroup.procs"), &std::process::id().to_string())?;
@@ -777,7 +803,12 @@ impl CgroupHost {
             .v1
             .iter()
             .filter(|place| place.usable.is_ok())
-            .map(|place| (place.base.clone(), DirVersion::V1(place.controllers.clone())))
+            .map(|place| {
+                (
+                    place.base.clone(),
+                    DirVersion::V1(place.controllers.clone()),
+                )
+            })
             .collect();
         bases.extend(
             self.v2
@@ -1049,10 +1080,6 @@ fn v2_place(mount: &detect::V2Mount, options: &DetectOptions, uid: u32) -> V2Pla
     }
 }
 
-/// The name of the leaf cgroup berth moves itself into on cgroup v2 when
-/// its own cgroup must enable controllers for its commands.
-pub const V2_HOST_LEAF: &str = HOST_LEAF;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1133,7 +1160,13 @@ mod tests {
             })
             .unwrap_err();
         assert!(
-            matches!(&err, CgroupError::Unenforceable { limit: "limits.memory", .. }),
+            matches!(
+                &err,
+                CgroupError::Unenforceable {
+                    limit: "limits.memory",
+                    ..
+                }
+            ),
             "{err}"
         );
         let err = host.create(&CgroupLimits::default(), "x").unwrap_err();
@@ -1154,7 +1187,11 @@ mod tests {
             fs::read_to_string(root.path().join("cgroup.subtree_control")).unwrap(),
             "+pids +memory"
         );
-        fs::write(root.path().join("cgroup.subtree_control"), "cpu pids memory\n").unwrap();
+        fs::write(
+            root.path().join("cgroup.subtree_control"),
+            "cpu pids memory\n",
+        )
+        .unwrap();
         enable_controllers(root.path(), &[PIDS, CPU]).unwrap();
         assert_eq!(
             fs::read_to_string(root.path().join("cgroup.subtree_control")).unwrap(),

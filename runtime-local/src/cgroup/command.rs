@@ -167,8 +167,8 @@ impl CommandCgroup {
             let kill = v2.path.join("cgroup.kill");
             match open_fd(&kill, libc::O_WRONLY) {
                 Ok(fd) => self.kill = Some(fd),
-                Err(CgroupError::Io { source, .. })
-                    if source.kind() == io::ErrorKind::NotFound => {}
+                Err(CgroupError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                }
                 Err(err) => return Err(err),
             }
         }
@@ -202,8 +202,8 @@ impl CommandCgroup {
                         status,
                     }));
                 }
-                Err(CgroupError::Io { source, .. })
-                    if source.kind() == io::ErrorKind::NotFound => {}
+                Err(CgroupError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                }
                 Err(err) => return Err(err),
             }
         }
@@ -295,21 +295,25 @@ impl CommandCgroup {
     /// otherwise, and to make sure, it repeats: freeze (v1 `freezer.state`
     /// or v2 `cgroup.freeze`, when there), `SIGKILL` every member, thaw,
     /// until none is left, so a process that forks or `setsid`s cannot
-    /// slip out. This process is never signalled even if it is a member.
+    /// slip out. This process is never killed: if it is a member itself,
+    /// neither `cgroup.kill` nor the freezer is used, only signals.
     ///
     /// Fails with [`CgroupError::NotEmpty`] when processes are still there
     /// after the patience ran out, or when the cgroup cannot be read.
     pub fn kill_all(&self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + KILL_PATIENCE;
-        if let Some(kill) = &self.kill
+        let me = std::process::id();
+        // cgroup.kill and the freezer would kill or freeze this process too.
+        let member = self.members()?.contains(&me);
+        if !member
+            && let Some(kill) = &self.kill
             && let Err(err) = write_fd(kill.as_raw_fd(), b"1")
         {
             tracing::debug!(cgroup = %self.name, "cgroup.kill failed, signalling instead: {err}");
         }
-        let me = std::process::id();
         let mut pause = Duration::from_micros(200);
         loop {
-            let frozen = self.freeze();
+            let frozen = !member && self.freeze();
             let members = self.members();
             if let Ok(members) = &members {
                 for &pid in members.iter().filter(|&&pid| pid != me) {
@@ -671,7 +675,11 @@ mod tests {
         assert_eq!(content(dir.path(), "memory.max"), "4096");
         assert!(!dir.path().join("memory.swap.max").exists());
         assert!(!dir.path().join("pids.max").exists());
-        assert_eq!(content(dir.path(), "cpu.max"), "1000 100000", "the kernel's minimum");
+        assert_eq!(
+            content(dir.path(), "cpu.max"),
+            "1000 100000",
+            "the kernel's minimum"
+        );
     }
 
     #[test]
@@ -705,9 +713,21 @@ mod tests {
         };
         write_v1_limits(dir.path(), &["memory".to_owned()], &limits).unwrap();
         assert_eq!(content(dir.path(), "memory.limit_in_bytes"), "1048576");
-        assert_eq!(content(dir.path(), "memory.memsw.limit_in_bytes"), "1048576");
-        assert_eq!(content(dir.path(), "pids.max"), "max\n", "not this hierarchy's");
-        write_v1_limits(dir.path(), &["cpu".to_owned(), "cpuacct".to_owned()], &limits).unwrap();
+        assert_eq!(
+            content(dir.path(), "memory.memsw.limit_in_bytes"),
+            "1048576"
+        );
+        assert_eq!(
+            content(dir.path(), "pids.max"),
+            "max\n",
+            "not this hierarchy's"
+        );
+        write_v1_limits(
+            dir.path(),
+            &["cpu".to_owned(), "cpuacct".to_owned()],
+            &limits,
+        )
+        .unwrap();
         assert_eq!(content(dir.path(), "cpu.cfs_quota_us"), "50000");
         assert_eq!(content(dir.path(), "cpu.cfs_period_us"), "100000");
     }
@@ -733,7 +753,10 @@ mod tests {
         let text = events.explanation().unwrap();
         assert!(text.contains("out-of-memory killer killed 1"), "{text}");
         assert!(text.contains("limits.memory (1000 bytes)"), "{text}");
-        assert!(text.contains("limits.pids (16) was reached: 7 fork(s) failed"), "{text}");
+        assert!(
+            text.contains("limits.pids (16) was reached: 7 fork(s) failed"),
+            "{text}"
+        );
 
         let mut quiet = LimitEvents::default();
         read_v2_events(fake_cgroup(&[]).path(), &mut quiet).unwrap();

@@ -91,7 +91,9 @@ fn unescape(field: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
             let value = (bytes[i + 1] - b'0') as u32 * 64
                 + (bytes[i + 2] - b'0') as u32 * 8
@@ -258,8 +260,7 @@ pub(crate) fn layout(mounts: &[CgroupMount], memberships: &[Membership]) -> Layo
         .or(v2_mounts.first())
         .map(|mount| V2Mount {
             mount_point: mount.mount_point.clone(),
-            own: v2_membership
-                .and_then(|m| dir_in_mount(&mount.mount_point, &mount.root, &m.path)),
+            own: v2_membership.and_then(|m| dir_in_mount(&mount.mount_point, &mount.root, &m.path)),
         });
     let hierarchy = match (v1.is_empty(), v2.is_some()) {
         (false, true) => Hierarchy::Hybrid,
@@ -373,6 +374,9 @@ pub(crate) fn decide_v2(facts: &V2Facts, placement: V2Placement) -> V2Decision {
         }
     }
     match &facts.own {
+        Some(own) if own.dir == facts.mount_point && placement == V2Placement::Auto => {
+            // Already judged above as the hierarchy's root.
+        }
         None => refusals.push(format!(
             "berth's own cgroup is not visible under `{}` (/proc/self/cgroup names \
              a cgroup outside this mount)",
@@ -384,11 +388,7 @@ pub(crate) fn decide_v2(facts: &V2Facts, placement: V2Placement) -> V2Decision {
             own.dir.display(),
             facts.uid
         )),
-        Some(own) if own.dir == facts.mount_point && placement == V2Placement::Auto => {
-            // Already judged above as the hierarchy's root.
-        }
-        Some(own) => match decide_parent(&own.dir, own.is_real_root, &own.procs, facts.self_pid)
-        {
+        Some(own) => match decide_parent(&own.dir, own.is_real_root, &own.procs, facts.self_pid) {
             Ok(decision) => return decision,
             Err(reason) => refusals.push(reason),
         },
@@ -525,7 +525,11 @@ mod tests {
         );
         let layout = layout(&mounts, &parse_proc_cgroup(V1_CGROUP));
         assert_eq!(layout.hierarchy, Hierarchy::V1);
-        assert_eq!(layout.v1.len(), 3, "a second mount of memory is one hierarchy");
+        assert_eq!(
+            layout.v1.len(),
+            3,
+            "a second mount of memory is one hierarchy"
+        );
         let cpu = layout.v1_with("cpu").unwrap();
         assert_eq!(cpu.controllers, ["cpu", "cpuacct"]);
         assert_eq!(cpu.mount_point, Path::new("/sys/fs/cgroup/cpu,cpuacct"));
@@ -606,7 +610,8 @@ mod tests {
         }
     }
 
-    const USER_SCOPE: &str = "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope";
+    const USER_SCOPE: &str =
+        "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope";
 
     #[test]
     fn root_uses_the_hierarchy_root_even_with_processes_in_it() {
@@ -658,10 +663,19 @@ mod tests {
         ) else {
             panic!("a scope shared with a shell must be refused");
         };
-        assert!(reason.contains("holds 2 process(es) besides berth"), "{reason}");
+        assert!(
+            reason.contains("holds 2 process(es) besides berth"),
+            "{reason}"
+        );
         assert!(reason.contains("no internal processes"), "{reason}");
-        assert!(reason.contains("systemd-run --user --scope -p Delegate=yes"), "{reason}");
-        assert!(reason.contains("uid 1000 may not create cgroups"), "{reason}");
+        assert!(
+            reason.contains("systemd-run --user --scope -p Delegate=yes"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("uid 1000 may not create cgroups"),
+            "{reason}"
+        );
 
         let V2Decision::Refused { reason } = decide_v2(
             &facts(false, Some(own(USER_SCOPE, false, &[42]))),

@@ -111,29 +111,35 @@ impl CgroupJoin {
     /// members are signalled again until none is left. Otherwise it
     /// repeats freeze (when a freezer is there), read `cgroup.procs` of
     /// each directory, `SIGKILL` each process, thaw, until a round finds
-    /// none. The caller itself is never signalled by the loop, but
-    /// `cgroup.kill` kills it too if it is a member: a keeper must not
-    /// join the cgroup it empties.
+    /// none. The caller is never killed: when it is a member itself, it
+    /// uses neither `cgroup.kill` nor the freezer (which would kill or
+    /// freeze it too) and only signals the others, which a fork bomb can
+    /// outrun for a while; a keeper should stay out of the cgroup.
     ///
     /// Fails with `EBUSY` when processes are still listed after
     /// [`KILL_ROUNDS`] rounds (a process stuck in the kernel).
     pub fn kill_in_child(&self) -> io::Result<()> {
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };
-        if self.kill >= 0 {
+        let mut member = false;
+        for &dir in &self.dirs[..self.count] {
+            member |= scan_members(dir, me, false).1;
+        }
+        if self.kill >= 0 && !member {
             // A failure leaves the loop below to do the work.
             let _ = write_fd(self.kill, b"1");
         }
+        let freezer = if member { -1 } else { self.freezer };
         for _ in 0..KILL_ROUNDS {
-            if self.freezer >= 0 {
-                let _ = write_fd(self.freezer, self.freezer_kind.freeze_value());
+            if freezer >= 0 {
+                let _ = write_fd(freezer, self.freezer_kind.freeze_value());
             }
             let mut found = 0usize;
             for &dir in &self.dirs[..self.count] {
-                found += signal_members(dir, me);
+                found += scan_members(dir, me, true).0;
             }
-            if self.freezer >= 0 {
-                let _ = write_fd(self.freezer, self.freezer_kind.thaw_value());
+            if freezer >= 0 {
+                let _ = write_fd(freezer, self.freezer_kind.thaw_value());
             }
             if found == 0 {
                 return Ok(());
@@ -170,13 +176,14 @@ fn pause() {
     }
 }
 
-/// Sends `SIGKILL` to every process listed in `cgroup.procs` under the
-/// directory `dir` except `me`, and returns how many it found.
+/// Reads `cgroup.procs` under the directory `dir`, sends `SIGKILL` to
+/// every process listed but `me` when `signal`, and returns how many others
+/// it found and whether `me` is listed.
 ///
 /// The file is opened afresh each time: cgroup v1 keeps the list it built
 /// for an open file for a while and serves it again to reads from offset 0,
 /// so a descriptor opened once would show stale members.
-fn signal_members(dir: RawFd, me: libc::pid_t) -> usize {
+fn scan_members(dir: RawFd, me: libc::pid_t, signal: bool) -> (usize, bool) {
     // SAFETY: the path is a valid C string; openat with a directory fd
     // that may have been closed just fails.
     let fd = unsafe {
@@ -187,11 +194,26 @@ fn signal_members(dir: RawFd, me: libc::pid_t) -> usize {
         )
     };
     if fd < 0 {
-        return 0;
+        return (0, false);
     }
     let mut buf = [0u8; 4096];
     let mut parser = PidParser::default();
     let mut found = 0;
+    let mut listed = false;
+    let mut each = |pid: libc::pid_t| {
+        if pid == me {
+            listed = true;
+            return;
+        }
+        found += 1;
+        if signal {
+            // SAFETY: pid is positive (PidParser never yields 0), so this
+            // signals one process, never a group.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    };
     loop {
         // SAFETY: reads into a stack buffer of the given length.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -201,31 +223,14 @@ fn signal_members(dir: RawFd, me: libc::pid_t) -> usize {
         if n <= 0 {
             break;
         }
-        parser.feed(&buf[..n as usize], |pid| {
-            if pid != me {
-                found += 1;
-                // SAFETY: pid is positive (PidParser never yields 0), so
-                // this signals one process, never a group.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-        });
+        parser.feed(&buf[..n as usize], &mut each);
     }
-    parser.finish(|pid| {
-        if pid != me {
-            found += 1;
-            // SAFETY: as above.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    });
+    parser.finish(&mut each);
     // SAFETY: fd was opened above and is closed once.
     unsafe {
         libc::close(fd);
     }
-    found
+    (found, listed)
 }
 
 /// Parses the decimal pids of a `cgroup.procs` text fed in arbitrary
@@ -241,7 +246,8 @@ impl PidParser {
     pub(crate) fn feed(&mut self, bytes: &[u8], mut each: impl FnMut(libc::pid_t)) {
         for &byte in bytes {
             if byte.is_ascii_digit() {
-                self.value = (self.value * 10 + i64::from(byte - b'0')).min(i64::from(i32::MAX) + 1);
+                self.value =
+                    (self.value * 10 + i64::from(byte - b'0')).min(i64::from(i32::MAX) + 1);
                 self.digits = true;
             } else {
                 self.emit(&mut each);
