@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cgroup;
 pub mod process;
 pub mod seccomp;
 
