@@ -1,11 +1,17 @@
 //! The `local` backend: commands run as host processes.
 //!
 //! Each command runs through `/bin/sh -c` (or `local.shell`) in the
-//! session's workspace, in a process group of its own with a parent-death
-//! signal, so a timeout, a kill or a dropped stream ends its whole process
-//! tree. Output streams live and is kept within `output_limit`; `limits`
-//! become rlimits (`memory` as the address-space limit, `file_size` as the
-//! file-size limit).
+//! session's workspace, started by a keeper process ([`process`]) that
+//! ends the command's whole tree — also what `setsid` or a double fork
+//! detached — on a timeout, a kill, a dropped stream, the runtime's
+//! cleanup and berth's own death. The command starts with only descriptors
+//! 0, 1 and 2. Output streams live and is kept within `output_limit`.
+//! `limits.pids`, `limits.memory` (what the command's processes hold, tmpfs
+//! pages included) and `limits.cpus` are enforced by a cgroup per command
+//! ([`cgroup`], v1 or v2, also when berth runs as root); where this host
+//! gives berth no cgroup for one of them, a spawn that asks for it fails
+//! with [`Error::Spec`] naming the limit and why (`berth doctor` lists what
+//! holds here). `limits.file_size` is the file-size rlimit.
 //!
 //! **Nothing here isolates the command from the host**: it runs as the
 //! calling user, sees the whole file system and the network. Use a sandbox
@@ -34,12 +40,13 @@ use serde::{Deserialize, Serialize};
 use session_core::assets::ResolvedAsset;
 use session_core::register_backend;
 use session_core::runtime::{
-    Backend, BackendInfo, Capabilities, EventStream, ExecCommand, ExecResult, Runtime,
-    RuntimeStatus, SetupOutput, SpawnContext, run_setup,
+    Backend, BackendInfo, Capabilities, Diagnostic, EventStream, ExecCommand, ExecResult, Leftover,
+    Runtime, RuntimeStatus, SetupOutput, SpawnContext, run_setup,
 };
 use session_core::spec::{EnvironmentSpec, Limits};
 use session_core::{Error, Result};
 
+use crate::cgroup::{CgroupError, CgroupHost, CgroupLimits};
 use crate::process::{Launch, ProcessTable, Rlimits, Watch};
 
 /// The spec `type` this backend serves.
@@ -72,8 +79,10 @@ impl Default for LocalConfig {
 pub struct LocalBackend;
 
 impl LocalBackend {
-    /// What local runtimes support.
+    /// What local runtimes support on this host: the limits that need a
+    /// cgroup are claimed when berth can make one with their controller.
     pub fn capabilities() -> Capabilities {
+        let (pids_limit, memory_limit, cpu_limit) = cgroup_limits_here();
         Capabilities {
             stdin: true,
             live_streaming: true,
@@ -82,7 +91,9 @@ impl LocalBackend {
             output_limit: true,
             concurrent_commands: true,
             usage: true,
-            memory_limit: true,
+            memory_limit,
+            cpu_limit,
+            pids_limit,
             file_size_limit: true,
             ..Capabilities::default()
         }
@@ -107,17 +118,22 @@ impl Backend for LocalBackend {
         BackendInfo {
             type_name: TYPE_NAME.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            description: "host processes in their own process group (no isolation)".to_owned(),
+            description:
+                "host processes under a keeper that ends their whole tree, limits by cgroup \
+                          (no isolation)"
+                    .to_owned(),
             capabilities: LocalBackend::capabilities(),
         }
     }
 
     fn validate(&self, spec: &EnvironmentSpec) -> Result<()> {
-        LocalBackend::config(spec).map(drop)
+        LocalBackend::config(spec)?;
+        cgroup_limits(spec).map(drop)
     }
 
     async fn spawn(&self, spec: &EnvironmentSpec, ctx: SpawnContext) -> Result<Box<dyn Runtime>> {
         let config = LocalBackend::config(spec)?;
+        let cgroup_limits = cgroup_limits(spec)?;
         if !ctx.workspace.is_dir() {
             return Err(Error::Backend {
                 backend: TYPE_NAME.into(),
@@ -137,6 +153,7 @@ impl Backend for LocalBackend {
                 shell: config.shell,
                 env,
                 limits: spec.limits.clone(),
+                cgroup_limits,
                 capabilities: LocalBackend::capabilities(),
                 setup: std::sync::OnceLock::new(),
                 processes: Arc::new(ProcessTable::new()),
@@ -154,6 +171,93 @@ impl Backend for LocalBackend {
             }
         }
     }
+
+    async fn diagnose(&self) -> Vec<Diagnostic> {
+        let mut checks = CgroupHost::get().describe();
+        checks.push(Diagnostic {
+            check: "process trees".into(),
+            ok: std::path::Path::new("/proc/thread-self/children").exists(),
+            detail: "each command runs under a keeper (a child subreaper) that kills what it \
+                     leaves behind, however detached, on kill, timeout, cleanup and berth's \
+                     death; it lists its children in /proc/thread-self/children"
+                .into(),
+        });
+        checks
+    }
+
+    async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<Leftover>> {
+        let host = CgroupHost::get();
+        tokio::task::spawn_blocking(move || host.collect_garbage(dry_run))
+            .await
+            .map_err(|err| Error::Backend {
+                backend: TYPE_NAME.into(),
+                message: format!("collecting cgroups: {err}"),
+            })?
+            .map_err(|err| Error::Backend {
+                backend: TYPE_NAME.into(),
+                message: err.to_string(),
+            })
+    }
+}
+
+/// Whether this host lets berth enforce `limits.pids`, `limits.memory`
+/// and `limits.cpus` (in that order) with a cgroup.
+fn cgroup_limits_here() -> (bool, bool, bool) {
+    let host = CgroupHost::get();
+    let one = |limits: CgroupLimits| host.check(&limits).is_ok();
+    (
+        one(CgroupLimits {
+            pids: Some(1),
+            ..CgroupLimits::default()
+        }),
+        one(CgroupLimits {
+            memory: Some(1 << 30),
+            ..CgroupLimits::default()
+        }),
+        one(CgroupLimits {
+            cpus: Some(1.0),
+            ..CgroupLimits::default()
+        }),
+    )
+}
+
+/// The limits of `spec` a cgroup enforces, checked against this host:
+/// [`Error::Spec`] naming the limit when one cannot be enforced here (or
+/// has a value no cgroup takes), and why.
+pub(crate) fn cgroup_limits(spec: &EnvironmentSpec) -> Result<CgroupLimits> {
+    let limits = CgroupLimits::from(&spec.limits);
+    if limits.is_empty() {
+        return Ok(limits);
+    }
+    CgroupHost::get()
+        .check(&limits)
+        .map_err(|err| limit_error(spec, err))?;
+    Ok(limits)
+}
+
+/// A cgroup refusal as the spec error it is for the user.
+fn limit_error(spec: &EnvironmentSpec, err: CgroupError) -> Error {
+    match err {
+        CgroupError::Unenforceable { limit, reason } => Error::Spec {
+            origin: spec.origin().to_owned(),
+            field: limit.to_owned(),
+            message: format!("cannot be enforced on this host: {reason}"),
+        },
+        CgroupError::InvalidLimit {
+            limit,
+            value,
+            expected,
+        } => Error::Spec {
+            origin: spec.origin().to_owned(),
+            field: limit.to_owned(),
+            message: format!("is {value}; it must be {expected}"),
+        },
+        other => Error::Spec {
+            origin: spec.origin().to_owned(),
+            field: "limits".to_owned(),
+            message: other.to_string(),
+        },
+    }
 }
 
 struct Inner {
@@ -161,6 +265,8 @@ struct Inner {
     shell: PathBuf,
     env: IndexMap<String, String>,
     limits: Limits,
+    /// The limits each command's cgroup enforces (empty: no cgroup).
+    cgroup_limits: CgroupLimits,
     capabilities: Capabilities,
     setup: std::sync::OnceLock<SetupOutput>,
     /// The commands started, running or lingering.
@@ -218,6 +324,21 @@ impl Runtime for LocalRuntime {
         }
         let mut env = inner.env.clone();
         env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let begun = tokio::time::Instant::now();
+        let cgroup = if inner.cgroup_limits.is_empty() {
+            None
+        } else {
+            match CgroupHost::get().create(&inner.cgroup_limits, TYPE_NAME) {
+                Ok(cgroup) => Some(Arc::new(cgroup)),
+                Err(err) => {
+                    let message = format!("cannot make the command's cgroup: {err}");
+                    return Ok(EventStream::finished(ExecResult::spawn_failed(
+                        &message,
+                        begun.elapsed(),
+                    )));
+                }
+            }
+        };
         let launch = Launch {
             shell: &inner.shell,
             command: &cmd.command,
@@ -225,13 +346,13 @@ impl Runtime for LocalRuntime {
             env: &env,
             with_stdin: cmd.stdin.is_some(),
             rlimits: Rlimits {
-                address_space: inner.limits.memory,
+                address_space: None,
                 file_size: inner.limits.file_size,
             },
             pre_exec: None,
             keeper: true,
+            cgroup,
         };
-        let begun = tokio::time::Instant::now();
         let started = match process::start(&launch) {
             Ok(started) => started,
             Err(err) => {

@@ -29,7 +29,7 @@ mod keeper;
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -40,6 +40,8 @@ use indexmap::IndexMap;
 use session_core::runtime::{
     ChunkPool, Event, EventSender, ExecResult, ExecStatus, OutputBuffer, Usage,
 };
+
+use crate::cgroup::CommandCgroup;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -102,6 +104,11 @@ pub struct Launch<'a> {
     /// for a sandbox whose [`Launch::pre_exec`] hook contains the whole
     /// tree itself and ends it when its forked child dies.
     pub keeper: bool,
+    /// The command's cgroup (its limits), joined in the child before the
+    /// hook runs: by the shell under a keeper (the keeper stays outside
+    /// it), else by the forked child. It is removed once every process of
+    /// the command is gone.
+    pub cgroup: Option<Arc<CommandCgroup>>,
 }
 
 impl std::fmt::Debug for Launch<'_> {
@@ -114,6 +121,7 @@ impl std::fmt::Debug for Launch<'_> {
             .field("rlimits", &self.rlimits)
             .field("pre_exec", &self.pre_exec.is_some())
             .field("keeper", &self.keeper)
+            .field("cgroup", &self.cgroup.as_ref().map(|cgroup| cgroup.name()))
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +199,7 @@ pub struct Started {
     pub pid: i32,
     pidfd: Arc<AsyncFd<OwnedFd>>,
     exit: ExitWatch,
+    cgroup: Option<Arc<CommandCgroup>>,
     stdin: Option<pipe::Sender>,
     stdout: pipe::Receiver,
     stderr: pipe::Receiver,
@@ -217,9 +226,11 @@ impl Started {
     /// Kills the command's processes and reaps berth's child, for a process
     /// that was started but must not run (a sandbox that reported a failed
     /// setup). Returns its raw wait status.
-    pub async fn kill_and_reap(self) -> i32 {
+    pub async fn kill_and_reap(mut self) -> i32 {
         self.control().kill();
-        wait_exit(&self.pidfd, self.pid).await.0
+        let status = wait_exit(&self.pidfd, self.pid).await.0;
+        release(self.cgroup.take());
+        status
     }
 }
 
@@ -261,6 +272,15 @@ pub fn start(launch: &Launch<'_>) -> io::Result<Started> {
         None
     };
     let status_write = status.as_ref().map(|(_, write)| write.as_raw_fd());
+    let join = launch.cgroup.as_ref().map(|cgroup| cgroup.joiner());
+    // What the keeper keeps open, ascending: its status pipe and the
+    // cgroup's descriptors (made here: the child must not allocate).
+    let mut keep: Vec<RawFd> = status_write.into_iter().collect();
+    if let Some(join) = &join {
+        let (fds, count) = join.descriptors();
+        keep.extend_from_slice(&fds[..count]);
+    }
+    keep.sort_unstable();
     // SAFETY: the closure runs in the forked child before exec and calls
     // only async-signal-safe functions (setpgid, prctl, getppid, signal,
     // setrlimit, fork, fcntl, close_range, _exit), the keeper (which makes
@@ -274,13 +294,17 @@ pub fn start(launch: &Launch<'_>) -> io::Result<Started> {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             match status_write {
                 Some(status) => {
-                    let keep = [status];
+                    let kill_cgroup = || {
+                        if let Some(join) = &join {
+                            let _ = join.kill_in_child();
+                        }
+                    };
                     keeper::split(
                         parent,
                         &keeper::KeeperPlan {
                             status,
                             keep: &keep,
-                            kill_cgroup: None,
+                            kill_cgroup: join.as_ref().map(|_| &kill_cgroup as &(dyn Fn() + Sync)),
                         },
                     )?;
                 }
@@ -293,6 +317,9 @@ pub fn start(launch: &Launch<'_>) -> io::Result<Started> {
                         libc::_exit(137);
                     }
                 }
+            }
+            if let Some(join) = &join {
+                join.join()?;
             }
             if let Some(bytes) = rlimits.address_space {
                 set_rlimit(libc::RLIMIT_AS, bytes)?;
@@ -348,6 +375,7 @@ pub fn start(launch: &Launch<'_>) -> io::Result<Started> {
                 .map_err(io::Error::from)?,
         ),
         exit,
+        cgroup: launch.cgroup.clone(),
         stdin,
         stdout,
         stderr,
@@ -606,13 +634,25 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
         task.abort();
     }
     let elapsed = started.started_at.elapsed();
-    if let ExitWatch::Report(_) = started.exit {
-        // The keeper lives on while background processes of the command
-        // do; it is reaped whenever it ends.
-        let pidfd = Arc::clone(&started.pidfd);
-        tokio::spawn(async move {
-            wait_exit(&pidfd, pid).await;
-        });
+    let cgroup = started.cgroup.take();
+    if let Some(cgroup) = &cgroup
+        && let Ok(events) = cgroup.limit_events()
+        && let Some(explanation) = events.explanation()
+    {
+        tracing::info!(cgroup = cgroup.name(), "{explanation}");
+    }
+    match started.exit {
+        ExitWatch::Report(_) => {
+            // The keeper lives on while background processes of the
+            // command do; it is reaped whenever it ends, and the cgroup
+            // then removed.
+            let pidfd = Arc::clone(&started.pidfd);
+            tokio::spawn(async move {
+                wait_exit(&pidfd, pid).await;
+                release(cgroup);
+            });
+        }
+        ExitWatch::Reap => release(cgroup),
     }
     let (status, usage) = exit.unwrap_or((libc::SIGKILL, Usage::default()));
     let (mut exec_status, exit_code, signal) = if libc::WIFEXITED(status) {
@@ -635,6 +675,14 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
         elapsed,
         timed_out: matches!(exec_status, ExecStatus::TimedOut | ExecStatus::IdleTimedOut),
         usage: Some(usage),
+    }
+}
+
+/// Removes a command's cgroup (killing what is left in it) off the async
+/// threads: removal waits for the kernel to release the last task.
+fn release(cgroup: Option<Arc<CommandCgroup>>) {
+    if let Some(cgroup) = cgroup {
+        tokio::task::spawn_blocking(move || drop(cgroup));
     }
 }
 

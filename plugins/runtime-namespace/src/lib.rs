@@ -49,12 +49,16 @@
 //! a small supervisor that exits when the shell does; the kernel then kills
 //! everything else in the namespace. So nothing a command starts outlives
 //! it — not on exit, timeout, kill, cleanup, nor when the host dies (the
-//! init has a parent-death signal). `limits` become rlimits: `memory`
-//! (address space), `file_size`, and `pids` (`RLIMIT_NPROC`, which the
-//! kernel counts per user namespace, so it bounds the command's own
-//! processes — but never binds the host's root, so
-//! [`Capabilities::pids_limit`] is claimed only for other callers). `cpus`
-//! is not enforced.
+//! init has a parent-death signal). The command starts with only
+//! descriptors 0, 1 and 2, whatever the host left open.
+//!
+//! **Limits.** `limits.pids`, `limits.memory` (tmpfs pages included) and
+//! `limits.cpus` are enforced by a cgroup per command, also when berth runs
+//! as root; `limits.pids` falls back to `RLIMIT_NPROC` (counted per user
+//! namespace) for a caller other than root where no cgroup is available.
+//! A limit this host cannot enforce fails the spawn naming it, and
+//! [`Capabilities`] claims only what holds here; `berth doctor` says how
+//! each is enforced or why not. `limits.file_size` is an rlimit.
 //!
 //! **Cost.** Nothing is copied and no image is built: a command costs a
 //! few forks, the namespaces and a couple of dozen mounts, all between
@@ -69,6 +73,7 @@
 
 mod child;
 mod config;
+mod limits;
 mod plan;
 mod runtime;
 
@@ -110,12 +115,12 @@ const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct NamespaceBackend;
 
 impl NamespaceBackend {
-    /// What namespace runtimes support. `pids_limit` holds only for a
-    /// caller other than root: `RLIMIT_NPROC` (counted per user namespace)
-    /// never binds a process whose real uid is the host's root.
+    /// What namespace runtimes support on this host: `pids_limit`,
+    /// `memory_limit` and `cpu_limit` when berth can make cgroups with
+    /// their controllers (`pids_limit` also for a caller other than root,
+    /// through `RLIMIT_NPROC`).
     pub fn capabilities() -> Capabilities {
-        // SAFETY: geteuid(2) cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
+        let (pids_limit, memory_limit, cpu_limit) = limits::enforceable();
         Capabilities {
             stdin: true,
             live_streaming: true,
@@ -127,9 +132,9 @@ impl NamespaceBackend {
             mounts: true,
             ports: false,
             network_isolation: true,
-            memory_limit: true,
-            cpu_limit: false,
-            pids_limit: !root,
+            memory_limit,
+            cpu_limit,
+            pids_limit,
             file_size_limit: true,
             // The workspace is bind-mounted read-write into the namespace.
             shared_workspace: true,
@@ -151,6 +156,7 @@ impl Backend for NamespaceBackend {
     }
 
     fn validate(&self, spec: &EnvironmentSpec) -> Result<()> {
+        limits::plan(spec)?;
         NamespaceConfig::from_spec(spec)?
             .seccomp_filter(spec)
             .map(drop)
@@ -172,7 +178,9 @@ impl Backend for NamespaceBackend {
                     .into(),
             });
         }
-        let plan = Plan::build(&config, spec, &ctx)?;
+        let limit_plan = limits::plan(spec)?;
+        let mut plan = Plan::build(&config, spec, &ctx)?;
+        plan.max_processes = limit_plan.max_processes;
         let mut env = IndexMap::new();
         env.insert("PATH".to_owned(), DEFAULT_PATH.to_owned());
         env.insert("HOME".to_owned(), DEFAULT_HOME.to_owned());
@@ -184,6 +192,7 @@ impl Backend for NamespaceBackend {
                 shell: config.shell,
                 env,
                 limits: spec.limits.clone(),
+                cgroup_limits: limit_plan.cgroup,
                 capabilities: NamespaceBackend::capabilities(),
                 setup: OnceLock::new(),
                 processes: Arc::new(ProcessTable::new()),
@@ -221,6 +230,7 @@ impl Backend for NamespaceBackend {
         let (sandbox, seccomp) = self.probe_sandbox().await;
         checks.push(sandbox);
         checks.push(seccomp);
+        checks.extend(limits::diagnose());
         checks
     }
 }

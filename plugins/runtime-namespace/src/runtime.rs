@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
+use runtime_local::cgroup::{CgroupHost, CgroupLimits};
 use runtime_local::process::{self, Launch, PreExec, ProcessTable, Rlimits, Watch};
 use session_core::assets::ResolvedAsset;
 use session_core::runtime::{
@@ -35,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) shell: PathBuf,
     pub(crate) env: IndexMap<String, String>,
     pub(crate) limits: Limits,
+    /// What each command's cgroup enforces (empty: no cgroup).
+    pub(crate) cgroup_limits: CgroupLimits,
     pub(crate) capabilities: Capabilities,
     pub(crate) setup: OnceLock<SetupOutput>,
     /// The supervisors (and process groups) of running commands. When a
@@ -119,6 +122,16 @@ impl NamespaceRuntime {
         let inner = &self.inner;
         let (report_read, report_write) =
             report_pipe().map_err(|err| format!("cannot create the report pipe: {err}"))?;
+        // The supervisor joins it before it unshares anything, so the whole
+        // sandbox is counted.
+        let cgroup = if inner.cgroup_limits.is_empty() {
+            None
+        } else {
+            let cgroup = CgroupHost::get()
+                .create(&inner.cgroup_limits, TYPE_NAME)
+                .map_err(|err| format!("cannot make the command's cgroup: {err}"))?;
+            Some(Arc::new(cgroup))
+        };
         let mut env = inner.env.clone();
         env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let plan = Arc::clone(&inner.plan);
@@ -134,13 +147,14 @@ impl NamespaceRuntime {
             env: &env,
             with_stdin: cmd.stdin.is_some(),
             rlimits: Rlimits {
-                address_space: inner.limits.memory,
+                address_space: None,
                 file_size: inner.limits.file_size,
             },
             pre_exec: Some(hook),
             // The pid namespace contains the tree: its init dies with the
             // supervisor, and the kernel then kills the rest.
             keeper: false,
+            cgroup,
         };
         let started = process::start(&launch);
         drop(report_write);

@@ -84,6 +84,26 @@ impl CgroupJoin {
         join
     }
 
+    /// The descriptors this value uses, ascending (`count` of the array are
+    /// valid), so that a process that closes everything else (a keeper)
+    /// keeps them. Allocates nothing.
+    pub fn descriptors(&self) -> ([RawFd; 2 * MAX_DIRS + 2], usize) {
+        let mut fds = [-1; 2 * MAX_DIRS + 2];
+        let mut count = 0;
+        for fd in self.procs[..self.count]
+            .iter()
+            .chain(&self.dirs[..self.count])
+            .chain([&self.kill, &self.freezer])
+        {
+            if *fd >= 0 {
+                fds[count] = *fd;
+                count += 1;
+            }
+        }
+        fds[..count].sort_unstable();
+        (fds, count)
+    }
+
     /// Moves the calling process into the cgroup (writes `0`, which means
     /// "the writing process" in cgroup v1 and v2, to each directory's
     /// `cgroup.procs`). Meant for a `pre_exec` hook: it only calls

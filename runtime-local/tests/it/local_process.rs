@@ -59,11 +59,11 @@ async fn memory_limit_stops_a_large_allocation() {
     )
     .await;
     let rt = session.spawn(SpawnOptions::default()).await.unwrap();
-    // python3 is on this machine; asking it for 512 MiB under a 64 MiB
-    // address-space limit must fail.
+    // python3 is on this machine; filling 512 MiB under a 64 MiB limit
+    // must fail (the command's cgroup counts the pages it touches).
     let result = rt
         .execute(ExecCommand::new(
-            "python3 -c 'b = bytearray(512 * 1024 * 1024)'",
+            "python3 -c 'b = b\"x\" * (512 * 1024 * 1024)'",
         ))
         .await
         .unwrap();

@@ -209,8 +209,11 @@ async fn spawn_options_the_sandbox_cannot_honour_are_refused() {
 async fn diagnose_says_namespaces_are_usable_here() {
     let checks = NamespaceBackend.diagnose().await;
     let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
-    assert_eq!(names, ["user namespaces", "sandbox", "seccomp"]);
-    for check in &checks {
+    assert_eq!(names[..3], ["user namespaces", "sandbox", "seccomp"]);
+    for limit in ["limits.pids", "limits.memory", "limits.cpus"] {
+        assert!(names.contains(&limit), "{names:?}");
+    }
+    for check in &checks[..3] {
         assert!(check.ok, "{check:?}");
         assert_eq!(check.detail.lines().count(), 1, "{check:?}");
     }

@@ -55,9 +55,14 @@ fn the_dylib_loads_isolates_and_passes_the_conformance_suite() {
 
 async fn isolation_through_the_dylib(registry: Arc<Registry>, temp: &Path) {
     let checks = registry.get("namespace").unwrap().diagnose().await;
-    // Namespaces, the sandbox, and its commands' seccomp filter.
+    // Namespaces, the sandbox and its commands' seccomp filter work; then
+    // come the limits, as this host allows them.
     assert!(
-        checks.len() == 3 && checks.iter().all(|c| c.ok),
+        checks.len() > 3 && checks[..3].iter().all(|c| c.ok),
+        "{checks:?}"
+    );
+    assert!(
+        checks.iter().any(|c| c.check == "limits.memory"),
         "{checks:?}"
     );
 
