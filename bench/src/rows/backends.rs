@@ -193,26 +193,33 @@ pub fn api(bench: &Bench) -> BenchResult<Vec<Figure>> {
 
 /// Spawn plus the first `execute("true")` in the namespace sandbox (loaded
 /// from its release-built plugin library), against the same in the local
-/// backend, interleaved.
+/// backend; and the same sandbox with pids, memory and cpus limits (a
+/// cgroup per command) against it without. All three interleaved.
 pub fn namespace(bench: &Bench) -> BenchResult<Vec<Figure>> {
     let library = namespace_library(bench)?;
     let mut registry = Registry::empty();
     session_core::plugin::load_library(&library, &mut registry)?;
     let sandbox = Arc::clone(registry.get("namespace")?);
+    let limited_spec = EnvironmentSpec::from_yaml_str(
+        "{type: namespace, name: berth-bench, limits: {pids: 256, memory: 536870912, cpus: 1}}",
+        "<bench>",
+    )?;
     let rt = tokio_runtime()?;
     let iterations = (bench.sizes.exec_iterations / 3).max(3);
-    let [namespaced, local] = rt.block_on(async {
-        let mut samples: [Vec<Duration>; 2] = Default::default();
-        for (side, timed) in schedule(iterations).order(2) {
+    let [namespaced, local, limited] = rt.block_on(async {
+        let mut samples: [Vec<Duration>; 3] = Default::default();
+        for (side, timed) in schedule(iterations).order(3) {
             let workspace = tempfile::tempdir_in(&bench.dir)?;
             let ctx = SpawnContext::new("berth-bench", workspace.path(), Mode::Evaluation);
             let start = Instant::now();
-            let runtime = if side == 0 {
-                sandbox
-                    .spawn(&EnvironmentSpec::new("namespace", "berth-bench"), ctx)
-                    .await?
-            } else {
-                LocalBackend.spawn(&local_spec(), ctx).await?
+            let runtime = match side {
+                0 => {
+                    sandbox
+                        .spawn(&EnvironmentSpec::new("namespace", "berth-bench"), ctx)
+                        .await?
+                }
+                1 => LocalBackend.spawn(&local_spec(), ctx).await?,
+                _ => sandbox.spawn(&limited_spec, ctx).await?,
             };
             exec_true(runtime.as_ref()).await?;
             let took = start.elapsed();
@@ -235,6 +242,20 @@ pub fn namespace(bench: &Bench) -> BenchResult<Vec<Figure>> {
             namespaced.summary()
         ))
         .detail(format!("local spawn + first `true`: {}", local.summary())),
+        Figure::new(
+            "namespace sandbox with cgroup limits: spawn + first `true`",
+            Value::Time(limited.median()),
+            Target::TimeAtMost(Duration::from_millis(10)),
+        )
+        .floor(Value::Time(namespaced.median()))
+        .detail(format!(
+            "limits {{pids: 256, memory: 512 MiB, cpus: 1}}: {}",
+            limited.summary()
+        ))
+        .detail(format!(
+            "the same sandbox without limits: {}",
+            namespaced.summary()
+        )),
     ])
 }
 
