@@ -839,6 +839,138 @@ mod tests {
         assert_ne!(first, second);
     }
 
+    /// A member's name, type and mode.
+    type Member<'a> = (&'a str, tar::EntryType, u32);
+
+    /// A tar archive written member by member, as the other side could
+    /// send it.
+    fn raw_archive(members: &[Member<'_>]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut builder = tar::Builder::new(file.reopen().unwrap());
+        for (name, kind, mode) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_mode(*mode);
+            let content: &[u8] = if *kind == tar::EntryType::Regular {
+                name.as_bytes()
+            } else {
+                b""
+            };
+            header.set_size(content.len() as u64);
+            if *kind == tar::EntryType::Symlink {
+                header.set_link_name("target").unwrap();
+            }
+            header.set_cksum();
+            builder.append_data(&mut header, name, content).unwrap();
+        }
+        builder.finish().unwrap();
+        file
+    }
+
+    /// What either side receives is refused whole when it is not one tree:
+    /// the deletion that came with it is not applied, nothing is written.
+    #[test]
+    fn archives_that_are_not_one_tree_are_refused_whole_on_either_side() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let cases: [(&str, Vec<Member<'_>>); 4] = [
+            (
+                "a path twice",
+                vec![("d", Regular, 0o644), ("d", Regular, 0o644)],
+            ),
+            (
+                "file d and directory d",
+                vec![("d", Regular, 0o644), ("d/", Directory, 0o755)],
+            ),
+            (
+                "file d and d/x",
+                vec![("d", Regular, 0o644), ("d/x", Regular, 0o644)],
+            ),
+            (
+                "a link and a path below it",
+                vec![("l", Symlink, 0o777), ("l/x", Regular, 0o644)],
+            ),
+        ];
+        for (what, members) in cases {
+            let archive = raw_archive(&members);
+            // The entries a server would announce with a pull: what the
+            // archive says.
+            let announced: Vec<ManifestEntry> = members
+                .iter()
+                .map(|(name, _, _)| {
+                    file_entry(
+                        name.trim_end_matches('/').into(),
+                        0o644,
+                        1,
+                        ContentHash::of(b""),
+                    )
+                })
+                .collect();
+            // `None`: the server applying a push; `Some`: the client
+            // applying a pull.
+            for expected in [None, Some(announced.as_slice())] {
+                let root = tempfile::tempdir().unwrap();
+                write(root.path(), "old.txt", "still here");
+                let deletes = [Deletion {
+                    path: "old.txt".into(),
+                    kind: EntryKind::File,
+                }];
+                match apply(root.path(), Some(archive.path()), &deletes, expected) {
+                    Err(Error::UnsafeArchiveMember { reason, .. }) => {
+                        assert!(
+                            reason.contains("more than once") || reason.contains("lies below"),
+                            "{what}: {reason}"
+                        );
+                    }
+                    other => panic!("{what} ({}): {other:?}", expected.is_some()),
+                }
+                let left: Vec<_> = fs::read_dir(root.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                assert_eq!(left, ["old.txt"], "{what}: nothing was applied");
+            }
+        }
+    }
+
+    #[test]
+    fn applied_files_keep_only_their_permission_bits() {
+        let archive = raw_archive(&[
+            ("suid", tar::EntryType::Regular, 0o4755),
+            ("sgid", tar::EntryType::Regular, 0o2755),
+            ("sticky/", tar::EntryType::Directory, 0o1777),
+        ]);
+        let root = tempfile::tempdir().unwrap();
+        let entries = apply(root.path(), Some(archive.path()), &[], None).unwrap();
+        let modes: Vec<(&str, u32)> = entries.iter().map(|e| (e.path.as_str(), e.mode)).collect();
+        assert_eq!(modes, [("sgid", 0o755), ("sticky", 0o777), ("suid", 0o755)]);
+        for (name, mode) in [("suid", 0o755), ("sgid", 0o755), ("sticky", 0o777)] {
+            let meta = fs::symlink_metadata(root.path().join(name)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o7777, mode, "{name}");
+        }
+        // And a scan sees what the archive's manifest said.
+        assert_eq!(
+            Scanner::default().scan(root.path()).unwrap().entries(),
+            entries
+        );
+    }
+
+    #[test]
+    fn scans_stop_at_the_bounds() {
+        let root = tempfile::tempdir().unwrap();
+        let mut dir = Dir::open(root.path()).unwrap();
+        for _ in 0..session_core::tree::MAX_DEPTH + 1 {
+            dir.create_dir("d".as_ref(), 0o755).unwrap();
+            dir = dir.open_dir("d".as_ref()).unwrap();
+        }
+        match Scanner::default().scan(root.path()) {
+            Err(Error::TreeBound { depth, .. }) => {
+                assert_eq!(depth, session_core::tree::MAX_DEPTH + 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        session_core::tree::remove_tree(&root.path().join("d")).unwrap();
+    }
+
     #[test]
     fn deletions_stay_inside() {
         let root = tempfile::tempdir().unwrap();
