@@ -301,7 +301,7 @@ impl Dir {
             return Err(io::Error::last_os_error());
         }
         let mut out = Vec::new();
-        let mut buf = vec![0u8; 32 << 10];
+        let mut buf = vec![0u8; 8 << 10];
         loop {
             // SAFETY: the kernel writes at most `buf.len()` bytes of
             // `linux_dirent64` records into `buf`.
@@ -569,8 +569,10 @@ impl<T> DirStack<T> {
     }
 
     /// Leaves the directory the walk is in, returning it (still open), its
-    /// name and its state. Fails when the parent has to be reopened and is
-    /// no longer the directory it was. Popping the root is a bug.
+    /// name and its state. Popping the root is a bug.
+    ///
+    /// Fails when the parent has to be reopened and cannot be, or is no
+    /// longer the directory it was; the stack is then back at its root.
     pub fn pop(&mut self) -> io::Result<(Dir, OsString, T)> {
         assert!(
             self.frames.len() > 1,
@@ -580,16 +582,29 @@ impl<T> DirStack<T> {
         let dir = frame.dir.expect("the deepest directory is open");
         let top = self.frames.len() - 1;
         if top >= 1 && top < self.first_open {
-            let parent = dir.parent()?;
-            let stat = parent.stat()?;
-            let expected = &mut self.frames[top];
-            if (stat.dev, stat.ino) != (expected.dev, expected.ino) {
-                return Err(io::Error::other(
-                    "a directory was moved while it was being walked",
-                ));
+            let expected = (self.frames[top].dev, self.frames[top].ino);
+            let reopened = dir.parent().and_then(|parent| {
+                let stat = parent.stat()?;
+                if (stat.dev, stat.ino) == expected {
+                    Ok(parent)
+                } else {
+                    Err(io::Error::other(
+                        "a directory was moved while it was being walked",
+                    ))
+                }
+            });
+            match reopened {
+                Ok(parent) => {
+                    self.frames[top].dir = Some(parent);
+                    self.first_open = top;
+                }
+                Err(err) => {
+                    // Only the root is certainly open now.
+                    self.frames.truncate(1);
+                    self.first_open = 1;
+                    return Err(err);
+                }
             }
-            expected.dir = Some(parent);
-            self.first_open = top;
         }
         if self.first_open > self.frames.len() {
             self.first_open = self.frames.len();
@@ -1224,6 +1239,39 @@ mod tests {
         }
         assert_eq!(seen.len(), OPEN_DIRS * 3 + 2);
         assert_eq!(seen.last().unwrap(), &(1, OsString::from("z")));
+    }
+
+    /// A directory moved away while the walk is below it cannot lead the
+    /// walk elsewhere on its way back up: `..` is checked, and the stack is
+    /// left at its root, still usable.
+    #[test]
+    fn climbing_back_through_a_moved_directory_fails_cleanly() {
+        let temp = tempfile::tempdir().unwrap();
+        let levels = OPEN_DIRS * 2;
+        chain(temp.path(), "d", levels);
+        let mut stack = DirStack::new(Dir::open(temp.path()).unwrap(), ()).unwrap();
+        for _ in 0..levels {
+            let dir = stack.top().open_dir(OsStr::new("d")).unwrap();
+            stack.push(dir, "d".into(), ()).unwrap();
+        }
+        // The shallowest directory still open is at this depth; its
+        // parent's descriptor was closed. Move it elsewhere.
+        let open_from = levels - OPEN_DIRS + 2;
+        let mut path = temp.path().to_path_buf();
+        for _ in 0..open_from {
+            path.push("d");
+        }
+        std::fs::rename(&path, temp.path().join("moved")).unwrap();
+        let err = loop {
+            match stack.pop() {
+                Ok(_) => assert!(stack.depth() >= open_from - 1),
+                Err(err) => break err,
+            }
+        };
+        assert!(err.to_string().contains("moved"), "{err}");
+        assert_eq!(stack.depth(), 0);
+        assert!(stack.top().entries().unwrap().len() == 2);
+        remove_tree(temp.path()).unwrap();
     }
 
     #[test]

@@ -7,6 +7,26 @@
 //! time. [`Snapshot::extract`] restores it (refusing unsafe members), and
 //! [`Snapshot::read_entries`] reads only the entries asked for, which is how
 //! a diff touches only what changed.
+//!
+//! # What survives a snapshot
+//!
+//! Files, symlinks (as links, never followed) and empty directories, with
+//! their content and their permission bits ([`PERMISSION_BITS`], `0o777`)
+//! and nothing else. Capture records no set-user-id, set-group-id or sticky
+//! bit, no owner and no device, FIFO or socket; extraction sets only the
+//! permission bits of each member, whatever an archive from elsewhere says,
+//! creates every file anew (removing what stood at its path, so nothing is
+//! written through an existing file or its hard links) and never changes an
+//! owner: what it writes belongs to whoever runs it. This holds for every
+//! way a file leaves a session onto the host, since all of them extract:
+//! checkpoints, restoring a snapshot, and both directions of a remote
+//! sync. A tree captured, extracted and captured again has the same
+//! checksum.
+//!
+//! Capture walks with [`crate::tree::Walker`]: without recursion and within
+//! its bounds ([`crate::Error::TreeBound`] beyond 1,024 levels or 4,096
+//! bytes of relative path); extraction writes through directory
+//! descriptors, so a destination's own path length never limits it.
 
 mod archive;
 mod capture;
