@@ -1,4 +1,9 @@
 //! Restoring a snapshot into a directory, refusing unsafe members.
+//!
+//! The one place every file that leaves a session goes through (see the
+//! parent module on what survives): each file is created anew with only
+//! its permission bits, never `chown`ed, and every write goes through
+//! directory descriptors that refuse symlinks.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
