@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use session_core::compression::Compression;
 use session_core::diff::{self, ChangeKind, FileChange, SnapshotDiff};
 use session_core::snapshot::{Snapshot, SnapshotRules};
+use session_core::tree::RemoveOnDrop;
 use session_core::workspace::{SESSION_DIR_PREFIX, SESSION_MARKER, SessionMarker, hostname};
 
 use crate::ExitCode;
@@ -39,14 +40,18 @@ pub(crate) fn archive_compression(path: &Path) -> Option<Compression> {
 
 /// A scratch directory named like a session directory and carrying a
 /// session marker, so that if berth dies while using it, `berth gc` finds
-/// it by its dead owner pid. Removed when dropped.
-pub(crate) fn scratch_dir(temp_root: &Path, label: &str) -> anyhow::Result<tempfile::TempDir> {
+/// it by its dead owner pid. Removed when dropped, by the removal that
+/// takes any tree.
+pub(crate) fn scratch_dir(temp_root: &Path, label: &str) -> anyhow::Result<RemoveOnDrop> {
     fs::create_dir_all(temp_root)
         .with_context(|| format!("creating the temporary directory `{}`", temp_root.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("{SESSION_DIR_PREFIX}{label}-"))
-        .tempdir_in(temp_root)
-        .with_context(|| format!("creating a scratch directory in `{}`", temp_root.display()))?;
+    let dir = RemoveOnDrop::new(
+        tempfile::Builder::new()
+            .prefix(&format!("{SESSION_DIR_PREFIX}{label}-"))
+            .tempdir_in(temp_root)
+            .with_context(|| format!("creating a scratch directory in `{}`", temp_root.display()))?
+            .keep(),
+    );
     let marker = SessionMarker {
         session_id: format!("berth {label}"),
         owner_pid: std::process::id(),
@@ -102,10 +107,13 @@ pub(crate) fn snapshot(args: &SnapshotArgs, temp_root: &Path) -> anyhow::Result<
     let scratch = if inside {
         scratch_dir(temp_root, "snapshot")?
     } else {
-        tempfile::Builder::new()
-            .prefix(".berth-snapshot-")
-            .tempdir_in(&parent)
-            .with_context(|| format!("creating a scratch directory in `{}`", parent.display()))?
+        RemoveOnDrop::new(
+            tempfile::Builder::new()
+                .prefix(".berth-snapshot-")
+                .tempdir_in(&parent)
+                .with_context(|| format!("creating a scratch directory in `{}`", parent.display()))?
+                .keep(),
+        )
     };
     // A previous archive at the destination inside the tree is not part of
     // what is snapshotted.
@@ -229,7 +237,7 @@ pub(crate) fn diff(args: &DiffArgs, temp_root: &Path) -> anyhow::Result<ExitCode
 fn open_tree(
     path: &Path,
     temp_root: &Path,
-    scratch: &mut Option<tempfile::TempDir>,
+    scratch: &mut Option<RemoveOnDrop>,
 ) -> anyhow::Result<Snapshot> {
     let metadata =
         fs::metadata(path).with_context(|| format!("cannot open `{}`", path.display()))?;

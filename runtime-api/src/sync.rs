@@ -8,17 +8,23 @@
 //! uncompressed tar archive; [`apply`] removes the deleted paths and
 //! extracts such an archive into a workspace through snapshot extraction,
 //! which refuses absolute and climbing member names, hard links, devices
-//! and writes through symlinks. Every deleted path goes through
-//! [`paths::normalize_relative`] and is never removed through a symlink.
+//! and writes through symlinks, and drops set-id and sticky bits. An
+//! archive that does not describe one tree (a path twice, file `d` and
+//! directory `d`, file `d` and `d/x`) is refused whole before anything is
+//! applied. Every deleted path goes through [`paths::normalize_relative`]
+//! and is never removed through a symlink. Scans, packing and applying
+//! work through directory descriptors, without recursion, within the
+//! bounds of [`session_core::tree`].
 //!
 //! Both sides keep the tree they believe the other holds; the checksum of
 //! a tree (the checksum of a snapshot manifest with those entries) tells
 //! them whether they agree.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,9 +32,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use session_core::compression::Compression;
 use session_core::paths;
 use session_core::snapshot::{
-    ContentHash, EntryKind, ExactHashingReader, ExtractMode, ManifestEntry, Snapshot,
-    SnapshotManifest,
+    ContentHash, EntryKind, ExactHashingReader, ExtractMode, ManifestEntry, PERMISSION_BITS,
+    Snapshot, SnapshotManifest,
 };
+use session_core::tree::{Blocked, Dir, DirCursor, FileKind, Stat, Walker};
 use session_core::{Error, Result};
 
 use crate::protocol::{Deletion, WorkspaceState};
@@ -184,14 +191,14 @@ struct StatKey {
 }
 
 impl StatKey {
-    fn of(meta: &fs::Metadata) -> StatKey {
+    fn of(stat: &Stat) -> StatKey {
         StatKey {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mode: meta.mode(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
+            dev: stat.dev,
+            ino: stat.ino,
+            size: stat.size,
+            mode: stat.mode,
+            mtime: (stat.mtime, stat.mtime_nsec),
+            ctime: (stat.ctime, stat.ctime_nsec),
         }
     }
 }
@@ -221,7 +228,7 @@ impl Scanner {
             entries: Vec::with_capacity(self.cache.len()),
             now,
         };
-        walk.dir(root, "")?;
+        walk.tree(root)?;
         let Walk { next, entries, .. } = walk;
         self.cache = next;
         Ok(Tree::new(entries))
@@ -237,59 +244,59 @@ struct Walk<'c> {
 }
 
 impl Walk<'_> {
-    /// Walks one directory; returns whether it holds anything at all.
-    fn dir(&mut self, abs: &Path, rel: &str) -> Result<bool> {
-        let children = match fs::read_dir(abs) {
-            Ok(children) => children,
-            // Removed while we walked: it is simply not there.
-            Err(err) if err.kind() == io::ErrorKind::NotFound && !rel.is_empty() => {
-                return Ok(true);
-            }
-            Err(err) => return Err(io_error("reading directory", abs, err)),
-        };
-        let mut any = false;
-        for child in children {
-            let child = child.map_err(|err| io_error("reading directory", abs, err))?;
-            any = true;
-            let name = child.file_name();
-            let Some(name) = name.to_str() else {
+    /// Walks the tree at `root` without recursion, within the bounds of
+    /// [`session_core::tree`] ([`Error::TreeBound`] beyond them).
+    fn tree(&mut self, root: &Path) -> Result<()> {
+        let mut walker = Walker::new(root)?;
+        while let Some(entry) = walker.next_entry()? {
+            let Some(rel) = entry.rel.to_str() else {
                 continue;
             };
-            let child_rel = join(rel, name);
-            let meta = match child.metadata() {
-                Ok(meta) => meta,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(io_error("inspecting", &child.path(), err)),
-            };
-            let file_type = meta.file_type();
-            if file_type.is_dir() {
-                if !self.dir(&child.path(), &child_rel)? {
-                    self.entries.push(ManifestEntry {
-                        path: child_rel,
-                        kind: EntryKind::Dir,
-                        mode: meta.mode() & 0o7777,
-                        size: 0,
-                        hash: ContentHash::of(b""),
-                        link_target: None,
-                    });
+            let rel = rel.to_owned();
+            match entry.kind {
+                FileKind::Dir => {
+                    // Gone since it was listed: it is simply not there.
+                    if let Some(entered) = walker.descend()?
+                        && entered.entries == 0
+                    {
+                        self.entries.push(ManifestEntry {
+                            path: rel,
+                            kind: EntryKind::Dir,
+                            mode: entered.stat.mode & PERMISSION_BITS,
+                            size: 0,
+                            hash: ContentHash::of(b""),
+                            link_target: None,
+                        });
+                    }
                 }
-            } else if file_type.is_file() {
-                self.file(&child, child_rel, &meta)?;
-            } else if file_type.is_symlink()
-                && let Some(entry) = symlink_entry(&child.path(), child_rel)?
-            {
-                self.entries.push(entry);
+                FileKind::File => self.file(entry.dir, entry.name, rel, &root.join(entry.rel))?,
+                FileKind::Symlink => {
+                    if let Some(entry) =
+                        symlink_entry(entry.dir, entry.name, rel, &root.join(entry.rel))?
+                    {
+                        self.entries.push(entry);
+                    }
+                }
+                FileKind::Other => {}
             }
         }
-        Ok(any)
+        Ok(())
     }
 
-    fn file(&mut self, child: &fs::DirEntry, rel: String, meta: &fs::Metadata) -> Result<()> {
-        let key = StatKey::of(meta);
+    fn file(&mut self, dir: &Dir, name: &OsStr, rel: String, display: &Path) -> Result<()> {
+        let meta = match dir.stat_at(name) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(io_error("inspecting", display, err)),
+        };
+        if meta.kind != FileKind::File {
+            return Ok(());
+        }
+        let key = StatKey::of(&meta);
         let hash = match self.previous.get(&rel) {
             Some((cached, hash)) if *cached == key => *hash,
             _ => {
-                let Some((hash, size)) = hash_file(&child.path())? else {
+                let Some((hash, size)) = hash_file(dir, name, display)? else {
                     return Ok(());
                 };
                 if size != key.size {
@@ -329,17 +336,17 @@ fn file_entry(path: String, mode: u32, size: u64, hash: ContentHash) -> Manifest
     ManifestEntry {
         path,
         kind: EntryKind::File,
-        mode: mode & 0o7777,
+        mode: mode & PERMISSION_BITS,
         size,
         hash,
         link_target: None,
     }
 }
 
-/// Hashes a regular file without following a symlink in its place;
-/// `None` when it vanished or is no longer a regular file.
-fn hash_file(abs: &Path) -> Result<Option<(ContentHash, u64)>> {
-    let Some(mut file) = open_regular(abs)? else {
+/// Hashes the regular file `name` in `dir` without following a symlink in
+/// its place; `None` when it vanished or is no longer a regular file.
+fn hash_file(dir: &Dir, name: &OsStr, display: &Path) -> Result<Option<(ContentHash, u64)>> {
+    let Some(mut file) = open_regular(dir, name, display)? else {
         return Ok(None);
     };
     let mut hasher = blake3::Hasher::new();
@@ -348,7 +355,7 @@ fn hash_file(abs: &Path) -> Result<Option<(ContentHash, u64)>> {
     loop {
         let n = file
             .read(&mut buf)
-            .map_err(|err| io_error("reading", abs, err))?;
+            .map_err(|err| io_error("reading", display, err))?;
         if n == 0 {
             break;
         }
@@ -358,34 +365,35 @@ fn hash_file(abs: &Path) -> Result<Option<(ContentHash, u64)>> {
     Ok(Some((hasher.finalize().into(), size)))
 }
 
-/// Opens a regular file for reading, refusing to follow a symlink; `None`
-/// when nothing (or something else) is there now.
-fn open_regular(abs: &Path) -> Result<Option<File>> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(abs)
-    {
+/// Opens the regular file `name` in `dir` for reading, refusing to follow
+/// a symlink; `None` when nothing (or something else) is there now.
+fn open_regular(dir: &Dir, name: &OsStr, display: &Path) -> Result<Option<File>> {
+    let file = match dir.open_file(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
         Ok(file) => file,
         Err(err)
             if err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ELOOP) =>
         {
             return Ok(None);
         }
-        Err(err) => return Err(io_error("opening", abs, err)),
+        Err(err) => return Err(io_error("opening", display, err)),
     };
     let meta = file
         .metadata()
-        .map_err(|err| io_error("inspecting", abs, err))?;
+        .map_err(|err| io_error("inspecting", display, err))?;
     Ok(meta.is_file().then_some(file))
 }
 
-fn symlink_entry(abs: &Path, rel: String) -> Result<Option<ManifestEntry>> {
-    let target = match fs::read_link(abs) {
+fn symlink_entry(
+    dir: &Dir,
+    name: &OsStr,
+    rel: String,
+    display: &Path,
+) -> Result<Option<ManifestEntry>> {
+    let target = match dir.read_link(name) {
         Ok(target) => target,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) if err.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
-        Err(err) => return Err(io_error("reading symlink", abs, err)),
+        Err(err) => return Err(io_error("reading symlink", display, err)),
     };
     let Some(target) = target.to_str() else {
         return Ok(None);
@@ -400,12 +408,11 @@ fn symlink_entry(abs: &Path, rel: String) -> Result<Option<ManifestEntry>> {
     }))
 }
 
-fn join(rel: &str, name: &str) -> String {
-    if rel.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{rel}/{name}")
-    }
+/// A member's parent components and its own name.
+fn split_path(path: &str) -> (Vec<&OsStr>, &OsStr) {
+    let mut parts: Vec<&OsStr> = path.split('/').map(OsStr::new).collect();
+    let name = parts.pop().unwrap_or_default();
+    (parts, name)
 }
 
 fn io_error(action: &'static str, path: &Path, source: io::Error) -> Error {
@@ -454,14 +461,28 @@ impl<W: Write> Packer<W> {
         }
     }
 
-    /// Adds the entries of `tree_root` at their own paths.
+    /// Adds the entries of `tree_root` at their own paths, reaching each
+    /// through the directories of the tree, never through a symlink; an
+    /// entry that is gone (or whose parent is no longer a directory)
+    /// counts as vanished.
     pub(crate) fn add_entries(
         &mut self,
         tree_root: &Path,
         entries: &[ManifestEntry],
     ) -> Result<()> {
+        let mut cursor = DirCursor::open(tree_root)?;
         for entry in entries {
-            self.add(&tree_root.join(&entry.path), &entry.path, entry.kind)?;
+            let (parents, name) = split_path(&entry.path);
+            let added = match cursor.enter(&parents, false)? {
+                Ok(dir) => {
+                    let display = tree_root.join(&entry.path);
+                    self.add_at(dir, name, &display, &entry.path, entry.kind)?
+                }
+                Err(_) => false,
+            };
+            if !added {
+                self.vanished(&entry.path, entry.kind);
+            }
         }
         Ok(())
     }
@@ -469,29 +490,60 @@ impl<W: Write> Packer<W> {
     /// Adds what `source` holds now as `member`, expecting it to be of
     /// `kind`; something else there counts as vanished.
     pub(crate) fn add(&mut self, source: &Path, member: &str, kind: EntryKind) -> Result<()> {
-        let added = match kind {
-            EntryKind::File => self.add_file(source, member)?,
-            EntryKind::Symlink => self.add_symlink(source, member)?,
-            EntryKind::Dir => self.add_dir(source, member)?,
+        let (Some(parent), Some(name)) = (source.parent(), source.file_name()) else {
+            return Err(io_error(
+                "archiving",
+                source,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a path to an entry"),
+            ));
+        };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        let added = match Dir::open(parent) {
+            Ok(dir) => self.add_at(&dir, name, source, member, kind)?,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => false,
+            Err(err) => return Err(io_error("opening", parent, err)),
         };
         if !added {
-            self.packed.vanished.push(Deletion {
-                path: member.to_owned(),
-                kind,
-            });
+            self.vanished(member, kind);
         }
         Ok(())
     }
 
-    fn add_file(&mut self, source: &Path, member: &str) -> Result<bool> {
-        let Some(file) = open_regular(source)? else {
+    fn vanished(&mut self, member: &str, kind: EntryKind) {
+        self.packed.vanished.push(Deletion {
+            path: member.to_owned(),
+            kind,
+        });
+    }
+
+    fn add_at(
+        &mut self,
+        dir: &Dir,
+        name: &OsStr,
+        source: &Path,
+        member: &str,
+        kind: EntryKind,
+    ) -> Result<bool> {
+        match kind {
+            EntryKind::File => self.add_file(dir, name, source, member),
+            EntryKind::Symlink => self.add_symlink(dir, name, source, member),
+            EntryKind::Dir => self.add_dir(dir, name, source, member),
+        }
+    }
+
+    fn add_file(&mut self, dir: &Dir, name: &OsStr, source: &Path, member: &str) -> Result<bool> {
+        let Some(file) = open_regular(dir, name, source)? else {
             return Ok(false);
         };
         let meta = file
             .metadata()
             .map_err(|err| io_error("inspecting", source, err))?;
         let size = meta.len();
-        let mode = meta.mode() & 0o7777;
+        let mode = meta.mode() & PERMISSION_BITS;
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(size);
@@ -507,8 +559,14 @@ impl<W: Write> Packer<W> {
         Ok(true)
     }
 
-    fn add_symlink(&mut self, source: &Path, member: &str) -> Result<bool> {
-        let Some(entry) = symlink_entry(source, member.to_owned())? else {
+    fn add_symlink(
+        &mut self,
+        dir: &Dir,
+        name: &OsStr,
+        source: &Path,
+        member: &str,
+    ) -> Result<bool> {
+        let Some(entry) = symlink_entry(dir, name, member.to_owned(), source)? else {
             return Ok(false);
         };
         let mut header = tar::Header::new_gnu();
@@ -523,19 +581,19 @@ impl<W: Write> Packer<W> {
         Ok(true)
     }
 
-    fn add_dir(&mut self, source: &Path, member: &str) -> Result<bool> {
-        let meta = match fs::symlink_metadata(source) {
-            Ok(meta) if meta.is_dir() => meta,
+    fn add_dir(&mut self, dir: &Dir, name: &OsStr, source: &Path, member: &str) -> Result<bool> {
+        let stat = match dir.stat_at(name) {
+            Ok(stat) if stat.kind == FileKind::Dir => stat,
             Ok(_) => return Ok(false),
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(err) => return Err(io_error("inspecting", source, err)),
         };
-        let mode = meta.mode() & 0o7777;
+        let mode = stat.mode & PERMISSION_BITS;
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
         header.set_size(0);
         header.set_mode(mode);
-        header.set_mtime(meta.mtime().max(0) as u64);
+        header.set_mtime(stat.mtime.max(0) as u64);
         self.builder
             .append_data(&mut header, format!("{member}/"), io::empty())
             .map_err(|err| io_error("archiving", source, err))?;
@@ -565,11 +623,15 @@ impl<W: Write> Packer<W> {
 ///
 /// Nothing is written before every check passed: each deleted path must be
 /// a normalised relative path ([`Error::PathEscape`] otherwise), and the
-/// archive must hold only safe members ([`Error::UnsafeArchiveMember`] for
-/// an absolute or climbing name, a hard link, a device, or an entry below
-/// a symlink of the same archive). With `expected`, the archive must hold
+/// archive must describe one tree of safe members
+/// ([`Error::UnsafeArchiveMember`] for an absolute or climbing name, a
+/// hard link, a device, a path beyond the bounds of
+/// [`session_core::tree`], a path that appears twice, or a member below
+/// another that is not a directory: `d` a file and `d/x`, or below a
+/// symlink of the same archive). With `expected`, the archive must hold
 /// exactly those entries ([`Error::Archive`] otherwise). Extraction itself
-/// refuses to write through a symlink already in the workspace.
+/// refuses to write through a symlink already in the workspace, and drops
+/// set-id and sticky bits ([`Snapshot::extract`]).
 pub(crate) fn apply(
     root: &Path,
     archive: Option<&Path>,
@@ -585,18 +647,15 @@ pub(crate) fn apply(
                 reason: "paths must be normalised (no `.`, `..` or empty components)",
             });
         }
-        deleted.push((rel, deletion.kind));
+        deleted.push((deletion.path.as_str(), deletion.kind));
     }
     let snapshot = archive
-        .map(|path| Snapshot::open_archive(path, Compression::None))
+        .map(|path| Snapshot::open_tree_archive(path, Compression::None))
         .transpose()?;
     let entries = snapshot
         .as_ref()
         .map(|s| s.manifest().entries().to_vec())
         .unwrap_or_default();
-    if let Some(archive) = archive {
-        refuse_paths_below_links(archive, &entries)?;
-    }
     if let Some(expected) = expected {
         let mut wanted = expected.to_vec();
         wanted.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
@@ -607,8 +666,11 @@ pub(crate) fn apply(
             });
         }
     }
-    for (rel, kind) in &deleted {
-        remove_contained(root, rel, *kind)?;
+    if !deleted.is_empty() {
+        let mut cursor = DirCursor::open(root)?;
+        for (rel, kind) in &deleted {
+            remove_contained(&mut cursor, rel, *kind)?;
+        }
     }
     if let Some(snapshot) = snapshot {
         snapshot.extract(root, ExtractMode::Merge)?;
@@ -628,92 +690,57 @@ pub(crate) fn prune_emptied(root: &Path, deletes: &[Deletion], tree: &Tree) {
         .collect();
     dirs.sort_by_key(|dir| std::cmp::Reverse(dir.len()));
     dirs.dedup();
+    let Ok(mut cursor) = DirCursor::open(root) else {
+        return;
+    };
     for dir in dirs {
-        if tree.holds(dir) {
+        if tree.holds(dir) || paths::normalize_relative(dir).is_err() {
             continue;
         }
-        let Ok(rel) = paths::normalize_relative(dir) else {
-            continue;
-        };
-        let path = root.join(rel);
-        if fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir()) {
+        let (parents, name) = split_path(dir);
+        if let Ok(Ok(parent)) = cursor.enter(&parents, false) {
             // Not empty (something arrived meanwhile): keep it.
-            let _ = fs::remove_dir(&path);
+            let _ = parent.remove_dir(name);
         }
     }
 }
 
-/// Refuses an archive in which an entry lies below one of its own
-/// symlinks: extracting it would write through the link.
-fn refuse_paths_below_links(archive: &Path, entries: &[ManifestEntry]) -> Result<()> {
-    let links: HashSet<&str> = entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::Symlink)
-        .map(|e| e.path.as_str())
-        .collect();
-    if links.is_empty() {
-        return Ok(());
-    }
-    for entry in entries {
-        let below_link = entry
-            .path
-            .match_indices('/')
-            .any(|(i, _)| links.contains(&entry.path[..i]));
-        if below_link {
-            return Err(Error::UnsafeArchiveMember {
-                archive: archive.to_path_buf(),
-                member: entry.path.clone(),
-                reason: "it lies below a symlink of the same archive".into(),
+/// Removes the entry at `rel` (normalised) under the cursor's root, if it
+/// is still of `kind`: a directory only when empty, a file or symlink only
+/// when it is not a directory now. A path whose parent is a symlink is
+/// refused; one whose parent is missing or not a directory has nothing to
+/// remove.
+fn remove_contained(cursor: &mut DirCursor, rel: &str, kind: EntryKind) -> Result<()> {
+    let (parents, name) = split_path(rel);
+    let display = cursor.root().join(rel);
+    let dir = match cursor.enter(&parents, false)? {
+        Ok(dir) => dir,
+        Err(Blocked::Symlink) => {
+            return Err(Error::PathEscape {
+                path: rel.to_owned(),
+                reason: "a parent directory is a symlink",
             });
         }
-    }
-    Ok(())
-}
-
-/// Removes the entry at `rel` (normalised) under `root`, if it is still of
-/// `kind`: a directory only when empty, a file or symlink only when it is
-/// not a directory now. A path whose parent is a symlink is refused; one
-/// whose parent is missing or not a directory has nothing to remove.
-fn remove_contained(root: &Path, rel: &Path, kind: EntryKind) -> Result<()> {
-    let mut current = root.to_path_buf();
-    let components: Vec<_> = rel.components().collect();
-    let Some((last, parents)) = components.split_last() else {
-        return Ok(());
+        Err(_) => return Ok(()),
     };
-    for component in parents {
-        current.push(component);
-        match fs::symlink_metadata(&current) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(Error::PathEscape {
-                    path: paths::to_slash(rel),
-                    reason: "a parent directory is a symlink",
-                });
-            }
-            Ok(_) => return Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(io_error("inspecting", &current, err)),
-        }
-    }
-    current.push(last);
-    let meta = match fs::symlink_metadata(&current) {
-        Ok(meta) => meta,
+    let stat = match dir.stat_at(name) {
+        Ok(stat) => stat,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(io_error("inspecting", &current, err)),
+        Err(err) => return Err(io_error("inspecting", &display, err)),
     };
-    let result = match (kind, meta.is_dir()) {
-        (EntryKind::Dir, true) => match fs::remove_dir(&current) {
+    let result = match (kind, stat.kind == FileKind::Dir) {
+        (EntryKind::Dir, true) => match dir.remove_dir(name) {
             // Something arrived in it since: it is not ours to remove.
             Err(err) if err.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(()),
             other => other,
         },
-        (EntryKind::File | EntryKind::Symlink, false) => fs::remove_file(&current),
+        (EntryKind::File | EntryKind::Symlink, false) => dir.remove_file(name),
         // It changed kind since; whatever replaced it arrives on its own.
         _ => Ok(()),
     };
     match result {
         Err(err) if err.kind() != io::ErrorKind::NotFound => {
-            Err(io_error("removing", &current, err))
+            Err(io_error("removing", &display, err))
         }
         _ => Ok(()),
     }
@@ -721,6 +748,7 @@ fn remove_contained(root: &Path, rel: &Path, kind: EntryKind) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
     use super::*;
@@ -802,13 +830,145 @@ mod tests {
         // Pretend the file is old enough to be trusted, then change its
         // bytes behind the cache's back without changing its status key:
         // the cached hash is reused, proving the file was not read.
-        let key = StatKey::of(&fs::metadata(a.path().join("f")).unwrap());
+        let key = StatKey::of(&Dir::open(a.path()).unwrap().stat_at("f".as_ref()).unwrap());
         scanner
             .cache
             .insert("f".into(), (key, ContentHash::of(b"cached")));
         let second = scanner.scan(a.path()).unwrap();
         assert_eq!(second.entries()[0].hash, ContentHash::of(b"cached"));
         assert_ne!(first, second);
+    }
+
+    /// A member's name, type and mode.
+    type Member<'a> = (&'a str, tar::EntryType, u32);
+
+    /// A tar archive written member by member, as the other side could
+    /// send it.
+    fn raw_archive(members: &[Member<'_>]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut builder = tar::Builder::new(file.reopen().unwrap());
+        for (name, kind, mode) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_mode(*mode);
+            let content: &[u8] = if *kind == tar::EntryType::Regular {
+                name.as_bytes()
+            } else {
+                b""
+            };
+            header.set_size(content.len() as u64);
+            if *kind == tar::EntryType::Symlink {
+                header.set_link_name("target").unwrap();
+            }
+            header.set_cksum();
+            builder.append_data(&mut header, name, content).unwrap();
+        }
+        builder.finish().unwrap();
+        file
+    }
+
+    /// What either side receives is refused whole when it is not one tree:
+    /// the deletion that came with it is not applied, nothing is written.
+    #[test]
+    fn archives_that_are_not_one_tree_are_refused_whole_on_either_side() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let cases: [(&str, Vec<Member<'_>>); 4] = [
+            (
+                "a path twice",
+                vec![("d", Regular, 0o644), ("d", Regular, 0o644)],
+            ),
+            (
+                "file d and directory d",
+                vec![("d", Regular, 0o644), ("d/", Directory, 0o755)],
+            ),
+            (
+                "file d and d/x",
+                vec![("d", Regular, 0o644), ("d/x", Regular, 0o644)],
+            ),
+            (
+                "a link and a path below it",
+                vec![("l", Symlink, 0o777), ("l/x", Regular, 0o644)],
+            ),
+        ];
+        for (what, members) in cases {
+            let archive = raw_archive(&members);
+            // The entries a server would announce with a pull: what the
+            // archive says.
+            let announced: Vec<ManifestEntry> = members
+                .iter()
+                .map(|(name, _, _)| {
+                    file_entry(
+                        name.trim_end_matches('/').into(),
+                        0o644,
+                        1,
+                        ContentHash::of(b""),
+                    )
+                })
+                .collect();
+            // `None`: the server applying a push; `Some`: the client
+            // applying a pull.
+            for expected in [None, Some(announced.as_slice())] {
+                let root = tempfile::tempdir().unwrap();
+                write(root.path(), "old.txt", "still here");
+                let deletes = [Deletion {
+                    path: "old.txt".into(),
+                    kind: EntryKind::File,
+                }];
+                match apply(root.path(), Some(archive.path()), &deletes, expected) {
+                    Err(Error::UnsafeArchiveMember { reason, .. }) => {
+                        assert!(
+                            reason.contains("more than once") || reason.contains("lies below"),
+                            "{what}: {reason}"
+                        );
+                    }
+                    other => panic!("{what} ({}): {other:?}", expected.is_some()),
+                }
+                let left: Vec<_> = fs::read_dir(root.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                assert_eq!(left, ["old.txt"], "{what}: nothing was applied");
+            }
+        }
+    }
+
+    #[test]
+    fn applied_files_keep_only_their_permission_bits() {
+        let archive = raw_archive(&[
+            ("suid", tar::EntryType::Regular, 0o4755),
+            ("sgid", tar::EntryType::Regular, 0o2755),
+            ("sticky/", tar::EntryType::Directory, 0o1777),
+        ]);
+        let root = tempfile::tempdir().unwrap();
+        let entries = apply(root.path(), Some(archive.path()), &[], None).unwrap();
+        let modes: Vec<(&str, u32)> = entries.iter().map(|e| (e.path.as_str(), e.mode)).collect();
+        assert_eq!(modes, [("sgid", 0o755), ("sticky", 0o777), ("suid", 0o755)]);
+        for (name, mode) in [("suid", 0o755), ("sgid", 0o755), ("sticky", 0o777)] {
+            let meta = fs::symlink_metadata(root.path().join(name)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o7777, mode, "{name}");
+        }
+        // And a scan sees what the archive's manifest said.
+        assert_eq!(
+            Scanner::default().scan(root.path()).unwrap().entries(),
+            entries
+        );
+    }
+
+    #[test]
+    fn scans_stop_at_the_bounds() {
+        let root = tempfile::tempdir().unwrap();
+        let mut dir = Dir::open(root.path()).unwrap();
+        for _ in 0..session_core::tree::MAX_DEPTH + 1 {
+            dir.create_dir("d".as_ref(), 0o755).unwrap();
+            dir = dir.open_dir("d".as_ref()).unwrap();
+        }
+        match Scanner::default().scan(root.path()) {
+            Err(Error::TreeBound { depth, .. }) => {
+                assert_eq!(depth, session_core::tree::MAX_DEPTH + 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        session_core::tree::remove_tree(&root.path().join("d")).unwrap();
     }
 
     #[test]

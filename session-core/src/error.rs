@@ -123,6 +123,29 @@ pub enum Error {
         reason: String,
     },
 
+    /// A directory tree holds an entry beyond the bounds berth reads trees
+    /// within: more than [`crate::tree::MAX_DEPTH`] levels below its root,
+    /// or a path relative to the root longer than
+    /// [`crate::tree::MAX_PATH_BYTES`]. Capture, sync scans, file reads and
+    /// copies stop at the first such entry.
+    #[error(
+        "`{}`: `{path}` ({depth} levels, {bytes} bytes of path) goes beyond {limit}",
+        .root.display()
+    )]
+    TreeBound {
+        /// The root of the tree.
+        root: PathBuf,
+        /// The entry's path relative to the root, shortened for display
+        /// (its first 120 bytes and `…`).
+        path: String,
+        /// How many components the full path has.
+        depth: usize,
+        /// How many bytes the full path has.
+        bytes: usize,
+        /// The bound it goes beyond.
+        limit: crate::tree::TreeLimit,
+    },
+
     /// A snapshot archive is unreadable or does not match its manifest.
     #[error("archive `{}`: {message}", .archive.display())]
     Archive {

@@ -256,32 +256,14 @@ pub fn process_exists(pid: u32) -> bool {
     status == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Removes one session directory, even when commands left read-only
-/// directories in it. A directory that is already gone is not an error.
+/// Removes one session directory, whatever its commands left in it: trees
+/// of any depth and path length, directories without permissions
+/// ([`crate::tree::remove_tree`]). A directory that is already gone is not
+/// an error.
 ///
-/// Fails with [`Error::Io`] naming the directory.
+/// Fails with [`Error::Io`] naming what could not be removed.
 pub fn remove_session_dir(dir: &Path) -> Result<()> {
-    match fs::remove_dir_all(dir) {
-        Ok(()) => return Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(_) => {}
-    }
-    use std::os::unix::fs::PermissionsExt;
-    for entry in walkdir::WalkDir::new(dir)
-        .follow_links(false)
-        .into_iter()
-        .flatten()
-    {
-        if entry.file_type().is_dir() {
-            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
-        }
-    }
-    match fs::remove_dir_all(dir) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => {
-            Err(Error::io("removing session directory", dir)(err))
-        }
-        _ => Ok(()),
-    }
+    crate::tree::remove_tree(dir)
 }
 
 /// Scans `temp_root` and removes every removable directory (unless

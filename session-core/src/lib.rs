@@ -24,6 +24,7 @@ mod serde_secs;
 pub mod session;
 pub mod snapshot;
 pub mod spec;
+pub mod tree;
 pub mod workspace;
 
 pub use error::{Error, Result};

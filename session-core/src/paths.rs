@@ -7,12 +7,15 @@
 //! through a symlink, so a link planted in a workspace cannot redirect a write
 //! outside it.
 
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::snapshot::PERMISSION_BITS;
+use crate::tree::{DirCursor, FileKind, Walker};
 
 /// Normalises a relative path lexically: removes `.` components and resolves
 /// `..` against earlier components.
@@ -133,13 +136,13 @@ pub fn create_file_in(root: &Path, rel: &Path) -> Result<File> {
 /// Copies `source` (a file, a symlink or a directory tree) to `rel` under
 /// `root`, replacing whatever stands there.
 ///
-/// Permission bits are kept, symlinks are copied as links (never followed),
-/// and special files are skipped. Every write goes through
-/// [`create_dir_all_in`] / [`create_file_in`], so a symlink already in `root`
-/// cannot redirect it.
+/// Permission bits are kept (not set-id or sticky bits, see
+/// [`crate::snapshot::PERMISSION_BITS`]), symlinks are copied as links
+/// (never followed), and special files are skipped. Writes refuse to pass
+/// through a symlink already in `root`. A directory is walked without
+/// recursion and within the bounds of [`crate::tree`]: a tree beyond them
+/// is [`Error::TreeBound`].
 pub fn copy_into(root: &Path, rel: &Path, source: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-
     let meta = fs::symlink_metadata(source).map_err(Error::io("inspecting", source))?;
     let dest = root.join(rel);
     if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -151,34 +154,107 @@ pub fn copy_into(root: &Path, rel: &Path, source: &Path) -> Result<()> {
         std::os::unix::fs::symlink(target, &dest).map_err(Error::io("creating symlink", &dest))?;
     } else if meta.is_dir() {
         create_dir_all_in(root, rel)?;
-        let entries = fs::read_dir(source).map_err(Error::io("reading directory", source))?;
-        for entry in entries {
-            let entry = entry.map_err(Error::io("reading directory", source))?;
-            copy_into(root, &rel.join(entry.file_name()), &entry.path())?;
-        }
-        fs::set_permissions(&dest, meta.permissions())
-            .map_err(Error::io("setting mode of", &dest))?;
+        copy_tree(source, &dest)?;
+        fs::set_permissions(
+            &dest,
+            fs::Permissions::from_mode(meta.mode() & PERMISSION_BITS),
+        )
+        .map_err(Error::io("setting mode of", &dest))?;
     } else if meta.is_file() {
         let mut from = File::open(source).map_err(Error::io("opening", source))?;
         let mut to = create_file_in(root, rel)?;
         io::copy(&mut from, &mut to).map_err(Error::io("copying to", &dest))?;
-        to.set_permissions(fs::Permissions::from_mode(
-            meta.permissions().mode() & 0o7777,
-        ))
-        .map_err(Error::io("setting mode of", &dest))?;
+        to.set_permissions(fs::Permissions::from_mode(meta.mode() & PERMISSION_BITS))
+            .map_err(Error::io("setting mode of", &dest))?;
     }
     Ok(())
 }
 
-/// Removes a file, symlink or directory tree if it exists.
+/// Copies what the directory `source` holds into the empty directory
+/// `dest`, depth first; directories get their modes once filled.
+fn copy_tree(source: &Path, dest: &Path) -> Result<()> {
+    let mut walker = Walker::new(source)?;
+    let mut cursor = DirCursor::open(dest)?;
+    let mut dir_modes = Vec::new();
+    while let Some(entry) = walker.next_entry()? {
+        let rel = PathBuf::from(entry.rel);
+        let from = source.join(&rel);
+        let to = dest.join(&rel);
+        let parents: Vec<&OsStr> = rel.parent().map(|p| p.iter().collect()).unwrap_or_default();
+        let Ok(dir) = cursor.enter(&parents, false)? else {
+            return Err(Error::PathEscape {
+                path: to.display().to_string(),
+                reason: "a parent of it is not a directory it can be written in",
+            });
+        };
+        match entry.kind {
+            FileKind::Dir => {
+                dir.create_dir(entry.name, 0o700)
+                    .map_err(Error::io("creating directory", &to))?;
+                let mode = entry
+                    .dir
+                    .stat_at(entry.name)
+                    .map_err(Error::io("inspecting", &from))?
+                    .mode;
+                dir_modes.push((rel, mode & PERMISSION_BITS));
+                walker.descend()?;
+            }
+            FileKind::File => {
+                let mut input = match entry.dir.open_file(entry.name, libc::O_RDONLY, 0) {
+                    Ok(file) => file,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(Error::io("opening", &from)(err)),
+                };
+                let mode = input
+                    .metadata()
+                    .map_err(Error::io("inspecting", &from))?
+                    .mode();
+                let mut output = dir
+                    .open_file(
+                        entry.name,
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                        0o600,
+                    )
+                    .map_err(Error::io("creating", &to))?;
+                io::copy(&mut input, &mut output).map_err(Error::io("copying to", &to))?;
+                output
+                    .set_permissions(fs::Permissions::from_mode(mode & PERMISSION_BITS))
+                    .map_err(Error::io("setting mode of", &to))?;
+            }
+            FileKind::Symlink => {
+                let target = match entry.dir.read_link(entry.name) {
+                    Ok(target) => target,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(Error::io("reading symlink", &from)(err)),
+                };
+                dir.symlink(&target, entry.name)
+                    .map_err(Error::io("creating symlink", &to))?;
+            }
+            FileKind::Other => {}
+        }
+    }
+    // Deepest first, so a read-only directory is still filled.
+    for (rel, mode) in dir_modes.iter().rev() {
+        let to = dest.join(rel);
+        let parents: Vec<&OsStr> = rel.parent().map(|p| p.iter().collect()).unwrap_or_default();
+        let name = rel.file_name().unwrap_or_default();
+        let Ok(parent) = cursor.enter(&parents, false)? else {
+            return Err(Error::io("setting mode of", &to)(
+                io::ErrorKind::NotFound.into(),
+            ));
+        };
+        parent
+            .open_dir(name)
+            .and_then(|dir| dir.set_mode(*mode))
+            .map_err(Error::io("setting mode of", &to))?;
+    }
+    Ok(())
+}
+
+/// Removes a file, symlink or directory tree if it exists
+/// ([`crate::tree::remove_tree`]: any depth, never following a symlink).
 pub fn remove_existing(path: &Path) -> Result<()> {
-    let result = match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err),
-    };
-    result.map_err(Error::io("removing", path))
+    crate::tree::remove_tree(path)
 }
 
 /// Resolves `path` (relative to `root`, or absolute) through symlinks and

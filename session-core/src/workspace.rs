@@ -25,6 +25,7 @@ use crate::glob::{self, GlobList};
 use crate::paths;
 use crate::snapshot::{ExtractMode, Snapshot, SnapshotRules};
 use crate::spec::Mode;
+use crate::tree::{FileKind, RemoveOnDrop, Walker};
 
 /// The name of the marker file in every session directory.
 pub const SESSION_MARKER: &str = "berth-session.json";
@@ -195,10 +196,13 @@ impl Workspace {
         let session_dir = tempfile::Builder::new()
             .prefix(SESSION_DIR_PREFIX)
             .tempdir_in(&temp_root)
-            .map_err(Error::io("creating session directory in", &temp_root))?;
-        // From here the TempDir guard removes everything if a step fails.
+            .map_err(Error::io("creating session directory in", &temp_root))?
+            .keep();
+        // From here the guard removes everything if a step fails, whatever
+        // the step left.
+        let session_dir = RemoveOnDrop::new(session_dir);
         let prepared = self.fill(session_dir.path())?;
-        let _ = session_dir.keep();
+        session_dir.keep();
         tracing::debug!(session = %self.session_id, root = %prepared.root.display(), "workspace prepared");
         Ok(&self.prepared.insert(prepared).root)
     }
@@ -415,7 +419,8 @@ impl Workspace {
     }
 
     /// Reads every file under `start` (a workspace-relative directory, `""`
-    /// for the root) whose relative path passes `select`.
+    /// for the root) whose relative path passes `select`, within the bounds
+    /// of [`crate::tree`] ([`Error::TreeBound`] beyond them).
     fn read_tree(
         &self,
         prepared: &Prepared,
@@ -424,41 +429,57 @@ impl Workspace {
         out: &mut BTreeMap<String, FileContent>,
     ) -> Result<()> {
         let base = prepared.root.join(start);
-        for entry in walkdir::WalkDir::new(&base)
-            .follow_links(false)
-            .sort_by_file_name()
-        {
-            let entry = entry.map_err(|err| {
-                let path = err.path().unwrap_or(&base).to_path_buf();
-                Error::io("walking", &path)(err.into())
-            })?;
-            if entry.file_type().is_dir() {
+        let mut walker = Walker::new(&base)?;
+        while let Some(entry) = walker.next_entry()? {
+            if entry.kind == FileKind::Dir {
+                walker.descend()?;
                 continue;
             }
-            let Ok(rel) = entry.path().strip_prefix(&prepared.root) else {
+            let Some(inner) = entry.rel.to_str() else {
                 continue;
             };
-            let key = paths::to_slash(rel);
+            let key = if start.is_empty() {
+                inner.to_owned()
+            } else {
+                format!("{start}/{inner}")
+            };
             if !select(&key) {
                 continue;
             }
-            let resolved = if entry.file_type().is_symlink() {
-                match paths::resolve_inside(&prepared.canonical_root, rel) {
-                    Some(target) if target.is_file() => target,
+            let rel = Path::new(&key);
+            let file = match entry.kind {
+                FileKind::Symlink => match paths::resolve_inside(&prepared.canonical_root, rel) {
+                    Some(target) if target.is_file() => {
+                        fs::File::open(&target).map_err(Error::io("opening", &target))?
+                    }
                     _ => continue,
+                },
+                FileKind::File => {
+                    match entry
+                        .dir
+                        .open_file(entry.name, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+                    {
+                        Ok(file) => file,
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(err) => return Err(Error::io("opening", &base.join(entry.rel))(err)),
+                    }
                 }
-            } else if entry.file_type().is_file() {
-                entry.path().to_path_buf()
-            } else {
-                continue;
+                _ => continue,
             };
-            out.insert(key, self.read_one(rel, &resolved)?);
+            out.insert(
+                key.clone(),
+                self.read_file(rel, file, &prepared.root.join(rel))?,
+            );
         }
         Ok(())
     }
 
     fn read_one(&self, rel: &Path, resolved: &Path) -> Result<FileContent> {
         let file = fs::File::open(resolved).map_err(Error::io("opening", resolved))?;
+        self.read_file(rel, file, resolved)
+    }
+
+    fn read_file(&self, rel: &Path, file: fs::File, resolved: &Path) -> Result<FileContent> {
         let size = file
             .metadata()
             .map_err(Error::io("inspecting", resolved))?

@@ -7,4 +7,6 @@ mod admin_cli;
 mod plugins_cli;
 mod run_cli;
 mod serve_cli;
+mod session_output_cli;
+mod tree_shapes_cli;
 mod trees_cli;

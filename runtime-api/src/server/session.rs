@@ -76,47 +76,45 @@ impl Area {
 
 impl Drop for Area {
     fn drop(&mut self) {
-        // Read-only asset directories must become writable to be removed.
-        make_dirs_writable(&self.dir);
-        if let Err(err) = fs::remove_dir_all(&self.dir)
-            && err.kind() != std::io::ErrorKind::NotFound
-        {
+        // Read-only asset directories and whatever the session's commands
+        // left, at any depth: the one removal that takes every tree.
+        if let Err(err) = session_core::tree::remove_tree(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), error = %err, "removing a remote session's directory failed");
         }
     }
 }
 
-fn make_dirs_writable(dir: &Path) {
-    let Ok(meta) = fs::symlink_metadata(dir) else {
-        return;
+/// Removes write permission from everything under `dir` and from `dir`
+/// itself (symlinks aside), walking it without recursion.
+pub(crate) fn make_read_only(dir: &Path) -> Result<(), session_core::Error> {
+    use session_core::tree::{Dir, FileKind, Walker};
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| session_core::Error::Io {
+            action,
+            path,
+            source,
+        }
     };
-    if !meta.is_dir() {
-        return;
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o700 != 0o700 {
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700));
-    }
-    if let Ok(children) = fs::read_dir(dir) {
-        for child in children.flatten() {
-            make_dirs_writable(&child.path());
+    let read_only = |parent: &Dir, name: &std::ffi::OsStr, path: &Path| {
+        let mode = parent.stat_at(name).map_err(io("inspecting", path))?.mode;
+        parent
+            .set_mode_at(name, mode & !0o222)
+            .map_err(io("protecting", path))
+    };
+    let mut walker = Walker::new(dir)?;
+    while let Some(entry) = walker.next_entry()? {
+        if matches!(entry.kind, FileKind::File | FileKind::Dir) {
+            read_only(entry.dir, entry.name, &dir.join(entry.rel))?;
         }
+        walker.descend()?;
     }
-}
-
-/// Removes write permission from everything under `dir` (symlinks aside).
-pub(crate) fn make_read_only(dir: &Path) -> std::io::Result<()> {
-    let meta = fs::symlink_metadata(dir)?;
-    if meta.file_type().is_symlink() {
-        return Ok(());
-    }
-    if meta.is_dir() {
-        for child in fs::read_dir(dir)? {
-            make_read_only(&child?.path())?;
-        }
-    }
-    let mode = meta.permissions().mode();
+    let mode = fs::symlink_metadata(dir)
+        .map_err(io("inspecting", dir))?
+        .permissions()
+        .mode();
     fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o222))
+        .map_err(io("protecting", dir))
 }
 
 /// The workspace as the server last saw it.

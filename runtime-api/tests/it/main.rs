@@ -16,3 +16,4 @@ mod session_create;
 mod session_lease;
 mod soak;
 mod sync_equivalence;
+mod tree_shapes;

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use super::Snapshot;
 use super::frames::FrameCursor;
-use super::manifest::{ContentHash, EntryKind, ManifestEntry, SnapshotManifest};
+use super::manifest::{ContentHash, EntryKind, ManifestEntry, PERMISSION_BITS, SnapshotManifest};
 use crate::compression::Compression;
 use crate::error::{Error, Result};
-use crate::paths;
+use crate::{paths, tree};
 
 /// Opens `archive` as a tar stream in `compression`, read from the start.
 ///
@@ -57,17 +57,60 @@ pub(super) fn member_path<R: Read>(archive: &Path, entry: &tar::Entry<'_, R>) ->
         Error::PathEscape { reason, .. } => refuse(reason),
         other => other,
     })?;
-    Ok(paths::to_slash(&normalized))
+    let rel = paths::to_slash(&normalized);
+    let depth = rel.split('/').count();
+    if let Some(limit) = tree::beyond_bounds(depth, rel.len()) {
+        return Err(Error::UnsafeArchiveMember {
+            archive: archive.to_path_buf(),
+            member: tree::shorten(&rel),
+            reason: format!(
+                "it is {depth} levels deep and {} bytes long, beyond {limit}",
+                rel.len()
+            ),
+        });
+    }
+    Ok(rel)
 }
 
-pub(super) fn open(archive: &Path, compression: Compression) -> Result<Snapshot> {
+/// Refuses an archive whose members do not describe one tree: a path that
+/// appears twice, or a member below another that is not a directory (a
+/// file, or a symlink extraction would write through).
+fn refuse_conflicts(archive: &Path, entries: &[(ManifestEntry, u64)]) -> Result<()> {
+    let mut kinds: HashMap<&str, EntryKind> = HashMap::with_capacity(entries.len());
+    for (entry, _) in entries {
+        if kinds.insert(&entry.path, entry.kind).is_some() {
+            return Err(Error::UnsafeArchiveMember {
+                archive: archive.to_path_buf(),
+                member: entry.path.clone(),
+                reason: "the archive holds this path more than once".into(),
+            });
+        }
+    }
+    for (entry, _) in entries {
+        for parent in ancestors(&entry.path) {
+            if let Some(kind) = kinds.get(parent).filter(|k| **k != EntryKind::Dir) {
+                return Err(Error::UnsafeArchiveMember {
+                    archive: archive.to_path_buf(),
+                    member: entry.path.clone(),
+                    reason: format!("it lies below `{parent}`, a {kind} of the same archive"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads an archive's manifest. With `one_tree`, an archive whose members
+/// conflict ([`refuse_conflicts`]) is refused; otherwise later members of
+/// the same name win, as with `tar -x`.
+pub(super) fn open(archive: &Path, compression: Compression, one_tree: bool) -> Result<Snapshot> {
     let mut tar = open_tar(archive, compression)?;
     let mut entries = Vec::new();
     for entry in tar.entries().map_err(|err| archive_error(archive, err))? {
         let mut entry = entry.map_err(|err| archive_error(archive, err))?;
         let path = member_path(archive, &entry)?;
         let header = entry.header();
-        let mode = header.mode().map_err(|err| archive_error(archive, err))? & 0o7777;
+        let mode = header.mode().map_err(|err| archive_error(archive, err))? & PERMISSION_BITS;
         let offset = entry.raw_file_position();
         let record = match header.entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -114,6 +157,9 @@ pub(super) fn open(archive: &Path, compression: Compression) -> Result<Snapshot>
             }
         };
         entries.push((record, offset));
+    }
+    if one_tree {
+        refuse_conflicts(archive, &entries)?;
     }
     // A directory entry is only an entry of its own when nothing lies in it.
     let parents: HashSet<String> = entries

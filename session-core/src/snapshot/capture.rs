@@ -1,10 +1,10 @@
 //! Walking a directory into a manifest and an archive in one pass.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::ops::Range;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -12,10 +12,11 @@ use std::{mem, panic, thread};
 
 use super::Snapshot;
 use super::frames::{FramedWriter, frame_target};
-use super::manifest::{ContentHash, EntryKind, ManifestEntry, SnapshotManifest};
+use super::manifest::{ContentHash, EntryKind, ManifestEntry, PERMISSION_BITS, SnapshotManifest};
 use super::rules::{SnapshotRules, Verdict};
 use crate::compression::Compression;
 use crate::error::{Error, Result};
+use crate::tree::{Dir, FileKind, Stat, Walker};
 
 const TAR_BLOCK: u64 = 512;
 
@@ -73,21 +74,21 @@ pub(super) fn capture(
     // The scope joins the hashing thread, if one was started, before the
     // capture returns, whatever happened during the walk.
     let (builder, entries, other_paths) = thread::scope(|scope| -> Result<_> {
-        let mut walker = Walker {
+        let mut archiver = Archiver {
             rules,
             builder,
             entries: Vec::new(),
             other_paths: Vec::new(),
             hashes: DeferredHashes::new(scope),
         };
-        walker.walk_dir(&root, "")?;
-        let Walker {
+        archiver.walk(&root)?;
+        let Archiver {
             builder,
             mut entries,
             other_paths,
             hashes,
             ..
-        } = walker;
+        } = archiver;
         for (index, hash) in hashes.finish() {
             entries[index].0.hash = hash;
         }
@@ -127,7 +128,7 @@ pub(super) fn capture(
     })
 }
 
-struct Walker<'r, 'scope, 'env, W: Write> {
+struct Archiver<'r, 'scope, 'env, W: Write> {
     rules: &'r SnapshotRules,
     builder: tar::Builder<W>,
     /// Entries with the offset of their data in the tar stream. The hash of
@@ -137,7 +138,7 @@ struct Walker<'r, 'scope, 'env, W: Write> {
     hashes: DeferredHashes<'scope, 'env>,
 }
 
-impl<W: Write> Walker<'_, '_, '_, FramedWriter<W>> {
+impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
     /// Called before each member: a new frame may start here.
     fn boundary(&mut self, abs: &Path) -> Result<()> {
         self.builder
@@ -146,95 +147,85 @@ impl<W: Write> Walker<'_, '_, '_, FramedWriter<W>> {
             .map_err(Error::io("archiving", abs))
     }
 
-    fn walk_dir(&mut self, abs: &Path, rel: &str) -> Result<()> {
-        let mut children = match fs::read_dir(abs) {
-            Ok(iter) => iter
-                .collect::<io::Result<Vec<_>>>()
-                .map_err(Error::io("reading directory", abs))?,
-            // Removed while we walked: it is simply not part of the snapshot.
-            Err(err) if err.kind() == io::ErrorKind::NotFound && !rel.is_empty() => return Ok(()),
-            Err(err) => return Err(Error::io("reading directory", abs)(err)),
-        };
-        children.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
-        if children.is_empty() && !rel.is_empty() {
-            if self.rules.leaf(rel) == Verdict::Include {
-                self.add_empty_dir(abs, rel)?;
-            } else {
-                self.other_paths.push(format!("{rel}/"));
-            }
-            return Ok(());
-        }
-        for child in children {
-            let name = child.file_name();
-            let Some(name) = name.to_str() else {
-                self.other_paths.push(join(rel, &name.to_string_lossy()));
+    /// Walks the whole tree under `root`, depth first, each directory's
+    /// entries in name order.
+    fn walk(&mut self, root: &Path) -> Result<()> {
+        let mut walker = Walker::new(root)?;
+        while let Some(entry) = walker.next_entry()? {
+            let Some(rel) = entry.rel.to_str() else {
+                // A name that is not UTF-8 (its directory was, or the walk
+                // would not be in it): listed, never archived or entered.
+                self.other_paths
+                    .push(entry.rel.to_string_lossy().into_owned());
                 continue;
             };
-            let child_rel = join(rel, name);
-            let file_type = match child.file_type() {
-                Ok(t) => t,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(Error::io("inspecting", &child.path())(err)),
-            };
-            if file_type.is_dir() {
-                if self.rules.directory(&child_rel) == Verdict::Exclude {
-                    self.other_paths.push(format!("{child_rel}/"));
-                } else {
-                    self.walk_dir(&child.path(), &child_rel)?;
+            let rel = rel.to_owned();
+            match entry.kind {
+                FileKind::Dir => {
+                    if self.rules.directory(&rel) == Verdict::Exclude {
+                        self.other_paths.push(format!("{rel}/"));
+                        continue;
+                    }
+                    // Removed (or replaced) since it was listed: it is
+                    // simply not part of the snapshot.
+                    let Some(entered) = walker.descend()? else {
+                        continue;
+                    };
+                    if entered.entries == 0 {
+                        if self.rules.leaf(&rel) == Verdict::Include {
+                            self.add_empty_dir(root, rel, entered.stat)?;
+                        } else {
+                            self.other_paths.push(format!("{rel}/"));
+                        }
+                    }
                 }
-            } else if file_type.is_file() || file_type.is_symlink() {
-                if self.rules.leaf(&child_rel) == Verdict::Exclude {
-                    self.other_paths.push(child_rel);
-                } else if file_type.is_file() {
-                    self.add_file(&child.path(), child_rel)?;
-                } else {
-                    self.add_symlink(&child.path(), child_rel)?;
+                FileKind::File | FileKind::Symlink if self.rules.leaf(&rel) == Verdict::Exclude => {
+                    self.other_paths.push(rel);
                 }
-            } else {
+                FileKind::File => self.add_file(root, entry.dir, entry.name, rel)?,
+                FileKind::Symlink => self.add_symlink(root, entry.dir, entry.name, rel)?,
                 // Sockets, fifos and devices are never archived.
-                self.other_paths.push(child_rel);
+                FileKind::Other => self.other_paths.push(rel),
             }
         }
         Ok(())
     }
 
-    fn add_file(&mut self, abs: &Path, rel: String) -> Result<()> {
+    fn add_file(&mut self, root: &Path, dir: &Dir, name: &OsStr, rel: String) -> Result<()> {
+        let abs = root.join(&rel);
         // O_NOFOLLOW: a file swapped for a symlink mid-walk must not pull a
-        // file from outside the tree into the archive.
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(abs)
-        {
+        // file from outside the tree into the archive; O_NONBLOCK: nor may
+        // a FIFO swapped in stop the walk.
+        let file = match dir.open_file(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
-                return self.add_symlink(abs, rel);
+                return self.add_symlink(root, dir, name, rel);
             }
-            Err(err) => return Err(Error::io("opening", abs)(err)),
+            Err(err) => return Err(Error::io("opening", &abs)(err)),
         };
-        let meta = file.metadata().map_err(Error::io("inspecting", abs))?;
+        let meta = file.metadata().map_err(Error::io("inspecting", &abs))?;
         if !meta.is_file() {
             self.other_paths.push(rel);
             return Ok(());
         }
         let size = meta.len();
-        let mode = meta.mode() & 0o7777;
+        let mode = meta.mode() & PERMISSION_BITS;
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(size);
         header.set_mode(mode);
         header.set_mtime(meta.mtime().max(0) as u64);
-        self.boundary(abs)?;
+        self.boundary(&abs)?;
         let index = self.entries.len();
         let hash = if size <= SMALL_FILE {
             let bytes = self
                 .hashes
                 .read(index, ExactReader::new(file, size))
-                .map_err(Error::io("archiving", abs))?;
+                .map_err(Error::io("archiving", &abs))?;
             self.builder
                 .append_data(&mut header, &rel, bytes)
-                .map_err(Error::io("archiving", abs))?;
+                .map_err(Error::io("archiving", &abs))?;
             self.hashes.close_if_full();
             // Filled in by `capture` from the deferred hashes.
             ContentHash([0; 32])
@@ -242,7 +233,7 @@ impl<W: Write> Walker<'_, '_, '_, FramedWriter<W>> {
             let mut reader = ExactHashingReader::new(file, size);
             self.builder
                 .append_data(&mut header, &rel, &mut reader)
-                .map_err(Error::io("archiving", abs))?;
+                .map_err(Error::io("archiving", &abs))?;
             reader.hash()
         };
         let end = self.builder.get_ref().position();
@@ -261,26 +252,33 @@ impl<W: Write> Walker<'_, '_, '_, FramedWriter<W>> {
         Ok(())
     }
 
-    fn add_symlink(&mut self, abs: &Path, rel: String) -> Result<()> {
-        let target = match fs::read_link(abs) {
+    fn add_symlink(&mut self, root: &Path, dir: &Dir, name: &OsStr, rel: String) -> Result<()> {
+        let abs = root.join(&rel);
+        let target = match dir.read_link(name) {
             Ok(target) => target,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(Error::io("reading symlink", abs)(err)),
+            // Replaced by something that is not a link since it was listed.
+            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
+            Err(err) => return Err(Error::io("reading symlink", &abs)(err)),
         };
         let Some(target_text) = target.to_str() else {
             self.other_paths.push(rel);
             return Ok(());
         };
-        let meta = fs::symlink_metadata(abs).map_err(Error::io("inspecting", abs))?;
+        let mtime = match dir.stat_at(name) {
+            Ok(stat) => stat.mtime,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(Error::io("inspecting", &abs)(err)),
+        };
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Symlink);
         header.set_size(0);
         header.set_mode(0o777);
-        header.set_mtime(meta.mtime().max(0) as u64);
-        self.boundary(abs)?;
+        header.set_mtime(mtime.max(0) as u64);
+        self.boundary(&abs)?;
         self.builder
-            .append_link(&mut header, &rel, &target)
-            .map_err(Error::io("archiving", abs))?;
+            .append_link(&mut header, &rel, target_text)
+            .map_err(Error::io("archiving", &abs))?;
         self.entries.push((
             ManifestEntry {
                 path: rel,
@@ -295,21 +293,21 @@ impl<W: Write> Walker<'_, '_, '_, FramedWriter<W>> {
         Ok(())
     }
 
-    fn add_empty_dir(&mut self, abs: &Path, rel: &str) -> Result<()> {
-        let meta = fs::symlink_metadata(abs).map_err(Error::io("inspecting", abs))?;
-        let mode = meta.mode() & 0o7777;
+    fn add_empty_dir(&mut self, root: &Path, rel: String, stat: Stat) -> Result<()> {
+        let abs = root.join(&rel);
+        let mode = stat.mode & PERMISSION_BITS;
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
         header.set_size(0);
         header.set_mode(mode);
-        header.set_mtime(meta.mtime().max(0) as u64);
-        self.boundary(abs)?;
+        header.set_mtime(stat.mtime.max(0) as u64);
+        self.boundary(&abs)?;
         self.builder
             .append_data(&mut header, format!("{rel}/"), io::empty())
-            .map_err(Error::io("archiving", abs))?;
+            .map_err(Error::io("archiving", &abs))?;
         self.entries.push((
             ManifestEntry {
-                path: rel.to_owned(),
+                path: rel,
                 kind: EntryKind::Dir,
                 mode,
                 size: 0,
@@ -319,14 +317,6 @@ impl<W: Write> Walker<'_, '_, '_, FramedWriter<W>> {
             0,
         ));
         Ok(())
-    }
-}
-
-fn join(rel: &str, name: &str) -> String {
-    if rel.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{rel}/{name}")
     }
 }
 

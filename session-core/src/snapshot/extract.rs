@@ -1,18 +1,24 @@
 //! Restoring a snapshot into a directory, refusing unsafe members.
+//!
+//! The one place every file that leaves a session goes through (see the
+//! parent module on what survives): each file is created anew with only
+//! its permission bits, never `chown`ed, and every write goes through
+//! directory descriptors that refuse symlinks.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs::{self, FileTimes, Permissions};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::Snapshot;
 use super::archive::{ancestors, archive_error, member_path, open_tar};
-use super::manifest::{ContentHash, EntryKind, SnapshotManifest};
+use super::manifest::{ContentHash, EntryKind, PERMISSION_BITS, SnapshotManifest};
 use crate::error::{Error, Result};
-use crate::paths;
+use crate::tree::{Blocked, Dir, DirCursor, FileKind, Walker};
 
 /// What extraction does with what the destination already holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,37 +41,61 @@ pub(super) fn extract(snapshot: &Snapshot, dest: &Path, mode: ExtractMode) -> Re
             .iter()
             .flat_map(|e| ancestors(&e.path))
             .collect();
-        prune(dest, "", snapshot.manifest(), &keep_dirs)?;
+        prune(dest, snapshot.manifest(), &keep_dirs)?;
     }
     if !snapshot.has_archive() {
         // The empty snapshot: nothing to write.
         return Ok(());
     }
 
+    let mut cursor = DirCursor::open(dest)?;
     let mut tar = open_tar(archive, snapshot.compression())?;
     let mut dir_modes = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     for member in tar.entries().map_err(|err| archive_error(archive, err))? {
         let mut member = member.map_err(|err| archive_error(archive, err))?;
         let rel = member_path(archive, &member)?;
-        let rel_path = Path::new(&rel);
-        let refuse = |reason: String| Error::UnsafeArchiveMember {
+        let refuse = |reason: &str| Error::UnsafeArchiveMember {
             archive: archive.to_path_buf(),
             member: rel.clone(),
-            reason,
-        };
-        let escape = |err: Error| match err {
-            Error::PathEscape { reason, .. } => refuse(reason.to_owned()),
-            other => other,
+            reason: reason.to_owned(),
         };
         let header = member.header();
-        let mode = header.mode().map_err(|err| archive_error(archive, err))? & 0o7777;
+        // Only the permission bits: never set-id or sticky bits.
+        let mode = header.mode().map_err(|err| archive_error(archive, err))? & PERMISSION_BITS;
         let mtime = header.mtime().unwrap_or(0);
-        match header.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                clear_non_matching(dest, rel_path, EntryKind::File).map_err(escape)?;
-                let mut file = paths::create_file_in(dest, rel_path).map_err(escape)?;
-                let full = dest.join(rel_path);
+        let entry_type = header.entry_type();
+        let kind = match entry_type {
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            other => {
+                return Err(refuse(&format!(
+                    "{} members are not extracted",
+                    match other {
+                        tar::EntryType::Link => "hard-link".to_owned(),
+                        tar::EntryType::Char | tar::EntryType::Block => "device".to_owned(),
+                        tar::EntryType::Fifo => "fifo".to_owned(),
+                        other => format!("{other:?}"),
+                    }
+                )));
+            }
+        };
+        let (parents, name) = split_member(&rel);
+        let dir = match cursor.enter(&parents, true)? {
+            Ok(dir) => dir,
+            Err(Blocked::Symlink) => return Err(refuse("a parent directory is a symlink")),
+            Err(_) => return Err(refuse("a parent of it is not a directory")),
+        };
+        let full = cursor_path(dest, &rel);
+        match kind {
+            EntryKind::File => {
+                clear(dir, name, false, &full)?;
+                // A new file, owned by whoever extracts, private until its
+                // content is complete and checked.
+                let mut file = dir
+                    .open_file(name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)
+                    .map_err(Error::io("creating", &full))?;
                 let mut hasher = blake3::Hasher::new();
                 loop {
                     let n = member
@@ -93,44 +123,38 @@ pub(super) fn extract(snapshot: &Snapshot, dest: &Path, mode: ExtractMode) -> Re
                 file.set_times(FileTimes::new().set_modified(epoch(mtime)))
                     .map_err(Error::io("setting time of", &full))?;
             }
-            tar::EntryType::Directory => {
-                clear_non_matching(dest, rel_path, EntryKind::Dir).map_err(escape)?;
-                paths::create_dir_all_in(dest, rel_path).map_err(escape)?;
-                dir_modes.push((rel_path.to_path_buf(), mode));
+            EntryKind::Dir => {
+                clear(dir, name, true, &full)?;
+                match dir.create_dir(name, 0o777) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(err) => return Err(Error::io("creating directory", &full)(err)),
+                }
+                dir_modes.push((rel.clone(), mode));
             }
-            tar::EntryType::Symlink => {
+            EntryKind::Symlink => {
                 let target = member
                     .link_name_bytes()
-                    .ok_or_else(|| refuse("a symlink without a target".into()))?
+                    .ok_or_else(|| refuse("a symlink without a target"))?
                     .into_owned();
-                clear_non_matching(dest, rel_path, EntryKind::Symlink).map_err(escape)?;
-                if let Some(parent) = rel_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    paths::create_dir_all_in(dest, parent).map_err(escape)?;
-                }
-                let full = dest.join(rel_path);
-                if fs::symlink_metadata(&full).is_ok() {
-                    fs::remove_file(&full).map_err(Error::io("replacing", &full))?;
-                }
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &full)
+                clear(dir, name, false, &full)?;
+                dir.symlink(OsStr::from_bytes(&target), name)
                     .map_err(Error::io("creating symlink", &full))?;
-            }
-            other => {
-                return Err(refuse(format!(
-                    "{} members are not extracted",
-                    match other {
-                        tar::EntryType::Link => "hard-link".to_owned(),
-                        tar::EntryType::Char | tar::EntryType::Block => "device".to_owned(),
-                        tar::EntryType::Fifo => "fifo".to_owned(),
-                        other => format!("{other:?}"),
-                    }
-                )));
             }
         }
     }
     // Modes last, deepest first, so a read-only directory is still filled.
     for (rel, mode) in dir_modes.iter().rev() {
-        let full = dest.join(rel);
-        fs::set_permissions(&full, Permissions::from_mode(*mode))
+        let full = cursor_path(dest, rel);
+        let (parents, name) = split_member(rel);
+        let Ok(parent) = cursor.enter(&parents, false)? else {
+            return Err(Error::io("setting mode of", &full)(
+                io::ErrorKind::NotFound.into(),
+            ));
+        };
+        parent
+            .open_dir(name)
+            .and_then(|dir| dir.set_mode(*mode))
             .map_err(Error::io("setting mode of", &full))?;
     }
     Ok(())
@@ -140,71 +164,55 @@ fn epoch(seconds: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
 }
 
-/// Removes whatever stands at `rel` when it is not of `kind`, so the member
-/// can take its place (a file replacing a directory, a link replacing a
-/// file). Parents are not followed through symlinks.
-fn clear_non_matching(dest: &Path, rel: &Path, kind: EntryKind) -> Result<()> {
-    let full = dest.join(rel);
-    let Ok(meta) = fs::symlink_metadata(&full) else {
-        return Ok(());
-    };
-    let existing = if meta.is_dir() {
-        EntryKind::Dir
-    } else if meta.file_type().is_symlink() {
-        EntryKind::Symlink
-    } else {
-        EntryKind::File
-    };
-    if existing == kind {
-        return Ok(());
-    }
-    // Check the parents first: a path through a symlink is never touched.
-    if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-        paths::create_dir_all_in(dest, parent)?;
-    }
-    paths::remove_existing(&full)
+/// A member's parent components and its own name.
+fn split_member(rel: &str) -> (Vec<&OsStr>, &OsStr) {
+    let mut parts: Vec<&OsStr> = rel.split('/').map(OsStr::new).collect();
+    let name = parts.pop().expect("a member path is never empty");
+    (parts, name)
 }
 
-/// Removes from `dest` everything the manifest does not hold.
-fn prune(
-    dir: &Path,
-    rel: &str,
-    manifest: &SnapshotManifest,
-    keep_dirs: &HashSet<&str>,
-) -> Result<()> {
-    let entries = fs::read_dir(dir).map_err(Error::io("reading directory", dir))?;
-    for child in entries {
-        let child = child.map_err(Error::io("reading directory", dir))?;
-        let name = child.file_name();
-        let full = child.path();
-        let Some(name) = name.to_str() else {
-            paths::remove_existing(&full)?;
-            continue;
+/// The path of a member under `dest`, for messages.
+fn cursor_path(dest: &Path, rel: &str) -> PathBuf {
+    dest.join(rel)
+}
+
+/// Makes room for a member at `name` in `dir`: whatever stands there is
+/// removed (a directory with everything in it), except a directory when
+/// `keep_dir` (a directory member merges with it).
+fn clear(dir: &Dir, name: &OsStr, keep_dir: bool, full: &Path) -> Result<()> {
+    match dir.stat_at(name) {
+        Ok(stat) if keep_dir && stat.kind == FileKind::Dir => Ok(()),
+        Ok(_) => dir.remove_any(name, full),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(Error::io("inspecting", full)(err)),
+    }
+}
+
+/// Removes from `dest` everything the manifest does not hold, and
+/// anything of another kind than its entry.
+fn prune(dest: &Path, manifest: &SnapshotManifest, keep_dirs: &HashSet<&str>) -> Result<()> {
+    // Unbounded: it only enters directories the manifest holds (or holds
+    // entries in), which are within bounds, and removes whatever else it
+    // finds whole.
+    let mut walker = Walker::without_bounds(dest)?;
+    while let Some(entry) = walker.next_entry()? {
+        let kind = match entry.kind {
+            FileKind::Dir => EntryKind::Dir,
+            FileKind::Symlink => EntryKind::Symlink,
+            FileKind::File | FileKind::Other => EntryKind::File,
         };
-        let child_rel = if rel.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let file_type = child.file_type().map_err(Error::io("inspecting", &full))?;
-        let kind = if file_type.is_dir() {
-            EntryKind::Dir
-        } else if file_type.is_symlink() {
-            EntryKind::Symlink
-        } else {
-            EntryKind::File
-        };
-        match manifest.get(&child_rel) {
-            Some(entry) if entry.kind == kind => {
-                if kind == EntryKind::Dir {
-                    prune(&full, &child_rel, manifest, keep_dirs)?;
-                }
-            }
-            Some(_) => paths::remove_existing(&full)?,
-            None if kind == EntryKind::Dir && keep_dirs.contains(child_rel.as_str()) => {
-                prune(&full, &child_rel, manifest, keep_dirs)?;
-            }
-            None => paths::remove_existing(&full)?,
+        let keep = entry.kind != FileKind::Other
+            && entry
+                .rel
+                .to_str()
+                .is_some_and(|rel| match manifest.get(rel) {
+                    Some(wanted) => wanted.kind == kind,
+                    None => kind == EntryKind::Dir && keep_dirs.contains(rel),
+                });
+        if !keep {
+            entry.dir.remove_any(entry.name, &dest.join(entry.rel))?;
+        } else if kind == EntryKind::Dir {
+            walker.descend()?;
         }
     }
     Ok(())

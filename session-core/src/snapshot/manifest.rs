@@ -53,6 +53,14 @@ impl<'de> Deserialize<'de> for ContentHash {
     }
 }
 
+/// The mode bits a snapshot records and extraction restores: read, write
+/// and execute for owner, group and others. Set-user-id, set-group-id and
+/// sticky bits are never recorded, so no file berth writes out of a
+/// session (a checkpoint, an extracted snapshot, a synced workspace)
+/// carries them, and a tree extracted and captured again has the checksum
+/// it was captured with.
+pub const PERMISSION_BITS: u32 = 0o777;
+
 /// What kind of file-system object an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,7 +101,7 @@ pub struct ManifestEntry {
     pub path: String,
     /// File, symlink or empty directory.
     pub kind: EntryKind,
-    /// Permission bits (`mode & 0o7777`).
+    /// Permission bits (`mode &` [`PERMISSION_BITS`]).
     pub mode: u32,
     /// Size in bytes (a symlink's target length; 0 for a directory).
     pub size: u64,

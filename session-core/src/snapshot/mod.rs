@@ -7,6 +7,26 @@
 //! time. [`Snapshot::extract`] restores it (refusing unsafe members), and
 //! [`Snapshot::read_entries`] reads only the entries asked for, which is how
 //! a diff touches only what changed.
+//!
+//! # What survives a snapshot
+//!
+//! Files, symlinks (as links, never followed) and empty directories, with
+//! their content and their permission bits ([`PERMISSION_BITS`], `0o777`)
+//! and nothing else. Capture records no set-user-id, set-group-id or sticky
+//! bit, no owner and no device, FIFO or socket; extraction sets only the
+//! permission bits of each member, whatever an archive from elsewhere says,
+//! creates every file anew (removing what stood at its path, so nothing is
+//! written through an existing file or its hard links) and never changes an
+//! owner: what it writes belongs to whoever runs it. This holds for every
+//! way a file leaves a session onto the host, since all of them extract:
+//! checkpoints, restoring a snapshot, and both directions of a remote
+//! sync. A tree captured, extracted and captured again has the same
+//! checksum.
+//!
+//! Capture walks with [`crate::tree::Walker`]: without recursion and within
+//! its bounds ([`crate::Error::TreeBound`] beyond 1,024 levels or 4,096
+//! bytes of relative path); extraction writes through directory
+//! descriptors, so a destination's own path length never limits it.
 
 mod archive;
 mod capture;
@@ -20,7 +40,9 @@ use std::sync::Arc;
 
 pub use self::capture::ExactHashingReader;
 pub use self::extract::ExtractMode;
-pub use self::manifest::{ContentHash, EntryKind, ManifestEntry, SnapshotManifest};
+pub use self::manifest::{
+    ContentHash, EntryKind, ManifestEntry, PERMISSION_BITS, SnapshotManifest,
+};
 pub use self::rules::SnapshotRules;
 use crate::compression::Compression;
 use crate::error::Result;
@@ -90,9 +112,25 @@ impl Snapshot {
     }
 
     /// Opens an existing archive written by berth or any `tar` (in the given
-    /// compression), building its manifest by reading it once.
+    /// compression), building its manifest by reading it once. When a path
+    /// appears more than once, the last member wins, as with `tar -x`.
+    ///
+    /// Fails with [`crate::Error::UnsafeArchiveMember`] for a member that is
+    /// absolute, climbs out, is not UTF-8, is a device or FIFO, or lies
+    /// beyond [`crate::tree::MAX_DEPTH`] levels or
+    /// [`crate::tree::MAX_PATH_BYTES`] bytes.
     pub fn open_archive(archive: &Path, compression: Compression) -> Result<Snapshot> {
-        archive::open(archive, compression)
+        archive::open(archive, compression, false)
+    }
+
+    /// Opens an archive that must describe one tree, as one side of a sync
+    /// sends the other: like [`Snapshot::open_archive`], but an archive that
+    /// holds a path twice, or a member below another that is not a
+    /// directory (`d` a file and `d/x`, or `link` a symlink and `link/x`),
+    /// is refused whole with [`crate::Error::UnsafeArchiveMember`] naming
+    /// the member, before anything could be extracted from it.
+    pub fn open_tree_archive(archive: &Path, compression: Compression) -> Result<Snapshot> {
+        archive::open(archive, compression, true)
     }
 
     /// The manifest.
@@ -123,11 +161,19 @@ impl Snapshot {
 
     /// Restores the snapshot into `dest` (created if missing).
     ///
-    /// Member names that are absolute or climb out, hard links, devices and
-    /// writes through a symlink are refused with
+    /// Member names that are absolute or climb out, hard links, devices,
+    /// FIFOs and writes through a symlink are refused with
     /// [`crate::Error::UnsafeArchiveMember`]; file content is checked against
     /// the manifest. [`ExtractMode::Mirror`] also removes what `dest` holds
     /// beyond the snapshot; [`ExtractMode::Merge`] leaves it.
+    ///
+    /// What extraction writes belongs to whoever extracts: every file is
+    /// created anew (what stood at its path is removed first, so no write
+    /// goes through an existing file or one of its hard links), never
+    /// `chown`ed to an owner named in the archive, and gets only the
+    /// [`PERMISSION_BITS`] of its member: set-user-id, set-group-id and
+    /// sticky bits are dropped, whatever the archive says. Directories get
+    /// the same treatment.
     pub fn extract(&self, dest: &Path, mode: ExtractMode) -> Result<()> {
         extract::extract(self, dest, mode)
     }

@@ -15,4 +15,5 @@ mod spec_errors;
 mod spec_fixtures;
 mod spec_helpers;
 mod spec_serde;
+mod tree_shapes;
 mod workspace_lifecycle;
