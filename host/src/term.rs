@@ -119,17 +119,23 @@ pub(crate) fn human_bytes(bytes: u64) -> String {
 /// The total size of the files under `dir` (for progress on an archive
 /// being written there).
 pub(crate) fn size_of_tree(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => size_of_tree(&entry.path()),
-            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
+    // A list of directories still to visit, not recursion: how deep the
+    // tree goes decides nothing about the stack.
+    let mut pending = vec![dir.to_path_buf()];
+    let mut total = 0;
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
+                Ok(kind) if kind.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]

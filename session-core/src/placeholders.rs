@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 pub const PLACEHOLDER_PREFIX: &str = "{{static:";
 
 /// Returns `value` with every `{{static:NAME}}` replaced by
-/// `asset_path(asset)`, in strings, array items (recursively) and object
-/// keys.
+/// `asset_path(asset)`, in strings, array items and object values at any
+/// depth, and object keys.
 ///
 /// Fails with [`Error::UnknownAsset`] for a name `assets` does not hold, and
 /// [`Error::PlaceholderKeyCollision`] when substitution makes two keys of
@@ -51,36 +51,96 @@ pub fn resolve_static_placeholders_in_str(
 
 type Replace<'a> = dyn Fn(&str) -> Result<Cow<'_, str>> + 'a;
 
+/// A collection being rebuilt by [`resolve_value`].
+enum Frame<'v> {
+    Array {
+        items: std::slice::Iter<'v, Value>,
+        out: Vec<Value>,
+    },
+    Object {
+        entries: serde_json::map::Iter<'v>,
+        out: Map<String, Value>,
+        /// Each resolved key's key as written, to name the placeholder at
+        /// fault when two keys meet.
+        written: HashMap<String, &'v str>,
+        /// The resolved key of the entry whose value is being rebuilt.
+        key: String,
+    },
+}
+
+/// Rebuilds `value` with `replace` applied to every string and object key,
+/// with an explicit stack: how deep a value nests decides no recursion.
 fn resolve_value(value: &Value, replace: &Replace<'_>) -> Result<Value> {
-    Ok(match value {
-        Value::String(text) => Value::String(replace(text)?.into_owned()),
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|item| resolve_value(item, replace))
-                .collect::<Result<_>>()?,
-        ),
-        Value::Object(object) => {
-            let mut out = Map::with_capacity(object.len());
-            // Each resolved key's key as written, to name the placeholder at
-            // fault when two keys meet.
-            let mut written: HashMap<String, &str> = HashMap::with_capacity(object.len());
-            for (key, item) in object {
-                let resolved = replace(key)?.into_owned();
-                if let Some(earlier) = written.get(&resolved) {
-                    let key = if *key == resolved { *earlier } else { key };
-                    return Err(Error::PlaceholderKeyCollision {
-                        key: key.to_owned(),
-                        resolved,
-                    });
-                }
-                written.insert(resolved.clone(), key);
-                out.insert(resolved, resolve_value(item, replace)?);
+    let mut stack: Vec<Frame<'_>> = Vec::new();
+    let mut next = Some(value);
+    loop {
+        // Descend into `next` when it is a collection; otherwise it is done.
+        let mut done = match next.take() {
+            Some(Value::String(text)) => Some(Value::String(replace(text)?.into_owned())),
+            Some(Value::Array(items)) => {
+                stack.push(Frame::Array {
+                    items: items.iter(),
+                    out: Vec::with_capacity(items.len()),
+                });
+                None
             }
-            Value::Object(out)
+            Some(Value::Object(object)) => {
+                stack.push(Frame::Object {
+                    entries: object.iter(),
+                    out: Map::with_capacity(object.len()),
+                    written: HashMap::with_capacity(object.len()),
+                    key: String::new(),
+                });
+                None
+            }
+            Some(scalar) => Some(scalar.clone()),
+            None => None,
+        };
+        // Hand finished values to their parents until one has more to do.
+        loop {
+            let Some(frame) = stack.last_mut() else {
+                return Ok(done.expect("the root is finished last"));
+            };
+            match frame {
+                Frame::Array { items, out } => {
+                    if let Some(value) = done.take() {
+                        out.push(value);
+                    }
+                    if let Some(item) = items.next() {
+                        next = Some(item);
+                        break;
+                    }
+                    done = Some(Value::Array(std::mem::take(out)));
+                }
+                Frame::Object {
+                    entries,
+                    out,
+                    written,
+                    key,
+                } => {
+                    if let Some(value) = done.take() {
+                        out.insert(std::mem::take(key), value);
+                    }
+                    if let Some((raw, item)) = entries.next() {
+                        let resolved = replace(raw)?.into_owned();
+                        if let Some(earlier) = written.get(&resolved) {
+                            let raw = if *raw == resolved { *earlier } else { raw };
+                            return Err(Error::PlaceholderKeyCollision {
+                                key: raw.to_owned(),
+                                resolved,
+                            });
+                        }
+                        written.insert(resolved.clone(), raw);
+                        *key = resolved;
+                        next = Some(item);
+                        break;
+                    }
+                    done = Some(Value::Object(std::mem::take(out)));
+                }
+            }
+            stack.pop();
         }
-        scalar => scalar.clone(),
-    })
+    }
 }
 
 /// Replaces the placeholders of `text`, borrowing it when it has none.

@@ -373,6 +373,13 @@ impl Driver {
                         "the command's changes could not be synced back");
                     self.inner.link.mark_stale();
                     result.status = ExecStatus::Lost;
+                    let note = self
+                        .say(&format!(
+                            "the command's changes could not be synced back: {err}"
+                        ))
+                        .await;
+                    result.stderr.total_bytes += note.len() as u64;
+                    result.stderr.bytes.extend_from_slice(&note);
                 }
                 result
             }
@@ -380,6 +387,8 @@ impl Driver {
                 tracing::warn!(server = %self.inner.link.client.url(), reason = %why,
                     "lost the remote command");
                 self.inner.link.mark_stale();
+                let note = self.say(&format!("lost the remote command: {why}")).await;
+                let _ = self.stderr.push(&note);
                 ExecResult {
                     status: ExecStatus::Lost,
                     exit_code: -1,
@@ -415,6 +424,15 @@ impl Driver {
         if let Err(err) = link.client.cancel(&link.session, &self.key).await {
             tracing::debug!(error = %err, "cancelling an abandoned command failed");
         }
+    }
+
+    /// Tells the caller, as a line on the command's stderr, why its command
+    /// was lost (a `Lost` result has no other place for the reason), and
+    /// returns that line.
+    async fn say(&mut self, why: &str) -> Vec<u8> {
+        let line = format!("berth: {why}\n").into_bytes();
+        self.deliver(Event::Stderr(line.clone().into())).await;
+        line
     }
 
     async fn deliver(&mut self, event: Event) {

@@ -45,8 +45,14 @@ async fn a_session_holding_a_deep_tree_is_closed_and_the_server_keeps_serving() 
         .await
         .unwrap();
     // The command ran, but what it changed cannot be collected (the scan
-    // stops at the depth bound): the client reports the result as lost.
+    // stops at the depth bound): the client reports the result as lost,
+    // saying why on the command's stderr.
     assert_eq!(result.status, ExecStatus::Lost, "{result:?}");
+    let said = result.stderr_lossy();
+    assert!(
+        said.starts_with("berth: lost the remote command") && said.contains("levels"),
+        "{said}"
+    );
     // Closing removes the remote session, deep tree included.
     deep.close().await.unwrap();
     eventually("the server removed the deep session", || {

@@ -44,7 +44,9 @@ pub fn test_limits() -> ServeLimits {
 /// A server running as a task of the current tokio runtime.
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub work_root: tempfile::TempDir,
+    /// Removed with the iterative removal, so that a session left deep
+    /// (a test that failed before closing it) cannot overflow the stack.
+    pub work_root: session_core::tree::RemoveOnDrop,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -54,10 +56,13 @@ impl TestServer {
     }
 
     pub async fn start_with(limits: ServeLimits) -> TestServer {
-        let work_root = tempfile::Builder::new()
-            .prefix("berth-api-server-")
-            .tempdir()
-            .unwrap();
+        let work_root = session_core::tree::RemoveOnDrop::new(
+            tempfile::Builder::new()
+                .prefix("berth-api-server-")
+                .tempdir()
+                .unwrap()
+                .keep(),
+        );
         let config = ServeConfig::new(token(), server_registry())
             .listen("127.0.0.1:0".parse().unwrap())
             .limits(limits)
