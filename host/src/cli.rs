@@ -273,6 +273,13 @@ pub(crate) struct ServeArgs {
     /// File holding the bearer token clients must send
     #[arg(long, value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
+
+    /// Serve only this backend type to clients (repeatable; default: every
+    /// registered type). A client's token lets it run whatever the served
+    /// backends allow, as this server's user: `type: local` is a shell on
+    /// this host
+    #[arg(long = "backend", value_name = "TYPE")]
+    pub(crate) backends: Vec<String>,
 }
 
 /// Parses a positive, finite number of seconds (`10`, `0.5`).

@@ -33,7 +33,16 @@ pub(crate) async fn serve(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Resu
         },
     };
     raise_descriptor_limit();
-    let (registry, _plugins) = crate::backends::load(global.plugin_dir.as_deref())?;
+    let (mut registry, _plugins) = crate::backends::load(global.plugin_dir.as_deref())?;
+    if !args.backends.is_empty() {
+        registry
+            .restrict_to(&args.backends)
+            .context("choosing the backends to serve (--backend)")?;
+    }
+    eprintln!(
+        "berth serve: serving backends: {}",
+        registry.types().join(", ")
+    );
     let config = ServeConfig::new(token, registry.shared())
         .listen(args.listen)
         .work_root(temp_root(global))

@@ -124,6 +124,21 @@ impl Registry {
             })
     }
 
+    /// Keeps only the backends whose types `types` names (a server that
+    /// offers its clients some backends and not others). A name that is not
+    /// registered is [`Error::UnknownBackend`], and the registry is then
+    /// unchanged.
+    pub fn restrict_to(&mut self, types: &[String]) -> Result<()> {
+        if let Some(missing) = types.iter().find(|name| !self.entries.contains_key(*name)) {
+            return Err(Error::UnknownBackend {
+                requested: missing.clone(),
+                registered: self.types().join(", "),
+            });
+        }
+        self.entries.retain(|name, _| types.contains(name));
+        Ok(())
+    }
+
     /// The registered types, in registration order.
     pub fn types(&self) -> Vec<String> {
         self.entries.keys().cloned().collect()

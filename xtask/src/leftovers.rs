@@ -1,6 +1,6 @@
 //! The "no leftovers" check run after the test suite: berth-labelled
-//! containers, berth temporary directories and stray processes created
-//! during the run must all be gone.
+//! containers, berth temporary directories, berth cgroups and stray
+//! processes created during the run must all be gone.
 //!
 //! Only what appeared after the run started counts, so a machine that has
 //! other berth activity (or debris from an earlier run) does not fail CI
@@ -35,6 +35,49 @@ pub(crate) fn find(since: SystemTime) -> Vec<String> {
         found.push(format!("process {pid} still runs in a berth workspace"));
     }
     found.extend(containers(since));
+    for cgroup in cgroups(since) {
+        found.push(format!("cgroup {}", cgroup.display()));
+    }
+    found
+}
+
+/// Command cgroups (`berth-*`) made since `since` under berth's cgroup
+/// bases (`berth`, and the tests' own `berth-test-*` bases), in every
+/// cgroup hierarchy mounted under /sys/fs/cgroup.
+fn cgroups(since: SystemTime) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    // The cgroup v2 root itself, and each v1 controller or the hybrid
+    // unified hierarchy below it.
+    let mut hierarchies = vec![root.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        hierarchies.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    let mut found = Vec::new();
+    for hierarchy in hierarchies {
+        let Ok(entries) = std::fs::read_dir(&hierarchy) else {
+            continue;
+        };
+        for base in entries.flatten() {
+            let name = base.file_name().to_string_lossy().into_owned();
+            if name != "berth" && !name.starts_with("berth-test-") {
+                continue;
+            }
+            if name.starts_with("berth-test-") && born_after(&base.path(), since) {
+                found.push(base.path());
+                continue;
+            }
+            let Ok(children) = std::fs::read_dir(base.path()) else {
+                continue;
+            };
+            found.extend(
+                children
+                    .flatten()
+                    .filter(|c| c.file_name().to_string_lossy().starts_with("berth-"))
+                    .map(|c| c.path())
+                    .filter(|path| path.is_dir() && born_after(path, since)),
+            );
+        }
+    }
     found
 }
 

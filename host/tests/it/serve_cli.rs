@@ -13,14 +13,27 @@ const TOKEN: &str = "a-token-for-this-test-only";
 /// Starts `berth serve` on a free loopback port with `token_file`; returns
 /// the process and its URL.
 fn start_server(sb: &Sandbox, token_file: &std::path::Path) -> (Child, String) {
+    start_server_with(sb, token_file, &[])
+}
+
+/// [`start_server`] with more arguments for `serve`.
+fn start_server_with(
+    sb: &Sandbox,
+    token_file: &std::path::Path,
+    extra: &[&str],
+) -> (Child, String) {
     let mut server = sb
-        .berth([
-            "serve".as_ref(),
-            "--listen".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--token-file".as_ref(),
-            token_file.as_os_str(),
-        ])
+        .berth(
+            [
+                "serve".as_ref(),
+                "--listen".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--token-file".as_ref(),
+                token_file.as_os_str(),
+            ]
+            .into_iter()
+            .chain(extra.iter().map(|arg| std::ffi::OsStr::new(*arg))),
+        )
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -92,6 +105,57 @@ fn run_through_a_served_host() {
     }
     let status = server.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    sb.assert_no_session_dirs();
+}
+
+#[test]
+fn a_server_offers_only_the_backends_it_is_told_to() {
+    let sb = Sandbox::new();
+    let token_file = sb.write_private("token", &format!("{TOKEN}\n"));
+    let (mut server, url) = start_server_with(&sb, &token_file, &["--backend", "docker"]);
+    let spec = sb.write(
+        "api.yaml",
+        &format!(
+            "type: api\nname: remote\napi:\n  url: {url}\n  remote: {{type: local, name: served}}\n"
+        ),
+    );
+    let out = sb
+        .berth([
+            "run".as_ref(),
+            "--env".as_ref(),
+            spec.as_os_str(),
+            "--".as_ref(),
+            "true".as_ref(),
+        ])
+        .env("BERTH_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 125, "{out:?}");
+    assert!(
+        stderr(&out).contains("unknown backend type `local`"),
+        "{out:?}"
+    );
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGTERM);
+    }
+    server.wait().unwrap();
+
+    // A type nobody registered is refused at start.
+    let out = sb
+        .berth([
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--token-file".as_ref(),
+            token_file.as_os_str(),
+            "--backend".as_ref(),
+            "nonexistent".as_ref(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 125, "{out:?}");
+    assert!(stderr(&out).contains("nonexistent"), "{out:?}");
     sb.assert_no_session_dirs();
 }
 
