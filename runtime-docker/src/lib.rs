@@ -203,6 +203,21 @@ impl Backend for DockerBackend {
             .create_container(Some(options), plan.body)
             .await
             .map_err(|err| create_error(&config.image, &err))?;
+        // An engine that cannot enforce a limit creates the container all
+        // the same and says so in a warning: that is a refusal here (the
+        // guard removes the container), never a silently unlimited run.
+        for warning in &created.warnings {
+            match discarded_limit(warning) {
+                Some(limit) => {
+                    return Err(Error::Spec {
+                        origin: spec.origin().to_owned(),
+                        field: limit.to_owned(),
+                        message: format!("cannot be enforced by this Docker Engine: {warning}"),
+                    });
+                }
+                None => tracing::warn!(%warning, "the Docker Engine warned creating a container"),
+            }
+        }
         // Attached before the start, so that no moment passes in which the
         // container runs without its owner holding it.
         let lifeline = if plan.lifeline {
@@ -262,16 +277,87 @@ impl Backend for DockerBackend {
             },
             Err(err) => Err(err.to_string()),
         };
-        vec![Diagnostic {
+        let mut checks = vec![Diagnostic {
             check: "docker engine".to_owned(),
             ok: detail.is_ok(),
             detail: detail.unwrap_or_else(|err| err),
-        }]
+        }];
+        if let Ok(docker) = address.connect().await
+            && let Ok(info) = docker.info().await
+        {
+            checks.push(limits_diagnostic(&info));
+        }
+        checks
     }
 
     async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<Leftover>> {
         let docker = self.address().connect().await?;
         gc::collect(&docker, dry_run).await
+    }
+}
+
+/// The limit an engine's warning at container creation says it discarded
+/// (`limits.memory`, `limits.pids`, `limits.cpus`), if it says so.
+fn discarded_limit(warning: &str) -> Option<&'static str> {
+    let warning = warning.to_ascii_lowercase();
+    let discarded = warning.contains("discarded") || warning.contains("can not be set");
+    if !discarded {
+        return None;
+    }
+    if warning.contains("memory") {
+        Some("limits.memory")
+    } else if warning.contains("pids") {
+        Some("limits.pids")
+    } else if warning.contains("cpu") {
+        Some("limits.cpus")
+    } else {
+        None
+    }
+}
+
+/// `berth doctor`'s line on which limits the engine's cgroups enforce.
+fn limits_diagnostic(info: &bollard::models::SystemInfo) -> Diagnostic {
+    let mut enforced = Vec::new();
+    let mut missing = Vec::new();
+    for (limit, supported) in [
+        ("limits.memory", info.memory_limit),
+        ("limits.cpus", info.cpu_cfs_quota),
+        ("limits.pids", info.pids_limit),
+    ] {
+        if supported == Some(false) {
+            missing.push(limit);
+        } else {
+            enforced.push(limit);
+        }
+    }
+    let cgroups = format!(
+        "cgroup v{} with the {} driver",
+        info.cgroup_version
+            .as_ref()
+            .map_or("?".to_owned(), |v| v.to_string()),
+        info.cgroup_driver
+            .as_ref()
+            .map_or("?".to_owned(), |d| d.to_string()),
+    );
+    let mut detail = format!(
+        "{} by the engine's {cgroups} (limits.file_size as a ulimit); swap {}",
+        enforced.join(", "),
+        if info.swap_limit == Some(false) {
+            "is not accounted: memory is limited, swap is not"
+        } else {
+            "is limited with memory"
+        }
+    );
+    if !missing.is_empty() {
+        detail.push_str(&format!(
+            "; the engine cannot enforce {}: a spec asking for them is refused",
+            missing.join(", ")
+        ));
+    }
+    Diagnostic {
+        check: "limits".to_owned(),
+        ok: missing.is_empty(),
+        detail,
     }
 }
 
@@ -288,4 +374,41 @@ fn create_error(image: &str, err: &bollard::errors::Error) -> Error {
     backend_error(format!(
         "cannot create a container of image `{image}`: {detail}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::discarded_limit;
+
+    #[test]
+    fn engine_warnings_name_the_discarded_limit() {
+        for (warning, limit) in [
+            (
+                "Your kernel does not support memory limit capabilities or the cgroup is not \
+                 mounted. Limitation discarded.",
+                Some("limits.memory"),
+            ),
+            (
+                "Your kernel does not support pids limit capabilities or the cgroup is not \
+                 mounted. PIDs limit discarded.",
+                Some("limits.pids"),
+            ),
+            (
+                "Your kernel does not support CPU cfs period/quota or the cgroup is not mounted. \
+                 Period/quota discarded.",
+                Some("limits.cpus"),
+            ),
+            (
+                "Your kernel does not support swap limit capabilities or the cgroup is not \
+                 mounted. Memory limited without swap.",
+                None,
+            ),
+            (
+                "Published ports are discarded when using host network mode",
+                None,
+            ),
+        ] {
+            assert_eq!(discarded_limit(warning), limit, "{warning}");
+        }
+    }
 }

@@ -14,10 +14,13 @@ const MISSING_SOCKET: &str = "unix:///nonexistent/berth-test/docker.sock";
 async fn diagnose_reports_the_engine_and_its_version() {
     let _docker = docker_or_skip!();
     let lines = DockerBackend::new().diagnose().await;
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].ok, "{lines:?}");
     assert!(lines[0].detail.starts_with("Docker Engine "), "{lines:?}");
     assert!(lines[0].detail.contains("(API 1."), "{lines:?}");
+    // Then which limits the engine's cgroups enforce.
+    assert_eq!(lines[1].check, "limits", "{lines:?}");
+    assert!(lines[1].detail.contains("limits.pids"), "{lines:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
