@@ -122,10 +122,15 @@ pub(crate) fn load(plugin_dir: Option<&Path>) -> anyhow::Result<(Registry, Plugi
         anyhow::bail!("the built-in backend `{missing}` is linked but did not register itself");
     }
     let report = load_plugins(&mut registry, PluginDir::resolve(plugin_dir));
+    Ok((registry, report))
+}
+
+/// Logs each library the plugin directory could not give, once, for the
+/// commands that do not list them themselves (`doctor` and `plugins` do).
+pub(crate) fn warn_problems(report: &PluginReport) {
     for (path, problem) in &report.problems {
         tracing::warn!(plugin = %path.display(), "{problem}");
     }
-    Ok((registry, report))
 }
 
 /// Loads every library in the plugin directory into the registry through

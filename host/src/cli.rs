@@ -291,6 +291,12 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("`{text}`: the timeout must be greater than zero"));
     }
+    if secs > session_core::runtime::MAX_TIMEOUT.as_secs_f64() {
+        return Err(format!(
+            "`{text}`: longer than the longest timeout berth takes ({} s, about a century)",
+            session_core::runtime::MAX_TIMEOUT.as_secs()
+        ));
+    }
     Duration::try_from_secs_f64(secs).map_err(|err| format!("`{text}`: {err}"))
 }
 

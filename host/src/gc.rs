@@ -12,7 +12,8 @@ use crate::{ExitCode, backends, temp_root};
 /// `berth gc`.
 pub(crate) async fn gc(args: &GcArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let root = temp_root(global);
-    let (registry, _plugins) = backends::load(global.plugin_dir.as_deref())?;
+    let (registry, plugins) = backends::load(global.plugin_dir.as_deref())?;
+    backends::warn_problems(&plugins);
     let mut report = GcReport {
         dry_run: args.dry_run,
         temp_root: root.display().to_string(),

@@ -60,7 +60,8 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
         Some(path) => EnvironmentSpec::from_path(path)?,
         None => EnvironmentSpec::new(DEFAULT_BACKEND, DEFAULT_SPEC_NAME),
     };
-    let (registry, _plugins) = backends::load(global.plugin_dir.as_deref())?;
+    let (registry, plugins) = backends::load(global.plugin_dir.as_deref())?;
+    backends::warn_problems(&plugins);
     registry.get(&spec.backend_type)?.validate(&spec)?;
     let assets = match &args.assets {
         Some(path) => load_assets(path)?,

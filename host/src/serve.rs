@@ -33,7 +33,8 @@ pub(crate) async fn serve(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Resu
         },
     };
     raise_descriptor_limit();
-    let (mut registry, _plugins) = crate::backends::load(global.plugin_dir.as_deref())?;
+    let (mut registry, plugins) = crate::backends::load(global.plugin_dir.as_deref())?;
+    crate::backends::warn_problems(&plugins);
     if !args.backends.is_empty() {
         registry
             .restrict_to(&args.backends)

@@ -308,11 +308,16 @@ impl<'a> Driver<'a> {
             wall_timeout: plan.wall_timeout,
             // Until the command reports that it runs, the engine's start-up
             // time is allowed on top of the timeouts.
-            wall: plan
-                .wall_timeout
-                .map(|t| started_at + t + ENGINE_START_ALLOWANCE),
+            // (A timeout too long to be an instant is no deadline.)
+            wall: plan.wall_timeout.and_then(|t| {
+                started_at
+                    .checked_add(t)?
+                    .checked_add(ENGINE_START_ALLOWANCE)
+            }),
             idle_timeout: plan.idle_timeout,
-            idle: plan.idle_timeout.map(|t| now + t + ENGINE_START_ALLOWANCE),
+            idle: plan
+                .idle_timeout
+                .and_then(|t| now.checked_add(t)?.checked_add(ENGINE_START_ALLOWANCE)),
             stdout: OutputBuffer::new(plan.output_limit, plan.spill_dir.as_deref(), "stdout"),
             stderr: OutputBuffer::new(plan.output_limit, plan.spill_dir.as_deref(), "stderr"),
             pid_line: PidLine::default(),
@@ -387,9 +392,9 @@ impl<'a> Driver<'a> {
                     // count from here, not from the engine's queue.
                     let now = Instant::now();
                     if let Some(timeout) = self.wall_timeout {
-                        self.wall = Some(now + timeout);
+                        self.wall = now.checked_add(timeout);
                     }
-                    self.idle = self.idle_timeout.map(|t| now + t);
+                    self.idle = self.idle_timeout.and_then(|t| now.checked_add(t));
                     if self.killed.is_some() && !self.kill_sent {
                         self.send_kill();
                     }
@@ -410,7 +415,9 @@ impl<'a> Driver<'a> {
                 return;
             }
         };
-        self.idle = self.idle_timeout.map(|t| Instant::now() + t);
+        self.idle = self
+            .idle_timeout
+            .and_then(|t| Instant::now().checked_add(t));
         let buffer = if is_stdout {
             &mut self.stdout
         } else {

@@ -542,8 +542,13 @@ enum KilledFor {
 pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> ExecResult {
     let pid = started.pid;
     let control = started.control();
-    let wall = watch.wall_timeout.map(|t| started.started_at + t);
-    let mut idle = watch.idle_timeout.map(|t| Instant::now() + t);
+    // A timeout too long to be an instant (years) is no deadline at all.
+    let wall = watch
+        .wall_timeout
+        .and_then(|t| started.started_at.checked_add(t));
+    let mut idle = watch
+        .idle_timeout
+        .and_then(|t| Instant::now().checked_add(t));
     let mut stdout_buf =
         OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stdout");
     let mut stderr_buf =
@@ -574,7 +579,7 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
                 match read {
                     Ok(0) | Err(_) => out_open = false,
                     Ok(n) => {
-                        idle = watch.idle_timeout.map(|t| Instant::now() + t);
+                        idle = watch.idle_timeout.and_then(|t| Instant::now().checked_add(t));
                         let _ = stdout_buf.push(&out_chunk[..n]);
                         if killed != Some(KilledFor::Cancelled)
                             && !send(events, Event::Stdout(pool.chunk(&mut out_chunk, n)), wall).await
@@ -590,7 +595,7 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
                 match read {
                     Ok(0) | Err(_) => err_open = false,
                     Ok(n) => {
-                        idle = watch.idle_timeout.map(|t| Instant::now() + t);
+                        idle = watch.idle_timeout.and_then(|t| Instant::now().checked_add(t));
                         let _ = stderr_buf.push(&err_chunk[..n]);
                         if killed != Some(KilledFor::Cancelled)
                             && !send(events, Event::Stderr(pool.chunk(&mut err_chunk, n)), wall).await

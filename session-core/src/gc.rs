@@ -204,14 +204,43 @@ fn foreign_entry(dir: &Path) -> io::Result<Option<String>> {
     Ok(None)
 }
 
+/// The largest marker read; a real one is a few hundred bytes.
+const MAX_MARKER_BYTES: u64 = 64 << 10;
+
+/// Reads a session marker. Anyone who can write the temporary directory
+/// can plant one, so it is read as untrusted: never through a symlink,
+/// never from a FIFO or a device (which could block or never end), and no
+/// more than [`MAX_MARKER_BYTES`].
 fn read_marker(path: &Path) -> std::result::Result<SessionMarker, String> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             return Err(format!("no {SESSION_MARKER}"));
         }
+        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(format!("{SESSION_MARKER} is a symlink"));
+        }
         Err(err) => return Err(format!("cannot read {SESSION_MARKER}: {err}")),
     };
+    let is_file = file.metadata().is_ok_and(|meta| meta.is_file());
+    if !is_file {
+        return Err(format!("{SESSION_MARKER} is not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MARKER_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| format!("cannot read {SESSION_MARKER}: {err}"))?;
+    if bytes.len() as u64 > MAX_MARKER_BYTES {
+        return Err(format!(
+            "{SESSION_MARKER} is larger than {MAX_MARKER_BYTES} bytes"
+        ));
+    }
     let marker: SessionMarker = serde_json::from_slice(&bytes)
         .map_err(|err| format!("{SESSION_MARKER} is not a session marker: {err}"))?;
     if marker.owner_pid == 0 || i32::try_from(marker.owner_pid).is_err() {
@@ -486,6 +515,34 @@ mod tests {
         assert!(other.join("todo.txt").exists());
         // A directory that crashed before its marker was written is empty.
         assert!(!empty.exists());
+    }
+
+    #[test]
+    fn planted_markers_neither_block_nor_exhaust_gc() {
+        let root = tempfile::tempdir().unwrap();
+        let policy = GcPolicy::default();
+        // A FIFO would block a reader for ever; /dev/zero never ends; a
+        // symlink could lead anywhere; a huge file is not a marker.
+        let fifo = session_dir(root.path(), "berth-fifo", None);
+        let path = std::ffi::CString::new(fifo.join(SESSION_MARKER).as_os_str().as_encoded_bytes())
+            .unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+        let zero = session_dir(root.path(), "berth-zero-device", None);
+        std::os::unix::fs::symlink("/dev/zero", zero.join(SESSION_MARKER)).unwrap();
+        let huge = session_dir(root.path(), "berth-huge", None);
+        fs::write(huge.join(SESSION_MARKER), vec![b' '; 100 << 10]).unwrap();
+        let found = scan_session_dirs(root.path(), &policy).unwrap();
+        let reason = |name: &str| {
+            found
+                .iter()
+                .find(|f| f.path.ends_with(name))
+                .map(|f| f.verdict.reason().to_owned())
+                .unwrap()
+        };
+        assert!(reason("berth-fifo").contains("not a regular file"));
+        assert!(reason("berth-zero-device").contains("is a symlink"));
+        assert!(reason("berth-huge").contains("larger than"));
     }
 
     #[test]

@@ -366,3 +366,21 @@ async fn a_command_starts_with_only_the_standard_descriptors() {
     session.close().await.unwrap();
     assert_eq!(result.stdout_lossy(), "0\n1\n2\n", "{result:?}");
 }
+
+#[tokio::test]
+async fn timeouts_too_long_for_a_clock_mean_no_deadline() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    let result = rt
+        .execute(
+            ExecCommand::new("echo fine")
+                .wall_timeout(Duration::MAX)
+                .idle_timeout(Duration::MAX),
+        )
+        .await
+        .unwrap();
+    assert!(result.success(), "{result:?}");
+    assert_eq!(result.stdout_lossy(), "fine\n");
+    session.close().await.unwrap();
+}

@@ -25,6 +25,7 @@ mod logs;
 mod protocol;
 mod trust;
 
+use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,28 +94,40 @@ fn is_library(path: &Path) -> bool {
 /// it. Each library is checked the same way before it is opened.
 pub fn load_directory(dir: &Path, registry: &mut Registry) -> PluginReport {
     let mut report = PluginReport::default();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return report;
-    };
-    if let Err(reason) = trust::check_directory(dir) {
-        tracing::warn!(plugin_dir = %dir.display(), %reason, "plugin directory refused");
-        report.problems.push(PluginProblem {
-            path: dir.to_path_buf(),
-            reason,
-        });
+    if std::fs::symlink_metadata(dir).is_err() {
         return report;
     }
-    let mut paths: Vec<PathBuf> = entries
+    // Judged before it is listed, and listed through its checked real path.
+    let real = match trust::check_directory(dir) {
+        Ok(real) => real,
+        Err(reason) => {
+            tracing::debug!(plugin_dir = %dir.display(), %reason, "plugin directory refused");
+            report.problems.push(PluginProblem {
+                path: dir.to_path_buf(),
+                reason,
+            });
+            return report;
+        }
+    };
+    let Ok(entries) = std::fs::read_dir(&real) else {
+        return report;
+    };
+    let mut names: Vec<std::ffi::OsString> = entries
         .flatten()
-        .map(|e| e.path())
-        .filter(|p| is_library(p))
+        .map(|e| e.file_name())
+        .filter(|name| is_library(Path::new(name)))
         .collect();
-    paths.sort();
-    for path in paths {
-        match load_library(&path, registry) {
-            Ok(loaded) => report.loaded.push(loaded),
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        match load_library(&real.join(&name), registry) {
+            Ok(mut loaded) => {
+                loaded.path = path;
+                report.loaded.push(loaded);
+            }
             Err(reason) => {
-                tracing::warn!(plugin = %path.display(), %reason, "plugin skipped");
+                // The report carries it; the caller says it once.
+                tracing::debug!(plugin = %path.display(), %reason, "plugin skipped");
                 report.problems.push(PluginProblem { path, reason });
             }
         }
@@ -131,8 +144,19 @@ pub fn load_directory(dir: &Path, registry: &mut Registry) -> PluginReport {
 /// ABI version, fails to start or declares a taken type.
 pub fn load_library(path: &Path, registry: &mut Registry) -> Result<LoadedPlugin, String> {
     let started = Instant::now();
-    trust::check_library(path)?;
-    let module = session_abi::load(path).map_err(|err| err.to_string())?;
+    let (real, checked) = trust::check_library(path)?;
+    // What is opened is what was checked: the library is opened once, its
+    // identity compared with the checked file's, and loaded through that
+    // descriptor (where /proc shows descriptors).
+    let file = open_checked(&real, &checked)?;
+    let via_descriptor = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let load_path = if via_descriptor.exists() {
+        via_descriptor
+    } else {
+        real
+    };
+    let module = session_abi::load(&load_path).map_err(|err| err.to_string())?;
+    drop(file);
     let version = module.abi_version();
     if version != ABI_VERSION {
         return Err(format!(
@@ -162,6 +186,27 @@ pub fn load_library(path: &Path, registry: &mut Registry) -> Result<LoadedPlugin
         types,
         load_time: started.elapsed(),
     })
+}
+
+/// Opens the checked library without following a symlink at its last
+/// component, and insists it is the same file the check judged.
+fn open_checked(real: &Path, checked: &std::fs::Metadata) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(real)
+        .map_err(|err| format!("refused: cannot open `{}`: {err}", real.display()))?;
+    let opened = file
+        .metadata()
+        .map_err(|err| format!("refused: cannot inspect `{}`: {err}", real.display()))?;
+    if (opened.dev(), opened.ino()) != (checked.dev(), checked.ino()) {
+        return Err(format!(
+            "refused: `{}` changed between its check and its load",
+            real.display()
+        ));
+    }
+    Ok(file)
 }
 
 /// Calls the plugin's `init` and wraps each backend it declares.

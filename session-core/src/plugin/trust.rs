@@ -8,8 +8,13 @@
 //! another user can replace, or drop into the plugin directory, is that
 //! user's code running as berth's user. The rules:
 //!
-//! * Symlinks are judged by what they point to: the plugin directory and
-//!   each library are resolved to their real paths first.
+//! * Paths are resolved one component at a time, the way the kernel does,
+//!   and every step is judged: each directory passed through by the rule
+//!   for ancestors below, and each **symlink** followed must itself be
+//!   owned by root or this user (in a sticky directory such as `/tmp`, a
+//!   symlink's owner can swap it for another at any time). So what is
+//!   checked is what is opened: no user other than root and this one can
+//!   change where the path leads between the check and the load.
 //! * The **plugin directory** and each **library** must be owned by root or
 //!   by this process's effective user, and must not be writable by group or
 //!   others. A library must be a regular file.
@@ -49,47 +54,115 @@ fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Checks a plugin directory and its ancestors. Returns its real path.
+/// Checks a plugin directory, every directory and symlink on the way to
+/// it. Returns its real path.
 ///
 /// Fails with one line naming the path at fault and the fix.
 pub(crate) fn check_directory(dir: &Path) -> Result<PathBuf, String> {
-    let real = fs::canonicalize(dir)
-        .map_err(|err| format!("refused: cannot resolve `{}`: {err}", dir.display()))?;
-    let meta = fs::metadata(&real)
-        .map_err(|err| format!("refused: cannot inspect `{}`: {err}", real.display()))?;
+    let (real, meta) = resolve(dir, Role::Directory)?;
     if !meta.is_dir() {
         return Err(format!("refused: `{}` is not a directory", real.display()));
     }
-    judge(&real, &meta, Role::Directory)?;
-    check_ancestors(&real)?;
     Ok(real)
 }
 
-/// Checks a library (what it points to, if it is a symlink) and the
-/// ancestors of its real path. Returns its real path.
+/// Checks a library, every directory and symlink on the way to it.
+/// Returns its real path and what it is (to check that the file opened is
+/// the file checked).
 ///
 /// Fails with one line naming the path at fault and the fix.
-pub(crate) fn check_library(path: &Path) -> Result<PathBuf, String> {
-    let real = fs::canonicalize(path)
-        .map_err(|err| format!("refused: cannot resolve `{}`: {err}", path.display()))?;
-    let meta = fs::metadata(&real)
-        .map_err(|err| format!("refused: cannot inspect `{}`: {err}", real.display()))?;
+pub(crate) fn check_library(path: &Path) -> Result<(PathBuf, fs::Metadata), String> {
+    let (real, meta) = resolve(path, Role::Library)?;
     if !meta.is_file() {
         return Err(format!(
             "refused: `{}` is not a regular file",
             real.display()
         ));
     }
-    judge(&real, &meta, Role::Library)?;
-    check_ancestors(&real)?;
-    Ok(real)
+    Ok((real, meta))
 }
 
-fn check_ancestors(real: &Path) -> Result<(), String> {
-    for ancestor in real.ancestors().skip(1) {
-        let meta = fs::metadata(ancestor)
-            .map_err(|err| format!("refused: cannot inspect `{}`: {err}", ancestor.display()))?;
-        judge(ancestor, &meta, Role::Ancestor)?;
+/// How many symlinks one resolution may follow (the kernel's limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Resolves `path` one component at a time, judging every directory it
+/// passes through as an ancestor, every symlink it follows by its owner,
+/// and what it ends at as `role`.
+fn resolve(path: &Path, role: Role) -> Result<(PathBuf, fs::Metadata), String> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|err| format!("refused: cannot resolve `{}`: {err}", path.display()))?
+            .join(path)
+    };
+    let inspect = |at: &Path| {
+        fs::symlink_metadata(at)
+            .map_err(|err| format!("refused: cannot inspect `{}`: {err}", at.display()))
+    };
+    let mut pending: std::collections::VecDeque<std::ffi::OsString> = absolute
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::RootDir))
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
+    let mut real = PathBuf::from("/");
+    let mut meta = inspect(&real)?;
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        // The directory about to be searched: nobody else may change it.
+        judge(&real, &meta, Role::Ancestor)?;
+        if name == "." {
+            continue;
+        }
+        if name == ".." {
+            real.pop();
+            meta = inspect(&real)?;
+            continue;
+        }
+        let next = real.join(&name);
+        let next_meta = inspect(&next)?;
+        if next_meta.file_type().is_symlink() {
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(format!(
+                    "refused: `{}` leads through more than {MAX_SYMLINKS} symlinks",
+                    path.display()
+                ));
+            }
+            judge_link(&next, &next_meta)?;
+            let target = fs::read_link(&next)
+                .map_err(|err| format!("refused: cannot read `{}`: {err}", next.display()))?;
+            if target.is_absolute() {
+                real = PathBuf::from("/");
+                meta = inspect(&real)?;
+            }
+            for component in target
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::RootDir))
+                .rev()
+            {
+                pending.push_front(component.as_os_str().to_owned());
+            }
+            continue;
+        }
+        real = next;
+        meta = next_meta;
+    }
+    judge(&real, &meta, role)?;
+    Ok((real, meta))
+}
+
+/// A symlink on the way must belong to root or this user: whoever owns it
+/// may replace it, even in a sticky directory.
+fn judge_link(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
+    let me = effective_uid();
+    let owner = meta.uid();
+    if owner != 0 && owner != me {
+        return Err(format!(
+            "refused: the symlink `{}` is owned by uid {owner}, neither root nor this user \
+             (uid {me}), who could point it elsewhere at any time",
+            path.display()
+        ));
     }
     Ok(())
 }
@@ -198,7 +271,7 @@ mod tests {
         assert!(err.contains("libreal.so"), "{err}");
         chmod(&target, 0o644);
         assert_eq!(
-            check_library(&link).unwrap(),
+            check_library(&link).unwrap().0,
             fs::canonicalize(&target).unwrap()
         );
     }

@@ -319,9 +319,10 @@ fn park_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
-/// Converts an optional timeout into a deadline on tokio's clock.
+/// Converts an optional timeout into a deadline on tokio's clock; a
+/// timeout too long to be an instant is no deadline.
 pub fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
-    timeout.map(|t| tokio::time::Instant::now() + t)
+    timeout.and_then(|t| tokio::time::Instant::now().checked_add(t))
 }
 
 #[cfg(test)]

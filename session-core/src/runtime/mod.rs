@@ -22,6 +22,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use self::command::ExecCommand;
+
+/// The longest timeout berth takes from a spec, a request or the command
+/// line: a hundred years. Longer ones are refused where they are parsed
+/// (they would overflow a clock); a caller of the library that passes one
+/// anyway gets no deadline at all.
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
 pub use self::context::{Mount, PortMapping, SpawnContext};
 pub use self::event::{
     ChunkPool, EVENT_BUFFER, Event, EventSender, EventStream, OutputBuffer, deadline_after,

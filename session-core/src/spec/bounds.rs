@@ -807,6 +807,15 @@ impl<'de> serde::de::Visitor<'de> for BoundedValue<'_> {
         let mut mapping = serde_yaml::Mapping::new();
         while let Some(key) = map.next_key_seed(self.inner())? {
             let value = map.next_value_seed(self.inner())?;
+            // A key given twice would silently lose one of its values
+            // (`limits` twice, the second one empty: no limits at all).
+            if mapping.contains_key(&key) {
+                use serde::de::Error as _;
+                return Err(A::Error::custom(format!(
+                    "the key `{}` appears twice in one mapping",
+                    describe_key(&key)
+                )));
+            }
             mapping.insert(key, value);
         }
         Ok(serde_yaml::Value::Mapping(mapping))
@@ -950,5 +959,110 @@ mod tests {
         );
         let err = check_json(&format!("{{\"a\":\n{}", "[".repeat(MAX_NESTING))).unwrap_err();
         assert_eq!((err.line, err.column), (2, MAX_NESTING));
+    }
+}
+
+/// A mapping key as a short text for a message.
+fn describe_key(key: &serde_yaml::Value) -> String {
+    let text = match key {
+        serde_yaml::Value::String(text) => text.clone(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    };
+    let mut short: String = text.chars().take(80).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short
+}
+
+/// Parses JSON text into a value like `serde_json::from_str`, but refuses
+/// a key that appears twice in one object instead of keeping the last.
+pub(super) fn parse_json_value(text: &str) -> Result<serde_json::Value, serde_json::Error> {
+    use serde::de::DeserializeSeed as _;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = UniqueKeys.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// Builds a [`serde_json::Value`], refusing duplicate object keys.
+#[derive(Clone, Copy)]
+struct UniqueKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(serde_json::Value::Null, Into::into))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(UniqueKeys)? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(UniqueKeys)?;
+            if object.contains_key(&key) {
+                let shown: String = key.chars().take(80).collect();
+                return Err(A::Error::custom(format!(
+                    "the key `{shown}` appears twice in one object"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
     }
 }

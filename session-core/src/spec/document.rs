@@ -77,6 +77,8 @@ struct SharedPart {
 /// the bounds of [`bounds`](super::bounds) first, in time proportional to its
 /// length, and the value built is bounded too.
 pub(super) fn parse_yaml_text(text: &str) -> Result<Value, Problem> {
+    // A byte-order mark is allowed before a document, and means nothing.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     bounds::check_yaml(text).map_err(|violation| Problem::new("", violation.to_string()))?;
     let mut yaml =
         bounds::parse_yaml_value(text).map_err(|err| Problem::new("", err.to_string()))?;
@@ -86,10 +88,12 @@ pub(super) fn parse_yaml_text(text: &str) -> Result<Value, Problem> {
 }
 
 /// Parses JSON text into a value; syntax errors carry their line and column.
-/// The text's size and nesting are checked first.
+/// The text's size and nesting are checked first, and a key given twice in
+/// one object is refused.
 pub(super) fn parse_json_text(text: &str) -> Result<Value, Problem> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     bounds::check_json(text).map_err(|violation| Problem::new("", violation.to_string()))?;
-    serde_json::from_str(text).map_err(|err| Problem::new("", err.to_string()))
+    bounds::parse_json_value(text).map_err(|err| Problem::new("", err.to_string()))
 }
 
 /// Converts a YAML value to JSON, refusing what JSON cannot hold instead of

@@ -325,6 +325,13 @@ fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration
     let Some(seconds) = positive_number(deserializer, "seconds")? else {
         return Ok(None);
     };
+    if seconds > crate::runtime::MAX_TIMEOUT.as_secs_f64() {
+        return Err(D::Error::custom(format!(
+            "{seconds:e} seconds is longer than the longest timeout berth takes ({} s, about a \
+             century)",
+            crate::runtime::MAX_TIMEOUT.as_secs()
+        )));
+    }
     Duration::try_from_secs_f64(seconds)
         .map(Some)
         .map_err(|_| D::Error::custom(format!("{seconds} seconds is too long a timeout")))

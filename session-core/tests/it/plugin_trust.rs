@@ -131,3 +131,46 @@ fn the_same_library_in_a_private_directory_is_opened() {
     );
     assert!(fx.marker.exists(), "the library was never opened");
 }
+
+#[test]
+fn a_symlink_another_user_owns_is_refused_on_the_way() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        #[allow(clippy::print_stderr, reason = "a skipped test says why")]
+        {
+            eprintln!("skipped: giving a symlink to another user needs root");
+        }
+        return;
+    }
+    let fx = fixture();
+    // A sticky, world-writable directory (as /tmp is) where another user
+    // left a symlink to a good plugin directory: that user may point it
+    // elsewhere between the check and the load, so it is refused.
+    let shared = fx.plugins.parent().unwrap().join("shared");
+    fs::create_dir(&shared).unwrap();
+    chmod(&shared, 0o1777);
+    let link = shared.join("plugins");
+    std::os::unix::fs::symlink(&fx.plugins, &link).unwrap();
+    let nobody = 65534;
+    // SAFETY: lchown of a path we just made, with a NUL-terminated copy.
+    let c_link = std::ffi::CString::new(link.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::lchown(c_link.as_ptr(), nobody, nobody) }, 0);
+    let mut registry = Registry::empty();
+    let report = load_directory(&link, &mut registry);
+    assert!(report.loaded.is_empty(), "{:?}", report.loaded);
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let line = report.problems[0].to_string();
+    assert!(
+        line.contains("the symlink") && line.contains("owned by uid 65534"),
+        "{line}"
+    );
+    assert!(!fx.marker.exists(), "the library was opened");
+
+    // The same link owned by this user leads to the plugin: it loads (and
+    // is then refused as not a berth plugin, after its constructor ran).
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::lchown(c_link.as_ptr(), 0, 0) }, 0);
+    let report = load_directory(&link, &mut registry);
+    assert!(fx.marker.exists(), "{:?}", report.problems);
+    let _ = &fx.library;
+}

@@ -217,7 +217,7 @@ fn limits_refuse_negative_zero_and_non_finite_values() {
         (
             "idle_timeout: 1.0e300",
             "limits.idle_timeout",
-            "too long a timeout",
+            "longer than the longest timeout",
         ),
         (
             "output_limit: -5",
@@ -269,6 +269,14 @@ fn limits_refuse_negative_zero_and_non_finite_values() {
         "limits.cpus",
         "`.nan` is not a finite number",
     );
+    // Timeouts no clock can hold are refused too.
+    for limit in ["wall_timeout: 1.8e19", "idle_timeout: 1e10"] {
+        check(
+            &format!("type: local\nname: n\nlimits: {{{limit}}}\n"),
+            &format!("limits.{}", limit.split(':').next().unwrap()),
+            "longer than the longest timeout berth takes",
+        );
+    }
 }
 
 #[test]
@@ -399,4 +407,40 @@ fn a_missing_field_in_a_backend_block_is_named() {
     let spec = EnvironmentSpec::from_yaml_str("type: api\nname: n\napi: {}\n", "<yaml>").unwrap();
     let err = spec.backend_config::<NeedsUrl>().unwrap_err();
     assert_eq!(err.to_string(), "<yaml>: api.url: missing required field");
+}
+
+#[test]
+fn a_key_given_twice_is_refused_not_overwritten() {
+    // The second `limits` would silently drop the pids limit.
+    let err = EnvironmentSpec::from_yaml_str(
+        "type: local\nname: n\nlimits:\n  pids: 5\nlimits: {}\n",
+        "twice.yaml",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("the key `limits` appears twice"),
+        "{err}"
+    );
+    let err = EnvironmentSpec::from_json_str(
+        r#"{"type": "local", "name": "n", "limits": {"pids": 5}, "limits": {}}"#,
+        "twice.json",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("the key `limits` appears twice"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let spec = EnvironmentSpec::from_yaml_str("\u{feff}type: local\nname: bom\n", "bom.yaml")
+        .expect("a YAML spec with a byte-order mark");
+    assert_eq!(spec.name, "bom");
+    let spec = EnvironmentSpec::from_json_str(
+        "\u{feff}{\"type\": \"local\", \"name\": \"bom\"}",
+        "bom.json",
+    )
+    .expect("a JSON spec with a byte-order mark");
+    assert_eq!(spec.name, "bom");
 }
