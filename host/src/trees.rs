@@ -48,6 +48,7 @@ pub(crate) fn scratch_dir(temp_root: &Path, label: &str) -> anyhow::Result<Remov
     let dir = RemoveOnDrop::new(
         tempfile::Builder::new()
             .prefix(&format!("{SESSION_DIR_PREFIX}{label}-"))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(temp_root)
             .with_context(|| format!("creating a scratch directory in `{}`", temp_root.display()))?
             .keep(),
@@ -110,6 +111,7 @@ pub(crate) fn snapshot(args: &SnapshotArgs, temp_root: &Path) -> anyhow::Result<
         RemoveOnDrop::new(
             tempfile::Builder::new()
                 .prefix(".berth-snapshot-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .tempdir_in(&parent)
                 .with_context(|| format!("creating a scratch directory in `{}`", parent.display()))?
                 .keep(),

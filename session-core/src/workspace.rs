@@ -193,8 +193,11 @@ impl Workspace {
             .clone()
             .unwrap_or_else(std::env::temp_dir);
         fs::create_dir_all(&temp_root).map_err(Error::io("creating", &temp_root))?;
+        // Only the caller may enter it: a sandbox can make set-id files
+        // and device nodes in its workspace while the session lives.
         let session_dir = tempfile::Builder::new()
             .prefix(SESSION_DIR_PREFIX)
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(&temp_root)
             .map_err(Error::io("creating session directory in", &temp_root))?
             .keep();

@@ -42,8 +42,11 @@ impl Area {
     /// nothing is left behind.
     pub(crate) fn create(root: &Path, id: &str) -> std::io::Result<Area> {
         fs::create_dir_all(root)?;
+        // Only the server's user may enter it (sessions hold what sandboxes
+        // made: set-id files, device nodes).
         let dir = tempfile::Builder::new()
             .prefix("berth-remote-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(root)?;
         let marker = SessionMarker {
             session_id: id.to_owned(),

@@ -48,6 +48,12 @@ async fn a_session_holding_a_deep_tree_is_closed_and_the_server_keeps_serving() 
     // stops at the depth bound): the client reports the result as lost,
     // saying why on the command's stderr.
     assert_eq!(result.status, ExecStatus::Lost, "{result:?}");
+    // The remote session's area is the server user's alone.
+    for dir in server.remote_dirs() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}: {mode:o}", dir.display());
+    }
     let said = result.stderr_lossy();
     assert!(
         said.starts_with("berth: lost the remote command") && said.contains("levels"),

@@ -89,6 +89,14 @@ fn prepare_copies_the_base_under_the_rules_and_cleanup_removes_everything() {
     let marker: serde_json::Value = serde_json::from_slice(&fs::read(marker).unwrap()).unwrap();
     assert_eq!(marker["session_id"], "test-session");
     assert_eq!(marker["owner_pid"], std::process::id());
+    // Only the caller may enter the session directory: what a sandbox makes
+    // in its workspace (set-id files, device nodes) is out of others' reach.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = fs::metadata(ws.session_dir().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
 
     assert!(matches!(ws.prepare(), Err(Error::AlreadyPrepared(_))));
     ws.cleanup().unwrap();
