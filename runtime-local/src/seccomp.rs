@@ -34,7 +34,8 @@
 //! | `unshare` and `clone` with any `CLONE_NEW*` flag, `setns` | new namespaces (a new user namespace hands back every capability, inside it) and joining others; `unshare` and `clone` without those flags work |
 //! | `clone3` (`ENOSYS`) | its flags sit in memory the filter cannot read; `ENOSYS` makes the C library fall back to `clone`, which the filter can check |
 //! | `mount`, `umount`, `umount2`, `pivot_root`, `open_tree`, `open_tree_attr`, `move_mount`, `fsopen`, `fsconfig`, `fsmount`, `fspick`, `mount_setattr` | the mount family: the sandbox's file system is final |
-//! | `ptrace`, `process_vm_readv`, `process_vm_writev`, `process_madvise`, `pidfd_getfd`, `kcmp` | reaching into other processes (so `strace` and `gdb` do not work inside) |
+//! | `ptrace`, `process_vm_readv`, `process_vm_writev`, `process_madvise`, `pidfd_getfd`, `kcmp`, `move_pages`, `migrate_pages` | reaching into other processes (so `strace` and `gdb` do not work inside) |
+//! | `memfd_secret` | memory the kernel maps out of its own view, outside what berth can inspect |
 //! | `acct`, `swapon`, `swapoff`, `reboot`, `syslog`, `quotactl`, `quotactl_fd`, `vhangup`, `fanotify_init` | the host's accounting, swap, power, kernel log, quotas, terminals and whole-file-system watches |
 //! | `settimeofday`, `clock_settime`, `clock_settime64`, `stime` | setting the clock |
 //! | `open_by_handle_at` | opens any file of a file system by its handle, past the sandbox's root |
@@ -170,6 +171,9 @@ pub const DEFAULT_REFUSED: &[&str] = &[
     "process_madvise",
     "pidfd_getfd",
     "kcmp",
+    "move_pages",
+    "migrate_pages",
+    "memfd_secret",
     "acct",
     "swapon",
     "swapoff",
