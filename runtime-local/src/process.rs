@@ -131,7 +131,12 @@ impl std::fmt::Debug for Launch<'_> {
 enum Control {
     /// A keeper: SIGTERM makes it sweep the command's tree and exit; it is
     /// alive while anything of the command is.
-    Keeper(Arc<AsyncFd<OwnedFd>>),
+    Keeper {
+        /// Its pid (for `/proc`).
+        pid: i32,
+        /// Its pidfd (for signals, and to tell that it ended).
+        pidfd: Arc<AsyncFd<OwnedFd>>,
+    },
     /// A process group berth kills itself (a sandbox without a keeper).
     Group(i32),
 }
@@ -139,28 +144,88 @@ enum Control {
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Control::Keeper(pidfd) => write!(f, "Keeper(pidfd {})", pidfd.as_raw_fd()),
+            Control::Keeper { pid, .. } => write!(f, "Keeper({pid})"),
             Control::Group(pgid) => write!(f, "Group({pgid})"),
         }
     }
 }
 
+/// Sends `signal` through a pidfd; a process that already ended is not an
+/// error.
+fn signal_pidfd(pidfd: &AsyncFd<OwnedFd>, signal: libc::c_int) {
+    // SAFETY: pidfd_send_signal(2) on a pidfd we own, without siginfo.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        );
+    }
+}
+
+/// How many rounds [`kill_children_of`] makes at most.
+const FORCE_ROUNDS: usize = 1000;
+
+/// SIGKILLs every living child of `parent` (as `/proc` lists them) until a
+/// round finds none, for at most [`FORCE_ROUNDS`] rounds.
+fn kill_children_of(parent: i32) {
+    let list = format!("/proc/{parent}/task/{parent}/children");
+    for _ in 0..FORCE_ROUNDS {
+        let Ok(text) = std::fs::read_to_string(&list) else {
+            return;
+        };
+        let mut alive = 0;
+        for child in text
+            .split_whitespace()
+            .filter_map(|pid| pid.parse::<i32>().ok())
+        {
+            let zombie = std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(") ")
+                        .map(|(_, rest)| rest.starts_with(['Z', 'X']))
+                })
+                .unwrap_or(true);
+            if !zombie {
+                alive += 1;
+                // SAFETY: kill(2) of a child of berth's own keeper.
+                unsafe {
+                    libc::kill(child, libc::SIGKILL);
+                }
+            }
+        }
+        if alive == 0 {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
 impl Control {
-    /// Ends every process of the command.
+    /// Ends every process of the command: asks the keeper to sweep (and
+    /// wakes it, should the command have stopped it), or kills the group.
     fn kill(&self) {
         match self {
-            Control::Keeper(pidfd) => {
-                // SAFETY: pidfd_send_signal(2) on a pidfd we own; a process
-                // that already ended is not an error.
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_pidfd_send_signal,
-                        pidfd.as_raw_fd(),
-                        libc::SIGTERM,
-                        std::ptr::null::<libc::siginfo_t>(),
-                        0 as libc::c_uint,
-                    );
-                }
+            Control::Keeper { pidfd, .. } => {
+                signal_pidfd(pidfd, libc::SIGTERM);
+                signal_pidfd(pidfd, libc::SIGCONT);
+            }
+            Control::Group(pgid) => kill_group(*pgid),
+        }
+    }
+
+    /// Ends the command without the keeper's help, for a keeper that did
+    /// not finish its sweep in time (the command, running as the same user,
+    /// may have stopped or otherwise hindered it): kills every child of the
+    /// keeper until none is left alive (orphans keep coming to it, a
+    /// subreaper), then the keeper.
+    fn force(&self) {
+        match self {
+            Control::Keeper { pid, pidfd } => {
+                kill_children_of(*pid);
+                signal_pidfd(pidfd, libc::SIGKILL);
             }
             Control::Group(pgid) => kill_group(*pgid),
         }
@@ -169,7 +234,7 @@ impl Control {
     /// Whether any process of the command may still run.
     fn alive(&self) -> bool {
         match self {
-            Control::Keeper(pidfd) => {
+            Control::Keeper { pidfd, .. } => {
                 let mut poll = libc::pollfd {
                     fd: pidfd.as_raw_fd(),
                     events: libc::POLLIN,
@@ -219,7 +284,21 @@ impl Started {
     fn control(&self) -> Control {
         match self.exit {
             ExitWatch::Reap => Control::Group(self.pid),
-            ExitWatch::Report(_) => Control::Keeper(Arc::clone(&self.pidfd)),
+            ExitWatch::Report(_) => Control::Keeper {
+                pid: self.pid,
+                pidfd: Arc::clone(&self.pidfd),
+            },
+        }
+    }
+
+    /// What is left to settle once the command's result is known.
+    fn settlement(&mut self) -> Settlement {
+        Settlement {
+            keeper: match self.exit {
+                ExitWatch::Reap => None,
+                ExitWatch::Report(_) => Some((self.pid, Arc::clone(&self.pidfd))),
+            },
+            cgroup: self.cgroup.take(),
         }
     }
 
@@ -229,8 +308,30 @@ impl Started {
     pub async fn kill_and_reap(mut self) -> i32 {
         self.control().kill();
         let status = wait_exit(&self.pidfd, self.pid).await.0;
-        release(self.cgroup.take());
+        self.settlement().settle().await;
         status
+    }
+}
+
+/// What outlives a command's result: its keeper, which ends (and is
+/// reaped) once the last process of the command is gone, and its cgroup,
+/// removed after that.
+struct Settlement {
+    keeper: Option<(i32, Arc<AsyncFd<OwnedFd>>)>,
+    cgroup: Option<Arc<CommandCgroup>>,
+}
+
+impl Settlement {
+    /// Waits for the keeper to end and reaps it, then removes the cgroup
+    /// (off the async threads: removal waits for the kernel to release the
+    /// last task).
+    async fn settle(self) {
+        if let Some((pid, pidfd)) = &self.keeper {
+            wait_exit(pidfd, *pid).await;
+        }
+        if let Some(cgroup) = self.cgroup {
+            let _ = tokio::task::spawn_blocking(move || drop(cgroup)).await;
+        }
     }
 }
 
@@ -539,7 +640,23 @@ enum KilledFor {
 /// its result. The runtime's `kill()` signals the group directly; the
 /// result then says which signal ended it. A wall or idle timeout, or a
 /// consumer that went away, kills the whole group.
-pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> ExecResult {
+pub async fn drive(started: Started, watch: Watch, events: &EventSender) -> ExecResult {
+    let (result, settlement) = drive_parts(started, watch, events).await;
+    tokio::spawn(settlement.settle());
+    result
+}
+
+/// How long a keeper has to finish its sweep after a kill before berth
+/// ends the command without it.
+const KEEPER_PATIENCE: Duration = Duration::from_secs(2);
+
+/// [`drive`], handing back what is left to settle instead of settling it
+/// on a task of its own.
+async fn drive_parts(
+    mut started: Started,
+    watch: Watch,
+    events: &EventSender,
+) -> (ExecResult, Settlement) {
     let pid = started.pid;
     let control = started.control();
     // A timeout too long to be an instant (years) is no deadline at all.
@@ -567,6 +684,8 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
     let mut exit: Option<(i32, Usage)> = None;
     let mut killed: Option<KilledFor> = None;
     let mut drain_until: Option<Instant> = None;
+    // When berth ends the command itself, should the keeper not report.
+    let mut force_at: Option<Instant> = None;
     let pool = ChunkPool::for_stream(READ_CHUNK);
     let mut out_chunk = pool.buffer();
     let mut err_chunk = pool.buffer();
@@ -586,6 +705,7 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
                         {
                             control.kill();
                             killed.get_or_insert(KilledFor::Cancelled);
+                            force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
                         }
                     }
                 }
@@ -602,6 +722,7 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
                         {
                             control.kill();
                             killed.get_or_insert(KilledFor::Cancelled);
+                            force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
                         }
                     }
                 }
@@ -626,6 +747,13 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
                 // Whoever still holds the pipes is not waited for.
                 out_open = false;
                 err_open = false;
+                drain_until = None;
+                None
+            }
+            () = sleep_until(force_at.unwrap_or(far)), if force_at.is_some() && exit.is_none() => {
+                // The keeper did not report in time: end it all from here.
+                control.force();
+                force_at = None;
                 None
             }
         };
@@ -633,31 +761,19 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
             control.kill();
             killed = Some(reason);
             drain_until = Some(Instant::now() + KILL_DRAIN_GRACE);
+            force_at = Some(Instant::now() + KEEPER_PATIENCE);
         }
     }
     if let Some(task) = stdin_task {
         task.abort();
     }
     let elapsed = started.started_at.elapsed();
-    let cgroup = started.cgroup.take();
-    if let Some(cgroup) = &cgroup
+    let settlement = started.settlement();
+    if let Some(cgroup) = &settlement.cgroup
         && let Ok(events) = cgroup.limit_events()
         && let Some(explanation) = events.explanation()
     {
         tracing::info!(cgroup = cgroup.name(), "{explanation}");
-    }
-    match started.exit {
-        ExitWatch::Report(_) => {
-            // The keeper lives on while background processes of the
-            // command do; it is reaped whenever it ends, and the cgroup
-            // then removed.
-            let pidfd = Arc::clone(&started.pidfd);
-            tokio::spawn(async move {
-                wait_exit(&pidfd, pid).await;
-                release(cgroup);
-            });
-        }
-        ExitWatch::Reap => release(cgroup),
     }
     let (status, usage) = exit.unwrap_or((libc::SIGKILL, Usage::default()));
     let (mut exec_status, exit_code, signal) = if libc::WIFEXITED(status) {
@@ -671,7 +787,7 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
         Some(KilledFor::Idle) => exec_status = ExecStatus::IdleTimedOut,
         _ => {}
     }
-    ExecResult {
+    let result = ExecResult {
         status: exec_status,
         exit_code,
         signal,
@@ -680,15 +796,8 @@ pub async fn drive(mut started: Started, watch: Watch, events: &EventSender) -> 
         elapsed,
         timed_out: matches!(exec_status, ExecStatus::TimedOut | ExecStatus::IdleTimedOut),
         usage: Some(usage),
-    }
-}
-
-/// Removes a command's cgroup (killing what is left in it) off the async
-/// threads: removal waits for the kernel to release the last task.
-fn release(cgroup: Option<Arc<CommandCgroup>>) {
-    if let Some(cgroup) = cgroup {
-        tokio::task::spawn_blocking(move || drop(cgroup));
-    }
+    };
+    (result, settlement)
 }
 
 /// Sends an event unless the wall deadline passes first (a consumer that
@@ -717,6 +826,8 @@ pub struct ProcessTable {
     running: std::sync::Mutex<std::collections::HashMap<u64, Control>>,
     /// Finished commands that left background processes behind.
     lingering: std::sync::Mutex<Vec<Control>>,
+    /// Finished commands whose keepers and cgroups are being settled.
+    settling: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     next_id: std::sync::atomic::AtomicU64,
     closed: std::sync::atomic::AtomicBool,
     /// Woken whenever a command finishes.
@@ -782,8 +893,7 @@ impl ProcessTable {
     pub async fn close_and_wait(&self, backend: &str) -> session_core::Result<()> {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         self.kill_running();
-        let mut left: Vec<Control> = lock(&self.lingering).drain(..).collect();
-        for control in &left {
+        for control in lock(&self.lingering).iter() {
             control.kill();
         }
         let deadline = Instant::now() + CLEANUP_PATIENCE;
@@ -804,26 +914,36 @@ impl ProcessTable {
             }
         }
         // A command that finished while this waited may have left processes.
-        left.extend(lock(&self.lingering).drain(..));
-        for control in &left {
+        for control in lock(&self.lingering).iter() {
             control.kill();
         }
-        for control in &left {
-            if let Control::Keeper(pidfd) = control {
-                // A keeper ends once its sweep is done.
-                let ended = async {
-                    while control.alive() {
-                        match pidfd.readable().await {
-                            Ok(mut guard) => guard.clear_ready(),
-                            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-                        }
-                    }
-                };
-                if tokio::time::timeout_at(deadline, ended).await.is_err() {
+        // Every keeper ends once its sweep is done, and every cgroup is
+        // then removed; a keeper that does not end in time is overruled.
+        let settling: Vec<_> = std::mem::take(&mut *lock(&self.settling));
+        let overrule_at = Instant::now() + KEEPER_PATIENCE;
+        let mut late = Vec::new();
+        for mut settled in settling {
+            if tokio::time::timeout_at(overrule_at, &mut settled)
+                .await
+                .is_err()
+            {
+                late.push(settled);
+            }
+        }
+        if !late.is_empty() {
+            for control in lock(&self.lingering).iter() {
+                control.force();
+            }
+            for mut settled in late {
+                if tokio::time::timeout_at(deadline, &mut settled)
+                    .await
+                    .is_err()
+                {
                     return Err(outlasted());
                 }
             }
         }
+        lock(&self.lingering).clear();
         Ok(())
     }
 
@@ -852,14 +972,26 @@ impl ProcessTable {
             id,
             control,
         };
+        let table = Arc::clone(self);
         tokio::spawn(async move {
-            let result = drive(started, watch, &events).await;
+            let (result, settlement) = drive_parts(started, watch, &events).await;
             // The entry leaves the table before the result is sent; a
             // panicking driver drops it all the same.
             drop(entry);
+            table.track(tokio::spawn(settlement.settle()));
             let _ = events.send(Event::Finished(result)).await;
         });
         stream
+    }
+}
+
+impl ProcessTable {
+    /// Keeps `settling` for `close_and_wait` to await, forgetting those
+    /// already done.
+    fn track(&self, settling: tokio::task::JoinHandle<()>) {
+        let mut list = lock(&self.settling);
+        list.retain(|task| !task.is_finished());
+        list.push(settling);
     }
 }
 

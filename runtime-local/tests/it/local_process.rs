@@ -384,3 +384,33 @@ async fn timeouts_too_long_for_a_clock_mean_no_deadline() {
     assert_eq!(result.stdout_lossy(), "fine\n");
     session.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_command_that_stops_its_keeper_still_times_out_and_dies() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let root = session.workspace_path().unwrap();
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    // The command runs as berth's user, so it can stop its keeper; berth
+    // then ends the command without the keeper's help.
+    let result = rt
+        .execute(
+            ExecCommand::new(
+                "setsid sh -c 'echo $$ > detached.pid; exec sleep 1042' & \
+                 echo $$ > shell.pid; kill -STOP $PPID; exec sleep 1043",
+            )
+            .wall_timeout(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.status, ExecStatus::TimedOut, "{result:?}");
+    for name in ["shell.pid", "detached.pid"] {
+        let pid = read_pid(&root.join(name));
+        assert!(wait_dead(pid), "{name}: pid {pid} survived");
+    }
+    // The runtime goes on, and its cleanup ends what the stopped keeper
+    // left.
+    let next = rt.execute(ExecCommand::new("echo next")).await.unwrap();
+    assert_eq!(next.stdout_lossy(), "next\n");
+    session.close().await.unwrap();
+}
