@@ -9,13 +9,17 @@
 //! Three processes take part:
 //!
 //! * **the supervisor** (the forked child, in the host's pid namespace, the
-//!   process berth watches): it unshares new user, mount, pid, network, ipc
-//!   and uts namespaces, maps its own uid and gid, forks the init, then
-//!   waits and ends the way the command ended;
+//!   process berth watches): it lowers the rlimits that bound the sandbox's
+//!   share of the caller's per-user quotas ([`crate::quotas`]), unshares
+//!   new user, mount, pid, network, ipc and uts namespaces, maps its own
+//!   uid and gid, forks the init, then waits and ends the way the command
+//!   ended;
 //! * **the init** (pid 1 of the new pid namespace): it builds the root —
-//!   a tmpfs with bind mounts, a fresh `/proc`, then `pivot_root` — forks
-//!   the command and reaps everything until the command ends. When it
-//!   exits the kernel kills whatever is left in the namespace;
+//!   a tmpfs with bind mounts, a fresh `/proc` (where it writes the new
+//!   user namespace's limits while it still holds every capability there),
+//!   then `pivot_root` — forks the command and reaps everything until the
+//!   command ends. When it exits the kernel kills whatever is left in the
+//!   namespace;
 //! * **the command** (the init's only child, its pids starting past a
 //!   per-command offset): it starts a session of its own, drops every
 //!   capability, sets no-new-privileges, installs the seccomp filter (last,
@@ -123,10 +127,12 @@ pub(crate) enum Stage {
     NewSession,
     /// Installing the seccomp filter.
     Seccomp,
+    /// Lowering quota rlimit `index` of the plan.
+    UserQuota,
 }
 
 impl Stage {
-    const ALL: [Stage; 24] = [
+    const ALL: [Stage; 25] = [
         Stage::Unshare,
         Stage::Setgroups,
         Stage::UidMap,
@@ -151,6 +157,7 @@ impl Stage {
         Stage::NoNewPrivileges,
         Stage::NewSession,
         Stage::Seccomp,
+        Stage::UserQuota,
     ];
 
     fn from_code(code: u32) -> Option<Stage> {
@@ -234,6 +241,21 @@ pub(crate) fn enter(plan: &Plan, slot: &CommandSlot) -> io::Result<()> {
     // SAFETY: prctl(2) renames this thread (shown by ps on the host).
     unsafe {
         libc::prctl(libc::PR_SET_NAME, c"berth-supervise".as_ptr(), 0, 0, 0);
+    }
+    // Before unsharing: the new user namespace takes these as the bound of
+    // all it holds of the caller's per-user counts.
+    for (index, quota) in plan.quota_rlimits.iter().enumerate() {
+        let limit = libc::rlimit {
+            rlim_cur: quota.value,
+            rlim_max: quota.value,
+        };
+        // SAFETY: setrlimit(2) with a pointer to a local struct.
+        check(
+            unsafe { libc::setrlimit(quota.resource, &limit) }.into(),
+            report,
+            Stage::UserQuota,
+            index,
+        )?;
     }
     // SAFETY: unshare(2) with namespace flags; this child is single-threaded.
     check(
@@ -808,6 +830,17 @@ fn run_step(plan: &Plan, step: &Step, slot: &CommandSlot) -> Result<(), ()> {
                 libc::MS_BIND,
                 std::ptr::null(),
             ),
+            Step::UserLimit { path, value } => {
+                match write_file(path, value.as_bytes(), -1, Stage::Step) {
+                    Ok(()) => 0,
+                    Err(err) => {
+                        // The caller reports errno: close(2) may have
+                        // touched it since.
+                        *libc::__errno_location() = err.raw_os_error().unwrap_or(libc::EIO);
+                        -1
+                    }
+                }
+            }
             Step::LastPid { path } => {
                 // Where the kernel lacks `ns_last_pid` (no checkpoint and
                 // restore), pids simply start at 2.

@@ -60,6 +60,35 @@
 //! [`Capabilities`] claims only what holds here; `berth doctor` says how
 //! each is enforced or why not. `limits.file_size` is an rlimit.
 //!
+//! **Per-user quotas.** The kernel charges some quotas to a user, and a
+//! sandbox's commands are the caller's user: without a bound, one command
+//! that queues real-time signals or opens inotify instances until refused
+//! makes `sigqueue`, `timer_create` or `inotify_init` fail in every other
+//! process of the caller (all of the host's root, when berth runs as root).
+//! A sandbox takes at most a quarter of each of the caller's
+//! (the module `quotas` says how each is enforced):
+//!
+//! * `RLIMIT_SIGPENDING` (queued signals; each POSIX timer holds one),
+//!   `RLIMIT_MSGQUEUE` (POSIX message queue bytes) and `RLIMIT_MEMLOCK`
+//!   (memory locked with `mlock` or `SHM_LOCK`): lowered before the user
+//!   namespace is made, so the sandboxes of one user share that quarter
+//!   between them, and the caller's other processes always keep the rest;
+//!   a command queueing signals while the caller's processes already hold
+//!   a quarter gets `EAGAIN`;
+//! * the limits of `/proc/sys/user` in the sandbox's own user namespace:
+//!   inotify instances and watches, fanotify groups and marks, and
+//!   namespaces of each kind, a quarter each for every sandbox on its own
+//!   (so several sandboxes running at once can take more); no user
+//!   namespace at all under the default seccomp profile;
+//! * for a caller other than root, `RLIMIT_NPROC` in the new user
+//!   namespace (the host's root is exempt from it: `limits.pids` bounds
+//!   its sandboxes' processes).
+//!
+//! These are not settings: the shares follow berth's own limits, so
+//! raising the host's (`ulimit -i`, `fs.inotify.max_user_watches`) for a
+//! workload that needs more raises the sandbox's with it. An unlimited
+//! rlimit stays unlimited. `berth doctor` shows the shares (`quotas`).
+//!
 //! **Cost.** Nothing is copied and no image is built: a command costs a
 //! few forks, the namespaces and a couple of dozen mounts, all between
 //! fork and exec. Everything the child needs is prepared once at spawn.
@@ -75,6 +104,7 @@ mod child;
 mod config;
 mod limits;
 mod plan;
+mod quotas;
 mod runtime;
 
 use std::sync::{Arc, OnceLock};
@@ -180,7 +210,7 @@ impl Backend for NamespaceBackend {
         }
         let limit_plan = limits::plan(spec)?;
         let mut plan = Plan::build(&config, spec, &ctx)?;
-        plan.max_processes = limit_plan.max_processes;
+        plan.limit_processes(limit_plan.max_processes);
         let mut env = IndexMap::new();
         env.insert("PATH".to_owned(), DEFAULT_PATH.to_owned());
         env.insert("HOME".to_owned(), DEFAULT_HOME.to_owned());
@@ -230,6 +260,11 @@ impl Backend for NamespaceBackend {
         let (sandbox, seccomp) = self.probe_sandbox().await;
         checks.push(sandbox);
         checks.push(seccomp);
+        checks.push(Diagnostic {
+            check: "quotas".into(),
+            ok: true,
+            detail: quotas::plan(true).describe(),
+        });
         checks.extend(limits::diagnose());
         checks
     }

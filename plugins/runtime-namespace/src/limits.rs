@@ -9,8 +9,9 @@
 //! * `limits.pids` falls back to `RLIMIT_NPROC` for a caller other than
 //!   root: the kernel counts it per user namespace, so it bounds the
 //!   sandbox's own processes (the supervisor and the init included, so the
-//!   rlimit is two above the limit); it never binds a process whose real
-//!   uid is the host's root;
+//!   rlimit is two above the limit, unless the sandbox's share of the
+//!   caller's `RLIMIT_NPROC` is lower: see `crate::quotas`); it never
+//!   binds a process whose real uid is the host's root;
 //! * otherwise the spawn fails with [`Error::Spec`] naming the limit and
 //!   why — a limit is never silently left unenforced.
 //!

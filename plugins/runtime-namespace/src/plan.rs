@@ -29,7 +29,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::AtomicI32;
 
 use libc::{c_int, c_ulong};
-use runtime_local::seccomp::Filter;
+use runtime_local::seccomp::{Filter, Setting};
 use session_core::runtime::SpawnContext;
 use session_core::spec::EnvironmentSpec;
 use session_core::{Error, Result};
@@ -37,6 +37,7 @@ use session_core::{Error, Result};
 use crate::TYPE_NAME;
 use crate::child::{ATTR_NO_DEVICES, ATTR_NO_EXEC, ATTR_NO_SUID, ATTR_READ_ONLY, Failure, Stage};
 use crate::config::{NamespaceConfig, Network};
+use crate::quotas::{self, QuotaRlimit};
 
 /// The host directory the new root is assembled on, inside the sandbox's
 /// own mount namespace. Sources are captured before it is covered.
@@ -136,6 +137,9 @@ pub(crate) enum Step {
     /// Writes the command's pid offset to this `ns_last_pid`; a kernel
     /// without it is not an error.
     LastPid { path: CString },
+    /// Writes a limit of the new user namespace (a file of
+    /// `/proc/sys/user` in the fresh procfs).
+    UserLimit { path: CString, value: CString },
 }
 
 /// Everything the child needs, prepared in the parent.
@@ -151,6 +155,9 @@ pub(crate) struct Plan {
     pub(crate) hostname: Vec<u8>,
     /// Whether to bring up `lo` (a network namespace of its own).
     pub(crate) loopback: bool,
+    /// Rlimits the supervisor lowers before it unshares: the sandbox's
+    /// share of the caller's per-user quotas ([`crate::quotas`]).
+    pub(crate) quota_rlimits: Vec<QuotaRlimit>,
     /// `RLIMIT_NPROC` in the new user namespace.
     pub(crate) max_processes: Option<u64>,
     /// The staging directory.
@@ -250,6 +257,7 @@ impl Plan {
     ) -> Result<Plan> {
         let entries = entries(config, spec, ctx)?;
         let seccomp = config.seccomp_filter(spec)?;
+        let quotas = quotas::plan(config.seccomp == Setting::Default);
         let mut sources = Vec::new();
         let mut steps = Vec::new();
         let mut step_descriptions = Vec::new();
@@ -358,6 +366,19 @@ impl Plan {
                         },
                         "setting where the command's pids start".to_owned(),
                     );
+                    for limit in &quotas.user_limits {
+                        push(
+                            Step::UserLimit {
+                                path: staged(&target.join("sys/user").join(limit.name))?,
+                                value: limit.value.clone(),
+                            },
+                            format!(
+                                "limiting `user.{}` to {} in the sandbox's user namespace",
+                                limit.name,
+                                limit.value.to_string_lossy()
+                            ),
+                        );
+                    }
                 }
             }
         }
@@ -410,8 +431,8 @@ impl Plan {
             gid_map: format!("{gid} {gid} 1\n").into_bytes(),
             hostname: config.hostname.as_bytes().to_vec(),
             loopback: config.network == Network::None,
-            // The supervisor and the init count too.
-            max_processes: spec.limits.pids.map(|pids| pids.saturating_add(2)),
+            quota_rlimits: quotas.rlimits,
+            max_processes: quotas.max_processes,
             staging: CString::new(STAGING).expect("static path"),
             sources,
             trees,
@@ -420,6 +441,15 @@ impl Plan {
             seccomp,
             step_descriptions,
         })
+    }
+
+    /// Lowers the limit of the sandbox's processes to `limit` (what
+    /// `limits.pids` falls back to) where that is lower than its share.
+    pub(crate) fn limit_processes(&mut self, limit: Option<u64>) {
+        self.max_processes = match (self.max_processes, limit) {
+            (Some(share), Some(limit)) => Some(share.min(limit)),
+            (share, limit) => share.or(limit),
+        };
     }
 
     /// Says what failed, for an error message.
@@ -459,7 +489,19 @@ impl Plan {
             ),
             Stage::Hostname => "setting the host name".to_owned(),
             Stage::Loopback => "bringing up the loopback interface".to_owned(),
-            Stage::ProcessLimit => "setting the process limit (RLIMIT_NPROC)".to_owned(),
+            Stage::ProcessLimit => format!(
+                "setting the process limit (RLIMIT_NPROC) to {}",
+                self.max_processes.unwrap_or(0)
+            ),
+            Stage::UserQuota => self.quota_rlimits.get(index).map_or_else(
+                || format!("lowering rlimit {index}"),
+                |rlimit| {
+                    format!(
+                        "lowering {} to {}, the sandbox's share of the caller's",
+                        rlimit.name, rlimit.value
+                    )
+                },
+            ),
             Stage::Pipes => "creating the supervisor's pipes".to_owned(),
             Stage::ForkInit => "forking the pid namespace's init".to_owned(),
             Stage::ParentDeath => "arming the init's parent-death signal".to_owned(),
@@ -723,6 +765,57 @@ mod tests {
         )));
         assert_eq!(plan.sources.len(), plan.trees.len());
         assert!(plan.namespaces & libc::CLONE_NEWNET != 0);
+    }
+
+    #[test]
+    fn the_plan_limits_the_new_user_namespace_before_proc_sys_turns_read_only() {
+        let ws = tempfile::tempdir().unwrap();
+        let spec = EnvironmentSpec::new(TYPE_NAME, "t");
+        let ctx = SpawnContext::new("s", ws.path(), session_core::spec::Mode::Evaluation);
+        let plan = Plan::build(&NamespaceConfig::default(), &spec, &ctx).unwrap();
+        let described = plan.step_descriptions.join("\n");
+        let position = |needle: &str| {
+            described
+                .find(needle)
+                .unwrap_or_else(|| panic!("`{needle}` missing from:\n{described}"))
+        };
+        let limit = position("limiting `user.max_inotify_instances` to ");
+        assert!(position("mounting a fresh procfs at `/proc`") < limit);
+        assert!(limit < position("making `/proc/sys` read-only"));
+        // No nested user namespace under the default profile.
+        position("limiting `user.max_user_namespaces` to 0 ");
+        let unconfined = NamespaceConfig {
+            seccomp: Setting::Unconfined,
+            ..NamespaceConfig::default()
+        };
+        let plan_unconfined = Plan::build(&unconfined, &spec, &ctx).unwrap();
+        assert!(
+            !plan_unconfined
+                .step_descriptions
+                .iter()
+                .any(|step| step.contains("`user.max_user_namespaces` to 0 ")),
+            "{:?}",
+            plan_unconfined.step_descriptions
+        );
+
+        let index = plan
+            .quota_rlimits
+            .iter()
+            .position(|rlimit| rlimit.resource == libc::RLIMIT_SIGPENDING)
+            .expect("this process has a finite RLIMIT_SIGPENDING");
+        let message = plan.describe(Failure {
+            stage: Stage::UserQuota,
+            index: index as u32,
+            errno: libc::EPERM,
+        });
+        assert_eq!(
+            message,
+            format!(
+                "cannot build the sandbox: lowering RLIMIT_SIGPENDING to {}, the sandbox's \
+                 share of the caller's: Operation not permitted (os error 1)",
+                plan.quota_rlimits[index].value
+            )
+        );
     }
 
     #[test]

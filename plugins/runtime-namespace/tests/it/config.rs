@@ -209,11 +209,14 @@ async fn spawn_options_the_sandbox_cannot_honour_are_refused() {
 async fn diagnose_says_namespaces_are_usable_here() {
     let checks = NamespaceBackend.diagnose().await;
     let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
-    assert_eq!(names[..3], ["user namespaces", "sandbox", "seccomp"]);
+    assert_eq!(
+        names[..4],
+        ["user namespaces", "sandbox", "seccomp", "quotas"]
+    );
     for limit in ["limits.pids", "limits.memory", "limits.cpus"] {
         assert!(names.contains(&limit), "{names:?}");
     }
-    for check in &checks[..3] {
+    for check in &checks[..4] {
         assert!(check.ok, "{check:?}");
         assert_eq!(check.detail.lines().count(), 1, "{check:?}");
     }
@@ -226,5 +229,12 @@ async fn diagnose_says_namespaces_are_usable_here() {
             && checks[2].detail.contains("(Seccomp: 2"),
         "{:?}",
         checks[2]
+    );
+    // What one sandbox may take of this user's per-user quotas.
+    assert!(
+        checks[3].detail.contains("RLIMIT_SIGPENDING ")
+            && checks[3].detail.contains("user.max_inotify_instances "),
+        "{:?}",
+        checks[3]
     );
 }

@@ -8,4 +8,5 @@ mod conformance;
 mod dylib;
 mod isolation;
 mod processes;
+mod quotas;
 mod seccomp;
