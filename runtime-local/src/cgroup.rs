@@ -145,6 +145,10 @@ const PIDS_MAX: u64 = if cfg!(target_pointer_width = "64") {
     32_768
 };
 
+/// How often [`CgroupHost::create`] tries when a base it made vanishes
+/// before the command cgroup is made in it.
+const BASE_ATTEMPTS: u32 = 8;
+
 /// How deep below a hierarchy's root garbage collection looks for bases.
 const GC_MAX_DEPTH: usize = 64;
 
@@ -872,14 +876,33 @@ impl CgroupHost {
         name_hint: &str,
     ) -> Result<CommandCgroup, CgroupError> {
         let bases = self.plan(limits)?;
-        for (base, version, limits) in &bases {
+        let name = owner.cgroup_name(NEXT_SEQ.fetch_add(1, Ordering::Relaxed), name_hint);
+        let mut attempt = 1;
+        loop {
+            let made = self.prepare_bases(&bases).and_then(|()| {
+                CommandCgroup::make(name.clone(), &bases, *limits)
+            });
+            match made {
+                // The removal of another command cgroup took an empty base
+                // away meanwhile (see `CommandCgroup::remove`): again.
+                Err(err) if attempt < BASE_ATTEMPTS && vanished(&err) => attempt += 1,
+                made => return made,
+            }
+        }
+    }
+
+    /// Makes each base of a plan, ready for the limits written below it.
+    fn prepare_bases(
+        &self,
+        bases: &[(PathBuf, DirVersion, CgroupLimits)],
+    ) -> Result<(), CgroupError> {
+        for (base, version, limits) in bases {
             match version {
                 DirVersion::V1(_) => control::make_dir(base)?,
                 DirVersion::V2 => self.prepare_v2(base, limits)?,
             }
         }
-        let name = owner.cgroup_name(NEXT_SEQ.fetch_add(1, Ordering::Relaxed), name_hint);
-        CommandCgroup::make(name, &bases, *limits)
+        Ok(())
     }
 
     /// Makes the cgroup v2 base ready for a command that needs the
@@ -1113,6 +1136,17 @@ fn child_dirs(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
         }
     }
     Ok(children)
+}
+
+/// Whether `err` says a directory or file was not there (a base removed
+/// by another command cgroup's removal at the wrong moment).
+fn vanished(err: &CgroupError) -> bool {
+    match err {
+        CgroupError::Io { source, .. } | CgroupError::Write { source, .. } => {
+            source.kind() == io::ErrorKind::NotFound
+        }
+        _ => false,
+    }
 }
 
 /// The limits with their names and controllers, and whether each is set.

@@ -427,7 +427,12 @@ impl CommandCgroup {
 
     /// Kills what is left (see [`CommandCgroup::kill_all`]) and removes
     /// every directory, with any cgroup a member made below it, retrying
-    /// briefly while the kernel still holds the last tasks.
+    /// briefly while the kernel still holds the last tasks. The base each
+    /// directory is in goes too when nothing else is left in it: it lives
+    /// in the cgroup berth runs in, which may be removed once berth ends
+    /// (a systemd scope, a CI job's cgroup) and cannot be while it has a
+    /// child. [`CgroupHost::create`](super::CgroupHost::create) makes it
+    /// again.
     ///
     /// Fails when the cgroup could not be emptied or a directory could not
     /// be removed; the directories that could be are removed anyway.
@@ -457,6 +462,11 @@ impl CommandCgroup {
                 if let Err(err) = control::remove_dir(path, deadline) {
                     first_error.get_or_insert(err);
                 }
+            }
+            // Fails (EBUSY, ENOTEMPTY) while the base holds other command
+            // cgroups, which is as it should be.
+            if let Some(base) = dir.path.parent() {
+                let _ = fs::remove_dir(base);
             }
         }
         self.kill = None;

@@ -492,6 +492,54 @@ fn remove_kills_what_is_left_and_leaves_no_directory() {
 }
 
 #[test]
+fn a_base_goes_with_its_last_command_cgroup_and_comes_back_when_needed() {
+    let limits = CgroupLimits {
+        pids: Some(64),
+        ..CgroupLimits::default()
+    };
+    let Some(host) = host(
+        "a_base_goes_with_its_last_command_cgroup_and_comes_back_when_needed",
+        &DetectOptions::default(),
+        &limits,
+    ) else {
+        return;
+    };
+    let first = host.create(&limits, "first").unwrap();
+    let second = host.create(&limits, "second").unwrap();
+    let bases: Vec<PathBuf> = first
+        .dirs()
+        .map(|dir| dir.parent().unwrap().to_path_buf())
+        .collect();
+    assert!(!bases.is_empty());
+    first.remove().unwrap();
+    assert!(bases.iter().all(|base| base.is_dir()), "second is in them");
+    second.remove().unwrap();
+    assert!(
+        bases.iter().all(|base| !base.exists()),
+        "nothing of berth's is left in the cgroup it runs in: {bases:?}"
+    );
+
+    // Commands made and removed at once on several threads: a base one
+    // removal takes away is made again for the next command.
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let host = &host;
+            let limits = &limits;
+            scope.spawn(move || {
+                for round in 0..50 {
+                    let cgroup = host
+                        .create(limits, "race")
+                        .unwrap_or_else(|err| panic!("thread {thread}, round {round}: {err}"));
+                    assert!(cgroup.dirs().all(Path::is_dir));
+                    cgroup.remove().unwrap();
+                }
+            });
+        }
+    });
+    assert!(bases.iter().all(|base| !base.exists()), "{bases:?}");
+}
+
+#[test]
 fn collect_garbage_removes_only_a_dead_owners_cgroup() {
     let Some(host) = host(
         "collect_garbage_removes_only_a_dead_owners_cgroup",
