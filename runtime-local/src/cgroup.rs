@@ -227,7 +227,8 @@ impl CgroupLimits {
             {
                 return Err(CgroupError::InvalidLimit {
                     limit: "limits.cpus",
-                    value: cpus.to_string(),
+                    // `1e300`, not three hundred digits.
+                    value: format!("{cpus:?}"),
                     expected: format!(
                         "a number of CPUs from {} to {} (a CFS quota of {CPU_MIN_QUOTA_US} to \
                          {CPU_MAX_QUOTA_US} us per {CPU_PERIOD_US} us period, what the kernel \
@@ -879,9 +880,9 @@ impl CgroupHost {
         let name = owner.cgroup_name(NEXT_SEQ.fetch_add(1, Ordering::Relaxed), name_hint);
         let mut attempt = 1;
         loop {
-            let made = self.prepare_bases(&bases).and_then(|()| {
-                CommandCgroup::make(name.clone(), &bases, *limits)
-            });
+            let made = self
+                .prepare_bases(&bases)
+                .and_then(|()| CommandCgroup::make(name.clone(), &bases, *limits));
             match made {
                 // The removal of another command cgroup took an empty base
                 // away meanwhile (see `CommandCgroup::remove`): again.
@@ -1132,7 +1133,10 @@ fn child_dirs(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-            children.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+            children.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+            ));
         }
     }
     Ok(children)
@@ -1383,7 +1387,11 @@ mod tests {
         });
         let page = page_size();
         for (limits, name, range) in [
-            (pids(0), "limits.pids", format!("from 1 to {PIDS_MAX} processes")),
+            (
+                pids(0),
+                "limits.pids",
+                format!("from 1 to {PIDS_MAX} processes"),
+            ),
             (pids(PIDS_MAX + 1), "limits.pids", format!("to {PIDS_MAX}")),
             (pids(u64::MAX), "limits.pids", format!("to {PIDS_MAX}")),
             (memory(0), "limits.memory", format!("from {page} bytes")),
@@ -1398,9 +1406,21 @@ mod tests {
             (cpus(-1.0), "limits.cpus", "from 0.01 to".to_owned()),
             (cpus(0.0), "limits.cpus", "from 0.01 to".to_owned()),
             (cpus(0.0049), "limits.cpus", "from 0.01 to".to_owned()),
-            (cpus(f64::INFINITY), "limits.cpus", "to 175921860.44415".to_owned()),
-            (cpus(1e300), "limits.cpus", "to 175921860.44415".to_owned()),
-            (cpus(175_921_861.0), "limits.cpus", "17592186044415 us".to_owned()),
+            (
+                cpus(f64::INFINITY),
+                "limits.cpus",
+                "to 175921860.44415".to_owned(),
+            ),
+            (
+                cpus(1e300),
+                "limits.cpus",
+                "is 1e300; it must be".to_owned(),
+            ),
+            (
+                cpus(175_921_861.0),
+                "limits.cpus",
+                "17592186044415 us".to_owned(),
+            ),
         ] {
             let err = host.check(&limits).unwrap_err();
             let text = err.to_string();

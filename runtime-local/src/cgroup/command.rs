@@ -873,7 +873,11 @@ mod tests {
         write_v1_limits(&cmd, &cpu, &cpus(2.0)).unwrap();
         assert_eq!(content(&cmd, "cpu.cfs_quota_us"), "50000");
         write_v1_limits(&cmd, &cpu, &cpus(0.25)).unwrap();
-        assert_eq!(content(&cmd, "cpu.cfs_quota_us"), "25000", "a smaller one stays");
+        assert_eq!(
+            content(&cmd, "cpu.cfs_quota_us"),
+            "25000",
+            "a smaller one stays"
+        );
         assert_eq!(content(&cmd, "cpu.cfs_period_us"), "100000");
 
         // No quota above: the limit as asked.

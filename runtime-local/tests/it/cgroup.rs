@@ -1089,7 +1089,7 @@ fn gc_from_another_cgroup_removes_a_dead_owners_nested_cgroup() {
     );
     let outside = TestHost {
         host: CgroupHost::detect(DetectOptions {
-            base_name: base_name.clone(),
+            base_name,
             ..DetectOptions::default()
         }),
     };
