@@ -16,33 +16,49 @@
 //!
 //! * **cgroup v1**: one hierarchy per controller group. berth uses `pids`,
 //!   `memory`, `cpu` (often mounted as `cpu,cpuacct`) and `freezer`, and
-//!   creates `<mount>/berth/<name>` in each one a command needs. This needs
-//!   write access to the mount (root), or an administrator-made
-//!   `<mount>/berth` writable by berth's user.
-//! * **cgroup v2** (current distributions): one hierarchy. As root, berth
-//!   creates `<mount>/berth/<name>` and enables the controllers it needs in
-//!   `cgroup.subtree_control` of the root and of `berth`. As another user,
-//!   only a cgroup delegated to that user will do (systemd delegates
-//!   `user@UID.service` and what `systemd-run --user -p Delegate=yes`
-//!   makes): berth's own cgroup, writable, with the controllers in its
-//!   `cgroup.controllers`; berth's cgroups go in `<own>/berth/<name>`.
-//!   Because of v2's "no internal processes" rule, a cgroup that holds
-//!   processes cannot enable controllers for its children, so:
-//!   **when berth is the only process in its own cgroup, berth moves
+//!   creates `<own>/berth/<name>` in each one a command needs, `<own>`
+//!   being the cgroup berth itself runs in within that hierarchy. cgroup
+//!   v1 lets a cgroup with processes have children, so this always works
+//!   where berth may write: as root, or as a user for whom `<own>/berth`
+//!   (or `<own>`, to create it) is writable.
+//! * **cgroup v2** (current distributions): one hierarchy, and berth's base
+//!   is `<own>/berth` there too. berth needs its own cgroup to be writable
+//!   (as root, or delegated to its user: systemd delegates
+//!   `user@UID.service` and what `systemd-run -p Delegate=yes` makes) and
+//!   enables the controllers it needs in `cgroup.subtree_control` of
+//!   `<own>` and of `<own>/berth`. Because of v2's "no internal
+//!   processes" rule, a cgroup that holds processes (other than the
+//!   hierarchy's real root) cannot enable controllers for its children,
+//!   so: **when berth is the only process in its own cgroup, berth moves
 //!   itself into the leaf `<own>/berth-host` when it creates its first
 //!   command cgroup** (and `berth doctor` says so beforehand). When other
-//!   processes share that cgroup (berth started from a terminal's scope),
-//!   berth refuses and says to run it under
-//!   `systemd-run --user --scope -p Delegate=yes berth ...`. The same rule
-//!   applies as root inside a cgroup namespace (a container), whose root is
-//!   not the hierarchy's real root. [`V2Placement::OwnCgroup`] makes root
-//!   use its own cgroup too, as systemd asks of services with
-//!   `Delegate=yes`.
+//!   processes share that cgroup (berth started from a shell in a login
+//!   session's scope, or beside other processes of a service), berth still
+//!   puts its command cgroups there, without controllers: they serve to
+//!   kill a command whole, and **a limit that needs a cgroup v2 controller
+//!   is refused**, saying to run berth under
+//!   `systemd-run [--user] --scope -p Delegate=yes berth ...`. berth does
+//!   not fall back to a place outside its own cgroup (the hierarchy's
+//!   root, as root could): there a command would escape whatever binds the
+//!   cgroup berth runs in — a CI job's or a service's `MemoryMax`, its
+//!   `CPUQuota`, the BPF programs systemd attaches for `IPAddressDeny=` or
+//!   `DeviceAllow=` — so asking for a limit would loosen confinement
+//!   instead of adding to it. The same rules hold as root inside a cgroup
+//!   namespace (a container), whose root is not the hierarchy's real root.
 //! * **hybrid** (v1 controllers and a cgroup v2 hierarchy beside them, as
 //!   on this project's machines): limits come from the v1 controllers; a v2
 //!   directory is made as well when the v2 hierarchy is usable, because its
 //!   `cgroup.kill` kills a whole cgroup atomically, which no v1 controller
 //!   can.
+//!
+//! So a command cgroup is a descendant of berth's own cgroup in every
+//! hierarchy, and the limits of the cgroups berth runs in bind the
+//! command too: a limit in the spec can only tighten them. On cgroup v1
+//! the kernel refuses a CPU quota above an ancestor's, so a command's
+//! `cpu.cfs_quota_us` is cut down to what berth's own cgroup and its
+//! ancestors allow (cgroup v2 does the same by itself). Kernels before
+//! 5.11 let a v1 `memory` cgroup turn `memory.use_hierarchy` off; below
+//! such a cgroup, its limit does not bind the cgroups under it.
 //!
 //! A hierarchy that is not writable is not an error at detection: it makes
 //! [`CgroupHost::check`] refuse the limits that need it, with the reason
@@ -70,8 +86,14 @@
 //!
 //! A cgroup's name records its owner (see [`Owner`]): pid namespace, pid
 //! and start time. [`CgroupHost::collect_garbage`] kills and removes the
-//! cgroups under berth's bases whose owner is gone, and leaves those of
-//! live owners and of other pid namespaces alone.
+//! command cgroups whose owner is gone, and leaves those of live owners
+//! and of other pid namespaces alone. Since every berth puts its cgroups
+//! below its own, they may be anywhere in a hierarchy: garbage collection
+//! searches each hierarchy berth uses from its root, breadth first and
+//! without recursion, for directories named like berth's base (`berth`),
+//! also inside live command cgroups (a berth run by a command of another
+//! berth). The search is bounded: at most 64 levels below the root and
+//! 100,000 cgroups per hierarchy; past that it stops and logs a warning.
 
 mod command;
 mod control;
@@ -90,11 +112,11 @@ use session_core::runtime::{Diagnostic, Leftover};
 use session_core::spec::Limits;
 
 pub use command::{CommandCgroup, LimitEvents};
-pub use detect::{Hierarchy, V2Placement};
+pub use detect::Hierarchy;
 pub use join::CgroupJoin;
 pub use owner::Owner;
 
-use command::{CPU_PERIOD_US, DirVersion};
+use command::{CPU_MAX_QUOTA_US, CPU_MIN_QUOTA_US, CPU_PERIOD_US, DirVersion};
 use detect::{HOST_LEAF, Layout, OwnFacts, V2Decision, V2Facts};
 
 /// The [`Leftover::kind`] of a command cgroup.
@@ -116,6 +138,23 @@ const FREEZER: &str = "freezer";
 /// Numbers command cgroups within this process.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// The largest `pids.max` the kernel takes (its `PID_MAX_LIMIT`).
+const PIDS_MAX: u64 = if cfg!(target_pointer_width = "64") {
+    4 << 20
+} else {
+    32_768
+};
+
+/// How often [`CgroupHost::create`] tries when a base it made vanishes
+/// before the command cgroup is made in it.
+const BASE_ATTEMPTS: u32 = 8;
+
+/// How deep below a hierarchy's root garbage collection looks for bases.
+const GC_MAX_DEPTH: usize = 64;
+
+/// How many cgroups of one hierarchy garbage collection lists at most.
+const GC_MAX_CGROUPS: usize = 100_000;
+
 /// The limits a command cgroup enforces.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CgroupLimits {
@@ -125,7 +164,9 @@ pub struct CgroupLimits {
     /// tmpfs pages included; no swap on top.
     pub memory: Option<u64>,
     /// The CPU time it may use, in CPUs (`0.5` is half of one), as a CFS
-    /// quota per 100 ms period (at least 1 ms, so at least `0.01`).
+    /// quota per 100 ms period, rounded to the microsecond: from 1 ms
+    /// (`0.01`) to the kernel's largest quota, 2^44 - 1 us
+    /// (`175921860.44415`).
     pub cpus: Option<f64>,
 }
 
@@ -135,36 +176,81 @@ impl CgroupLimits {
         self.pids.is_none() && self.memory.is_none() && self.cpus.is_none()
     }
 
+    /// Checks each limit against the range the kernel takes, so that a
+    /// value no cgroup accepts is refused here, naming the limit and the
+    /// range, rather than failing at spawn with a raw error from a
+    /// control file (or, for memory, being read as no limit at all).
+    ///
+    /// * `pids`: 1 to `PID_MAX_LIMIT` (4,194,304 on 64-bit kernels);
+    ///   `pids.max` refuses more.
+    /// * `memory`: one page to 2^63 bytes less one page, exclusive. The
+    ///   kernel counts whole pages, so less than a page is a limit of
+    ///   zero, and from 2^63 - page size on (9223372036854771712 with 4 KiB
+    ///   pages) it stores "no limit".
+    /// * `cpus`: a CFS quota of 1 ms to 2^44 - 1 us per 100 ms period, what
+    ///   `cpu.max` and `cpu.cfs_quota_us` take.
+    ///
+    /// Fails with [`CgroupError::InvalidLimit`] for the first limit (in the
+    /// order pids, memory, cpus) out of range.
     fn validate(&self) -> Result<(), CgroupError> {
         if let Some(pids) = self.pids
-            && pids == 0
+            && !(1..=PIDS_MAX).contains(&pids)
         {
             return Err(CgroupError::InvalidLimit {
                 limit: "limits.pids",
                 value: pids.to_string(),
-                expected: "at least 1 process",
+                expected: format!(
+                    "from 1 to {PIDS_MAX} processes (the most the kernel's pids.max takes)"
+                ),
             });
         }
-        if let Some(memory) = self.memory
-            && memory == 0
-        {
-            return Err(CgroupError::InvalidLimit {
-                limit: "limits.memory",
-                value: memory.to_string(),
-                expected: "at least 1 byte",
-            });
+        if let Some(memory) = self.memory {
+            let page = page_size();
+            let most = (1u64 << 63) - page - 1;
+            if !(page..=most).contains(&memory) {
+                return Err(CgroupError::InvalidLimit {
+                    limit: "limits.memory",
+                    value: memory.to_string(),
+                    expected: format!(
+                        "from {page} bytes (one page: the kernel counts whole pages) to \
+                         {most} bytes (from {} on, the kernel reads it as no limit)",
+                        most + 1
+                    ),
+                });
+            }
         }
-        if let Some(cpus) = self.cpus
-            && !(cpus.is_finite() && cpus > 0.0)
-        {
-            return Err(CgroupError::InvalidLimit {
-                limit: "limits.cpus",
-                value: cpus.to_string(),
-                expected: "a positive number of CPUs",
-            });
+        if let Some(cpus) = self.cpus {
+            let quota = cpus * CPU_PERIOD_US as f64;
+            if !(quota.is_finite()
+                && quota.round() >= CPU_MIN_QUOTA_US as f64
+                && quota.round() <= CPU_MAX_QUOTA_US as f64)
+            {
+                return Err(CgroupError::InvalidLimit {
+                    limit: "limits.cpus",
+                    // `1e300`, not three hundred digits.
+                    value: format!("{cpus:?}"),
+                    expected: format!(
+                        "a number of CPUs from {} to {} (a CFS quota of {CPU_MIN_QUOTA_US} to \
+                         {CPU_MAX_QUOTA_US} us per {CPU_PERIOD_US} us period, what the kernel \
+                         takes)",
+                        CPU_MIN_QUOTA_US as f64 / CPU_PERIOD_US as f64,
+                        CPU_MAX_QUOTA_US as f64 / CPU_PERIOD_US as f64
+                    ),
+                });
+            }
         }
         Ok(())
     }
+}
+
+/// The system's page size, in bytes (4096 when it cannot be read).
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size)
+        .ok()
+        .filter(|size| size.is_power_of_two())
+        .unwrap_or(4096)
 }
 
 impl From<&Limits> for CgroupLimits {
@@ -190,15 +276,16 @@ pub enum CgroupError {
         /// Why, and how to fix it.
         reason: String,
     },
-    /// A limit's value makes no sense (zero, negative, not a number).
+    /// A limit's value is outside the range the kernel takes (zero,
+    /// negative, not a number, or too large for its control file).
     #[error("`{limit}` is {value}; it must be {expected}")]
     InvalidLimit {
         /// The limit.
         limit: &'static str,
         /// Its value.
         value: String,
-        /// What it must be.
-        expected: &'static str,
+        /// The range it must be in.
+        expected: String,
     },
     /// No cgroup can be made here at all (no hierarchy is mounted, or none
     /// is writable), so a command cannot get one even without limits.
@@ -250,10 +337,10 @@ pub struct DetectOptions {
     pub use_v1: bool,
     /// Use the cgroup v2 hierarchy.
     pub use_v2: bool,
-    /// The directory berth's cgroups go under, in each hierarchy.
+    /// The name of the directory berth's cgroups go under, below berth's
+    /// own cgroup in each hierarchy; garbage collection looks for
+    /// directories of this name.
     pub base_name: String,
-    /// Where in cgroup v2 berth's base goes.
-    pub v2_placement: V2Placement,
 }
 
 impl Default for DetectOptions {
@@ -262,7 +349,6 @@ impl Default for DetectOptions {
             use_v1: true,
             use_v2: true,
             base_name: DEFAULT_BASE_NAME.to_owned(),
-            v2_placement: V2Placement::Auto,
         }
     }
 }
@@ -273,7 +359,8 @@ struct V1Place {
     /// The hierarchy's controllers.
     controllers: Vec<String>,
     mount_point: PathBuf,
-    /// `<mount>/<base name>`.
+    /// `<own cgroup>/<base name>` (under the mount point when berth's own
+    /// cgroup is not visible, and then not usable).
     base: PathBuf,
     /// Whether berth can create cgroups there, or why not.
     usable: Result<(), String>,
@@ -299,8 +386,19 @@ struct V2Place {
 impl V2Place {
     fn parent(&self) -> Option<&Path> {
         match &self.decision {
-            V2Decision::Ready { parent } | V2Decision::MoveSelf { parent, .. } => Some(parent),
+            V2Decision::Ready { parent }
+            | V2Decision::MoveSelf { parent, .. }
+            | V2Decision::Shared { parent, .. } => Some(parent),
             V2Decision::Refused { .. } => None,
+        }
+    }
+
+    /// Why no controller can be enabled below the base, when command
+    /// cgroups may go there but only to be killed.
+    fn without_controllers(&self) -> Option<&str> {
+        match &self.decision {
+            V2Decision::Shared { reason, .. } => Some(reason),
+            _ => None,
         }
     }
 
@@ -438,6 +536,13 @@ impl CgroupHost {
                 v2.usable().err().unwrap_or_default()
             ));
         };
+        if let Some(reason) = v2.without_controllers() {
+            return Err(format!(
+                "{v1_note}berth cannot enable the `{controller}` controller for its command \
+                 cgroups in the cgroup v2 hierarchy at `{}`: {reason}",
+                v2.mount_point.display()
+            ));
+        }
         if v2.controllers.iter().any(|c| c == controller) {
             return Ok(Location::V2);
         }
@@ -540,25 +645,57 @@ impl CgroupHost {
             ok,
             detail,
         });
-        if let Some(V2Place {
-            decision: V2Decision::MoveSelf { parent, leaf },
-            ..
-        }) = &self.v2
+        lines.extend(self.placement());
+        lines
+    }
+
+    /// `berth doctor`'s line on where command cgroups go, when they can go
+    /// anywhere.
+    fn placement(&self) -> Option<Diagnostic> {
+        let mut parts = Vec::new();
+        let v1: Vec<String> = self
+            .v1
+            .iter()
+            .filter(|place| place.usable.is_ok())
+            .map(|place| format!("`{}`", place.base.display()))
+            .collect();
+        if !v1.is_empty() {
+            parts.push(format!("cgroup v1 under {}", v1.join(", ")));
+        }
+        if let Some(v2) = &self.v2
+            && let Some(base) = v2.base()
         {
-            lines.push(Diagnostic {
-                check: "cgroup placement".to_owned(),
-                ok: true,
-                detail: format!(
-                    "berth is the only process in its cgroup `{}` and moves itself into `{}` \
-                     when it creates its first command cgroup, so that `{}` can enable \
-                     controllers for its commands",
+            let base = base.display();
+            parts.push(match &v2.decision {
+                V2Decision::MoveSelf { parent, leaf } => format!(
+                    "cgroup v2 under `{base}`; berth is the only process in its cgroup `{}` \
+                     and moves itself into `{}` when it creates its first command cgroup, \
+                     so that `{}` can enable controllers for its commands",
                     parent.display(),
                     leaf.display(),
                     parent.display()
                 ),
+                V2Decision::Shared { reason, .. } => format!(
+                    "cgroup v2 under `{base}`, to kill commands only, without controllers \
+                     (limits needing one are refused): {reason}"
+                ),
+                V2Decision::Ready { .. } | V2Decision::Refused { .. } => {
+                    format!("cgroup v2 under `{base}`")
+                }
             });
         }
-        lines
+        if parts.is_empty() {
+            return None;
+        }
+        Some(Diagnostic {
+            check: "cgroup placement".to_owned(),
+            ok: true,
+            detail: format!(
+                "command cgroups go below berth's own cgroup in each hierarchy, so the limits \
+                 of the cgroups berth runs in bind its commands too: {}",
+                parts.join("; ")
+            ),
+        })
     }
 
     fn summary(&self) -> String {
@@ -740,14 +877,33 @@ impl CgroupHost {
         name_hint: &str,
     ) -> Result<CommandCgroup, CgroupError> {
         let bases = self.plan(limits)?;
-        for (base, version, limits) in &bases {
+        let name = owner.cgroup_name(NEXT_SEQ.fetch_add(1, Ordering::Relaxed), name_hint);
+        let mut attempt = 1;
+        loop {
+            let made = self
+                .prepare_bases(&bases)
+                .and_then(|()| CommandCgroup::make(name.clone(), &bases, *limits));
+            match made {
+                // The removal of another command cgroup took an empty base
+                // away meanwhile (see `CommandCgroup::remove`): again.
+                Err(err) if attempt < BASE_ATTEMPTS && vanished(&err) => attempt += 1,
+                made => return made,
+            }
+        }
+    }
+
+    /// Makes each base of a plan, ready for the limits written below it.
+    fn prepare_bases(
+        &self,
+        bases: &[(PathBuf, DirVersion, CgroupLimits)],
+    ) -> Result<(), CgroupError> {
+        for (base, version, limits) in bases {
             match version {
                 DirVersion::V1(_) => control::make_dir(base)?,
                 DirVersion::V2 => self.prepare_v2(base, limits)?,
             }
         }
-        let name = owner.cgroup_name(NEXT_SEQ.fetch_add(1, Ordering::Relaxed), name_hint);
-        CommandCgroup::make(name, &bases, *limits)
+        Ok(())
     }
 
     /// Makes the cgroup v2 base ready for a command that needs the
@@ -788,61 +944,55 @@ impl CgroupHost {
         enable_controllers(base, &controllers)
     }
 
-    /// Kills and removes the cgroups under berth's bases whose owner is
-    /// gone (unless `dry_run`), and returns one [`Leftover`] per directory
-    /// found that way, plus one per directory under a base that is not
-    /// named like a command cgroup (kept). Cgroups of live owners, and of
-    /// owners in another pid namespace, are not listed.
+    /// Kills and removes the command cgroups whose owner is gone (unless
+    /// `dry_run`), wherever they are in the hierarchies berth uses, and
+    /// returns one [`Leftover`] per directory found that way, plus one per
+    /// directory under a base that is not named like a command cgroup
+    /// (kept). Cgroups of live owners, and of owners in another pid
+    /// namespace, are not listed.
+    ///
+    /// Bases are found by name (see [`DetectOptions::base_name`]) in a
+    /// bounded breadth-first search from each hierarchy's root (see the
+    /// module documentation), so the cgroups a berth running in another
+    /// cgroup made are found too.
     ///
     /// A cgroup that could not be removed comes back with `removed: false`
     /// and the failure in its reason; the others are still removed. Fails
     /// only when a base exists but cannot be listed.
     pub fn collect_garbage(&self, dry_run: bool) -> Result<Vec<Leftover>, CgroupError> {
-        let mut found: BTreeMap<String, Vec<(PathBuf, DirVersion)>> = BTreeMap::new();
-        let mut bases: Vec<(PathBuf, DirVersion)> = self
+        let mut roots: Vec<(PathBuf, DirVersion)> = self
             .v1
             .iter()
-            .filter(|place| place.usable.is_ok())
             .map(|place| {
                 (
-                    place.base.clone(),
+                    place.mount_point.clone(),
                     DirVersion::V1(place.controllers.clone()),
                 )
             })
             .collect();
-        bases.extend(
+        roots.extend(
             self.v2
                 .as_ref()
-                .and_then(V2Place::base)
-                .map(|base| (base, DirVersion::V2)),
+                .map(|v2| (v2.mount_point.clone(), DirVersion::V2)),
         );
-        for (base, version) in bases {
-            let entries = match fs::read_dir(&base) {
-                Ok(entries) => entries,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(control::io_error("listing", &base)(err)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(control::io_error("listing", &base))?;
-                if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-                    found
-                        .entry(entry.file_name().to_string_lossy().into_owned())
-                        .or_default()
-                        .push((entry.path(), version.clone()));
-                }
-            }
+        let mut found = Found::default();
+        for (root, version) in roots {
+            found.search(&root, &version, &self.options.base_name)?;
         }
-        let mut leftovers = Vec::new();
-        for (name, dirs) in found {
-            let Some(owner) = Owner::from_cgroup_name(&name) else {
-                leftovers.extend(dirs.iter().map(|(path, _)| Leftover {
-                    kind: CGROUP_KIND.to_owned(),
-                    id: path.display().to_string(),
-                    reason: "not named like a berth command cgroup; kept".to_owned(),
-                    removed: false,
-                }));
-                continue;
-            };
+        let Found {
+            commands: found,
+            foreign,
+        } = found;
+        let mut leftovers: Vec<Leftover> = foreign
+            .into_iter()
+            .map(|path| Leftover {
+                kind: CGROUP_KIND.to_owned(),
+                id: path.display().to_string(),
+                reason: "not named like a berth command cgroup; kept".to_owned(),
+                removed: false,
+            })
+            .collect();
+        for (name, (owner, dirs)) in found {
             if owner.is_alive() != Some(false) {
                 continue;
             }
@@ -894,6 +1044,112 @@ impl CgroupHost {
             }
         }
         Ok(())
+    }
+}
+
+/// What garbage collection's search of the hierarchies found.
+#[derive(Debug, Default)]
+struct Found {
+    /// The directories of each command cgroup (one per hierarchy), by
+    /// name, with the owner the name records.
+    commands: BTreeMap<String, (Owner, Vec<(PathBuf, DirVersion)>)>,
+    /// Directories under a base that are not named like command cgroups.
+    foreign: Vec<PathBuf>,
+}
+
+impl Found {
+    /// Searches the hierarchy whose root is `root` for bases named
+    /// `base_name` and records what they hold: breadth first, without
+    /// recursion, at most [`GC_MAX_DEPTH`] levels below the root and
+    /// [`GC_MAX_CGROUPS`] directories listed. Command cgroups of live
+    /// owners are searched further (a berth that one of their commands
+    /// runs puts its base inside); those of dead owners are not, as they
+    /// are removed whole.
+    ///
+    /// Fails only when a base exists but cannot be listed; another cgroup
+    /// that cannot be listed (gone meanwhile, or not readable by this
+    /// user) is passed over.
+    fn search(
+        &mut self,
+        root: &Path,
+        version: &DirVersion,
+        base_name: &str,
+    ) -> Result<(), CgroupError> {
+        let mut queue = std::collections::VecDeque::from([(root.to_path_buf(), 0usize)]);
+        let mut listed = 0usize;
+        while let Some((dir, depth)) = queue.pop_front() {
+            if listed >= GC_MAX_CGROUPS {
+                tracing::warn!(
+                    hierarchy = %root.display(),
+                    "looked for berth cgroups in {GC_MAX_CGROUPS} cgroups of this hierarchy \
+                     and stopped; berth cgroups beyond them were not collected"
+                );
+                break;
+            }
+            listed += 1;
+            let children = match child_dirs(&dir) {
+                Ok(children) => children,
+                Err(err) => {
+                    tracing::debug!(cgroup = %dir.display(), "not searched: {err}");
+                    continue;
+                }
+            };
+            for (name, path) in children {
+                if name != base_name {
+                    if depth < GC_MAX_DEPTH {
+                        queue.push_back((path, depth + 1));
+                    }
+                    continue;
+                }
+                listed += 1;
+                let commands = match child_dirs(&path) {
+                    Ok(commands) => commands,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(control::io_error("listing", &path)(err)),
+                };
+                for (name, command) in commands {
+                    let Some(owner) = Owner::from_cgroup_name(&name) else {
+                        self.foreign.push(command);
+                        continue;
+                    };
+                    if owner.is_alive() != Some(false) && depth + 1 < GC_MAX_DEPTH {
+                        queue.push_back((command.clone(), depth + 2));
+                    }
+                    self.commands
+                        .entry(name)
+                        .or_insert_with(|| (owner, Vec::new()))
+                        .1
+                        .push((command, version.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The directories directly inside `dir`, with their names.
+fn child_dirs(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+    let mut children = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            children.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+            ));
+        }
+    }
+    Ok(children)
+}
+
+/// Whether `err` says a directory or file was not there (a base removed
+/// by another command cgroup's removal at the wrong moment).
+fn vanished(err: &CgroupError) -> bool {
+    match err {
+        CgroupError::Io { source, .. } | CgroupError::Write { source, .. } => {
+            source.kind() == io::ErrorKind::NotFound
+        }
+        _ => false,
     }
 }
 
@@ -1004,22 +1260,38 @@ fn v1_places(layout: &Layout, base_name: &str, uid: u32) -> Vec<V1Place> {
                 .any(|c| mount.controllers.iter().any(|m| m == c))
         })
         .map(|mount| {
-            let base = mount.mount_point.join(base_name);
-            let usable = if base.is_dir() {
-                control::writable(&base).map_err(|err| {
-                    format!("`{}` is not writable by uid {uid}: {err}", base.display())
-                })
-            } else {
-                control::writable(&mount.mount_point).map_err(|err| {
-                    format!(
-                        "`{}` is not writable by uid {uid} ({err}), so `{}` cannot be created; \
-                         run berth as root on a writable cgroup mount, or have `{}` made and \
-                         given to uid {uid}",
-                        mount.mount_point.display(),
-                        base.display(),
-                        base.display()
-                    )
-                })
+            let (base, usable) = match &mount.own {
+                None => (
+                    mount.mount_point.join(base_name),
+                    Err(format!(
+                        "berth's own cgroup in this hierarchy is not visible under `{}` \
+                         (/proc/self/cgroup names a cgroup outside this mount), and berth \
+                         makes its cgroups only below its own",
+                        mount.mount_point.display()
+                    )),
+                ),
+                Some(own) => {
+                    let base = own.join(base_name);
+                    let usable = if base.is_dir() {
+                        control::writable(&base).map_err(|err| {
+                            format!("`{}` is not writable by uid {uid}: {err}", base.display())
+                        })
+                    } else {
+                        control::writable(own).map_err(|err| {
+                            format!(
+                                "berth's own cgroup `{}` is not writable by uid {uid} ({err}), \
+                                 so `{}` cannot be created; run berth as root, or have `{}` \
+                                 made and given to uid {uid} (berth makes its cgroups only \
+                                 below its own, so that the limits of the cgroup it runs in \
+                                 bind its commands too)",
+                                own.display(),
+                                base.display(),
+                                base.display()
+                            )
+                        })
+                    };
+                    (base, usable)
+                }
             };
             V1Place {
                 controllers: mount.controllers.clone(),
@@ -1038,7 +1310,6 @@ fn read_pids(dir: &Path) -> Vec<u32> {
 }
 
 fn v2_place(mount: &detect::V2Mount, options: &DetectOptions, uid: u32) -> V2Place {
-    let is_real_root = |dir: &Path| !dir.join("cgroup.type").exists();
     let delegated = |dir: &Path| {
         control::writable(dir).is_ok()
             && control::writable(&dir.join("cgroup.procs")).is_ok()
@@ -1048,24 +1319,24 @@ fn v2_place(mount: &detect::V2Mount, options: &DetectOptions, uid: u32) -> V2Pla
         let dir = detect::own_parent(own);
         OwnFacts {
             writable: delegated(&dir),
-            is_real_root: is_real_root(&dir),
+            // Only the real root has no `cgroup.type`; a cgroup
+            // namespace's root is an ordinary cgroup.
+            is_real_root: !dir.join("cgroup.type").exists(),
             procs: read_pids(&dir),
             dir,
         }
     });
     let facts = V2Facts {
         mount_point: mount.mount_point.clone(),
-        mount_writable: control::writable(&mount.mount_point).is_ok()
-            && control::writable(&mount.mount_point.join("cgroup.subtree_control")).is_ok(),
-        mount_is_real_root: is_real_root(&mount.mount_point),
-        mount_procs: read_pids(&mount.mount_point),
         own,
         self_pid: std::process::id(),
         uid,
     };
-    let decision = detect::decide_v2(&facts, options.v2_placement);
+    let decision = detect::decide_v2(&facts);
     let controllers = match &decision {
-        V2Decision::Ready { parent } | V2Decision::MoveSelf { parent, .. } => {
+        V2Decision::Ready { parent }
+        | V2Decision::MoveSelf { parent, .. }
+        | V2Decision::Shared { parent, .. } => {
             fs::read_to_string(parent.join("cgroup.controllers"))
                 .map(|text| text.split_ascii_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default()
@@ -1084,43 +1355,96 @@ fn v2_place(mount: &detect::V2Mount, options: &DetectOptions, uid: u32) -> V2Pla
 mod tests {
     use super::*;
 
+    fn pids(pids: u64) -> CgroupLimits {
+        CgroupLimits {
+            pids: Some(pids),
+            ..CgroupLimits::default()
+        }
+    }
+
+    fn memory(memory: u64) -> CgroupLimits {
+        CgroupLimits {
+            memory: Some(memory),
+            ..CgroupLimits::default()
+        }
+    }
+
+    fn cpus(cpus: f64) -> CgroupLimits {
+        CgroupLimits {
+            cpus: Some(cpus),
+            ..CgroupLimits::default()
+        }
+    }
+
     #[test]
-    fn invalid_limits_are_refused_by_name() {
-        let host = CgroupHost::detect(DetectOptions::default());
-        for (limits, name) in [
+    fn values_no_cgroup_takes_are_refused_naming_the_limit_and_the_range() {
+        // Validation comes before any look at the host: these are refused
+        // on a host with no cgroup at all too.
+        let host = CgroupHost::detect(DetectOptions {
+            use_v1: false,
+            use_v2: false,
+            ..DetectOptions::default()
+        });
+        let page = page_size();
+        for (limits, name, range) in [
             (
-                CgroupLimits {
-                    pids: Some(0),
-                    ..CgroupLimits::default()
-                },
+                pids(0),
                 "limits.pids",
+                format!("from 1 to {PIDS_MAX} processes"),
             ),
+            (pids(PIDS_MAX + 1), "limits.pids", format!("to {PIDS_MAX}")),
+            (pids(u64::MAX), "limits.pids", format!("to {PIDS_MAX}")),
+            (memory(0), "limits.memory", format!("from {page} bytes")),
+            (memory(page - 1), "limits.memory", "one page".to_owned()),
             (
-                CgroupLimits {
-                    memory: Some(0),
-                    ..CgroupLimits::default()
-                },
+                memory((1 << 63) - page),
                 "limits.memory",
+                format!("from {} on", (1u64 << 63) - page),
+            ),
+            (memory(u64::MAX), "limits.memory", "no limit".to_owned()),
+            (cpus(f64::NAN), "limits.cpus", "from 0.01 to".to_owned()),
+            (cpus(-1.0), "limits.cpus", "from 0.01 to".to_owned()),
+            (cpus(0.0), "limits.cpus", "from 0.01 to".to_owned()),
+            (cpus(0.0049), "limits.cpus", "from 0.01 to".to_owned()),
+            (
+                cpus(f64::INFINITY),
+                "limits.cpus",
+                "to 175921860.44415".to_owned(),
             ),
             (
-                CgroupLimits {
-                    cpus: Some(f64::NAN),
-                    ..CgroupLimits::default()
-                },
+                cpus(1e300),
                 "limits.cpus",
+                "is 1e300; it must be".to_owned(),
             ),
             (
-                CgroupLimits {
-                    cpus: Some(-1.0),
-                    ..CgroupLimits::default()
-                },
+                cpus(175_921_861.0),
                 "limits.cpus",
+                "17592186044415 us".to_owned(),
             ),
         ] {
             let err = host.check(&limits).unwrap_err();
+            let text = err.to_string();
             assert!(
                 matches!(&err, CgroupError::InvalidLimit { limit, .. } if *limit == name),
-                "{err}"
+                "{limits:?}: {text}"
+            );
+            assert!(text.contains(name) && text.contains(&range), "{text}");
+        }
+        // The ends of each range are taken (refused here only because this
+        // host uses no hierarchy).
+        for limits in [
+            pids(1),
+            pids(PIDS_MAX),
+            memory(page),
+            memory((1 << 63) - page - 1),
+            cpus(0.01),
+            cpus(0.009_995),
+            cpus(175_921_860.0),
+        ] {
+            let err = host.check(&limits).unwrap_err();
+            assert!(
+                matches!(err, CgroupError::Unenforceable { .. }),
+                "{limits:?}: {err}"
             );
         }
     }

@@ -43,39 +43,61 @@ pub(crate) fn find(since: SystemTime) -> Vec<String> {
 
 /// Command cgroups (`berth-*`) made since `since` under berth's cgroup
 /// bases (`berth`, and the tests' own `berth-test-*` bases), in every
-/// cgroup hierarchy mounted under /sys/fs/cgroup.
+/// cgroup hierarchy mounted under /sys/fs/cgroup. berth puts its bases
+/// below the cgroup it runs in, so each hierarchy is searched a few levels
+/// deep, breadth first.
 fn cgroups(since: SystemTime) -> Vec<PathBuf> {
+    const MAX_DEPTH: usize = 16;
     let root = Path::new("/sys/fs/cgroup");
-    // The cgroup v2 root itself, and each v1 controller or the hybrid
-    // unified hierarchy below it.
-    let mut hierarchies = vec![root.to_path_buf()];
-    if let Ok(entries) = std::fs::read_dir(root) {
-        hierarchies.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-    }
+    // The cgroup v2 root itself, or each v1 controller or the hybrid
+    // unified hierarchy below it (symlinks such as `cpu` -> `cpu,cpuacct`
+    // left out).
+    let hierarchies: Vec<PathBuf> = if root.join("cgroup.procs").exists() {
+        vec![root.to_path_buf()]
+    } else {
+        std::fs::read_dir(root)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let mut found = Vec::new();
     for hierarchy in hierarchies {
-        let Ok(entries) = std::fs::read_dir(&hierarchy) else {
-            continue;
-        };
-        for base in entries.flatten() {
-            let name = base.file_name().to_string_lossy().into_owned();
-            if name != "berth" && !name.starts_with("berth-test-") {
-                continue;
-            }
-            if name.starts_with("berth-test-") && born_after(&base.path(), since) {
-                found.push(base.path());
-                continue;
-            }
-            let Ok(children) = std::fs::read_dir(base.path()) else {
+        let mut queue = std::collections::VecDeque::from([(hierarchy, 0)]);
+        while let Some((dir, depth)) = queue.pop_front() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
-            found.extend(
-                children
-                    .flatten()
-                    .filter(|c| c.file_name().to_string_lossy().starts_with("berth-"))
-                    .map(|c| c.path())
-                    .filter(|path| path.is_dir() && born_after(path, since)),
-            );
+            for base in entries.flatten() {
+                if !base.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let name = base.file_name().to_string_lossy().into_owned();
+                if name != "berth" && !name.starts_with("berth-test-") {
+                    if depth < MAX_DEPTH {
+                        queue.push_back((base.path(), depth + 1));
+                    }
+                    continue;
+                }
+                if name.starts_with("berth-test-") && born_after(&base.path(), since) {
+                    found.push(base.path());
+                    continue;
+                }
+                let Ok(children) = std::fs::read_dir(base.path()) else {
+                    continue;
+                };
+                found.extend(
+                    children
+                        .flatten()
+                        .filter(|c| c.file_name().to_string_lossy().starts_with("berth-"))
+                        .map(|c| c.path())
+                        .filter(|path| path.is_dir() && born_after(path, since)),
+                );
+            }
         }
     }
     found

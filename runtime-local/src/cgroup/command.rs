@@ -26,11 +26,16 @@ const FREEZE_PATIENCE: Duration = Duration::from_millis(200);
 pub(crate) const CPU_PERIOD_US: u64 = 100_000;
 
 /// The smallest CFS quota the kernel accepts, in microseconds.
-const CPU_MIN_QUOTA_US: u64 = 1_000;
+pub(crate) const CPU_MIN_QUOTA_US: u64 = 1_000;
 
-/// The CFS quota for `cpus` CPUs per [`CPU_PERIOD_US`].
+/// The largest CFS quota the kernel accepts, in microseconds (2^44 - 1:
+/// what its bandwidth arithmetic can hold).
+pub(crate) const CPU_MAX_QUOTA_US: u64 = (1 << 44) - 1;
+
+/// The CFS quota for `cpus` CPUs per [`CPU_PERIOD_US`], rounded to the
+/// microsecond (validation keeps it within the kernel's range).
 pub(crate) fn cpu_quota(cpus: f64) -> u64 {
-    ((cpus * CPU_PERIOD_US as f64).round() as u64).max(CPU_MIN_QUOTA_US)
+    (cpus * CPU_PERIOD_US as f64).round() as u64
 }
 
 /// Which hierarchy a directory belongs to.
@@ -422,7 +427,12 @@ impl CommandCgroup {
 
     /// Kills what is left (see [`CommandCgroup::kill_all`]) and removes
     /// every directory, with any cgroup a member made below it, retrying
-    /// briefly while the kernel still holds the last tasks.
+    /// briefly while the kernel still holds the last tasks. The base each
+    /// directory is in goes too when nothing else is left in it: it lives
+    /// in the cgroup berth runs in, which may be removed once berth ends
+    /// (a systemd scope, a CI job's cgroup) and cannot be while it has a
+    /// child. [`CgroupHost::create`](super::CgroupHost::create) makes it
+    /// again.
     ///
     /// Fails when the cgroup could not be emptied or a directory could not
     /// be removed; the directories that could be are removed anyway.
@@ -452,6 +462,11 @@ impl CommandCgroup {
                 if let Err(err) = control::remove_dir(path, deadline) {
                     first_error.get_or_insert(err);
                 }
+            }
+            // Fails (EBUSY, ENOTEMPTY) while the base holds other command
+            // cgroups, which is as it should be.
+            if let Some(base) = dir.path.parent() {
+                let _ = fs::remove_dir(base);
             }
         }
         self.kill = None;
@@ -520,10 +535,55 @@ pub(crate) fn write_v1_limits(
     if has("cpu")
         && let Some(cpus) = limits.cpus
     {
-        control::write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
-        control::write(&dir.join("cpu.cfs_quota_us"), &cpu_quota(cpus).to_string())?;
+        // cgroup v1 refuses (EINVAL) a quota above an ancestor's: the
+        // ancestors' quota binds the command anyway, so ask for no more.
+        let wanted = cpu_quota(cpus);
+        let quota = v1_cpu_allowance(dir).map_or(wanted, |allowed| wanted.min(allowed));
+        if quota < CPU_MIN_QUOTA_US {
+            tracing::debug!(
+                cgroup = %dir.display(),
+                "an ancestor's CPU quota is below the smallest one berth can set, and binds \
+                 the command on its own"
+            );
+        } else {
+            control::write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+            control::write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+        }
     }
     Ok(())
+}
+
+/// The largest CFS quota per [`CPU_PERIOD_US`] that the cgroup v1
+/// ancestors of the `cpu` cgroup `dir` allow (the smallest of their
+/// quota-to-period ratios, rounded down), or `None` when none of them has
+/// a quota. Ancestors are read up to the hierarchy's root, the first
+/// directory above which has no `cpu.cfs_quota_us`; one whose files cannot
+/// be read counts as having no quota.
+fn v1_cpu_allowance(dir: &Path) -> Option<u64> {
+    let mut allowed: Option<u64> = None;
+    let mut ancestor = dir.parent();
+    while let Some(current) = ancestor {
+        let Some(quota) = control::read_optional(&current.join("cpu.cfs_quota_us"))
+            .ok()
+            .flatten()
+        else {
+            break;
+        };
+        let period = control::read_optional(&current.join("cpu.cfs_period_us"))
+            .ok()
+            .flatten()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .filter(|&period| period > 0);
+        if let (Ok(quota), Some(period)) = (quota.trim().parse::<i64>(), period)
+            && let Ok(quota) = u64::try_from(quota)
+        {
+            let here = u128::from(quota) * u128::from(CPU_PERIOD_US) / u128::from(period);
+            let here = u64::try_from(here).unwrap_or(u64::MAX);
+            allowed = Some(allowed.map_or(here, |so_far| so_far.min(here)));
+        }
+        ancestor = current.parent();
+    }
+    allowed
 }
 
 /// Writes the limits of a cgroup v2 directory (every limit given is one
@@ -668,7 +728,7 @@ mod tests {
         let dir = fake_cgroup(&[("memory.max", "max\n"), ("cpu.max", "max 100000\n")]);
         let limits = CgroupLimits {
             memory: Some(4096),
-            cpus: Some(0.001),
+            cpus: Some(0.01),
             ..CgroupLimits::default()
         };
         write_v2_limits(dir.path(), &limits).unwrap();
@@ -768,6 +828,81 @@ mod tests {
         assert_eq!(cpu_quota(0.5), 50_000);
         assert_eq!(cpu_quota(2.0), 200_000);
         assert_eq!(cpu_quota(0.333_333), 33_333);
-        assert_eq!(cpu_quota(0.000_1), CPU_MIN_QUOTA_US);
+        assert_eq!(cpu_quota(0.01), CPU_MIN_QUOTA_US);
+        assert_eq!(cpu_quota(175_921_860.444_15), CPU_MAX_QUOTA_US);
+    }
+
+    /// `root/a/b/cmd` (in a directory without CPU files, as above a
+    /// hierarchy's root), each of `root`, `a` and `b` with the v1 CPU quota
+    /// and period given.
+    fn cpu_tree(levels: [(&str, &str); 3]) -> (tempfile::TempDir, PathBuf) {
+        let top = tempfile::tempdir().unwrap();
+        let mut dir = top.path().join("root");
+        for (index, (quota, period)) in levels.iter().enumerate() {
+            if index > 0 {
+                dir = dir.join(["a", "b"][index - 1]);
+            }
+            fs::create_dir(&dir).unwrap();
+            fs::write(dir.join("cpu.cfs_quota_us"), quota).unwrap();
+            fs::write(dir.join("cpu.cfs_period_us"), period).unwrap();
+        }
+        let cmd = dir.join("cmd");
+        fs::create_dir(&cmd).unwrap();
+        fs::write(cmd.join("cpu.cfs_quota_us"), "-1\n").unwrap();
+        fs::write(cmd.join("cpu.cfs_period_us"), "100000\n").unwrap();
+        (top, cmd)
+    }
+
+    fn cpus(cpus: f64) -> CgroupLimits {
+        CgroupLimits {
+            cpus: Some(cpus),
+            ..CgroupLimits::default()
+        }
+    }
+
+    #[test]
+    fn a_v1_cpu_quota_is_cut_to_what_the_ancestors_allow() {
+        let cpu = ["cpu".to_owned()];
+        // berth's own cgroup `a` has 0.5 CPU (per 200 ms), the root none,
+        // the base `b` none of its own.
+        let (_top, cmd) = cpu_tree([
+            ("-1\n", "100000\n"),
+            ("100000\n", "200000\n"),
+            ("-1\n", "100000\n"),
+        ]);
+        write_v1_limits(&cmd, &cpu, &cpus(2.0)).unwrap();
+        assert_eq!(content(&cmd, "cpu.cfs_quota_us"), "50000");
+        write_v1_limits(&cmd, &cpu, &cpus(0.25)).unwrap();
+        assert_eq!(
+            content(&cmd, "cpu.cfs_quota_us"),
+            "25000",
+            "a smaller one stays"
+        );
+        assert_eq!(content(&cmd, "cpu.cfs_period_us"), "100000");
+
+        // No quota above: the limit as asked.
+        let unlimited = ("-1\n", "100000\n");
+        let (_top, cmd) = cpu_tree([unlimited, unlimited, unlimited]);
+        assert_eq!(v1_cpu_allowance(&cmd), None);
+        write_v1_limits(&cmd, &cpu, &cpus(3.0)).unwrap();
+        assert_eq!(content(&cmd, "cpu.cfs_quota_us"), "300000");
+
+        // The smallest ratio of several wins, rounded down.
+        let (_top, cmd) = cpu_tree([
+            ("150000\n", "100000\n"),
+            ("33333\n", "99999\n"),
+            ("-1\n", "100000\n"),
+        ]);
+        assert_eq!(v1_cpu_allowance(&cmd), Some(33_333));
+
+        // Below the smallest quota berth can write: nothing is written,
+        // the ancestor's quota binds.
+        let (_top, cmd) = cpu_tree([
+            ("-1\n", "100000\n"),
+            ("1000\n", "1000000\n"),
+            ("-1\n", "100000\n"),
+        ]);
+        write_v1_limits(&cmd, &cpu, &cpus(1.0)).unwrap();
+        assert_eq!(content(&cmd, "cpu.cfs_quota_us"), "-1\n");
     }
 }

@@ -177,6 +177,9 @@ pub(crate) struct V1Mount {
     pub(crate) controllers: Vec<String>,
     /// Where it is mounted.
     pub(crate) mount_point: PathBuf,
+    /// The directory of this process's own cgroup in this hierarchy, when
+    /// the mount shows it.
+    pub(crate) own: Option<PathBuf>,
 }
 
 /// The cgroup v2 hierarchy.
@@ -233,6 +236,12 @@ fn dir_in_mount(mount_point: &Path, root: &str, path: &str) -> Option<PathBuf> {
     })
 }
 
+/// Whether a `/proc/self/cgroup` line's controllers are those of a mount
+/// (in any order; a named hierarchy's `name=` entry never matches).
+fn same_controllers(membership: &[String], mount: &[String]) -> bool {
+    membership.len() == mount.len() && mount.iter().all(|c| membership.contains(c))
+}
+
 /// Combines the mounts and this process's memberships into a [`Layout`].
 pub(crate) fn layout(mounts: &[CgroupMount], memberships: &[Membership]) -> Layout {
     let mut v1: Vec<V1Mount> = Vec::new();
@@ -242,9 +251,14 @@ pub(crate) fn layout(mounts: &[CgroupMount], memberships: &[Membership]) -> Layo
             Some(controllers) if controllers.is_empty() => {}
             Some(controllers) => {
                 if !v1.iter().any(|known| &known.controllers == controllers) {
+                    let own = memberships
+                        .iter()
+                        .find(|m| m.id != 0 && same_controllers(&m.controllers, controllers))
+                        .and_then(|m| dir_in_mount(&mount.mount_point, &mount.root, &m.path));
                     v1.push(V1Mount {
                         controllers: controllers.clone(),
                         mount_point: mount.mount_point.clone(),
+                        own,
                     });
                 }
             }
@@ -271,32 +285,12 @@ pub(crate) fn layout(mounts: &[CgroupMount], memberships: &[Membership]) -> Layo
     Layout { hierarchy, v1, v2 }
 }
 
-/// Where in a cgroup v2 hierarchy berth's cgroups go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum V2Placement {
-    /// At the hierarchy's root when berth may write there (as root), else
-    /// inside berth's own cgroup when it is delegated to berth's user.
-    #[default]
-    Auto,
-    /// Always inside berth's own cgroup, as systemd asks of services that
-    /// manage cgroups (`Delegate=yes`).
-    OwnCgroup,
-}
-
-/// What was probed about the two candidate parents of berth's cgroup v2
-/// base: the hierarchy's root and berth's own cgroup.
+/// What was probed about berth's own cgroup in the cgroup v2 hierarchy,
+/// the one place berth's cgroup v2 base may go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct V2Facts {
     /// The mount point of the hierarchy.
     pub(crate) mount_point: PathBuf,
-    /// Whether berth may create cgroups directly under the mount point.
-    pub(crate) mount_writable: bool,
-    /// Whether the mount point is the real root of the hierarchy (which
-    /// may hold processes and still enable controllers), not the root of a
-    /// cgroup namespace.
-    pub(crate) mount_is_real_root: bool,
-    /// The processes in the mount point's cgroup.
-    pub(crate) mount_procs: Vec<u32>,
     /// The candidate in berth's own cgroup (see [`own_parent`]), if the
     /// mount shows it.
     pub(crate) own: Option<OwnFacts>,
@@ -316,15 +310,16 @@ pub(crate) struct OwnFacts {
     /// enable controllers (the directory, `cgroup.procs` and
     /// `cgroup.subtree_control` are writable).
     pub(crate) writable: bool,
-    /// Whether `dir` is the real root of the hierarchy.
+    /// Whether `dir` is the real root of the hierarchy (which may hold
+    /// processes and still enable controllers), not the root of a cgroup
+    /// namespace.
     pub(crate) is_real_root: bool,
     /// The processes in `dir` itself.
     pub(crate) procs: Vec<u32>,
 }
 
-/// The cgroup in which berth's base would go when it uses its own cgroup:
-/// its own cgroup, or that cgroup's parent when berth already moved itself
-/// into a [`HOST_LEAF`].
+/// The cgroup in which berth's base would go: its own cgroup, or that
+/// cgroup's parent when berth already moved itself into a [`HOST_LEAF`].
 pub(crate) fn own_parent(own: &Path) -> PathBuf {
     if own.file_name().is_some_and(|name| name == HOST_LEAF)
         && let Some(parent) = own.parent()
@@ -334,7 +329,9 @@ pub(crate) fn own_parent(own: &Path) -> PathBuf {
     own.to_path_buf()
 }
 
-/// Where berth's cgroup v2 base goes.
+/// Where berth's cgroup v2 base goes. It is always below berth's own
+/// cgroup, so that whatever binds the cgroup berth runs in (limits, and
+/// the BPF programs attached to it) binds its commands too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum V2Decision {
     /// Under `parent`, which can enable controllers for its children now.
@@ -342,86 +339,68 @@ pub(crate) enum V2Decision {
     /// Under `parent`, once berth, the only process in `parent`, has moved
     /// itself into `leaf` (`parent/berth-host`).
     MoveSelf { parent: PathBuf, leaf: PathBuf },
+    /// Under `parent`, berth's own cgroup, which other processes share:
+    /// cgroup v2's "no internal processes" rule keeps it from enabling
+    /// controllers, so command cgroups made there serve to kill and freeze
+    /// only, and a limit that needs a cgroup v2 controller is refused with
+    /// `reason`.
+    Shared { parent: PathBuf, reason: String },
     /// Nowhere; why, and what to do about it.
     Refused { reason: String },
 }
 
 const SCOPE_ADVICE: &str = "run berth in a delegated cgroup of its own, e.g. \
      `systemd-run --user --scope -p Delegate=yes berth ...` \
-     (or `systemd-run --scope -p Delegate=yes` as root)";
+     (or `systemd-run --scope -p Delegate=yes berth ...` as root)";
 
 /// Decides where berth's cgroup v2 base goes (see the module documentation
 /// of `cgroup` for the rules).
-pub(crate) fn decide_v2(facts: &V2Facts, placement: V2Placement) -> V2Decision {
-    let mut refusals = Vec::new();
-    if placement == V2Placement::Auto {
-        if facts.mount_writable {
-            match decide_parent(
-                &facts.mount_point,
-                facts.mount_is_real_root,
-                &facts.mount_procs,
-                facts.self_pid,
-            ) {
-                Ok(decision) => return decision,
-                Err(reason) => refusals.push(reason),
-            }
-        } else {
-            refusals.push(format!(
-                "uid {} may not create cgroups at the root of the hierarchy `{}`",
-                facts.uid,
+pub(crate) fn decide_v2(facts: &V2Facts) -> V2Decision {
+    let Some(own) = &facts.own else {
+        return V2Decision::Refused {
+            reason: format!(
+                "berth's own cgroup is not visible under `{}` (/proc/self/cgroup names \
+                 a cgroup outside this mount); {SCOPE_ADVICE}",
                 facts.mount_point.display()
-            ));
-        }
+            ),
+        };
+    };
+    if !own.writable {
+        return V2Decision::Refused {
+            reason: format!(
+                "berth's own cgroup `{}` is not delegated to uid {} (it, its cgroup.procs \
+                 or its cgroup.subtree_control is not writable); {SCOPE_ADVICE}",
+                own.dir.display(),
+                facts.uid
+            ),
+        };
     }
-    match &facts.own {
-        Some(own) if own.dir == facts.mount_point && placement == V2Placement::Auto => {
-            // Already judged above as the hierarchy's root.
-        }
-        None => refusals.push(format!(
-            "berth's own cgroup is not visible under `{}` (/proc/self/cgroup names \
-             a cgroup outside this mount)",
-            facts.mount_point.display()
-        )),
-        Some(own) if !own.writable => refusals.push(format!(
-            "berth's own cgroup `{}` is not delegated to uid {} (it, its cgroup.procs \
-             or its cgroup.subtree_control is not writable)",
-            own.dir.display(),
-            facts.uid
-        )),
-        Some(own) => match decide_parent(&own.dir, own.is_real_root, &own.procs, facts.self_pid) {
-            Ok(decision) => return decision,
-            Err(reason) => refusals.push(reason),
-        },
+    if own.is_real_root || own.procs.is_empty() {
+        return V2Decision::Ready {
+            parent: own.dir.clone(),
+        };
     }
-    V2Decision::Refused {
-        reason: format!("{}; {SCOPE_ADVICE}", refusals.join("; and ")),
+    if own.procs == [facts.self_pid] {
+        return V2Decision::MoveSelf {
+            parent: own.dir.clone(),
+            leaf: own.dir.join(HOST_LEAF),
+        };
     }
-}
-
-fn decide_parent(
-    parent: &Path,
-    is_real_root: bool,
-    procs: &[u32],
-    self_pid: u32,
-) -> Result<V2Decision, String> {
-    if is_real_root || procs.is_empty() {
-        return Ok(V2Decision::Ready {
-            parent: parent.to_path_buf(),
-        });
+    let others = own
+        .procs
+        .iter()
+        .filter(|&&pid| pid != facts.self_pid)
+        .count();
+    V2Decision::Shared {
+        parent: own.dir.clone(),
+        reason: format!(
+            "berth's own cgroup `{}` holds {others} process(es) besides berth, so cgroup \
+             v2's \"no internal processes\" rule keeps it from enabling controllers for \
+             berth's command cgroups, and berth does not put its commands outside its own \
+             cgroup, where that cgroup's limits would not bind them; {SCOPE_ADVICE}",
+            own.dir.display()
+        ),
     }
-    if procs == [self_pid] {
-        return Ok(V2Decision::MoveSelf {
-            parent: parent.to_path_buf(),
-            leaf: parent.join(HOST_LEAF),
-        });
-    }
-    let others = procs.iter().filter(|&&pid| pid != self_pid).count();
-    Err(format!(
-        "the cgroup `{}` holds {others} process(es) besides berth, so cgroup v2's \
-         \"no internal processes\" rule keeps it from enabling controllers for \
-         berth's command cgroups",
-        parent.display()
-    ))
 }
 
 /// Parses the process ids of a `cgroup.procs` text.
@@ -589,12 +568,9 @@ mod tests {
         assert_eq!(unescape("\\777"), "\\777");
     }
 
-    fn facts(mount_writable: bool, own: Option<OwnFacts>) -> V2Facts {
+    fn facts(own: Option<OwnFacts>) -> V2Facts {
         V2Facts {
             mount_point: PathBuf::from("/sys/fs/cgroup"),
-            mount_writable,
-            mount_is_real_root: true,
-            mount_procs: vec![1, 2, 3],
             own,
             self_pid: 42,
             uid: 1000,
@@ -614,10 +590,13 @@ mod tests {
         "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope";
 
     #[test]
-    fn root_uses_the_hierarchy_root_even_with_processes_in_it() {
-        let decision = decide_v2(&facts(true, None), V2Placement::Auto);
+    fn berth_in_the_real_root_uses_the_root_even_with_processes_in_it() {
+        let root = OwnFacts {
+            is_real_root: true,
+            ..own("/sys/fs/cgroup", true, &[1, 2, 42])
+        };
         assert_eq!(
-            decision,
+            decide_v2(&facts(Some(root))),
             V2Decision::Ready {
                 parent: PathBuf::from("/sys/fs/cgroup")
             }
@@ -626,10 +605,7 @@ mod tests {
 
     #[test]
     fn a_delegated_scope_holding_only_berth_means_moving_berth_into_a_leaf() {
-        let decision = decide_v2(
-            &facts(false, Some(own(USER_SCOPE, true, &[42]))),
-            V2Placement::Auto,
-        );
+        let decision = decide_v2(&facts(Some(own(USER_SCOPE, true, &[42]))));
         assert_eq!(
             decision,
             V2Decision::MoveSelf {
@@ -643,10 +619,7 @@ mod tests {
             own_parent(&Path::new(USER_SCOPE).join(HOST_LEAF)),
             Path::new(USER_SCOPE)
         );
-        let decision = decide_v2(
-            &facts(false, Some(own(USER_SCOPE, true, &[]))),
-            V2Placement::Auto,
-        );
+        let decision = decide_v2(&facts(Some(own(USER_SCOPE, true, &[]))));
         assert_eq!(
             decision,
             V2Decision::Ready {
@@ -656,78 +629,94 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_or_undelegated_cgroup_is_refused_with_advice() {
-        let V2Decision::Refused { reason } = decide_v2(
-            &facts(false, Some(own(USER_SCOPE, true, &[42, 7, 8]))),
-            V2Placement::Auto,
-        ) else {
-            panic!("a scope shared with a shell must be refused");
+    fn a_shared_cgroup_keeps_command_cgroups_inside_without_controllers() {
+        // As root too: the hierarchy's root is writable, but a command
+        // cgroup there would leave the cgroup berth runs in.
+        let V2Decision::Shared { parent, reason } =
+            decide_v2(&facts(Some(own(USER_SCOPE, true, &[42, 7, 8]))))
+        else {
+            panic!("a scope shared with a shell must keep berth's cgroups inside it");
         };
+        assert_eq!(parent, Path::new(USER_SCOPE));
         assert!(
             reason.contains("holds 2 process(es) besides berth"),
             "{reason}"
         );
         assert!(reason.contains("no internal processes"), "{reason}");
+        assert!(reason.contains("would not bind them"), "{reason}");
         assert!(
             reason.contains("systemd-run --user --scope -p Delegate=yes"),
             "{reason}"
         );
-        assert!(
-            reason.contains("uid 1000 may not create cgroups"),
-            "{reason}"
-        );
+    }
 
-        let V2Decision::Refused { reason } = decide_v2(
-            &facts(false, Some(own(USER_SCOPE, false, &[42]))),
-            V2Placement::Auto,
-        ) else {
+    #[test]
+    fn an_undelegated_or_invisible_cgroup_is_refused_with_advice() {
+        let V2Decision::Refused { reason } = decide_v2(&facts(Some(own(USER_SCOPE, false, &[42]))))
+        else {
             panic!("an undelegated cgroup must be refused");
         };
         assert!(reason.contains("is not delegated to uid 1000"), "{reason}");
+        assert!(reason.contains("Delegate=yes"), "{reason}");
 
-        let V2Decision::Refused { reason } = decide_v2(&facts(false, None), V2Placement::Auto)
-        else {
+        let V2Decision::Refused { reason } = decide_v2(&facts(None)) else {
             panic!("no own cgroup must be refused");
         };
         assert!(reason.contains("not visible"), "{reason}");
     }
 
     #[test]
-    fn a_cgroup_namespace_root_with_other_processes_falls_back_to_the_own_cgroup() {
-        let mut container = facts(true, Some(own("/sys/fs/cgroup/init.scope", true, &[42])));
-        container.mount_is_real_root = false;
-        container.mount_procs = vec![1];
+    fn a_cgroup_namespace_root_is_not_the_real_root() {
+        // berth alone in a container's cgroup namespace: it moves into a
+        // leaf, as its root is an ordinary cgroup of the host's hierarchy.
         assert_eq!(
-            decide_v2(&container, V2Placement::Auto),
-            V2Decision::MoveSelf {
-                parent: PathBuf::from("/sys/fs/cgroup/init.scope"),
-                leaf: PathBuf::from("/sys/fs/cgroup/init.scope/berth-host"),
-            }
-        );
-        // berth alone at the namespace root (a container's only process).
-        let mut alone = facts(true, Some(own("/sys/fs/cgroup", true, &[42])));
-        alone.mount_is_real_root = false;
-        alone.mount_procs = vec![42];
-        assert_eq!(
-            decide_v2(&alone, V2Placement::Auto),
+            decide_v2(&facts(Some(own("/sys/fs/cgroup", true, &[42])))),
             V2Decision::MoveSelf {
                 parent: PathBuf::from("/sys/fs/cgroup"),
                 leaf: PathBuf::from("/sys/fs/cgroup/berth-host"),
             }
         );
+        // Beside the container's init, controllers cannot be had there.
+        assert!(matches!(
+            decide_v2(&facts(Some(own("/sys/fs/cgroup", true, &[1, 42])))),
+            V2Decision::Shared { .. }
+        ));
     }
 
     #[test]
-    fn own_cgroup_placement_skips_the_root() {
-        let decision = decide_v2(
-            &facts(true, Some(own(USER_SCOPE, true, &[]))),
-            V2Placement::OwnCgroup,
+    fn v1_hierarchies_know_berths_own_cgroup() {
+        let hybrid = layout(
+            &parse_mountinfo(HYBRID_MOUNTINFO),
+            &parse_proc_cgroup(HYBRID_CGROUP),
         );
         assert_eq!(
-            decision,
-            V2Decision::Ready {
-                parent: PathBuf::from(USER_SCOPE)
-            }
+            hybrid.v1_with("memory").unwrap().own.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/memory/process_api/3d02"))
+        );
+        assert_eq!(
+            hybrid.v1_with("pids").unwrap().own.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/pids"))
+        );
+        // A container's view: the mount shows the container's cgroup as
+        // its root, and `cpu,cpuacct` matches whatever the order.
+        let container = layout(
+            &parse_mountinfo(V1_MOUNTINFO),
+            &parse_proc_cgroup(
+                "12:pids:/docker/abc/inner\n5:cpuacct,cpu:/docker/abc\n4:memory:/elsewhere\n",
+            ),
+        );
+        assert_eq!(
+            container.v1_with("pids").unwrap().own.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/pids/inner"))
+        );
+        assert_eq!(
+            container.v1_with("cpu").unwrap().own.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(
+            container.v1_with("memory").unwrap().own,
+            None,
+            "a cgroup outside the mount's root is not visible"
         );
     }
 

@@ -1,13 +1,16 @@
 //! Command cgroups on this host's real hierarchies: limits that hold as
 //! root (a fork bomb, tmpfs pages, CPU quota), joining between fork and
 //! exec, killing what `setsid`s and double-forks, removal and garbage
-//! collection. Each test makes its cgroups under a base of its own and
-//! removes them, also when it fails. A test whose hierarchy or privilege is
-//! missing here says `skipped:` and why.
+//! collection; command cgroups nested in the cgroup berth runs in, whose
+//! limits keep binding them. Each test makes its cgroups under a base of
+//! its own and removes them, also when it fails; a test that moves this
+//! process into a cgroup of its own moves it back. A test whose hierarchy
+//! or privilege is missing here says `skipped:` and why.
 
 #![allow(clippy::print_stderr, reason = "a skipped test says why")]
 
 use std::fs;
+use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use runtime_local::cgroup::{
     CGROUP_KIND, CgroupError, CgroupHost, CgroupLimits, CommandCgroup, DetectOptions, Hierarchy,
-    Owner, V2_HOST_LEAF, V2Placement,
+    Owner, V2_HOST_LEAF,
 };
 
 /// A host detected with a base directory of the test's own, whose empty
@@ -489,6 +492,54 @@ fn remove_kills_what_is_left_and_leaves_no_directory() {
 }
 
 #[test]
+fn a_base_goes_with_its_last_command_cgroup_and_comes_back_when_needed() {
+    let limits = CgroupLimits {
+        pids: Some(64),
+        ..CgroupLimits::default()
+    };
+    let Some(host) = host(
+        "a_base_goes_with_its_last_command_cgroup_and_comes_back_when_needed",
+        &DetectOptions::default(),
+        &limits,
+    ) else {
+        return;
+    };
+    let first = host.create(&limits, "first").unwrap();
+    let second = host.create(&limits, "second").unwrap();
+    let bases: Vec<PathBuf> = first
+        .dirs()
+        .map(|dir| dir.parent().unwrap().to_path_buf())
+        .collect();
+    assert!(!bases.is_empty());
+    first.remove().unwrap();
+    assert!(bases.iter().all(|base| base.is_dir()), "second is in them");
+    second.remove().unwrap();
+    assert!(
+        bases.iter().all(|base| !base.exists()),
+        "nothing of berth's is left in the cgroup it runs in: {bases:?}"
+    );
+
+    // Commands made and removed at once on several threads: a base one
+    // removal takes away is made again for the next command.
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let host = &host;
+            let limits = &limits;
+            scope.spawn(move || {
+                for round in 0..50 {
+                    let cgroup = host
+                        .create(limits, "race")
+                        .unwrap_or_else(|err| panic!("thread {thread}, round {round}: {err}"));
+                    assert!(cgroup.dirs().all(Path::is_dir));
+                    cgroup.remove().unwrap();
+                }
+            });
+        }
+    });
+    assert!(bases.iter().all(|base| !base.exists()), "{bases:?}");
+}
+
+#[test]
 fn collect_garbage_removes_only_a_dead_owners_cgroup() {
     let Some(host) = host(
         "collect_garbage_removes_only_a_dead_owners_cgroup",
@@ -675,7 +726,6 @@ fn own_cgroup_placement_moves_berth_into_a_leaf_beside_its_cgroups() {
 
     let host = TestHost {
         host: CgroupHost::detect(DetectOptions {
-            v2_placement: V2Placement::OwnCgroup,
             base_name: unique_base(),
             ..v2_only()
         }),
@@ -733,14 +783,423 @@ fn describe_says_how_each_limit_is_enforced() {
     }
     if is_root()
         && host.hierarchy() == Hierarchy::Hybrid
-        && Path::new("/sys/fs/cgroup/pids").is_dir()
+        && let Some((_, own)) = v1_mount_and_own("pids")
     {
         assert!(lines[1].ok, "{lines:?}");
+        let base = own.join("berth");
         assert!(
-            lines[1]
-                .detail
-                .contains("cgroup v1 pids controller at `/sys/fs/cgroup/pids/berth`"),
+            lines[1].detail.contains(&format!(
+                "cgroup v1 pids controller at `{}`",
+                base.display()
+            )),
             "{lines:?}"
         );
+        let placement = lines
+            .iter()
+            .find(|line| line.check == "cgroup placement")
+            .unwrap_or_else(|| panic!("{lines:?}"));
+        assert!(
+            placement.detail.contains("below berth's own cgroup")
+                && placement.detail.contains(&base.display().to_string()),
+            "{placement:?}"
+        );
     }
+}
+
+/// The mount point of the cgroup v1 hierarchy holding `controller`
+/// (mounted at its root) and this process's cgroup in it.
+fn v1_mount_and_own(controller: &str) -> Option<(PathBuf, PathBuf)> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let fields: Vec<&str> = left.split(' ').collect();
+        let mut right = right.split(' ');
+        let is_it = right.next() == Some("cgroup")
+            && right
+                .nth(1)
+                .is_some_and(|options| options.split(',').any(|o| o == controller));
+        (is_it && fields.get(3) == Some(&"/")).then(|| PathBuf::from(fields[4]))
+    })?;
+    let cgroup = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = cgroup.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| path.to_owned())
+    })?;
+    Some((mount.clone(), mount.join(own.trim_start_matches('/'))))
+}
+
+/// This process, moved into a fresh cgroup `dir` of one hierarchy: moved
+/// back into the cgroup it came from and `dir` removed (with the empty
+/// cgroups left in it) when dropped, also when the test fails.
+struct MovedInto {
+    original: PathBuf,
+    dir: PathBuf,
+}
+
+impl MovedInto {
+    /// Makes `<mount>/<name>`, lets `prepare` write its limits, and moves
+    /// this process into it.
+    fn new(
+        (mount, original): (PathBuf, PathBuf),
+        name: &str,
+        prepare: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<MovedInto> {
+        let dir = mount.join(name);
+        fs::create_dir(&dir)?;
+        let moved = MovedInto { original, dir };
+        prepare(&moved.dir)?;
+        fs::write(
+            moved.dir.join("cgroup.procs"),
+            std::process::id().to_string(),
+        )?;
+        Ok(moved)
+    }
+
+    /// Moves this process back where it came from, keeping `dir`.
+    fn move_back(&self) {
+        if let Err(err) = fs::write(
+            self.original.join("cgroup.procs"),
+            std::process::id().to_string(),
+        ) {
+            eprintln!("cannot move back to {}: {err}", self.original.display());
+        }
+    }
+}
+
+impl Drop for MovedInto {
+    fn drop(&mut self) {
+        self.move_back();
+        // Deepest first; cgroup trees made by a test are shallow.
+        let mut dirs = vec![self.dir.clone()];
+        let mut next = 0;
+        while next < dirs.len() {
+            if let Ok(entries) = fs::read_dir(&dirs[next]) {
+                dirs.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+            next += 1;
+        }
+        for dir in dirs.iter().rev() {
+            if let Err(err) = fs::remove_dir(dir) {
+                eprintln!("cannot remove {}: {err}", dir.display());
+            }
+        }
+    }
+}
+
+/// The cgroups this process is in, as `/proc/self/cgroup` lists them.
+fn membership() -> String {
+    fs::read_to_string("/proc/self/cgroup").unwrap()
+}
+
+fn read_trimmed(path: &Path) -> String {
+    fs::read_to_string(path).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_parents_memory_limit_binds_a_command_cgroup_with_a_larger_limit() {
+    let test = "a_parents_memory_limit_binds_a_command_cgroup_with_a_larger_limit";
+    if !is_root() {
+        eprintln!("skipped: {test} moves this process between cgroups, which needs root");
+        return;
+    }
+    let Some(memory) = v1_mount_and_own("memory") else {
+        eprintln!("skipped: {test}: no cgroup v1 memory hierarchy mounted at its root");
+        return;
+    };
+    if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
+        eprintln!("skipped: {test} needs util-linux `unshare` for a private tmpfs");
+        return;
+    }
+    const PARENT_LIMIT: u64 = 64 << 20;
+    const COMMAND_LIMIT: u64 = 1 << 30;
+    let parent = MovedInto::new(memory, &unique_base(), |dir| {
+        let limit = PARENT_LIMIT.to_string();
+        fs::write(dir.join("memory.limit_in_bytes"), &limit)?;
+        let memsw = dir.join("memory.memsw.limit_in_bytes");
+        if memsw.exists() {
+            fs::write(memsw, &limit)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let limits = CgroupLimits {
+        memory: Some(COMMAND_LIMIT),
+        ..CgroupLimits::default()
+    };
+    let Some(host) = host(test, &v1_only(), &limits) else {
+        return;
+    };
+    let cgroup = host.create(&limits, "nested").unwrap();
+    let dir = dir_with(&cgroup, "memory.limit_in_bytes");
+    assert!(
+        dir.starts_with(&parent.dir),
+        "{} is not below the cgroup berth runs in, {}",
+        dir.display(),
+        parent.dir.display()
+    );
+    assert_eq!(
+        read_trimmed(&dir.join("memory.limit_in_bytes")),
+        COMMAND_LIMIT.to_string()
+    );
+
+    // 200 MB into a private tmpfs: the command's own limit would allow it,
+    // the parent's does not. The command is the out-of-memory killer's
+    // choice in the parent (oom_score_adj 1000), never this test process.
+    let mount_point = tempfile::tempdir().unwrap();
+    let script = format!(
+        "echo 1000 > /proc/self/oom_score_adj
+         exec unshare -m sh -c 'mount -t tmpfs -o size=512m berth-test \"$0\" || exit 99
+         dd if=/dev/zero of=\"$0/fill\" bs=1M count=200 2>/dev/null
+         echo dd=$?' '{}'",
+        mount_point.path().display()
+    );
+    let output = spawn_in(&cgroup, &script).wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_ne!(output.status.code(), Some(99), "{output:?}");
+    assert!(
+        !stdout.contains("dd=0"),
+        "200 MB went into tmpfs under a parent limited to 64 MB: {output:?}"
+    );
+    // The command never held more than the parent allows, far below its
+    // own limit, and the out-of-memory killer ended it.
+    let peak = |dir: &Path| -> u64 {
+        read_trimmed(&dir.join("memory.max_usage_in_bytes"))
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        peak(&dir) <= PARENT_LIMIT,
+        "the command peaked at {} bytes",
+        peak(&dir)
+    );
+    assert!(
+        peak(&parent.dir) <= PARENT_LIMIT,
+        "the parent peaked at {} bytes",
+        peak(&parent.dir)
+    );
+    let events = cgroup.limit_events().unwrap();
+    assert!(events.oom_killed(), "{events:?} {output:?}");
+    let made = dirs(&cgroup);
+    cgroup.remove().unwrap();
+    assert!(made.iter().all(|dir| !dir.exists()), "{made:?}");
+    drop(host);
+    drop(parent);
+}
+
+#[test]
+fn a_command_cpu_quota_is_cut_to_the_parents_on_cgroup_v1() {
+    let test = "a_command_cpu_quota_is_cut_to_the_parents_on_cgroup_v1";
+    if !is_root() {
+        eprintln!("skipped: {test} moves this process between cgroups, which needs root");
+        return;
+    }
+    let Some(cpu) = v1_mount_and_own("cpu") else {
+        eprintln!("skipped: {test}: no cgroup v1 cpu hierarchy mounted at its root");
+        return;
+    };
+    // Half a CPU, per 200 ms.
+    let parent = MovedInto::new(cpu, &unique_base(), |dir| {
+        fs::write(dir.join("cpu.cfs_period_us"), "200000")?;
+        fs::write(dir.join("cpu.cfs_quota_us"), "100000")
+    })
+    .unwrap();
+    let limits = CgroupLimits {
+        cpus: Some(2.0),
+        ..CgroupLimits::default()
+    };
+    let Some(host) = host(test, &v1_only(), &limits) else {
+        return;
+    };
+    // The kernel refuses a child quota above its parent's on cgroup v1:
+    // berth asks for what the parent allows.
+    let cgroup = host.create(&limits, "cpucut").unwrap();
+    let dir = dir_with(&cgroup, "cpu.cfs_quota_us");
+    assert!(dir.starts_with(&parent.dir), "{}", dir.display());
+    assert_eq!(read_trimmed(&dir.join("cpu.cfs_period_us")), "100000");
+    assert_eq!(read_trimmed(&dir.join("cpu.cfs_quota_us")), "50000");
+    let smaller = host
+        .create(
+            &CgroupLimits {
+                cpus: Some(0.25),
+                ..CgroupLimits::default()
+            },
+            "cpukept",
+        )
+        .unwrap();
+    let smaller_dir = dir_with(&smaller, "cpu.cfs_quota_us");
+    assert_eq!(read_trimmed(&smaller_dir.join("cpu.cfs_quota_us")), "25000");
+    cgroup.remove().unwrap();
+    smaller.remove().unwrap();
+    drop(host);
+    drop(parent);
+}
+
+#[test]
+fn gc_from_another_cgroup_removes_a_dead_owners_nested_cgroup() {
+    let test = "gc_from_another_cgroup_removes_a_dead_owners_nested_cgroup";
+    if !is_root() {
+        eprintln!("skipped: {test} moves this process between cgroups, which needs root");
+        return;
+    }
+    let Some(memory) = v1_mount_and_own("memory") else {
+        eprintln!("skipped: {test}: no cgroup v1 memory hierarchy mounted at its root");
+        return;
+    };
+    let parent = MovedInto::new(memory, &unique_base(), |_| Ok(())).unwrap();
+    let base_name = unique_base();
+    let limits = CgroupLimits {
+        memory: Some(256 << 20),
+        ..CgroupLimits::default()
+    };
+    let inside = TestHost {
+        host: CgroupHost::detect(DetectOptions {
+            base_name: base_name.clone(),
+            ..DetectOptions::default()
+        }),
+    };
+    if let Err(err) = inside.check(&limits) {
+        eprintln!("skipped: {test}: {err}");
+        return;
+    }
+    let mut owner_process = Command::new("cat").stdin(Stdio::piped()).spawn().unwrap();
+    let owner = Owner::of_pid(owner_process.id()).unwrap();
+    let orphan = inside.create_owned_by(&owner, &limits, "orphan").unwrap();
+    let orphan_dirs = dirs(&orphan);
+    assert!(
+        orphan_dirs.iter().any(|dir| dir.starts_with(&parent.dir)),
+        "{orphan_dirs:?}"
+    );
+    let orphan_pids = start_escapees(&orphan);
+
+    // A berth in another cgroup, with a base elsewhere.
+    parent.move_back();
+    assert!(
+        !membership().contains(&*parent.dir.file_name().unwrap().to_string_lossy()),
+        "{}",
+        membership()
+    );
+    let outside = TestHost {
+        host: CgroupHost::detect(DetectOptions {
+            base_name,
+            ..DetectOptions::default()
+        }),
+    };
+    assert!(
+        outside
+            .base_dirs()
+            .iter()
+            .all(|base| !base.starts_with(&parent.dir)),
+        "{:?}",
+        outside.base_dirs()
+    );
+    assert!(
+        outside.collect_garbage(true).unwrap().is_empty(),
+        "nothing is garbage while its owner lives"
+    );
+    drop(owner_process.stdin.take());
+    owner_process.wait().unwrap();
+
+    let listed = outside.collect_garbage(true).unwrap();
+    let mut listed_ids: Vec<String> = listed.iter().map(|l| l.id.clone()).collect();
+    let mut expected: Vec<String> = orphan_dirs
+        .iter()
+        .map(|dir| dir.display().to_string())
+        .collect();
+    listed_ids.sort();
+    expected.sort();
+    assert_eq!(listed_ids, expected, "{listed:?}");
+    assert!(listed.iter().all(|l| !l.removed && l.kind == CGROUP_KIND));
+    assert!(orphan_dirs.iter().all(|dir| dir.exists()));
+
+    let removed = outside.collect_garbage(false).unwrap();
+    assert_eq!(removed.len(), orphan_dirs.len(), "{removed:?}");
+    assert!(removed.iter().all(|l| l.removed), "{removed:?}");
+    assert!(orphan_dirs.iter().all(|dir| !dir.exists()));
+    assert!(orphan_pids.iter().all(|&pid| dead(pid)));
+    drop(orphan);
+    drop(outside);
+    drop(inside);
+    drop(parent);
+}
+
+#[test]
+fn a_shared_v2_cgroup_refuses_limits_and_keeps_command_cgroups_inside() {
+    let test = "a_shared_v2_cgroup_refuses_limits_and_keeps_command_cgroups_inside";
+    if !is_root() {
+        eprintln!("skipped: {test} moves this process between cgroups, which needs root");
+        return;
+    }
+    let Some(v2) = v2_mount_and_own() else {
+        eprintln!("skipped: {test}: no cgroup v2 hierarchy mounted at its root");
+        return;
+    };
+    let shared = match MovedInto::new(v2, &unique_base(), |_| Ok(())) {
+        Ok(shared) => shared,
+        Err(err) => {
+            eprintln!("skipped: {test}: cannot make a cgroup v2 cgroup: {err}");
+            return;
+        }
+    };
+    // Another process in berth's cgroup, as a shell in a login scope.
+    let mut neighbour = Command::new("cat").stdin(Stdio::piped()).spawn().unwrap();
+    let host = TestHost {
+        host: CgroupHost::detect(DetectOptions {
+            base_name: unique_base(),
+            ..v2_only()
+        }),
+    };
+    for limits in [
+        CgroupLimits {
+            pids: Some(16),
+            ..CgroupLimits::default()
+        },
+        CgroupLimits {
+            memory: Some(1 << 30),
+            ..CgroupLimits::default()
+        },
+    ] {
+        let err = host.check(&limits).unwrap_err();
+        let CgroupError::Unenforceable { reason, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(
+            reason.contains("1 process(es) besides berth")
+                && reason.contains("would not bind them")
+                && reason.contains("Delegate=yes"),
+            "{reason}"
+        );
+    }
+    let described = host.describe();
+    let placement = described
+        .iter()
+        .find(|line| line.check == "cgroup placement")
+        .unwrap_or_else(|| panic!("{described:?}"));
+    assert!(
+        placement.detail.contains("to kill commands only"),
+        "{placement:?}"
+    );
+
+    // Without limits, a command cgroup still goes inside, to be killed.
+    let cgroup = host.create(&CgroupLimits::default(), "shared").unwrap();
+    let made = dirs(&cgroup);
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert!(made[0].starts_with(&shared.dir), "{made:?}");
+    let pids = start_escapees(&cgroup);
+    cgroup.kill_all().unwrap();
+    assert!(pids.iter().all(|&pid| dead(pid)));
+    cgroup.remove().unwrap();
+    assert!(!made[0].exists());
+    drop(neighbour.stdin.take());
+    neighbour.wait().unwrap();
+    drop(host);
+    drop(shared);
 }
