@@ -251,8 +251,8 @@ const _: () = assert!(
 /// from the directory of the spec file when the spec still knows it (its
 /// [`origin`](EnvironmentSpec::origin) is a file), otherwise from the current
 /// directory, as Docker takes it. A spec handed across the plugin boundary
-/// arrives without its origin, so for a plugin's sandbox it is always the
-/// current directory of the berth process.
+/// keeps its origin (the host sends it along), so a plugin's sandbox reads
+/// it the same way.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Setting {
     /// The default profile (see the module documentation).

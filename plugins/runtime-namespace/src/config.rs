@@ -55,10 +55,9 @@ pub struct NamespaceConfig {
     /// The seccomp filter commands run under: `default` (the default
     /// profile, modelled on Docker's: see [`runtime_local::seccomp`] for
     /// what it refuses), `unconfined` (none), or the path of a profile file
-    /// in Docker's JSON format. A relative path is taken from the current
-    /// directory of the berth process (a plugin is not told where the spec
-    /// file was), so a spec meant to run from anywhere names an absolute
-    /// one.
+    /// in Docker's JSON format. A relative path is taken from the spec
+    /// file's directory (or, for a spec that came from no file, from the
+    /// current directory of the berth process).
     pub seccomp: Setting,
     /// The size cap, in bytes, of each of the sandbox's own tmpfs mounts
     /// (`/tmp` and `/dev/shm`), whose content is memory; lowered to

@@ -21,3 +21,18 @@ conformance_tests!(local_backend_through_the_plugin_boundary_passes, || {
     )
     .label("local via plugin boundary")
 });
+
+#[test]
+fn spec_errors_through_the_boundary_name_the_spec_file() {
+    let backend = session_core::plugin::in_process::<LocalBackend>().expect("the shims start");
+    let spec = EnvironmentSpec::from_yaml_str(
+        "{type: local, name: t, local: {shel: /bin/sh}}",
+        "typo.yaml",
+    )
+    .unwrap();
+    let err = backend.validate(&spec).unwrap_err();
+    assert!(
+        err.to_string().starts_with("typo.yaml: local.shel"),
+        "{err}"
+    );
+}

@@ -210,16 +210,24 @@ fn dispatch(
         op::VALIDATE => {
             let req: ValidateRequest = parse(request)?;
             check_backend(state, &req.backend)?;
-            state.backend.validate(&req.spec).map_err(fail)?;
+            let spec = match req.origin {
+                Some(origin) => req.spec.with_origin(origin),
+                None => req.spec,
+            };
+            state.backend.validate(&spec).map_err(fail)?;
             reply(&())
         }
         op::SPAWN => {
             let req: SpawnRequest = parse(request)?;
             check_backend(state, &req.backend)?;
+            let spec = match req.origin {
+                Some(origin) => req.spec.with_origin(origin),
+                None => req.spec,
+            };
             let backend = Arc::clone(&state.backend);
             let runtime = state
                 .tokio
-                .block_on(async move { backend.spawn(&req.spec, req.ctx).await })
+                .block_on(async move { backend.spawn(&spec, req.ctx).await })
                 .map_err(fail)?;
             let runtime: Arc<dyn Runtime> = Arc::from(runtime);
             let id = state.next_runtime.fetch_add(1, Ordering::Relaxed);

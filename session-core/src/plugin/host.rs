@@ -131,6 +131,7 @@ impl Backend for PluginBackend {
         let request = ValidateRequest {
             backend: self.info.type_name.clone(),
             spec: spec.clone(),
+            origin: Some(spec.origin().to_owned()),
         };
         call(self.module, &self.info.type_name, op::VALIDATE, &request)
     }
@@ -142,6 +143,7 @@ impl Backend for PluginBackend {
             backend: name.clone(),
             spec: spec.clone(),
             ctx,
+            origin: Some(spec.origin().to_owned()),
         };
         let reply: SpawnReply = {
             let name = name.clone();

@@ -37,6 +37,10 @@ pub(crate) struct BackendRequest {
 pub(crate) struct ValidateRequest {
     pub(crate) backend: String,
     pub(crate) spec: EnvironmentSpec,
+    /// Where the spec came from (its file), for the plugin's errors; hosts
+    /// before it was added send none, and plugins before it ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) origin: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -44,6 +48,9 @@ pub(crate) struct SpawnRequest {
     pub(crate) backend: String,
     pub(crate) spec: EnvironmentSpec,
     pub(crate) ctx: SpawnContext,
+    /// As in [`ValidateRequest::origin`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) origin: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
