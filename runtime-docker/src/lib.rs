@@ -84,6 +84,7 @@ mod container;
 mod engine;
 mod exec;
 mod gc;
+mod hand_back;
 mod runtime;
 pub mod test_image;
 
@@ -105,6 +106,7 @@ pub use crate::container::{
     wait_for_background_removals,
 };
 use crate::engine::{EngineAddress, backend_error, describe, status_of};
+use crate::hand_back::HandBack;
 pub use crate::runtime::DockerRuntime;
 
 /// The spec `type` this backend serves.
@@ -190,6 +192,7 @@ impl Backend for DockerBackend {
             )));
         }
         let plan = container::plan(spec, &config, &ctx)?;
+        let planned_user = plan.body.user.clone();
         let address = self.address();
         let docker = address.connect().await?;
         // Armed before the container exists: a spawn cancelled while the
@@ -236,6 +239,17 @@ impl Backend for DockerBackend {
                 describe(&err)
             )));
         }
+        let hand_back = if config.mount_workspace {
+            let user = match planned_user {
+                Some(user) => user,
+                None => image_user(&docker, &created.id).await,
+            };
+            // SAFETY: geteuid cannot fail.
+            HandBack::needed(&user, unsafe { libc::geteuid() })
+        } else {
+            // Nothing the commands make lands on the host.
+            None
+        };
         let target = exec::Target {
             docker,
             container: created.id,
@@ -247,6 +261,7 @@ impl Backend for DockerBackend {
             guard,
             lifeline,
             config.keep_container_after_clean,
+            hand_back,
         );
         match run_setup(&ctx.setup_commands(spec), spec, |cmd| runtime.execute(cmd)).await {
             Ok(output) => {
@@ -293,6 +308,19 @@ impl Backend for DockerBackend {
     async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<Leftover>> {
         let docker = self.address().connect().await?;
         gc::collect(&docker, dry_run).await
+    }
+}
+
+/// The user a container runs as when berth names none: the image's, as
+/// the engine reports it. When the engine cannot say, root (the empty
+/// string), so that the workspace is handed back rather than left.
+async fn image_user(docker: &bollard::Docker, container: &str) -> String {
+    match docker.inspect_container(container, None).await {
+        Ok(inspect) => inspect.config.and_then(|c| c.user).unwrap_or_default(),
+        Err(err) => {
+            tracing::debug!(error = %describe(&err), "inspecting a new container for its user");
+            String::new()
+        }
     }
 }
 
