@@ -317,6 +317,13 @@ mod tests {
         result.stdout.bytes = b"/proc/self/fd/3/./d/d/x\ny".to_vec();
         let message = outcome(&result).unwrap_err();
         assert!(message.contains(r#"(deep) …/d/d/x\ny"#), "{message}");
+        result.exit_code = LOST_ITS_PLACE;
+        let message = outcome(&result).unwrap_err();
+        assert!(message.contains("moved"), "{message}");
+        result.status = ExecStatus::TimedOut;
+        let message = outcome(&result).unwrap_err();
+        assert!(message.contains("within 60s"), "{message}");
+        result.status = ExecStatus::Exited;
         result.exit_code = 0;
         assert_eq!(outcome(&result), Ok(()));
         assert_eq!(

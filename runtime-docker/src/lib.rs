@@ -66,6 +66,31 @@
 //! `keep_container_after_clean` has no such attach: it is meant to outlive
 //! its owner.
 //!
+//! **Handing back.** What a command makes in the bound workspace belongs
+//! to the container's user. When that is not the caller (agent mode with
+//! an image that runs as root, or a `docker.user` of someone else) and the
+//! caller is not root, berth could neither read nor remove it: after each
+//! command, and at cleanup before the container goes, an exec as root
+//! makes every entry of the workdir the caller's (its owner; the group
+//! stays) and gives directories read and search, files read, for their
+//! owner. It never follows a symlink, needs only busybox's `sh`, `find`,
+//! `chown`, `chmod` and `grep`, reaches trees deeper than `PATH_MAX`, and
+//! is killed after 60 s. Cleanup first kills every process the commands
+//! started, so nothing writes while it hands back the last time, and then
+//! checks that no entry is left the caller may not read or remove. When
+//! the container runs as the caller (evaluation mode, or a `docker.user`
+//! with the caller's uid), or the caller is root, nothing runs. A failed
+//! hand-back after a command is a warning in the log (the command's
+//! result stands; what is left is handed back again at cleanup, and a
+//! checkpoint that meets it fails naming the entry); at cleanup it is an
+//! error of the cleanup, naming the workdir, the container and what is
+//! left, and the cleanup still removes the container (so `berth run`
+//! exits 125, and the session's removal takes away what it can). A
+//! runtime dropped without cleanup hands nothing back. Commands that end
+//! together share one hand-back. (Under user-namespace remapping or a
+//! rootless engine, the caller's uid means someone else in the container,
+//! and the hand-back cannot help.)
+//!
 //! **Cleanup** removes the container (unless `keep_container_after_clean`:
 //! then it keeps running, with its main process only); dropping the
 //! runtime or cancelling its spawn removes it in the background;
@@ -239,15 +264,17 @@ impl Backend for DockerBackend {
                 describe(&err)
             )));
         }
-        let hand_back = if config.mount_workspace {
+        // SAFETY: geteuid cannot fail.
+        let caller = unsafe { libc::geteuid() };
+        // Without the workspace, nothing the commands make lands on the
+        // host; root may read and remove anything.
+        let hand_back = if config.mount_workspace && caller != 0 {
             let user = match planned_user {
                 Some(user) => user,
                 None => image_user(&docker, &created.id).await,
             };
-            // SAFETY: geteuid cannot fail.
-            HandBack::needed(&user, unsafe { libc::geteuid() })
+            HandBack::needed(&user, caller)
         } else {
-            // Nothing the commands make lands on the host.
             None
         };
         let target = exec::Target {

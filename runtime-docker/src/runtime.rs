@@ -41,6 +41,9 @@ pub(crate) struct Inner {
     /// Held while a hand-back runs: one at a time, and cleanup's last one
     /// after any other.
     handing_back: tokio::sync::Mutex<()>,
+    /// How many hand-backs have started: a command that finished before
+    /// one started needs no hand-back of its own.
+    hand_backs: AtomicU64,
     /// How many kills of every command have started: a hand-back such a
     /// kill cut short is not worth a warning (the next one covers it).
     kills: AtomicU64,
@@ -107,6 +110,7 @@ impl DockerRuntime {
                 sweeping: tokio::sync::Mutex::new(()),
                 hand_back,
                 handing_back: tokio::sync::Mutex::new(()),
+                hand_backs: AtomicU64::new(0),
                 kills: AtomicU64::new(0),
             }),
             guard: Mutex::new(Some(guard)),
@@ -145,6 +149,7 @@ impl DockerRuntime {
         let hand_back = self.inner.hand_back?;
         let inner = &self.inner;
         let _turn = inner.handing_back.lock().await;
+        inner.hand_backs.fetch_add(1, Ordering::SeqCst);
         if let Err(err) = inner.kill_all().await {
             // The hand-back below says what this means for the workspace.
             tracing::debug!(error = %err, "killing every command before the last hand-back");
@@ -186,15 +191,19 @@ impl Inner {
     /// Hands the workspace back after a command. A failure is a warning:
     /// the command's result stands, a read that then meets what is left
     /// fails naming it, and cleanup hands back again. Once the runtime is
-    /// closed, cleanup's own hand-back does it.
+    /// closed, cleanup's own hand-back does it; when another hand-back
+    /// started after the command ended (commands that end together), that
+    /// one did.
     async fn hand_back_after_command(&self) {
         let Some(hand_back) = self.hand_back else {
             return;
         };
+        let seen = self.hand_backs.load(Ordering::SeqCst);
         let _turn = self.handing_back.lock().await;
-        if self.closed.load(Ordering::SeqCst) {
+        if self.closed.load(Ordering::SeqCst) || self.hand_backs.load(Ordering::SeqCst) != seen {
             return;
         }
+        self.hand_backs.fetch_add(1, Ordering::SeqCst);
         let kills = self.kills.load(Ordering::SeqCst);
         if let Err(reason) = hand_back.run(&self.target, Moment::AfterCommand).await {
             let error = self.hand_back_error(hand_back, &reason);
