@@ -143,23 +143,20 @@ impl DockerRuntime {
     }
 
     /// The last hand-back, at cleanup: every process the commands started
-    /// is killed first, so nothing writes in the tree meanwhile. `None`
-    /// when the runtime has none.
-    async fn last_hand_back(&self) -> Option<Result<()>> {
+    /// is killed first, so nothing writes in the tree meanwhile. Returns
+    /// how that kill went and how the hand-back went; `None` when the
+    /// runtime has no hand-back.
+    async fn last_hand_back(&self) -> Option<(Result<()>, Result<()>)> {
         let hand_back = self.inner.hand_back?;
         let inner = &self.inner;
         let _turn = inner.handing_back.lock().await;
         inner.hand_backs.fetch_add(1, Ordering::SeqCst);
-        if let Err(err) = inner.kill_all().await {
-            // The hand-back below says what this means for the workspace.
-            tracing::debug!(error = %err, "killing every command before the last hand-back");
-        }
-        Some(
-            hand_back
-                .run(&inner.target, Moment::AtCleanup)
-                .await
-                .map_err(|reason| inner.hand_back_error(hand_back, &reason)),
-        )
+        let killed = inner.kill_all().await;
+        let handed_back = hand_back
+            .run(&inner.target, Moment::AtCleanup)
+            .await
+            .map_err(|reason| inner.hand_back_error(hand_back, &reason));
+        Some((killed, handed_back))
     }
 
     async fn wait_idle(&self, limit: Duration) -> Result<()> {
@@ -311,18 +308,27 @@ impl Runtime for DockerRuntime {
             // Before the container goes: a failed hand-back is an error of
             // the cleanup, which still removes the container, and the
             // session still removes what it can.
-            let last = self.last_hand_back().await;
-            let killed = last.is_some();
-            if let Some(result) = last {
-                handed_back = result;
-            }
+            let killed = match self.last_hand_back().await {
+                Some((killed, result)) => {
+                    handed_back = result;
+                    Some(killed)
+                }
+                None => None,
+            };
             if self.inner.keep {
                 guard.disarm();
                 // The last hand-back, if any, killed every command already.
-                if !killed {
-                    outcome = self.kill_all().await;
-                }
+                outcome = match killed {
+                    Some(killed) => killed,
+                    None => self.kill_all().await,
+                };
             } else {
+                if let Some(Err(err)) = killed {
+                    // Removing the container kills what is left; the
+                    // hand-back says what the failure meant for the
+                    // workspace.
+                    tracing::debug!(error = %err, "killing every command before the last hand-back");
+                }
                 outcome = container::remove(&self.inner.target.docker, guard.name()).await;
                 if outcome.is_ok() {
                     guard.disarm();

@@ -345,3 +345,43 @@ async fn only_a_caller_other_than_root_gets_the_workspace_back() {
     session.close().await.expect("close");
     crate::support::assert_no_containers_left(&docker, &prefix).await;
 }
+
+/// A last hand-back that cannot run (the container died under the
+/// session) is an error of the close that says so; the container and the
+/// session directory are removed all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_last_hand_back_is_an_error_and_cleanup_goes_on() {
+    as_a_caller_other_than_root!(
+        "docker_hand_back::a_failed_last_hand_back_is_an_error_and_cleanup_goes_on",
+        check_failed_hand_back
+    );
+}
+
+async fn check_failed_hand_back(dir: &Path, sessions: &str) {
+    let docker = crate::support::prepare()
+        .await
+        .expect("the engine, for a caller other than root");
+    let id = format!("{sessions}-died");
+    let mut session = agent_session(dir, &id).await;
+    let runtime = session.spawn(SpawnOptions::default()).await.expect("spawn");
+    run(runtime.as_ref(), "mkdir -m 000 made").await;
+    let container = crate::support::container_of_session(&docker, &id).await;
+    docker
+        .kill_container(
+            &container,
+            None::<bollard::query_parameters::KillContainerOptions>,
+        )
+        .await
+        .expect("kill the container");
+    drop(runtime);
+    let err = session
+        .close()
+        .await
+        .expect_err("the last hand-back cannot run")
+        .to_string();
+    assert!(
+        err.contains("handing the workspace `/workspace` in container")
+            && err.contains(&format!("back to uid {}: the container is gone", euid())),
+        "{err}"
+    );
+}
