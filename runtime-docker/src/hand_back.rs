@@ -11,7 +11,8 @@
 //! once more at its cleanup, from an exec of its own as root in the
 //! container: every entry that is not the caller's becomes the caller's
 //! (its owner only: the group stays), directories get read and search for
-//! their owner and files get read. Nothing else changes.
+//! their owner and files get read. Nothing else changes (but the kernel
+//! drops a file's set-id bits when its owner changes).
 //!
 //! The exec uses only `sh`, `find`, `chown`, `chmod` and `grep`, with the
 //! options busybox has, and never follows a symlink: `find` does not
@@ -35,6 +36,12 @@
 //! every process the commands started, so that nothing writes while the
 //! last hand-back runs. The last one also checks its work: any entry left
 //! that the caller may not read or remove makes it fail, naming the entry.
+//! A command writing at the same time as a hand-back after another command
+//! could swap a directory for a symlink between `find`'s look and the
+//! change: the change then lands on what the link names. It can only make
+//! that entry the caller's and add read or search for its owner, which
+//! gives the container's user nothing (the group and the bits of others
+//! stay as they were).
 //!
 //! Every hand-back is bounded by [`HAND_BACK_TIMEOUT`]; a tree too large to
 //! hand back within it fails the hand-back, and the exec is killed.
