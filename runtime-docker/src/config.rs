@@ -47,7 +47,9 @@ pub struct DockerConfig {
     /// The user commands run as (`uid:gid` or a name known to the image).
     /// When unset: the caller's `uid:gid` in evaluation mode, so files
     /// written in the workspace stay the caller's; the image's user in
-    /// agent mode.
+    /// agent mode. When it is someone other than the caller, the runtime
+    /// hands the workspace back to the caller after each command and at
+    /// cleanup (see the crate's documentation).
     pub user: Option<String>,
     /// Leave the container running after `cleanup()` (and when the runtime
     /// is dropped, or its owner dies) for inspection, with its main process

@@ -120,6 +120,9 @@ pub(crate) struct Plan {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) output_limit: u64,
     pub(crate) spill_dir: Option<PathBuf>,
+    /// Who runs it: the container's user when `None`, else a user or
+    /// `uid[:gid]` the engine understands (berth's own work runs as `0`).
+    pub(crate) user: Option<String>,
 }
 
 /// Why berth killed a command.
@@ -160,6 +163,7 @@ pub(crate) async fn run(target: &Target, mut plan: Plan, events: &EventSender) -
             plan.command.clone(),
         ]),
         env: Some(env),
+        user: plan.user.clone(),
         working_dir: Some(target.workdir.clone()),
         attach_stdin: Some(stdin.is_some()),
         attach_stdout: Some(true),

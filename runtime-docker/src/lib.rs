@@ -66,6 +66,31 @@
 //! `keep_container_after_clean` has no such attach: it is meant to outlive
 //! its owner.
 //!
+//! **Handing back.** What a command makes in the bound workspace belongs
+//! to the container's user. When that is not the caller (agent mode with
+//! an image that runs as root, or a `docker.user` of someone else) and the
+//! caller is not root, berth could neither read nor remove it: after each
+//! command, and at cleanup before the container goes, an exec as root
+//! makes every entry of the workdir the caller's (its owner; the group
+//! stays) and gives directories read and search, files read, for their
+//! owner. It never follows a symlink, needs only busybox's `sh`, `find`,
+//! `chown`, `chmod` and `grep`, reaches trees deeper than `PATH_MAX`, and
+//! is killed after 60 s. Cleanup first kills every process the commands
+//! started, so nothing writes while it hands back the last time, and then
+//! checks that no entry is left the caller may not read or remove. When
+//! the container runs as the caller (evaluation mode, or a `docker.user`
+//! with the caller's uid), or the caller is root, nothing runs. A failed
+//! hand-back after a command is a warning in the log (the command's
+//! result stands; what is left is handed back again at cleanup, and a
+//! checkpoint that meets it fails naming the entry); at cleanup it is an
+//! error of the cleanup, naming the workdir, the container and what is
+//! left, and the cleanup still removes the container (so `berth run`
+//! exits 125, and the session's removal takes away what it can). A
+//! runtime dropped without cleanup hands nothing back. Commands that end
+//! together share one hand-back. (Under user-namespace remapping or a
+//! rootless engine, the caller's uid means someone else in the container,
+//! and the hand-back cannot help.)
+//!
 //! **Cleanup** removes the container (unless `keep_container_after_clean`:
 //! then it keeps running, with its main process only); dropping the
 //! runtime or cancelling its spawn removes it in the background;
@@ -84,6 +109,7 @@ mod container;
 mod engine;
 mod exec;
 mod gc;
+mod hand_back;
 mod runtime;
 pub mod test_image;
 
@@ -105,6 +131,7 @@ pub use crate::container::{
     wait_for_background_removals,
 };
 use crate::engine::{EngineAddress, backend_error, describe, status_of};
+use crate::hand_back::HandBack;
 pub use crate::runtime::DockerRuntime;
 
 /// The spec `type` this backend serves.
@@ -190,6 +217,7 @@ impl Backend for DockerBackend {
             )));
         }
         let plan = container::plan(spec, &config, &ctx)?;
+        let planned_user = plan.body.user.clone();
         let address = self.address();
         let docker = address.connect().await?;
         // Armed before the container exists: a spawn cancelled while the
@@ -236,6 +264,19 @@ impl Backend for DockerBackend {
                 describe(&err)
             )));
         }
+        // SAFETY: geteuid cannot fail.
+        let caller = unsafe { libc::geteuid() };
+        // Without the workspace, nothing the commands make lands on the
+        // host; root may read and remove anything.
+        let hand_back = if config.mount_workspace && caller != 0 {
+            let user = match planned_user {
+                Some(user) => user,
+                None => image_user(&docker, &created.id).await,
+            };
+            HandBack::needed(&user, caller)
+        } else {
+            None
+        };
         let target = exec::Target {
             docker,
             container: created.id,
@@ -247,6 +288,7 @@ impl Backend for DockerBackend {
             guard,
             lifeline,
             config.keep_container_after_clean,
+            hand_back,
         );
         match run_setup(&ctx.setup_commands(spec), spec, |cmd| runtime.execute(cmd)).await {
             Ok(output) => {
@@ -293,6 +335,19 @@ impl Backend for DockerBackend {
     async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<Leftover>> {
         let docker = self.address().connect().await?;
         gc::collect(&docker, dry_run).await
+    }
+}
+
+/// The user a container runs as when berth names none: the image's, as
+/// the engine reports it. When the engine cannot say, root (the empty
+/// string), so that the workspace is handed back rather than left.
+async fn image_user(docker: &bollard::Docker, container: &str) -> String {
+    match docker.inspect_container(container, None).await {
+        Ok(inspect) => inspect.config.and_then(|c| c.user).unwrap_or_default(),
+        Err(err) => {
+            tracing::debug!(error = %describe(&err), "inspecting a new container for its user");
+            String::new()
+        }
     }
 }
 

@@ -1,13 +1,13 @@
 //! A runtime of the `docker` backend: one container, commands as execs.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use session_core::assets::ResolvedAsset;
 use session_core::runtime::{
-    Capabilities, Event, EventStream, ExecCommand, Runtime, RuntimeStatus, SetupOutput,
+    Capabilities, Event, EventStream, ExecCommand, ExecStatus, Runtime, RuntimeStatus, SetupOutput,
 };
 use session_core::spec::Limits;
 use session_core::{Error, Result};
@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use crate::container::{self, ContainerGuard, StdinLifeline, asset_target};
 use crate::engine::backend_error;
 use crate::exec::{self, KillScope, Target};
+use crate::hand_back::{HandBack, Moment};
 use crate::{DockerBackend, TYPE_NAME};
 
 /// How long `cleanup()` waits for running commands to notice their end.
@@ -34,6 +35,18 @@ pub(crate) struct Inner {
     /// Held while a kill of every command runs: two such sweeps at once
     /// could kill each other before either is done.
     sweeping: tokio::sync::Mutex<()>,
+    /// How the workspace goes back to the caller, when the container's
+    /// user is someone else.
+    hand_back: Option<HandBack>,
+    /// Held while a hand-back runs: one at a time, and cleanup's last one
+    /// after any other.
+    handing_back: tokio::sync::Mutex<()>,
+    /// How many hand-backs have started: a command that finished before
+    /// one started needs no hand-back of its own.
+    hand_backs: AtomicU64,
+    /// How many kills of every command have started: a hand-back such a
+    /// kill cut short is not worth a warning (the next one covers it).
+    kills: AtomicU64,
 }
 
 /// A runtime of the `docker` backend: one long-lived container in which
@@ -82,6 +95,7 @@ impl DockerRuntime {
         guard: ContainerGuard,
         lifeline: Option<StdinLifeline>,
         keep: bool,
+        hand_back: Option<HandBack>,
     ) -> DockerRuntime {
         DockerRuntime {
             inner: Arc::new(Inner {
@@ -94,6 +108,10 @@ impl DockerRuntime {
                 idle: Notify::new(),
                 keep,
                 sweeping: tokio::sync::Mutex::new(()),
+                hand_back,
+                handing_back: tokio::sync::Mutex::new(()),
+                hand_backs: AtomicU64::new(0),
+                kills: AtomicU64::new(0),
             }),
             guard: Mutex::new(Some(guard)),
             lifeline: Mutex::new(lifeline),
@@ -121,9 +139,24 @@ impl DockerRuntime {
 
     /// Kills every process berth started in the container.
     async fn kill_all(&self) -> Result<()> {
-        let _sweeping = self.inner.sweeping.lock().await;
-        let target = &self.inner.target;
-        exec::kill_in_container(&target.docker, &target.container, KillScope::AllCommands).await
+        self.inner.kill_all().await
+    }
+
+    /// The last hand-back, at cleanup: every process the commands started
+    /// is killed first, so nothing writes in the tree meanwhile. Returns
+    /// how that kill went and how the hand-back went; `None` when the
+    /// runtime has no hand-back.
+    async fn last_hand_back(&self) -> Option<(Result<()>, Result<()>)> {
+        let hand_back = self.inner.hand_back?;
+        let inner = &self.inner;
+        let _turn = inner.handing_back.lock().await;
+        inner.hand_backs.fetch_add(1, Ordering::SeqCst);
+        let killed = inner.kill_all().await;
+        let handed_back = hand_back
+            .run(&inner.target, Moment::AtCleanup)
+            .await
+            .map_err(|reason| inner.hand_back_error(hand_back, &reason));
+        Some((killed, handed_back))
     }
 
     async fn wait_idle(&self, limit: Duration) -> Result<()> {
@@ -141,6 +174,51 @@ impl DockerRuntime {
                 )));
             }
         }
+    }
+}
+
+impl Inner {
+    async fn kill_all(&self) -> Result<()> {
+        let _sweeping = self.sweeping.lock().await;
+        self.kills.fetch_add(1, Ordering::SeqCst);
+        let target = &self.target;
+        exec::kill_in_container(&target.docker, &target.container, KillScope::AllCommands).await
+    }
+
+    /// Hands the workspace back after a command. A failure is a warning:
+    /// the command's result stands, a read that then meets what is left
+    /// fails naming it, and cleanup hands back again. Once the runtime is
+    /// closed, cleanup's own hand-back does it; when another hand-back
+    /// started after the command ended (commands that end together), that
+    /// one did.
+    async fn hand_back_after_command(&self) {
+        let Some(hand_back) = self.hand_back else {
+            return;
+        };
+        let seen = self.hand_backs.load(Ordering::SeqCst);
+        let _turn = self.handing_back.lock().await;
+        if self.closed.load(Ordering::SeqCst) || self.hand_backs.load(Ordering::SeqCst) != seen {
+            return;
+        }
+        self.hand_backs.fetch_add(1, Ordering::SeqCst);
+        let kills = self.kills.load(Ordering::SeqCst);
+        if let Err(reason) = hand_back.run(&self.target, Moment::AfterCommand).await {
+            let error = self.hand_back_error(hand_back, &reason);
+            if self.kills.load(Ordering::SeqCst) == kills {
+                tracing::warn!(error = %error, "after a command");
+            } else {
+                tracing::debug!(error = %error, "a kill cut a hand-back short");
+            }
+        }
+    }
+
+    fn hand_back_error(&self, hand_back: HandBack, reason: &str) -> Error {
+        backend_error(format!(
+            "handing the workspace `{}` in container `{}` back to uid {}: {reason}",
+            self.target.workdir,
+            self.target.container,
+            hand_back.uid()
+        ))
     }
 }
 
@@ -187,11 +265,17 @@ impl Runtime for DockerRuntime {
             spill_dir: cmd.spill_dir,
             stdin: cmd.stdin,
             command: cmd.command,
+            user: None,
         };
         let running = RunningCommand::start(inner);
         let (events, stream) = EventStream::channel();
         tokio::spawn(async move {
             let result = exec::run(&running.0.target, plan, &events).await;
+            // A command that never ran changed nothing; one whose
+            // container is gone leaves nobody to hand back.
+            if !matches!(result.status, ExecStatus::SpawnFailed | ExecStatus::Lost) {
+                running.0.hand_back_after_command().await;
+            }
             drop(running);
             let _ = events.send(Event::Finished(result)).await;
         });
@@ -219,11 +303,32 @@ impl Runtime for DockerRuntime {
         self.inner.closed.store(true, Ordering::SeqCst);
         let guard = self.guard.lock().expect("guard lock").take();
         let mut outcome = Ok(());
+        let mut handed_back = Ok(());
         if let Some(mut guard) = guard {
+            // Before the container goes: a failed hand-back is an error of
+            // the cleanup, which still removes the container, and the
+            // session still removes what it can.
+            let killed = match self.last_hand_back().await {
+                Some((killed, result)) => {
+                    handed_back = result;
+                    Some(killed)
+                }
+                None => None,
+            };
             if self.inner.keep {
                 guard.disarm();
-                outcome = self.kill_all().await;
+                // The last hand-back, if any, killed every command already.
+                outcome = match killed {
+                    Some(killed) => killed,
+                    None => self.kill_all().await,
+                };
             } else {
+                if let Some(Err(err)) = killed {
+                    // Removing the container kills what is left; the
+                    // hand-back says what the failure meant for the
+                    // workspace.
+                    tracing::debug!(error = %err, "killing every command before the last hand-back");
+                }
                 outcome = container::remove(&self.inner.target.docker, guard.name()).await;
                 if outcome.is_ok() {
                     guard.disarm();
@@ -236,6 +341,14 @@ impl Runtime for DockerRuntime {
         // removed.
         drop(self.lifeline.lock().expect("lifeline lock").take());
         let idle = self.wait_idle(CLEANUP_WAIT).await;
-        outcome.and(idle)
+        let mut failures: Vec<Error> = [handed_back, outcome, idle]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        match failures.len() {
+            0 => Ok(()),
+            1 => Err(failures.remove(0)),
+            _ => Err(Error::Cleanup(failures)),
+        }
     }
 }

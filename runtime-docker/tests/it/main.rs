@@ -6,6 +6,7 @@ mod support;
 
 mod conformance;
 mod docker_engine;
+mod docker_hand_back;
 mod docker_lifecycle;
 mod docker_lifetime;
 mod docker_limits;
