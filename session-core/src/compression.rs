@@ -5,6 +5,19 @@ use std::io::{self, BufRead, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+/// The most memory one decoder may use, whatever its input declares: the
+/// xz memory limit, and (as `2^`[`ZSTD_WINDOW_LOG_MAX`]) the largest zstd
+/// window. An xz dictionary or a zstd window is filled as the output is
+/// produced, so without a bound a few hundred bytes declaring a 1.5 GiB
+/// dictionary would make a decoder of zeros hold that much. 128 MiB covers
+/// `xz -9` (64 MiB), `zstd --ultra -22` and `zstd --long`; gzip (32 KiB)
+/// and bzip2 (under 4 MiB) need no bound.
+pub const DECODER_MEMORY_LIMIT: u64 = 1 << ZSTD_WINDOW_LOG_MAX;
+
+/// The largest zstd window a decoder accepts, as a power of two: zstd's own
+/// default limit, made explicit.
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
 /// A compression format for archives and files.
 ///
 /// Specs spell these `gz`, `bz2`, `xz`, `zstd` and `none` (the snapshot
@@ -92,13 +105,27 @@ impl Compression {
 
     /// Wraps `inner` in a decoder. Concatenated members (as `pigz` or
     /// `cat a.gz b.gz` produce) are read as one stream.
+    ///
+    /// A decoder's memory is bounded whatever its input declares (see
+    /// [`DECODER_MEMORY_LIMIT`]); input that needs more fails to decode.
     pub fn reader<'a, R: Read + 'a>(self, inner: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(inner),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
             Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(inner)),
-            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(inner)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(inner)?),
+            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_stream(
+                inner,
+                liblzma::stream::Stream::new_auto_decoder(
+                    DECODER_MEMORY_LIMIT,
+                    liblzma::stream::CONCATENATED,
+                )
+                .map_err(io::Error::other)?,
+            )),
+            Compression::Zstd => {
+                let mut decoder = zstd::stream::read::Decoder::new(inner)?;
+                decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                Box::new(decoder)
+            }
         })
     }
 
@@ -112,9 +139,15 @@ impl Compression {
             Compression::None => Box::new(inner),
             Compression::Gzip => Box::new(flate2::bufread::GzDecoder::new(inner)),
             Compression::Bzip2 => Box::new(bzip2::bufread::BzDecoder::new(inner)),
-            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new(inner)),
+            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_stream(
+                inner,
+                liblzma::stream::Stream::new_stream_decoder(DECODER_MEMORY_LIMIT, 0)
+                    .map_err(io::Error::other)?,
+            )),
             Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::with_buffer(inner)?.single_frame())
+                let mut decoder = zstd::stream::read::Decoder::with_buffer(inner)?.single_frame();
+                decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                Box::new(decoder)
             }
         })
     }
