@@ -317,7 +317,7 @@ pub fn diff_with(old: &Snapshot, new: &Snapshot, options: &DiffOptions) -> Resul
         Ok(())
     })?;
     new.visit_entries(reading.wanted(&changes, Side::New), |entry, bytes| {
-        reading.take_new(&changes, &entry.path, bytes);
+        reading.take_new(&changes, &entry.path, &bytes);
         Ok(())
     })?;
     reading.finish_deleted(&changes);
@@ -457,19 +457,19 @@ impl<'o> Reading<'o> {
 
     /// The new side of a file: classified, and diffed against the old
     /// side's text when both are text; the old text is dropped either way.
-    fn take_new(&mut self, changes: &[FileChange], path: &str, bytes: Vec<u8>) {
+    fn take_new(&mut self, changes: &[FileChange], path: &str, bytes: &[u8]) {
         let deadline = self.deadline;
         let options = self.options;
         let Some((index, read)) = self.read_mut(changes, path) else {
             return;
         };
         let before = read.old_text.take().unwrap_or_default();
-        if read.binary || is_binary(&bytes) {
+        if read.binary || is_binary(bytes) {
             read.binary = true;
             return;
         }
         if read.omitted.is_none() {
-            read.text = Some(text_of(&changes[index], &before, &bytes, options, deadline));
+            read.text = Some(text_of(&changes[index], &before, bytes, options, deadline));
         }
     }
 
