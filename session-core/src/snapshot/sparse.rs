@@ -96,6 +96,9 @@ pub(crate) struct SparseWriter {
     /// The block being filled.
     block: Box<[u8; HOLE_BLOCK]>,
     filled: usize,
+    /// Where the last byte written ends: the file's length unless it ends
+    /// in a hole.
+    written_end: u64,
 }
 
 impl SparseWriter {
@@ -106,33 +109,55 @@ impl SparseWriter {
             offset: 0,
             block: Box::new([0; HOLE_BLOCK]),
             filled: 0,
+            written_end: 0,
         }
     }
 
-    /// Writes the last, partial block and sets the file's length (which a
-    /// hole at its end would otherwise leave short); returns the file.
-    pub(crate) fn finish(self) -> io::Result<File> {
+    /// Writes the last, partial block and sets the file's length when a
+    /// hole at its end left it short; returns the file.
+    pub(crate) fn finish(mut self) -> io::Result<File> {
         let end = self.offset + self.filled as u64;
+        self.write_partial()?;
+        if end > self.written_end {
+            self.file.set_len(end)?;
+        }
+        Ok(self.file)
+    }
+
+    /// Writes the partial block, unless it is all zero.
+    fn write_partial(&mut self) -> io::Result<()> {
         if !all_zero(&self.block[..self.filled]) {
             self.file
                 .write_all_at(&self.block[..self.filled], self.offset)?;
+            self.written_end = self.written_end.max(self.offset + self.filled as u64);
         }
-        self.file.set_len(end)?;
-        Ok(self.file)
+        Ok(())
+    }
+
+    /// Writes whole blocks at `self.offset` and moves past them.
+    fn put_blocks(&mut self, blocks: &[u8]) -> io::Result<()> {
+        if let Some(end) = put_blocks(&self.file, self.offset, blocks)? {
+            self.written_end = end;
+        }
+        self.offset += blocks.len() as u64;
+        Ok(())
     }
 }
 
 /// Writes whole blocks of `blocks` at `offset` (a multiple of
 /// [`HOLE_BLOCK`]), each run of blocks that are not all zero in one call,
-/// and skips the others.
-fn put_blocks(file: &File, offset: u64, blocks: &[u8]) -> io::Result<()> {
+/// and skips the others; returns where the last byte written ends, if any
+/// was.
+fn put_blocks(file: &File, offset: u64, blocks: &[u8]) -> io::Result<Option<u64>> {
     debug_assert_eq!(blocks.len() % HOLE_BLOCK, 0);
+    let mut written_end = None;
     let mut run: Option<usize> = None;
     for (index, block) in blocks.chunks_exact(HOLE_BLOCK).enumerate() {
         let at = index * HOLE_BLOCK;
         match (all_zero(block), run) {
             (true, Some(start)) => {
                 file.write_all_at(&blocks[start..at], offset + start as u64)?;
+                written_end = Some(offset + at as u64);
                 run = None;
             }
             (false, None) => run = Some(at),
@@ -141,8 +166,9 @@ fn put_blocks(file: &File, offset: u64, blocks: &[u8]) -> io::Result<()> {
     }
     if let Some(start) = run {
         file.write_all_at(&blocks[start..], offset + start as u64)?;
+        written_end = Some(offset + blocks.len() as u64);
     }
-    Ok(())
+    Ok(written_end)
 }
 
 impl Write for SparseWriter {
@@ -156,13 +182,15 @@ impl Write for SparseWriter {
             if self.filled < HOLE_BLOCK {
                 return Ok(buf.len());
             }
-            put_blocks(&self.file, self.offset, &self.block[..])?;
+            // The fields apart: the block is written from where it is.
+            if let Some(end) = put_blocks(&self.file, self.offset, &self.block[..])? {
+                self.written_end = end;
+            }
             self.offset += HOLE_BLOCK as u64;
             self.filled = 0;
         }
         let whole = rest.len() / HOLE_BLOCK * HOLE_BLOCK;
-        put_blocks(&self.file, self.offset, &rest[..whole])?;
-        self.offset += whole as u64;
+        self.put_blocks(&rest[..whole])?;
         let tail = &rest[whole..];
         self.block[..tail.len()].copy_from_slice(tail);
         self.filled = tail.len();
@@ -172,11 +200,7 @@ impl Write for SparseWriter {
     /// Writes the partial block too (it stays held, and is written again
     /// once complete), so what was written so far is in the file.
     fn flush(&mut self) -> io::Result<()> {
-        if !all_zero(&self.block[..self.filled]) {
-            self.file
-                .write_all_at(&self.block[..self.filled], self.offset)?;
-        }
-        Ok(())
+        self.write_partial()
     }
 }
 
@@ -204,8 +228,8 @@ mod tests {
         bytes
     }
 
-    /// However the writes are cut, the file reads back exactly, with the
-    /// length of what was written.
+    /// However the writes are cut, and flushed or not, the file reads
+    /// back exactly, with the length of what was written.
     #[test]
     fn any_cut_of_the_writes_reads_back_exactly() {
         let content = patchwork();
@@ -218,14 +242,19 @@ mod tests {
             3 * HOLE_BLOCK + 5,
             1 << 20,
         ] {
-            let mut writer = SparseWriter::new(tempfile::tempfile().unwrap());
-            for chunk in content.chunks(cut) {
-                writer.write_all(chunk).unwrap();
+            for flush in [false, true] {
+                let mut writer = SparseWriter::new(tempfile::tempfile().unwrap());
+                for chunk in content.chunks(cut) {
+                    writer.write_all(chunk).unwrap();
+                    if flush {
+                        writer.flush().unwrap();
+                    }
+                }
+                let mut file = writer.finish().unwrap();
+                let mut back = Vec::new();
+                file.read_to_end(&mut back).unwrap();
+                assert!(back == content, "cut at {cut}, flushed: {flush}");
             }
-            let mut file = writer.finish().unwrap();
-            let mut back = Vec::new();
-            file.read_to_end(&mut back).unwrap();
-            assert!(back == content, "cut at {cut}");
         }
         let empty = SparseWriter::new(tempfile::tempfile().unwrap())
             .finish()
