@@ -55,8 +55,9 @@ pub struct DiffOptions {
     /// Time allowed to find a minimal diff of one file; past it the diff is
     /// still correct but may be longer than minimal.
     pub time_per_file: Duration,
-    /// Time allowed to find minimal diffs for all files together; past it
-    /// every further file gets a correct diff found in linear time.
+    /// Time allowed to find minimal diffs for all files together (reading
+    /// the archives does not count); past it every further file gets a
+    /// correct diff found in linear time.
     pub time_total: Duration,
     /// Largest size, on either side, of a file that gets a unified diff;
     /// a larger one is reported with its sizes
@@ -365,8 +366,9 @@ struct Reading<'o> {
     /// By change index; `None` for changes without content to compare
     /// (renames, type and mode changes).
     reads: Vec<Option<Read>>,
-    /// Minimal diffs are sought only until then.
-    deadline: Option<Instant>,
+    /// What is left of [`DiffOptions::time_total`]: the time spent seeking
+    /// minimal diffs so far is taken from it (reading archives is not).
+    time_left: Duration,
 }
 
 impl<'o> Reading<'o> {
@@ -385,7 +387,7 @@ impl<'o> Reading<'o> {
                 let new = change.new.as_ref().map_or(0, |s| s.size);
                 let omitted = if old.max(new) > options.max_text_file_size {
                     Some(TextOmitted::FileTooLarge)
-                } else if old + new > budget {
+                } else if old.saturating_add(new) > budget {
                     Some(TextOmitted::DiffTooLarge)
                 } else {
                     budget -= old + new;
@@ -400,7 +402,7 @@ impl<'o> Reading<'o> {
         Reading {
             options,
             reads,
-            deadline: Instant::now().checked_add(options.time_total),
+            time_left: options.time_total,
         }
     }
 
@@ -435,17 +437,22 @@ impl<'o> Reading<'o> {
         })
     }
 
-    fn read_mut(&mut self, changes: &[FileChange], path: &str) -> Option<(usize, &mut Read)> {
+    /// The read of the change at `path` (changes are sorted by path).
+    fn read_mut<'r>(
+        reads: &'r mut [Option<Read>],
+        changes: &[FileChange],
+        path: &str,
+    ) -> Option<(usize, &'r mut Read)> {
         let index = changes
             .binary_search_by(|c| c.path.as_bytes().cmp(path.as_bytes()))
             .ok()?;
-        Some((index, self.reads[index].as_mut()?))
+        Some((index, reads[index].as_mut()?))
     }
 
     /// The old side of a file: its head is classified; its whole text is
     /// kept for the new side, unless it is binary.
     fn take_old(&mut self, changes: &[FileChange], path: &str, bytes: Vec<u8>) {
-        let Some((_, read)) = self.read_mut(changes, path) else {
+        let Some((_, read)) = Self::read_mut(&mut self.reads, changes, path) else {
             return;
         };
         if is_binary(&bytes) {
@@ -458,9 +465,8 @@ impl<'o> Reading<'o> {
     /// The new side of a file: classified, and diffed against the old
     /// side's text when both are text; the old text is dropped either way.
     fn take_new(&mut self, changes: &[FileChange], path: &str, bytes: &[u8]) {
-        let deadline = self.deadline;
         let options = self.options;
-        let Some((index, read)) = self.read_mut(changes, path) else {
+        let Some((index, read)) = Self::read_mut(&mut self.reads, changes, path) else {
             return;
         };
         let before = read.old_text.take().unwrap_or_default();
@@ -469,7 +475,8 @@ impl<'o> Reading<'o> {
             return;
         }
         if read.omitted.is_none() {
-            read.text = Some(text_of(&changes[index], &before, bytes, options, deadline));
+            let time_left = &mut self.time_left;
+            read.text = Some(text_of(&changes[index], &before, bytes, options, time_left));
         }
     }
 
@@ -479,13 +486,12 @@ impl<'o> Reading<'o> {
             if change.new.is_some() {
                 continue;
             }
-            let deadline = self.deadline;
             let options = self.options;
             let Some(read) = self.reads[index].as_mut() else {
                 continue;
             };
             if let Some(before) = read.old_text.take() {
-                read.text = Some(text_of(change, &before, &[], options, deadline));
+                read.text = Some(text_of(change, &before, &[], options, &mut self.time_left));
             }
         }
     }
@@ -508,13 +514,14 @@ fn wants_content(change: &FileChange) -> bool {
 }
 
 /// The unified diff of one change, with its `a/`, `b/` or `/dev/null`
-/// labels, sought until `deadline` at most.
+/// labels; a minimal one is sought for [`DiffOptions::time_per_file`] at
+/// most, and no longer than `time_left`, which the time taken comes off.
 fn text_of(
     change: &FileChange,
     before: &[u8],
     after: &[u8],
     options: &DiffOptions,
-    deadline: Option<Instant>,
+    time_left: &mut Duration,
 ) -> UnifiedText {
     let old_label = if change.old.is_some() {
         format!("a/{}", change.path)
@@ -526,12 +533,11 @@ fn text_of(
     } else {
         "/dev/null".to_owned()
     };
-    let own = Instant::now().checked_add(options.time_per_file);
-    let deadline = match (own, deadline) {
-        (Some(own), Some(total)) => Some(own.min(total)),
-        (own, total) => own.or(total),
-    };
-    unified_diff_until(before, after, &old_label, &new_label, options, deadline)
+    let started = Instant::now();
+    let deadline = started.checked_add(options.time_per_file.min(*time_left));
+    let text = unified_diff_until(before, after, &old_label, &new_label, options, deadline);
+    *time_left = time_left.saturating_sub(started.elapsed());
+    text
 }
 
 /// Classifies every path present in either manifest, reading nothing.
