@@ -196,8 +196,11 @@ impl From<CompressionArg> for Compression {
 /// Compare two trees, each a directory or a snapshot archive.
 ///
 /// Archives are recognised by their suffix: .tar, .tar.gz/.tgz,
-/// .tar.bz2/.tbz2, .tar.xz/.txz, .tar.zst/.tzst. Exit code: 0 when equal,
-/// 1 when different, 125 on error.
+/// .tar.bz2/.tbz2, .tar.xz/.txz, .tar.zst/.tzst. Only changed files are
+/// read: text files up to 4 MiB get a text diff while the diff has read
+/// less than 32 MiB of text; larger ones, like binary files, are reported
+/// with their sizes. Exit code: 0 when equal, 1 when different, 125 on
+/// error.
 #[derive(Debug, Args)]
 pub(crate) struct DiffArgs {
     /// The old tree

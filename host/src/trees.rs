@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use session_core::compression::Compression;
-use session_core::diff::{self, ChangeKind, FileChange, SnapshotDiff};
+use session_core::diff::{self, ChangeKind, FileChange, SnapshotDiff, TextOmitted};
 use session_core::snapshot::{Snapshot, SnapshotRules};
 use session_core::tree::RemoveOnDrop;
 use session_core::workspace::{SESSION_DIR_PREFIX, SESSION_MARKER, SessionMarker, hostname};
@@ -226,7 +226,7 @@ pub(crate) fn diff(args: &DiffArgs, temp_root: &Path) -> anyhow::Result<ExitCode
         }
         writeln!(out, "{}", summary_line(&diff))?;
     } else {
-        out.write_all(diff.unified().as_bytes())?;
+        diff.write_unified(&mut out)?;
     }
     out.flush()?;
     Ok(if diff.is_empty() {
@@ -303,6 +303,14 @@ pub(crate) fn stat_line(change: &FileChange) -> String {
         ),
         ChangeKind::Renamed => String::new(),
         _ if change.is_binary => format!("binary, {old_size} -> {new_size} bytes"),
+        _ if change.text_omitted.is_some() => format!(
+            "text, {old_size} -> {new_size} bytes, {}",
+            match change.text_omitted {
+                Some(TextOmitted::DiffTooLarge) =>
+                    "no text diff (the diff's text limit was reached)",
+                _ => "no text diff (too large)",
+            }
+        ),
         _ => {
             let mut counts = Vec::new();
             if change.lines_added > 0 {

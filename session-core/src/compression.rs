@@ -5,6 +5,19 @@ use std::io::{self, BufRead, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+/// The most memory one decoder may use, whatever its input declares: the
+/// xz memory limit, and (as `2^27`) the largest zstd window. An xz
+/// dictionary or a zstd window is filled as the output is
+/// produced, so without a bound a few hundred bytes declaring a 1.5 GiB
+/// dictionary would make a decoder of zeros hold that much. 128 MiB covers
+/// `xz -9` (64 MiB), `zstd --ultra -22` and `zstd --long`; gzip (32 KiB)
+/// and bzip2 (under 4 MiB) need no bound.
+pub const DECODER_MEMORY_LIMIT: u64 = 1 << ZSTD_WINDOW_LOG_MAX;
+
+/// The largest zstd window a decoder accepts, as a power of two: zstd's own
+/// default limit, made explicit.
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
 /// A compression format for archives and files.
 ///
 /// Specs spell these `gz`, `bz2`, `xz`, `zstd` and `none` (the snapshot
@@ -92,13 +105,27 @@ impl Compression {
 
     /// Wraps `inner` in a decoder. Concatenated members (as `pigz` or
     /// `cat a.gz b.gz` produce) are read as one stream.
+    ///
+    /// A decoder's memory is bounded whatever its input declares (see
+    /// [`DECODER_MEMORY_LIMIT`]); input that needs more fails to decode.
     pub fn reader<'a, R: Read + 'a>(self, inner: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(inner),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
             Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(inner)),
-            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(inner)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(inner)?),
+            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_stream(
+                inner,
+                liblzma::stream::Stream::new_auto_decoder(
+                    DECODER_MEMORY_LIMIT,
+                    liblzma::stream::CONCATENATED,
+                )
+                .map_err(io::Error::other)?,
+            )),
+            Compression::Zstd => {
+                let mut decoder = zstd::stream::read::Decoder::new(inner)?;
+                decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                Box::new(decoder)
+            }
         })
     }
 
@@ -112,9 +139,15 @@ impl Compression {
             Compression::None => Box::new(inner),
             Compression::Gzip => Box::new(flate2::bufread::GzDecoder::new(inner)),
             Compression::Bzip2 => Box::new(bzip2::bufread::BzDecoder::new(inner)),
-            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new(inner)),
+            Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_stream(
+                inner,
+                liblzma::stream::Stream::new_stream_decoder(DECODER_MEMORY_LIMIT, 0)
+                    .map_err(io::Error::other)?,
+            )),
             Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::with_buffer(inner)?.single_frame())
+                let mut decoder = zstd::stream::read::Decoder::with_buffer(inner)?.single_frame();
+                decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                Box::new(decoder)
             }
         })
     }
@@ -241,6 +274,78 @@ mod tests {
                 assert!(one == first, "{c}");
             }
         }
+    }
+
+    /// CRC-32 (IEEE), as xz headers carry it.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for byte in bytes {
+            crc ^= u32::from(*byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// The start of an xz stream whose one block declares an LZMA2
+    /// dictionary of 1 GiB: headers only, which is all a decoder needs to
+    /// see before it would allocate.
+    fn xz_with_a_gigabyte_dictionary() -> Vec<u8> {
+        let mut out = b"\xfd7zXZ\0".to_vec();
+        let flags = [0x00, 0x01]; // CRC32 check
+        out.extend(flags);
+        out.extend(crc32(&flags).to_le_bytes());
+        // Block header: 12 bytes, one filter (LZMA2, one property byte:
+        // 36 is a dictionary of 2 << 29 bytes), padding, CRC32.
+        let header = [0x02, 0x00, 0x21, 0x01, 36, 0, 0, 0];
+        out.extend(header);
+        out.extend(crc32(&header).to_le_bytes());
+        out.extend([0u8; 64]);
+        out
+    }
+
+    /// A zstd frame whose window is 2^28 bytes, with one raw byte.
+    fn zstd_with_a_large_window() -> Vec<u8> {
+        let mut out = 0xfd2f_b528_u32.to_le_bytes().to_vec();
+        // No content size, no checksum; window descriptor: exponent 18.
+        out.extend([0x00, 18 << 3]);
+        // The last block, raw, one byte.
+        out.extend([0x09, 0x00, 0x00, b'x']);
+        out
+    }
+
+    /// Input that declares more memory than [`DECODER_MEMORY_LIMIT`] fails
+    /// to decode, through both kinds of reader, before anything is
+    /// allocated for it.
+    #[test]
+    fn decoders_refuse_to_need_more_than_the_limit() {
+        for (compression, bytes) in [
+            (Compression::Xz, xz_with_a_gigabyte_dictionary()),
+            (Compression::Zstd, zstd_with_a_large_window()),
+        ] {
+            let mut out = Vec::new();
+            let err = compression
+                .reader(&bytes[..])
+                .and_then(|mut r| r.read_to_end(&mut out))
+                .unwrap_err();
+            assert!(out.is_empty(), "{compression}: {err}");
+            assert!(err.to_string().contains("memory"), "{compression}: {err}");
+            let err = compression
+                .member_reader(&bytes[..])
+                .and_then(|mut r| r.read_to_end(&mut out))
+                .unwrap_err();
+            assert!(out.is_empty(), "{compression}: {err}");
+            assert!(err.to_string().contains("memory"), "{compression}: {err}");
+        }
+        // Within the limit, the same shapes decode.
+        let mut small_window = zstd_with_a_large_window();
+        small_window[5] = 10 << 3;
+        assert_eq!(Compression::Zstd.decompress(&small_window).unwrap(), b"x");
     }
 
     #[test]

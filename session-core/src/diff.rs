@@ -5,14 +5,41 @@
 //! size of the tree. Changed text files get a unified diff (Myers, 3 lines
 //! of context, GNU hunk headers) with exact line counts; binary files are
 //! reported with their sizes and hashes.
+//!
+//! # Bounds
+//!
+//! What a diff reads and holds is bounded whatever the snapshots hold, so
+//! a command that writes a 100 GiB file (or an archive that unpacks to
+//! one) costs a diff no more memory than a small one:
+//!
+//! * A changed file gets a unified diff only when both sides are at most
+//!   [`DiffOptions::max_text_file_size`] (default
+//!   [`DEFAULT_MAX_TEXT_FILE_SIZE`], 4 MiB), and only while the sizes of
+//!   the files read whole for text stay within
+//!   [`DiffOptions::max_text_total`] (default [`DEFAULT_MAX_TEXT_TOTAL`],
+//!   32 MiB, both sides counted), in path order. Those are read whole.
+//! * Of any other changed file only the first [`BINARY_CHECK_BYTES`]
+//!   (8 KiB) of each side are read, which is what binary detection looks
+//!   at. A binary file is reported as binary; a text file as changed with
+//!   its sizes and the reason it has no text ([`TextOmitted`]), the way
+//!   `diff` reports `Binary files differ`.
+//! * Entries are read one at a time ([`Snapshot::visit_entries`]): an
+//!   entry's bytes are dropped once classified, the old side's text is held
+//!   only until the new side's is read, so memory holds at most the text
+//!   budget, the unified texts made from it, and one entry.
+//! * Finding minimal diffs takes at most [`DiffOptions::time_per_file`]
+//!   per file and [`DiffOptions::time_total`] for the whole diff; past
+//!   either, the diff of a file is still correct (maybe longer than
+//!   minimal) and is found in time linear in the file's size.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::io;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use similar::{Algorithm, ChangeTag, TextDiff};
+use similar::{Algorithm, DiffOp, DiffTag, capture_diff_slices_deadline, group_diff_ops};
 
 use crate::error::Result;
 use crate::snapshot::{ContentHash, EntryKind, ManifestEntry, Snapshot, SnapshotManifest};
@@ -28,9 +55,31 @@ pub struct DiffOptions {
     /// Time allowed to find a minimal diff of one file; past it the diff is
     /// still correct but may be longer than minimal.
     pub time_per_file: Duration,
+    /// Time allowed to find minimal diffs for all files together (reading
+    /// the archives does not count); past it every further file gets a
+    /// correct diff found in linear time.
+    pub time_total: Duration,
+    /// Largest size, on either side, of a file that gets a unified diff;
+    /// a larger one is reported with its sizes
+    /// ([`TextOmitted::FileTooLarge`]).
+    pub max_text_file_size: u64,
+    /// Most bytes read whole for unified diffs over the whole diff (the
+    /// sizes of both sides of each file, in path order); files beyond it
+    /// are reported with their sizes ([`TextOmitted::DiffTooLarge`]).
+    pub max_text_total: u64,
     /// Report a delete and a create of identical content as a rename.
     pub detect_renames: bool,
 }
+
+/// The default [`DiffOptions::max_text_file_size`]: 4 MiB.
+pub const DEFAULT_MAX_TEXT_FILE_SIZE: u64 = 4 << 20;
+
+/// The default [`DiffOptions::max_text_total`]: 32 MiB.
+pub const DEFAULT_MAX_TEXT_TOTAL: u64 = 32 << 20;
+
+/// How much of each side of a changed file binary detection reads when
+/// the file gets no unified diff: the part [`is_binary`] looks at.
+pub const BINARY_CHECK_BYTES: u64 = 8 << 10;
 
 impl Default for DiffOptions {
     fn default() -> Self {
@@ -38,9 +87,23 @@ impl Default for DiffOptions {
             context: 3,
             max_lines_per_file: 10_000,
             time_per_file: Duration::from_secs(2),
+            time_total: Duration::from_secs(5),
+            max_text_file_size: DEFAULT_MAX_TEXT_FILE_SIZE,
+            max_text_total: DEFAULT_MAX_TEXT_TOTAL,
             detect_renames: true,
         }
     }
+}
+
+/// Why a changed text file has no unified diff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextOmitted {
+    /// One side is larger than [`DiffOptions::max_text_file_size`].
+    FileTooLarge,
+    /// The diff had already read [`DiffOptions::max_text_total`] bytes of
+    /// text (or would have gone beyond it with this file).
+    DiffTooLarge,
 }
 
 /// What happened to one path.
@@ -110,6 +173,11 @@ pub struct FileChange {
     pub lines_removed: u64,
     /// Whether `unified_diff` was cut at the per-file line cap.
     pub truncated: bool,
+    /// Why a changed text file has no `unified_diff` (and no line counts):
+    /// it was too large to be read whole. `None` for binary files, which
+    /// have no text anyway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_omitted: Option<TextOmitted>,
 }
 
 /// Counts over a whole diff.
@@ -162,15 +230,22 @@ impl SnapshotDiff {
     /// All text diffs concatenated, plus one line per binary, type or mode
     /// change, in the manner of `diff -ruN`.
     pub fn unified(&self) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
+        self.write_unified(&mut out)
+            .expect("writing into a Vec does not fail");
+        String::from_utf8(out).expect("diff text is UTF-8")
+    }
+
+    /// Writes [`SnapshotDiff::unified`] to `out` change by change, without
+    /// making one string of it all. Fails only when `out` does.
+    pub fn write_unified(&self, out: &mut dyn io::Write) -> io::Result<()> {
         for change in &self.changes {
-            if let Some(text) = &change.unified_diff {
-                out.push_str(text);
-            } else {
-                let _ = writeln!(out, "{}", describe(change));
+            match &change.unified_diff {
+                Some(text) => out.write_all(text.as_bytes())?,
+                None => writeln!(out, "{}", describe(change))?,
             }
         }
-        out
+        Ok(())
     }
 }
 
@@ -196,15 +271,31 @@ fn describe(change: &FileChange) -> String {
         _ if change.is_binary => format!(
             "Binary file {} {} ({} -> {} bytes)",
             change.path,
-            match change.kind {
-                ChangeKind::Created => "created",
-                ChangeKind::Deleted => "deleted",
-                _ => "differs",
-            },
+            verb(change.kind),
             change.old.as_ref().map_or(0, |s| s.size),
             change.new.as_ref().map_or(0, |s| s.size)
         ),
+        _ if change.text_omitted.is_some() => format!(
+            "Text file {} {} ({} -> {} bytes), {}",
+            change.path,
+            verb(change.kind),
+            change.old.as_ref().map_or(0, |s| s.size),
+            change.new.as_ref().map_or(0, |s| s.size),
+            match change.text_omitted {
+                Some(TextOmitted::DiffTooLarge) =>
+                    "no text diff: the diff's text limit was reached",
+                _ => "no text diff: too large",
+            }
+        ),
         _ => format!("{} {:?}", change.path, change.kind),
+    }
+}
+
+fn verb(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Created => "created",
+        ChangeKind::Deleted => "deleted",
+        _ => "differs",
     }
 }
 
@@ -214,61 +305,239 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<SnapshotDiff> {
 }
 
 /// Diffs two snapshots. Only the entries whose hash, kind or mode differ are
-/// read, each archive at most once.
+/// read, each archive at most once, and of them only what the bounds of the
+/// module documentation allow.
+///
+/// Fails when an archive cannot be read or an entry read whole does not
+/// match its manifest ([`crate::Error::Archive`]).
 pub fn diff_with(old: &Snapshot, new: &Snapshot, options: &DiffOptions) -> Result<SnapshotDiff> {
     let mut changes = compare_manifests(old.manifest(), new.manifest(), options.detect_renames);
-    let wants_content = |c: &FileChange| {
-        matches!(
-            c.kind,
-            ChangeKind::Created | ChangeKind::Deleted | ChangeKind::Modified
-        ) && c.old.as_ref().is_none_or(|s| s.kind == EntryKind::File)
-            && c.new.as_ref().is_none_or(|s| s.kind == EntryKind::File)
-    };
-    let old_bytes = old.read_entries(
-        changes
-            .iter()
-            .filter(|c| wants_content(c) && c.old.is_some())
-            .map(|c| c.path.as_str()),
-    )?;
-    let new_bytes = new.read_entries(
-        changes
-            .iter()
-            .filter(|c| wants_content(c) && c.new.is_some())
-            .map(|c| c.path.as_str()),
-    )?;
-    for change in changes.iter_mut().filter(|c| wants_content(c)) {
-        let before = lookup(&old_bytes, change.old.is_some(), &change.path);
-        let after = lookup(&new_bytes, change.new.is_some(), &change.path);
-        if is_binary(before) || is_binary(after) {
-            change.is_binary = true;
+    let mut reading = Reading::plan(&changes, options);
+    old.visit_entries(reading.wanted(&changes, Side::Old), |entry, bytes| {
+        reading.take_old(&changes, &entry.path, bytes);
+        Ok(())
+    })?;
+    new.visit_entries(reading.wanted(&changes, Side::New), |entry, bytes| {
+        reading.take_new(&changes, &entry.path, &bytes);
+        Ok(())
+    })?;
+    reading.finish_deleted(&changes);
+    for (change, read) in changes.iter_mut().zip(reading.reads) {
+        let Some(read) = read else { continue };
+        change.is_binary = read.binary;
+        if read.binary {
             continue;
         }
-        let old_label = if change.old.is_some() {
-            format!("a/{}", change.path)
-        } else {
-            "/dev/null".to_owned()
-        };
-        let new_label = if change.new.is_some() {
-            format!("b/{}", change.path)
-        } else {
-            "/dev/null".to_owned()
-        };
-        let text = unified_diff(before, after, &old_label, &new_label, options);
-        change.lines_added = text.lines_added;
-        change.lines_removed = text.lines_removed;
-        change.truncated = text.truncated;
-        change.unified_diff = Some(text.text);
+        change.text_omitted = read.omitted;
+        if let Some(text) = read.text {
+            change.lines_added = text.lines_added;
+            change.lines_removed = text.lines_removed;
+            change.truncated = text.truncated;
+            change.unified_diff = Some(text.text);
+        }
     }
     let summary = summarize(&changes);
     Ok(SnapshotDiff { changes, summary })
 }
 
-fn lookup<'a>(bytes: &'a HashMap<String, Vec<u8>>, exists: bool, path: &str) -> &'a [u8] {
-    if exists {
-        bytes.get(path).map_or(&[], Vec::as_slice)
-    } else {
-        &[]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Old,
+    New,
+}
+
+/// What a diff reads of one changed file and what it made of it.
+#[derive(Default)]
+struct Read {
+    /// Why the file is not read whole for a unified diff; `None` when it is.
+    omitted: Option<TextOmitted>,
+    /// Either side is binary.
+    binary: bool,
+    /// The old side's text, held until the new side is read.
+    old_text: Option<Vec<u8>>,
+    /// The unified diff, once both sides were read.
+    text: Option<UnifiedText>,
+}
+
+/// The reading of the changed files' content: planned from the manifests
+/// alone, then fed each entry's bytes as the archives yield them.
+struct Reading<'o> {
+    options: &'o DiffOptions,
+    /// By change index; `None` for changes without content to compare
+    /// (renames, type and mode changes).
+    reads: Vec<Option<Read>>,
+    /// What is left of [`DiffOptions::time_total`]: the time spent seeking
+    /// minimal diffs so far is taken from it (reading archives is not).
+    time_left: Duration,
+}
+
+impl<'o> Reading<'o> {
+    /// Decides what to read of each change: files within the size bounds
+    /// whole, in path order while the total allows, others only their
+    /// heads.
+    fn plan(changes: &[FileChange], options: &'o DiffOptions) -> Reading<'o> {
+        let mut budget = options.max_text_total;
+        let reads = changes
+            .iter()
+            .map(|change| {
+                if !wants_content(change) {
+                    return None;
+                }
+                let old = change.old.as_ref().map_or(0, |s| s.size);
+                let new = change.new.as_ref().map_or(0, |s| s.size);
+                let omitted = if old.max(new) > options.max_text_file_size {
+                    Some(TextOmitted::FileTooLarge)
+                } else if old.saturating_add(new) > budget {
+                    Some(TextOmitted::DiffTooLarge)
+                } else {
+                    budget -= old + new;
+                    None
+                };
+                Some(Read {
+                    omitted,
+                    ..Read::default()
+                })
+            })
+            .collect();
+        Reading {
+            options,
+            reads,
+            time_left: options.time_total,
+        }
     }
+
+    /// The paths to read on one side, each with how much of it to read.
+    fn wanted<'c>(
+        &self,
+        changes: &'c [FileChange],
+        side: Side,
+    ) -> impl Iterator<Item = (&'c str, u64)> + use<'c> {
+        let limits: Vec<(usize, u64)> = self
+            .reads
+            .iter()
+            .enumerate()
+            .filter_map(|(index, read)| {
+                let read = read.as_ref()?;
+                Some((
+                    index,
+                    match read.omitted {
+                        None => u64::MAX,
+                        Some(_) => BINARY_CHECK_BYTES,
+                    },
+                ))
+            })
+            .collect();
+        limits.into_iter().filter_map(move |(index, limit)| {
+            let change = &changes[index];
+            let present = match side {
+                Side::Old => change.old.is_some(),
+                Side::New => change.new.is_some(),
+            };
+            present.then_some((change.path.as_str(), limit))
+        })
+    }
+
+    /// The read of the change at `path` (changes are sorted by path).
+    fn read_mut<'r>(
+        reads: &'r mut [Option<Read>],
+        changes: &[FileChange],
+        path: &str,
+    ) -> Option<(usize, &'r mut Read)> {
+        let index = changes
+            .binary_search_by(|c| c.path.as_bytes().cmp(path.as_bytes()))
+            .ok()?;
+        Some((index, reads[index].as_mut()?))
+    }
+
+    /// The old side of a file: its head is classified; its whole text is
+    /// kept for the new side, unless it is binary.
+    fn take_old(&mut self, changes: &[FileChange], path: &str, bytes: Vec<u8>) {
+        let Some((_, read)) = Self::read_mut(&mut self.reads, changes, path) else {
+            return;
+        };
+        if is_binary(&bytes) {
+            read.binary = true;
+        } else if read.omitted.is_none() {
+            read.old_text = Some(bytes);
+        }
+    }
+
+    /// The new side of a file: classified, and diffed against the old
+    /// side's text when both are text; the old text is dropped either way.
+    fn take_new(&mut self, changes: &[FileChange], path: &str, bytes: &[u8]) {
+        let options = self.options;
+        let Some((index, read)) = Self::read_mut(&mut self.reads, changes, path) else {
+            return;
+        };
+        let before = read.old_text.take().unwrap_or_default();
+        if read.binary || is_binary(bytes) {
+            read.binary = true;
+            return;
+        }
+        if read.omitted.is_none() {
+            let time_left = &mut self.time_left;
+            read.text = Some(text_of(&changes[index], &before, bytes, options, time_left));
+        }
+    }
+
+    /// Deleted files have no new side to wait for: diffed against nothing.
+    fn finish_deleted(&mut self, changes: &[FileChange]) {
+        for (index, change) in changes.iter().enumerate() {
+            if change.new.is_some() {
+                continue;
+            }
+            let options = self.options;
+            let Some(read) = self.reads[index].as_mut() else {
+                continue;
+            };
+            if let Some(before) = read.old_text.take() {
+                read.text = Some(text_of(change, &before, &[], options, &mut self.time_left));
+            }
+        }
+    }
+}
+
+/// Whether a change compares file content (created, deleted or modified
+/// files, not renames, type or mode changes).
+fn wants_content(change: &FileChange) -> bool {
+    matches!(
+        change.kind,
+        ChangeKind::Created | ChangeKind::Deleted | ChangeKind::Modified
+    ) && change
+        .old
+        .as_ref()
+        .is_none_or(|s| s.kind == EntryKind::File)
+        && change
+            .new
+            .as_ref()
+            .is_none_or(|s| s.kind == EntryKind::File)
+}
+
+/// The unified diff of one change, with its `a/`, `b/` or `/dev/null`
+/// labels; a minimal one is sought for [`DiffOptions::time_per_file`] at
+/// most, and no longer than `time_left`, which the time taken comes off.
+fn text_of(
+    change: &FileChange,
+    before: &[u8],
+    after: &[u8],
+    options: &DiffOptions,
+    time_left: &mut Duration,
+) -> UnifiedText {
+    let old_label = if change.old.is_some() {
+        format!("a/{}", change.path)
+    } else {
+        "/dev/null".to_owned()
+    };
+    let new_label = if change.new.is_some() {
+        format!("b/{}", change.path)
+    } else {
+        "/dev/null".to_owned()
+    };
+    let started = Instant::now();
+    let deadline = started.checked_add(options.time_per_file.min(*time_left));
+    let text = unified_diff_until(before, after, &old_label, &new_label, options, deadline);
+    *time_left = time_left.saturating_sub(started.elapsed());
+    text
 }
 
 /// Classifies every path present in either manifest, reading nothing.
@@ -337,6 +606,7 @@ fn change(
         lines_added: 0,
         lines_removed: 0,
         truncated: false,
+        text_omitted: None,
     }
 }
 
@@ -375,10 +645,17 @@ fn pair_renames(changes: &mut Vec<FileChange>) {
         renamed.old = old_state;
         consumed.push(from);
     }
-    consumed.sort_unstable();
-    for index in consumed.into_iter().rev() {
-        changes.remove(index);
+    // One pass, not a `remove` per rename: that would be quadratic in a
+    // tree where many files moved.
+    let mut gone = vec![false; changes.len()];
+    for index in consumed {
+        gone[index] = true;
     }
+    let mut index = 0;
+    changes.retain(|_| {
+        index += 1;
+        !gone[index - 1]
+    });
 }
 
 fn summarize(changes: &[FileChange]) -> DiffSummary {
@@ -442,12 +719,25 @@ pub fn unified_diff(
     new_label: &str,
     options: &DiffOptions,
 ) -> UnifiedText {
+    let deadline = Instant::now().checked_add(options.time_per_file);
+    unified_diff_until(old, new, old_label, new_label, options, deadline)
+}
+
+/// [`unified_diff`], seeking a minimal diff until `deadline` at most.
+fn unified_diff_until(
+    old: &[u8],
+    new: &[u8],
+    old_label: &str,
+    new_label: &str,
+    options: &DiffOptions,
+    deadline: Option<Instant>,
+) -> UnifiedText {
     let old = String::from_utf8_lossy(old);
     let new = String::from_utf8_lossy(new);
-    let diff = TextDiff::configure()
-        .algorithm(Algorithm::Myers)
-        .timeout(options.time_per_file)
-        .diff_lines(old.as_ref(), new.as_ref());
+    // Lines end at `\n` only, as GNU diff has them.
+    let old: Vec<&str> = old.split_inclusive('\n').collect();
+    let new: Vec<&str> = new.split_inclusive('\n').collect();
+    let ops = line_ops(&old, &new, deadline);
 
     let mut result = UnifiedText {
         text: String::new(),
@@ -455,12 +745,13 @@ pub fn unified_diff(
         lines_removed: 0,
         truncated: false,
     };
-    for op in diff.ops() {
-        for change in diff.iter_changes(op) {
-            match change.tag() {
-                ChangeTag::Insert => result.lines_added += 1,
-                ChangeTag::Delete => result.lines_removed += 1,
-                ChangeTag::Equal => {}
+    for op in &ops {
+        let (_, old_range, new_range) = op.as_tag_tuple();
+        match op.tag() {
+            DiffTag::Equal => {}
+            _ => {
+                result.lines_removed += old_range.len() as u64;
+                result.lines_added += new_range.len() as u64;
             }
         }
     }
@@ -472,7 +763,7 @@ pub fn unified_diff(
     let _ = writeln!(out, "--- {old_label}");
     let _ = writeln!(out, "+++ {new_label}");
     let mut lines = 0usize;
-    'groups: for group in diff.grouped_ops(options.context) {
+    'groups: for group in group_diff_ops(ops, options.context) {
         let (Some(first), Some(last)) = (group.first(), group.last()) else {
             continue;
         };
@@ -485,20 +776,25 @@ pub fn unified_diff(
             hunk_range(new_range.start, new_range.len())
         );
         for op in &group {
-            for change in diff.iter_changes(op) {
+            let (tag, old_range, new_range) = op.as_tag_tuple();
+            let (removed, added, kept) = match tag {
+                DiffTag::Equal => (&[][..], &[][..], &old[old_range]),
+                _ => (&old[old_range], &new[new_range], &[][..]),
+            };
+            let marked = kept
+                .iter()
+                .map(|line| (' ', line))
+                .chain(removed.iter().map(|line| ('-', line)))
+                .chain(added.iter().map(|line| ('+', line)));
+            for (mark, line) in marked {
                 if lines >= options.max_lines_per_file {
                     result.truncated = true;
                     break 'groups;
                 }
                 lines += 1;
-                out.push(match change.tag() {
-                    ChangeTag::Equal => ' ',
-                    ChangeTag::Delete => '-',
-                    ChangeTag::Insert => '+',
-                });
-                let value = change.value();
-                out.push_str(value);
-                if !value.ends_with('\n') {
+                out.push(mark);
+                out.push_str(line);
+                if !line.ends_with('\n') {
                     out.push_str("\n\\ No newline at end of file\n");
                 }
             }
@@ -506,6 +802,94 @@ pub fn unified_diff(
     }
     result.text = out;
     result
+}
+
+/// The operations turning the lines `old` into the lines `new`, minimal
+/// when found before `deadline`.
+///
+/// Lines are compared as numbers (each distinct line gets one), and lines
+/// found on one side only are set aside before Myers' algorithm runs, as
+/// GNU diff does: they cannot be part of a common subsequence, so the
+/// result is just as minimal, and a file rewritten from top to bottom
+/// costs linear time instead of Myers' quadratic worst case.
+fn line_ops<'a>(old: &[&'a str], new: &[&'a str], deadline: Option<Instant>) -> Vec<DiffOp> {
+    let mut numbers: HashMap<&'a str, u32> = HashMap::with_capacity(old.len() + new.len());
+    let mut number = |line: &'a str| {
+        let next = numbers.len() as u32;
+        *numbers.entry(line).or_insert(next)
+    };
+    let old_numbers: Vec<u32> = old.iter().map(|line| number(line)).collect();
+    let new_numbers: Vec<u32> = new.iter().map(|line| number(line)).collect();
+    let mut sides = vec![0u8; numbers.len()];
+    for &n in &old_numbers {
+        sides[n as usize] |= 1;
+    }
+    for &n in &new_numbers {
+        sides[n as usize] |= 2;
+    }
+    // The lines found on both sides, with where each is in its file.
+    let shared = |numbers: &[u32]| -> (Vec<u32>, Vec<usize>) {
+        numbers
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| sides[**n as usize] == 3)
+            .map(|(index, n)| (*n, index))
+            .unzip()
+    };
+    let (old_shared, old_at) = shared(&old_numbers);
+    let (new_shared, new_at) = shared(&new_numbers);
+    let mut equal: Vec<(usize, usize, usize)> = Vec::new();
+    for op in capture_diff_slices_deadline(Algorithm::Myers, &old_shared, &new_shared, deadline) {
+        let DiffOp::Equal {
+            old_index,
+            new_index,
+            len,
+        } = op
+        else {
+            continue;
+        };
+        for k in 0..len {
+            let (o, n) = (old_at[old_index + k], new_at[new_index + k]);
+            match equal.last_mut() {
+                Some((lo, ln, run)) if *lo + *run == o && *ln + *run == n => *run += 1,
+                _ => equal.push((o, n, 1)),
+            }
+        }
+    }
+    // Between two runs of equal lines, what is left of each side was
+    // removed or added.
+    let mut ops = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    for (o, n, len) in equal.into_iter().chain([(old.len(), new.len(), 0)]) {
+        match (o > i, n > j) {
+            (true, true) => ops.push(DiffOp::Replace {
+                old_index: i,
+                old_len: o - i,
+                new_index: j,
+                new_len: n - j,
+            }),
+            (true, false) => ops.push(DiffOp::Delete {
+                old_index: i,
+                old_len: o - i,
+                new_index: j,
+            }),
+            (false, true) => ops.push(DiffOp::Insert {
+                old_index: i,
+                new_index: j,
+                new_len: n - j,
+            }),
+            (false, false) => {}
+        }
+        if len > 0 {
+            ops.push(DiffOp::Equal {
+                old_index: o,
+                new_index: n,
+                len,
+            });
+        }
+        (i, j) = (o + len, n + len);
+    }
+    ops
 }
 
 /// A GNU hunk range: `start,len` with a 1-based start, `start` alone when

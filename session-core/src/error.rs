@@ -99,13 +99,29 @@ pub enum Error {
         message: String,
     },
 
-    /// A file is larger than the configured per-file cap.
+    /// A file is larger than the cap on one file: the configured one of
+    /// workspace reads, or [`crate::file_ops::MAX_INPUT_SIZE`] of input
+    /// files.
     #[error("`{path}` is {size} bytes, over the limit of {limit} bytes")]
     FileTooLarge {
         /// The file's path relative to the workspace.
         path: String,
         /// Its size.
         size: u64,
+        /// The cap in force.
+        limit: u64,
+    },
+
+    /// Reading a file would bring what one read of workspace files returns,
+    /// all files together, over its cap.
+    #[error(
+        "reading `{path}` would bring the files read to {total} bytes, over the limit of {limit} bytes for one read"
+    )]
+    ReadTooLarge {
+        /// The file's path relative to the workspace.
+        path: String,
+        /// What the read would have returned with it.
+        total: u64,
         /// The cap in force.
         limit: u64,
     },

@@ -30,7 +30,8 @@ use crate::runtime::{Mount, PortMapping, Runtime, SpawnContext};
 use crate::snapshot::{Snapshot, SnapshotRules};
 use crate::spec::{EnvironmentSpec, Mode};
 use crate::workspace::{
-    Checkpoint, DEFAULT_MAX_FILE_SIZE, FileContent, InitialContent, Workspace, WorkspaceOptions,
+    Checkpoint, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TOTAL_SIZE, FileContent, InitialContent,
+    Workspace, WorkspaceOptions,
 };
 
 /// A runtime shared between the session (which cleans it up on close) and
@@ -64,6 +65,7 @@ pub struct SessionBuilder {
     session_id: Option<String>,
     temp_root: Option<PathBuf>,
     max_file_size: u64,
+    max_total_size: u64,
 }
 
 impl SessionBuilder {
@@ -112,9 +114,16 @@ impl SessionBuilder {
         self
     }
 
-    /// The size cap for [`Session::get_file_contents`].
+    /// The size cap for one file of [`Session::get_file_contents`].
     pub fn max_file_size(mut self, bytes: u64) -> Self {
         self.max_file_size = bytes;
+        self
+    }
+
+    /// The size cap for all the files one [`Session::get_file_contents`]
+    /// call returns together.
+    pub fn max_total_size(mut self, bytes: u64) -> Self {
+        self.max_total_size = bytes;
         self
     }
 
@@ -132,6 +141,7 @@ impl SessionBuilder {
             compression: self.spec.snapshot.compression,
             archive_save_dir: self.spec.snapshot.archive_save_dir.clone(),
             max_file_size: self.max_file_size,
+            max_total_size: self.max_total_size,
             temp_root: self.temp_root,
         };
         let initial = match (self.initial_snapshot, self.base_dir) {
@@ -237,6 +247,7 @@ impl Session {
             session_id: None,
             temp_root: None,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_total_size: DEFAULT_MAX_TOTAL_SIZE,
         }
     }
 

@@ -36,6 +36,10 @@ pub const SESSION_DIR_PREFIX: &str = "berth-";
 /// The default cap on a file read by [`Workspace::get_file_contents`].
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 << 20;
 
+/// The default cap on all the files one [`Workspace::get_file_contents`]
+/// call returns together: four files at [`DEFAULT_MAX_FILE_SIZE`].
+pub const DEFAULT_MAX_TOTAL_SIZE: u64 = 256 << 20;
+
 /// What a workspace starts from.
 #[derive(Debug, Clone)]
 pub enum InitialContent {
@@ -61,6 +65,9 @@ pub struct WorkspaceOptions {
     pub archive_save_dir: Option<PathBuf>,
     /// Largest file [`Workspace::get_file_contents`] returns.
     pub max_file_size: u64,
+    /// Most bytes one [`Workspace::get_file_contents`] call returns, all
+    /// files together.
+    pub max_total_size: u64,
     /// Where the session directory is created; `None` is the system's
     /// temporary directory.
     pub temp_root: Option<PathBuf>,
@@ -73,6 +80,7 @@ impl Default for WorkspaceOptions {
             compression: Compression::Gzip,
             archive_save_dir: None,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_total_size: DEFAULT_MAX_TOTAL_SIZE,
             temp_root: None,
         }
     }
@@ -381,14 +389,21 @@ impl Workspace {
     /// `./` is removed (only that: `.env` stays `.env`). Every path stays
     /// inside the workspace: a pattern that is absolute or climbs out is
     /// [`Error::PathEscape`]; symlinks are followed only when their target is
-    /// inside, and skipped otherwise. A file over the size cap is
-    /// [`Error::FileTooLarge`]. Patterns that match nothing add nothing.
+    /// inside, and skipped otherwise. Patterns that match nothing add
+    /// nothing; a file two patterns match is read once.
+    ///
+    /// Memory is bounded by the caps of [`WorkspaceOptions`]: a file over
+    /// `max_file_size` is [`Error::FileTooLarge`], and a file that would
+    /// bring the call's total over `max_total_size` is
+    /// [`Error::ReadTooLarge`]; each is found from the file's size before
+    /// it is read (and a file that grows while it is read is read no
+    /// further than the caps allow).
     pub fn get_file_contents<S: AsRef<str>>(
         &self,
         patterns: &[S],
     ) -> Result<BTreeMap<String, FileContent>> {
         let prepared = self.prepared()?;
-        let mut out = BTreeMap::new();
+        let mut out = Collected::default();
         let mut globs = Vec::new();
         for pattern in patterns {
             let pattern = pattern.as_ref();
@@ -410,15 +425,17 @@ impl Workspace {
             let key = paths::to_slash(&rel);
             if resolved.is_dir() {
                 self.read_tree(prepared, &key, &mut |_| true, &mut out)?;
-            } else {
-                out.insert(key, self.read_one(&rel, &resolved)?);
+            } else if !out.files.contains_key(&key) {
+                let file = fs::File::open(&resolved).map_err(Error::io("opening", &resolved))?;
+                let content = self.read_file(&rel, file, &resolved, &mut out.total)?;
+                out.files.insert(key, content);
             }
         }
         if !globs.is_empty() {
             let globs = GlobList::new(&globs)?;
             self.read_tree(prepared, "", &mut |rel| globs.is_match(rel), &mut out)?;
         }
-        Ok(out)
+        Ok(out.files)
     }
 
     /// Reads every file under `start` (a workspace-relative directory, `""`
@@ -429,7 +446,7 @@ impl Workspace {
         prepared: &Prepared,
         start: &str,
         select: &mut dyn FnMut(&str) -> bool,
-        out: &mut BTreeMap<String, FileContent>,
+        out: &mut Collected,
     ) -> Result<()> {
         let base = prepared.root.join(start);
         let mut walker = Walker::new(&base)?;
@@ -446,7 +463,7 @@ impl Workspace {
             } else {
                 format!("{start}/{inner}")
             };
-            if !select(&key) {
+            if !select(&key) || out.files.contains_key(&key) {
                 continue;
             }
             let rel = Path::new(&key);
@@ -469,43 +486,58 @@ impl Workspace {
                 }
                 _ => continue,
             };
-            out.insert(
-                key.clone(),
-                self.read_file(rel, file, &prepared.root.join(rel))?,
-            );
+            let content = self.read_file(rel, file, &prepared.root.join(rel), &mut out.total)?;
+            out.files.insert(key.clone(), content);
         }
         Ok(())
     }
 
-    fn read_one(&self, rel: &Path, resolved: &Path) -> Result<FileContent> {
-        let file = fs::File::open(resolved).map_err(Error::io("opening", resolved))?;
-        self.read_file(rel, file, resolved)
-    }
-
-    fn read_file(&self, rel: &Path, file: fs::File, resolved: &Path) -> Result<FileContent> {
+    /// Reads one file within both caps; `total` is what the call has read
+    /// so far, and grows by this file.
+    fn read_file(
+        &self,
+        rel: &Path,
+        file: fs::File,
+        resolved: &Path,
+        total: &mut u64,
+    ) -> Result<FileContent> {
         let size = file
             .metadata()
             .map_err(Error::io("inspecting", resolved))?
             .len();
-        let limit = self.options.max_file_size;
-        if size > limit {
-            return Err(Error::FileTooLarge {
-                path: paths::to_slash(rel),
-                size,
-                limit,
-            });
+        let file_limit = self.options.max_file_size;
+        let total_limit = self.options.max_total_size;
+        let so_far = *total;
+        let too_large = |size: u64| {
+            if size > file_limit {
+                Some(Error::FileTooLarge {
+                    path: paths::to_slash(rel),
+                    size,
+                    limit: file_limit,
+                })
+            } else if so_far.saturating_add(size) > total_limit {
+                Some(Error::ReadTooLarge {
+                    path: paths::to_slash(rel),
+                    total: so_far.saturating_add(size),
+                    limit: total_limit,
+                })
+            } else {
+                None
+            }
+        };
+        if let Some(err) = too_large(size) {
+            return Err(err);
         }
+        // One byte more than the caps allow shows a file that grew.
+        let room = file_limit.min(total_limit - so_far);
         let mut bytes = Vec::with_capacity(size as usize);
-        file.take(limit + 1)
+        file.take(room.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(Error::io("reading", resolved))?;
-        if bytes.len() as u64 > limit {
-            return Err(Error::FileTooLarge {
-                path: paths::to_slash(rel),
-                size: bytes.len() as u64,
-                limit,
-            });
+        if let Some(err) = too_large(bytes.len() as u64) {
+            return Err(err);
         }
+        *total += bytes.len() as u64;
         Ok(match String::from_utf8(bytes) {
             Ok(text) => FileContent::Text(text),
             Err(err) => FileContent::Bytes(err.into_bytes()),
@@ -529,6 +561,14 @@ impl Drop for Workspace {
             tracing::warn!(session = %self.session_id, error = %err, "workspace cleanup on drop failed");
         }
     }
+}
+
+/// What a [`Workspace::get_file_contents`] call has read so far.
+#[derive(Default)]
+struct Collected {
+    files: BTreeMap<String, FileContent>,
+    /// Their sizes, added up.
+    total: u64,
 }
 
 /// The name of this host, for session markers.

@@ -4,6 +4,7 @@
 mod common;
 
 mod admin_cli;
+mod memory_cli;
 mod plugins_cli;
 mod run_cli;
 mod serve_cli;

@@ -43,7 +43,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -309,12 +309,21 @@ pub fn encode_content<'a>(
         .map_err(|err| write_error(path, file_type, format!("{compression} compression: {err}")))
 }
 
+/// The largest input file berth reads, and the most bytes it decompresses
+/// one into: 64 MiB, the default cap of a workspace file read. Beyond it
+/// [`read_input_file`] fails with [`Error::FileTooLarge`] (from the file's
+/// size, before reading it) and decompression with [`Error::FileRead`]
+/// (as soon as the output passes it), so a small archive that unpacks to
+/// gigabytes costs no more than 64 MiB.
+pub const MAX_INPUT_SIZE: u64 = 64 << 20;
+
 /// Decompresses `bytes`, then decodes them as `file_type`.
 ///
 /// `path` only names the file in errors. Text decodes to a string, or to
 /// bytes when it is not UTF-8; binary decodes to bytes; every other type
 /// decodes to a JSON value. Fails with [`Error::FileRead`] when the bytes are
-/// not valid for the compression or the type.
+/// not valid for the compression or the type, or decompress to more than
+/// [`MAX_INPUT_SIZE`] bytes.
 pub fn decode_content(
     bytes: &[u8],
     file_type: FileType,
@@ -327,11 +336,16 @@ pub fn decode_content(
     if compression == Compression::None {
         return decode_uncompressed(bytes, file_type, path);
     }
-    let plain = compression.decompress(bytes).map_err(|err| {
+    let plain = decompress_bounded(bytes, compression).map_err(|err| {
         read_error(
             path,
             file_type,
-            format!("not valid {compression} data: {err}"),
+            match err {
+                Inflated::TooLarge => {
+                    format!("it decompresses to more than {MAX_INPUT_SIZE} bytes, the limit")
+                }
+                Inflated::Invalid(err) => format!("not valid {compression} data: {err}"),
+            },
         )
     })?;
     match file_type {
@@ -342,12 +356,36 @@ pub fn decode_content(
     }
 }
 
+/// Why [`decompress_bounded`] failed.
+enum Inflated {
+    /// The output passed [`MAX_INPUT_SIZE`].
+    TooLarge,
+    /// The input is not valid in its format.
+    Invalid(io::Error),
+}
+
+/// Decompresses `bytes`, stopping as soon as the output passes
+/// [`MAX_INPUT_SIZE`].
+fn decompress_bounded(bytes: &[u8], compression: Compression) -> Result<Vec<u8>, Inflated> {
+    let mut plain = Vec::new();
+    compression
+        .reader(bytes)
+        .and_then(|reader| reader.take(MAX_INPUT_SIZE + 1).read_to_end(&mut plain))
+        .map_err(Inflated::Invalid)?;
+    if plain.len() as u64 > MAX_INPUT_SIZE {
+        return Err(Inflated::TooLarge);
+    }
+    Ok(plain)
+}
+
 /// Reads a file from the host, detecting its type and compression from its
 /// name (see [`detect_file_type`]), and decodes it.
 ///
 /// The path is used as given: containing it within a workspace is the
-/// caller's business. Fails with [`Error::Io`] when the file cannot be read
-/// and [`Error::FileRead`] when it does not decode as its type.
+/// caller's business. Fails with [`Error::Io`] when the file cannot be read,
+/// [`Error::FileTooLarge`] when it is larger than [`MAX_INPUT_SIZE`], and
+/// [`Error::FileRead`] when it does not decode as its type or decompresses
+/// to more than [`MAX_INPUT_SIZE`].
 pub fn read_input_file(path: &Path) -> Result<InputContent> {
     let (file_type, compression) = detect_file_type(path);
     read_input_file_as(path, file_type, compression)
@@ -363,13 +401,35 @@ pub fn read_input_file_as(
     file_type: FileType,
     compression: Compression,
 ) -> Result<InputContent> {
-    let bytes = fs::read(path).map_err(Error::io("reading", path))?;
+    let bytes = read_bounded(path)?;
     // Text and binary keep the buffer just read instead of copying it.
     match (file_type, compression) {
         (FileType::Binary, Compression::None) => Ok(InputContent::Bytes(bytes)),
         (FileType::Text, Compression::None) => Ok(text::decode_text_owned(bytes)),
         _ => decode_content(&bytes, file_type, compression, &path.display().to_string()),
     }
+}
+
+/// Reads a whole file of at most [`MAX_INPUT_SIZE`] bytes.
+fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+    let file = fs::File::open(path).map_err(Error::io("reading", path))?;
+    let too_large = |size| Error::FileTooLarge {
+        path: path.display().to_string(),
+        size,
+        limit: MAX_INPUT_SIZE,
+    };
+    let size = file.metadata().map_err(Error::io("reading", path))?.len();
+    if size > MAX_INPUT_SIZE {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_INPUT_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io("reading", path))?;
+    if bytes.len() as u64 > MAX_INPUT_SIZE {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Writes `files` under `root`, which must be an existing directory, and

@@ -357,6 +357,57 @@ fn read_input_file_detects_and_falls_back_to_bytes() {
     );
 }
 
+/// A file larger than the cap is refused from its size, unread; one that
+/// decompresses past the cap is refused as soon as it does, whether read
+/// from disk or decoded from bytes. Up to the cap, both are read.
+#[test]
+fn input_files_and_what_they_decompress_to_are_bounded() {
+    let root = tempfile::tempdir().unwrap();
+    let huge = root.path().join("huge.txt");
+    fs::File::create(&huge)
+        .unwrap()
+        .set_len(MAX_INPUT_SIZE + 1)
+        .unwrap();
+    let err = read_input_file(&huge).unwrap_err();
+    assert!(
+        matches!(err, Error::FileTooLarge { size, limit: MAX_INPUT_SIZE, .. } if size == MAX_INPUT_SIZE + 1),
+        "{err}"
+    );
+
+    let mut writer = Compression::Gzip.writer(Vec::new()).unwrap();
+    let block = vec![b'a'; 1 << 20];
+    for _ in 0..(MAX_INPUT_SIZE >> 20) {
+        writer.write_all(&block).unwrap();
+    }
+    let at_cap = writer.finish().unwrap();
+    let mut writer = Compression::Gzip.writer(Vec::new()).unwrap();
+    for _ in 0..(MAX_INPUT_SIZE >> 20) {
+        writer.write_all(&block).unwrap();
+    }
+    writer.write_all(b"!").unwrap();
+    let bomb = writer.finish().unwrap();
+    assert!(bomb.len() < 1 << 20, "a small file");
+    fs::write(root.path().join("bomb.txt.gz"), &bomb).unwrap();
+    fs::write(root.path().join("fits.txt.gz"), &at_cap).unwrap();
+
+    for err in [
+        read_input_file(&root.path().join("bomb.txt.gz")).unwrap_err(),
+        decode_content(&bomb, FileType::Text, Compression::Gzip, "bomb.txt.gz").unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::FileRead { path, message, .. }
+                if path.ends_with("bomb.txt.gz") && message.contains("decompresses to more than")),
+            "{err}"
+        );
+    }
+    let InputContent::Json(Value::String(text)) =
+        read_input_file(&root.path().join("fits.txt.gz")).unwrap()
+    else {
+        panic!("text expected");
+    };
+    assert_eq!(text.len() as u64, MAX_INPUT_SIZE);
+}
+
 #[test]
 fn materialize_writes_every_type_and_returns_the_paths() {
     let root = tempfile::tempdir().unwrap();

@@ -189,37 +189,44 @@ pub(super) fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
-pub(super) fn read_entries<'a, I>(snapshot: &Snapshot, paths: I) -> Result<HashMap<String, Vec<u8>>>
+/// Hands `visit` the first bytes of each entry in `wanted` (a path and
+/// the most bytes to read of it); see [`Snapshot::visit_entries`].
+pub(super) fn visit_entries<'a, I>(
+    snapshot: &Snapshot,
+    wanted: I,
+    visit: &mut dyn FnMut(&ManifestEntry, Vec<u8>) -> Result<()>,
+) -> Result<()>
 where
-    I: IntoIterator<Item = &'a str>,
+    I: IntoIterator<Item = (&'a str, u64)>,
 {
     let archive = snapshot.archive_path();
-    let mut out = HashMap::new();
-    let mut wanted: Vec<(&ManifestEntry, u64)> = Vec::new();
-    for path in paths {
+    // Entries to read from the archive, with their offset and how many of
+    // their bytes to read.
+    let mut reads: Vec<(&ManifestEntry, u64, usize)> = Vec::new();
+    for (path, limit) in wanted {
         let Some((entry, offset)) = snapshot.entry_offset(path) else {
             continue;
         };
+        let len = entry.size.min(limit).min(usize::MAX as u64) as usize;
         match entry.kind {
-            // An empty file has nothing to read (and no frame to open).
-            EntryKind::File if entry.size == 0 => {
-                out.insert(entry.path.clone(), Vec::new());
-            }
-            EntryKind::File => wanted.push((entry, offset)),
+            // Nothing to read (and no frame to open).
+            EntryKind::File if len == 0 => visit(entry, Vec::new())?,
+            EntryKind::File => reads.push((entry, offset, len)),
             EntryKind::Symlink => {
-                let target = entry.link_target.clone().unwrap_or_default();
-                out.insert(entry.path.clone(), target.into_bytes());
+                let mut target = entry.link_target.clone().unwrap_or_default().into_bytes();
+                target.truncate(len);
+                visit(entry, target)?;
             }
-            EntryKind::Dir => {
-                out.insert(entry.path.clone(), Vec::new());
-            }
+            EntryKind::Dir => visit(entry, Vec::new())?,
         }
     }
-    if wanted.is_empty() {
-        return Ok(out);
+    if reads.is_empty() {
+        return Ok(());
     }
-    let verify = |entry: &ManifestEntry, bytes: &[u8]| {
-        if ContentHash::of(bytes) == entry.hash {
+    // Only an entry meant to be read whole can be checked against its
+    // hash (and one cut short by the archive fails it).
+    let verify = |entry: &ManifestEntry, len: usize, bytes: &[u8]| {
+        if len as u64 != entry.size || ContentHash::of(bytes) == entry.hash {
             Ok(())
         } else {
             Err(archive_error(
@@ -230,48 +237,52 @@ where
     };
     if snapshot.compression() == Compression::None {
         let mut file = File::open(archive).map_err(Error::io("opening archive", archive))?;
-        wanted.sort_by_key(|(_, offset)| *offset);
-        for (entry, offset) in wanted {
-            let mut bytes = vec![0; entry.size as usize];
+        reads.sort_by_key(|(_, offset, _)| *offset);
+        for (entry, offset, len) in reads {
+            let mut bytes = vec![0; len];
             file.seek(SeekFrom::Start(offset))
                 .and_then(|_| file.read_exact(&mut bytes))
                 .map_err(|err| archive_error(archive, err))?;
-            verify(entry, &bytes)?;
-            out.insert(entry.path.clone(), bytes);
+            verify(entry, len, &bytes)?;
+            visit(entry, bytes)?;
         }
-        return Ok(out);
+        return Ok(());
     }
     if let Some(frames) = snapshot.frames() {
         let file = File::open(archive).map_err(Error::io("opening archive", archive))?;
         let mut cursor = FrameCursor::new(&file, snapshot.compression(), frames)
             .map_err(|err| archive_error(archive, err))?;
-        wanted.sort_by_key(|(_, offset)| *offset);
-        for (entry, offset) in wanted {
-            let mut bytes = vec![0; entry.size as usize];
+        reads.sort_by_key(|(_, offset, _)| *offset);
+        for (entry, offset, len) in reads {
+            let mut bytes = vec![0; len];
             cursor
                 .seek(offset)
                 .and_then(|()| cursor.read_exact(&mut bytes))
                 .map_err(|err| archive_error(archive, err))?;
-            verify(entry, &bytes)?;
-            out.insert(entry.path.clone(), bytes);
+            verify(entry, len, &bytes)?;
+            visit(entry, bytes)?;
         }
-        return Ok(out);
+        return Ok(());
     }
-    let mut pending: HashMap<&str, &ManifestEntry> =
-        wanted.iter().map(|(e, _)| (e.path.as_str(), *e)).collect();
+    let mut pending: HashMap<&str, (&ManifestEntry, usize)> = reads
+        .iter()
+        .map(|(entry, _, len)| (entry.path.as_str(), (*entry, *len)))
+        .collect();
     let mut tar = open_tar(archive, snapshot.compression())?;
     for member in tar.entries().map_err(|err| archive_error(archive, err))? {
-        let mut member = member.map_err(|err| archive_error(archive, err))?;
+        let member = member.map_err(|err| archive_error(archive, err))?;
         let path = member_path(archive, &member)?;
-        let Some(entry) = pending.remove(path.as_str()) else {
+        let Some((entry, len)) = pending.remove(path.as_str()) else {
+            // Skipped by reading it through: the stream has no seek.
             continue;
         };
-        let mut bytes = Vec::with_capacity(entry.size as usize);
+        let mut bytes = Vec::with_capacity(len);
         member
+            .take(len as u64)
             .read_to_end(&mut bytes)
             .map_err(|err| archive_error(archive, err))?;
-        verify(entry, &bytes)?;
-        out.insert(path, bytes);
+        verify(entry, len, &bytes)?;
+        visit(entry, bytes)?;
         if pending.is_empty() {
             break;
         }
@@ -282,5 +293,5 @@ where
             format!("`{missing}` is in the manifest but not in the archive"),
         ));
     }
-    Ok(out)
+    Ok(())
 }

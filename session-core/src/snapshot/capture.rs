@@ -4,7 +4,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::ops::Range;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -14,6 +14,7 @@ use super::Snapshot;
 use super::frames::{FramedWriter, frame_target};
 use super::manifest::{ContentHash, EntryKind, ManifestEntry, PERMISSION_BITS, SnapshotManifest};
 use super::rules::{SnapshotRules, Verdict};
+use super::sparse::{self, Region, SparseWriter};
 use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::tree::{Dir, FileKind, Stat, Walker};
@@ -61,10 +62,11 @@ pub(super) fn capture(
     let io_err = |err| Error::io("writing archive", &archive_path)(err);
 
     let handle = file.as_file().try_clone().map_err(io_err)?;
+    // Sparse: an uncompressed archive of a sparse file keeps its holes.
     let framed = FramedWriter::new(
         compression,
         frame_target(compression),
-        BufWriter::with_capacity(256 << 10, handle),
+        BufWriter::with_capacity(256 << 10, SparseWriter::new(handle)),
     )
     .map_err(io_err)?;
     let mut builder = tar::Builder::new(framed);
@@ -100,7 +102,9 @@ pub(super) fn capture(
     // an fsync per capture would cost more than the walk itself.
     buffered
         .into_inner()
-        .map_err(|err| io_err(err.into_error()))?;
+        .map_err(|err| io_err(err.into_error()))?
+        .finish()
+        .map_err(io_err)?;
     let (_, archive) = file.keep().map_err(|err| io_err(err.error))?;
 
     let mut entries = entries;
@@ -475,35 +479,85 @@ impl<'scope, 'env> DeferredHashes<'scope, 'env> {
 }
 
 /// Yields exactly `size` bytes of a file: zero-padded if it shrank after
-/// its size was read, cut if it grew.
+/// its size was read, cut if it grew. Reads with `pread` from its own
+/// offset; a reader made [`ExactReader::skipping_holes`] yields a sparse
+/// file's holes as zeros without reading them.
 #[derive(Debug)]
 struct ExactReader {
     inner: File,
+    position: u64,
     remaining: u64,
+    /// The region `position` is in, when holes are looked for.
+    region: Option<Region>,
+    skip_holes: bool,
 }
 
 impl ExactReader {
     fn new(file: File, size: u64) -> ExactReader {
         ExactReader {
             inner: file,
+            position: 0,
             remaining: size,
+            region: None,
+            skip_holes: false,
+        }
+    }
+
+    /// Like [`ExactReader::new`], but a file with holes (fewer blocks on
+    /// disk than its length) has them yielded as zeros, found with
+    /// `SEEK_DATA`/`SEEK_HOLE`, rather than read.
+    fn skipping_holes(file: File, size: u64) -> ExactReader {
+        let skip_holes = file
+            .metadata()
+            .is_ok_and(|meta| sparse::may_have_holes(&meta));
+        ExactReader {
+            skip_holes,
+            ..ExactReader::new(file, size)
+        }
+    }
+
+    /// The region at `position`, asked again once the last one ends;
+    /// `None` when holes are not looked for (or the file system cannot
+    /// tell, and then never again).
+    fn region(&mut self) -> Option<Region> {
+        if !self.skip_holes {
+            return None;
+        }
+        match self.region {
+            Some(region) if region.end > self.position => Some(region),
+            _ => {
+                self.region = sparse::data_region(&self.inner, self.position);
+                self.skip_holes = self.region.is_some();
+                self.region
+            }
         }
     }
 }
 
 impl Read for ExactReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
+        if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf
+        let mut want = buf
             .len()
             .min(self.remaining.min(usize::MAX as u64) as usize);
-        let mut n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            buf[..want].fill(0);
-            n = want;
+        let region = self.region();
+        if let Some(region) = region {
+            want = want.min((region.end - self.position).min(usize::MAX as u64) as usize);
         }
+        let n = match region {
+            Some(Region { hole: true, .. }) => 0,
+            _ => self.inner.read_at(&mut buf[..want], self.position)?,
+        };
+        // A hole, or the end of a file that shrank: zeros.
+        let n = if n == 0 {
+            buf[..want].fill(0);
+            want
+        } else {
+            n
+        };
+        self.position += n as u64;
         self.remaining -= n as u64;
         Ok(n)
     }
@@ -520,10 +574,11 @@ pub struct ExactHashingReader {
 }
 
 impl ExactHashingReader {
-    /// Reads `size` bytes of `file`.
+    /// Reads `size` bytes of `file`; a sparse file's holes are yielded as
+    /// zeros without being read.
     pub fn new(file: File, size: u64) -> ExactHashingReader {
         ExactHashingReader {
-            inner: ExactReader::new(file, size),
+            inner: ExactReader::skipping_holes(file, size),
             hasher: blake3::Hasher::new(),
         }
     }

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use super::Snapshot;
 use super::archive::{ancestors, archive_error, member_path, open_tar};
 use super::manifest::{ContentHash, EntryKind, PERMISSION_BITS, SnapshotManifest};
+use super::sparse::SparseWriter;
 use crate::error::{Error, Result};
 use crate::tree::{Blocked, Dir, DirCursor, FileKind, Walker};
 
@@ -93,9 +94,11 @@ pub(super) fn extract(snapshot: &Snapshot, dest: &Path, mode: ExtractMode) -> Re
                 clear(dir, name, false, &full)?;
                 // A new file, owned by whoever extracts, private until its
                 // content is complete and checked.
-                let mut file = dir
+                let file = dir
                     .open_file(name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)
                     .map_err(Error::io("creating", &full))?;
+                // Streamed through one buffer; blocks of zeros become holes.
+                let mut file = SparseWriter::new(file);
                 let mut hasher = blake3::Hasher::new();
                 loop {
                     let n = member
@@ -108,6 +111,7 @@ pub(super) fn extract(snapshot: &Snapshot, dest: &Path, mode: ExtractMode) -> Re
                     file.write_all(&buf[..n])
                         .map_err(Error::io("writing", &full))?;
                 }
+                let file = file.finish().map_err(Error::io("writing", &full))?;
                 let hash: ContentHash = hasher.finalize().into();
                 if let Some(expected) = snapshot.manifest().get(&rel)
                     && expected.kind == EntryKind::File

@@ -5,8 +5,9 @@
 //! a [`SnapshotManifest`]. The snapshot's checksum is the manifest's hash, so
 //! identical trees give identical checksums whatever the compression or the
 //! time. [`Snapshot::extract`] restores it (refusing unsafe members), and
-//! [`Snapshot::read_entries`] reads only the entries asked for, which is how
-//! a diff touches only what changed.
+//! [`Snapshot::visit_entries`] reads only the entries asked for, and of each
+//! at most the bytes asked for, which is how a diff touches only what
+//! changed.
 //!
 //! # What survives a snapshot
 //!
@@ -23,6 +24,23 @@
 //! sync. A tree captured, extracted and captured again has the same
 //! checksum.
 //!
+//! # Memory and sparse files
+//!
+//! Nothing here holds a file whole: capture streams each file through the
+//! archive writer and its hasher (files up to 64 KiB are read whole, into
+//! batches of at most 256 KiB), extraction streams each member through one
+//! 64 KiB buffer, and [`Snapshot::visit_entries`] reads at most what its
+//! caller asks of each entry. Whatever a tree holds, a capture or an
+//! extraction needs a few MiB.
+//!
+//! A sparse file stays sparse. Capture finds a live file's holes with
+//! `SEEK_DATA`/`SEEK_HOLE` and yields them as zeros without reading them;
+//! the archive holds those zeros (no GNU sparse members: any `tar` reads
+//! berth's archives). Every file extraction writes, and every uncompressed
+//! archive, leaves each aligned 4 KiB block of zeros unwritten, a hole: a
+//! 2 GiB file made by `truncate` comes out of a checkpoint occupying no
+//! blocks, and so does any run of zeros, sparse at its source or not.
+//!
 //! Capture walks with [`crate::tree::Walker`]: without recursion and within
 //! its bounds ([`crate::Error::TreeBound`] beyond 1,024 levels or 4,096
 //! bytes of relative path); extraction writes through directory
@@ -34,6 +52,7 @@ mod extract;
 mod frames;
 mod manifest;
 mod rules;
+mod sparse;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -178,25 +197,59 @@ impl Snapshot {
         extract::extract(self, dest, mode)
     }
 
-    /// Reads the bytes of the entries at `paths` (files and symlink targets),
-    /// and only those, verifying each against its manifest hash.
-    ///
-    /// An uncompressed archive is read by seeking straight to each entry. A
-    /// compressed archive written by [`Snapshot::capture`] is a sequence of
-    /// independently compressed frames (32 KiB of tar stream each for gz):
-    /// only the frames holding wanted entries are decoded, each from its
-    /// start up to the last entry wanted in it. A compressed archive opened
-    /// with [`Snapshot::open_archive`] has no frame index and is streamed
-    /// once, skipping other entries, up to the last one wanted. Paths not in
-    /// the manifest are not returned.
+    /// Reads at most `limit` bytes of each entry at `paths` (files and
+    /// symlink targets), and only those entries; see
+    /// [`Snapshot::visit_entries`]. What it returns is bounded by the caller:
+    /// `limit` times the number of paths.
     pub fn read_entries<'a, I>(
         &self,
         paths: I,
+        limit: u64,
     ) -> Result<std::collections::HashMap<String, Vec<u8>>>
     where
         I: IntoIterator<Item = &'a str>,
     {
-        archive::read_entries(self, paths)
+        let mut out = std::collections::HashMap::new();
+        self.visit_entries(
+            paths.into_iter().map(|path| (path, limit)),
+            |entry, bytes| {
+                out.insert(entry.path.clone(), bytes);
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Reads the entries in `wanted`, each a path with the most bytes to
+    /// read of it, and hands each entry with its first bytes to `visit`, one
+    /// at a time, so that a caller keeps only what it needs: a diff reads a
+    /// few KiB of a large file to tell whether it is binary, and memory
+    /// never holds more than one entry's bytes.
+    ///
+    /// Files and symlink targets yield their bytes (the first `limit` of
+    /// them), empty directories nothing; paths not in the manifest are not
+    /// visited. An entry read whole is verified against its manifest hash
+    /// ([`crate::Error::Archive`] when it does not match); a prefix cannot
+    /// be, and is not. Entries are visited in the order of the archive,
+    /// after those that need no reading.
+    ///
+    /// An uncompressed archive is read by seeking straight to each entry. A
+    /// compressed archive written by [`Snapshot::capture`] is a sequence of
+    /// independently compressed frames (32 KiB of tar stream each for gz):
+    /// only the frames holding wanted bytes are decoded, each from its
+    /// start up to the last byte wanted in it. A compressed archive opened
+    /// with [`Snapshot::open_archive`] has no frame index and is streamed
+    /// once, through a fixed buffer, up to the last entry wanted: the bytes
+    /// of the entries passed over, or beyond a prefix, are decoded and
+    /// dropped, never held.
+    ///
+    /// An error `visit` returns stops the reading and is returned.
+    pub fn visit_entries<'a, I, F>(&self, wanted: I, mut visit: F) -> Result<()>
+    where
+        I: IntoIterator<Item = (&'a str, u64)>,
+        F: FnMut(&ManifestEntry, Vec<u8>) -> Result<()>,
+    {
+        archive::visit_entries(self, wanted, &mut visit)
     }
 
     fn frames(&self) -> Option<&[frames::Frame]> {

@@ -122,7 +122,7 @@ fn read_entries_through_frames_returns_exactly_each_entrys_bytes() {
         let files = file_paths(&snap);
         let expect = |path: &str| fs::read(tree.path().join(path)).unwrap();
 
-        let all = snap.read_entries(files.iter().copied()).unwrap();
+        let all = snap.read_entries(files.iter().copied(), u64::MAX).unwrap();
         assert_eq!(all.len(), files.len(), "{compression}");
         for path in &files {
             assert!(all[*path] == expect(path), "{compression}: {path}");
@@ -147,14 +147,14 @@ fn read_entries_through_frames_returns_exactly_each_entrys_bytes() {
             ],
         ];
         for subset in subsets {
-            let got = snap.read_entries(subset.iter().copied()).unwrap();
+            let got = snap.read_entries(subset.iter().copied(), u64::MAX).unwrap();
             assert_eq!(got.len(), subset.len(), "{compression}");
             for path in subset {
                 assert!(got[path] == expect(path), "{compression}: {path}");
             }
         }
         let links = snap
-            .read_entries(["m/link", "m/hollow", "nowhere"])
+            .read_entries(["m/link", "m/hollow", "nowhere"], u64::MAX)
             .unwrap();
         assert_eq!(links.len(), 2);
         assert_eq!(links["m/link"], b"big.txt");
@@ -180,16 +180,20 @@ fn a_tampered_or_truncated_archive_is_detected() {
             *b = !*b;
         }
         fs::write(snap.archive_path(), &bytes).unwrap();
-        let err = snap.read_entries(files.iter().copied()).unwrap_err();
+        let err = snap
+            .read_entries(files.iter().copied(), u64::MAX)
+            .unwrap_err();
         assert!(matches!(err, Error::Archive { .. }), "{compression}: {err}");
         // Entries before the damage are still read.
         let first = snap
-            .read_entries(["a/d00/f000.txt", "a/d01/f001.txt"])
+            .read_entries(["a/d00/f000.txt", "a/d01/f001.txt"], u64::MAX)
             .unwrap();
         assert_eq!(first.len(), 2, "{compression}");
 
         fs::write(snap.archive_path(), &pristine[..pristine.len() / 2]).unwrap();
-        let err = snap.read_entries(files.iter().copied()).unwrap_err();
+        let err = snap
+            .read_entries(files.iter().copied(), u64::MAX)
+            .unwrap_err();
         assert!(matches!(err, Error::Archive { .. }), "{compression}: {err}");
     }
 }
@@ -295,8 +299,10 @@ fn a_framed_archive_opened_from_disk_is_streamed_with_the_same_results() {
         assert_eq!(opened.manifest().entries(), snap.manifest().entries());
         let files = file_paths(&snap);
         let wanted: Vec<&str> = files.iter().copied().step_by(11).collect();
-        let streamed = opened.read_entries(wanted.iter().copied()).unwrap();
-        let framed = snap.read_entries(wanted.iter().copied()).unwrap();
+        let streamed = opened
+            .read_entries(wanted.iter().copied(), u64::MAX)
+            .unwrap();
+        let framed = snap.read_entries(wanted.iter().copied(), u64::MAX).unwrap();
         assert_eq!(streamed.len(), wanted.len());
         assert!(streamed == framed, "{compression}");
     }

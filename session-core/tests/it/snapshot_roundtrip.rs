@@ -328,7 +328,7 @@ fn read_entries_reads_only_what_is_asked_and_verifies_it() {
     for compression in [Compression::None, Compression::Gzip] {
         let snap = Snapshot::capture(src.path(), &all_rules(), compression, store.path()).unwrap();
         let got = snap
-            .read_entries(["f03.txt", "f17.txt", "missing"])
+            .read_entries(["f03.txt", "f17.txt", "missing"], u64::MAX)
             .unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got["f03.txt"], b"content 3\n");
@@ -341,9 +341,9 @@ fn read_entries_reads_only_what_is_asked_and_verifies_it() {
     let at = bytes.windows(10).position(|w| w == b"content 5\n").unwrap();
     bytes[at] = b'X';
     fs::write(snap.archive_path(), bytes).unwrap();
-    assert!(snap.read_entries(["f04.txt"]).is_ok());
+    assert!(snap.read_entries(["f04.txt"], u64::MAX).is_ok());
     assert!(matches!(
-        snap.read_entries(["f05.txt"]),
+        snap.read_entries(["f05.txt"], u64::MAX),
         Err(Error::Archive { .. })
     ));
 }
@@ -423,7 +423,7 @@ fn many_small_and_a_few_large_files_hash_exactly() {
             "{compression}: the checksum captures gave before"
         );
         let read = snap
-            .read_entries(files.iter().map(|(rel, _, _)| rel.as_str()))
+            .read_entries(files.iter().map(|(rel, _, _)| rel.as_str()), u64::MAX)
             .unwrap();
         assert_eq!(read.len(), files.len(), "{compression}");
         for (rel, bytes, _) in &files {

@@ -238,6 +238,42 @@ fn file_size_cap() {
     );
 }
 
+/// What one read returns is capped in total too: files within the
+/// per-file cap add up until one would cross the total, which names it.
+/// A file two patterns match counts once.
+#[test]
+fn total_size_cap() {
+    let fx = Fixture::new();
+    let mut options = fx.options();
+    options.max_file_size = 100;
+    options.max_total_size = 250;
+    let mut ws = Workspace::new(
+        "cap",
+        InitialContent::Directory(fx.base.path().to_path_buf()),
+        options,
+        Mode::Evaluation,
+        ResolvedAssets::default(),
+    );
+    let root = ws.prepare().unwrap().to_path_buf();
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        write(&root, name, &[b'x'; 100]);
+    }
+    let got = ws
+        .get_file_contents(&["a.txt", "./a.txt", "*.txt", "b.txt"])
+        .unwrap_err();
+    assert!(
+        matches!(
+            &got,
+            Error::ReadTooLarge { path, total: 300, limit: 250 } if path == "c.txt"
+        ),
+        "{got}"
+    );
+    let got = ws
+        .get_file_contents(&["a.txt", "./a.txt", "a.txt", "b.txt"])
+        .unwrap();
+    assert_eq!(got.len(), 2);
+}
+
 #[test]
 fn snapshots_checkpoints_and_restore() {
     let fx = Fixture::new();
@@ -346,7 +382,12 @@ fn an_empty_base_writes_no_archive_until_a_snapshot_is_taken() {
     )
     .unwrap();
     assert_eq!(initial.checksum(), captured.checksum());
-    assert!(initial.read_entries(["anything"]).unwrap().is_empty());
+    assert!(
+        initial
+            .read_entries(["anything"], u64::MAX)
+            .unwrap()
+            .is_empty()
+    );
 
     // Diffs, checkpoints and resets work from it.
     write(&root, "made/here.txt", b"new\n");
