@@ -25,7 +25,6 @@ mod logs;
 mod protocol;
 mod trust;
 
-use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,19 +143,14 @@ pub fn load_directory(dir: &Path, registry: &mut Registry) -> PluginReport {
 /// ABI version, fails to start or declares a taken type.
 pub fn load_library(path: &Path, registry: &mut Registry) -> Result<LoadedPlugin, String> {
     let started = Instant::now();
-    let (real, checked) = trust::check_library(path)?;
-    // What is opened is what was checked: the library is opened once, its
-    // identity compared with the checked file's, and loaded through that
-    // descriptor (where /proc shows descriptors).
-    let file = open_checked(&real, &checked)?;
-    let via_descriptor = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-    let load_path = if via_descriptor.exists() {
-        via_descriptor
-    } else {
-        real
-    };
-    let module = session_abi::load(&load_path).map_err(|err| err.to_string())?;
-    drop(file);
+    // The real path is loaded, not `path`: every directory and symlink on
+    // the way to it was judged, so only root or berth's user could change
+    // what it names between the check and the load. (Loading through a
+    // `/proc/self/fd` path would not do: the dynamic loader knows a library
+    // by the name it was opened with, and would hand back whichever
+    // library was loaded under that reused name before.)
+    let (real, _) = trust::check_library(path)?;
+    let module = session_abi::load(&real).map_err(|err| err.to_string())?;
     let version = module.abi_version();
     if version != ABI_VERSION {
         return Err(format!(
@@ -186,27 +180,6 @@ pub fn load_library(path: &Path, registry: &mut Registry) -> Result<LoadedPlugin
         types,
         load_time: started.elapsed(),
     })
-}
-
-/// Opens the checked library without following a symlink at its last
-/// component, and insists it is the same file the check judged.
-fn open_checked(real: &Path, checked: &std::fs::Metadata) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(real)
-        .map_err(|err| format!("refused: cannot open `{}`: {err}", real.display()))?;
-    let opened = file
-        .metadata()
-        .map_err(|err| format!("refused: cannot inspect `{}`: {err}", real.display()))?;
-    if (opened.dev(), opened.ino()) != (checked.dev(), checked.ino()) {
-        return Err(format!(
-            "refused: `{}` changed between its check and its load",
-            real.display()
-        ));
-    }
-    Ok(file)
 }
 
 /// Calls the plugin's `init` and wraps each backend it declares.
