@@ -44,6 +44,28 @@ pub const TAR: &str = "application/x-tar";
 /// server accepts.
 pub const MAX_ID_LEN: usize = 128;
 
+/// The longest duration a request may carry: a command's `wall_timeout`
+/// and `idle_timeout`, a spec's `limits.wall_timeout` and
+/// `limits.idle_timeout`, and the lease an `api` spec asks for (`api.lease`).
+/// About 31 years, as good as no limit; a longer value is refused (400
+/// naming the field) rather than overflowing a deadline.
+pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
+/// Checks a duration taken from a request against [`MAX_DURATION`].
+///
+/// Fails, when it is longer, with a message that gives both values (the
+/// caller names the field).
+pub fn check_duration(value: Option<Duration>) -> Result<(), String> {
+    match value {
+        Some(value) if value > MAX_DURATION => Err(format!(
+            "{} seconds is too long; at most {} (about 31 years) is accepted",
+            value.as_secs_f64(),
+            MAX_DURATION.as_secs()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `id` may name a session, runtime, change set or idempotency
 /// key: 1 to [`MAX_ID_LEN`] ASCII letters, digits, `-` or `_`.
 pub fn is_valid_id(id: &str) -> bool {
