@@ -58,6 +58,15 @@ async fn bad_api_blocks_and_unsupported_options_are_refused() {
             "api: {url: 'http://127.0.0.1:1', lease: -1, remote: {type: local, name: r}}",
             "api.lease",
         ),
+        // Too long to be a duration at all: a spec error, not a panic.
+        (
+            "api: {url: 'http://127.0.0.1:1', lease: 1e300, remote: {type: local, name: r}}",
+            "api.lease",
+        ),
+        (
+            "api: {url: 'http://127.0.0.1:1', lease: 2e9, remote: {type: local, name: r}}",
+            "api.lease",
+        ),
         (
             "api: {url: 'http://127.0.0.1:1', remote: {type: local, name: r, bogus: 1}}",
             "api",
