@@ -47,7 +47,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use session_core::registry::Registry;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
 use self::connections::{Connection, ConnectionTable, Slot, Watched};
@@ -205,7 +205,7 @@ pub(crate) struct State {
     pub(crate) work_root: PathBuf,
     sessions: Mutex<HashMap<String, Arc<RemoteSession>>>,
     shutting_down: AtomicBool,
-    connections: Arc<ConnectionTable>,
+    connections: Arc<ConnectionTable<TcpStream>>,
     /// Requests without the right token.
     refusals: Throttle,
     /// Accepts that failed (typically: out of descriptors).
@@ -281,6 +281,13 @@ const LOGGED_ERROR_BYTES: usize = 500;
 /// How much of a session's label a log line shows.
 pub(crate) const LOGGED_LABEL_BYTES: usize = 100;
 
+/// How long a connection is kept from being shed after it was accepted and
+/// after bytes last arrived on it: under a flood, a client's packets may be
+/// dropped by the kernel's overflowing queues, so that it is accepted
+/// before its request arrives with the next retransmission; and a request
+/// that arrived needs a moment to be parsed and its token checked.
+const CONNECTION_GRACE: Duration = Duration::from_millis(250);
+
 /// How long accepting waits after it failed (out of descriptors, say)
 /// unless a connection closes first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(250);
@@ -311,12 +318,10 @@ impl std::fmt::Debug for Server {
 /// cannot be bound.
 pub async fn bind(config: ServeConfig) -> Result<Server, Error> {
     config.token.check_server_strength()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = listen(config.listen).map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let local = listener.local_addr().map_err(|source| Error::Bind {
         addr: config.listen,
         source,
@@ -324,6 +329,7 @@ pub async fn bind(config: ServeConfig) -> Result<Server, Error> {
     let listener = listener
         .into_std()
         .and_then(|listener| {
+            defer_accept(&listener)?;
             // SAFETY: the std listener owns its descriptor, which stays open
             // (and the same) until the `AsyncFd` drops it: nothing replaces
             // the listener inside it.
@@ -365,7 +371,7 @@ pub async fn bind(config: ServeConfig) -> Result<Server, Error> {
     let state = Arc::new(State {
         registry: config.registry,
         token: config.token.digest(),
-        connections: ConnectionTable::new(limits.max_connections),
+        connections: ConnectionTable::new(limits.max_connections, CONNECTION_GRACE),
         limits,
         work_root,
         sessions: Mutex::new(HashMap::new()),
@@ -479,10 +485,10 @@ impl Server {
                         .and_then(|()| TcpStream::from_std(stream));
                     match stream {
                         Ok(stream) => {
-                            let slot = state.connections.admit();
+                            let _ = stream.set_nodelay(true);
+                            let slot = state.connections.admit(stream);
                             connections.spawn(serve_connection(
                                 Arc::clone(&state),
-                                stream,
                                 peer,
                                 slot,
                                 closing_seen.clone(),
@@ -529,6 +535,51 @@ impl Server {
 /// sessions are closed at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The longest queue of connections the kernel keeps for the server (it
+/// caps it to `net.core.somaxconn`): connections still in their handshake,
+/// and connections waiting to be accepted.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr`, with a long backlog.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// How long the kernel keeps a connection that has sent nothing from
+/// being accepted (`TCP_DEFER_ACCEPT`).
+const DEFER_ACCEPT_SECS: libc::c_int = 5;
+
+/// Has the kernel hand over a connection only once its first bytes arrived
+/// (or after [`DEFER_ACCEPT_SECS`]): a client speaks first in HTTP, so a
+/// client is read, and authenticated, as soon as it is accepted, while a
+/// flood of connections that send nothing waits in the kernel, holding no
+/// descriptor of the server's.
+fn defer_accept(listener: &std::net::TcpListener) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let seconds = DEFER_ACCEPT_SECS;
+    // SAFETY: a valid socket of ours and an option value it reads.
+    let set = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::addr_of!(seconds).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The soft limit on this process's open descriptors.
 fn descriptor_limit() -> u64 {
     let mut limit = libc::rlimit {
@@ -544,59 +595,51 @@ fn descriptor_limit() -> u64 {
 
 async fn serve_connection(
     state: Arc<State>,
-    stream: TcpStream,
     peer: SocketAddr,
-    slot: Slot,
+    slot: Slot<TcpStream>,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     let connection = Arc::clone(&slot.connection);
-    {
-        let service = {
+    let service = {
+        let state = Arc::clone(&state);
+        let connection = Arc::clone(&connection);
+        service_fn(move |req| {
             let state = Arc::clone(&state);
             let connection = Arc::clone(&connection);
-            service_fn(move |req| {
-                let state = Arc::clone(&state);
-                let connection = Arc::clone(&connection);
-                async move { Ok::<_, Infallible>(handle(state, &connection, peer, req).await) }
-            })
-        };
-        let served = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(state.limits.header_read_timeout)
-            .serve_connection(
-                TokioIo::new(Watched::new(stream, Arc::clone(&connection))),
-                service,
-            );
-        let mut served = std::pin::pin!(served);
-        let mut graceful = false;
-        loop {
-            tokio::select! {
-                outcome = served.as_mut() => {
-                    if let Err(err) = outcome {
-                        tracing::debug!(%peer, error = %err, "connection ended with an error");
-                    }
-                    break;
+            async move { Ok::<_, Infallible>(handle(state, &connection, peer, req).await) }
+        })
+    };
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.limits.header_read_timeout)
+        .serve_connection(TokioIo::new(Watched::new(Arc::clone(&connection))), service);
+    let mut served = std::pin::pin!(served);
+    let mut graceful = false;
+    loop {
+        tokio::select! {
+            outcome = served.as_mut() => {
+                if let Err(err) = outcome {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
                 }
-                () = connection.shed() => {
-                    tracing::debug!(%peer, "shed a connection that never presented the token");
-                    break;
-                }
-                _ = closing.wait_for(|closing| *closing), if !graceful => {
-                    served.as_mut().graceful_shutdown();
-                    graceful = true;
-                }
+                break;
+            }
+            () = connection.shed() => {
+                tracing::debug!(%peer, "shed a connection that never presented the token");
+                break;
+            }
+            _ = closing.wait_for(|closing| *closing), if !graceful => {
+                served.as_mut().graceful_shutdown();
+                graceful = true;
             }
         }
-        // The connection, and its socket, end here...
     }
-    // ...before its place is given up: the cap counts descriptors.
+    // Closes the socket and frees the place.
     drop(slot);
 }
 
 async fn handle(
     state: Arc<State>,
-    connection: &Arc<Connection>,
+    connection: &Arc<Connection<TcpStream>>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
