@@ -123,6 +123,16 @@ fn health(addr: SocketAddr) -> u16 {
         .unwrap_or_else(|| panic!("no status in {response:?}"))
 }
 
+/// The server, killed if the test fails before it stopped it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_connection_flood_under_a_low_descriptor_limit_starves_nobody() {
     let sb = Sandbox::new();
@@ -149,8 +159,8 @@ fn a_connection_flood_under_a_low_descriptor_limit_starves_nobody() {
             Ok(())
         });
     }
-    let mut server = command.spawn().unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let mut server = KillOnDrop(command.spawn().unwrap());
+    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
     let addr: SocketAddr = loop {
         let line = lines
             .next()
@@ -198,9 +208,9 @@ fn a_connection_flood_under_a_low_descriptor_limit_starves_nobody() {
 
     // SAFETY: signalling our own child.
     unsafe {
-        libc::kill(server.id() as i32, libc::SIGTERM);
+        libc::kill(server.0.id() as i32, libc::SIGTERM);
     }
-    let status = server.wait().unwrap();
+    let status = server.0.wait().unwrap();
     drain.join().unwrap();
     assert!(status.success(), "{status:?}");
     let log = log.lock().unwrap();
