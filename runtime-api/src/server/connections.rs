@@ -419,9 +419,9 @@ mod tests {
     use super::*;
 
     /// A socket stand-in: the table only holds it and drops it; whether it
-    /// was dropped is what the tests look at.
+    /// was dropped (the count of its handle) is what the tests look at.
     #[derive(Debug)]
-    struct Socket(Arc<()>);
+    struct Socket(#[allow(dead_code, reason = "held for its count")] Arc<()>);
 
     /// A table of `cap` without a grace, and a way to see how many of its
     /// sockets are open.

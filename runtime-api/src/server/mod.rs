@@ -276,7 +276,7 @@ impl State {
 
 /// How much of an error a log line shows (errors may quote paths and
 /// names a session's commands chose).
-const LOGGED_ERROR_BYTES: usize = 500;
+pub(crate) const LOGGED_ERROR_BYTES: usize = 500;
 
 /// How much of a session's label a log line shows.
 pub(crate) const LOGGED_LABEL_BYTES: usize = 100;

@@ -20,7 +20,6 @@ use session_core::spec::Mode;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::State;
 use super::http::{
     Failure, json_response, ndjson_response, no_content, parse_json, read_body, read_frame,
 };
@@ -28,6 +27,7 @@ use super::logs::clip;
 use super::session::{
     Area, Begin, Busy, ExecOutcome, ExecRecord, Parts, RemoteSession, SyncState, make_read_only,
 };
+use super::{LOGGED_ERROR_BYTES, LOGGED_LABEL_BYTES, State};
 use crate::TYPE_NAME;
 use crate::body::{Body, LineSender, event_channel};
 use crate::protocol::{
@@ -310,7 +310,7 @@ async fn create_session(
         }
         sessions.insert(id.clone(), remote);
     }
-    tracing::info!(session = %id, %label, backend = %backend_type, mode = %mode, "session created");
+    tracing::info!(session = %id, label = %clip(&label, LOGGED_LABEL_BYTES), backend = %backend_type, mode = %mode, "session created");
     Ok(json_response(
         StatusCode::CREATED,
         &SessionCreated {
@@ -428,7 +428,7 @@ async fn delete_session(state: &Arc<State>, sid: &str) -> Result<Response<Body>,
         .sessions()
         .remove(sid)
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no session `{sid}`")))?;
-    tracing::info!(session = %session.id, label = %session.label, "closing the session");
+    tracing::info!(session = %session.id, label = %clip(&session.label, LOGGED_LABEL_BYTES), "closing the session");
     session.stopping("the session was closed");
     session
         .close()
@@ -941,7 +941,7 @@ async fn settle_broken_runtime(session: &Arc<RemoteSession>, served: &Served<'_>
     );
     let stopped = tokio::time::timeout(BROKEN_RUNTIME_PATIENCE, async {
         if let Err(err) = runtime.kill().await {
-            tracing::warn!(session = %session.id, error = %clip(&err.to_string(), 500), "killing the commands of a broken runtime failed");
+            tracing::warn!(session = %session.id, error = %clip(&err.to_string(), LOGGED_ERROR_BYTES), "killing the commands of a broken runtime failed");
         }
         while matches!(runtime.poll().await, RuntimeStatus::Running(_)) {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -959,7 +959,7 @@ async fn settle_broken_runtime(session: &Arc<RemoteSession>, served: &Served<'_>
         let id = session.id.clone();
         tokio::spawn(async move {
             if let Err(err) = retired.cleanup().await {
-                tracing::warn!(session = %id, error = %clip(&err.to_string(), 500), "cleaning up a broken runtime failed");
+                tracing::warn!(session = %id, error = %clip(&err.to_string(), LOGGED_ERROR_BYTES), "cleaning up a broken runtime failed");
             }
         });
     }
