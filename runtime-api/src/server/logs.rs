@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::Instant;
 
 /// How much of a client's request path a log line shows.
 pub(crate) const LOGGED_PATH_BYTES: usize = 100;
@@ -34,8 +34,10 @@ pub(crate) struct Throttle {
     state: Mutex<Counts>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counts {
+    /// When this interval began.
+    since: Option<Instant>,
     /// Whether this interval's occurrence was logged in full already.
     logged: bool,
     /// Occurrences left out of the log this interval.
@@ -48,6 +50,7 @@ impl Throttle {
         Throttle {
             what,
             state: Mutex::new(Counts {
+                since: None,
                 logged: false,
                 left_out: 0,
             }),
@@ -67,19 +70,22 @@ impl Throttle {
         }
     }
 
-    /// Ends an interval of length `interval`: logs how many occurrences
-    /// were left out during it, if any, and lets the next one be logged in
-    /// full.
-    pub(crate) fn end_interval(&self, interval: Duration) {
-        let left_out = {
+    /// Ends an interval: logs how many occurrences were left out during
+    /// it, if any, and lets the next one be logged in full.
+    pub(crate) fn end_interval(&self) {
+        let now = Instant::now();
+        let (left_out, since) = {
             let mut counts = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            std::mem::take(&mut *counts).left_out
+            let since = counts.since.replace(now);
+            counts.logged = false;
+            (std::mem::take(&mut counts.left_out), since)
         };
         if left_out > 0 {
+            let seconds = since.map_or(0, |since| (now - since).as_secs_f64().round() as u64);
             tracing::warn!(
                 "{left_out} more {} in the last {} s",
                 self.what,
-                interval.as_secs_f64()
+                seconds.max(1)
             );
         }
     }
@@ -107,7 +113,7 @@ mod tests {
         assert!(!throttle.admit());
         assert!(!throttle.admit());
         assert_eq!(throttle.state.lock().unwrap().left_out, 2);
-        throttle.end_interval(Duration::from_secs(60));
+        throttle.end_interval();
         assert_eq!(throttle.state.lock().unwrap().left_out, 0);
         assert!(throttle.admit());
         assert!(!throttle.admit());

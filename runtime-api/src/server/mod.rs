@@ -248,7 +248,7 @@ impl State {
     /// Ends a logging interval: summarises what each throttle left out.
     fn end_log_interval(&self) {
         for throttle in [&self.refusals, &self.accept_failures, &self.full] {
-            throttle.end_interval(self.limits.log_interval);
+            throttle.end_interval();
         }
     }
 
@@ -442,6 +442,7 @@ impl Server {
                 reaper_state.reap_expired().await;
             }
         }));
+        state.end_log_interval();
         let logs_state = Arc::clone(&state);
         let _logs = AbortOnDrop(tokio::spawn(async move {
             loop {
