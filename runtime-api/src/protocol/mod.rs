@@ -56,14 +56,27 @@ pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
 /// Fails, when it is longer, with a message that gives both values (the
 /// caller names the field).
 pub fn check_duration(value: Option<Duration>) -> Result<(), String> {
-    match value {
-        Some(value) if value > MAX_DURATION => Err(format!(
-            "{} seconds is too long; at most {} (about 31 years) is accepted",
-            value.as_secs_f64(),
-            MAX_DURATION.as_secs()
-        )),
-        _ => Ok(()),
+    value.map_or(Ok(()), |value| check_seconds(value.as_secs_f64()))
+}
+
+/// [`check_duration`] for a number of seconds as written (a spec's
+/// `api.lease`), which may be far beyond what a `Duration` holds.
+///
+/// Fails, when it is longer than [`MAX_DURATION`] (or not a number), with
+/// a message that gives both values.
+pub fn check_seconds(seconds: f64) -> Result<(), String> {
+    if seconds <= MAX_DURATION.as_secs_f64() {
+        return Ok(());
     }
+    let shown = if seconds < 1e12 {
+        seconds.to_string()
+    } else {
+        format!("{seconds:e}")
+    };
+    Err(format!(
+        "{shown} seconds is too long; at most {} (about 31 years) is accepted",
+        MAX_DURATION.as_secs()
+    ))
 }
 
 /// Whether `id` may name a session, runtime, change set or idempotency

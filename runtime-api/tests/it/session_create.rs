@@ -76,8 +76,15 @@ async fn bad_api_blocks_and_unsupported_options_are_refused() {
             .unwrap();
         let mut session = session_for(spec).await;
         match session.spawn(SpawnOptions::default()).await {
-            Err(Error::Spec { field: got, .. }) => {
+            Err(Error::Spec {
+                field: got,
+                message,
+                ..
+            }) => {
                 assert!(got.starts_with(field), "{block}: {got}");
+                if block.contains("e300") || block.contains("2e9") {
+                    assert!(message.contains("seconds is too long"), "{message}");
+                }
             }
             other => panic!("{block}: {other:?}"),
         }
