@@ -10,8 +10,9 @@
 //!
 //! Hostile clients cannot starve the ones with the token: connections are
 //! capped (a hard cap on their descriptors, below the process's limit), and
-//! at the cap the oldest ones that never presented the token, once read,
-//! are closed to make room before another is accepted; headers, idle
+//! at the cap the least recently active one that never presented the
+//! token, was read and has no request on its way is closed to make room
+//! before another is accepted; headers, idle
 //! connections and stalled bodies are bounded in time; a request without
 //! the token is answered `401` and its connection closed. Nor can they
 //! write the log: refused requests are logged once per interval, with
@@ -87,12 +88,12 @@ pub struct ServeLimits {
     /// retries.
     pub kept_outcomes: usize,
     /// Connections open at once, counted until their sockets are closed.
-    /// At the cap, a connection waiting to be accepted sheds the oldest
-    /// ones that never carried the right token and were read (an
-    /// authenticated client's is never shed), and is accepted once they are
-    /// closed; while none can be shed it waits in the listen backlog. The
-    /// server lowers it to half its descriptor limit, keeping the other
-    /// half for its own work.
+    /// At the cap, a connection waiting to be accepted is accepted once the
+    /// server has closed the least recently active connection that never
+    /// carried the right token, was read and has no request on its way (an
+    /// authenticated client's is never shed); while none can be shed it
+    /// waits in the listen backlog. The server lowers it to half its
+    /// descriptor limit, keeping the other half for its own work.
     pub max_connections: usize,
     /// How long a client may take to send a request's headers, counted from
     /// when the server starts waiting for them: also how long a kept-alive
