@@ -26,7 +26,7 @@ mod token;
 
 pub use self::client::{ApiBackend, ApiClient, ApiConfig};
 pub use self::error::Error;
-pub use self::token::{MIN_SERVER_TOKEN_BYTES, Token};
+pub use self::token::{MAX_TOKEN_FILE_BYTES, MIN_SERVER_TOKEN_BYTES, Token};
 
 /// The spec `type` the client backend serves.
 pub const TYPE_NAME: &str = "api";

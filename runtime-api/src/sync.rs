@@ -35,7 +35,7 @@ use session_core::snapshot::{
     ContentHash, EntryKind, ExactHashingReader, ExtractMode, ManifestEntry, PERMISSION_BITS,
     Snapshot, SnapshotManifest,
 };
-use session_core::tree::{Blocked, Dir, DirCursor, FileKind, Stat, Walker};
+use session_core::tree::{self, Blocked, Dir, DirCursor, FileKind, Stat, Walker};
 use session_core::{Error, Result};
 
 use crate::protocol::{Deletion, WorkspaceState};
@@ -49,6 +49,20 @@ const RACY_WINDOW: Duration = Duration::from_millis(100);
 /// The same for times without a fraction of a second, which is what a
 /// file system that keeps whole seconds (or two) records.
 const COARSE_RACY_WINDOW: Duration = Duration::from_secs(3);
+
+/// The longest name of a single path component that Linux file systems
+/// take (`NAME_MAX`); a longer one cannot be created.
+pub(crate) const MAX_NAME_BYTES: usize = 255;
+
+/// The longest symlink target that can be created (`PATH_MAX` less its
+/// terminating NUL).
+const MAX_LINK_TARGET_BYTES: usize = 4095;
+
+/// The latest modification time an archive member may carry: what a
+/// signed 64-bit `time_t` holds. Berth's own archives never carry a later
+/// one (they record file times, which are such values), and extraction
+/// could not set it.
+const MAX_MTIME: u64 = i64::MAX as u64;
 
 /// The entries of a workspace, by path, with their checksum (computed when
 /// first asked for: a scan compared with another tree never needs it).
@@ -622,16 +636,19 @@ impl<W: Write> Packer<W> {
 /// extracts `archive` (merging). Returns the archive's entries.
 ///
 /// Nothing is written before every check passed: each deleted path must be
-/// a normalised relative path ([`Error::PathEscape`] otherwise), and the
-/// archive must describe one tree of safe members
+/// a normalised relative path whose names fit a file system
+/// ([`Error::PathEscape`] otherwise), and the archive must describe one
+/// tree of members that can be written safely
 /// ([`Error::UnsafeArchiveMember`] for an absolute or climbing name, a
 /// hard link, a device, a path beyond the bounds of
-/// [`session_core::tree`], a path that appears twice, or a member below
-/// another that is not a directory: `d` a file and `d/x`, or below a
-/// symlink of the same archive). With `expected`, the archive must hold
-/// exactly those entries ([`Error::Archive`] otherwise). Extraction itself
-/// refuses to write through a symlink already in the workspace, and drops
-/// set-id and sticky bits ([`Snapshot::extract`]).
+/// [`session_core::tree`], a name longer than [`MAX_NAME_BYTES`], a
+/// symlink target longer than a path may be, a modification time beyond
+/// any `time_t`, a path that appears twice, or a member below another that
+/// is not a directory: `d` a file and `d/x`, or below a symlink of the
+/// same archive). With `expected`, the archive must hold exactly those
+/// entries ([`Error::Archive`] otherwise). Extraction itself refuses to
+/// write through a symlink already in the workspace, and drops set-id and
+/// sticky bits ([`Snapshot::extract`]).
 pub(crate) fn apply(
     root: &Path,
     archive: Option<&Path>,
@@ -643,14 +660,24 @@ pub(crate) fn apply(
         let rel = paths::normalize_relative(&deletion.path)?;
         if paths::to_slash(&rel) != deletion.path {
             return Err(Error::PathEscape {
-                path: deletion.path.clone(),
+                path: tree::shorten(&deletion.path),
                 reason: "paths must be normalised (no `.`, `..` or empty components)",
+            });
+        }
+        if longest_name(&deletion.path) > MAX_NAME_BYTES {
+            return Err(Error::PathEscape {
+                path: tree::shorten(&deletion.path),
+                reason: "a name in it is longer than 255 bytes, more than a file system takes",
             });
         }
         deleted.push((deletion.path.as_str(), deletion.kind));
     }
     let snapshot = archive
-        .map(|path| Snapshot::open_tree_archive(path, Compression::None))
+        .map(|path| {
+            let snapshot = Snapshot::open_tree_archive(path, Compression::None)?;
+            refuse_unwritable_members(path)?;
+            Ok::<_, Error>(snapshot)
+        })
         .transpose()?;
     let entries = snapshot
         .as_ref()
@@ -676,6 +703,64 @@ pub(crate) fn apply(
         snapshot.extract(root, ExtractMode::Merge)?;
     }
     Ok(entries)
+}
+
+/// The length of the longest `/`-separated name in `path`.
+fn longest_name(path: &str) -> usize {
+    path.split('/').map(str::len).max().unwrap_or(0)
+}
+
+/// Refuses an archive holding a member that the checks of
+/// [`Snapshot::open_tree_archive`] let through but that extraction could
+/// not write, or would write only in part: a name longer than a file
+/// system takes, a symlink target longer than a path may be, or a
+/// modification time beyond any `time_t`. Only the headers are read.
+///
+/// Fails with [`Error::UnsafeArchiveMember`] naming the member (cut to a
+/// readable length), and with [`Error::Archive`] when the archive cannot
+/// be read.
+fn refuse_unwritable_members(archive: &Path) -> Result<()> {
+    let unreadable = |err: io::Error| Error::Archive {
+        archive: archive.to_path_buf(),
+        message: err.to_string(),
+    };
+    let file = File::open(archive).map_err(unreadable)?;
+    let mut tar = tar::Archive::new(io::BufReader::with_capacity(64 << 10, file));
+    for member in tar.entries_with_seek().map_err(unreadable)? {
+        let member = member.map_err(unreadable)?;
+        let name = member.path_bytes();
+        let refuse = |reason: String| Error::UnsafeArchiveMember {
+            archive: archive.to_path_buf(),
+            member: tree::shorten(&String::from_utf8_lossy(&name)),
+            reason,
+        };
+        if let Some(long) = name
+            .split(|b| *b == b'/')
+            .find(|n| n.len() > MAX_NAME_BYTES)
+        {
+            return Err(refuse(format!(
+                "a name in it is {} bytes long, more than the {MAX_NAME_BYTES} a file system takes",
+                long.len()
+            )));
+        }
+        if let Some(target) = member.link_name_bytes()
+            && target.len() > MAX_LINK_TARGET_BYTES
+        {
+            return Err(refuse(format!(
+                "its link target is {} bytes long, more than the {MAX_LINK_TARGET_BYTES} a \
+                 symlink may hold",
+                target.len()
+            )));
+        }
+        if let Ok(mtime) = member.header().mtime()
+            && mtime > MAX_MTIME
+        {
+            return Err(refuse(format!(
+                "its modification time ({mtime} s after 1970) is beyond any time a file can have"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Removes the directories that deleting `deletes` emptied and that `tree`

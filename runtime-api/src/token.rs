@@ -9,6 +9,10 @@ use crate::Error;
 /// guessed.
 pub const MIN_SERVER_TOKEN_BYTES: usize = 16;
 
+/// The largest token file read, in bytes: a token with a little
+/// whitespace around it, never a stream without end.
+pub const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
 /// A bearer token. Its `Debug` form hides it, it has no `Display`, and
 /// nothing in this crate logs it.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,28 +43,64 @@ impl Token {
     }
 
     /// Reads a token from a file, ignoring surrounding whitespace (a
-    /// trailing newline). Like ssh with its key files, a token file that
-    /// group or others may read or write is refused: whoever can read it
-    /// holds every right the token gives.
+    /// trailing newline). Like ssh with its key files, the file must be
+    /// private: whoever can read it holds every right the token gives, and
+    /// whoever can change it chooses the token. So it must be a regular
+    /// file (a FIFO or a device is neither waited on nor read: the file is
+    /// opened without blocking), owned by the user berth runs as or by
+    /// root, that group and others may neither read nor write, and of at
+    /// most [`MAX_TOKEN_FILE_BYTES`]. Symlinks are judged by the file they
+    /// point to.
     ///
-    /// Fails with [`Error::Config`] when the file cannot be read, when its
-    /// mode gives group or others any access (the message names the file
-    /// and the `chmod` that fixes it), or when it holds no valid token.
+    /// Fails with [`Error::Config`] when the file cannot be read, is not a
+    /// regular file, belongs to another user, gives group or others any
+    /// access, is larger than a token, or holds no valid token; each
+    /// message is one line naming the file and the fix.
     pub fn from_file(path: &Path) -> Result<Token, Error> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let unreadable = |err: std::io::Error| {
-            Error::Config(format!(
-                "reading the token file `{}`: {err}",
-                path.display()
-            ))
-        };
-        let mut file = std::fs::File::open(path).map_err(unreadable)?;
-        let mode = file.metadata().map_err(unreadable)?.permissions().mode();
+        use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
+        let shown = path.display();
+        let unreadable =
+            |err: std::io::Error| Error::Config(format!("reading the token file `{shown}`: {err}"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(unreadable)?;
+        let meta = file.metadata().map_err(unreadable)?;
+        let kind = meta.file_type();
+        if !kind.is_file() {
+            let what = if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_char_device() {
+                "a character device"
+            } else if kind.is_block_device() {
+                "a block device"
+            } else if kind.is_socket() {
+                "a socket"
+            } else if kind.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            return Err(Error::Config(format!(
+                "the token file `{shown}` is {what}; write the token into a regular file that only \
+                 you can read (`chmod 600`)"
+            )));
+        }
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let me = unsafe { libc::geteuid() };
+        let owner = meta.uid();
+        if owner != me && owner != 0 {
+            return Err(Error::Config(format!(
+                "the token file `{shown}` belongs to uid {owner}, not to this user (uid {me}) or \
+                 root, so its owner can change the token; make it yours with `chown {me} {shown}`"
+            )));
+        }
+        let mode = meta.mode();
         if mode & 0o077 != 0 {
             return Err(Error::Config(format!(
-                "the token file `{}` is {} by {} (mode {:04o}); make it private with \
-                 `chmod 600 {}`",
-                path.display(),
+                "the token file `{shown}` is {} by {} (mode {:04o}); make it private with \
+                 `chmod 600 {shown}`",
                 if mode & 0o066 == 0 {
                     "usable"
                 } else if mode & 0o044 != 0 && mode & 0o022 != 0 {
@@ -76,13 +116,32 @@ impl Token {
                     _ => "others",
                 },
                 mode & 0o7777,
-                path.display()
             )));
         }
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(unreadable)?;
+        let too_large = |size: u64| {
+            Error::Config(format!(
+                "the token file `{shown}` is {size} bytes, more than the {MAX_TOKEN_FILE_BYTES} a \
+                 token file may hold; put the token alone in it"
+            ))
+        };
+        if meta.len() > MAX_TOKEN_FILE_BYTES {
+            return Err(too_large(meta.len()));
+        }
+        // It may grow while it is read: read one byte past the bound.
+        let mut bytes = Vec::new();
+        file.take(MAX_TOKEN_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+            return Err(too_large(bytes.len() as u64));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Error::Config(format!(
+                "the token file `{shown}` is not text; put the token alone in it"
+            ))
+        })?;
         Token::new(text.trim())
-            .map_err(|err| Error::Config(format!("the token file `{}`: {err}", path.display())))
+            .map_err(|err| Error::Config(format!("the token file `{shown}`: {err}")))
     }
 
     /// Reads a token from the environment variable `name`.
@@ -232,6 +291,73 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
             Token::from_file(&path).unwrap().reveal(),
+            "a-long-enough-token-for-tests"
+        );
+    }
+
+    /// A FIFO is refused at once rather than waited on, a file of another
+    /// user is refused (also through a symlink), and a file larger than a
+    /// token is not read.
+    #[test]
+    fn token_files_must_be_small_regular_files_of_this_user_or_root() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let private = |path: &Path| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+
+        let fifo = dir.path().join("fifo");
+        let c_fifo = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string; mkfifo touches nothing else.
+        assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+        let through = dir.path().join("to-fifo");
+        std::os::unix::fs::symlink(&fifo, &through).unwrap();
+        for path in [&fifo, &through] {
+            let err = Token::from_file(path).unwrap_err().to_string();
+            assert!(err.contains("is a FIFO"), "{err}");
+            assert!(err.contains(&format!("`{}`", path.display())), "{err}");
+        }
+
+        let big = dir.path().join("big");
+        std::fs::write(&big, "x".repeat(MAX_TOKEN_FILE_BYTES as usize + 1)).unwrap();
+        private(&big);
+        let err = Token::from_file(&big).unwrap_err().to_string();
+        assert!(err.contains("4097 bytes, more than the 4096"), "{err}");
+
+        let binary = dir.path().join("binary");
+        std::fs::write(&binary, b"\xff\xfe-not-text-but-long-enough").unwrap();
+        private(&binary);
+        let err = Token::from_file(&binary).unwrap_err().to_string();
+        assert!(err.contains("is not text"), "{err}");
+
+        // Another user's file needs a user who may give files away: root.
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let theirs = dir.path().join("theirs");
+        std::fs::write(&theirs, "a-long-enough-token-for-tests\n").unwrap();
+        private(&theirs);
+        let given = std::os::unix::fs::chown(&theirs, Some(65534), None);
+        if me != 0 {
+            assert!(given.is_err(), "only root can give a file away");
+            return;
+        }
+        given.unwrap();
+        let link = dir.path().join("to-theirs");
+        std::os::unix::fs::symlink(&theirs, &link).unwrap();
+        for path in [&theirs, &link] {
+            let err = Token::from_file(path).unwrap_err().to_string();
+            assert!(
+                err.contains("belongs to uid 65534, not to this user (uid 0) or root"),
+                "{err}"
+            );
+            assert!(
+                err.contains(&format!("chown 0 {}", path.display())),
+                "{err}"
+            );
+        }
+        std::os::unix::fs::chown(&theirs, Some(0), None).unwrap();
+        assert_eq!(
+            Token::from_file(&link).unwrap().reveal(),
             "a-long-enough-token-for-tests"
         );
     }

@@ -8,6 +8,7 @@ mod memory_cli;
 mod plugins_cli;
 mod run_cli;
 mod serve_cli;
+mod serve_load_cli;
 mod session_output_cli;
 mod tree_shapes_cli;
 mod trees_cli;

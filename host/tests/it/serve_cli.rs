@@ -211,6 +211,72 @@ fn weak_or_exposed_tokens_are_refused_in_one_line() {
     );
 }
 
+/// A FIFO as token file does not block `serve`, and a private file of
+/// another user (also through a symlink) is refused: whoever owns it
+/// chooses the token.
+#[test]
+fn token_files_that_are_not_this_users_regular_files_are_refused() {
+    let sb = Sandbox::new();
+    let serve = |token_file: &std::path::Path| {
+        let mut child = sb
+            .berth([
+                "serve".as_ref(),
+                "--listen".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--token-file".as_ref(),
+                token_file.as_os_str(),
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A server that blocks on the file never ends by itself: kill it
+        // after a generous bound, so the test fails instead of hanging.
+        let exited = crate::common::wait_until(std::time::Duration::from_secs(60), || {
+            child.try_wait().unwrap().is_some()
+        });
+        if !exited {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(exited, "serve blocked on `{}`", token_file.display());
+        out
+    };
+
+    let fifo = sb.files().join("fifo-token");
+    let c_fifo = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+    let out = serve(&fifo);
+    assert_eq!(code(&out), 125, "{out:?}");
+    let text = stderr(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains(&format!("the token file `{}` is a FIFO", fifo.display())),
+        "{text}"
+    );
+
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        // Only root can give a file to another user.
+        return;
+    }
+    let theirs = sb.write_private("their-token", &format!("{TOKEN}\n"));
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let link = sb.files().join("linked-token");
+    std::os::unix::fs::symlink(&theirs, &link).unwrap();
+    for path in [&theirs, &link] {
+        let out = serve(path);
+        assert_eq!(code(&out), 125, "{out:?}");
+        let text = stderr(&out);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains(&format!("`{}` belongs to uid 65534", path.display()))
+                && text.contains(&format!("chown 0 {}", path.display())),
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn a_sigkilled_server_leaves_only_what_gc_reaps() {
     use runtime_api::protocol::{CreateSession, ExecRequest, SpawnRequest, StreamLine};

@@ -16,7 +16,7 @@ use super::http::ApiClient;
 use super::link::Link;
 use super::on_drop::{OnDrop, detach};
 use super::runtime::{ApiRuntime, RuntimeParts};
-use crate::protocol::{AssetSpec, CreateSession, SpawnRequest, setup_from_wire};
+use crate::protocol::{AssetSpec, CreateSession, SpawnRequest, check_duration, setup_from_wire};
 use crate::sync::{Packer, Scanner, Tree};
 use crate::{Error, TYPE_NAME, Token};
 
@@ -62,7 +62,8 @@ impl ApiConfig {
     ///
     /// Fails with [`CoreError::Spec`] naming the field when the block does
     /// not parse, `url` is missing or not `http://`, `remote` is missing, or
-    /// `lease` is not a positive number.
+    /// `lease` is not a positive number of seconds of at most
+    /// [`MAX_DURATION`](crate::protocol::MAX_DURATION).
     pub fn from_spec(spec: &EnvironmentSpec) -> Result<ApiConfig> {
         let config: ApiConfig = spec.backend_config()?;
         let invalid = |field: &str, message: String| CoreError::Spec {
@@ -83,14 +84,19 @@ impl ApiConfig {
                     .into(),
             ));
         }
-        if config
-            .lease
-            .is_some_and(|secs| !secs.is_finite() || secs <= 0.0)
-        {
-            return Err(invalid(
-                "lease",
-                "expected a positive number of seconds".into(),
-            ));
+        if let Some(secs) = config.lease {
+            if !secs.is_finite() || secs <= 0.0 {
+                return Err(invalid(
+                    "lease",
+                    format!("expected a positive number of seconds, found {secs}"),
+                ));
+            }
+            check_duration(
+                Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .or(Some(Duration::MAX)),
+            )
+            .map_err(|message| invalid("lease", message))?;
         }
         if config.token_env.is_empty() {
             return Err(invalid("token_env", "the variable name is empty".into()));
@@ -316,9 +322,12 @@ impl Backend for ApiBackend {
             mode: ctx.mode,
             label: Some(ctx.session_id.clone()),
             assets: asset_specs,
-            lease_ms: config
-                .lease
-                .map(|secs| Duration::from_secs_f64(secs).as_millis() as u64),
+            // Checked by `from_spec`: at most `MAX_DURATION`.
+            lease_ms: config.lease.map(|secs| {
+                Duration::try_from_secs_f64(secs).map_or(u64::MAX, |lease| {
+                    lease.as_millis().min(u128::from(u64::MAX)) as u64
+                })
+            }),
         };
         let created = client
             .create_session(&request, archive.as_ref().map(|a| a.path()))

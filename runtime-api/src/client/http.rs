@@ -490,16 +490,37 @@ impl ApiClient {
     }
 
     /// `GET /v1/sessions/{session}/changes/{id}`: writes the change archive
-    /// to `dest` and returns its size.
+    /// to `dest` and returns its size. At most `limit` bytes are accepted
+    /// (what the entries the change set announced can take in an archive):
+    /// a server does not get to fill this machine's disk.
+    ///
+    /// Fails with [`Error::Protocol`] when the archive is (or is declared)
+    /// larger than `limit`, or cannot be stored; what was written of it is
+    /// left in `dest` for the caller to remove.
     pub async fn download_changes(
         &self,
         session: &str,
         id: &str,
         dest: &Path,
+        limit: u64,
     ) -> Result<u64, Error> {
+        let too_large = |size: u64| {
+            Error::Protocol(format!(
+                "the change archive is larger than the {limit} bytes its announced entries can \
+                 take (at least {size} bytes)"
+            ))
+        };
         let path = format!("/sessions/{session}/changes/{id}");
         let (response, lease) = self.send(Method::GET, &path, &Payload::Empty, true).await?;
         let response = self.check(response).await?;
+        let declared = response
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(declared) = declared.filter(|len| *len > limit) {
+            return Err(too_large(declared));
+        }
         let mut body = response.into_body();
         let file = tokio::fs::File::create(dest)
             .await
@@ -509,7 +530,10 @@ impl ApiClient {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|err| self.connect_error(err))?;
             if let Ok(data) = frame.into_data() {
-                written += data.len() as u64;
+                written = written.saturating_add(data.len() as u64);
+                if written > limit {
+                    return Err(too_large(written));
+                }
                 out.write_all(&data)
                     .await
                     .map_err(|err| Error::Protocol(format!("storing changes: {err}")))?;

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use session_core::snapshot::ContentHash;
+use session_core::snapshot::{ContentHash, EntryKind, ManifestEntry};
 
 use super::http::ApiClient;
 use crate::Error;
@@ -143,7 +143,12 @@ impl Link {
                     .tempfile()
                     .map_err(|err| Error::Protocol(format!("storing changes: {err}")))?;
                 self.client
-                    .download_changes(&self.session, id, file.path())
+                    .download_changes(
+                        &self.session,
+                        id,
+                        file.path(),
+                        archive_bound(&changes.upserts),
+                    )
                     .await?;
                 Some(file)
             }
@@ -182,6 +187,28 @@ impl Link {
         .await
         .map_err(|err| blocking_failed(&err))?
     }
+}
+
+/// The most bytes an uncompressed tar archive of `entries` can take, as
+/// either side's packer writes one: per member a header, a long-name and a
+/// long-link header with their padded texts, and the padded content; then
+/// the end-of-archive blocks and a record of slack. A change archive
+/// longer than this holds more than its change set announced.
+fn archive_bound(entries: &[ManifestEntry]) -> u64 {
+    const BLOCK: u64 = 512;
+    let padded = |bytes: u64| bytes.div_ceil(BLOCK).saturating_mul(BLOCK);
+    entries.iter().fold(22 * BLOCK, |total, entry| {
+        let target = entry.link_target.as_ref().map_or(0, |t| t.len() as u64);
+        let content = match entry.kind {
+            EntryKind::File => padded(entry.size),
+            EntryKind::Dir | EntryKind::Symlink => 0,
+        };
+        total
+            .saturating_add(3 * BLOCK)
+            .saturating_add(padded(entry.path.len() as u64 + 2))
+            .saturating_add(padded(target + 1))
+            .saturating_add(content)
+    })
 }
 
 /// A push to make: the archive, the deletions, and the tree the remote
@@ -235,4 +262,32 @@ fn plan_push(
         archive,
         target,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound holds what the packer writes, long names and links
+    /// included, and is not much more: a few KiB per entry.
+    #[test]
+    fn the_archive_bound_holds_what_the_packer_writes() {
+        let root = tempfile::tempdir().unwrap();
+        let long = "n".repeat(200);
+        std::fs::create_dir_all(root.path().join(&long).join(&long)).unwrap();
+        std::fs::write(root.path().join(&long).join(&long).join("f"), vec![7; 1000]).unwrap();
+        std::fs::write(root.path().join("small"), b"abc").unwrap();
+        std::os::unix::fs::symlink("t".repeat(300), root.path().join("link")).unwrap();
+        std::fs::create_dir(root.path().join("empty")).unwrap();
+        let entries = Scanner::default().scan(root.path()).unwrap().entries();
+        let archive = tempfile::NamedTempFile::new().unwrap();
+        let mut packer = Packer::new(archive.reopen().unwrap());
+        packer.add_entries(root.path(), &entries).unwrap();
+        packer.finish().unwrap();
+        let size = archive.as_file().metadata().unwrap().len();
+        let bound = archive_bound(&entries);
+        assert!(size <= bound, "{size} > {bound}");
+        let slack = 16 * 1024 + 4 * 1024 * entries.len() as u64;
+        assert!(bound < size + slack, "{bound} is far above {size}");
+    }
 }

@@ -41,6 +41,16 @@ const RETRY_PAUSES: [Duration; 5] = [
 /// How many heartbeat periods of silence mean the connection is dead.
 const MISSED_HEARTBEATS: u32 = 3;
 
+/// The longest heartbeat period a server may announce: a longer one would
+/// make a dead connection indistinguishable from a silent command.
+const MAX_HEARTBEAT: Duration = Duration::from_secs(600);
+
+/// How many times one execution's stream may be reopened after it broke
+/// (each reopening itself retried as [`RETRY_PAUSES`] says) before the
+/// command counts as lost: a server that answers every attempt and then
+/// breaks the stream again does not keep the client busy for ever.
+const MAX_REOPENS: u32 = 32;
+
 /// What a runtime needs besides its link.
 pub(crate) struct RuntimeParts {
     pub(crate) link: Link,
@@ -180,7 +190,11 @@ impl Inner {
                         attached,
                         heartbeat_ms,
                         ..
-                    }) => Ok((stream, attached, Duration::from_millis(heartbeat_ms.max(1)))),
+                    }) => {
+                        let heartbeat =
+                            Duration::from_millis(heartbeat_ms.max(1)).min(MAX_HEARTBEAT);
+                        Ok((stream, attached, heartbeat))
+                    }
                     other => Err(Error::Protocol(format!(
                         "an event stream must start with `started`, not {other:?}"
                     ))),
@@ -420,9 +434,15 @@ impl Driver {
             return;
         }
         self.consumer = false;
+        self.cancel().await;
+    }
+
+    /// Asks the server to kill the command (best effort, bounded in time):
+    /// its events will not be followed any more.
+    async fn cancel(&self) {
         let link = &self.inner.link;
         if let Err(err) = link.client.cancel(&link.session, &self.key).await {
-            tracing::debug!(error = %err, "cancelling an abandoned command failed");
+            tracing::debug!(error = %err, "cancelling a command failed");
         }
     }
 
@@ -442,6 +462,7 @@ impl Driver {
     }
 
     async fn read(&mut self, exec: &mut ExecStream) -> Ending {
+        let mut reopened = 0;
         loop {
             let silence = self.heartbeat * MISSED_HEARTBEATS;
             let next = tokio::select! {
@@ -472,9 +493,23 @@ impl Driver {
                     }
                 },
                 Ok(Ok(None)) => "the event stream ended without a result".to_owned(),
+                // A line that is not one (too long, not JSON, not a line of
+                // the protocol) is the server's doing, not the
+                // connection's: asking again would get it again.
+                Ok(Err(err @ Error::Protocol(_))) => {
+                    self.cancel().await;
+                    return Ending::Lost(err.to_string());
+                }
                 Ok(Err(err)) => err.to_string(),
                 Err(_) => format!("the server was silent for {silence:?}"),
             };
+            if reopened == MAX_REOPENS {
+                self.cancel().await;
+                return Ending::Lost(format!(
+                    "{broken}, after the stream had been reopened {MAX_REOPENS} times"
+                ));
+            }
+            reopened += 1;
             // The connection broke: join the execution again by its key.
             tracing::debug!(reason = %broken, "reconnecting to a running command");
             match self.inner.open(&self.body).await {

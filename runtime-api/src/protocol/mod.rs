@@ -44,6 +44,41 @@ pub const TAR: &str = "application/x-tar";
 /// server accepts.
 pub const MAX_ID_LEN: usize = 128;
 
+/// The longest duration a request may carry: a command's `wall_timeout`
+/// and `idle_timeout`, a spec's `limits.wall_timeout` and
+/// `limits.idle_timeout`, and the lease an `api` spec asks for (`api.lease`).
+/// About 31 years, as good as no limit; a longer value is refused (400
+/// naming the field) rather than overflowing a deadline.
+pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
+/// Checks a duration taken from a request against [`MAX_DURATION`].
+///
+/// Fails, when it is longer, with a message that gives both values (the
+/// caller names the field).
+pub fn check_duration(value: Option<Duration>) -> Result<(), String> {
+    value.map_or(Ok(()), |value| check_seconds(value.as_secs_f64()))
+}
+
+/// [`check_duration`] for a number of seconds as written (a spec's
+/// `api.lease`), which may be far beyond what a `Duration` holds.
+///
+/// Fails, when it is longer than [`MAX_DURATION`] (or not a number), with
+/// a message that gives both values.
+pub fn check_seconds(seconds: f64) -> Result<(), String> {
+    if seconds <= MAX_DURATION.as_secs_f64() {
+        return Ok(());
+    }
+    let shown = if seconds < 1e12 {
+        seconds.to_string()
+    } else {
+        format!("{seconds:e}")
+    };
+    Err(format!(
+        "{shown} seconds is too long; at most {} (about 31 years) is accepted",
+        MAX_DURATION.as_secs()
+    ))
+}
+
 /// Whether `id` may name a session, runtime, change set or idempotency
 /// key: 1 to [`MAX_ID_LEN`] ASCII letters, digits, `-` or `_`.
 pub fn is_valid_id(id: &str) -> bool {

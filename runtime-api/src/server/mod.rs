@@ -9,11 +9,16 @@
 //! renewing its lease is reaped with its runtimes and workspace.
 //!
 //! Hostile clients cannot starve the ones with the token: connections are
-//! capped, and at the cap the oldest one that never presented the token is
-//! closed to make room; headers, idle connections and stalled bodies are
-//! bounded in time. Every event stream ends with `finished` or `error`,
-//! also when shutdown, an expired lease or a deleted session stops its
-//! command.
+//! capped (a hard cap on their descriptors, below the process's limit), and
+//! at the cap the least recently active one that never presented the
+//! token, was read and has no request on its way is closed to make room
+//! before another is accepted; headers, idle
+//! connections and stalled bodies are bounded in time; a request without
+//! the token is answered `401` and its connection closed. Nor can they
+//! write the log: refused requests are logged once per interval, with
+//! their path cut short, and counted otherwise. Every event stream ends
+//! with `finished` or `error`, also when shutdown, an expired lease or a
+//! deleted session stops its command.
 //!
 //! There is no TLS: the server binds to loopback unless told otherwise and
 //! warns when it is told otherwise. Put it behind an SSH tunnel or a
@@ -21,6 +26,7 @@
 
 mod connections;
 mod http;
+mod logs;
 mod routes;
 mod session;
 
@@ -35,16 +41,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::header::AUTHORIZATION;
+use hyper::header::{AUTHORIZATION, CONNECTION, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use session_core::registry::Registry;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
-use self::connections::{Admission, Connection, ConnectionTable, Slot};
+use self::connections::{Connection, ConnectionTable, Slot, Watched};
 use self::http::Failure;
+use self::logs::{LOGGED_PATH_BYTES, Throttle, clip};
 use self::session::RemoteSession;
 use crate::Error;
 use crate::body::Body;
@@ -78,10 +87,13 @@ pub struct ServeLimits {
     /// Finished executions (and change archives) remembered per session for
     /// retries.
     pub kept_outcomes: usize,
-    /// Connections open at once. At the cap, a new connection sheds the
-    /// oldest one that never carried the right token (an authenticated
-    /// client's is never shed), or is closed at once when every open one
-    /// has. The server lowers it to half its descriptor limit.
+    /// Connections open at once, counted until their sockets are closed.
+    /// At the cap, a connection waiting to be accepted is accepted once the
+    /// server has closed the least recently active connection that never
+    /// carried the right token, was read and has no request on its way (an
+    /// authenticated client's is never shed); while none can be shed it
+    /// waits in the listen backlog. The server lowers it to half its
+    /// descriptor limit, keeping the other half for its own work.
     pub max_connections: usize,
     /// How long a client may take to send a request's headers, counted from
     /// when the server starts waiting for them: also how long a kept-alive
@@ -89,6 +101,10 @@ pub struct ServeLimits {
     pub header_read_timeout: Duration,
     /// The longest pause while a request body arrives; longer is `408`.
     pub body_read_timeout: Duration,
+    /// How often warnings anyone can cause at will (requests without the
+    /// token, failed accepts) are summarised: the first of each interval is
+    /// logged in full, the others counted into one line at its end.
+    pub log_interval: Duration,
 }
 
 impl Default for ServeLimits {
@@ -106,6 +122,7 @@ impl Default for ServeLimits {
             max_connections: 512,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
+            log_interval: Duration::from_secs(60),
         }
     }
 }
@@ -189,7 +206,13 @@ pub(crate) struct State {
     pub(crate) work_root: PathBuf,
     sessions: Mutex<HashMap<String, Arc<RemoteSession>>>,
     shutting_down: AtomicBool,
-    connections: Arc<ConnectionTable>,
+    connections: Arc<ConnectionTable<TcpStream>>,
+    /// Requests without the right token.
+    refusals: Throttle,
+    /// Accepts that failed (typically: out of descriptors).
+    accept_failures: Throttle,
+    /// Waits for room while every connection was an authenticated one.
+    full: Throttle,
 }
 
 impl State {
@@ -209,7 +232,7 @@ impl State {
         }
         for session in sessions {
             if let Err(err) = session.close().await {
-                tracing::warn!(session = %session.id, error = %err, "closing a session at shutdown failed");
+                tracing::warn!(session = %session.id, error = %clip(&err.to_string(), LOGGED_ERROR_BYTES), "closing a session at shutdown failed");
             }
         }
     }
@@ -220,6 +243,13 @@ impl State {
         for session in &sessions {
             session.stopping("the server stopped");
             session.abandon();
+        }
+    }
+
+    /// Ends a logging interval: summarises what each throttle left out.
+    fn end_log_interval(&self) {
+        for throttle in [&self.refusals, &self.accept_failures, &self.full] {
+            throttle.end_interval();
         }
     }
 
@@ -236,18 +266,38 @@ impl State {
             ids.iter().filter_map(|id| sessions.remove(id)).collect()
         };
         for session in expired {
-            tracing::info!(session = %session.id, label = %session.label, "lease expired: reaping the session");
+            tracing::info!(session = %session.id, label = %clip(&session.label, LOGGED_LABEL_BYTES), "lease expired: reaping the session");
             session.stopping("the session's lease expired");
             if let Err(err) = session.close().await {
-                tracing::warn!(session = %session.id, error = %err, "reaping a session failed");
+                tracing::warn!(session = %session.id, error = %clip(&err.to_string(), LOGGED_ERROR_BYTES), "reaping a session failed");
             }
         }
     }
 }
 
+/// How much of an error a log line shows (errors may quote paths and
+/// names a session's commands chose).
+pub(crate) const LOGGED_ERROR_BYTES: usize = 500;
+
+/// How much of a session's label a log line shows.
+pub(crate) const LOGGED_LABEL_BYTES: usize = 100;
+
+/// How long a connection is kept from being shed after it was accepted and
+/// after bytes last arrived on it: under a flood, a client's packets may be
+/// dropped by the kernel's overflowing queues, so that it is accepted
+/// before its request arrives with the next retransmission; and a request
+/// that arrived needs a moment to be parsed and its token checked.
+const CONNECTION_GRACE: Duration = Duration::from_millis(250);
+
+/// How long accepting waits after it failed (out of descriptors, say)
+/// unless a connection closes first.
+const ACCEPT_RETRY: Duration = Duration::from_millis(250);
+
 /// A bound server, ready to run.
 pub struct Server {
-    listener: TcpListener,
+    /// Watched for pending connections, which are accepted only when there
+    /// is room for them.
+    listener: AsyncFd<std::net::TcpListener>,
     state: Arc<State>,
     shutdown: Option<ShutdownSignal>,
 }
@@ -255,7 +305,7 @@ pub struct Server {
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("local_addr", &self.listener.local_addr().ok())
+            .field("local_addr", &self.listener.get_ref().local_addr().ok())
             .finish_non_exhaustive()
     }
 }
@@ -269,16 +319,28 @@ impl std::fmt::Debug for Server {
 /// cannot be bound.
 pub async fn bind(config: ServeConfig) -> Result<Server, Error> {
     config.token.check_server_strength()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = listen(config.listen).map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let local = listener.local_addr().map_err(|source| Error::Bind {
         addr: config.listen,
         source,
     })?;
+    let listener = listener
+        .into_std()
+        .and_then(|listener| {
+            defer_accept(&listener)?;
+            // SAFETY: the std listener owns its descriptor, which stays open
+            // (and the same) until the `AsyncFd` drops it: nothing replaces
+            // the listener inside it.
+            unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
+                .map_err(std::io::Error::from)
+        })
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
     if !local.ip().is_loopback() {
         tracing::warn!(
             address = %local,
@@ -310,11 +372,16 @@ pub async fn bind(config: ServeConfig) -> Result<Server, Error> {
     let state = Arc::new(State {
         registry: config.registry,
         token: config.token.digest(),
-        connections: ConnectionTable::new(limits.max_connections),
+        connections: ConnectionTable::new(limits.max_connections, CONNECTION_GRACE),
         limits,
         work_root,
         sessions: Mutex::new(HashMap::new()),
         shutting_down: AtomicBool::new(false),
+        refusals: Throttle::new("refused requests"),
+        accept_failures: Throttle::new("failed accepts"),
+        full: Throttle::new(
+            "waits for a connection place while every connection was an authenticated client's",
+        ),
     });
     tracing::info!(address = %local, backends = ?state.registry.types(), "berth server listening");
     Ok(Server {
@@ -353,6 +420,7 @@ impl Server {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
+            .get_ref()
             .local_addr()
             .expect("a bound listener has an address")
     }
@@ -375,42 +443,84 @@ impl Server {
                 reaper_state.reap_expired().await;
             }
         }));
+        state.end_log_interval();
+        let logs_state = Arc::clone(&state);
+        let _logs = AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(logs_state.limits.log_interval).await;
+                logs_state.end_log_interval();
+            }
+        }));
         let mut shutdown = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
         let mut connections = JoinSet::new();
         let (closing, closing_seen) = tokio::sync::watch::channel(false);
         loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => match state.connections.admit() {
-                        Admission::Admitted(slot) => {
+            // A connection is waiting to be accepted...
+            let mut pending = tokio::select! {
+                ready = listener.readable() => match ready {
+                    Ok(guard) => guard,
+                    Err(err) => {
+                        tracing::error!(error = %err, "watching the listener failed");
+                        break;
+                    }
+                },
+                () = &mut shutdown => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            // ...once there is room for it: the cap counts descriptors until
+            // they are closed, so it holds however fast clients connect.
+            let waited_for_authenticated = tokio::select! {
+                waited = state.connections.room() => waited,
+                () = &mut shutdown => break,
+            };
+            if waited_for_authenticated && state.full.admit() {
+                tracing::warn!(
+                    limit = state.limits.max_connections,
+                    "every connection place is held by an authenticated client: new connections \
+                     waited for one to end"
+                );
+            }
+            match pending.try_io(|listener| listener.get_ref().accept()) {
+                Ok(Ok((stream, peer))) => {
+                    let stream = stream
+                        .set_nonblocking(true)
+                        .and_then(|()| TcpStream::from_std(stream));
+                    match stream {
+                        Ok(stream) => {
+                            let _ = stream.set_nodelay(true);
+                            let slot = state.connections.admit(stream);
                             connections.spawn(serve_connection(
                                 Arc::clone(&state),
-                                stream,
                                 peer,
                                 slot,
                                 closing_seen.clone(),
                             ));
                         }
-                        Admission::Full => {
-                            tracing::warn!(
-                                %peer,
-                                limit = state.limits.max_connections,
-                                "refused a connection: every open connection is an authenticated client's"
-                            );
+                        Err(err) => {
+                            tracing::warn!(%peer, error = %err, "setting up an accepted connection failed");
                         }
-                    },
-                    Err(err) => {
-                        // Out of descriptors, typically: wait rather than spin.
-                        tracing::warn!(error = %err, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                },
-                () = &mut shutdown => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+                Ok(Err(err)) => {
+                    // Out of descriptors, typically (the server's own work
+                    // holds the rest): wait for a connection to close, or a
+                    // moment, rather than spin.
+                    if state.accept_failures.admit() {
+                        tracing::warn!(error = %err, "accepting a connection failed");
+                    }
+                    tokio::select! {
+                        () = state.connections.changed() => {}
+                        () = tokio::time::sleep(ACCEPT_RETRY) => {}
+                        () = &mut shutdown => break,
+                    }
+                }
+                // Nothing was pending after all: wait for readiness again.
+                Err(_would_block) => {}
             }
         }
         tracing::info!("berth server shutting down");
         drop(listener);
+        state.end_log_interval();
         state.shutting_down.store(true, Ordering::SeqCst);
         // Closing the sessions ends their event streams with an `error`
         // line; the connections then get a moment to deliver it.
@@ -427,6 +537,51 @@ impl Server {
 /// sessions are closed at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The longest queue of connections the kernel keeps for the server (it
+/// caps it to `net.core.somaxconn`): connections still in their handshake,
+/// and connections waiting to be accepted.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr`, with a long backlog.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// How long the kernel keeps a connection that has sent nothing from
+/// being accepted (`TCP_DEFER_ACCEPT`).
+const DEFER_ACCEPT_SECS: libc::c_int = 5;
+
+/// Has the kernel hand over a connection only once its first bytes arrived
+/// (or after [`DEFER_ACCEPT_SECS`]): a client speaks first in HTTP, so a
+/// client is read, and authenticated, as soon as it is accepted, while a
+/// flood of connections that send nothing waits in the kernel, holding no
+/// descriptor of the server's.
+fn defer_accept(listener: &std::net::TcpListener) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let seconds = DEFER_ACCEPT_SECS;
+    // SAFETY: a valid socket of ours and an option value it reads.
+    let set = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::addr_of!(seconds).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The soft limit on this process's open descriptors.
 fn descriptor_limit() -> u64 {
     let mut limit = libc::rlimit {
@@ -442,12 +597,10 @@ fn descriptor_limit() -> u64 {
 
 async fn serve_connection(
     state: Arc<State>,
-    stream: TcpStream,
     peer: SocketAddr,
-    slot: Slot,
+    slot: Slot<TcpStream>,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     let connection = Arc::clone(&slot.connection);
     let service = {
         let state = Arc::clone(&state);
@@ -461,7 +614,7 @@ async fn serve_connection(
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(state.limits.header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(Watched::new(Arc::clone(&connection))), service);
     let mut served = std::pin::pin!(served);
     let mut graceful = false;
     loop {
@@ -482,34 +635,53 @@ async fn serve_connection(
             }
         }
     }
+    // Closes the socket and frees the place.
     drop(slot);
 }
 
 async fn handle(
     state: Arc<State>,
-    connection: &Arc<Connection>,
+    connection: &Arc<Connection<TcpStream>>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
     if authorized(&state, &req) {
         state.connections.authenticate(connection);
     } else {
-        // Never log the header: only that it was wrong.
-        tracing::warn!(%peer, %method, %path, "refused a request without the right bearer token");
-        return Failure::new(
+        // Anyone can send these, as many as they like: the first of each
+        // interval is logged (its path cut short, never the header), the
+        // rest counted. The connection is closed after the answer, so one
+        // connection carries one refused request, not a pipeline of them.
+        if state.refusals.admit() {
+            tracing::warn!(
+                %peer,
+                method = %clip(req.method().as_str(), LOGGED_METHOD_BYTES),
+                path = %clip(req.uri().path(), LOGGED_PATH_BYTES),
+                "refused a request without the right bearer token; more in this interval are counted, not logged"
+            );
+        }
+        let mut response = Failure::new(
             StatusCode::UNAUTHORIZED,
             "a valid `Authorization: Bearer <token>` header is required",
         )
         .into_response();
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return response;
     }
+    let method = req.method().clone();
+    let path = clip(req.uri().path(), LOGGED_PATH_BYTES).into_owned();
     let response = routes::route(&state, req)
         .await
         .unwrap_or_else(Failure::into_response);
     tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");
     response
 }
+
+/// How much of a request's method a log line shows (hyper takes methods of
+/// any length).
+const LOGGED_METHOD_BYTES: usize = 16;
 
 fn authorized(state: &State, req: &Request<Incoming>) -> bool {
     let Some(value) = req.headers().get(AUTHORIZATION) else {

@@ -13,26 +13,27 @@ use hyper::{Method, Request, Response, StatusCode};
 use session_core::assets::{ResolvedAsset, ResolvedAssets};
 use session_core::compression::Compression;
 use session_core::paths;
-use session_core::runtime::{Event, EventStream, ExecResult, ExecStatus, Output};
-use session_core::session::{Session, SpawnOptions};
+use session_core::runtime::{Event, EventStream, ExecResult, ExecStatus, Output, RuntimeStatus};
+use session_core::session::{RuntimeHandle, Session, SpawnOptions};
 use session_core::snapshot::{EntryKind, ManifestEntry, Snapshot};
 use session_core::spec::Mode;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::State;
 use super::http::{
     Failure, json_response, ndjson_response, no_content, parse_json, read_body, read_frame,
 };
+use super::logs::clip;
 use super::session::{
     Area, Begin, Busy, ExecOutcome, ExecRecord, Parts, RemoteSession, SyncState, make_read_only,
 };
+use super::{LOGGED_ERROR_BYTES, LOGGED_LABEL_BYTES, State};
 use crate::TYPE_NAME;
 use crate::body::{Body, LineSender, event_channel};
 use crate::protocol::{
     AssetSpec, CreateSession, ExecRequest, FRAME, Health, LeaseRenewed, PROTOCOL_VERSION,
     SessionCreated, SizeLimits, SpawnRequest, Spawned, StreamLine, SyncHead, Synced, TAR,
-    WireResult, is_valid_id, setup_to_wire,
+    WireResult, check_duration, is_valid_id, setup_to_wire,
 };
 use crate::sync::{self, Scanner};
 use crate::token::random_hex;
@@ -201,6 +202,21 @@ async fn create_session(
     };
     let request: CreateSession = parse_json(&head)?;
     let spec = request.spec.with_origin("the session request's spec");
+    for (field, value) in [
+        ("limits.wall_timeout", spec.limits.wall_timeout),
+        ("limits.idle_timeout", spec.limits.idle_timeout),
+    ] {
+        if let Err(message) = check_duration(value) {
+            return Err(Failure::from_core(
+                &session_core::Error::Spec {
+                    origin: spec.origin().to_owned(),
+                    field: field.to_owned(),
+                    message,
+                },
+                TYPE_NAME,
+            ));
+        }
+    }
     if let Some(dir) = &spec.snapshot.archive_save_dir {
         // Snapshots of a remote session stay in its own directory.
         return Err(Failure::from_core(
@@ -294,7 +310,7 @@ async fn create_session(
         }
         sessions.insert(id.clone(), remote);
     }
-    tracing::info!(session = %id, %label, backend = %backend_type, mode = %mode, "session created");
+    tracing::info!(session = %id, label = %clip(&label, LOGGED_LABEL_BYTES), backend = %backend_type, mode = %mode, "session created");
     Ok(json_response(
         StatusCode::CREATED,
         &SessionCreated {
@@ -412,7 +428,7 @@ async fn delete_session(state: &Arc<State>, sid: &str) -> Result<Response<Body>,
         .sessions()
         .remove(sid)
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no session `{sid}`")))?;
-    tracing::info!(session = %session.id, label = %session.label, "closing the session");
+    tracing::info!(session = %session.id, label = %clip(&session.label, LOGGED_LABEL_BYTES), "closing the session");
     session.stopping("the session was closed");
     session
         .close()
@@ -598,6 +614,14 @@ async fn exec(
             "the idempotency key must be 1 to 128 letters, digits, `-` or `_`",
         ));
     }
+    for (field, value) in [
+        ("command.wall_timeout", request.command.wall_timeout),
+        ("command.idle_timeout", request.command.idle_timeout),
+    ] {
+        check_duration(value).map_err(|message| {
+            Failure::new(StatusCode::BAD_REQUEST, format!("`{field}`: {message}"))
+        })?;
+    }
     if request.command.stdin.is_some() {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
@@ -614,9 +638,10 @@ async fn exec(
         ));
     }
     let runtime = session.runtime(rid)?;
+    let rid = rid.to_owned();
     let heartbeat = state.limits.heartbeat;
     let key = request.idempotency_key.clone();
-    let digest = exec_digest(rid, &request);
+    let digest = exec_digest(&rid, &request);
     let (record, busy) = match session.begin_exec(&key, digest, request.base)? {
         Begin::Attach(record) => return attach(record, key, heartbeat),
         Begin::Fresh(record, busy) => (record, busy),
@@ -663,7 +688,11 @@ async fn exec(
             .to_line(),
         );
         let _ = ready.send(Ok(()));
-        drive(&unfinished, stream, busy, heartbeat).await;
+        let served = Served {
+            runtime: &runtime,
+            id: &rid,
+        };
+        drive(&unfinished, stream, busy, heartbeat, served).await;
     });
     session.track(task.abort_handle());
     match started.await {
@@ -765,11 +794,24 @@ impl Drop for Unfinished {
     }
 }
 
+/// The runtime a command runs in, and its id in the session.
+struct Served<'a> {
+    runtime: &'a RuntimeHandle,
+    id: &'a str,
+}
+
 /// Forwards a command's events as lines while its connection lasts, keeps
 /// the command going when the connection is gone, then stages what it
 /// changed, remembers the outcome for retries, frees the workspace, and
-/// sends the last line.
-async fn drive(unfinished: &Unfinished, mut stream: EventStream, busy: Busy, heartbeat: Duration) {
+/// sends the last line. A runtime whose events end without a result is
+/// made to stop what it runs first ([`settle_broken_runtime`]).
+async fn drive(
+    unfinished: &Unfinished,
+    mut stream: EventStream,
+    busy: Busy,
+    heartbeat: Duration,
+    served: Served<'_>,
+) {
     let Unfinished {
         session,
         record,
@@ -790,7 +832,14 @@ async fn drive(unfinished: &Unfinished, mut stream: EventStream, busy: Busy, hea
                 Some(Event::Stdout(data)) => StreamLine::Stdout { data: Vec::from(data) },
                 Some(Event::Stderr(data)) => StreamLine::Stderr { data: Vec::from(data) },
                 Some(Event::Finished(result)) => break result,
-                None => break lost_result(began.elapsed()),
+                None => {
+                    let note = settle_broken_runtime(session, &served).await;
+                    if live {
+                        let line = StreamLine::Stderr { data: note.clone().into_bytes() };
+                        live = lines.send(line.to_line()).await;
+                    }
+                    break lost_result(began.elapsed(), note);
+                }
             },
             () = tokio::time::sleep_until(next_beat), if live => StreamLine::Heartbeat,
         };
@@ -848,17 +897,77 @@ fn cancelled_result(elapsed: Duration) -> ExecResult {
     }
 }
 
-fn lost_result(elapsed: Duration) -> ExecResult {
+/// The result of a command its runtime lost; `note` (sent on its stderr)
+/// says why.
+fn lost_result(elapsed: Duration, note: String) -> ExecResult {
+    let note = note.into_bytes();
     ExecResult {
         status: ExecStatus::Lost,
         exit_code: -1,
         signal: None,
         stdout: Output::default(),
-        stderr: Output::default(),
+        stderr: Output {
+            total_bytes: note.len() as u64,
+            bytes: note,
+            truncated: false,
+            spill_path: None,
+        },
         elapsed,
         timed_out: false,
         usage: None,
     }
+}
+
+/// How long a runtime whose events ended without a result gets to stop
+/// running commands once told to kill them.
+const BROKEN_RUNTIME_PATIENCE: Duration = Duration::from_secs(10);
+
+/// A runtime's event stream ended without a result: the runtime broke its
+/// contract (its driver is gone), and what the command started may still
+/// run, unwatched. Kills the runtime's commands and waits, within
+/// [`BROKEN_RUNTIME_PATIENCE`], until it runs none, so the workspace is
+/// not handed to the next command (nor its changes staged) while they may
+/// still write in it. A runtime that still runs something then is removed
+/// from the session and cleaned up on its own. Returns the line of stderr
+/// that tells the client.
+async fn settle_broken_runtime(session: &Arc<RemoteSession>, served: &Served<'_>) -> String {
+    let runtime = served.runtime;
+    let backend = runtime.backend_type().to_owned();
+    tracing::warn!(
+        session = %session.id,
+        runtime = %served.id,
+        %backend,
+        "a runtime's event stream ended without a result: killing its commands"
+    );
+    let stopped = tokio::time::timeout(BROKEN_RUNTIME_PATIENCE, async {
+        if let Err(err) = runtime.kill().await {
+            tracing::warn!(session = %session.id, error = %clip(&err.to_string(), LOGGED_ERROR_BYTES), "killing the commands of a broken runtime failed");
+        }
+        while matches!(runtime.poll().await, RuntimeStatus::Running(_)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .is_ok();
+    if stopped {
+        return format!(
+            "berth serve: the `{backend}` runtime lost the command (its events ended without a \
+             result); its processes were killed\n"
+        );
+    }
+    if let Ok(retired) = session.remove_runtime(served.id) {
+        let id = session.id.clone();
+        tokio::spawn(async move {
+            if let Err(err) = retired.cleanup().await {
+                tracing::warn!(session = %id, error = %clip(&err.to_string(), LOGGED_ERROR_BYTES), "cleaning up a broken runtime failed");
+            }
+        });
+    }
+    format!(
+        "berth serve: the `{backend}` runtime lost the command (its events ended without a \
+         result) and did not stop it when told to; the runtime `{}` was removed from the session\n",
+        served.id
+    )
 }
 
 async fn changes(state: &Arc<State>, sid: &str, cid: &str) -> Result<Response<Body>, Failure> {

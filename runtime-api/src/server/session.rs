@@ -82,7 +82,7 @@ impl Drop for Area {
         // Read-only asset directories and whatever the session's commands
         // left, at any depth: the one removal that takes every tree.
         if let Err(err) = session_core::tree::remove_tree(&self.dir) {
-            tracing::warn!(dir = %self.dir.display(), error = %err, "removing a remote session's directory failed");
+            tracing::warn!(dir = %self.dir.display(), error = %super::logs::clip(&err.to_string(), super::LOGGED_ERROR_BYTES), "removing a remote session's directory failed");
         }
     }
 }

@@ -3,11 +3,14 @@
 
 mod support;
 
+mod client_hostile_server;
 mod conformance;
+mod exec_broken_runtime;
 mod exec_idempotency;
 mod exec_live;
 mod exec_lost;
 mod exec_terminal;
+mod server_bounds;
 mod server_load;
 mod server_logs;
 mod server_security;

@@ -58,6 +58,15 @@ async fn bad_api_blocks_and_unsupported_options_are_refused() {
             "api: {url: 'http://127.0.0.1:1', lease: -1, remote: {type: local, name: r}}",
             "api.lease",
         ),
+        // Too long to be a duration at all: a spec error, not a panic.
+        (
+            "api: {url: 'http://127.0.0.1:1', lease: 1e300, remote: {type: local, name: r}}",
+            "api.lease",
+        ),
+        (
+            "api: {url: 'http://127.0.0.1:1', lease: 2e9, remote: {type: local, name: r}}",
+            "api.lease",
+        ),
         (
             "api: {url: 'http://127.0.0.1:1', remote: {type: local, name: r, bogus: 1}}",
             "api",
@@ -67,8 +76,15 @@ async fn bad_api_blocks_and_unsupported_options_are_refused() {
             .unwrap();
         let mut session = session_for(spec).await;
         match session.spawn(SpawnOptions::default()).await {
-            Err(Error::Spec { field: got, .. }) => {
+            Err(Error::Spec {
+                field: got,
+                message,
+                ..
+            }) => {
                 assert!(got.starts_with(field), "{block}: {got}");
+                if block.contains("e300") || block.contains("2e9") {
+                    assert!(message.contains("seconds is too long"), "{message}");
+                }
             }
             other => panic!("{block}: {other:?}"),
         }

@@ -164,8 +164,12 @@ pub(super) fn extract(snapshot: &Snapshot, dest: &Path, mode: ExtractMode) -> Re
     Ok(())
 }
 
+/// A member's modification time. Times beyond what a signed 64-bit
+/// `time_t` holds (only a hand-made archive carries them) are clamped to
+/// its largest value rather than overflowing; the kernel clamps further to
+/// what the file system stores. File times are not part of a snapshot.
 fn epoch(seconds: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    SystemTime::UNIX_EPOCH + Duration::from_secs(seconds.min(i64::MAX as u64))
 }
 
 /// A member's parent components and its own name.
@@ -220,4 +224,16 @@ fn prune(dest: &Path, manifest: &SnapshotManifest, keep_dirs: &HashSet<&str>) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_member_times_are_clamped_not_overflowed() {
+        let latest = epoch(u64::MAX);
+        assert_eq!(latest, epoch(i64::MAX as u64));
+        assert!(latest > epoch(1 << 40));
+    }
 }

@@ -56,6 +56,11 @@ impl TestServer {
     }
 
     pub async fn start_with(limits: ServeLimits) -> TestServer {
+        TestServer::start_serving(limits, server_registry()).await
+    }
+
+    /// A server of `registry` instead of the built-ins.
+    pub async fn start_serving(limits: ServeLimits, registry: Arc<Registry>) -> TestServer {
         let work_root = session_core::tree::RemoveOnDrop::new(
             tempfile::Builder::new()
                 .prefix("berth-api-server-")
@@ -63,7 +68,7 @@ impl TestServer {
                 .unwrap()
                 .keep(),
         );
-        let config = ServeConfig::new(token(), server_registry())
+        let config = ServeConfig::new(token(), registry)
             .listen("127.0.0.1:0".parse().unwrap())
             .limits(limits)
             .work_root(work_root.path());
