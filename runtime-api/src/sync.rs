@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,9 +33,9 @@ use session_core::compression::Compression;
 use session_core::paths;
 use session_core::snapshot::{
     ContentHash, EntryKind, ExactHashingReader, ExtractMode, ManifestEntry, PERMISSION_BITS,
-    Snapshot, SnapshotManifest,
+    Snapshot, SnapshotManifest, append_symlink,
 };
-use session_core::tree::{Blocked, Dir, DirCursor, FileKind, Stat, Walker};
+use session_core::tree::{Blocked, Dir, DirCursor, FileKind, Opened, Stat, Walker};
 use session_core::{Error, Result};
 
 use crate::protocol::{Deletion, WorkspaceState};
@@ -346,7 +346,7 @@ fn file_entry(path: String, mode: u32, size: u64, hash: ContentHash) -> Manifest
 /// Hashes the regular file `name` in `dir` without following a symlink in
 /// its place; `None` when it vanished or is no longer a regular file.
 fn hash_file(dir: &Dir, name: &OsStr, display: &Path) -> Result<Option<(ContentHash, u64)>> {
-    let Some(mut file) = open_regular(dir, name, display)? else {
+    let Some((mut file, _)) = open_regular(dir, name, display)? else {
         return Ok(None);
     };
     let mut hasher = blake3::Hasher::new();
@@ -365,22 +365,17 @@ fn hash_file(dir: &Dir, name: &OsStr, display: &Path) -> Result<Option<(ContentH
     Ok(Some((hasher.finalize().into(), size)))
 }
 
-/// Opens the regular file `name` in `dir` for reading, refusing to follow
-/// a symlink; `None` when nothing (or something else) is there now.
-fn open_regular(dir: &Dir, name: &OsStr, display: &Path) -> Result<Option<File>> {
-    let file = match dir.open_file(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
-        Ok(file) => file,
-        Err(err)
-            if err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ELOOP) =>
-        {
-            return Ok(None);
-        }
-        Err(err) => return Err(io_error("opening", display, err)),
-    };
-    let meta = file
-        .metadata()
-        .map_err(|err| io_error("inspecting", display, err))?;
-    Ok(meta.is_file().then_some(file))
+/// Opens the regular file `name` in `dir` for reading, with its status;
+/// `None` when nothing (or something else) is there now. Nothing but a
+/// regular file is ever opened: a symlink is not followed, and a FIFO or
+/// device swapped in is looked at, never opened ([`Dir::open_regular`]).
+fn open_regular(dir: &Dir, name: &OsStr, display: &Path) -> Result<Option<(File, Stat)>> {
+    match dir.open_regular(name) {
+        Ok(Opened::File(file, stat)) => Ok(Some((file, stat))),
+        Ok(Opened::NotRegular(_)) => Ok(None),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(io_error("opening", display, err)),
+    }
 }
 
 fn symlink_entry(
@@ -395,16 +390,16 @@ fn symlink_entry(
         Err(err) if err.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
         Err(err) => return Err(io_error("reading symlink", display, err)),
     };
-    let Some(target) = target.to_str() else {
-        return Ok(None);
-    };
+    // The target's exact bytes, whatever they are: a symlink travels as
+    // it is.
+    let target = target.into_vec();
     Ok(Some(ManifestEntry {
         path: rel,
         kind: EntryKind::Symlink,
         mode: 0o777,
         size: target.len() as u64,
-        hash: ContentHash::of(target.as_bytes()),
-        link_target: Some(target.to_owned()),
+        hash: ContentHash::of(&target),
+        link_target: Some(target),
     }))
 }
 
@@ -536,19 +531,16 @@ impl<W: Write> Packer<W> {
     }
 
     fn add_file(&mut self, dir: &Dir, name: &OsStr, source: &Path, member: &str) -> Result<bool> {
-        let Some(file) = open_regular(dir, name, source)? else {
+        let Some((file, stat)) = open_regular(dir, name, source)? else {
             return Ok(false);
         };
-        let meta = file
-            .metadata()
-            .map_err(|err| io_error("inspecting", source, err))?;
-        let size = meta.len();
-        let mode = meta.mode() & PERMISSION_BITS;
+        let size = stat.size;
+        let mode = stat.mode & PERMISSION_BITS;
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(size);
         header.set_mode(mode);
-        header.set_mtime(meta.mtime().max(0) as u64);
+        header.set_mtime(stat.mtime.max(0) as u64);
         let mut reader = ExactHashingReader::new(file, size);
         self.builder
             .append_data(&mut header, member, &mut reader)
@@ -573,9 +565,8 @@ impl<W: Write> Packer<W> {
         header.set_entry_type(tar::EntryType::Symlink);
         header.set_size(0);
         header.set_mode(0o777);
-        let target = entry.link_target.clone().unwrap_or_default();
-        self.builder
-            .append_link(&mut header, member, &target)
+        let target = entry.link_target.as_deref().unwrap_or_default();
+        append_symlink(&mut self.builder, &mut header, member, target)
             .map_err(|err| io_error("archiving", source, err))?;
         self.packed.upserts.push(entry);
         Ok(true)

@@ -57,7 +57,7 @@ mod sparse;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use self::capture::ExactHashingReader;
+pub use self::capture::{ExactHashingReader, append_symlink};
 pub use self::extract::ExtractMode;
 pub use self::manifest::{
     ContentHash, EntryKind, ManifestEntry, PERMISSION_BITS, SnapshotManifest,
