@@ -357,6 +357,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_are_quoted_only_when_they_need_it() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"plain/name.txt", "plain/name.txt"),
+            ("caf\u{e9} \u{65e5}\u{672c} space'd".as_bytes(), "caf\u{e9} \u{65e5}\u{672c} space'd"),
+            (
+                b"z\n+++ evil\n@@ -0,0 +1 @@\n+pwn",
+                r#""z\n+++ evil\n@@ -0,0 +1 @@\n+pwn""#,
+            ),
+            (b"tab\there", r#""tab\there""#),
+            (b"cr\rhere", r#""cr\rhere""#),
+            (b"esc\x1b[2Jhere", r#""esc\033[2Jhere""#),
+            (b"bad\xff\xfeutf8", r#""bad\377\376utf8""#),
+            (b"bell\x07bs\x08vt\x0bff\x0cdel\x7f", r#""bell\abs\bvt\vff\fdel\177""#),
+            (br#"a"quote"#, r#""a\"quote""#),
+            (br"back\slash", r#""back\\slash""#),
+            // C1 controls and bidirectional overrides, as their bytes.
+            ("csi\u{9b}x".as_bytes(), r#""csi\302\233x""#),
+            ("rlo\u{202e}txt".as_bytes(), r#""rlo\342\200\256txt""#),
+            ("é\x01".as_bytes(), "\"é\\001\""),
+        ];
+        for (name, want) in cases {
+            assert_eq!(quote_name(name), *want, "{:?}", String::from_utf8_lossy(name));
+            let quoted = quote_name(name);
+            assert!(!quoted.chars().any(char::is_control), "{quoted}");
+        }
+        assert_eq!(quote_path(Path::new("/tmp/a\nb")), r#""/tmp/a\nb""#);
+    }
+
+    #[test]
     fn normalize_keeps_inner_dots_and_refuses_escapes() {
         let ok = |p: &str| normalize_relative(p).unwrap().display().to_string();
         assert_eq!(ok("a/b"), "a/b");

@@ -1429,6 +1429,75 @@ mod tests {
         remove_tree(temp.path()).unwrap();
     }
 
+    /// Both ways of opening (through `/proc/self/fd`, and the fallback
+    /// for hosts without `/proc`) open regular files and nothing else.
+    #[test]
+    fn only_regular_files_are_opened_with_or_without_proc() {
+        use std::io::Read;
+        let temp = tempfile::tempdir().unwrap();
+        std::fs::write(temp.path().join("file"), "content").unwrap();
+        std::fs::create_dir(temp.path().join("dir")).unwrap();
+        std::os::unix::fs::symlink("file", temp.path().join("link")).unwrap();
+        let fifo = c_name(temp.path().join("fifo").as_os_str()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let dir = Dir::open(temp.path()).unwrap();
+        for through_proc in [true, false] {
+            match dir.open_regular_with(OsStr::new("file"), through_proc) {
+                Ok(Opened::File(mut file, stat)) => {
+                    assert_eq!((stat.kind, stat.size), (FileKind::File, 7));
+                    let mut text = String::new();
+                    file.read_to_string(&mut text).unwrap();
+                    assert_eq!(text, "content");
+                }
+                other => panic!("{through_proc}: {other:?}"),
+            }
+            for (name, kind) in [
+                ("fifo", FileKind::Other),
+                ("dir", FileKind::Dir),
+                ("link", FileKind::Symlink),
+            ] {
+                match dir.open_regular_with(OsStr::new(name), through_proc) {
+                    Ok(Opened::NotRegular(stat)) => assert_eq!(stat.kind, kind, "{name}"),
+                    other => panic!("{name}, {through_proc}: {other:?}"),
+                }
+            }
+            let missing = dir.open_regular_with(OsStr::new("missing"), through_proc);
+            assert_eq!(missing.unwrap_err().kind(), io::ErrorKind::NotFound);
+        }
+        // And by path, the last component never followed.
+        assert!(matches!(
+            open_regular_path(&temp.path().join("link")),
+            Ok(Opened::NotRegular(Stat {
+                kind: FileKind::Symlink,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            open_regular_path(&temp.path().join("file")),
+            Ok(Opened::File(..))
+        ));
+        assert_eq!(
+            open_regular_path(Path::new("/")).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn shown_paths_are_cut_and_quoted() {
+        assert_eq!(shown_path(b"a/b"), "a/b");
+        assert_eq!(shown_path(b"a/\x1b[31m/\n"), "\"a/\\033[31m/\\n\"");
+        let long = "é".repeat(100);
+        let shown = shown_path(long.as_bytes());
+        assert!(shown.ends_with('…') && !shown.contains('\\'), "{shown}");
+        assert!(shown.len() <= SHOWN_PATH_BYTES + '…'.len_utf8());
+        let mut bytes = b"d/".repeat(70);
+        bytes.push(0xff);
+        assert!(shown_path(&bytes).ends_with('…'));
+        assert_eq!(shown_path(&bytes[..4]), "d/d/");
+        assert_eq!(shown_path(b"x\xff"), "\"x\\377\"");
+    }
+
     #[test]
     fn shortening_keeps_characters_whole() {
         assert_eq!(shorten("short"), "short");

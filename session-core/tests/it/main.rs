@@ -18,4 +18,5 @@ mod spec_fixtures;
 mod spec_helpers;
 mod spec_serde;
 mod tree_shapes;
+mod tree_special_files;
 mod workspace_lifecycle;
