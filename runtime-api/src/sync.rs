@@ -812,6 +812,107 @@ mod tests {
         assert_eq!(Scanner::default().scan(b.path()).unwrap(), known);
     }
 
+    /// Odd symlink targets (rewritten by a path library, not UTF-8, longer
+    /// than a tar header holds) travel exactly, both ways, and both sides
+    /// agree on the checksum.
+    #[test]
+    fn link_targets_travel_byte_for_byte_both_ways() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let mut long = b"ab//".repeat(1000);
+        long.truncate(4000);
+        let targets: Vec<Vec<u8>> = vec![
+            b"/".to_vec(),
+            b"//x".to_vec(),
+            b"a//b".to_vec(),
+            b"x/.".to_vec(),
+            b"\xff\xfe/\x80".to_vec(),
+            vec![b'u'; 101],
+            long,
+        ];
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        for (i, target) in targets.iter().enumerate() {
+            symlink(OsStr::from_bytes(target), a.path().join(format!("l{i}"))).unwrap();
+        }
+        let check = |root: &Path, prefix: &str| {
+            for (i, target) in targets.iter().enumerate() {
+                let read = fs::read_link(root.join(format!("{prefix}{i}"))).unwrap();
+                assert_eq!(read.into_os_string().into_vec(), *target, "{prefix}{i}");
+            }
+        };
+        let mut known = Tree::default();
+        assert_eq!(
+            sync(a.path(), b.path(), &mut known, &mut Scanner::default()),
+            targets.len()
+        );
+        check(b.path(), "l");
+        // Back the other way, as new links made on the receiving side.
+        for (i, target) in targets.iter().enumerate() {
+            symlink(OsStr::from_bytes(target), b.path().join(format!("m{i}"))).unwrap();
+        }
+        let mut known_back = Tree::default();
+        let c = tempfile::tempdir().unwrap();
+        sync(b.path(), c.path(), &mut known_back, &mut Scanner::default());
+        check(c.path(), "l");
+        check(c.path(), "m");
+        assert_eq!(Scanner::default().scan(c.path()).unwrap(), known_back);
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    /// A char device with no driver: opening it fails with `ENXIO`. `false`
+    /// when this process may not make one.
+    fn mknod_nodriver(path: &Path) -> bool {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        let ret =
+            unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(42, 0)) };
+        if ret != 0 {
+            eprintln!(
+                "no device node: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        ret == 0
+    }
+
+    /// A scan leaves FIFOs and devices out, and a packer that finds one
+    /// where the scan saw a file counts the file as gone, without opening
+    /// what is there (a device with no driver would fail the open).
+    #[test]
+    fn fifos_and_devices_are_never_opened_by_scans_or_packing() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "a", "a");
+        write(root.path(), "b", "b");
+        write(root.path(), "c", "c");
+        mkfifo(&root.path().join("fifo"));
+        let devices = mknod_nodriver(&root.path().join("dev"));
+        let tree = Scanner::default().scan(root.path()).unwrap();
+        let paths: Vec<String> = tree.entries().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["a", "b", "c"]);
+        // Swapped after the scan: a FIFO for `a`, a device for `b`.
+        fs::remove_file(root.path().join("a")).unwrap();
+        mkfifo(&root.path().join("a"));
+        fs::remove_file(root.path().join("b")).unwrap();
+        let swapped_device = devices && mknod_nodriver(&root.path().join("b"));
+        let mut packer = Packer::new(Vec::new());
+        packer.add_entries(root.path(), &tree.entries()).unwrap();
+        let (_, packed) = packer.finish().unwrap();
+        let packed_paths: Vec<&str> = packed.upserts.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(packed_paths, ["c"]);
+        let vanished: Vec<&str> = packed.vanished.iter().map(|d| d.path.as_str()).collect();
+        if swapped_device {
+            assert_eq!(vanished, ["a", "b"]);
+        } else {
+            assert_eq!(vanished, ["a"]);
+        }
+    }
+
     #[test]
     fn unchanged_files_are_not_read_again() {
         let a = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ mod diff_snapshots;
 mod plugin_trust;
 mod session_lifecycle;
 mod snapshot_frames;
+mod snapshot_link_targets;
 mod snapshot_roundtrip;
 mod snapshot_sparse;
 mod spec_bounds;
