@@ -867,16 +867,13 @@ mod tests {
 
     /// A char device with no driver: opening it fails with `ENXIO`. `false`
     /// when this process may not make one.
+    #[allow(clippy::print_stderr, reason = "a skipped device says why")]
     fn mknod_nodriver(path: &Path) -> bool {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid C string.
-        let ret =
-            unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(42, 0)) };
+        let ret = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(42, 0)) };
         if ret != 0 {
-            eprintln!(
-                "no device node: {}",
-                std::io::Error::last_os_error()
-            );
+            eprintln!("no device node: {}", std::io::Error::last_os_error());
         }
         ret == 0
     }

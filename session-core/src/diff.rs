@@ -532,7 +532,8 @@ fn text_of(
 ) -> UnifiedText {
     // Quoted as git quotes them when the name needs it: a name is never
     // a way to add a header or a hunk to the diff.
-    let label = |prefix: &str| quote_name(format!("{prefix}{}", change.path).as_bytes()).into_owned();
+    let label =
+        |prefix: &str| quote_name(format!("{prefix}{}", change.path).as_bytes()).into_owned();
     let old_label = if change.old.is_some() {
         label("a/")
     } else {

@@ -293,7 +293,9 @@ pub fn resolve_inside(canonical_root: &Path, path: &Path) -> Option<PathBuf> {
 /// all other characters, non-ASCII ones included, stay as they are.
 pub fn quote_name(name: &[u8]) -> Cow<'_, str> {
     if let Ok(text) = std::str::from_utf8(name)
-        && !text.chars().any(|c| c == '"' || c == '\\' || needs_escape(c))
+        && !text
+            .chars()
+            .any(|c| c == '"' || c == '\\' || needs_escape(c))
     {
         return Cow::Borrowed(text);
     }
@@ -340,7 +342,10 @@ pub fn quote_path(path: &Path) -> Cow<'_, str> {
 /// controls), which make a name read as something else.
 fn needs_escape(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{61c}')
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{61c}'
+        )
         || ('\u{202a}'..='\u{202e}').contains(&c)
         || ('\u{2066}'..='\u{2069}').contains(&c)
 }
@@ -360,7 +365,10 @@ mod tests {
     fn names_are_quoted_only_when_they_need_it() {
         let cases: &[(&[u8], &str)] = &[
             (b"plain/name.txt", "plain/name.txt"),
-            ("caf\u{e9} \u{65e5}\u{672c} space'd".as_bytes(), "caf\u{e9} \u{65e5}\u{672c} space'd"),
+            (
+                "caf\u{e9} \u{65e5}\u{672c} space'd".as_bytes(),
+                "caf\u{e9} \u{65e5}\u{672c} space'd",
+            ),
             (
                 b"z\n+++ evil\n@@ -0,0 +1 @@\n+pwn",
                 r#""z\n+++ evil\n@@ -0,0 +1 @@\n+pwn""#,
@@ -369,7 +377,10 @@ mod tests {
             (b"cr\rhere", r#""cr\rhere""#),
             (b"esc\x1b[2Jhere", r#""esc\033[2Jhere""#),
             (b"bad\xff\xfeutf8", r#""bad\377\376utf8""#),
-            (b"bell\x07bs\x08vt\x0bff\x0cdel\x7f", r#""bell\abs\bvt\vff\fdel\177""#),
+            (
+                b"bell\x07bs\x08vt\x0bff\x0cdel\x7f",
+                r#""bell\abs\bvt\vff\fdel\177""#,
+            ),
             (br#"a"quote"#, r#""a\"quote""#),
             (br"back\slash", r#""back\\slash""#),
             // C1 controls and bidirectional overrides, as their bytes.
@@ -378,7 +389,12 @@ mod tests {
             ("é\x01".as_bytes(), "\"é\\001\""),
         ];
         for (name, want) in cases {
-            assert_eq!(quote_name(name), *want, "{:?}", String::from_utf8_lossy(name));
+            assert_eq!(
+                quote_name(name),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(name)
+            );
             let quoted = quote_name(name);
             assert!(!quoted.chars().any(char::is_control), "{quoted}");
         }

@@ -236,8 +236,16 @@ fn diff_quotes_names_that_would_forge_lines() {
         "{text}"
     );
     // Five files, five hunks, one added line each: nothing else.
-    assert_eq!(text.lines().filter(|l| l.starts_with("@@ ")).count(), 5, "{text}");
-    assert_eq!(text.lines().filter(|l| l.starts_with('+')).count(), 10, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("@@ ")).count(),
+        5,
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('+')).count(),
+        10,
+        "{text}"
+    );
     assert!(!text.contains('\r') && !text.contains('\u{1b}'), "{text:?}");
 
     let out = sb.run([

@@ -68,7 +68,11 @@ async fn odd_link_targets_cross_a_sync_both_ways_exactly() {
     // Made on the host: pushed before the command, which copies each
     // target it finds (`back*`) and makes links of its own (`made*`).
     for (i, target) in targets.iter().enumerate() {
-        symlink(OsStr::from_bytes(target), workspace.join(format!("host{i}"))).unwrap();
+        symlink(
+            OsStr::from_bytes(target),
+            workspace.join(format!("host{i}")),
+        )
+        .unwrap();
     }
     let list = targets
         .iter()
@@ -105,7 +109,9 @@ async fn odd_link_targets_cross_a_sync_both_ways_exactly() {
     // Both sides agree: the next command needs no repair, and sees the
     // links it made.
     let result = runtime
-        .execute(ExecCommand::new("ls made0 back9 host7 >/dev/null && echo same"))
+        .execute(ExecCommand::new(
+            "ls made0 back9 host7 >/dev/null && echo same",
+        ))
         .await
         .unwrap();
     assert_eq!(result.stdout_lossy(), "same\n", "{result:?}");

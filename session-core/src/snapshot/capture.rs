@@ -1,10 +1,10 @@
 //! Walking a directory into a manifest and an archive in one pass.
 
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStringExt;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::ops::Range;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;

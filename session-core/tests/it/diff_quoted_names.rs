@@ -132,7 +132,10 @@ fn errors_quote_the_paths_they_name() {
         path: PathBuf::from(OsStr::from_bytes(b"/w/a\nb\x1b\xfe")),
         source: std::io::ErrorKind::NotFound.into(),
     };
-    assert_eq!(err.to_string(), "opening `\"/w/a\\nb\\033\\376\"`: entity not found");
+    assert_eq!(
+        err.to_string(),
+        "opening `\"/w/a\\nb\\033\\376\"`: entity not found"
+    );
     let err = Error::PathEscape {
         path: EVIL.into(),
         reason: "patterns must stay inside the workspace",

@@ -4,6 +4,8 @@
 //! tar header's field survive, the manifest hashes the exact bytes, and a
 //! tree extracted and captured again keeps its checksum.
 
+#![allow(clippy::print_stderr, reason = "a skipped check says why")]
+
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -114,7 +116,12 @@ fn odd_targets_survive_capture_and_extraction_byte_for_byte() {
         snapshot.extract(dest.path(), ExtractMode::Mirror).unwrap();
         assert_links(dest.path(), &targets, compression.name());
         let again = capture(dest.path(), store.path(), compression);
-        assert_eq!(again.checksum(), snapshot.checksum(), "{}", compression.name());
+        assert_eq!(
+            again.checksum(),
+            snapshot.checksum(),
+            "{}",
+            compression.name()
+        );
 
         // The archive read as one from elsewhere holds the same entries.
         let opened = Snapshot::open_archive(snapshot.archive_path(), compression).unwrap();

@@ -10,6 +10,8 @@
 //! with `ENXIO`: an operation that opened it would fail, which is how the
 //! tests see that it was never opened.
 
+#![allow(clippy::print_stderr, reason = "a skipped device says why")]
+
 use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io::{self, Read};
@@ -38,7 +40,13 @@ fn c_path(path: &Path) -> CString {
 fn mkfifo(path: &Path) {
     // SAFETY: a valid C string.
     let ret = unsafe { libc::mkfifo(c_path(path).as_ptr(), 0o644) };
-    assert_eq!(ret, 0, "mkfifo {}: {}", path.display(), io::Error::last_os_error());
+    assert_eq!(
+        ret,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        io::Error::last_os_error()
+    );
 }
 
 /// Makes the char device `major:minor` at `path`; `false` when this
@@ -179,7 +187,12 @@ fn capture_lists_fifos_and_devices_and_archives_the_rest() {
     let devices = specials_tree(src.path());
     let (root, store_path) = (src.path().to_path_buf(), store.path().to_path_buf());
     let snapshot = returns("capture", move || {
-        Snapshot::capture(&root, &SnapshotRules::keep_all(), Compression::Gzip, &store_path)
+        Snapshot::capture(
+            &root,
+            &SnapshotRules::keep_all(),
+            Compression::Gzip,
+            &store_path,
+        )
     })
     .unwrap();
     let paths: Vec<(&str, EntryKind)> = snapshot
@@ -225,14 +238,7 @@ fn file_reads_and_copies_skip_fifos_and_devices_without_opening_them() {
     // only the regular files are read, and nothing blocks.
     let (workspace, files) = returns("reading files", move || {
         let files = workspace
-            .get_file_contents(&[
-                "fifo",
-                "to-fifo",
-                "nodriver",
-                "null",
-                "sub",
-                "**/*",
-            ])
+            .get_file_contents(&["fifo", "to-fifo", "nodriver", "null", "sub", "**/*"])
             .unwrap();
         (workspace, files)
     });
@@ -250,7 +256,10 @@ fn file_reads_and_copies_skip_fifos_and_devices_without_opening_them() {
         workspace
     });
     let root = workspace.root().unwrap();
-    assert_eq!(fs::read_to_string(root.join("sub/b.txt")).unwrap(), "beta\n");
+    assert_eq!(
+        fs::read_to_string(root.join("sub/b.txt")).unwrap(),
+        "beta\n"
+    );
     assert_eq!(
         fs::read_link(root.join("to-fifo")).unwrap(),
         PathBuf::from("fifo")
@@ -309,7 +318,6 @@ fn captures_racing_a_device_swapper_never_open_a_device() {
     };
     let captures = {
         let (root, store) = (src.path().to_path_buf(), store.path().to_path_buf());
-        let stop = stop.clone();
         returns("the racing captures", move || {
             let mut results = Vec::new();
             for _ in 0..25 {
