@@ -258,6 +258,51 @@ fn fstat_raw(fd: RawFd) -> io::Result<Stat> {
     Ok(Stat::from_raw(&st))
 }
 
+/// Opens the file behind the descriptor `handle` (an `O_PATH` one) for
+/// reading, through its entry in `/proc/self/fd`: the same inode, whatever
+/// its name is by now.
+///
+/// The directory `/proc/self/fd` is opened once and kept (a lookup in it
+/// costs a fraction of resolving the whole path each time), checked to be
+/// procfs; a child forked since opens its own for each call. Fails with
+/// `NotFound` when there is no procfs at `/proc`.
+fn reopen_through_proc(handle: RawFd) -> io::Result<OwnedFd> {
+    static KEPT: std::sync::OnceLock<Option<(u32, OwnedFd)>> = std::sync::OnceLock::new();
+    let kept = KEPT.get_or_init(|| proc_fd_dir().ok().map(|dir| (std::process::id(), dir)));
+    let fresh;
+    let dir = match kept {
+        Some((pid, dir)) if *pid == std::process::id() => dir.as_raw_fd(),
+        _ => {
+            fresh = proc_fd_dir()?;
+            fresh.as_raw_fd()
+        }
+    };
+    let name = CString::new(handle.to_string()).expect("no NUL in a number");
+    open_raw(dir, &name, READ_FLAGS, 0)
+}
+
+/// This process's `/proc/self/fd`, refused (`NotFound`) unless it is on
+/// procfs: only procfs's entries there are the process's descriptors.
+fn proc_fd_dir() -> io::Result<OwnedFd> {
+    let dir = open_raw(
+        libc::AT_FDCWD,
+        &CString::from(c"/proc/self/fd"),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )?;
+    // SAFETY: an all-zero `statfs` is a valid value to be overwritten.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor is open and `fs` is writable.
+    check(unsafe { libc::fstatfs(dir.as_raw_fd(), &mut fs) })?;
+    if fs.f_type != libc::PROC_SUPER_MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "/proc is not procfs",
+        ));
+    }
+    Ok(dir)
+}
+
 /// What [`Dir::open_regular`] found at a name.
 #[derive(Debug)]
 pub enum Opened {
@@ -321,7 +366,8 @@ impl Dir {
     /// `name` is first opened `O_PATH | O_NOFOLLOW` (which reaches no
     /// driver and opens nothing for I/O), the descriptor's status is read,
     /// and only a regular file is opened again for reading, through
-    /// `/proc/self/fd`: the same inode, whatever is at `name` by then.
+    /// `/proc/self/fd`: the same inode, whatever is at `name` by then. The
+    /// status returned is the one read from the `O_PATH` descriptor.
     /// Without `/proc` the fallback opens `name` itself (`O_NOFOLLOW`,
     /// `O_NONBLOCK`, `O_NOCTTY`) and keeps it only when the descriptor's
     /// own status says it is a regular file; its limit is the moment
@@ -344,19 +390,9 @@ impl Dir {
             return Ok(Opened::NotRegular(looked));
         }
         if through_proc {
-            let proc_path = CString::new(format!("/proc/self/fd/{}", handle.as_raw_fd()))
-                .expect("no NUL in a number");
-            match open_raw(libc::AT_FDCWD, &proc_path, READ_FLAGS, 0) {
-                Ok(fd) => {
-                    let opened = fstat_raw(fd.as_raw_fd())?;
-                    if (opened.dev, opened.ino) != (looked.dev, looked.ino) {
-                        // Only a `/proc` that is not procfs can do this.
-                        return Err(io::Error::other(
-                            "reopening a file through /proc/self/fd gave another file",
-                        ));
-                    }
-                    return Ok(Opened::File(fd.into(), opened));
-                }
+            match reopen_through_proc(handle.as_raw_fd()) {
+                // The very inode looked at: its status is `looked`.
+                Ok(fd) => return Ok(Opened::File(fd.into(), looked)),
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
                     NO_PROC_FD.store(true, Ordering::Relaxed);
                 }
