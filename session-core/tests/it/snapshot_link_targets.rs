@@ -130,6 +130,40 @@ fn odd_targets_survive_capture_and_extraction_byte_for_byte() {
     }
 }
 
+/// A long name and a long target together: a long-link record and a
+/// long-name record before one member, read back by berth and by GNU tar.
+#[test]
+fn a_long_name_with_a_long_target() {
+    let src = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let dir = "d".repeat(150);
+    let name = format!("{dir}/{}", "n".repeat(200));
+    let mut target = b"t//".repeat(1300);
+    target.push(0xff);
+    fs::create_dir(src.path().join(&dir)).unwrap();
+    symlink(OsStr::from_bytes(&target), src.path().join(&name)).unwrap();
+    let snapshot = capture(src.path(), store.path(), Compression::None);
+    let entry = snapshot.manifest().get(&name).unwrap();
+    assert_eq!(entry.link_target.as_deref(), Some(target.as_slice()));
+    let dest = tempfile::tempdir().unwrap();
+    snapshot.extract(dest.path(), ExtractMode::Mirror).unwrap();
+    let read = fs::read_link(dest.path().join(&name)).unwrap();
+    assert_eq!(read.into_os_string().into_vec(), target);
+    if Command::new("tar").arg("--version").output().is_ok() {
+        let by_tar = tempfile::tempdir().unwrap();
+        let status = Command::new("tar")
+            .arg("-xf")
+            .arg(snapshot.archive_path())
+            .arg("-C")
+            .arg(by_tar.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let read = fs::read_link(by_tar.path().join(&name)).unwrap();
+        assert_eq!(read.into_os_string().into_vec(), target, "GNU tar");
+    }
+}
+
 /// The archive is one any `tar` reads: GNU tar extracts the same links,
 /// long ones through their long-link records.
 #[test]
