@@ -296,7 +296,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     }
     if secs > session_core::runtime::MAX_TIMEOUT.as_secs_f64() {
         return Err(format!(
-            "`{text}`: longer than the longest timeout berth takes ({} s, about a century)",
+            "`{text}` is too long a timeout: berth takes at most {} s (about a century)",
             session_core::runtime::MAX_TIMEOUT.as_secs()
         ));
     }

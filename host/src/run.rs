@@ -14,6 +14,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use session_core::assets::{AssetMap, ResolvedAssets};
 use session_core::diff::SnapshotDiff;
+use session_core::paths::quote_path;
 use session_core::runtime::{Event, ExecCommand, ExecResult, ExecStatus, Output, Usage};
 use session_core::session::{Session, SpawnOptions};
 use session_core::spec::{EnvironmentSpec, Mode};
@@ -353,7 +354,7 @@ fn report(
         writeln!(
             err,
             "berth: checkpoint written to {}: {}",
-            dir.display(),
+            quote_path(dir),
             summary_line(&checkpoint.diff)
         )?;
         for change in &checkpoint.diff.changes {

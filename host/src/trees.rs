@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use session_core::compression::Compression;
 use session_core::diff::{self, ChangeKind, FileChange, SnapshotDiff, TextOmitted};
+use session_core::paths::quote_name;
 use session_core::snapshot::{Snapshot, SnapshotRules};
 use session_core::tree::RemoveOnDrop;
 use session_core::workspace::{SESSION_DIR_PREFIX, SESSION_MARKER, SessionMarker, hostname};
@@ -269,7 +270,9 @@ fn open_tree(
         .with_context(|| format!("reading the archive `{}`", path.display()))
 }
 
-/// One line of `--stat`: a status letter, the path, what changed.
+/// One line of `--stat`: a status letter, the path (quoted as git quotes
+/// it when it holds a control character, a quote or bytes that are not
+/// UTF-8), what changed.
 pub(crate) fn stat_line(change: &FileChange) -> String {
     let letter = match change.kind {
         ChangeKind::Created => 'A',
@@ -278,9 +281,11 @@ pub(crate) fn stat_line(change: &FileChange) -> String {
         ChangeKind::TypeChanged => 'T',
         ChangeKind::Renamed => 'R',
     };
+    // A name that needs it is quoted: none can add a line of its own.
+    let quoted = |path: &str| quote_name(path.as_bytes()).into_owned();
     let path = match (&change.kind, &change.old_path) {
-        (ChangeKind::Renamed, Some(old)) => format!("{old} -> {}", change.path),
-        _ => change.path.clone(),
+        (ChangeKind::Renamed, Some(old)) => format!("{} -> {}", quoted(old), quoted(&change.path)),
+        _ => quoted(&change.path),
     };
     let old_size = change.old.as_ref().map_or(0, |s| s.size);
     let new_size = change.new.as_ref().map_or(0, |s| s.size);

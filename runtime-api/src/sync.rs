@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,9 +33,9 @@ use session_core::compression::Compression;
 use session_core::paths;
 use session_core::snapshot::{
     ContentHash, EntryKind, ExactHashingReader, ExtractMode, ManifestEntry, PERMISSION_BITS,
-    Snapshot, SnapshotManifest,
+    Snapshot, SnapshotManifest, append_symlink,
 };
-use session_core::tree::{self, Blocked, Dir, DirCursor, FileKind, Stat, Walker};
+use session_core::tree::{self, Blocked, Dir, DirCursor, FileKind, Opened, Stat, Walker};
 use session_core::{Error, Result};
 
 use crate::protocol::{Deletion, WorkspaceState};
@@ -360,7 +360,7 @@ fn file_entry(path: String, mode: u32, size: u64, hash: ContentHash) -> Manifest
 /// Hashes the regular file `name` in `dir` without following a symlink in
 /// its place; `None` when it vanished or is no longer a regular file.
 fn hash_file(dir: &Dir, name: &OsStr, display: &Path) -> Result<Option<(ContentHash, u64)>> {
-    let Some(mut file) = open_regular(dir, name, display)? else {
+    let Some((mut file, _)) = open_regular(dir, name, display)? else {
         return Ok(None);
     };
     let mut hasher = blake3::Hasher::new();
@@ -379,22 +379,17 @@ fn hash_file(dir: &Dir, name: &OsStr, display: &Path) -> Result<Option<(ContentH
     Ok(Some((hasher.finalize().into(), size)))
 }
 
-/// Opens the regular file `name` in `dir` for reading, refusing to follow
-/// a symlink; `None` when nothing (or something else) is there now.
-fn open_regular(dir: &Dir, name: &OsStr, display: &Path) -> Result<Option<File>> {
-    let file = match dir.open_file(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
-        Ok(file) => file,
-        Err(err)
-            if err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ELOOP) =>
-        {
-            return Ok(None);
-        }
-        Err(err) => return Err(io_error("opening", display, err)),
-    };
-    let meta = file
-        .metadata()
-        .map_err(|err| io_error("inspecting", display, err))?;
-    Ok(meta.is_file().then_some(file))
+/// Opens the regular file `name` in `dir` for reading, with its status;
+/// `None` when nothing (or something else) is there now. Nothing but a
+/// regular file is ever opened: a symlink is not followed, and a FIFO or
+/// device swapped in is looked at, never opened ([`Dir::open_regular`]).
+fn open_regular(dir: &Dir, name: &OsStr, display: &Path) -> Result<Option<(File, Stat)>> {
+    match dir.open_regular(name) {
+        Ok(Opened::File(file, stat)) => Ok(Some((file, stat))),
+        Ok(Opened::NotRegular(_)) => Ok(None),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(io_error("opening", display, err)),
+    }
 }
 
 fn symlink_entry(
@@ -409,16 +404,16 @@ fn symlink_entry(
         Err(err) if err.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
         Err(err) => return Err(io_error("reading symlink", display, err)),
     };
-    let Some(target) = target.to_str() else {
-        return Ok(None);
-    };
+    // The target's exact bytes, whatever they are: a symlink travels as
+    // it is.
+    let target = target.into_vec();
     Ok(Some(ManifestEntry {
         path: rel,
         kind: EntryKind::Symlink,
         mode: 0o777,
         size: target.len() as u64,
-        hash: ContentHash::of(target.as_bytes()),
-        link_target: Some(target.to_owned()),
+        hash: ContentHash::of(&target),
+        link_target: Some(target),
     }))
 }
 
@@ -550,19 +545,16 @@ impl<W: Write> Packer<W> {
     }
 
     fn add_file(&mut self, dir: &Dir, name: &OsStr, source: &Path, member: &str) -> Result<bool> {
-        let Some(file) = open_regular(dir, name, source)? else {
+        let Some((file, stat)) = open_regular(dir, name, source)? else {
             return Ok(false);
         };
-        let meta = file
-            .metadata()
-            .map_err(|err| io_error("inspecting", source, err))?;
-        let size = meta.len();
-        let mode = meta.mode() & PERMISSION_BITS;
+        let size = stat.size;
+        let mode = stat.mode & PERMISSION_BITS;
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(size);
         header.set_mode(mode);
-        header.set_mtime(meta.mtime().max(0) as u64);
+        header.set_mtime(stat.mtime.max(0) as u64);
         let mut reader = ExactHashingReader::new(file, size);
         self.builder
             .append_data(&mut header, member, &mut reader)
@@ -587,9 +579,8 @@ impl<W: Write> Packer<W> {
         header.set_entry_type(tar::EntryType::Symlink);
         header.set_size(0);
         header.set_mode(0o777);
-        let target = entry.link_target.clone().unwrap_or_default();
-        self.builder
-            .append_link(&mut header, member, &target)
+        let target = entry.link_target.as_deref().unwrap_or_default();
+        append_symlink(&mut self.builder, &mut header, member, target)
             .map_err(|err| io_error("archiving", source, err))?;
         self.packed.upserts.push(entry);
         Ok(true)
@@ -904,6 +895,104 @@ mod tests {
         assert_eq!(sync(a.path(), b.path(), &mut known, &mut scanner), 1);
         assert!(!b.path().join("gone").exists());
         assert_eq!(Scanner::default().scan(b.path()).unwrap(), known);
+    }
+
+    /// Odd symlink targets (rewritten by a path library, not UTF-8, longer
+    /// than a tar header holds) travel exactly, both ways, and both sides
+    /// agree on the checksum.
+    #[test]
+    fn link_targets_travel_byte_for_byte_both_ways() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let mut long = b"ab//".repeat(1000);
+        long.truncate(4000);
+        let targets: Vec<Vec<u8>> = vec![
+            b"/".to_vec(),
+            b"//x".to_vec(),
+            b"a//b".to_vec(),
+            b"x/.".to_vec(),
+            b"\xff\xfe/\x80".to_vec(),
+            vec![b'u'; 101],
+            long,
+        ];
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        for (i, target) in targets.iter().enumerate() {
+            symlink(OsStr::from_bytes(target), a.path().join(format!("l{i}"))).unwrap();
+        }
+        let check = |root: &Path, prefix: &str| {
+            for (i, target) in targets.iter().enumerate() {
+                let read = fs::read_link(root.join(format!("{prefix}{i}"))).unwrap();
+                assert_eq!(read.into_os_string().into_vec(), *target, "{prefix}{i}");
+            }
+        };
+        let mut known = Tree::default();
+        assert_eq!(
+            sync(a.path(), b.path(), &mut known, &mut Scanner::default()),
+            targets.len()
+        );
+        check(b.path(), "l");
+        // Back the other way, as new links made on the receiving side.
+        for (i, target) in targets.iter().enumerate() {
+            symlink(OsStr::from_bytes(target), b.path().join(format!("m{i}"))).unwrap();
+        }
+        let mut known_back = Tree::default();
+        let c = tempfile::tempdir().unwrap();
+        sync(b.path(), c.path(), &mut known_back, &mut Scanner::default());
+        check(c.path(), "l");
+        check(c.path(), "m");
+        assert_eq!(Scanner::default().scan(c.path()).unwrap(), known_back);
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    /// A char device with no driver: opening it fails with `ENXIO`. `false`
+    /// when this process may not make one.
+    #[allow(clippy::print_stderr, reason = "a skipped device says why")]
+    fn mknod_nodriver(path: &Path) -> bool {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        let ret = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(42, 0)) };
+        if ret != 0 {
+            eprintln!("no device node: {}", std::io::Error::last_os_error());
+        }
+        ret == 0
+    }
+
+    /// A scan leaves FIFOs and devices out, and a packer that finds one
+    /// where the scan saw a file counts the file as gone, without opening
+    /// what is there (a device with no driver would fail the open).
+    #[test]
+    fn fifos_and_devices_are_never_opened_by_scans_or_packing() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "a", "a");
+        write(root.path(), "b", "b");
+        write(root.path(), "c", "c");
+        mkfifo(&root.path().join("fifo"));
+        let devices = mknod_nodriver(&root.path().join("dev"));
+        let tree = Scanner::default().scan(root.path()).unwrap();
+        let paths: Vec<String> = tree.entries().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["a", "b", "c"]);
+        // Swapped after the scan: a FIFO for `a`, a device for `b`.
+        fs::remove_file(root.path().join("a")).unwrap();
+        mkfifo(&root.path().join("a"));
+        fs::remove_file(root.path().join("b")).unwrap();
+        let swapped_device = devices && mknod_nodriver(&root.path().join("b"));
+        let mut packer = Packer::new(Vec::new());
+        packer.add_entries(root.path(), &tree.entries()).unwrap();
+        let (_, packed) = packer.finish().unwrap();
+        let packed_paths: Vec<&str> = packed.upserts.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(packed_paths, ["c"]);
+        let vanished: Vec<&str> = packed.vanished.iter().map(|d| d.path.as_str()).collect();
+        if swapped_device {
+            assert_eq!(vanished, ["a", "b"]);
+        } else {
+            assert_eq!(vanished, ["a"]);
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ use serde::Serialize;
 use similar::{Algorithm, DiffOp, DiffTag, capture_diff_slices_deadline, group_diff_ops};
 
 use crate::error::Result;
+use crate::paths::quote_name;
 use crate::snapshot::{ContentHash, EntryKind, ManifestEntry, Snapshot, SnapshotManifest};
 
 /// How a diff is computed.
@@ -165,6 +166,9 @@ pub struct FileChange {
     /// Whether either side is binary (then there is no unified text).
     pub is_binary: bool,
     /// The unified diff, with `---`/`+++` headers, for text content changes.
+    /// A path that holds a control character, a quote or bytes that are
+    /// not UTF-8 is quoted in the headers as git quotes it
+    /// ([`crate::paths::quote_name`]: `--- "a/x\ny"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unified_diff: Option<String>,
     /// Lines added (exact, even when the text is truncated).
@@ -228,7 +232,9 @@ impl SnapshotDiff {
     }
 
     /// All text diffs concatenated, plus one line per binary, type or mode
-    /// change, in the manner of `diff -ruN`.
+    /// change, in the manner of `diff -ruN`; paths that need it are quoted
+    /// ([`crate::paths::quote_name`]), so every line is one line of the
+    /// diff whatever the names.
     pub fn unified(&self) -> String {
         let mut out = Vec::new();
         self.write_unified(&mut out)
@@ -250,34 +256,30 @@ impl SnapshotDiff {
 }
 
 fn describe(change: &FileChange) -> String {
+    let path = shown(&change.path);
     match change.kind {
         ChangeKind::Renamed => format!(
-            "renamed {} -> {}",
-            change.old_path.as_deref().unwrap_or("?"),
-            change.path
+            "renamed {} -> {path}",
+            change.old_path.as_deref().map_or("?".into(), shown),
         ),
         ChangeKind::ModeChanged => format!(
-            "mode of {} changed {:o} -> {:o}",
-            change.path,
+            "mode of {path} changed {:o} -> {:o}",
             change.old.as_ref().map_or(0, |s| s.mode),
             change.new.as_ref().map_or(0, |s| s.mode)
         ),
         ChangeKind::TypeChanged => format!(
-            "{} changed from {} to {}",
-            change.path,
+            "{path} changed from {} to {}",
             change.old.as_ref().map_or(EntryKind::File, |s| s.kind),
             change.new.as_ref().map_or(EntryKind::File, |s| s.kind)
         ),
         _ if change.is_binary => format!(
-            "Binary file {} {} ({} -> {} bytes)",
-            change.path,
+            "Binary file {path} {} ({} -> {} bytes)",
             verb(change.kind),
             change.old.as_ref().map_or(0, |s| s.size),
             change.new.as_ref().map_or(0, |s| s.size)
         ),
         _ if change.text_omitted.is_some() => format!(
-            "Text file {} {} ({} -> {} bytes), {}",
-            change.path,
+            "Text file {path} {} ({} -> {} bytes), {}",
             verb(change.kind),
             change.old.as_ref().map_or(0, |s| s.size),
             change.new.as_ref().map_or(0, |s| s.size),
@@ -287,8 +289,13 @@ fn describe(change: &FileChange) -> String {
                 _ => "no text diff: too large",
             }
         ),
-        _ => format!("{} {:?}", change.path, change.kind),
+        _ => format!("{path} {:?}", change.kind),
     }
+}
+
+/// A path of a change as a line of the diff shows it ([`quote_name`]).
+fn shown(path: &str) -> std::borrow::Cow<'_, str> {
+    quote_name(path.as_bytes())
 }
 
 fn verb(kind: ChangeKind) -> &'static str {
@@ -523,13 +530,17 @@ fn text_of(
     options: &DiffOptions,
     time_left: &mut Duration,
 ) -> UnifiedText {
+    // Quoted as git quotes them when the name needs it: a name is never
+    // a way to add a header or a hunk to the diff.
+    let label =
+        |prefix: &str| quote_name(format!("{prefix}{}", change.path).as_bytes()).into_owned();
     let old_label = if change.old.is_some() {
-        format!("a/{}", change.path)
+        label("a/")
     } else {
         "/dev/null".to_owned()
     };
     let new_label = if change.new.is_some() {
-        format!("b/{}", change.path)
+        label("b/")
     } else {
         "/dev/null".to_owned()
     };

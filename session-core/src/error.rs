@@ -3,12 +3,17 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::paths::{quote_name, quote_path};
+
 /// Everything that can go wrong in `session-core`.
 ///
 /// Each variant carries what a caller needs to act on it: the field, the
 /// asset, the path or the archive member. Lower-level errors (I/O, archive
 /// formats, SQLite, Parquet) are wrapped with the path they concern, never
-/// leaked bare.
+/// leaked bare. Messages show paths and member names quoted when they hold
+/// a control character, a quote or bytes that are not UTF-8
+/// ([`crate::paths::quote_name`]), so a name a session made cannot forge a
+/// line of berth's output.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -67,7 +72,7 @@ pub enum Error {
 
     /// A path taken from input would leave the directory it must stay in:
     /// it is absolute, it climbs out with `..`, or it goes through a symlink.
-    #[error("path `{path}` is not allowed: {reason}")]
+    #[error("path `{}` is not allowed: {reason}", quote_name(.path.as_bytes()))]
     PathEscape {
         /// The path as given.
         path: String,
@@ -78,7 +83,7 @@ pub enum Error {
     /// Content given for an input file does not fit the file's type (a
     /// string for a CSV file, rows that are not objects, a value SQLite cannot
     /// store, ...). Nothing is written.
-    #[error("cannot write `{path}` as {file_type}: {message}")]
+    #[error("cannot write `{}` as {file_type}: {message}", quote_name(.path.as_bytes()))]
     FileWrite {
         /// The file's path relative to the workspace.
         path: String,
@@ -89,7 +94,7 @@ pub enum Error {
     },
 
     /// A file could not be decoded as its type.
-    #[error("cannot read `{path}` as {file_type}: {message}")]
+    #[error("cannot read `{}` as {file_type}: {message}", quote_name(.path.as_bytes()))]
     FileRead {
         /// The file's path.
         path: String,
@@ -102,7 +107,7 @@ pub enum Error {
     /// A file is larger than the cap on one file: the configured one of
     /// workspace reads, or [`crate::file_ops::MAX_INPUT_SIZE`] of input
     /// files.
-    #[error("`{path}` is {size} bytes, over the limit of {limit} bytes")]
+    #[error("`{}` is {size} bytes, over the limit of {limit} bytes", quote_name(.path.as_bytes()))]
     FileTooLarge {
         /// The file's path relative to the workspace.
         path: String,
@@ -115,7 +120,8 @@ pub enum Error {
     /// Reading a file would bring what one read of workspace files returns,
     /// all files together, over its cap.
     #[error(
-        "reading `{path}` would bring the files read to {total} bytes, over the limit of {limit} bytes for one read"
+        "reading `{}` would bring the files read to {total} bytes, over the limit of {limit} bytes for one read",
+        quote_name(.path.as_bytes())
     )]
     ReadTooLarge {
         /// The file's path relative to the workspace.
@@ -129,7 +135,11 @@ pub enum Error {
     /// A snapshot archive holds a member berth refuses to extract: an
     /// absolute or climbing name, a hard link, a device, or a path through a
     /// symlink.
-    #[error("archive `{}`: member `{member}` refused: {reason}", .archive.display())]
+    #[error(
+        "archive `{}`: member `{}` refused: {reason}",
+        quote_path(.archive),
+        quote_name(.member.as_bytes())
+    )]
     UnsafeArchiveMember {
         /// The archive.
         archive: PathBuf,
@@ -146,13 +156,14 @@ pub enum Error {
     /// copies stop at the first such entry.
     #[error(
         "`{}`: `{path}` ({depth} levels, {bytes} bytes of path) goes beyond {limit}",
-        .root.display()
+        quote_path(.root)
     )]
     TreeBound {
         /// The root of the tree.
         root: PathBuf,
-        /// The entry's path relative to the root, shortened for display
-        /// (its first 120 bytes and `…`).
+        /// The entry's path relative to the root, for display: its first
+        /// 120 bytes and `…`, quoted when it needs to be
+        /// ([`crate::tree::shown_path`]).
         path: String,
         /// How many components the full path has.
         depth: usize,
@@ -163,7 +174,7 @@ pub enum Error {
     },
 
     /// A snapshot archive is unreadable or does not match its manifest.
-    #[error("archive `{}`: {message}", .archive.display())]
+    #[error("archive `{}`: {message}", quote_path(.archive))]
     Archive {
         /// The archive.
         archive: PathBuf,
@@ -173,7 +184,11 @@ pub enum Error {
 
     /// A snapshot archive would be written inside the directory being
     /// snapshotted, where the next snapshot would capture it.
-    #[error("archive directory `{}` is inside the snapshotted directory `{}`", .archive_dir.display(), .root.display())]
+    #[error(
+        "archive directory `{}` is inside the snapshotted directory `{}`",
+        quote_path(.archive_dir),
+        quote_path(.root)
+    )]
     ArchiveInsideSnapshot {
         /// The directory the archive was to go to.
         archive_dir: PathBuf,
@@ -192,7 +207,7 @@ pub enum Error {
     },
 
     /// `prepare()` was called on a workspace that is already prepared.
-    #[error("workspace is already prepared at `{}`", .0.display())]
+    #[error("workspace is already prepared at `{}`", quote_path(.0))]
     AlreadyPrepared(PathBuf),
 
     /// An operation needs a prepared workspace and this one is not (or was
@@ -210,7 +225,7 @@ pub enum Error {
 
     /// A static asset's content changed between the start and the end of a
     /// session.
-    #[error("static asset `{name}` changed during the session (`{}`)", .path.display())]
+    #[error("static asset `{name}` changed during the session (`{}`)", quote_path(.path))]
     AssetTampered {
         /// The asset's name.
         name: String,
@@ -273,7 +288,7 @@ pub enum Error {
     Cleanup(Vec<Error>),
 
     /// An I/O operation failed.
-    #[error("{action} `{}`: {source}", .path.display())]
+    #[error("{action} `{}`: {source}", quote_path(.path))]
     Io {
         /// What was being done (`reading`, `creating directory`, ...).
         action: &'static str,

@@ -213,25 +213,20 @@ const MAX_MARKER_BYTES: u64 = 64 << 10;
 /// more than [`MAX_MARKER_BYTES`].
 fn read_marker(path: &Path) -> std::result::Result<SessionMarker, String> {
     use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(file) => file,
+    let file = match crate::tree::open_regular_path(path) {
+        Ok(crate::tree::Opened::File(file, _)) => file,
+        Ok(crate::tree::Opened::NotRegular(stat)) => {
+            return Err(if stat.kind == crate::tree::FileKind::Symlink {
+                format!("{SESSION_MARKER} is a symlink")
+            } else {
+                format!("{SESSION_MARKER} is not a regular file")
+            });
+        }
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             return Err(format!("no {SESSION_MARKER}"));
         }
-        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(format!("{SESSION_MARKER} is a symlink"));
-        }
         Err(err) => return Err(format!("cannot read {SESSION_MARKER}: {err}")),
     };
-    let is_file = file.metadata().is_ok_and(|meta| meta.is_file());
-    if !is_file {
-        return Err(format!("{SESSION_MARKER} is not a regular file"));
-    }
     let mut bytes = Vec::new();
     file.take(MAX_MARKER_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -7,6 +7,7 @@
 //! through a symlink, so a link planted in a workspace cannot redirect a write
 //! outside it.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -15,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::snapshot::PERMISSION_BITS;
-use crate::tree::{DirCursor, FileKind, Walker};
+use crate::tree::{self, DirCursor, FileKind, Opened, Walker};
 
 /// Normalises a relative path lexically: removes `.` components and resolves
 /// `..` against earlier components.
@@ -138,10 +139,12 @@ pub fn create_file_in(root: &Path, rel: &Path) -> Result<File> {
 ///
 /// Permission bits are kept (not set-id or sticky bits, see
 /// [`crate::snapshot::PERMISSION_BITS`]), symlinks are copied as links
-/// (never followed), and special files are skipped. Writes refuse to pass
-/// through a symlink already in `root`. A directory is walked without
-/// recursion and within the bounds of [`crate::tree`]: a tree beyond them
-/// is [`Error::TreeBound`].
+/// (never followed), and special files are skipped: nothing but a
+/// regular file is opened for reading, also when a FIFO or a device is
+/// swapped in for a file while it is copied ([`tree::Dir::open_regular`]).
+/// Writes refuse to pass through a symlink already in `root`. A directory
+/// is walked without recursion and within the bounds of [`crate::tree`]: a
+/// tree beyond them is [`Error::TreeBound`].
 pub fn copy_into(root: &Path, rel: &Path, source: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(source).map_err(Error::io("inspecting", source))?;
     let dest = root.join(rel);
@@ -161,10 +164,17 @@ pub fn copy_into(root: &Path, rel: &Path, source: &Path) -> Result<()> {
         )
         .map_err(Error::io("setting mode of", &dest))?;
     } else if meta.is_file() {
-        let mut from = File::open(source).map_err(Error::io("opening", source))?;
+        // Opened only if it is still a regular file: never a FIFO or a
+        // device swapped in since it was looked at.
+        let (mut from, stat) = match tree::open_regular_path(source) {
+            Ok(Opened::File(file, stat)) => (file, stat),
+            Ok(Opened::NotRegular(_)) => return Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(Error::io("opening", source)(err)),
+        };
         let mut to = create_file_in(root, rel)?;
         io::copy(&mut from, &mut to).map_err(Error::io("copying to", &dest))?;
-        to.set_permissions(fs::Permissions::from_mode(meta.mode() & PERMISSION_BITS))
+        to.set_permissions(fs::Permissions::from_mode(stat.mode & PERMISSION_BITS))
             .map_err(Error::io("setting mode of", &dest))?;
     }
     Ok(())
@@ -200,15 +210,16 @@ fn copy_tree(source: &Path, dest: &Path) -> Result<()> {
                 walker.descend()?;
             }
             FileKind::File => {
-                let mut input = match entry.dir.open_file(entry.name, libc::O_RDONLY, 0) {
-                    Ok(file) => file,
+                // Only a regular file is opened: what was swapped in for it
+                // since it was listed (a FIFO, a device) is skipped, as it
+                // would have been had it been there already.
+                let (mut input, stat) = match entry.dir.open_regular(entry.name) {
+                    Ok(Opened::File(file, stat)) => (file, stat),
+                    Ok(Opened::NotRegular(_)) => continue,
                     Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
                     Err(err) => return Err(Error::io("opening", &from)(err)),
                 };
-                let mode = input
-                    .metadata()
-                    .map_err(Error::io("inspecting", &from))?
-                    .mode();
+                let mode = stat.mode;
                 let mut output = dir
                     .open_file(
                         entry.name,
@@ -267,9 +278,128 @@ pub fn resolve_inside(canonical_root: &Path, path: &Path) -> Option<PathBuf> {
     resolved.starts_with(canonical_root).then_some(resolved)
 }
 
+/// A file name (or path) as berth prints it on a line of its own output:
+/// unchanged when it is plain, else quoted the way git quotes names, C-style
+/// escapes inside double quotes, so that no name can add a line, a diff
+/// header or a terminal escape to what berth prints.
+///
+/// A name is quoted when it holds a control character (C0, DEL, C1: a
+/// newline, a tab, an ESC …), a Unicode line or paragraph separator or
+/// bidirectional control, a double quote or a backslash, or bytes that
+/// are not UTF-8. In the quoted form `"` and `\` are escaped with a
+/// backslash, `\a \b \t \n \v \f \r` stand for their characters, and
+/// every other byte of a character that needs quoting, or not part of
+/// UTF-8, is three octal digits (`\033` for ESC, `\377` for a 0xff byte);
+/// all other characters, non-ASCII ones included, stay as they are.
+pub fn quote_name(name: &[u8]) -> Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(name)
+        && !text
+            .chars()
+            .any(|c| c == '"' || c == '\\' || needs_escape(c))
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for chunk in name.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\u{7}' => out.push_str("\\a"),
+                '\u{8}' => out.push_str("\\b"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\u{b}' => out.push_str("\\v"),
+                '\u{c}' => out.push_str("\\f"),
+                '\r' => out.push_str("\\r"),
+                c if needs_escape(c) => {
+                    let mut buf = [0u8; 4];
+                    for byte in c.encode_utf8(&mut buf).bytes() {
+                        push_octal(&mut out, byte);
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for &byte in chunk.invalid() {
+            push_octal(&mut out, byte);
+        }
+    }
+    out.push('"');
+    Cow::Owned(out)
+}
+
+/// [`quote_name`] of a path's bytes.
+pub fn quote_path(path: &Path) -> Cow<'_, str> {
+    use std::os::unix::ffi::OsStrExt as _;
+    quote_name(path.as_os_str().as_bytes())
+}
+
+/// Whether a character is never printed as it is: control characters
+/// (C0, DEL, C1), which terminals act on, and the characters that break
+/// or reorder lines (line and paragraph separators, bidirectional
+/// controls), which make a name read as something else.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{61c}'
+        )
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+fn push_octal(out: &mut String, byte: u8) {
+    out.push('\\');
+    for shift in [6, 3, 0] {
+        out.push(char::from(b'0' + ((byte >> shift) & 7)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_quoted_only_when_they_need_it() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"plain/name.txt", "plain/name.txt"),
+            (
+                "caf\u{e9} \u{65e5}\u{672c} space'd".as_bytes(),
+                "caf\u{e9} \u{65e5}\u{672c} space'd",
+            ),
+            (
+                b"z\n+++ evil\n@@ -0,0 +1 @@\n+pwn",
+                r#""z\n+++ evil\n@@ -0,0 +1 @@\n+pwn""#,
+            ),
+            (b"tab\there", r#""tab\there""#),
+            (b"cr\rhere", r#""cr\rhere""#),
+            (b"esc\x1b[2Jhere", r#""esc\033[2Jhere""#),
+            (b"bad\xff\xfeutf8", r#""bad\377\376utf8""#),
+            (
+                b"bell\x07bs\x08vt\x0bff\x0cdel\x7f",
+                r#""bell\abs\bvt\vff\fdel\177""#,
+            ),
+            (br#"a"quote"#, r#""a\"quote""#),
+            (br"back\slash", r#""back\\slash""#),
+            // C1 controls and bidirectional overrides, as their bytes.
+            ("csi\u{9b}x".as_bytes(), r#""csi\302\233x""#),
+            ("rlo\u{202e}txt".as_bytes(), r#""rlo\342\200\256txt""#),
+            ("é\x01".as_bytes(), "\"é\\001\""),
+        ];
+        for (name, want) in cases {
+            assert_eq!(
+                quote_name(name),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(name)
+            );
+            let quoted = quote_name(name);
+            assert!(!quoted.chars().any(char::is_control), "{quoted}");
+        }
+        assert_eq!(quote_path(Path::new("/tmp/a\nb")), r#""/tmp/a\nb""#);
+    }
 
     #[test]
     fn normalize_keeps_inner_dots_and_refuses_escapes() {

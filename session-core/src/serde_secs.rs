@@ -28,13 +28,6 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
             "expected a positive number of seconds, got {seconds}"
         )));
     }
-    if seconds > crate::runtime::MAX_TIMEOUT.as_secs_f64() {
-        return Err(serde::de::Error::custom(format!(
-            "{seconds:e} seconds is longer than the longest timeout berth takes ({} s, about a \
-             century)",
-            crate::runtime::MAX_TIMEOUT.as_secs()
-        )));
-    }
     Duration::try_from_secs_f64(seconds)
         .map(Some)
         .map_err(serde::de::Error::custom)

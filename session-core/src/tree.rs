@@ -21,6 +21,15 @@
 //! may hold session content goes through it (workspace cleanup, `berth gc`,
 //! the server's session areas, scratch directories, extraction replacing a
 //! directory).
+//!
+//! Nothing but a directory or a regular file is ever opened in a tree: a
+//! process of the session may swap a FIFO or a device node in for a file
+//! at any moment, and opening a device has effects of its own (a watchdog
+//! arms, a serial line toggles, a terminal becomes the opener's controlling
+//! terminal). Directories are opened `O_DIRECTORY | O_NOFOLLOW`, which the
+//! kernel refuses for anything else before any driver sees it, and files
+//! only through [`Dir::open_regular`], which looks at what is there through
+//! an `O_PATH` descriptor before opening it for reading.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
@@ -29,6 +38,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -91,6 +101,27 @@ pub fn shorten(path: &str) -> String {
         end -= 1;
     }
     format!("{}…", &path[..end])
+}
+
+/// A path as an error shows it: at most its first 120 bytes (cut at a
+/// character boundary), quoted when it needs to be
+/// ([`crate::paths::quote_name`]: a name holding a newline or an escape
+/// cannot break the message), and `…` after it when it was cut.
+pub fn shown_path(path: &[u8]) -> String {
+    let mut end = path.len().min(SHOWN_PATH_BYTES);
+    // Back to the start of a UTF-8 character cut in two (at most three
+    // continuation bytes), so a name that is UTF-8 stays readable.
+    let mut back = 0;
+    while end < path.len() && end > 0 && back < 3 && path[end] & 0xc0 == 0x80 {
+        end -= 1;
+        back += 1;
+    }
+    let shown = crate::paths::quote_name(&path[..end]).into_owned();
+    if end < path.len() {
+        format!("{shown}…")
+    } else {
+        shown
+    }
 }
 
 /// What kind of file an entry is, as a walk sees it (symlinks are never
@@ -209,6 +240,80 @@ fn open_raw(dirfd: RawFd, name: &CString, flags: libc::c_int, mode: u32) -> io::
 
 const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
 
+/// How a regular file is opened for reading: `O_NONBLOCK` so that a lease
+/// a command holds on it fails the open rather than stall it, `O_NOCTTY`
+/// so that nothing opened ever becomes berth's controlling terminal.
+const READ_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+
+/// Set once reopening through `/proc/self/fd` failed because there is no
+/// such directory (no `/proc` mounted): [`Dir::open_regular`] then takes
+/// its fallback without trying again.
+static NO_PROC_FD: AtomicBool = AtomicBool::new(false);
+
+fn fstat_raw(fd: RawFd) -> io::Result<Stat> {
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the caller's descriptor is open and `st` is writable.
+    check(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(Stat::from_raw(&st))
+}
+
+/// Opens the file behind the descriptor `handle` (an `O_PATH` one) for
+/// reading, through its entry in `/proc/self/fd`: the same inode, whatever
+/// its name is by now.
+///
+/// The directory `/proc/self/fd` is opened once and kept (a lookup in it
+/// costs a fraction of resolving the whole path each time), checked to be
+/// procfs; a child forked since opens its own for each call. Fails with
+/// `NotFound` when there is no procfs at `/proc`.
+fn reopen_through_proc(handle: RawFd) -> io::Result<OwnedFd> {
+    static KEPT: std::sync::OnceLock<Option<(u32, OwnedFd)>> = std::sync::OnceLock::new();
+    let kept = KEPT.get_or_init(|| proc_fd_dir().ok().map(|dir| (std::process::id(), dir)));
+    let fresh;
+    let dir = match kept {
+        Some((pid, dir)) if *pid == std::process::id() => dir.as_raw_fd(),
+        _ => {
+            fresh = proc_fd_dir()?;
+            fresh.as_raw_fd()
+        }
+    };
+    let name = CString::new(handle.to_string()).expect("no NUL in a number");
+    open_raw(dir, &name, READ_FLAGS, 0)
+}
+
+/// This process's `/proc/self/fd`, refused (`NotFound`) unless it is on
+/// procfs: only procfs's entries there are the process's descriptors.
+fn proc_fd_dir() -> io::Result<OwnedFd> {
+    let dir = open_raw(
+        libc::AT_FDCWD,
+        &CString::from(c"/proc/self/fd"),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )?;
+    // SAFETY: an all-zero `statfs` is a valid value to be overwritten.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor is open and `fs` is writable.
+    check(unsafe { libc::fstatfs(dir.as_raw_fd(), &mut fs) })?;
+    if fs.f_type != libc::PROC_SUPER_MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "/proc is not procfs",
+        ));
+    }
+    Ok(dir)
+}
+
+/// What [`Dir::open_regular`] found at a name.
+#[derive(Debug)]
+pub enum Opened {
+    /// A regular file, open for reading, with its status read from the
+    /// descriptor returned.
+    File(File, Stat),
+    /// Anything else (a directory, a symlink, a FIFO, a socket, a device),
+    /// with its status. It was never opened for reading or writing.
+    NotRegular(Stat),
+}
+
 /// An open directory, read and changed through its descriptor. Every
 /// operation on a name in it refuses to follow a symlink at that name.
 #[derive(Debug)]
@@ -249,6 +354,68 @@ impl Dir {
     pub fn open_file(&self, name: &OsStr, flags: libc::c_int, mode: u32) -> io::Result<File> {
         let fd = open_raw(self.raw(), &c_name(name)?, flags | libc::O_NOFOLLOW, mode)?;
         Ok(fd.into())
+    }
+
+    /// Opens the regular file `name` in this directory for reading, and
+    /// nothing else: a symlink is never followed, and a directory, FIFO,
+    /// socket or device at `name` is never opened for reading, so neither
+    /// a FIFO that would block nor a device whose opening has effects can
+    /// be swapped in under a walk. What it is instead is
+    /// [`Opened::NotRegular`], with its status.
+    ///
+    /// `name` is first opened `O_PATH | O_NOFOLLOW` (which reaches no
+    /// driver and opens nothing for I/O), the descriptor's status is read,
+    /// and only a regular file is opened again for reading, through
+    /// `/proc/self/fd`: the same inode, whatever is at `name` by then. The
+    /// status returned is the one read from the `O_PATH` descriptor.
+    /// Without `/proc` the fallback opens `name` itself (`O_NOFOLLOW`,
+    /// `O_NONBLOCK`, `O_NOCTTY`) and keeps it only when the descriptor's
+    /// own status says it is a regular file; its limit is the moment
+    /// between the look and the open, in which a FIFO or device swapped in
+    /// is opened (without blocking, and never as a controlling terminal)
+    /// before it is refused and closed.
+    ///
+    /// Fails with `NotFound` when nothing is at `name`, and with the error
+    /// of the open (`EACCES`, `EWOULDBLOCK` for a file under a lease, …)
+    /// otherwise.
+    pub fn open_regular(&self, name: &OsStr) -> io::Result<Opened> {
+        self.open_regular_with(name, !NO_PROC_FD.load(Ordering::Relaxed))
+    }
+
+    fn open_regular_with(&self, name: &OsStr, through_proc: bool) -> io::Result<Opened> {
+        let name = c_name(name)?;
+        let handle = open_raw(self.raw(), &name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+        let looked = fstat_raw(handle.as_raw_fd())?;
+        if looked.kind != FileKind::File {
+            return Ok(Opened::NotRegular(looked));
+        }
+        if through_proc {
+            match reopen_through_proc(handle.as_raw_fd()) {
+                // The very inode looked at: its status is `looked`.
+                Ok(fd) => return Ok(Opened::File(fd.into(), looked)),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    NO_PROC_FD.store(true, Ordering::Relaxed);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let fd = match open_raw(self.raw(), &name, READ_FLAGS | libc::O_NOFOLLOW, 0) {
+            Ok(fd) => fd,
+            // A symlink swapped in since the look.
+            Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
+                let mut now = looked;
+                now.kind = FileKind::Symlink;
+                return Ok(Opened::NotRegular(now));
+            }
+            Err(err) => return Err(err),
+        };
+        // Another regular file swapped in since the look is as harmless as
+        // the one looked at; anything else was opened, but is not kept.
+        let opened = fstat_raw(fd.as_raw_fd())?;
+        if opened.kind != FileKind::File {
+            return Ok(Opened::NotRegular(opened));
+        }
+        Ok(Opened::File(fd.into(), opened))
     }
 
     /// Another descriptor of the same directory.
@@ -466,6 +633,30 @@ impl Dir {
             Err(err) => Err(Error::io("removing", display)(err)),
         }
     }
+}
+
+/// Opens the regular file at `path` for reading, and nothing else:
+/// [`Dir::open_regular`] on its last component, which is never followed if
+/// it is a symlink (the directories on the way are the caller's choice, and
+/// symlinks among them are followed).
+///
+/// Fails with `InvalidInput` when `path` does not end in a name (`/`,
+/// `..`), and as [`Dir::open_regular`] does.
+pub fn open_regular_path(path: &Path) -> io::Result<Opened> {
+    let name = match path.components().next_back() {
+        Some(std::path::Component::Normal(name)) => name,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path does not name a file",
+            ));
+        }
+    };
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    Dir::open(parent)?.open_regular(name)
 }
 
 /// Whether `unlinkat(…, 0)` failed because the name is a directory
@@ -734,7 +925,7 @@ impl Walker {
                 {
                     return Err(Error::TreeBound {
                         root: self.root.clone(),
-                        path: shorten(&String::from_utf8_lossy(&self.rel)),
+                        path: shown_path(&self.rel),
                         depth,
                         bytes: self.rel.len(),
                         limit,
@@ -1272,6 +1463,75 @@ mod tests {
         assert_eq!(stack.depth(), 0);
         assert!(stack.top().entries().unwrap().len() == 2);
         remove_tree(temp.path()).unwrap();
+    }
+
+    /// Both ways of opening (through `/proc/self/fd`, and the fallback
+    /// for hosts without `/proc`) open regular files and nothing else.
+    #[test]
+    fn only_regular_files_are_opened_with_or_without_proc() {
+        use std::io::Read;
+        let temp = tempfile::tempdir().unwrap();
+        std::fs::write(temp.path().join("file"), "content").unwrap();
+        std::fs::create_dir(temp.path().join("dir")).unwrap();
+        std::os::unix::fs::symlink("file", temp.path().join("link")).unwrap();
+        let fifo = c_name(temp.path().join("fifo").as_os_str()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let dir = Dir::open(temp.path()).unwrap();
+        for through_proc in [true, false] {
+            match dir.open_regular_with(OsStr::new("file"), through_proc) {
+                Ok(Opened::File(mut file, stat)) => {
+                    assert_eq!((stat.kind, stat.size), (FileKind::File, 7));
+                    let mut text = String::new();
+                    file.read_to_string(&mut text).unwrap();
+                    assert_eq!(text, "content");
+                }
+                other => panic!("{through_proc}: {other:?}"),
+            }
+            for (name, kind) in [
+                ("fifo", FileKind::Other),
+                ("dir", FileKind::Dir),
+                ("link", FileKind::Symlink),
+            ] {
+                match dir.open_regular_with(OsStr::new(name), through_proc) {
+                    Ok(Opened::NotRegular(stat)) => assert_eq!(stat.kind, kind, "{name}"),
+                    other => panic!("{name}, {through_proc}: {other:?}"),
+                }
+            }
+            let missing = dir.open_regular_with(OsStr::new("missing"), through_proc);
+            assert_eq!(missing.unwrap_err().kind(), io::ErrorKind::NotFound);
+        }
+        // And by path, the last component never followed.
+        assert!(matches!(
+            open_regular_path(&temp.path().join("link")),
+            Ok(Opened::NotRegular(Stat {
+                kind: FileKind::Symlink,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            open_regular_path(&temp.path().join("file")),
+            Ok(Opened::File(..))
+        ));
+        assert_eq!(
+            open_regular_path(Path::new("/")).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn shown_paths_are_cut_and_quoted() {
+        assert_eq!(shown_path(b"a/b"), "a/b");
+        assert_eq!(shown_path(b"a/\x1b[31m/\n"), "\"a/\\033[31m/\\n\"");
+        let long = "é".repeat(100);
+        let shown = shown_path(long.as_bytes());
+        assert!(shown.ends_with('…') && !shown.contains('\\'), "{shown}");
+        assert!(shown.len() <= SHOWN_PATH_BYTES + '…'.len_utf8());
+        let mut bytes = b"d/".repeat(70);
+        bytes.push(0xff);
+        assert!(shown_path(&bytes).ends_with('…'));
+        assert_eq!(shown_path(&bytes[..4]), "d/d/");
+        assert_eq!(shown_path(b"x\xff"), "\"x\\377\"");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::glob::{self, GlobList};
 use crate::paths;
 use crate::snapshot::{ExtractMode, Snapshot, SnapshotRules};
 use crate::spec::Mode;
-use crate::tree::{FileKind, RemoveOnDrop, Walker};
+use crate::tree::{self, FileKind, Opened, RemoveOnDrop, Walker};
 
 /// The name of the marker file in every session directory.
 pub const SESSION_MARKER: &str = "berth-session.json";
@@ -389,8 +389,10 @@ impl Workspace {
     /// `./` is removed (only that: `.env` stays `.env`). Every path stays
     /// inside the workspace: a pattern that is absolute or climbs out is
     /// [`Error::PathEscape`]; symlinks are followed only when their target is
-    /// inside, and skipped otherwise. Patterns that match nothing add
-    /// nothing; a file two patterns match is read once.
+    /// inside, and skipped otherwise. Only regular files are read: a FIFO,
+    /// a socket or a device matches nothing and is never opened, even when
+    /// it is swapped in for a file while the read goes on. Patterns that
+    /// match nothing add nothing; a file two patterns match is read once.
     ///
     /// Memory is bounded by the caps of [`WorkspaceOptions`]: a file over
     /// `max_file_size` is [`Error::FileTooLarge`], and a file that would
@@ -426,7 +428,11 @@ impl Workspace {
             if resolved.is_dir() {
                 self.read_tree(prepared, &key, &mut |_| true, &mut out)?;
             } else if !out.files.contains_key(&key) {
-                let file = fs::File::open(&resolved).map_err(Error::io("opening", &resolved))?;
+                // A FIFO, a socket or a device is never opened: it matches
+                // nothing, as in a directory read.
+                let Some(file) = open_for_reading(&resolved)? else {
+                    continue;
+                };
                 let content = self.read_file(&rel, file, &resolved, &mut out.total)?;
                 out.files.insert(key, content);
             }
@@ -467,24 +473,21 @@ impl Workspace {
                 continue;
             }
             let rel = Path::new(&key);
-            let file = match entry.kind {
+            let opened = match entry.kind {
                 FileKind::Symlink => match paths::resolve_inside(&prepared.canonical_root, rel) {
-                    Some(target) if target.is_file() => {
-                        fs::File::open(&target).map_err(Error::io("opening", &target))?
-                    }
-                    _ => continue,
+                    Some(target) => open_for_reading(&target)?,
+                    None => continue,
                 },
-                FileKind::File => {
-                    match entry
-                        .dir
-                        .open_file(entry.name, libc::O_RDONLY | libc::O_NONBLOCK, 0)
-                    {
-                        Ok(file) => file,
-                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(err) => return Err(Error::io("opening", &base.join(entry.rel))(err)),
-                    }
-                }
-                _ => continue,
+                FileKind::File => match entry.dir.open_regular(entry.name) {
+                    Ok(Opened::File(file, _)) => Some(file),
+                    Ok(Opened::NotRegular(_)) => None,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(err) => return Err(Error::io("opening", &base.join(entry.rel))(err)),
+                },
+                _ => None,
+            };
+            let Some(file) = opened else {
+                continue;
             };
             let content = self.read_file(rel, file, &prepared.root.join(rel), &mut out.total)?;
             out.files.insert(key.clone(), content);
@@ -560,6 +563,18 @@ impl Drop for Workspace {
         if let Err(err) = self.cleanup() {
             tracing::warn!(session = %self.session_id, error = %err, "workspace cleanup on drop failed");
         }
+    }
+}
+
+/// Opens the regular file at `path` (a resolved path inside the
+/// workspace) for reading; `None` when it is gone or is anything else
+/// (a directory, a FIFO, a socket, a device), which is never opened.
+fn open_for_reading(path: &Path) -> Result<Option<fs::File>> {
+    match tree::open_regular_path(path) {
+        Ok(Opened::File(file, _)) => Ok(Some(file)),
+        Ok(Opened::NotRegular(_)) => Ok(None),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(Error::io("opening", path)(err)),
     }
 }
 

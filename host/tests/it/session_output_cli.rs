@@ -90,3 +90,103 @@ fn a_workspace_made_from_set_id_files_does_not_keep_the_bits() {
     assert_eq!(stdout(&out), "755\n");
     assert_eq!(mode_of(&base.join("tool")), 0o6755, "the base is untouched");
 }
+
+#[test]
+fn a_checkpoint_keeps_symlink_targets_exactly() {
+    use std::os::unix::ffi::OsStringExt;
+    let sb = Sandbox::new();
+    let out_dir = sb.files().join("out");
+    let long = "ab//".repeat(1000);
+    let out = sb.run([
+        "run".to_owned(),
+        "--checkpoint".to_owned(),
+        out_dir.display().to_string(),
+        "-c".to_owned(),
+        format!(
+            "ln -s / root && ln -s //x slashes && ln -s a//b ab && ln -s x/. xdot && \
+             ln -s \"$(printf 'a\\377b')\" bytes && ln -s '{long}' long"
+        ),
+    ]);
+    assert_eq!(code(&out), 0, "{out:?}");
+    let mut long_bytes = long.into_bytes();
+    long_bytes.truncate(4000);
+    let cases: [(&str, &[u8]); 6] = [
+        ("root", b"/"),
+        ("slashes", b"//x"),
+        ("ab", b"a//b"),
+        ("xdot", b"x/."),
+        ("bytes", b"a\xffb"),
+        ("long", &long_bytes),
+    ];
+    for (name, target) in cases {
+        let read = std::fs::read_link(out_dir.join(name))
+            .unwrap()
+            .into_os_string()
+            .into_vec();
+        assert_eq!(read, target, "{name}");
+    }
+    sb.assert_no_session_dirs();
+}
+
+/// A FIFO and a device node a command leaves in its workspace are left
+/// out of the checkpoint, never opened (the device has no driver: opened,
+/// it would fail the checkpoint), and nothing blocks.
+#[test]
+fn a_checkpoint_leaves_fifos_and_devices_out_without_opening_them() {
+    let sb = Sandbox::new();
+    let out_dir = sb.files().join("out");
+    let out = sb.run([
+        "run".as_ref(),
+        "--checkpoint".as_ref(),
+        out_dir.as_os_str(),
+        "-c".as_ref(),
+        "echo kept > f && mkfifo pipe && { mknod dev c 42 0 2>/dev/null || true; }".as_ref(),
+    ]);
+    assert_eq!(code(&out), 0, "{out:?}");
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["f"]);
+    sb.assert_no_session_dirs();
+}
+
+/// The checkpoint summary prints every path on one line of its own:
+/// names holding a newline, a tab, a carriage return or an escape are
+/// quoted as git quotes them.
+#[test]
+fn the_checkpoint_summary_quotes_names_that_would_forge_lines() {
+    let sb = Sandbox::new();
+    let out_dir = sb.files().join("out");
+    let out = sb.run([
+        "run".as_ref(),
+        "--checkpoint".as_ref(),
+        out_dir.as_os_str(),
+        "-c".as_ref(),
+        "echo x > \"$(printf 'z\\n+++ evil\\n@@ -0,0 +1 @@\\n+pwn')\" && \
+         echo y > \"$(printf 'tab\\there')\" && echo y > \"$(printf 'cr\\rhere')\" && \
+         echo y > \"$(printf 'esc\\033[2Jhere')\" && echo y > plain.txt"
+            .as_ref(),
+    ]);
+    assert_eq!(code(&out), 0, "{out:?}");
+    let said = crate::common::stderr(&out);
+    let lines: Vec<&str> = said.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("berth: checkpoint written to"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert_eq!(
+        &lines[at + 1..],
+        [
+            "  A \"cr\\rhere\"  +1",
+            "  A \"esc\\033[2Jhere\"  +1",
+            "  A plain.txt  +1",
+            "  A \"tab\\there\"  +1",
+            "  A \"z\\n+++ evil\\n@@ -0,0 +1 @@\\n+pwn\"  +1",
+        ],
+        "{said}"
+    );
+    assert!(!said.contains('\r') && !said.contains('\u{1b}'), "{said:?}");
+    sb.assert_no_session_dirs();
+}

@@ -202,6 +202,76 @@ fn diff_stat_lists_each_path_and_a_summary() {
     );
 }
 
+/// Names that would forge lines (a header and a hunk, a tab, a carriage
+/// return, an escape) are quoted as git quotes them, in the unified text
+/// and in `--stat`; plain names are printed as they are.
+#[test]
+fn diff_quotes_names_that_would_forge_lines() {
+    let sb = Sandbox::new();
+    let old = sb.files().join("old");
+    let new = sb.files().join("new");
+    std::fs::create_dir(&old).unwrap();
+    sb.write("new/plain.txt", "p\n");
+    for name in [
+        "z\n+++ evil\n@@ -0,0 +1 @@\n+pwn",
+        "tab\there",
+        "cr\rhere",
+        "esc\u{1b}[2Jhere",
+    ] {
+        std::fs::write(new.join(name), "x\n").unwrap();
+    }
+    let out = sb.run(["diff".as_ref(), old.as_os_str(), new.as_os_str()]);
+    assert_eq!(code(&out), 1, "{out:?}");
+    let text = stdout(&out);
+    let headers: Vec<&str> = text.lines().filter(|l| l.starts_with("+++ ")).collect();
+    assert_eq!(
+        headers,
+        [
+            "+++ \"b/cr\\rhere\"",
+            "+++ \"b/esc\\033[2Jhere\"",
+            "+++ b/plain.txt",
+            "+++ \"b/tab\\there\"",
+            "+++ \"b/z\\n+++ evil\\n@@ -0,0 +1 @@\\n+pwn\"",
+        ],
+        "{text}"
+    );
+    // Five files, five hunks, one added line each: nothing else.
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("@@ ")).count(),
+        5,
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('+')).count(),
+        10,
+        "{text}"
+    );
+    assert!(!text.contains('\r') && !text.contains('\u{1b}'), "{text:?}");
+
+    let out = sb.run([
+        "diff".as_ref(),
+        "--stat".as_ref(),
+        old.as_os_str(),
+        new.as_os_str(),
+    ]);
+    assert_eq!(code(&out), 1, "{out:?}");
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "A \"cr\\rhere\"  +1",
+            "A \"esc\\033[2Jhere\"  +1",
+            "A plain.txt  +1",
+            "A \"tab\\there\"  +1",
+            "A \"z\\n+++ evil\\n@@ -0,0 +1 @@\\n+pwn\"  +1",
+            "+5 -0 ~0 files, +5 -0 lines",
+        ],
+        "{text}"
+    );
+    sb.assert_no_session_dirs();
+}
+
 #[test]
 fn diff_json_is_the_snapshot_diff() {
     let sb = Sandbox::new();

@@ -19,4 +19,5 @@ mod session_create;
 mod session_lease;
 mod soak;
 mod sync_equivalence;
+mod sync_link_targets;
 mod tree_shapes;

@@ -12,6 +12,7 @@ use super::frames::FrameCursor;
 use super::manifest::{ContentHash, EntryKind, ManifestEntry, PERMISSION_BITS, SnapshotManifest};
 use crate::compression::Compression;
 use crate::error::{Error, Result};
+use crate::paths::quote_name;
 use crate::{paths, tree};
 
 /// Opens `archive` as a tar stream in `compression`, read from the start.
@@ -127,16 +128,17 @@ pub(super) fn open(archive: &Path, compression: Compression, one_tree: bool) -> 
                 }
             }
             tar::EntryType::Symlink => {
+                // The target's exact bytes: what extraction writes.
                 let target = entry
                     .link_name_bytes()
-                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .map(|t| t.into_owned())
                     .unwrap_or_default();
                 ManifestEntry {
                     path,
                     kind: EntryKind::Symlink,
                     mode: 0o777,
                     size: target.len() as u64,
-                    hash: ContentHash::of(target.as_bytes()),
+                    hash: ContentHash::of(&target),
                     link_target: Some(target),
                 }
             }
@@ -213,7 +215,7 @@ where
             EntryKind::File if len == 0 => visit(entry, Vec::new())?,
             EntryKind::File => reads.push((entry, offset, len)),
             EntryKind::Symlink => {
-                let mut target = entry.link_target.clone().unwrap_or_default().into_bytes();
+                let mut target = entry.link_target.clone().unwrap_or_default();
                 target.truncate(len);
                 visit(entry, target)?;
             }
@@ -231,7 +233,10 @@ where
         } else {
             Err(archive_error(
                 archive,
-                format!("content of `{}` does not match the manifest", entry.path),
+                format!(
+                    "content of `{}` does not match the manifest",
+                    quote_name(entry.path.as_bytes())
+                ),
             ))
         }
     };
@@ -290,7 +295,10 @@ where
     if let Some(missing) = pending.keys().next() {
         return Err(archive_error(
             archive,
-            format!("`{missing}` is in the manifest but not in the archive"),
+            format!(
+                "`{}` is in the manifest but not in the archive",
+                quote_name(missing.as_bytes())
+            ),
         ));
     }
     Ok(())

@@ -4,7 +4,8 @@ use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -17,7 +18,7 @@ use super::rules::{SnapshotRules, Verdict};
 use super::sparse::{self, Region, SparseWriter};
 use crate::compression::Compression;
 use crate::error::{Error, Result};
-use crate::tree::{Dir, FileKind, Stat, Walker};
+use crate::tree::{Dir, FileKind, Opened, Stat, Walker};
 
 const TAR_BLOCK: u64 = 512;
 
@@ -197,29 +198,28 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
 
     fn add_file(&mut self, root: &Path, dir: &Dir, name: &OsStr, rel: String) -> Result<()> {
         let abs = root.join(&rel);
-        // O_NOFOLLOW: a file swapped for a symlink mid-walk must not pull a
-        // file from outside the tree into the archive; O_NONBLOCK: nor may
-        // a FIFO swapped in stop the walk.
-        let file = match dir.open_file(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
-            Ok(file) => file,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
+        // Only a regular file is opened: a file swapped for a symlink
+        // mid-walk must not pull a file from outside the tree into the
+        // archive, nor may a FIFO or device swapped in be opened at all.
+        let (file, stat) = match dir.open_regular(name) {
+            Ok(Opened::File(file, stat)) => (file, stat),
+            Ok(Opened::NotRegular(stat)) if stat.kind == FileKind::Symlink => {
                 return self.add_symlink(root, dir, name, rel);
             }
+            Ok(Opened::NotRegular(_)) => {
+                self.other_paths.push(rel);
+                return Ok(());
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(err) => return Err(Error::io("opening", &abs)(err)),
         };
-        let meta = file.metadata().map_err(Error::io("inspecting", &abs))?;
-        if !meta.is_file() {
-            self.other_paths.push(rel);
-            return Ok(());
-        }
-        let size = meta.len();
-        let mode = meta.mode() & PERMISSION_BITS;
+        let size = stat.size;
+        let mode = stat.mode & PERMISSION_BITS;
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(size);
         header.set_mode(mode);
-        header.set_mtime(meta.mtime().max(0) as u64);
+        header.set_mtime(stat.mtime.max(0) as u64);
         self.boundary(&abs)?;
         let index = self.entries.len();
         let hash = if size <= SMALL_FILE {
@@ -259,15 +259,11 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
     fn add_symlink(&mut self, root: &Path, dir: &Dir, name: &OsStr, rel: String) -> Result<()> {
         let abs = root.join(&rel);
         let target = match dir.read_link(name) {
-            Ok(target) => target,
+            Ok(target) => target.into_vec(),
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
             // Replaced by something that is not a link since it was listed.
             Err(err) if err.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
             Err(err) => return Err(Error::io("reading symlink", &abs)(err)),
-        };
-        let Some(target_text) = target.to_str() else {
-            self.other_paths.push(rel);
-            return Ok(());
         };
         let mtime = match dir.stat_at(name) {
             Ok(stat) => stat.mtime,
@@ -280,17 +276,16 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
         header.set_mode(0o777);
         header.set_mtime(mtime.max(0) as u64);
         self.boundary(&abs)?;
-        self.builder
-            .append_link(&mut header, &rel, target_text)
+        append_symlink(&mut self.builder, &mut header, &rel, &target)
             .map_err(Error::io("archiving", &abs))?;
         self.entries.push((
             ManifestEntry {
                 path: rel,
                 kind: EntryKind::Symlink,
                 mode: 0o777,
-                size: target_text.len() as u64,
-                hash: ContentHash::of(target_text.as_bytes()),
-                link_target: Some(target_text.to_owned()),
+                size: target.len() as u64,
+                hash: ContentHash::of(&target),
+                link_target: Some(target),
             },
             0,
         ));
@@ -322,6 +317,55 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
         ));
         Ok(())
     }
+}
+
+/// The longest link name a tar header holds in place; a longer one goes
+/// before the member in a GNU long-link record.
+const LINK_NAME_FIELD: usize = 100;
+
+/// Appends the symlink member `path` (`header` says the rest: its type,
+/// mode and time) pointing to exactly `target`, byte for byte: the tar
+/// crate's own link setters treat a target as a path and rewrite it (`/`
+/// becomes `//`, `a//b` becomes `a/b`, `x/.` becomes `x`), which would
+/// change what the link says and the snapshot's checksum with it. A
+/// target longer than the header's 100-byte field goes first into a GNU
+/// long-link record (`././@LongLink`, type `K`), which GNU tar and the tar
+/// crate read. Used by every writer of symlink members.
+///
+/// Fails with `InvalidInput` for an empty target or one holding a NUL byte
+/// (neither can be a symlink's), and when writing fails.
+pub fn append_symlink<W: Write>(
+    builder: &mut tar::Builder<W>,
+    header: &mut tar::Header,
+    path: &str,
+    target: &[u8],
+) -> io::Result<()> {
+    if target.is_empty() || target.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a symlink target is never empty and holds no NUL byte",
+        ));
+    }
+    if target.len() > LINK_NAME_FIELD {
+        let mut long = tar::Header::new_gnu();
+        let name = b"././@LongLink";
+        long.as_old_mut().name[..name.len()].copy_from_slice(name);
+        long.set_mode(0o644);
+        long.set_uid(0);
+        long.set_gid(0);
+        long.set_mtime(0);
+        // The name and its terminating NUL, as GNU tar writes it.
+        long.set_size(target.len() as u64 + 1);
+        long.set_entry_type(tar::EntryType::GNULongLink);
+        long.set_cksum();
+        builder.append(&long, target.chain(&[0u8][..]))?;
+        header.set_link_name_literal(&target[..LINK_NAME_FIELD])?;
+    } else {
+        header.set_link_name_literal(target)?;
+    }
+    // Sets the member's name (with a long-name record when it needs one)
+    // and the checksum, and leaves the link name as it is.
+    builder.append_data(header, path, io::empty())
 }
 
 /// Small files' bytes, read whole one after another, with the entry each

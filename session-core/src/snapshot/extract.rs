@@ -19,6 +19,7 @@ use super::archive::{ancestors, archive_error, member_path, open_tar};
 use super::manifest::{ContentHash, EntryKind, PERMISSION_BITS, SnapshotManifest};
 use super::sparse::SparseWriter;
 use crate::error::{Error, Result};
+use crate::paths::quote_name;
 use crate::tree::{Blocked, Dir, DirCursor, FileKind, Walker};
 
 /// What extraction does with what the destination already holds.
@@ -119,7 +120,10 @@ pub(super) fn extract(snapshot: &Snapshot, dest: &Path, mode: ExtractMode) -> Re
                 {
                     return Err(archive_error(
                         archive,
-                        format!("content of `{rel}` does not match the manifest"),
+                        format!(
+                            "content of `{}` does not match the manifest",
+                            quote_name(rel.as_bytes())
+                        ),
                     ));
                 }
                 file.set_permissions(Permissions::from_mode(mode))

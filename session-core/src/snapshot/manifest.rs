@@ -107,9 +107,56 @@ pub struct ManifestEntry {
     pub size: u64,
     /// Hash of the content (a symlink's target bytes; empty for a directory).
     pub hash: ContentHash,
-    /// A symlink's target, as stored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link_target: Option<String>,
+    /// A symlink's target: exactly the bytes `readlink` gives, never
+    /// normalised (`/`, `a//b` and `x/.` are targets of their own). In JSON
+    /// a string when it is UTF-8, else `{"base64": "…"}`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "link_target_json"
+    )]
+    pub link_target: Option<Vec<u8>>,
+}
+
+/// The JSON form of a symlink's target: a string when the bytes are UTF-8
+/// (every target but the rarest), else an object holding them in base64.
+mod link_target_json {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Form<'a> {
+        Text(std::borrow::Cow<'a, str>),
+        Bytes { base64: String },
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        target: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let Some(bytes) = target else {
+            return serializer.serialize_none();
+        };
+        let form = match std::str::from_utf8(bytes) {
+            Ok(text) => Form::Text(text.into()),
+            Err(_) => Form::Bytes {
+                base64: crate::base64::encode(bytes),
+            },
+        };
+        serializer.serialize_some(&form)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        Ok(match Option::<Form<'de>>::deserialize(deserializer)? {
+            None => None,
+            Some(Form::Text(text)) => Some(text.into_owned().into_bytes()),
+            Some(Form::Bytes { base64 }) => {
+                Some(crate::base64::decode(&base64).map_err(serde::de::Error::custom)?)
+            }
+        })
+    }
 }
 
 impl ManifestEntry {

@@ -13,7 +13,9 @@
 //!
 //! Files, symlinks (as links, never followed) and empty directories, with
 //! their content and their permission bits ([`PERMISSION_BITS`], `0o777`)
-//! and nothing else. Capture records no set-user-id, set-group-id or sticky
+//! and nothing else. A symlink's content is its target, byte for byte:
+//! never normalised as a path (`/`, `a//b` and `x/.` stay as they are),
+//! UTF-8 or not, up to the longest a link can hold ([`append_symlink`]). Capture records no set-user-id, set-group-id or sticky
 //! bit, no owner and no device, FIFO or socket; extraction sets only the
 //! permission bits of each member, whatever an archive from elsewhere says,
 //! creates every file anew (removing what stood at its path, so nothing is
@@ -41,6 +43,11 @@
 //! 2 GiB file made by `truncate` comes out of a checkpoint occupying no
 //! blocks, and so does any run of zeros, sparse at its source or not.
 //!
+//! Capture opens nothing but directories and regular files
+//! ([`crate::tree::Dir::open_regular`]): a FIFO or a device node found
+//! where a file was listed is looked at, listed with the other paths, and
+//! never opened.
+//!
 //! Capture walks with [`crate::tree::Walker`]: without recursion and within
 //! its bounds ([`crate::Error::TreeBound`] beyond 1,024 levels or 4,096
 //! bytes of relative path); extraction writes through directory
@@ -57,7 +64,7 @@ mod sparse;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use self::capture::ExactHashingReader;
+pub use self::capture::{ExactHashingReader, append_symlink};
 pub use self::extract::ExtractMode;
 pub use self::manifest::{
     ContentHash, EntryKind, ManifestEntry, PERMISSION_BITS, SnapshotManifest,

@@ -327,7 +327,7 @@ fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration
     };
     if seconds > crate::runtime::MAX_TIMEOUT.as_secs_f64() {
         return Err(D::Error::custom(format!(
-            "{seconds:e} seconds is longer than the longest timeout berth takes ({} s, about a \
+            "{seconds:e} seconds is too long a timeout: berth takes at most {} s (about a \
              century)",
             crate::runtime::MAX_TIMEOUT.as_secs()
         )));

@@ -217,7 +217,7 @@ fn limits_refuse_negative_zero_and_non_finite_values() {
         (
             "idle_timeout: 1.0e300",
             "limits.idle_timeout",
-            "longer than the longest timeout",
+            "too long a timeout",
         ),
         (
             "output_limit: -5",
@@ -274,7 +274,7 @@ fn limits_refuse_negative_zero_and_non_finite_values() {
         check(
             &format!("type: local\nname: n\nlimits: {{{limit}}}\n"),
             &format!("limits.{}", limit.split(':').next().unwrap()),
-            "longer than the longest timeout berth takes",
+            "too long a timeout: berth takes at most",
         );
     }
 }
