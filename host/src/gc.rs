@@ -82,13 +82,15 @@ pub(crate) async fn gc(args: &GcArgs, global: &GlobalArgs) -> anyhow::Result<Exi
         writeln!(out)?;
     } else {
         for entry in &report.leftovers {
+            // Anyone who can write the temporary directory chooses these
+            // names: quoted, one cannot add lines to this report.
             writeln!(
                 out,
                 "{:<12}  {} {}: {}",
                 entry.action.label(),
                 entry.leftover.kind,
-                entry.leftover.id,
-                entry.leftover.reason
+                session_core::paths::quote_name(entry.leftover.id.as_bytes()),
+                session_core::paths::quote_name(entry.leftover.reason.as_bytes())
             )?;
         }
     }
