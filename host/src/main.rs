@@ -11,6 +11,7 @@ mod backends;
 mod cli;
 mod doctor;
 mod gc;
+mod plugins;
 mod quote;
 mod run;
 mod serve;
