@@ -174,12 +174,14 @@ pub(crate) enum PluginsAction {
 
 /// Run the whole conformance suite against a plugin library.
 ///
-/// LIB is copied into a private temporary plugin directory and loaded
-/// through berth's real loader (trust checks, ABI version and layout,
-/// declared types, no clash with a built-in type); every case then runs
-/// against every backend type it declares, each in fresh sessions. One line
-/// per case (`pass`, `FAIL` with the reason, `skip` with why), then `N
-/// passed, N failed, N skipped`.
+/// LIB is copied into a private temporary plugin directory (in
+/// `--temp-root`) and loaded through berth's real loader (trust checks, ABI
+/// version and layout, declared types, no clash with a built-in type);
+/// every case then runs against every backend type it declares, each in
+/// fresh sessions. One line per case (`pass`, `FAIL` with the reason, `skip`
+/// with why), then `N passed, N failed, N skipped`. No berth checkout and no
+/// cargo are needed. $BERTH_CONFORMANCE_FILTER=NAME runs only the cases
+/// whose name contains NAME.
 ///
 /// Exit code: 0 when the library loaded and no case failed; 1 when it did
 /// not load or a case failed; 125 when berth itself failed (LIB missing).

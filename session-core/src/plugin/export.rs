@@ -423,8 +423,15 @@ async fn stream(
 /// ```
 ///
 /// The type must implement [`Backend`] and [`Default`]. The macro exports
-/// the root module `abi_stable` looks for; the plugin crate needs no other
-/// dependency than `session-core`.
+/// the root module `abi_stable` looks for, and a build record (the plugin
+/// crate's package and version, the berth and ABI version it was built
+/// against) that hosts print when the library does not match them; the
+/// plugin crate needs no other dependency than `session-core`.
+///
+/// `Default` may run more than once: the host's `describe` call makes a
+/// value only to read its [`info`](Backend::info) (so a library whose type
+/// is taken is refused before anything starts), and `init` makes the one
+/// that serves. Keep it cheap and free of side effects.
 #[macro_export]
 macro_rules! export_backend {
     ($backend:ty) => {
