@@ -145,6 +145,27 @@ fn plugins_load_work_and_bad_libraries_are_reported() {
         "the refused plugin started threads"
     );
 
+    // A plugin built before `describe` existed (its root module is the
+    // prefix alone) still loads; a taken type is then found after its
+    // `init`, and still refused in one line.
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    runtime_conformance::fixture_plugin::build("without-describe", &old.join("libold.so"));
+    let mut fresh = Registry::empty();
+    let loaded = session_core::plugin::load_library(&old.join("libold.so"), &mut fresh).unwrap();
+    assert_eq!(loaded.types, ["fixture"]);
+    assert!(
+        plugin_threads() > threads,
+        "it was started to ask its types"
+    );
+    let refused =
+        session_core::plugin::load_library(&old.join("libold.so"), &mut registry).unwrap_err();
+    assert!(
+        refused.starts_with("declares backend type `fixture`, already registered by ")
+            && refused.ends_with("a-fixture.so"),
+        "{refused}"
+    );
+
     // The plugin's own log events reach the host's subscriber.
     assert!(
         logs.lock()

@@ -7,9 +7,7 @@
 //!
 //! * [`PluginModule`], the root module: the plugin's [`ABI_VERSION`], an
 //!   `init` call that hands the plugin the host's [`LogSink`] and returns its
-//!   backend descriptors, one `call` entry point, and (after the prefix, so
-//!   older plugins without it still load) `describe`, which returns the same
-//!   descriptors without starting anything.
+//!   backend descriptors, and one `call` entry point.
 //! * `call(op, request, sink, cancel)` takes an operation name and a JSON
 //!   request and returns JSON bytes (or a JSON error). Streaming output
 //!   travels through the [`OutputSink`] callback; the host cancels through
@@ -73,7 +71,9 @@ pub struct PluginModule {
     #[cfg(feature = "test-layout-mismatch")]
     pub test_extra: u64,
     /// Starts the plugin and returns a JSON array of its backend
-    /// descriptors. Called once, before any `call`.
+    /// descriptors. Called once, before any `call` but `describe` (which
+    /// asks for the same descriptors without starting anything; plugins
+    /// built before it answer with an error, and are started first).
     pub init: extern "C" fn(log: LogSink) -> FfiResult,
     /// Runs one operation.
     #[sabi(last_prefix_field)]
@@ -83,16 +83,6 @@ pub struct PluginModule {
         sink: OutputSink,
         cancel: CancelToken,
     ) -> FfiResult,
-    /// Returns the same JSON array of backend descriptors as `init`
-    /// without starting the plugin: no runtime, no threads, no log
-    /// forwarding, no panic hook. The host calls it first, so a library
-    /// whose type is taken is refused before its `init` runs.
-    ///
-    /// Added after the prefix: plugins built before it lack it (the accessor
-    /// then returns `None`) and still load, and hosts built before it ignore
-    /// it, so [`ABI_VERSION`] did not change.
-    #[sabi(missing_field(option))]
-    pub describe: extern "C" fn() -> FfiResult,
 }
 
 impl RootModule for PluginModuleRef {
@@ -500,7 +490,6 @@ pub fn module(
     abi_version: u32,
     init: extern "C" fn(LogSink) -> FfiResult,
     call: extern "C" fn(RStr<'_>, RSlice<'_, u8>, OutputSink, CancelToken) -> FfiResult,
-    describe: extern "C" fn() -> FfiResult,
 ) -> PluginModuleRef {
     use abi_stable::prefix_type::PrefixTypeTrait;
     PluginModule {
@@ -509,7 +498,6 @@ pub fn module(
         test_extra: 0,
         init,
         call,
-        describe,
     }
     .leak_into_prefix()
 }

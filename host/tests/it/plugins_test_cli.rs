@@ -245,6 +245,22 @@ fn plugins_install_checks_the_library_and_copies_it_atomically() {
     );
     assert!(!installed.exists());
 
+    // A library declaring a built-in's type is refused, --force or not.
+    let local = sb.files().join("liblocal.so");
+    runtime_conformance::fixture_plugin::build("type-local", &local);
+    for extra in [&[][..], &["--force"][..]] {
+        let out = install(&local, extra);
+        assert_eq!(code(&out), 125, "{out:?}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "berth: error: {}: declares backend type `local`, already registered by built-in \
+                 (runtime_local); nothing was installed\n",
+                local.display()
+            )
+        );
+    }
+
     // A library that does not load is not installed, in one line.
     let junk = sb.write("libjunk.so", "not a library");
     let out = install(&junk, &[]);

@@ -44,6 +44,10 @@ type Failure = String;
 /// the host puts the type in its place.
 pub(crate) const PLUGIN: &str = "plugin";
 
+/// What a plugin answers to a call before `init` (plugins built before
+/// `describe` existed answer it so).
+pub(crate) const CALLED_BEFORE_INIT: &str = "the plugin was called before init";
+
 /// How a caught panic's message starts; the host adds the library's file
 /// after it.
 pub(crate) const PANICKED: &str = "the plugin panicked";
@@ -65,7 +69,7 @@ fn state<T: 'static>() -> Result<Arc<PluginState>, Failure> {
         .ok_or_else(|| {
             wire_failure(&Error::Backend {
                 backend: PLUGIN.into(),
-                message: "the plugin was called before init".into(),
+                message: CALLED_BEFORE_INIT.into(),
             })
         })
 }
@@ -121,21 +125,18 @@ pub fn module<T: Backend + Default + 'static>(
     forward_logs: bool,
 ) -> PluginModuleRef {
     if forward_logs {
-        session_abi::module(abi_version, init::<T, true>, call::<T>, describe::<T>)
+        session_abi::module(abi_version, init::<T, true>, call::<T>)
     } else {
-        session_abi::module(abi_version, init::<T, false>, call::<T>, describe::<T>)
+        session_abi::module(abi_version, init::<T, false>, call::<T>)
     }
 }
 
 /// The backend descriptors without starting anything: `T` is made, asked
 /// for its info and dropped, with no runtime, threads, log forwarding or
 /// panic hook, so a host can refuse the library before `init`.
-extern "C" fn describe<T: Backend + Default + 'static>() -> FfiResult {
-    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<u8>, Failure> {
-        let info = T::default().info();
-        Ok(serde_json::to_vec(&vec![info]).expect("infos serialise"))
-    }));
-    finish(result.unwrap_or_else(|payload| Err(panic_failure(None, "describe", payload.as_ref()))))
+fn describe<T: Backend + Default + 'static>() -> Result<Vec<u8>, Failure> {
+    let info = T::default().info();
+    Ok(serde_json::to_vec(&vec![info]).expect("infos serialise"))
 }
 
 /// What [`export_backend!`](crate::export_backend)'s build symbol
@@ -203,6 +204,10 @@ extern "C" fn call<T: Backend + Default + 'static>(
     cancel: CancelToken,
 ) -> FfiResult {
     let result = catch_unwind(AssertUnwindSafe(|| {
+        // The one operation answered before `init`.
+        if op.as_str() == super::protocol::op::DESCRIBE {
+            return describe::<T>();
+        }
         let state = state::<T>()?;
         dispatch(&state, op.as_str(), request.as_slice(), sink, cancel)
     }));
@@ -428,8 +433,8 @@ async fn stream(
 /// against) that hosts print when the library does not match them; the
 /// plugin crate needs no other dependency than `session-core`.
 ///
-/// `Default` may run more than once: the host's `describe` call makes a
-/// value only to read its [`info`](Backend::info) (so a library whose type
+/// `Default` may run more than once: the host's `describe` operation makes
+/// a value only to read its [`info`](Backend::info) (so a library whose type
 /// is taken is refused before anything starts), and `init` makes the one
 /// that serves. Keep it cheap and free of side effects.
 #[macro_export]

@@ -11,7 +11,7 @@
 //! mismatch, both sides' berth and ABI versions and the plugin's package
 //! (from the library's build record) and the first item where the layouts
 //! differ; for a taken type, who already serves it. A taken type is found
-//! through the plugin's `describe` call, before its `init` starts anything
+//! through the plugin's `describe` operation, before its `init` starts anything
 //! in this process. A plugin's errors name its type, and a caught panic
 //! names the library's file and the operation.
 //!
@@ -173,7 +173,7 @@ pub fn load_directory(dir: &Path, registry: &mut Registry) -> PluginReport {
 /// above it could be changed by users other than its owner; the library is
 /// not opened then. Fails too when it is not a berth plugin, speaks another
 /// ABI version, fails to start or declares a taken type. A taken type is
-/// found before the plugin's `init` runs (through its `describe` call), so
+/// found before the plugin's `init` runs (through its `describe` operation), so
 /// a refused plugin starts nothing in this process; only a plugin built
 /// before `describe` existed is started first.
 pub fn load_library(path: &Path, registry: &mut Registry) -> Result<LoadedPlugin, String> {
@@ -199,7 +199,7 @@ pub fn load_library(path: &Path, registry: &mut Registry) -> Result<LoadedPlugin
 
 /// The backend descriptors a library declares, without starting it: the
 /// loader's checks (trust, layout, ABI version) and the plugin's `describe`
-/// call. A plugin built before `describe` existed is started to ask it.
+/// operation. A plugin built before `describe` existed is started to ask it.
 ///
 /// # Errors
 ///
@@ -237,12 +237,23 @@ fn open(path: &Path) -> Result<session_abi::Library, String> {
     Ok(library)
 }
 
-/// The plugin's `describe` answer; `None` for a plugin built before it.
+/// The plugin's answer to `describe`, asked before its `init`; `None` for a
+/// plugin built before that operation existed (it answers that it was
+/// called before init, or does not know the operation).
 fn describe(library: &session_abi::Library) -> Result<Option<Vec<BackendInfo>>, String> {
-    let Some(describe) = library.module.describe() else {
+    use session_abi::abi_stable::std_types::{RResult, RSlice, RStr};
+    let answer = (library.module.call())(
+        RStr::from_str(protocol::op::DESCRIBE),
+        RSlice::from_slice(b"{}"),
+        session_abi::OutputSink::discard(),
+        session_abi::CancelToken::never(),
+    );
+    if let RResult::RErr(text) = &answer
+        && (text.contains(export::CALLED_BEFORE_INIT) || text.contains(protocol::UNKNOWN_OPERATION))
+    {
         return Ok(None);
-    };
-    descriptors(describe()).map(Some)
+    }
+    descriptors(answer).map(Some)
 }
 
 /// Refuses descriptors that declare nothing, or a type `registry` serves.
