@@ -181,7 +181,8 @@ pub(crate) enum PluginsAction {
 /// fresh sessions. One line per case (`pass`, `FAIL` with the reason, `skip`
 /// with why), then `N passed, N failed, N skipped`. No berth checkout and no
 /// cargo are needed. $BERTH_CONFORMANCE_FILTER=NAME runs only the cases
-/// whose name contains NAME.
+/// whose name contains NAME. Only errors are logged unless RUST_LOG says
+/// otherwise (the suite makes setups fail on purpose).
 ///
 /// Exit code: 0 when the library loaded and no case failed; 1 when it did
 /// not load or a case failed; 125 when berth itself failed (LIB missing).

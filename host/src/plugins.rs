@@ -129,7 +129,8 @@ fn one_line(text: &str) -> String {
 pub(crate) fn test(args: &PluginTestArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let staged = stage(&args.library, &temp_root(global))?;
     let mut registry = backends::builtins()?;
-    let loaded = session_core::plugin::load_library(&staged.path, &mut registry);
+    // Loaded from the private copy, named as given in what the cases say.
+    let loaded = session_core::plugin::load_library_as(&staged.path, &args.library, &mut registry);
     let mut out = io::stdout().lock();
     let mut lines: Vec<CaseLine> = Vec::new();
     let types = match &loaded {

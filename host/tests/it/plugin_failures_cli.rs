@@ -219,6 +219,28 @@ fn an_unknown_type_says_where_plugins_were_looked_for() {
             sb.files().parent().unwrap().join("plugins").display()
         )
     );
+    // `serve --backend` says the same.
+    let out = sb
+        .berth([
+            "--plugin-dir".as_ref(),
+            plugins.as_os_str(),
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--backend".as_ref(),
+            "namespace".as_ref(),
+        ])
+        .env("BERTH_TOKEN", "a-token-long-enough-for-berth")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 125, "{out:?}");
+    assert!(
+        stderr(&out).contains(&format!(
+            "if it is a plugin's type, no library in the plugin directory {}",
+            plugins.display()
+        )),
+        "{out:?}"
+    );
     assert_eq!(
         unknown(None, true),
         format!(

@@ -177,21 +177,36 @@ pub fn load_directory(dir: &Path, registry: &mut Registry) -> PluginReport {
 /// a refused plugin starts nothing in this process; only a plugin built
 /// before `describe` existed is started first.
 pub fn load_library(path: &Path, registry: &mut Registry) -> Result<LoadedPlugin, String> {
+    load_library_as(path, path, registry)
+}
+
+/// [`load_library`], with the library named `shown` wherever it is named
+/// later (its backends' origin, their errors, a panic): for a library
+/// loaded from a private copy, the file the user gave.
+///
+/// # Errors
+///
+/// As for [`load_library`].
+pub fn load_library_as(
+    path: &Path,
+    shown: &Path,
+    registry: &mut Registry,
+) -> Result<LoadedPlugin, String> {
     let started = Instant::now();
     let library = open(path)?;
     if let Some(infos) = describe(&library)? {
         refuse_taken(&infos, registry)?;
     }
-    let backends = start(library.module, path)?;
+    let backends = start(library.module, shown)?;
     let infos: Vec<BackendInfo> = backends.iter().map(|b| b.info()).collect();
     refuse_taken(&infos, registry)?;
     for backend in backends {
         registry
-            .register(backend, BackendOrigin::Plugin(path.to_path_buf()))
+            .register(backend, BackendOrigin::Plugin(shown.to_path_buf()))
             .map_err(|err| err.to_string())?;
     }
     Ok(LoadedPlugin {
-        path: path.to_path_buf(),
+        path: shown.to_path_buf(),
         types: infos.into_iter().map(|info| info.type_name).collect(),
         load_time: started.elapsed(),
     })
