@@ -23,7 +23,7 @@
 //! opened and its constructors could run. Symlinks are judged by what they
 //! point to. See `trust.rs` for the rules.
 //!
-//! Plugin authors implement [`Backend`](crate::runtime::Backend) as for a
+//! Plugin authors implement [`Backend`] as for a
 //! built-in and call [`export_backend!`](crate::export_backend) in their
 //! `cdylib` crate.
 
