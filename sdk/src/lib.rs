@@ -85,3 +85,9 @@ pub use session_core::{
 };
 pub use tokio;
 pub use tracing;
+
+/// The walk-through in `plugins/README.md`, whose Rust is compiled as a
+/// doctest so that it keeps building against this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../plugins/README.md")]
+pub struct PluginsReadme;
