@@ -72,14 +72,44 @@ pub struct Rlimits {
 
 /// A hook run in the forked child between fork and exec, after the
 /// process group, the parent-death signal and the rlimits are in place.
-///
-/// It runs in a copy of a possibly multi-threaded process, so it may call
-/// only async-signal-safe functions: no allocation, no locks, no `println!`.
-/// Prepare everything it needs (paths as `CString`s, buffers) before
-/// [`start`]. Returning `Err` makes [`start`] fail with that error; a hook
-/// may also fork and never return in the parent branch, as long as exactly
-/// one process goes on to exec.
-pub type PreExec = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+/// Made only through the `unsafe` [`PreExec::new`], whose contract is the
+/// same as std's `CommandExt::pre_exec`.
+#[derive(Clone)]
+pub struct PreExec(Arc<dyn Fn() -> io::Result<()> + Send + Sync>);
+
+impl PreExec {
+    /// A hook that runs `hook` in the child. Returning `Err` makes
+    /// [`start`] fail with that error; a hook may also fork and never
+    /// return in the parent branch, as long as exactly one process goes on
+    /// to exec.
+    ///
+    /// # Safety
+    ///
+    /// `hook` runs in a copy of a possibly multi-threaded process, between
+    /// fork and exec: it may call only async-signal-safe functions — no
+    /// allocation, no locks (a lock another thread held at the fork stays
+    /// held for ever), no `println!`, no `tracing` — and must prepare
+    /// everything it needs (paths as `CString`s, buffers) before [`start`].
+    /// It must not close or replace descriptors 0, 1 and 2 or those berth
+    /// keeps for itself, and must leave exactly one process to exec. The
+    /// same contract as std's `CommandExt::pre_exec`.
+    pub unsafe fn new<F>(hook: F) -> PreExec
+    where
+        F: Fn() -> io::Result<()> + Send + Sync + 'static,
+    {
+        PreExec(Arc::new(hook))
+    }
+
+    fn call(&self) -> io::Result<()> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for PreExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreExec")
+    }
+}
 
 /// The program a command runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -511,7 +541,7 @@ pub fn start(launch: &Launch) -> io::Result<Started> {
                 set_rlimit(libc::RLIMIT_FSIZE, bytes)?;
             }
             if let Some(hook) = &hook {
-                hook()?;
+                hook.call()?;
             }
             // Whatever berth's caller left open (and a hook opened) is not
             // the command's: only 0, 1 and 2 survive the exec.

@@ -82,7 +82,15 @@ impl Sandbox for Namespaces {
             report: report_write.as_raw_fd(),
             last_pid: next_last_pid().to_string().into_bytes(),
         };
-        let hook: PreExec = Arc::new(move || child::enter(&plan, &slot));
+        let enter = move || {
+            // SAFETY: this closure only ever runs as the `PreExec` hook
+            // below, in the child between fork and exec.
+            unsafe { child::enter(&plan, &slot) }
+        };
+        // SAFETY: `child::enter` makes only async-signal-safe system calls
+        // on what `plan` and `slot` prepared before the fork, and leaves one
+        // process (the command's shell) to exec.
+        let hook = unsafe { PreExec::new(enter) };
         launch.pre_exec = Some(hook);
         // The pid namespace contains the tree: its init dies with the
         // supervisor, and the kernel then kills the rest.
