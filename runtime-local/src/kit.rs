@@ -314,7 +314,7 @@ impl<S: Sandbox> HostRuntime<S> {
     /// [`Error::Backend`] with the sandbox's message rather than a
     /// `SpawnFailed` result (how setup commands and the probe run).
     pub async fn execute_or_fail(&self, cmd: ExecCommand) -> Result<ExecResult> {
-        let stream = self.launch(cmd).map_err(|message| Error::Backend {
+        let stream = self.launch(cmd, true).map_err(|message| Error::Backend {
             backend: self.inner.settings.type_name.clone(),
             message,
         })?;
@@ -330,9 +330,19 @@ impl<S: Sandbox> HostRuntime<S> {
 
     async fn set_up(&self, commands: &[String], spec: &EnvironmentSpec) -> Result<()> {
         if commands.is_empty() && self.inner.settings.probe {
-            let result = self
-                .execute_or_fail(ExecCommand::new("true").wall_timeout(PROBE_TIMEOUT))
-                .await?;
+            // Without the command cgroup: the probe shows that the sandbox
+            // can be built, and `true` needs no limit. (Moving a process into
+            // a cgroup can take the kernel a millisecond or more when no
+            // other move happened just before, which the probe would add to
+            // every spawn; the limits were checked against this host when
+            // the settings were made.)
+            let stream = self
+                .launch(ExecCommand::new("true").wall_timeout(PROBE_TIMEOUT), false)
+                .map_err(|message| Error::Backend {
+                    backend: self.inner.settings.type_name.clone(),
+                    message,
+                })?;
+            let result = stream.finish().await;
             if !result.success() {
                 return Err(Error::Backend {
                     backend: self.inner.settings.type_name.clone(),
@@ -350,9 +360,10 @@ impl<S: Sandbox> HostRuntime<S> {
         Ok(())
     }
 
-    /// Starts `cmd` through the sandbox. `Err` says why it could not start
+    /// Starts `cmd` through the sandbox, in a cgroup of its own when the
+    /// spec sets limits and `limited`. `Err` says why it could not start
     /// (then nothing of it is left).
-    fn launch(&self, cmd: ExecCommand) -> std::result::Result<EventStream, String> {
+    fn launch(&self, cmd: ExecCommand, limited: bool) -> std::result::Result<EventStream, String> {
         let inner = &self.inner;
         let mut env = inner.env.clone();
         env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -365,7 +376,7 @@ impl<S: Sandbox> HostRuntime<S> {
         };
         inner.sandbox.wrap(&mut launch, &cmd)?;
         // Made last, so a refused wrap leaves no cgroup behind.
-        if !inner.settings.cgroup_limits.is_empty() {
+        if limited && !inner.settings.cgroup_limits.is_empty() {
             let cgroup = CgroupHost::get()
                 .create(&inner.settings.cgroup_limits, &inner.settings.type_name)
                 .map_err(|err| format!("cannot make the command's cgroup: {err}"))?;
@@ -414,7 +425,7 @@ impl<S: Sandbox> Runtime for HostRuntime<S> {
             });
         }
         let begun = tokio::time::Instant::now();
-        Ok(self.launch(cmd).unwrap_or_else(|message| {
+        Ok(self.launch(cmd, true).unwrap_or_else(|message| {
             EventStream::finished(ExecResult::spawn_failed(&message, begun.elapsed()))
         }))
     }
