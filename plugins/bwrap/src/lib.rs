@@ -103,6 +103,12 @@ impl Backend for BwrapBackend {
         ] {
             prefix.push(arg.to_owned());
         }
+        // Assets appear at their host paths (the default `asset_path`), also
+        // those under the host's /tmp, which the private /tmp hides.
+        for asset in ctx.assets.iter() {
+            let path = asset.absolute_path.as_os_str();
+            prefix.extend(["--ro-bind".into(), path.to_owned(), path.to_owned()]);
+        }
         prefix.extend(config.args.into_iter().map(Into::into));
         prefix.push("--".into());
         let mut settings = HostSettings::for_spec(TYPE_NAME, spec)?;
