@@ -92,69 +92,105 @@ impl RootModule for PluginModuleRef {
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
 
-/// Where a plugin writes a command's output while it runs.
+/// Where a plugin writes a command's output while it runs: a context
+/// pointer of the host's and the function that takes chunks for it. Made
+/// only through the `unsafe` [`OutputSink::new`], so that a sink in hand
+/// always holds a context its function accepts.
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
 pub struct OutputSink {
     /// The host's context pointer, passed back to `write`.
-    pub context: *const c_void,
+    context: *const c_void,
     /// Delivers one chunk of stream [`STDOUT`] or [`STDERR`]. Returns
     /// `false` when the host no longer wants output: the plugin should then
     /// stop the command.
-    pub write: extern "C" fn(context: *const c_void, stream: u8, bytes: RSlice<'_, u8>) -> bool,
+    write: extern "C" fn(context: *const c_void, stream: u8, bytes: RSlice<'_, u8>) -> bool,
 }
 
-// SAFETY: the host guarantees its context stays valid and may be used from
-// any thread for as long as the call that received the sink runs.
+// SAFETY: `OutputSink::new`'s contract: the context stays valid and may be
+// used from any thread for as long as the call that received the sink runs.
 unsafe impl Send for OutputSink {}
 unsafe impl Sync for OutputSink {}
 
 impl OutputSink {
+    /// A sink whose chunks go to `write(context, stream, bytes)`.
+    ///
+    /// # Safety
+    ///
+    /// `write` must accept `context`, from any thread, for as long as the
+    /// sink (or a copy of it) can be used — in practice, until the `call`
+    /// that received it has returned — and must not unwind.
+    pub unsafe fn new(
+        context: *const c_void,
+        write: extern "C" fn(*const c_void, u8, RSlice<'_, u8>) -> bool,
+    ) -> OutputSink {
+        OutputSink { context, write }
+    }
+
     /// A sink that accepts and drops everything.
     pub fn discard() -> OutputSink {
         extern "C" fn discard(_: *const c_void, _: u8, _: RSlice<'_, u8>) -> bool {
             true
         }
-        OutputSink {
-            context: std::ptr::null(),
-            write: discard,
-        }
+        // SAFETY: `discard` never looks at its context.
+        unsafe { OutputSink::new(std::ptr::null(), discard) }
     }
 
     /// Sends a chunk; `false` means stop.
     pub fn send(&self, stream: u8, bytes: &[u8]) -> bool {
+        // `new`'s contract: `write` accepts `context` while the sink can be
+        // used. (The pointer types stay safe `extern "C" fn`s: their
+        // qualifiers are part of the layout plugins are checked against.)
         (self.write)(self.context, stream, RSlice::from_slice(bytes))
     }
 }
 
-/// How the host tells a running call to stop.
+/// How the host tells a running call to stop: a context pointer of the
+/// host's and the function that reads it. Made only through the `unsafe`
+/// [`CancelToken::new`].
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
 pub struct CancelToken {
     /// The host's context pointer, passed back to `is_cancelled`.
-    pub context: *const c_void,
+    context: *const c_void,
     /// Whether the host has cancelled the call.
-    pub is_cancelled: extern "C" fn(context: *const c_void) -> bool,
+    is_cancelled: extern "C" fn(context: *const c_void) -> bool,
 }
 
-// SAFETY: as for OutputSink.
+// SAFETY: as for OutputSink, by `CancelToken::new`'s contract.
 unsafe impl Send for CancelToken {}
 unsafe impl Sync for CancelToken {}
 
 impl CancelToken {
+    /// A token whose state `is_cancelled(context)` reads.
+    ///
+    /// # Safety
+    ///
+    /// As for [`OutputSink::new`]: `is_cancelled` must accept `context`,
+    /// from any thread, for as long as the token can be used, and must not
+    /// unwind.
+    pub unsafe fn new(
+        context: *const c_void,
+        is_cancelled: extern "C" fn(*const c_void) -> bool,
+    ) -> CancelToken {
+        CancelToken {
+            context,
+            is_cancelled,
+        }
+    }
+
     /// A token that is never cancelled.
     pub fn never() -> CancelToken {
         extern "C" fn never(_: *const c_void) -> bool {
             false
         }
-        CancelToken {
-            context: std::ptr::null(),
-            is_cancelled: never,
-        }
+        // SAFETY: `never` never looks at its context.
+        unsafe { CancelToken::new(std::ptr::null(), never) }
     }
 
     /// Whether the host cancelled.
     pub fn cancelled(&self) -> bool {
+        // `new`'s contract, as for `OutputSink::send`.
         (self.is_cancelled)(self.context)
     }
 }

@@ -265,6 +265,8 @@ struct SinkContext {
     events: EventSender,
 }
 
+/// Only ever called by a plugin through the sink made below, whose `new`
+/// contract keeps `context` a live `SinkContext`.
 extern "C" fn sink_write(context: *const c_void, stream: u8, bytes: RSlice<'_, u8>) -> bool {
     // SAFETY: `context` is the SinkContext owned by the blocking call that
     // passed this sink; it outlives the call, and the plugin only calls the
@@ -283,6 +285,8 @@ extern "C" fn sink_write(context: *const c_void, stream: u8, bytes: RSlice<'_, u
     .unwrap_or(false)
 }
 
+/// Only ever called through the token made below, whose `new` contract
+/// keeps `context` pointing into a live `AtomicBool`.
 extern "C" fn is_cancelled(context: *const c_void) -> bool {
     // SAFETY: `context` points into the Arc<AtomicBool> kept alive by the
     // blocking call for its whole duration.
@@ -338,14 +342,15 @@ impl Runtime for PluginRuntime {
             let context = SinkContext {
                 events: events.clone(),
             };
-            let sink = OutputSink {
-                context: &context as *const SinkContext as *const c_void,
-                write: sink_write,
+            // SAFETY: `context` and `cancelled` outlive the call below, the
+            // only user of the sink and the token; neither function unwinds
+            // (`sink_write` catches panics, `is_cancelled` only loads).
+            let sink = unsafe {
+                OutputSink::new(&context as *const SinkContext as *const c_void, sink_write)
             };
-            let cancel = CancelToken {
-                context: Arc::as_ptr(&cancelled) as *const c_void,
-                is_cancelled,
-            };
+            // SAFETY: as above.
+            let cancel =
+                unsafe { CancelToken::new(Arc::as_ptr(&cancelled) as *const c_void, is_cancelled) };
             let started = std::time::Instant::now();
             let outcome: Result<ExecResult> = plugin.call_with(op::STREAM, &request, sink, cancel);
             watcher.abort();
