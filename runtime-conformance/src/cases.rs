@@ -941,3 +941,135 @@ async fn asset_path_is_readable(ctx: &CaseContext) -> CaseResult {
     );
     close(session).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract document, read from the repository.
+    fn contract() -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(crate::CONTRACT);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()))
+    }
+
+    /// Every capability a case can be gated on, by its field name.
+    const CAPABILITIES: [(&str, fn(&mut Capabilities)); 6] = [
+        ("signals", |c| c.signals = false),
+        ("stdin", |c| c.stdin = false),
+        ("live_streaming", |c| c.live_streaming = false),
+        ("shared_workspace", |c| c.shared_workspace = false),
+        ("timeouts", |c| c.timeouts = false),
+        ("output_limit", |c| c.output_limit = false),
+    ];
+
+    fn all_claimed() -> Capabilities {
+        Capabilities {
+            stdin: true,
+            live_streaming: true,
+            signals: true,
+            timeouts: true,
+            output_limit: true,
+            concurrent_commands: true,
+            usage: true,
+            mounts: true,
+            ports: true,
+            network_isolation: true,
+            memory_limit: true,
+            cpu_limit: true,
+            pids_limit: true,
+            file_size_limit: true,
+            shared_workspace: true,
+        }
+    }
+
+    /// The capabilities `case` needs: those whose absence alone skips it.
+    fn gates(case: &Case) -> Vec<&'static str> {
+        assert!(
+            (case.requires)(&all_claimed()).is_ok(),
+            "{} is skipped with every capability claimed",
+            case.name
+        );
+        CAPABILITIES
+            .iter()
+            .filter(|(_, deny)| {
+                let mut capabilities = all_claimed();
+                deny(&mut capabilities);
+                (case.requires)(&capabilities).is_err()
+            })
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    /// The rows of the document's table of cases: case, rule, gates.
+    fn table_rows(document: &str) -> Vec<(String, String, Vec<String>)> {
+        let start = document
+            .find("## Which case checks which rule")
+            .expect("the document has its table of cases");
+        document[start..]
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .map(|line| {
+                let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+                let unquote = |cell: &str| cell.trim_matches('`').to_owned();
+                let gates = cells[2]
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(unquote)
+                    .collect();
+                (unquote(cells[0]), unquote(cells[1]), gates)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_contract_lists_every_case_with_its_rule_and_gates() {
+        let document = contract();
+        let rows = table_rows(&document);
+        let cases = all_cases();
+        for case in &cases {
+            let row = rows
+                .iter()
+                .find(|(name, _, _)| name == case.name)
+                .unwrap_or_else(|| panic!("{} is not in the contract's table", case.name));
+            assert_eq!(row.1, case.rule, "the rule of {}", case.name);
+            assert_eq!(row.2, gates(case), "the gates of {}", case.name);
+            assert!(
+                document.contains(&format!("#### `{}`\n", case.rule))
+                    || document.contains(&format!("### `{}`\n", case.rule)),
+                "the rule {} of {} has no heading in the contract",
+                case.rule,
+                case.name
+            );
+        }
+        for (name, rule, _) in &rows {
+            assert!(
+                name == "every case" || cases.iter().any(|c| c.name == name),
+                "the contract's table names {name}, which is no case"
+            );
+            assert!(
+                document.contains(&format!("### `{rule}`\n"))
+                    || document.contains(&format!("#### `{rule}`\n")),
+                "the table's rule {rule} has no heading"
+            );
+        }
+    }
+
+    #[test]
+    fn case_names_are_unique_and_found_by_name() {
+        let cases = all_cases();
+        for case in &cases {
+            assert_eq!(
+                cases.iter().filter(|c| c.name == case.name).count(),
+                1,
+                "{} twice",
+                case.name
+            );
+            assert_eq!(case_named(case.name).map(|c| c.rule), Some(case.rule));
+        }
+        assert!(case_named("no_such_case").is_none());
+    }
+}
