@@ -16,8 +16,8 @@
 //! * `fuzz [--seconds N] [TARGET…]` — runs the cargo-fuzz targets in `fuzz/`
 //!   for a bounded time each (not part of CI).
 //! * `bench [--quick] [ROW…]` — builds the benchmark harness (and the
-//!   namespace plugin) in release mode and runs it (SPEC §11; see
-//!   BENCHMARKS.md).
+//!   namespace plugin) in release mode and runs it (BENCHMARKS.md has the
+//!   targets and the figures).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on its terminal
 
