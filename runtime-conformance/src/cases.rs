@@ -955,8 +955,11 @@ mod tests {
             .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()))
     }
 
+    /// Takes one claim back.
+    type Deny = fn(&mut Capabilities);
+
     /// Every capability a case can be gated on, by its field name.
-    const CAPABILITIES: [(&str, fn(&mut Capabilities)); 6] = [
+    const CAPABILITIES: [(&str, Deny); 6] = [
         ("signals", |c| c.signals = false),
         ("stdin", |c| c.stdin = false),
         ("live_streaming", |c| c.live_streaming = false),
