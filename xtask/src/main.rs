@@ -117,8 +117,9 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     let mut failed = false;
     if !untidy.is_empty() {
         eprintln!(
-            "xtask: tidy found {} problems (listed at the start)",
-            untidy.len()
+            "xtask: tidy found {} problem{} (listed at the start)",
+            untidy.len(),
+            if untidy.len() == 1 { "" } else { "s" }
         );
         failed = true;
     }
