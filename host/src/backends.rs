@@ -113,7 +113,14 @@ pub(crate) struct PluginReport {
 /// Fails only when the built-ins themselves conflict; a bad plugin is a
 /// problem in the report, never an error.
 pub(crate) fn load(plugin_dir: Option<&Path>) -> anyhow::Result<(Registry, PluginReport)> {
-    let mut registry = Registry::with_builtins().context("registering the built-in backends")?;
+    let mut registry = builtins()?;
+    let report = load_plugins(&mut registry, PluginDir::resolve(plugin_dir));
+    Ok((registry, report))
+}
+
+/// The registry of the built-ins alone.
+pub(crate) fn builtins() -> anyhow::Result<Registry> {
+    let registry = Registry::with_builtins().context("registering the built-in backends")?;
     let types = registry.types();
     if let Some(missing) = BUILT_IN_TYPES
         .iter()
@@ -121,16 +128,100 @@ pub(crate) fn load(plugin_dir: Option<&Path>) -> anyhow::Result<(Registry, Plugi
     {
         anyhow::bail!("the built-in backend `{missing}` is linked but did not register itself");
     }
-    let report = load_plugins(&mut registry, PluginDir::resolve(plugin_dir));
-    Ok((registry, report))
+    Ok(registry)
 }
 
-/// Logs each library the plugin directory could not give, once, for the
-/// commands that do not list them themselves (`doctor` and `plugins` do).
+/// Logs each library the plugin directory could not give, for the commands
+/// that do not list them themselves (`doctor` and `plugins` do). A library
+/// is reported once per process, however often the directory is loaded.
 pub(crate) fn warn_problems(report: &PluginReport) {
+    static REPORTED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut reported = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
     for (path, problem) in &report.problems {
+        if reported.contains(path) {
+            continue;
+        }
+        reported.push(path.clone());
         tracing::warn!(plugin = %path.display(), "{problem}");
     }
+}
+
+/// The backend serving `type_name`. When none does, the error says, in
+/// one line, that it may be a plugin's type, which plugin directory was
+/// searched, and what loaded and what was skipped there.
+pub(crate) fn lookup<'r>(
+    registry: &'r Registry,
+    report: &PluginReport,
+    type_name: &str,
+) -> anyhow::Result<&'r session_core::runtime::BackendRef> {
+    registry
+        .get(type_name)
+        .map_err(|err| explain_unknown(err, report))
+}
+
+/// Adds to an unknown-type error where plugins were looked for (see
+/// [`lookup`]); other errors pass unchanged.
+pub(crate) fn explain_unknown(err: session_core::Error, report: &PluginReport) -> anyhow::Error {
+    let session_core::Error::UnknownBackend {
+        requested,
+        registered,
+    } = &err
+    else {
+        return err.into();
+    };
+    let names = |paths: &mut dyn Iterator<Item = &PathBuf>| {
+        let mut names: Vec<String> = paths
+            .map(|p| {
+                p.file_name().map_or_else(
+                    || p.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        names.dedup();
+        names.join(", ")
+    };
+    let plugins = match &report.dir {
+        None => "no plugin directory is configured (--plugin-dir, $BERTH_PLUGIN_DIR, \
+                 $XDG_DATA_HOME or $HOME) to load it from"
+            .to_owned(),
+        Some(dir) if !report.dir_exists => format!(
+            "the plugin directory {} (from {}) does not exist",
+            dir.path.display(),
+            dir.source
+        ),
+        Some(dir) => {
+            let mut line = format!(
+                "no library in the plugin directory {} (from {}) serves it",
+                dir.path.display(),
+                dir.source
+            );
+            if report.problems.iter().any(|(path, _)| path == &dir.path) {
+                line.push_str(": the directory itself was refused (see `berth doctor`)");
+                return anyhow::anyhow!(
+                    "unknown backend type `{requested}` (registered: {registered}); if it is \
+                     a plugin's type, {line}"
+                );
+            }
+            let loaded = names(&mut report.loaded.iter().map(|(path, _)| path));
+            let skipped = names(&mut report.problems.iter().map(|(path, _)| path));
+            line.push_str(&match (loaded.is_empty(), skipped.is_empty()) {
+                (true, true) => " (it holds no library)".to_owned(),
+                (false, true) => format!(" (loaded: {loaded})"),
+                (true, false) => {
+                    format!(" (skipped: {skipped}; `berth plugins` says why)")
+                }
+                (false, false) => {
+                    format!(" (loaded: {loaded}; skipped: {skipped}; `berth plugins` says why)")
+                }
+            });
+            line
+        }
+    };
+    anyhow::anyhow!(
+        "unknown backend type `{requested}` (registered: {registered}); if it is a plugin's \
+         type, {plugins}"
+    )
 }
 
 /// Loads every library in the plugin directory into the registry through
@@ -190,6 +281,13 @@ pub(crate) fn plugins(
 ) -> anyhow::Result<crate::ExitCode> {
     use std::io::Write;
 
+    match &args.action {
+        Some(crate::cli::PluginsAction::Test(test)) => return crate::plugins::test(test, global),
+        Some(crate::cli::PluginsAction::Install(install)) => {
+            return crate::plugins::install(install, global);
+        }
+        None => {}
+    }
     let (registry, report) = load(global.plugin_dir.as_deref())?;
     let backends = registry.describe();
     let mut out = std::io::stdout().lock();

@@ -145,12 +145,86 @@ impl From<ModeArg> for Mode {
 }
 
 /// List every backend type: where it came from, its version and
-/// capabilities, and the plugins that could not be loaded.
+/// capabilities, and the plugins that could not be loaded; test a plugin
+/// library or install one.
+///
+/// Without a subcommand, lists. `berth plugins test LIB` runs the
+/// conformance suite against a library through the real loader (no berth
+/// checkout or cargo needed); `berth plugins install LIB` checks that it
+/// loads and copies it into the plugin directory.
 #[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  berth plugins\n  berth plugins test target/release/libmy_backend.so\n  berth plugins install target/release/libmy_backend.so"
+)]
 pub(crate) struct PluginsArgs {
+    #[command(subcommand)]
+    pub(crate) action: Option<PluginsAction>,
+
     /// Print JSON instead of lines
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginsAction {
+    Test(PluginTestArgs),
+    Install(PluginInstallArgs),
+}
+
+/// Run the whole conformance suite against a plugin library.
+///
+/// LIB is copied into a private temporary plugin directory (in
+/// `--temp-root`) and loaded through berth's real loader (trust checks, ABI
+/// version and layout, declared types, no clash with a built-in type);
+/// every case then runs against every backend type it declares, each in
+/// fresh sessions. One line per case (`pass`, `FAIL` with the reason, `skip`
+/// with why), then `N passed, N failed, N skipped`. No berth checkout and no
+/// cargo are needed. $BERTH_CONFORMANCE_FILTER=NAME runs only the cases
+/// whose name contains NAME. Only errors are logged unless RUST_LOG says
+/// otherwise (the suite makes setups fail on purpose).
+///
+/// Exit code: 0 when the library loaded and no case failed; 1 when it did
+/// not load or a case failed; 125 when berth itself failed (LIB missing).
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  berth plugins test target/release/libmy_backend.so")]
+pub(crate) struct PluginTestArgs {
+    /// The plugin library (`.so`)
+    #[arg(value_name = "LIB")]
+    pub(crate) library: PathBuf,
+
+    /// Print one JSON object: the library, its types, each case's type,
+    /// name, outcome (passed, failed, skipped), reason and duration_ms, and
+    /// the totals
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Install a plugin library into the plugin directory.
+///
+/// LIB is first loaded from a private temporary copy: it must pass the
+/// loader's checks (ABI version, layout, declared types) and declare no type
+/// a built-in serves, nor one another library in the plugin directory
+/// serves (unless `--force`, which removes that library). It is then copied
+/// into the plugin directory under its own name, atomically (a temporary
+/// file in that directory, synced, then renamed), mode 0755; the directory
+/// is created (mode 0755) when missing. A library of the same name is
+/// replaced. The loader's trust rules are checked on the result.
+///
+/// The plugin directory: `--plugin-dir DIR`, else $BERTH_PLUGIN_DIR, else
+/// $XDG_DATA_HOME/berth/plugins, else ~/.local/share/berth/plugins.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  berth plugins install target/release/libmy_backend.so --plugin-dir ~/.local/share/berth/plugins"
+)]
+pub(crate) struct PluginInstallArgs {
+    /// The plugin library (`.so`)
+    #[arg(value_name = "LIB")]
+    pub(crate) library: PathBuf,
+
+    /// Replace the library that already serves a type LIB declares
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 /// Snapshot a directory into a tar archive written exactly at ARCHIVE.

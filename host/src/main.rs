@@ -11,6 +11,7 @@ mod backends;
 mod cli;
 mod doctor;
 mod gc;
+mod plugins;
 mod quote;
 mod run;
 mod serve;
@@ -58,7 +59,16 @@ fn main() -> std::process::ExitCode {
             });
         }
     };
-    init_logging();
+    // The suite makes setups fail on purpose: `plugins test` shows only
+    // errors unless RUST_LOG asks for more; its lines carry the verdicts.
+    let quiet = matches!(
+        &cli.command,
+        Command::Plugins(cli::PluginsArgs {
+            action: Some(cli::PluginsAction::Test(_)),
+            ..
+        })
+    );
+    init_logging(if quiet { "error" } else { "warn" });
     let code = match execute(&cli) {
         Ok(code) => code,
         Err(err) => {
@@ -91,11 +101,12 @@ fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (warnings and errors when it
-/// is unset or invalid), coloured only on a terminal without `NO_COLOR`.
-fn init_logging() {
+/// Logs go to stderr, filtered by `RUST_LOG` (`default`, warnings and
+/// errors or errors alone, when it is unset or invalid), coloured only on a
+/// terminal without `NO_COLOR`.
+fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

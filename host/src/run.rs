@@ -63,7 +63,7 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
     };
     let (registry, plugins) = backends::load(global.plugin_dir.as_deref())?;
     backends::warn_problems(&plugins);
-    registry.get(&spec.backend_type)?.validate(&spec)?;
+    backends::lookup(&registry, &plugins, &spec.backend_type)?.validate(&spec)?;
     let assets = match &args.assets {
         Some(path) => load_assets(path)?,
         None => ResolvedAssets::default(),

@@ -38,6 +38,7 @@ pub(crate) async fn serve(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Resu
     if !args.backends.is_empty() {
         registry
             .restrict_to(&args.backends)
+            .map_err(|err| crate::backends::explain_unknown(err, &plugins))
             .context("choosing the backends to serve (--backend)")?;
     }
     eprintln!(

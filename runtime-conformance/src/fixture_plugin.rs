@@ -16,14 +16,45 @@ pub fn target_dir() -> PathBuf {
 
 /// Builds the fixture plugin with `features` (comma-separated, may be
 /// empty) and copies the library to `dest`. Builds of different features
-/// share one output name: callers must not run them concurrently.
+/// share one output name, so each build and its copy hold a lock file in
+/// the target directory: test processes running at once take turns.
 ///
 /// # Panics
 ///
 /// When the build fails or names no library; this is test support.
 pub fn build(features: &str, dest: &Path) {
+    let _turn = BuildLock::take();
     let library = build_workspace_cdylib("berth-plugin-fixture", features);
     std::fs::copy(&library, dest).expect("copying the fixture plugin");
+}
+
+/// An exclusive `flock` on `<target>/berth-fixture-plugin.lock`, released
+/// when dropped (or when the process ends).
+struct BuildLock(std::fs::File);
+
+impl BuildLock {
+    fn take() -> BuildLock {
+        use std::os::fd::AsRawFd as _;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(target_dir().join("berth-fixture-plugin.lock"))
+            .expect("opening the fixture build lock");
+        // SAFETY: flock on a descriptor this function owns; it blocks until
+        // the lock is free and touches no memory.
+        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(taken, 0, "locking the fixture build");
+        BuildLock(file)
+    }
+}
+
+impl Drop for BuildLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: as in `take`; unlocking a descriptor we hold.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
 }
 
 /// Builds the workspace package `package` with `features` (comma-separated,

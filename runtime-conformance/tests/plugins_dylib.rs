@@ -25,6 +25,10 @@ fn plugins_load_work_and_bad_libraries_are_reported() {
     runtime_conformance::fixture_plugin::build("panic", &plugins.join("c-panicking.so"));
     runtime_conformance::fixture_plugin::build("abi-999", &plugins.join("d-wrong-abi.so"));
     std::fs::write(plugins.join("e-junk.so"), "this is not a library").unwrap();
+    runtime_conformance::fixture_plugin::build(
+        "layout-mismatch",
+        &plugins.join("g-wrong-layout.so"),
+    );
     let c_source = dir.path().join("lib.c");
     std::fs::write(&c_source, "int not_berth(void) { return 1; }\n").unwrap();
     let status = Command::new("cc")
@@ -59,7 +63,7 @@ fn plugins_load_work_and_bad_libraries_are_reported() {
         .iter()
         .map(|p| (file_name(&p.path), p.reason.clone()))
         .collect();
-    assert_eq!(problems.len(), 4, "{problems:#?}");
+    assert_eq!(problems.len(), 5, "{problems:#?}");
     let reason = |name: &str| {
         problems
             .iter()
@@ -72,10 +76,34 @@ fn plugins_load_work_and_bad_libraries_are_reported() {
         duplicate.contains("`fixture`") && duplicate.contains("a-fixture.so"),
         "{duplicate}"
     );
+    // Both sides' versions, from the library's build record.
+    let versions = format!(
+        "host: berth {}, plugin ABI {}; library: berth-plugin-fixture {}, built with berth {}",
+        session_core::plugin::BERTH_VERSION,
+        session_core::plugin::ABI_VERSION,
+        env!("CARGO_PKG_VERSION"),
+        session_core::plugin::BERTH_VERSION,
+    );
     let abi = reason("d-wrong-abi.so");
-    assert!(
-        abi.contains("999") && abi.contains(&session_core::plugin::ABI_VERSION.to_string()),
-        "{abi}"
+    assert_eq!(
+        abi,
+        format!(
+            "incompatible plugin: built for plugin ABI version 999, this host speaks version {}; \
+             {versions} for plugin ABI 999",
+            session_core::plugin::ABI_VERSION
+        )
+    );
+    // The first item where the layouts differ, from abi_stable's structured
+    // errors, instead of its multi-kilobyte report.
+    let layout = reason("g-wrong-layout.so");
+    assert_eq!(
+        layout,
+        format!(
+            "incompatible plugin: its root module's layout differs from this host's at \
+             `PluginModule`: a different number of prefix fields (this host: 3, the library: \
+             4); {versions} for plugin ABI {}",
+            session_core::plugin::ABI_VERSION
+        )
     );
     assert!(
         reason("e-junk.so").starts_with("not a berth plugin"),
@@ -91,12 +119,51 @@ fn plugins_load_work_and_bad_libraries_are_reported() {
         let line = problem.to_string();
         assert_eq!(line.lines().count(), 1, "one line each: {line:?}");
         assert!(line.contains(&problem.path.display().to_string()));
+        assert!(line.len() < 600, "short: {line}");
     }
     for loaded in &report.loaded {
         assert!(loaded.load_time.as_secs() < 30);
     }
     assert!(
         matches!(registry.describe().iter().find(|(i, _)| i.type_name == "fixture"), Some((_, BackendOrigin::Plugin(p))) if p.ends_with("a-fixture.so"))
+    );
+
+    // A taken type is refused before the plugin's `init`: it starts no
+    // runtime (no threads), installs no log forwarder and no panic hook.
+    let late = dir.path().join("late-duplicate.so");
+    std::fs::copy(plugins.join("a-fixture.so"), &late).unwrap();
+    let threads = plugin_threads();
+    assert!(threads > 0, "the loaded plugins run their runtimes");
+    let refused = session_core::plugin::load_library(&late, &mut registry).unwrap_err();
+    assert!(
+        refused.contains("`fixture`") && refused.contains("a-fixture.so"),
+        "{refused}"
+    );
+    assert_eq!(
+        plugin_threads(),
+        threads,
+        "the refused plugin started threads"
+    );
+
+    // A plugin built before `describe` existed (its root module is the
+    // prefix alone) still loads; a taken type is then found after its
+    // `init`, and still refused in one line.
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    runtime_conformance::fixture_plugin::build("without-describe", &old.join("libold.so"));
+    let mut fresh = Registry::empty();
+    let loaded = session_core::plugin::load_library(&old.join("libold.so"), &mut fresh).unwrap();
+    assert_eq!(loaded.types, ["fixture"]);
+    assert!(
+        plugin_threads() > threads,
+        "it was started to ask its types"
+    );
+    let refused =
+        session_core::plugin::load_library(&old.join("libold.so"), &mut registry).unwrap_err();
+    assert!(
+        refused.starts_with("declares backend type `fixture`, already registered by ")
+            && refused.ends_with("a-fixture.so"),
+        "{refused}"
     );
 
     // The plugin's own log events reach the host's subscriber.
@@ -139,14 +206,23 @@ async fn panicking_plugin_gives_errors(registry: Arc<Registry>, temp: &Path) {
         .await
         .unwrap();
     let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    let library = temp.join("plugins/c-panicking.so");
+    let panicked = |operation: &str, message: &str| {
+        format!(
+            "fixture-panic backend: the plugin {} panicked in `{operation}`: fixture: {message}",
+            library.display()
+        )
+    };
+    // The panic's message survives `stream`, on the command's stderr.
     let result = rt.execute(ExecCommand::new("true")).await.unwrap();
-    assert!(result.stderr_lossy().contains("panicked"), "{result:?}");
-    assert!(
-        rt.kill()
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("panicked")
+    assert_eq!(
+        result.stderr_lossy(),
+        format!("berth: {}\n", panicked("stream", "stream panics")),
+        "{result:?}"
+    );
+    assert_eq!(
+        rt.kill().await.unwrap_err().to_string(),
+        panicked("kill", "kill panics")
     );
     let backend = registry.get("fixture-panic").unwrap();
     assert!(
@@ -169,6 +245,18 @@ async fn panicking_plugin_gives_errors(registry: Arc<Registry>, temp: &Path) {
         matches!(&err, Error::Backend { message, .. } if message.contains("panicked")),
         "{err}"
     );
+}
+
+/// Threads of this process named as plugin runtimes name theirs.
+fn plugin_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.trim_end() == "berth-plugin")
+        })
+        .count()
 }
 
 fn file_name(path: &Path) -> String {

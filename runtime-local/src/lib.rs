@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod cgroup;
+pub mod kit;
 pub mod process;
 pub mod seccomp;
 
@@ -35,19 +36,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
-use session_core::assets::ResolvedAsset;
 use session_core::register_backend;
 use session_core::runtime::{
-    Backend, BackendInfo, Capabilities, Diagnostic, EventStream, ExecCommand, ExecResult, Leftover,
-    Runtime, RuntimeStatus, SetupOutput, SpawnContext, run_setup,
+    Backend, BackendInfo, Capabilities, Diagnostic, Leftover, Runtime, SpawnContext,
 };
-use session_core::spec::{EnvironmentSpec, Limits};
+use session_core::spec::EnvironmentSpec;
 use session_core::{Error, Result};
 
 use crate::cgroup::{CgroupError, CgroupHost, CgroupLimits};
-use crate::process::{Launch, ProcessTable, Rlimits, Watch};
+use crate::kit::{HostRuntime, HostSettings, Sandbox, host_capabilities};
 
 /// The spec `type` this backend serves.
 pub const TYPE_NAME: &str = "local";
@@ -82,21 +80,7 @@ impl LocalBackend {
     /// What local runtimes support on this host: the limits that need a
     /// cgroup are claimed when berth can make one with their controller.
     pub fn capabilities() -> Capabilities {
-        let (pids_limit, memory_limit, cpu_limit) = cgroup_limits_here();
-        Capabilities {
-            stdin: true,
-            live_streaming: true,
-            signals: true,
-            timeouts: true,
-            output_limit: true,
-            concurrent_commands: true,
-            usage: true,
-            memory_limit,
-            cpu_limit,
-            pids_limit,
-            file_size_limit: true,
-            ..Capabilities::default()
-        }
+        host_capabilities()
     }
 
     fn config(spec: &EnvironmentSpec) -> Result<LocalConfig> {
@@ -133,43 +117,14 @@ impl Backend for LocalBackend {
 
     async fn spawn(&self, spec: &EnvironmentSpec, ctx: SpawnContext) -> Result<Box<dyn Runtime>> {
         let config = LocalBackend::config(spec)?;
-        let cgroup_limits = cgroup_limits(spec)?;
-        if !ctx.workspace.is_dir() {
-            return Err(Error::Backend {
-                backend: TYPE_NAME.into(),
-                message: format!("workspace `{}` is not a directory", ctx.workspace.display()),
-            });
-        }
-        let mut env = IndexMap::new();
-        if !spec.environment.include_os_env
-            && let Some(path) = std::env::var_os("PATH")
-        {
-            env.insert("PATH".to_owned(), path.to_string_lossy().into_owned());
-        }
-        env.extend(spec.full_env(&ctx.env));
-        let runtime = LocalRuntime {
-            inner: Arc::new(Inner {
-                workspace: ctx.workspace.clone(),
-                shell: config.shell,
-                env,
-                limits: spec.limits.clone(),
-                cgroup_limits,
-                capabilities: LocalBackend::capabilities(),
-                setup: std::sync::OnceLock::new(),
-                processes: Arc::new(ProcessTable::new()),
-            }),
-        };
-        let setup = run_setup(&ctx.setup_commands(spec), spec, |cmd| runtime.execute(cmd)).await;
-        match setup {
-            Ok(output) => {
-                let _ = runtime.inner.setup.set(output);
-                Ok(Box::new(runtime))
-            }
-            Err(err) => {
-                let _ = runtime.cleanup().await;
-                Err(err)
-            }
-        }
+        let mut settings = HostSettings::for_spec(TYPE_NAME, spec)?;
+        settings.shell = config.shell;
+        // A plain host process needs no probe: a shell that cannot start
+        // is each command's spawn failure, as it is on the command line.
+        settings.probe = false;
+        Ok(Box::new(
+            LocalRuntime::spawn(Plain, settings, spec, ctx).await?,
+        ))
     }
 
     async fn diagnose(&self) -> Vec<Diagnostic> {
@@ -198,27 +153,6 @@ impl Backend for LocalBackend {
                 message: err.to_string(),
             })
     }
-}
-
-/// Whether this host lets berth enforce `limits.pids`, `limits.memory`
-/// and `limits.cpus` (in that order) with a cgroup.
-fn cgroup_limits_here() -> (bool, bool, bool) {
-    let host = CgroupHost::get();
-    let one = |limits: CgroupLimits| host.check(&limits).is_ok();
-    (
-        one(CgroupLimits {
-            pids: Some(1),
-            ..CgroupLimits::default()
-        }),
-        one(CgroupLimits {
-            memory: Some(1 << 30),
-            ..CgroupLimits::default()
-        }),
-        one(CgroupLimits {
-            cpus: Some(1.0),
-            ..CgroupLimits::default()
-        }),
-    )
 }
 
 /// The limits of `spec` a cgroup enforces, checked against this host:
@@ -260,132 +194,16 @@ fn limit_error(spec: &EnvironmentSpec, err: CgroupError) -> Error {
     }
 }
 
-struct Inner {
-    workspace: PathBuf,
-    shell: PathBuf,
-    env: IndexMap<String, String>,
-    limits: Limits,
-    /// The limits each command's cgroup enforces (empty: no cgroup).
-    cgroup_limits: CgroupLimits,
-    capabilities: Capabilities,
-    setup: std::sync::OnceLock<SetupOutput>,
-    /// The commands started, running or lingering.
-    processes: Arc<ProcessTable>,
-}
+/// How the `local` backend starts a command: as it is, with nothing
+/// around it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain;
+
+impl Sandbox for Plain {}
 
 /// A runtime of the `local` backend. Dropping it kills every process it
 /// started.
-pub struct LocalRuntime {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for LocalRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalRuntime")
-            .field("workspace", &self.inner.workspace)
-            .field("running", &self.inner.processes.running())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for LocalRuntime {
-    fn drop(&mut self) {
-        self.inner.processes.close();
-    }
-}
-
-#[async_trait]
-impl Runtime for LocalRuntime {
-    fn backend_type(&self) -> &str {
-        TYPE_NAME
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        &self.inner.capabilities
-    }
-
-    fn asset_path(&self, asset: &ResolvedAsset) -> String {
-        asset.absolute_path.display().to_string()
-    }
-
-    fn setup_output(&self) -> &SetupOutput {
-        static EMPTY: SetupOutput = SetupOutput {
-            commands: Vec::new(),
-        };
-        self.inner.setup.get().unwrap_or(&EMPTY)
-    }
-
-    async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
-        let inner = &self.inner;
-        if inner.processes.is_closed() {
-            return Err(Error::RuntimeClosed {
-                backend: TYPE_NAME.into(),
-            });
-        }
-        let mut env = inner.env.clone();
-        env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let begun = tokio::time::Instant::now();
-        let cgroup = if inner.cgroup_limits.is_empty() {
-            None
-        } else {
-            match CgroupHost::get().create(&inner.cgroup_limits, TYPE_NAME) {
-                Ok(cgroup) => Some(Arc::new(cgroup)),
-                Err(err) => {
-                    let message = format!("cannot make the command's cgroup: {err}");
-                    return Ok(EventStream::finished(ExecResult::spawn_failed(
-                        &message,
-                        begun.elapsed(),
-                    )));
-                }
-            }
-        };
-        let launch = Launch {
-            shell: &inner.shell,
-            command: &cmd.command,
-            cwd: &inner.workspace,
-            env: &env,
-            with_stdin: cmd.stdin.is_some(),
-            rlimits: Rlimits {
-                address_space: None,
-                file_size: inner.limits.file_size,
-            },
-            pre_exec: None,
-            keeper: true,
-            cgroup,
-        };
-        let started = match process::start(&launch) {
-            Ok(started) => started,
-            Err(err) => {
-                let message = format!("cannot start `{}`: {err}", inner.shell.display());
-                return Ok(EventStream::finished(ExecResult::spawn_failed(
-                    &message,
-                    begun.elapsed(),
-                )));
-            }
-        };
-        let watch = Watch {
-            wall_timeout: cmd.wall_timeout.or(inner.limits.wall_timeout),
-            idle_timeout: cmd.idle_timeout.or(inner.limits.idle_timeout),
-            output_limit: cmd.output_limit.unwrap_or(inner.limits.output_limit),
-            spill_dir: cmd.spill_dir.clone(),
-            stdin: cmd.stdin,
-        };
-        Ok(inner.processes.run(started, watch))
-    }
-
-    async fn poll(&self) -> RuntimeStatus {
-        self.inner.processes.status()
-    }
-
-    async fn kill(&self) -> Result<()> {
-        self.inner.processes.kill_all();
-        Ok(())
-    }
-
-    async fn cleanup(&self) -> Result<()> {
-        self.inner.processes.close_and_wait(TYPE_NAME).await
-    }
-}
+pub type LocalRuntime = HostRuntime<Plain>;
 
 /// The shell a local runtime uses when the spec does not name one.
 pub fn default_shell() -> &'static Path {

@@ -31,7 +31,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,26 +72,115 @@ pub struct Rlimits {
 
 /// A hook run in the forked child between fork and exec, after the
 /// process group, the parent-death signal and the rlimits are in place.
-///
-/// It runs in a copy of a possibly multi-threaded process, so it may call
-/// only async-signal-safe functions: no allocation, no locks, no `println!`.
-/// Prepare everything it needs (paths as `CString`s, buffers) before
-/// [`start`]. Returning `Err` makes [`start`] fail with that error; a hook
-/// may also fork and never return in the parent branch, as long as exactly
-/// one process goes on to exec.
-pub type PreExec = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+/// Made only through the `unsafe` [`PreExec::new`], whose contract is the
+/// same as std's `CommandExt::pre_exec`.
+#[derive(Clone)]
+pub struct PreExec(Arc<dyn Fn() -> io::Result<()> + Send + Sync>);
 
-/// What to start.
-pub struct Launch<'a> {
-    /// The shell that runs `command` as `shell -c command`. Resolved when
-    /// the child execs, after [`Launch::pre_exec`] ran.
-    pub shell: &'a Path,
-    /// The command string.
-    pub command: &'a str,
+impl PreExec {
+    /// A hook that runs `hook` in the child. Returning `Err` makes
+    /// [`start`] fail with that error; a hook may also fork and never
+    /// return in the parent branch, as long as exactly one process goes on
+    /// to exec.
+    ///
+    /// # Safety
+    ///
+    /// `hook` runs in a copy of a possibly multi-threaded process, between
+    /// fork and exec: it may call only async-signal-safe functions — no
+    /// allocation, no locks (a lock another thread held at the fork stays
+    /// held for ever), no `println!`, no `tracing` — and must prepare
+    /// everything it needs (paths as `CString`s, buffers) before [`start`].
+    /// It must not close or replace descriptors 0, 1 and 2 or those berth
+    /// keeps for itself, and must leave exactly one process to exec. The
+    /// same contract as std's `CommandExt::pre_exec`.
+    pub unsafe fn new<F>(hook: F) -> PreExec
+    where
+        F: Fn() -> io::Result<()> + Send + Sync + 'static,
+    {
+        PreExec(Arc::new(hook))
+    }
+
+    fn call(&self) -> io::Result<()> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for PreExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreExec")
+    }
+}
+
+/// The program a command runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// `shell -c command`: how commands of a spec run.
+    Shell {
+        /// The POSIX shell (resolved when the child execs, after
+        /// [`Launch::pre_exec`] ran).
+        shell: PathBuf,
+        /// The command string.
+        command: String,
+    },
+    /// A program and its arguments, run as they are (no shell reads
+    /// them): `argv[0]` is looked up in `PATH` when it has no `/`.
+    Argv(Vec<OsString>),
+}
+
+impl Program {
+    /// `shell -c command`.
+    pub fn shell(shell: impl Into<PathBuf>, command: impl Into<String>) -> Program {
+        Program::Shell {
+            shell: shell.into(),
+            command: command.into(),
+        }
+    }
+
+    /// The whole argv: `[shell, "-c", command]` for a shell string.
+    pub fn argv(&self) -> Vec<OsString> {
+        match self {
+            Program::Shell { shell, command } => vec![
+                shell.clone().into_os_string(),
+                OsString::from("-c"),
+                OsString::from(command),
+            ],
+            Program::Argv(argv) => argv.clone(),
+        }
+    }
+
+    /// This program run by `wrapper` (`bwrap --ro-bind / / --`, `nice -n
+    /// 10`...): the wrapper's words, then this program's whole argv.
+    pub fn wrapped_in<I, S>(&self, wrapper: I) -> Program
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut argv: Vec<OsString> = wrapper.into_iter().map(Into::into).collect();
+        argv.extend(self.argv());
+        Program::Argv(argv)
+    }
+
+    /// The file executed, for messages.
+    pub fn executable(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Program::Shell { shell, .. } => shell.to_string_lossy(),
+            Program::Argv(argv) => argv
+                .first()
+                .map_or(std::borrow::Cow::Borrowed(""), |first| {
+                    first.to_string_lossy()
+                }),
+        }
+    }
+}
+
+/// What to start: one command as a host process.
+pub struct Launch {
+    /// What runs.
+    pub program: Program,
     /// The working directory, entered before [`Launch::pre_exec`] runs.
-    pub cwd: &'a Path,
+    pub cwd: PathBuf,
     /// The whole environment of the command (nothing else is inherited).
-    pub env: &'a IndexMap<String, String>,
+    pub env: IndexMap<String, String>,
     /// Give the command a stdin pipe (else `/dev/null`).
     pub with_stdin: bool,
     /// Limits set in the child.
@@ -111,11 +200,28 @@ pub struct Launch<'a> {
     pub cgroup: Option<Arc<CommandCgroup>>,
 }
 
-impl std::fmt::Debug for Launch<'_> {
+impl Launch {
+    /// A launch of `program` in `cwd` with environment `env`, under a
+    /// keeper, with stdin from `/dev/null`, no rlimits, no hook and no
+    /// cgroup.
+    pub fn new(program: Program, cwd: impl Into<PathBuf>, env: IndexMap<String, String>) -> Launch {
+        Launch {
+            program,
+            cwd: cwd.into(),
+            env,
+            with_stdin: false,
+            rlimits: Rlimits::default(),
+            pre_exec: None,
+            keeper: true,
+            cgroup: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Launch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Launch")
-            .field("shell", &self.shell)
-            .field("command", &self.command)
+            .field("program", &self.program)
             .field("cwd", &self.cwd)
             .field("with_stdin", &self.with_stdin)
             .field("rlimits", &self.rlimits)
@@ -342,12 +448,18 @@ impl Settlement {
 /// enabled.
 ///
 /// Fails when fork or exec fails, or with the hook's error.
-pub fn start(launch: &Launch<'_>) -> io::Result<Started> {
-    let mut command = Command::new(launch.shell);
+pub fn start(launch: &Launch) -> io::Result<Started> {
+    let argv = launch.program.argv();
+    let Some((program, args)) = argv.split_first() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the command's argv is empty",
+        ));
+    };
+    let mut command = Command::new(program);
     command
-        .arg("-c")
-        .arg(launch.command)
-        .current_dir(launch.cwd)
+        .args(args)
+        .current_dir(&launch.cwd)
         .env_clear()
         .envs(
             launch
@@ -429,7 +541,7 @@ pub fn start(launch: &Launch<'_>) -> io::Result<Started> {
                 set_rlimit(libc::RLIMIT_FSIZE, bytes)?;
             }
             if let Some(hook) = &hook {
-                hook()?;
+                hook.call()?;
             }
             // Whatever berth's caller left open (and a hook opened) is not
             // the command's: only 0, 1 and 2 survive the exec.
@@ -956,6 +1068,22 @@ impl ProcessTable {
         started: Started,
         watch: Watch,
     ) -> session_core::runtime::EventStream {
+        self.run_mapped(started, watch, std::convert::identity)
+    }
+
+    /// [`ProcessTable::run`], with `finish` turning the command's result
+    /// into the one its stream ends with: a wrapper's own exit status back
+    /// into the signal it reports (`128 + N`), or a wrapper's failure into
+    /// a spawn failure. Output events pass through unchanged.
+    pub fn run_mapped<F>(
+        self: &Arc<Self>,
+        started: Started,
+        watch: Watch,
+        finish: F,
+    ) -> session_core::runtime::EventStream
+    where
+        F: FnOnce(ExecResult) -> ExecResult + Send + 'static,
+    {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -979,7 +1107,7 @@ impl ProcessTable {
             // panicking driver drops it all the same.
             drop(entry);
             table.track(tokio::spawn(settlement.settle()));
-            let _ = events.send(Event::Finished(result)).await;
+            let _ = events.send(Event::Finished(finish(result))).await;
         });
         stream
     }

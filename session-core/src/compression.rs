@@ -90,15 +90,21 @@ impl Compression {
     pub fn writer<W: Write>(self, inner: W) -> io::Result<CompressWriter<W>> {
         Ok(match self {
             Compression::None => CompressWriter::None(inner),
+            #[cfg(not(feature = "compression"))]
+            other => return Err(unbuilt(other)),
+            #[cfg(feature = "compression")]
             Compression::Gzip => CompressWriter::Gzip(flate2::write::GzEncoder::new(
                 inner,
                 flate2::Compression::new(6),
             )),
+            #[cfg(feature = "compression")]
             Compression::Bzip2 => CompressWriter::Bzip2(bzip2::write::BzEncoder::new(
                 inner,
                 bzip2::Compression::new(6),
             )),
+            #[cfg(feature = "compression")]
             Compression::Xz => CompressWriter::Xz(liblzma::write::XzEncoder::new(inner, 6)),
+            #[cfg(feature = "compression")]
             Compression::Zstd => CompressWriter::Zstd(zstd::stream::write::Encoder::new(inner, 3)?),
         })
     }
@@ -111,8 +117,13 @@ impl Compression {
     pub fn reader<'a, R: Read + 'a>(self, inner: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(inner),
+            #[cfg(not(feature = "compression"))]
+            other => return Err(unbuilt(other)),
+            #[cfg(feature = "compression")]
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
+            #[cfg(feature = "compression")]
             Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(inner)),
+            #[cfg(feature = "compression")]
             Compression::Xz => Box::new(liblzma::read::XzDecoder::new_stream(
                 inner,
                 liblzma::stream::Stream::new_auto_decoder(
@@ -121,6 +132,7 @@ impl Compression {
                 )
                 .map_err(io::Error::other)?,
             )),
+            #[cfg(feature = "compression")]
             Compression::Zstd => {
                 let mut decoder = zstd::stream::read::Decoder::new(inner)?;
                 decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
@@ -137,13 +149,19 @@ impl Compression {
     pub fn member_reader<'a, R: BufRead + 'a>(self, inner: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(inner),
+            #[cfg(not(feature = "compression"))]
+            other => return Err(unbuilt(other)),
+            #[cfg(feature = "compression")]
             Compression::Gzip => Box::new(flate2::bufread::GzDecoder::new(inner)),
+            #[cfg(feature = "compression")]
             Compression::Bzip2 => Box::new(bzip2::bufread::BzDecoder::new(inner)),
+            #[cfg(feature = "compression")]
             Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_stream(
                 inner,
                 liblzma::stream::Stream::new_stream_decoder(DECODER_MEMORY_LIMIT, 0)
                     .map_err(io::Error::other)?,
             )),
+            #[cfg(feature = "compression")]
             Compression::Zstd => {
                 let mut decoder = zstd::stream::read::Decoder::with_buffer(inner)?.single_frame();
                 decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
@@ -167,6 +185,16 @@ impl Compression {
     }
 }
 
+/// The error for a format this build left out (session-core without its
+/// `compression` feature).
+#[cfg(not(feature = "compression"))]
+fn unbuilt(compression: Compression) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{compression} is not built in (session-core's `compression` feature is off)"),
+    )
+}
+
 impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -179,12 +207,16 @@ pub enum CompressWriter<W: Write> {
     /// Pass-through.
     None(W),
     /// gzip encoder.
+    #[cfg(feature = "compression")]
     Gzip(flate2::write::GzEncoder<W>),
     /// bzip2 encoder.
+    #[cfg(feature = "compression")]
     Bzip2(bzip2::write::BzEncoder<W>),
     /// xz encoder.
+    #[cfg(feature = "compression")]
     Xz(liblzma::write::XzEncoder<W>),
     /// zstd encoder.
+    #[cfg(feature = "compression")]
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -196,9 +228,13 @@ impl<W: Write> CompressWriter<W> {
                 w.flush()?;
                 Ok(w)
             }
+            #[cfg(feature = "compression")]
             CompressWriter::Gzip(w) => w.finish(),
+            #[cfg(feature = "compression")]
             CompressWriter::Bzip2(w) => w.finish(),
+            #[cfg(feature = "compression")]
             CompressWriter::Xz(w) => w.finish(),
+            #[cfg(feature = "compression")]
             CompressWriter::Zstd(w) => w.finish(),
         }
     }
@@ -208,9 +244,13 @@ impl<W: Write> Write for CompressWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             CompressWriter::None(w) => w.write(buf),
+            #[cfg(feature = "compression")]
             CompressWriter::Gzip(w) => w.write(buf),
+            #[cfg(feature = "compression")]
             CompressWriter::Bzip2(w) => w.write(buf),
+            #[cfg(feature = "compression")]
             CompressWriter::Xz(w) => w.write(buf),
+            #[cfg(feature = "compression")]
             CompressWriter::Zstd(w) => w.write(buf),
         }
     }
@@ -218,9 +258,13 @@ impl<W: Write> Write for CompressWriter<W> {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             CompressWriter::None(w) => w.write_all(buf),
+            #[cfg(feature = "compression")]
             CompressWriter::Gzip(w) => w.write_all(buf),
+            #[cfg(feature = "compression")]
             CompressWriter::Bzip2(w) => w.write_all(buf),
+            #[cfg(feature = "compression")]
             CompressWriter::Xz(w) => w.write_all(buf),
+            #[cfg(feature = "compression")]
             CompressWriter::Zstd(w) => w.write_all(buf),
         }
     }
@@ -228,15 +272,19 @@ impl<W: Write> Write for CompressWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             CompressWriter::None(w) => w.flush(),
+            #[cfg(feature = "compression")]
             CompressWriter::Gzip(w) => w.flush(),
+            #[cfg(feature = "compression")]
             CompressWriter::Bzip2(w) => w.flush(),
+            #[cfg(feature = "compression")]
             CompressWriter::Xz(w) => w.flush(),
+            #[cfg(feature = "compression")]
             CompressWriter::Zstd(w) => w.flush(),
         }
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "compression"))]
 mod tests {
     use super::*;
 

@@ -11,9 +11,10 @@
 //! * `tidy` — checks the invariants ARCHITECTURE.md states about the
 //!   repository (the crate graph, the SDK's dependencies, module docs,
 //!   `SAFETY:` comments, citations), one `path:line: what` per violation.
-//! * `test-plugin <crate dir | library>` — builds a plugin (if given a
-//!   crate), loads it through the real loader and runs the conformance suite
-//!   against it; ends with `N passed, N failed, N skipped`.
+//! * `test-plugin <crate dir | library> [--json]` — builds a plugin (if
+//!   given a crate) and the `berth` binary, then runs `berth plugins test`
+//!   on the library (the real loader, the whole conformance suite; ends with
+//!   `N passed, N failed, N skipped`) and passes its exit code through.
 //! * `soak [--sessions N] [--concurrency N] [--type TYPE]` — many
 //!   concurrent sessions mixing quick commands, timeouts, large outputs and
 //!   kills; prints sessions/s, exec latency and peak RSS, and fails on a lost
@@ -65,7 +66,7 @@ fn run() -> Result<ExitCode> {
         "" | "help" | "--help" | "-h" => {
             println!("usage: cargo xtask test [NEXTEST ARGS…]");
             println!("       cargo xtask tidy");
-            println!("       cargo xtask test-plugin <crate dir | path to .so>");
+            println!("       cargo xtask test-plugin <crate dir | path to .so> [--json]");
             println!("       cargo xtask bench [--quick] [--wait-quiet] [ROW…]   (rows: --list)");
             println!("       cargo xtask soak [--sessions N] [--concurrency N] [--type TYPE]");
             println!("       cargo xtask fuzz [--seconds N] [TARGET…]");

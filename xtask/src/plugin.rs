@@ -1,19 +1,18 @@
-//! `cargo xtask test-plugin <crate dir | library>`: builds a plugin crate as
-//! a cdylib (or takes a built library), loads it through berth's real
-//! plugin loader from a temporary plugin directory, and runs the whole
-//! conformance suite against every backend type it declares.
+//! `cargo xtask test-plugin <crate dir | library> [ARGS…]`: builds a plugin
+//! crate as a cdylib (or takes a built library) and the `berth` binary,
+//! then runs `berth plugins test LIBRARY ARGS…`, which loads the library
+//! through the real loader from a private plugin directory and runs the
+//! whole conformance suite against every backend type it declares. Its
+//! exit code is passed through.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
-use runtime_conformance::{Target, run_suite};
-use session_core::EnvironmentSpec;
-use session_core::registry::Registry;
 
 pub(crate) fn test_plugin(args: &[String]) -> Result<ExitCode> {
-    let [arg] = args else {
-        bail!("usage: cargo xtask test-plugin <crate dir | path to .so>");
+    let Some((arg, rest)) = args.split_first() else {
+        bail!("usage: cargo xtask test-plugin <crate dir | path to .so> [--json]");
     };
     let input = PathBuf::from(arg);
     let library = if input.is_dir() {
@@ -26,60 +25,41 @@ pub(crate) fn test_plugin(args: &[String]) -> Result<ExitCode> {
             input.display()
         );
     };
-    let plugins = tempfile::Builder::new()
-        .prefix("berth-plugins-")
-        .tempdir()?;
-    let name = library
-        .file_name()
-        .context("the library has no file name")?;
-    std::fs::copy(&library, plugins.path().join(name))
-        .with_context(|| format!("copying {}", library.display()))?;
+    let berth = build_berth()?;
+    let status = Command::new(&berth)
+        .args(["plugins", "test"])
+        .arg(&library)
+        .args(rest)
+        .status()
+        .with_context(|| format!("running {}", berth.display()))?;
+    Ok(crate::exit_code(status))
+}
 
-    let mut registry = Registry::empty();
-    let report = session_core::plugin::load_directory(plugins.path(), &mut registry);
-    for problem in &report.problems {
-        println!("plugin problem: {problem}");
+/// Builds the `berth` binary of this workspace and returns its path, found
+/// through cargo's JSON messages.
+fn build_berth() -> Result<PathBuf> {
+    let output = Command::new(crate::cargo())
+        .current_dir(crate::workspace_root())
+        .args([
+            "build",
+            "--package",
+            "berth",
+            "--bin",
+            "berth",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !output.status.success() {
+        bail!("building the berth binary failed");
     }
-    let Some(loaded) = report.loaded.first() else {
-        println!("no plugin loaded from {}", library.display());
-        println!("0 passed, 1 failed, 0 skipped");
-        return Ok(ExitCode::FAILURE);
-    };
-    println!(
-        "loaded {} in {:.2} ms: {}",
-        library.display(),
-        loaded.load_time.as_secs_f64() * 1000.0,
-        loaded.types.join(", ")
-    );
-    let registry = registry.shared();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for type_name in &loaded.types {
-        let target = Target::with_registry(
-            EnvironmentSpec::new(type_name.as_str(), "conformance"),
-            std::sync::Arc::clone(&registry),
-        )
-        .label(format!("{type_name} (plugin)"));
-        let report = runtime.block_on(run_suite(target));
-        for line in report.render().lines() {
-            // The per-type summary is folded into the final one.
-            if line.starts_with("conformance[") {
-                println!("{line}");
-            }
-        }
-        passed += report.passed();
-        failed += report.failed();
-        skipped += report.skipped();
-    }
-    println!("{passed} passed, {failed} failed, {skipped} skipped");
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "berth")
+        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .context("the build names no berth executable")
 }
 
 /// Builds the crate in `dir` and returns its cdylib, found through cargo's

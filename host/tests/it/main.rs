@@ -5,7 +5,9 @@ mod common;
 
 mod admin_cli;
 mod memory_cli;
+mod plugin_failures_cli;
 mod plugins_cli;
+mod plugins_test_cli;
 mod run_cli;
 mod serve_cli;
 mod serve_load_cli;

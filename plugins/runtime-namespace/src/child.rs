@@ -235,7 +235,15 @@ pub(crate) struct CommandSlot {
 
 /// The `pre_exec` hook: returns `Ok` only in the process that must exec
 /// the command; the supervisor and the init never return.
-pub(crate) fn enter(plan: &Plan, slot: &CommandSlot) -> io::Result<()> {
+///
+/// # Safety
+///
+/// Only in a child just forked by `runtime_local::process::start`, before
+/// exec (a [`runtime_local::process::PreExec`] hook): it unshares
+/// namespaces, forks, mounts, pivots the root and exits processes, which
+/// would wreck the calling process anywhere else. `plan` and `slot` were
+/// prepared before the fork, so nothing here allocates.
+pub(crate) unsafe fn enter(plan: &Plan, slot: &CommandSlot) -> io::Result<()> {
     let report = slot.report;
     reset_signal_handlers();
     // SAFETY: prctl(2) renames this thread (shown by ps on the host).

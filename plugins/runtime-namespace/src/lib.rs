@@ -107,11 +107,11 @@ mod plan;
 mod quotas;
 mod runtime;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
-use runtime_local::process::ProcessTable;
+use runtime_local::kit::HostSettings;
 use runtime_local::seccomp;
 use session_core::runtime::{
     Backend, BackendInfo, Capabilities, Diagnostic, ExecCommand, ExecResult, Runtime, SpawnContext,
@@ -121,11 +121,10 @@ use session_core::{Error, Result};
 
 pub use crate::config::{DEFAULT_TMPFS_SIZE, NamespaceConfig, Network};
 pub use crate::plan::{DEFAULT_SYSTEM_DIRS, RESERVED, STATIC_DIR, WORKDIR};
-pub use crate::runtime::NamespaceRuntime;
+pub use crate::runtime::{NamespaceRuntime, Namespaces};
 pub use runtime_local::seccomp::Setting as SeccompSetting;
 
 use crate::plan::Plan;
-use crate::runtime::Inner;
 
 /// The spec `type` this backend serves.
 pub const TYPE_NAME: &str = "namespace";
@@ -211,30 +210,25 @@ impl Backend for NamespaceBackend {
         let limit_plan = limits::plan(spec)?;
         let mut plan = Plan::build(&config, spec, &ctx)?;
         plan.limit_processes(limit_plan.max_processes);
-        let mut env = IndexMap::new();
-        env.insert("PATH".to_owned(), DEFAULT_PATH.to_owned());
-        env.insert("HOME".to_owned(), DEFAULT_HOME.to_owned());
-        env.extend(spec.full_env(&ctx.env));
-        let runtime = NamespaceRuntime {
-            inner: Arc::new(Inner {
-                plan: Arc::new(plan),
-                workspace: ctx.workspace.clone(),
-                shell: config.shell,
-                env,
-                limits: spec.limits.clone(),
-                cgroup_limits: limit_plan.cgroup,
-                capabilities: NamespaceBackend::capabilities(),
-                setup: OnceLock::new(),
-                processes: Arc::new(ProcessTable::new()),
-            }),
+        let mut base_env = IndexMap::new();
+        base_env.insert("PATH".to_owned(), DEFAULT_PATH.to_owned());
+        base_env.insert("HOME".to_owned(), DEFAULT_HOME.to_owned());
+        let settings = HostSettings {
+            type_name: TYPE_NAME.to_owned(),
+            shell: config.shell,
+            base_env,
+            capabilities: NamespaceBackend::capabilities(),
+            cgroup_limits: limit_plan.cgroup,
+            // With no setup commands, `true` shows at spawn whether the
+            // sandbox can be built here.
+            probe: true,
         };
-        match runtime.set_up(&ctx.setup_commands(spec), spec).await {
-            Ok(()) => Ok(Box::new(runtime)),
-            Err(err) => {
-                let _ = runtime.cleanup().await;
-                Err(err)
-            }
-        }
+        let sandbox = Namespaces {
+            plan: Arc::new(plan),
+        };
+        Ok(Box::new(
+            NamespaceRuntime::spawn(sandbox, settings, spec, ctx).await?,
+        ))
     }
 
     async fn diagnose(&self) -> Vec<Diagnostic> {

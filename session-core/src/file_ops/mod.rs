@@ -29,13 +29,19 @@
 //! for `data.db`) are written as they are once they decode as that type, so a
 //! broken file is refused rather than written.
 
+#[cfg(feature = "formats")]
 mod columns;
 mod detect;
 mod json;
+#[cfg(feature = "formats")]
 mod parquet;
+#[cfg(feature = "formats")]
 mod sqlite;
+#[cfg(feature = "formats")]
 mod tabular;
 mod text;
+#[cfg(not(feature = "formats"))]
+mod unbuilt;
 mod wire;
 mod yaml;
 
@@ -561,10 +567,17 @@ fn encode_value<'a>(value: &'a Value, file_type: FileType, path: &str) -> Result
         FileType::Binary => return text::encode_binary(value, path),
         FileType::Json => json::encode_json(value, path)?,
         FileType::Jsonl => json::encode_jsonl(value, path)?,
-        FileType::Csv | FileType::Tsv => tabular::encode(value, file_type, path)?,
         FileType::Yaml => yaml::encode(value, path)?,
+        #[cfg(feature = "formats")]
+        FileType::Csv | FileType::Tsv => tabular::encode(value, file_type, path)?,
+        #[cfg(feature = "formats")]
         FileType::Sqlite => sqlite::encode(value, path)?,
+        #[cfg(feature = "formats")]
         FileType::Parquet => parquet::encode(value, path)?,
+        #[cfg(not(feature = "formats"))]
+        FileType::Csv | FileType::Tsv | FileType::Sqlite | FileType::Parquet => {
+            return Err(unbuilt::refusal(file_type, path, true));
+        }
     };
     Ok(Cow::Owned(owned))
 }
@@ -575,10 +588,17 @@ fn decode_uncompressed(bytes: &[u8], file_type: FileType, path: &str) -> Result<
         FileType::Binary => return Ok(InputContent::Bytes(bytes.to_vec())),
         FileType::Json => json::decode_json(bytes, path)?,
         FileType::Jsonl => json::decode_jsonl(bytes, path)?,
-        FileType::Csv | FileType::Tsv => tabular::decode(bytes, file_type, path)?,
         FileType::Yaml => yaml::decode(bytes, path)?,
+        #[cfg(feature = "formats")]
+        FileType::Csv | FileType::Tsv => tabular::decode(bytes, file_type, path)?,
+        #[cfg(feature = "formats")]
         FileType::Sqlite => sqlite::decode(bytes, path)?,
+        #[cfg(feature = "formats")]
         FileType::Parquet => parquet::decode(bytes, path)?,
+        #[cfg(not(feature = "formats"))]
+        FileType::Csv | FileType::Tsv | FileType::Sqlite | FileType::Parquet => {
+            return Err(unbuilt::refusal(file_type, path, false));
+        }
     };
     Ok(InputContent::Json(value))
 }
@@ -631,5 +651,5 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "formats", feature = "compression"))]
 mod tests;

@@ -40,6 +40,18 @@ struct PluginState {
 
 type Failure = String;
 
+/// The backend name of errors raised before the plugin's type is known;
+/// the host puts the type in its place.
+pub(crate) const PLUGIN: &str = "plugin";
+
+/// What a plugin answers to a call before `init` (plugins built before
+/// `describe` existed answer it so).
+pub(crate) const CALLED_BEFORE_INIT: &str = "the plugin was called before init";
+
+/// How a caught panic's message starts; the host adds the library's file
+/// after it.
+pub(crate) const PANICKED: &str = "the plugin panicked";
+
 /// The state of backend type `T`, created by `init`. Keyed by type so the
 /// same shims can serve several backends in one process (in-process
 /// wrapping for tests).
@@ -56,8 +68,8 @@ fn state<T: 'static>() -> Result<Arc<PluginState>, Failure> {
         .cloned()
         .ok_or_else(|| {
             wire_failure(&Error::Backend {
-                backend: "plugin".into(),
-                message: "the plugin was called before init".into(),
+                backend: PLUGIN.into(),
+                message: CALLED_BEFORE_INIT.into(),
             })
         })
 }
@@ -65,21 +77,37 @@ fn state<T: 'static>() -> Result<Arc<PluginState>, Failure> {
 fn wire_failure(err: &Error) -> Failure {
     let backend = match err {
         Error::Backend { backend, .. } => backend.clone(),
-        _ => "plugin".to_owned(),
+        _ => PLUGIN.to_owned(),
     };
     serde_json::to_string(&WireError::from_error(err, &backend)).expect("wire errors serialise")
 }
 
-fn panic_failure(payload: &(dyn std::any::Any + Send)) -> Failure {
+/// A caught panic as an error naming the backend type (when known) and
+/// the operation; the host adds the library's file.
+fn panic_failure(
+    backend: Option<String>,
+    operation: &str,
+    payload: &(dyn std::any::Any + Send),
+) -> Failure {
     let message = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned());
     wire_failure(&Error::Backend {
-        backend: "plugin".into(),
-        message: format!("the plugin panicked: {message}"),
+        backend: backend.unwrap_or_else(|| PLUGIN.to_owned()),
+        message: format!("{PANICKED} in `{operation}`: {message}"),
     })
+}
+
+/// The type of `T` if `init` has run: a panic's error names it.
+fn type_name_of<T: 'static>() -> Option<String> {
+    let state = states()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&TypeId::of::<T>())
+        .cloned()?;
+    catch_unwind(AssertUnwindSafe(|| state.backend.info().type_name)).ok()
 }
 
 fn finish(result: Result<Vec<u8>, Failure>) -> FfiResult {
@@ -103,6 +131,27 @@ pub fn module<T: Backend + Default + 'static>(
     }
 }
 
+/// The backend descriptors without starting anything: `T` is made, asked
+/// for its info and dropped, with no runtime, threads, log forwarding or
+/// panic hook, so a host can refuse the library before `init`.
+fn describe<T: Backend + Default + 'static>() -> Result<Vec<u8>, Failure> {
+    let info = T::default().info();
+    Ok(serde_json::to_vec(&vec![info]).expect("infos serialise"))
+}
+
+/// What [`export_backend!`](crate::export_backend)'s build symbol
+/// returns: the plugin's package and version, the berth it was built
+/// against and the ABI version it speaks.
+pub fn build_text(package: &str, version: &str, abi_version: u32) -> String {
+    session_abi::Build {
+        package: package.to_owned(),
+        version: version.to_owned(),
+        berth: crate::plugin::BERTH_VERSION.to_owned(),
+        abi_version,
+    }
+    .encode()
+}
+
 extern "C" fn init<T: Backend + Default + 'static, const FORWARD_LOGS: bool>(
     log: LogSink,
 ) -> FfiResult {
@@ -113,7 +162,9 @@ extern "C" fn init<T: Backend + Default + 'static, const FORWARD_LOGS: bool>(
             // go to the host's log instead of the host's stderr.
             let _ = tracing::subscriber::set_global_default(super::logs::Forwarder::new(log));
             std::panic::set_hook(Box::new(|info| {
-                tracing::error!(target: "berth::plugin::panic", "{info}");
+                // One line: `panicked at FILE:LINE:COL: MESSAGE`.
+                let text = info.to_string().replace('\n', " ");
+                tracing::error!(target: "berth::plugin::panic", "{text}");
             }));
         }
         let mut states = states().lock().unwrap_or_else(|p| p.into_inner());
@@ -127,7 +178,7 @@ extern "C" fn init<T: Backend + Default + 'static, const FORWARD_LOGS: bool>(
                     .build()
                     .map_err(|err| {
                         wire_failure(&Error::Backend {
-                            backend: "plugin".into(),
+                            backend: PLUGIN.into(),
                             message: format!("starting the plugin's runtime: {err}"),
                         })
                     })?;
@@ -143,7 +194,7 @@ extern "C" fn init<T: Backend + Default + 'static, const FORWARD_LOGS: bool>(
         };
         Ok(serde_json::to_vec(&vec![state.backend.info()]).expect("infos serialise"))
     }));
-    finish(result.unwrap_or_else(|payload| Err(panic_failure(payload.as_ref()))))
+    finish(result.unwrap_or_else(|payload| Err(panic_failure(None, "init", payload.as_ref()))))
 }
 
 extern "C" fn call<T: Backend + Default + 'static>(
@@ -153,16 +204,26 @@ extern "C" fn call<T: Backend + Default + 'static>(
     cancel: CancelToken,
 ) -> FfiResult {
     let result = catch_unwind(AssertUnwindSafe(|| {
+        // The one operation answered before `init`.
+        if op.as_str() == super::protocol::op::DESCRIBE {
+            return describe::<T>();
+        }
         let state = state::<T>()?;
         dispatch(&state, op.as_str(), request.as_slice(), sink, cancel)
     }));
-    finish(result.unwrap_or_else(|payload| Err(panic_failure(payload.as_ref()))))
+    finish(result.unwrap_or_else(|payload| {
+        Err(panic_failure(
+            type_name_of::<T>(),
+            op.as_str(),
+            payload.as_ref(),
+        ))
+    }))
 }
 
 fn parse<R: DeserializeOwned>(request: &[u8]) -> Result<R, Failure> {
     serde_json::from_slice(request).map_err(|err| {
         wire_failure(&Error::Backend {
-            backend: "plugin".into(),
+            backend: PLUGIN.into(),
             message: format!("malformed request: {err}"),
         })
     })
@@ -399,14 +460,37 @@ async fn stream(
 /// ```
 ///
 /// The type must implement [`Backend`] and [`Default`]. The macro exports
-/// the root module `abi_stable` looks for; the plugin crate needs no other
-/// dependency than `session-core`.
+/// the root module `abi_stable` looks for, and a build record (the plugin
+/// crate's package and version, the berth and ABI version it was built
+/// against) that hosts print when the library does not match them; the
+/// plugin crate needs no other dependency than `session-core`.
+///
+/// `Default` may run more than once: the host's `describe` operation makes
+/// a value only to read its [`info`](Backend::info) (so a library whose type
+/// is taken is refused before anything starts), and `init` makes the one
+/// that serves. Keep it cheap and free of side effects.
 #[macro_export]
 macro_rules! export_backend {
     ($backend:ty) => {
         $crate::export_backend!($backend, abi_version = $crate::plugin::ABI_VERSION);
     };
     ($backend:ty, abi_version = $version:expr) => {
+        /// What this library was built from (read by the host even when
+        /// the root module does not match its own).
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn berth_plugin_build() -> $crate::plugin::__private::RStr<'static> {
+            static TEXT: ::std::sync::OnceLock<::std::string::String> =
+                ::std::sync::OnceLock::new();
+            $crate::plugin::__private::RStr::from_str(TEXT.get_or_init(|| {
+                $crate::plugin::export::build_text(
+                    ::core::env!("CARGO_PKG_NAME"),
+                    ::core::env!("CARGO_PKG_VERSION"),
+                    $version,
+                )
+            }))
+        }
+
         /// The root module of this berth plugin (looked up by name).
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]

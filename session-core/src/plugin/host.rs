@@ -7,7 +7,7 @@
 //! dropping the stream cancels the plugin's call through the cancel token.
 
 use std::ffi::c_void;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use session_abi::abi_stable::std_types::{RResult, RSlice, RStr};
 use session_abi::{CancelToken, OutputSink, PluginModuleRef, STDOUT};
 
+use super::export::{PANICKED, PLUGIN};
 use super::protocol::{
     AssetPathRequest, BackendRequest, GarbageRequest, RuntimeRequest, SpawnReply, SpawnRequest,
     StreamRequest, UNKNOWN_OPERATION, ValidateRequest, op,
@@ -30,53 +31,76 @@ use crate::runtime::{
 };
 use crate::spec::EnvironmentSpec;
 
-/// Calls an operation with a discarding sink and no cancellation.
-fn call<R: Serialize, T: DeserializeOwned>(
+/// What every call into one plugin needs: its root module, and the type
+/// and library its errors are to name.
+#[derive(Clone)]
+struct Plugin {
     module: PluginModuleRef,
-    backend: &str,
-    operation: &str,
-    request: &R,
-) -> Result<T> {
-    call_with(
-        module,
-        backend,
-        operation,
-        request,
-        OutputSink::discard(),
-        CancelToken::never(),
-    )
+    backend: String,
+    path: Arc<Path>,
 }
 
-fn call_with<R: Serialize, T: DeserializeOwned>(
-    module: PluginModuleRef,
-    backend: &str,
-    operation: &str,
-    request: &R,
-    sink: OutputSink,
-    cancel: CancelToken,
-) -> Result<T> {
-    let bytes = serde_json::to_vec(request).map_err(|err| Error::Backend {
-        backend: backend.to_owned(),
-        message: format!("encoding a `{operation}` request: {err}"),
-    })?;
-    let answer = (module.call())(
-        RStr::from_str(operation),
-        RSlice::from_slice(&bytes),
-        sink,
-        cancel,
-    );
-    match answer {
-        RResult::ROk(bytes) => serde_json::from_slice(&bytes).map_err(|err| Error::Backend {
-            backend: backend.to_owned(),
-            message: format!("the plugin's `{operation}` reply is malformed: {err}"),
-        }),
-        RResult::RErr(text) => Err(match serde_json::from_str::<WireError>(text.as_str()) {
-            Ok(wire) => wire.into_error(),
-            Err(_) => Error::Backend {
-                backend: backend.to_owned(),
-                message: text.into_string(),
-            },
-        }),
+impl Plugin {
+    /// Calls an operation with a discarding sink and no cancellation.
+    fn call<R: Serialize, T: DeserializeOwned>(&self, operation: &str, request: &R) -> Result<T> {
+        self.call_with(
+            operation,
+            request,
+            OutputSink::discard(),
+            CancelToken::never(),
+        )
+    }
+
+    fn call_with<R: Serialize, T: DeserializeOwned>(
+        &self,
+        operation: &str,
+        request: &R,
+        sink: OutputSink,
+        cancel: CancelToken,
+    ) -> Result<T> {
+        let bytes = serde_json::to_vec(request).map_err(|err| Error::Backend {
+            backend: self.backend.clone(),
+            message: format!("encoding a `{operation}` request: {err}"),
+        })?;
+        let answer = (self.module.call())(
+            RStr::from_str(operation),
+            RSlice::from_slice(&bytes),
+            sink,
+            cancel,
+        );
+        match answer {
+            RResult::ROk(bytes) => serde_json::from_slice(&bytes).map_err(|err| Error::Backend {
+                backend: self.backend.clone(),
+                message: format!("the plugin's `{operation}` reply is malformed: {err}"),
+            }),
+            RResult::RErr(text) => Err(match serde_json::from_str::<WireError>(text.as_str()) {
+                Ok(wire) => self.name(wire.into_error()),
+                Err(_) => Error::Backend {
+                    backend: self.backend.clone(),
+                    message: text.into_string(),
+                },
+            }),
+        }
+    }
+
+    /// Puts this plugin's type where an error says only `plugin`, and its
+    /// library's file into a caught panic's message.
+    fn name(&self, err: Error) -> Error {
+        match err {
+            Error::Backend { backend, message } => {
+                let backend = if backend == PLUGIN {
+                    self.backend.clone()
+                } else {
+                    backend
+                };
+                let message = match message.strip_prefix(PANICKED) {
+                    Some(rest) => format!("the plugin {} panicked{rest}", self.path.display()),
+                    None => message,
+                };
+                Error::Backend { backend, message }
+            }
+            other => other,
+        }
     }
 }
 
@@ -95,29 +119,35 @@ async fn blocking<T: Send + 'static>(
 /// A backend served by a plugin.
 #[derive(Clone)]
 pub struct PluginBackend {
-    module: PluginModuleRef,
+    plugin: Plugin,
     info: BackendInfo,
-    path: PathBuf,
 }
 
 impl std::fmt::Debug for PluginBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginBackend")
             .field("type", &self.info.type_name)
-            .field("path", &self.path)
+            .field("path", &self.plugin.path)
             .finish()
     }
 }
 
 impl PluginBackend {
     pub(crate) fn new(module: PluginModuleRef, info: BackendInfo, path: PathBuf) -> PluginBackend {
-        PluginBackend { module, info, path }
+        PluginBackend {
+            plugin: Plugin {
+                module,
+                backend: info.type_name.clone(),
+                path: Arc::from(path),
+            },
+            info,
+        }
     }
 
     /// The library it was loaded from (`<in-process>` when wrapped in
     /// process).
     pub fn path(&self) -> &std::path::Path {
-        &self.path
+        &self.plugin.path
     }
 }
 
@@ -133,29 +163,24 @@ impl Backend for PluginBackend {
             spec: spec.clone(),
             origin: Some(spec.origin().to_owned()),
         };
-        call(self.module, &self.info.type_name, op::VALIDATE, &request)
+        self.plugin.call(op::VALIDATE, &request)
     }
 
     async fn spawn(&self, spec: &EnvironmentSpec, ctx: SpawnContext) -> Result<Box<dyn Runtime>> {
-        let module = self.module;
-        let name = self.info.type_name.clone();
         let request = SpawnRequest {
-            backend: name.clone(),
+            backend: self.info.type_name.clone(),
             spec: spec.clone(),
             ctx,
             origin: Some(spec.origin().to_owned()),
         };
-        let reply: SpawnReply = {
-            let name = name.clone();
-            blocking(&name.clone(), move || {
-                call(module, &name, op::SPAWN, &request)
-            })
-            .await?
-        };
+        let plugin = self.plugin.clone();
+        let reply: SpawnReply = blocking(&self.info.type_name, move || {
+            plugin.call(op::SPAWN, &request)
+        })
+        .await?;
         Ok(Box::new(PluginRuntime {
-            module,
+            plugin: self.plugin.clone(),
             id: reply.runtime,
-            backend: name,
             backend_type: reply.backend_type,
             capabilities: reply.capabilities,
             setup: reply.setup,
@@ -164,18 +189,12 @@ impl Backend for PluginBackend {
     }
 
     async fn diagnose(&self) -> Vec<Diagnostic> {
-        let module = self.module;
         let name = self.info.type_name.clone();
         let request = BackendRequest {
             backend: name.clone(),
         };
-        let outcome = {
-            let name = name.clone();
-            blocking(&name.clone(), move || {
-                call(module, &name, op::DIAGNOSE, &request)
-            })
-            .await
-        };
+        let plugin = self.plugin.clone();
+        let outcome = blocking(&name, move || plugin.call(op::DIAGNOSE, &request)).await;
         match outcome {
             Ok(lines) => lines,
             Err(err) if err.to_string().contains(UNKNOWN_OPERATION) => Vec::new(),
@@ -188,14 +207,13 @@ impl Backend for PluginBackend {
     }
 
     async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<Leftover>> {
-        let module = self.module;
-        let name = self.info.type_name.clone();
         let request = GarbageRequest {
-            backend: name.clone(),
+            backend: self.info.type_name.clone(),
             dry_run,
         };
-        match blocking(&name.clone(), move || {
-            call(module, &name, op::COLLECT_GARBAGE, &request)
+        let plugin = self.plugin.clone();
+        match blocking(&self.info.type_name, move || {
+            plugin.call(op::COLLECT_GARBAGE, &request)
         })
         .await
         {
@@ -207,9 +225,8 @@ impl Backend for PluginBackend {
 
 /// A runtime living in a plugin.
 pub struct PluginRuntime {
-    module: PluginModuleRef,
+    plugin: Plugin,
     id: u64,
-    backend: String,
     backend_type: String,
     capabilities: Capabilities,
     setup: SetupOutput,
@@ -219,7 +236,7 @@ pub struct PluginRuntime {
 impl std::fmt::Debug for PluginRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginRuntime")
-            .field("backend", &self.backend)
+            .field("backend", &self.plugin.backend)
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
@@ -234,11 +251,10 @@ impl PluginRuntime {
         &self,
         operation: &'static str,
     ) -> Result<T> {
-        let module = self.module;
-        let name = self.backend.clone();
+        let plugin = self.plugin.clone();
         let request = self.request();
-        blocking(&self.backend, move || {
-            call(module, &name, operation, &request)
+        blocking(&self.plugin.backend, move || {
+            plugin.call(operation, &request)
         })
         .await
     }
@@ -249,6 +265,8 @@ struct SinkContext {
     events: EventSender,
 }
 
+/// Only ever called by a plugin through the sink made below, whose `new`
+/// contract keeps `context` a live `SinkContext`.
 extern "C" fn sink_write(context: *const c_void, stream: u8, bytes: RSlice<'_, u8>) -> bool {
     // SAFETY: `context` is the SinkContext owned by the blocking call that
     // passed this sink; it outlives the call, and the plugin only calls the
@@ -267,6 +285,8 @@ extern "C" fn sink_write(context: *const c_void, stream: u8, bytes: RSlice<'_, u
     .unwrap_or(false)
 }
 
+/// Only ever called through the token made below, whose `new` contract
+/// keeps `context` pointing into a live `AtomicBool`.
 extern "C" fn is_cancelled(context: *const c_void) -> bool {
     // SAFETY: `context` points into the Arc<AtomicBool> kept alive by the
     // blocking call for its whole duration.
@@ -288,7 +308,8 @@ impl Runtime for PluginRuntime {
             runtime: self.id,
             asset: asset.clone(),
         };
-        call(self.module, &self.backend, op::ASSET_PATH, &request)
+        self.plugin
+            .call(op::ASSET_PATH, &request)
             .unwrap_or_else(|_| asset.absolute_path.display().to_string())
     }
 
@@ -312,8 +333,7 @@ impl Runtime for PluginRuntime {
                 cancelled.store(true, Ordering::SeqCst);
             })
         };
-        let module = self.module;
-        let name = self.backend.clone();
+        let plugin = self.plugin.clone();
         let request = StreamRequest {
             runtime: self.id,
             cmd,
@@ -322,20 +342,24 @@ impl Runtime for PluginRuntime {
             let context = SinkContext {
                 events: events.clone(),
             };
-            let sink = OutputSink {
-                context: &context as *const SinkContext as *const c_void,
-                write: sink_write,
+            // SAFETY: `context` and `cancelled` outlive the call below, the
+            // only user of the sink and the token; neither function unwinds
+            // (`sink_write` catches panics, `is_cancelled` only loads).
+            let sink = unsafe {
+                OutputSink::new(&context as *const SinkContext as *const c_void, sink_write)
             };
-            let cancel = CancelToken {
-                context: Arc::as_ptr(&cancelled) as *const c_void,
-                is_cancelled,
-            };
+            // SAFETY: as above.
+            let cancel =
+                unsafe { CancelToken::new(Arc::as_ptr(&cancelled) as *const c_void, is_cancelled) };
             let started = std::time::Instant::now();
-            let outcome: Result<ExecResult> =
-                call_with(module, &name, op::STREAM, &request, sink, cancel);
+            let outcome: Result<ExecResult> = plugin.call_with(op::STREAM, &request, sink, cancel);
             watcher.abort();
             let result = outcome.unwrap_or_else(|err| {
-                let mut lost = ExecResult::spawn_failed(&err.to_string(), started.elapsed());
+                // A lost result has no other place for the reason than the
+                // command's stderr: it is said there, as a line of berth's.
+                let line = format!("berth: {err}");
+                events.blocking_send(Event::Stderr(bytes::Bytes::from(format!("{line}\n"))));
+                let mut lost = ExecResult::spawn_failed(&line, started.elapsed());
                 lost.status = crate::runtime::ExecStatus::Lost;
                 lost
             });
@@ -370,6 +394,6 @@ impl Runtime for PluginRuntime {
 impl Drop for PluginRuntime {
     fn drop(&mut self) {
         let request = self.request();
-        let _: Result<()> = call(self.module, &self.backend, op::RELEASE, &request);
+        let _: Result<()> = self.plugin.call(op::RELEASE, &request);
     }
 }

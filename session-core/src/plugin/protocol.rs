@@ -22,6 +22,10 @@ pub(crate) mod op {
     pub(crate) const RELEASE: &str = "release";
     pub(crate) const DIAGNOSE: &str = "diagnose";
     pub(crate) const COLLECT_GARBAGE: &str = "collect_garbage";
+    /// The backend descriptors, asked before `init` (request `{}`): the
+    /// only operation a plugin answers before it is started. Plugins built
+    /// before it answer that they were called before init.
+    pub(crate) const DESCRIBE: &str = "describe";
 }
 
 /// The prefix of the error a plugin returns for an operation it does not

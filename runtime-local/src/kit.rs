@@ -1,0 +1,448 @@
+//! The kit for backends whose commands are host processes: a whole
+//! [`Runtime`] generic over how one command is put in its sandbox.
+//!
+//! A backend that runs each command inside a tool (`bwrap … -- sh -c CMD`,
+//! `nsjail`, `firejail`, `systemd-run`) or enters its sandbox between fork
+//! and exec (the `namespace` plugin) differs from the `local` backend in
+//! one place: how a command is started. Everything else is the same and is
+//! done here once, as the `local` backend does it:
+//!
+//! * the environment: the backend's base (`PATH`, `HOME`), the spec's and
+//!   the session's variables over it, each command's over those;
+//! * the process table: starting, streaming, wall and idle timeouts,
+//!   `output_limit` and spilling, stdin, `kill`, `poll`, `cleanup`, and
+//!   killing everything when the runtime is dropped;
+//! * a cgroup per command for `limits.pids`, `limits.memory` and
+//!   `limits.cpus`, and `limits.file_size` as an rlimit;
+//! * the setup commands at spawn (or a probe), cleaning up when they fail.
+//!
+//! A backend implements [`Sandbox`] — usually just [`Sandbox::wrap`], and
+//! [`Sandbox::finish`] when its tool reports the command's end in its own
+//! way — and returns [`HostRuntime::spawn`] from [`Backend::spawn`]:
+//!
+//! ```
+//! use runtime_local::kit::{HostRuntime, HostSettings, Sandbox};
+//! use runtime_local::process::Launch;
+//! use session_core::runtime::ExecCommand;
+//!
+//! /// Runs each command at a lower CPU priority.
+//! #[derive(Debug)]
+//! struct Nice;
+//!
+//! impl Sandbox for Nice {
+//!     fn wrap(&self, launch: &mut Launch, _cmd: &ExecCommand) -> Result<(), String> {
+//!         launch.program = launch.program.wrapped_in(["nice", "-n", "10"]);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn spawn(
+//! #     spec: &session_core::EnvironmentSpec,
+//! #     ctx: session_core::runtime::SpawnContext,
+//! # ) -> session_core::Result<Box<dyn session_core::runtime::Runtime>> {
+//! let settings = HostSettings::for_spec("nice", spec)?;
+//! Ok(Box::new(HostRuntime::spawn(Nice, settings, spec, ctx).await?))
+//! # }
+//! ```
+//!
+//! [`Backend::spawn`]: session_core::runtime::Backend::spawn
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use session_core::assets::ResolvedAsset;
+use session_core::runtime::{
+    Capabilities, EventStream, ExecCommand, ExecResult, ExecStatus, Runtime, RuntimeStatus,
+    SetupOutput, SpawnContext, run_setup,
+};
+use session_core::spec::{EnvironmentSpec, Limits};
+use session_core::{Error, Result};
+
+use crate::cgroup::{CgroupHost, CgroupLimits};
+use crate::process::{self, Launch, ProcessTable, Program, Rlimits, Started, Watch};
+
+/// How a host-process sandbox starts one command, and how it reads the
+/// command's end. Every method has a default that behaves as the `local`
+/// backend does, so a sandbox overrides only what differs.
+pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
+    /// Puts one command in the sandbox by rewriting its launch: usually
+    /// its program (`launch.program = launch.program.wrapped_in(["bwrap",
+    /// …, "--"])`), sometimes its environment, its working directory, the
+    /// [`Launch::pre_exec`] hook or whether a keeper contains its tree
+    /// ([`Launch::keeper`]). The launch arrives as the `local` backend would
+    /// start the command: `shell -c COMMAND`, under a keeper, in the workspace, with the runtime's environment.
+    ///
+    /// `Err(message)`: the command cannot be started; its stream ends at
+    /// once as [`ExecStatus::SpawnFailed`] with `message` on stderr.
+    fn wrap(&self, launch: &mut Launch, cmd: &ExecCommand) -> std::result::Result<(), String> {
+        let _ = (launch, cmd);
+        Ok(())
+    }
+
+    /// Starts the wrapped launch. The default is [`process::start`]; a
+    /// sandbox that learns of its own failures in the child (through a pipe
+    /// its hook writes) overrides it to read them. `Err(message)` as for
+    /// [`Sandbox::wrap`].
+    fn start(&self, launch: Launch) -> std::result::Result<Started, String> {
+        process::start(&launch)
+            .map_err(|err| format!("cannot start `{}`: {err}", launch.program.executable()))
+    }
+
+    /// Turns the command's result into the one its caller sees: a wrapping
+    /// tool's `128 + N` back into signal N ([`exit_as_signal`]), or the
+    /// tool's own failure into a spawn failure ([`wrapper_failed`]). The
+    /// default changes nothing.
+    fn finish(&self, result: ExecResult) -> ExecResult {
+        result
+    }
+
+    /// Where `asset` appears to commands ([`Runtime::asset_path`]). The
+    /// default is its path on the host, for sandboxes that show the host's
+    /// file system.
+    fn asset_path(&self, asset: &ResolvedAsset) -> String {
+        asset.absolute_path.display().to_string()
+    }
+}
+
+/// What a [`HostRuntime`] takes besides its [`Sandbox`]: what the `local`
+/// backend decides from its spec, which another backend may decide
+/// otherwise.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// The spec `type` the runtime reports and names in its errors.
+    pub type_name: String,
+    /// The shell that runs command strings.
+    pub shell: PathBuf,
+    /// The environment commands start from; the spec's and the session's
+    /// variables are set over it (all of the host's when the spec sets
+    /// `environment.include_os_env`).
+    pub base_env: IndexMap<String, String>,
+    /// What the runtime claims.
+    pub capabilities: Capabilities,
+    /// What each command's cgroup enforces (empty: no cgroup).
+    pub cgroup_limits: CgroupLimits,
+    /// Run `true` at spawn when there are no setup commands, so a sandbox
+    /// that cannot be built fails the spawn rather than every command.
+    pub probe: bool,
+}
+
+impl HostSettings {
+    /// The `local` backend's settings for `spec`: `/bin/sh`, the host's
+    /// `PATH` (unless the spec takes the host's whole environment), the
+    /// capabilities of host processes under a keeper with the limits this
+    /// host enforces ([`host_capabilities`]), `spec`'s cgroup limits
+    /// ([`cgroup_limits`]: a spec error when one cannot be enforced here),
+    /// and a probe.
+    pub fn for_spec(type_name: &str, spec: &EnvironmentSpec) -> Result<HostSettings> {
+        let mut base_env = IndexMap::new();
+        if !spec.environment.include_os_env
+            && let Some(path) = std::env::var_os("PATH")
+        {
+            base_env.insert("PATH".to_owned(), path.to_string_lossy().into_owned());
+        }
+        Ok(HostSettings {
+            type_name: type_name.to_owned(),
+            shell: PathBuf::from("/bin/sh"),
+            base_env,
+            capabilities: host_capabilities(),
+            cgroup_limits: cgroup_limits(spec)?,
+            probe: true,
+        })
+    }
+}
+
+/// What host processes under a keeper support here: stdin, live output,
+/// signals, timeouts, output limits, concurrent commands, usage, the file
+/// size limit, and the pids, memory and cpu limits where berth can make a
+/// cgroup with their controller on this host.
+pub fn host_capabilities() -> Capabilities {
+    let host = CgroupHost::get();
+    let one = |limits: CgroupLimits| host.check(&limits).is_ok();
+    Capabilities {
+        stdin: true,
+        live_streaming: true,
+        signals: true,
+        timeouts: true,
+        output_limit: true,
+        concurrent_commands: true,
+        usage: true,
+        pids_limit: one(CgroupLimits {
+            pids: Some(1),
+            ..CgroupLimits::default()
+        }),
+        memory_limit: one(CgroupLimits {
+            memory: Some(1 << 30),
+            ..CgroupLimits::default()
+        }),
+        cpu_limit: one(CgroupLimits {
+            cpus: Some(1.0),
+            ..CgroupLimits::default()
+        }),
+        file_size_limit: true,
+        ..Capabilities::default()
+    }
+}
+
+/// The limits of `spec` a cgroup enforces, checked against this host:
+/// [`Error::Spec`] naming the limit when one cannot be enforced here (or
+/// has a value no cgroup takes), and why.
+pub fn cgroup_limits(spec: &EnvironmentSpec) -> Result<CgroupLimits> {
+    crate::cgroup_limits(spec)
+}
+
+/// A result whose exit code `128 + N` (a wrapping tool's report of a
+/// command that signal `N` killed) as [`ExecStatus::Signaled`] by `N`, as if
+/// no tool stood between. Other results are returned unchanged.
+pub fn exit_as_signal(mut result: ExecResult) -> ExecResult {
+    if result.status == ExecStatus::Exited && (129..=128 + 64).contains(&result.exit_code) {
+        let signal = result.exit_code - 128;
+        result.status = ExecStatus::Signaled;
+        result.signal = Some(signal);
+        result.exit_code = -signal;
+    }
+    result
+}
+
+/// A result turned into a spawn failure of the wrapping tool: its stderr
+/// (what the tool said) kept, `message` put before it.
+pub fn wrapper_failed(mut result: ExecResult, message: &str) -> ExecResult {
+    let said = result.stderr_lossy().trim().to_owned();
+    let text = if said.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{message}: {said}")
+    };
+    let mut failed = ExecResult::spawn_failed(&text, result.elapsed);
+    failed.stdout = std::mem::take(&mut result.stdout);
+    failed.usage = result.usage;
+    failed
+}
+
+struct Inner<S> {
+    sandbox: S,
+    settings: HostSettings,
+    workspace: PathBuf,
+    env: IndexMap<String, String>,
+    limits: Limits,
+    setup: OnceLock<SetupOutput>,
+    /// The commands started, running or lingering.
+    processes: Arc<ProcessTable>,
+}
+
+/// A runtime whose commands are host processes started through a
+/// [`Sandbox`]. Dropping it kills every process it started.
+pub struct HostRuntime<S: Sandbox> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Sandbox> std::fmt::Debug for HostRuntime<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostRuntime")
+            .field("type", &self.inner.settings.type_name)
+            .field("sandbox", &self.inner.sandbox)
+            .field("workspace", &self.inner.workspace)
+            .field("running", &self.inner.processes.running())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Sandbox> Drop for HostRuntime<S> {
+    fn drop(&mut self) {
+        self.inner.processes.close();
+    }
+}
+
+/// How long the probe at spawn may take before the sandbox counts as
+/// broken.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl<S: Sandbox> HostRuntime<S> {
+    /// Makes the runtime for the prepared workspace in `ctx` and runs the
+    /// setup commands in it (the probe when there are none and
+    /// [`HostSettings::probe`] is set). A setup command that fails is
+    /// [`Error::SetupFailed`] unless the spec allows it; a sandbox that
+    /// cannot start a command during setup is [`Error::Backend`] with the
+    /// sandbox's message. Either way nothing of the runtime is left.
+    pub async fn spawn(
+        sandbox: S,
+        settings: HostSettings,
+        spec: &EnvironmentSpec,
+        ctx: SpawnContext,
+    ) -> Result<HostRuntime<S>> {
+        if !ctx.workspace.is_dir() {
+            return Err(Error::Backend {
+                backend: settings.type_name.clone(),
+                message: format!("workspace `{}` is not a directory", ctx.workspace.display()),
+            });
+        }
+        let mut env = settings.base_env.clone();
+        env.extend(spec.full_env(&ctx.env));
+        let runtime = HostRuntime {
+            inner: Arc::new(Inner {
+                sandbox,
+                settings,
+                workspace: ctx.workspace.clone(),
+                env,
+                limits: spec.limits.clone(),
+                setup: OnceLock::new(),
+                processes: Arc::new(ProcessTable::new()),
+            }),
+        };
+        match runtime.set_up(&ctx.setup_commands(spec), spec).await {
+            Ok(()) => Ok(runtime),
+            Err(err) => {
+                let _ = runtime.cleanup().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// The sandbox.
+    pub fn sandbox(&self) -> &S {
+        &self.inner.sandbox
+    }
+
+    /// The workspace on the host.
+    pub fn workspace(&self) -> &std::path::Path {
+        &self.inner.workspace
+    }
+
+    /// Runs `cmd` to its end; a command the sandbox cannot start is
+    /// [`Error::Backend`] with the sandbox's message rather than a
+    /// `SpawnFailed` result (how setup commands and the probe run).
+    pub async fn execute_or_fail(&self, cmd: ExecCommand) -> Result<ExecResult> {
+        let stream = self.launch(cmd, true).map_err(|message| Error::Backend {
+            backend: self.inner.settings.type_name.clone(),
+            message,
+        })?;
+        let result = stream.finish().await;
+        if result.status == ExecStatus::SpawnFailed {
+            return Err(Error::Backend {
+                backend: self.inner.settings.type_name.clone(),
+                message: result.stderr_lossy().trim().to_owned(),
+            });
+        }
+        Ok(result)
+    }
+
+    async fn set_up(&self, commands: &[String], spec: &EnvironmentSpec) -> Result<()> {
+        if commands.is_empty() && self.inner.settings.probe {
+            // Without the command cgroup: the probe shows that the sandbox
+            // can be built, and `true` needs no limit. (Moving a process into
+            // a cgroup can take the kernel a millisecond or more when no
+            // other move happened just before, which the probe would add to
+            // every spawn; the limits were checked against this host when
+            // the settings were made.)
+            let stream = self
+                .launch(ExecCommand::new("true").wall_timeout(PROBE_TIMEOUT), false)
+                .map_err(|message| Error::Backend {
+                    backend: self.inner.settings.type_name.clone(),
+                    message,
+                })?;
+            let result = stream.finish().await;
+            if !result.success() {
+                return Err(Error::Backend {
+                    backend: self.inner.settings.type_name.clone(),
+                    message: format!(
+                        "the sandbox's probe command `true` failed ({:?}, exit code {}): {}",
+                        result.status,
+                        result.exit_code,
+                        result.stderr_lossy().trim()
+                    ),
+                });
+            }
+        }
+        let output = run_setup(commands, spec, |cmd| self.execute_or_fail(cmd)).await?;
+        let _ = self.inner.setup.set(output);
+        Ok(())
+    }
+
+    /// Starts `cmd` through the sandbox, in a cgroup of its own when the
+    /// spec sets limits and `limited`. `Err` says why it could not start
+    /// (then nothing of it is left).
+    fn launch(&self, cmd: ExecCommand, limited: bool) -> std::result::Result<EventStream, String> {
+        let inner = &self.inner;
+        let mut env = inner.env.clone();
+        env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let program = Program::shell(&inner.settings.shell, cmd.command.clone());
+        let mut launch = Launch::new(program, &inner.workspace, env);
+        launch.with_stdin = cmd.stdin.is_some();
+        launch.rlimits = Rlimits {
+            address_space: None,
+            file_size: inner.limits.file_size,
+        };
+        inner.sandbox.wrap(&mut launch, &cmd)?;
+        // Made last, so a refused wrap leaves no cgroup behind.
+        if limited && !inner.settings.cgroup_limits.is_empty() {
+            let cgroup = CgroupHost::get()
+                .create(&inner.settings.cgroup_limits, &inner.settings.type_name)
+                .map_err(|err| format!("cannot make the command's cgroup: {err}"))?;
+            launch.cgroup = Some(Arc::new(cgroup));
+        }
+        let started = inner.sandbox.start(launch)?;
+        let watch = Watch {
+            wall_timeout: cmd.wall_timeout.or(inner.limits.wall_timeout),
+            idle_timeout: cmd.idle_timeout.or(inner.limits.idle_timeout),
+            output_limit: cmd.output_limit.unwrap_or(inner.limits.output_limit),
+            spill_dir: cmd.spill_dir.clone(),
+            stdin: cmd.stdin,
+        };
+        let this = Arc::clone(inner);
+        Ok(inner
+            .processes
+            .run_mapped(started, watch, move |result| this.sandbox.finish(result)))
+    }
+}
+
+#[async_trait]
+impl<S: Sandbox> Runtime for HostRuntime<S> {
+    fn backend_type(&self) -> &str {
+        &self.inner.settings.type_name
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.settings.capabilities
+    }
+
+    fn asset_path(&self, asset: &ResolvedAsset) -> String {
+        self.inner.sandbox.asset_path(asset)
+    }
+
+    fn setup_output(&self) -> &SetupOutput {
+        static EMPTY: SetupOutput = SetupOutput {
+            commands: Vec::new(),
+        };
+        self.inner.setup.get().unwrap_or(&EMPTY)
+    }
+
+    async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
+        if self.inner.processes.is_closed() {
+            return Err(Error::RuntimeClosed {
+                backend: self.inner.settings.type_name.clone(),
+            });
+        }
+        let begun = tokio::time::Instant::now();
+        Ok(self.launch(cmd, true).unwrap_or_else(|message| {
+            EventStream::finished(ExecResult::spawn_failed(&message, begun.elapsed()))
+        }))
+    }
+
+    async fn poll(&self) -> RuntimeStatus {
+        self.inner.processes.status()
+    }
+
+    async fn kill(&self) -> Result<()> {
+        self.inner.processes.kill_all();
+        Ok(())
+    }
+
+    async fn cleanup(&self) -> Result<()> {
+        self.inner
+            .processes
+            .close_and_wait(&self.inner.settings.type_name)
+            .await
+    }
+}
