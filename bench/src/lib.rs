@@ -1,10 +1,10 @@
 //! berth's benchmark harness.
 //!
-//! Every SPEC §11 figure is a ratio against a floor measured in the same
+//! Every figure of BENCHMARKS.md is a ratio against a floor measured in the same
 //! run, on the same machine, under the same load: berth's operation and its
 //! floor run in alternating blocks after a warm-up, and each row reports
 //! medians with their p90/p99. No criterion: a small harness builds fast on
-//! small machines and measures what the SPEC asks, nothing else.
+//! small machines and measures what the targets ask, nothing else.
 //!
 //! Rows (names as on the command line):
 //!
@@ -70,7 +70,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The sizes of SPEC §11.
+    /// The sizes the targets are set for.
     pub fn full() -> Sizes {
         Sizes {
             profile: "full",
@@ -141,8 +141,8 @@ pub struct Bench {
     pub exe: PathBuf,
 }
 
-/// A row: its command-line name, the SPEC line it measures, and the
-/// function that measures it.
+/// A row: its command-line name, what it measures, and the function
+/// that measures it.
 #[derive(Debug, Clone, Copy)]
 pub struct Row {
     /// Name on the command line.
@@ -153,7 +153,7 @@ pub struct Row {
     pub run: fn(&Bench) -> BenchResult<Vec<Figure>>,
 }
 
-/// Every row, in SPEC §11 order.
+/// Every row, in the order of BENCHMARKS.md.
 pub const ROWS: &[Row] = &[
     Row {
         name: "exec",

@@ -1,5 +1,5 @@
-//! `berth-bench [--quick] [--wait-quiet] [--dir DIR] [ROW…]`: measures SPEC
-//! §11's rows and prints each figure beside its floor, then a Markdown
+//! `berth-bench [--quick] [--wait-quiet] [--dir DIR] [ROW…]`: measures the
+//! rows of BENCHMARKS.md and prints each figure beside its floor, then a Markdown
 //! table. Run it through `cargo xtask bench`, which builds it in release
 //! mode.
 

@@ -1,5 +1,5 @@
 //! What a row reports: berth's figure, the floor measured beside it, the
-//! SPEC §11 target and whether it was met.
+//! target and whether it was met.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -37,7 +37,7 @@ impl std::fmt::Display for Value {
     }
 }
 
-/// A SPEC §11 target.
+/// A row's target.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Target {
     /// berth ÷ floor must not exceed this.

@@ -72,6 +72,8 @@ fn stage(library: &Path, temp_root: &Path) -> anyhow::Result<Staged> {
 struct CaseLine {
     type_name: Option<String>,
     case: String,
+    /// The id, in `docs/backend-contract.md`, of the rule the case checks.
+    rule: Option<&'static str>,
     outcome: &'static str,
     reason: Option<String>,
     duration: Duration,
@@ -86,20 +88,21 @@ impl CaseLine {
                 self.reason.as_deref().unwrap_or("failed")
             );
         };
+        let case = match self.rule {
+            Some(rule) => format!("{} [{rule}]", self.case),
+            None => self.case.clone(),
+        };
         match (self.outcome, &self.reason) {
             ("passed", _) => format!(
-                "pass  {type_name}  {} ({:.2} s)",
-                self.case,
+                "pass  {type_name}  {case} ({:.2} s)",
                 self.duration.as_secs_f64()
             ),
             ("failed", reason) => format!(
-                "FAIL  {type_name}  {}: {}",
-                self.case,
+                "FAIL  {type_name}  {case}: {}",
                 reason.as_deref().unwrap_or("failed")
             ),
             (_, reason) => format!(
-                "skip  {type_name}  {}: {}",
-                self.case,
+                "skip  {type_name}  {case}: {}",
                 reason.as_deref().unwrap_or("skipped")
             ),
         }
@@ -109,6 +112,7 @@ impl CaseLine {
         serde_json::json!({
             "type": self.type_name,
             "case": self.case,
+            "rule": self.rule,
             "outcome": self.outcome,
             "reason": self.reason,
             "duration_ms": u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
@@ -150,6 +154,7 @@ pub(crate) fn test(args: &PluginTestArgs, global: &GlobalArgs) -> anyhow::Result
             let line = CaseLine {
                 type_name: None,
                 case: "load".to_owned(),
+                rule: None,
                 outcome: "failed",
                 reason: Some(format!("{}: {reason}", args.library.display())),
                 duration: Duration::ZERO,
@@ -180,6 +185,7 @@ pub(crate) fn test(args: &PluginTestArgs, global: &GlobalArgs) -> anyhow::Result
                 let line = CaseLine {
                     type_name: Some(type_name.clone()),
                     case: case.to_owned(),
+                    rule: runtime_conformance::case_named(case).map(|c| c.rule),
                     outcome,
                     reason,
                     duration,

@@ -313,6 +313,7 @@ pub(crate) fn stat_line(change: &FileChange) -> String {
             match change.text_omitted {
                 Some(TextOmitted::DiffTooLarge) =>
                     "no text diff (the diff's text limit was reached)",
+                Some(TextOmitted::NotBuilt) => "no text diff (built without text diffs)",
                 _ => "no text diff (too large)",
             }
         ),

@@ -1,7 +1,13 @@
-//! The cases. Each is an `async fn(&CaseContext) -> CaseResult`, registered
-//! in [`all_cases`] with the capability it needs; those at the trust
-//! boundary (descriptors, set-id files, limits, processes that try to
-//! outlive their command) live in `boundary`.
+//! The cases. Each is an `async fn(&CaseContext) -> CaseResult`, listed in
+//! `__with_cases!` (in `lib.rs`) with the rule of the contract document it
+//! checks and the capability it needs; those at the trust boundary
+//! (descriptors, set-id files, limits, processes that try to outlive their
+//! command) live in `boundary`.
+//!
+//! No case carries a process id from one command to another: a backend may
+//! give every command a pid namespace of its own, where pids repeat. What
+//! must stop is watched through files it would keep writing, or found by a
+//! command line no other process has.
 
 use std::time::Duration;
 
@@ -23,20 +29,10 @@ macro_rules! ensure {
     };
 }
 
-macro_rules! case {
-    ($name:ident, $requires:expr) => {
-        Case {
-            name: stringify!($name),
-            requires: $requires,
-            run: |ctx| Box::pin($name(ctx)),
-        }
-    };
-}
-
 mod boundary;
 
 use self::boundary::{
-    cpu_limit_holds_or_is_refused, escapees_die_at_a_timeout,
+    Escapees, cpu_limit_holds_or_is_refused, escapees_die_at_a_timeout,
     escapees_die_with_cleanup_after_their_command, escapees_die_with_cleanup_of_a_running_command,
     escapees_die_with_kill, memory_limit_holds_or_is_refused,
     only_standard_descriptors_reach_a_command, pids_limit_holds_or_is_refused,
@@ -101,47 +97,12 @@ fn needs_output_limit(c: &Capabilities) -> Result<(), &'static str> {
 
 /// Every case, in report order.
 pub fn all_cases() -> Vec<Case> {
-    vec![
-        case!(exit_code_is_reported, always),
-        case!(signal_is_reported, needs_signals),
-        case!(stdout_and_stderr_are_separate, always),
-        case!(output_without_trailing_newline, always),
-        case!(ten_mebibytes_of_output, always),
-        case!(non_utf8_bytes_are_kept, always),
-        case!(utf8_split_across_reads_is_kept, needs_streaming),
-        case!(stdin_reaches_cat, needs_stdin),
-        case!(no_stdin_is_empty, always),
-        case!(env_precedence, always),
-        case!(working_directory_is_the_workspace, always),
-        case!(shell_syntax, always),
-        case!(missing_command_fails_cleanly, always),
-        case!(events_are_live, needs_streaming_in_shared_workspace),
-        case!(stream_concatenation_equals_result, always),
-        case!(wall_timeout_kills_grandchildren, needs_timeouts),
-        case!(idle_timeout_kills_grandchildren, needs_timeouts),
-        case!(output_limit_truncates_and_counts, needs_output_limit),
-        case!(output_limit_spills_to_file, needs_output_limit),
-        case!(kill_stops_a_running_command, always),
-        case!(dropped_stream_kills_the_command, needs_streaming),
-        case!(cleanup_twice, always),
-        case!(drop_without_cleanup, always),
-        case!(setup_runs_once_at_spawn, always),
-        case!(setup_failure_fails_spawn, always),
-        case!(setup_failure_allowed, always),
-        case!(disable_setup_skips_it, always),
-        case!(runtime_usable_after_timeout, needs_timeouts),
-        case!(concurrent_runtimes_on_one_session, always),
-        case!(asset_path_is_readable, always),
-        case!(only_standard_descriptors_reach_a_command, always),
-        case!(set_id_bits_do_not_cross_to_the_host, always),
-        case!(pids_limit_holds_or_is_refused, always),
-        case!(memory_limit_holds_or_is_refused, always),
-        case!(cpu_limit_holds_or_is_refused, always),
-        case!(escapees_die_with_kill, always),
-        case!(escapees_die_at_a_timeout, needs_timeouts),
-        case!(escapees_die_with_cleanup_of_a_running_command, always),
-        case!(escapees_die_with_cleanup_after_their_command, always),
-    ]
+    crate::__with_cases! { __case_list {} }
+}
+
+/// The case called `name`.
+pub fn case_named(name: &str) -> Option<Case> {
+    all_cases().into_iter().find(|case| case.name == name)
 }
 
 async fn exec(rt: &dyn Runtime, cmd: ExecCommand) -> Result<ExecResult, String> {
@@ -507,52 +468,61 @@ async fn stream_concatenation_equals_result(ctx: &CaseContext) -> CaseResult {
     close(session).await
 }
 
-/// After a timeout, checks from inside the runtime that the pid written to
-/// `pidfile` is dead (gone, or a zombie waiting for init to reap it),
-/// allowing a moment for the kill to land.
-async fn pid_is_gone(rt: &dyn Runtime, pidfile: &str) -> CaseResult {
-    process_is_gone(rt, pidfile, None).await
+/// Shell that starts a background loop appending a line to `file` every
+/// 50 ms, and waits until the first line is there. The loop ends by itself
+/// once it cannot append (the workspace is gone), so a backend that fails
+/// to kill it leaves it running no longer than the case's session.
+fn heartbeat(file: &str) -> String {
+    format!(
+        "( while echo . >> {file}; do sleep 0.05; done ) </dev/null >/dev/null 2>&1 & \
+         while [ ! -s {file} ]; do sleep 0.01; done"
+    )
 }
 
-/// Like [`pid_is_gone`]; with `command_line`, a live process at that pid
-/// counts only when its command line starts with it. A check made from
-/// another runtime needs this: a backend with a pid namespace per runtime
-/// reuses the same pids for different processes.
-async fn process_is_gone(
-    rt: &dyn Runtime,
-    pidfile: &str,
-    command_line: Option<&str>,
-) -> CaseResult {
-    let identity = match command_line {
-        Some(line) => format!(
-            "case \"$(tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null)\" in '{line} '*) ;; *) exit 0;; esac; "
-        ),
-        None => String::new(),
-    };
+/// Checks, from a later command of `rt`, that none of `files` grows any
+/// more: each must hold something (its writer ran), and their sizes must
+/// stay the same over three looks in a row, 200 ms apart, within 5 s (a
+/// writer appends every 50 ms, so a live one adds a dozen lines over those
+/// looks; the 5 s leave time for a kill to land).
+///
+/// A later command in the same runtime sees the files wherever the
+/// runtime's commands run, and no process id is involved: the check holds
+/// on a backend that gives each command a pid namespace of its own.
+async fn files_stop_growing(rt: &dyn Runtime, files: &[&str]) -> CaseResult {
+    let list = files.join(" ");
     let check = run(
         rt,
         &format!(
-            "pid=$(cat {pidfile}) || exit 2; i=0; while [ $i -lt 50 ]; do \
-             case \"$(grep '^State:' /proc/$pid/status 2>/dev/null)\" in \
-             ''|*'Z ('*|*'X ('*) exit 0;; esac; {identity}sleep 0.1; i=$((i+1)); done; \
-             grep '^State:' /proc/$pid/status; exit 1"
+            "for f in {list}; do [ -s \"$f\" ] || {{ echo \"$f is empty: its writer never ran\"; \
+             exit 2; }}; done; \
+             sizes() {{ for f in {list}; do printf '%s ' \"$f=$(wc -c < \"$f\")\"; done; }}; \
+             last=$(sizes); same=0; i=0; \
+             while [ $i -lt 25 ]; do sleep 0.2; now=$(sizes); \
+             if [ \"$now\" = \"$last\" ]; then same=$((same+1)); [ $same -ge 3 ] && exit 0; \
+             else same=0; fi; last=$now; i=$((i+1)); done; \
+             echo \"still growing after 5 s: $now\"; exit 1"
         ),
     )
     .await?;
     ensure!(
         check.success(),
-        "the background process survived: {}",
+        "a process the command started outlived it: {}",
         describe(&check)
     );
     Ok(())
+}
+
+/// The command a timeout case times out: a background loop (a grandchild
+/// of the runtime), `started` once it runs, then a long sleep.
+fn timed_out_command() -> String {
+    format!("{}; echo started; sleep 30", heartbeat("bg.beat"))
 }
 
 async fn wall_timeout_kills_grandchildren(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let result = exec(
         rt.as_ref(),
-        ExecCommand::new("echo started; sleep 30 & echo $! > bg.pid; sleep 30")
-            .wall_timeout(Duration::from_millis(500)),
+        ExecCommand::new(timed_out_command()).wall_timeout(Duration::from_millis(500)),
     )
     .await?;
     ensure!(
@@ -570,7 +540,7 @@ async fn wall_timeout_kills_grandchildren(ctx: &CaseContext) -> CaseResult {
         "partial output lost: {}",
         describe(&result)
     );
-    pid_is_gone(rt.as_ref(), "bg.pid").await?;
+    files_stop_growing(rt.as_ref(), &["bg.beat"]).await?;
     close(session).await
 }
 
@@ -578,7 +548,7 @@ async fn idle_timeout_kills_grandchildren(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let result = exec(
         rt.as_ref(),
-        ExecCommand::new("echo started; sleep 30 & echo $! > bg.pid; sleep 30")
+        ExecCommand::new(timed_out_command())
             .idle_timeout(Duration::from_millis(500))
             .wall_timeout(Duration::from_secs(60)),
     )
@@ -593,7 +563,7 @@ async fn idle_timeout_kills_grandchildren(ctx: &CaseContext) -> CaseResult {
         "partial output lost: {}",
         describe(&result)
     );
-    pid_is_gone(rt.as_ref(), "bg.pid").await?;
+    files_stop_growing(rt.as_ref(), &["bg.beat"]).await?;
     close(session).await
 }
 
@@ -688,12 +658,19 @@ async fn kill_stops_a_running_command(ctx: &CaseContext) -> CaseResult {
     close(session).await
 }
 
+/// Dropping a stream before its `Finished` event kills the command and
+/// what it started: its shell and a background loop of its both append to
+/// files, which must stop growing.
 async fn dropped_stream_kills_the_command(ctx: &CaseContext) -> CaseResult {
     let (session, rt) = ctx.runtime().await?;
     let mut stream = rt
         .stream(
-            ExecCommand::new("echo $$ > cancelled.pid; echo ready; sleep 30")
-                .wall_timeout(Duration::from_secs(60)),
+            ExecCommand::new(format!(
+                "{}; echo . >> shell.beat; echo ready; \
+                 while echo . >> shell.beat; do sleep 0.05; done 2>/dev/null",
+                heartbeat("child.beat")
+            ))
+            .wall_timeout(Duration::from_secs(60)),
         )
         .await
         .map_err(|err| format!("stream: {err}"))?;
@@ -702,7 +679,7 @@ async fn dropped_stream_kills_the_command(ctx: &CaseContext) -> CaseResult {
         other => return Err(format!("first event: {other:?}")),
     }
     drop(stream);
-    pid_is_gone(rt.as_ref(), "cancelled.pid").await?;
+    files_stop_growing(rt.as_ref(), &["child.beat", "shell.beat"]).await?;
     close(session).await
 }
 
@@ -726,18 +703,27 @@ async fn cleanup_twice(ctx: &CaseContext) -> CaseResult {
     close(session).await
 }
 
+/// Dropping a session (and its runtime) without closing it removes the
+/// session's directory and kills what its commands left running: a
+/// background process of a command that exited, found afterwards by its
+/// distinctive command line on this host and from a fresh session's
+/// runtime.
 async fn drop_without_cleanup(ctx: &CaseContext) -> CaseResult {
+    let lingering = Escapees::lingering();
     let mut session = ctx.session().await?;
     let first = session
         .spawn(SpawnOptions::default())
         .await
         .map_err(|e| format!("spawn: {e}"))?;
-    let started = run(first.as_ref(), "sleep 47 & echo $! > orphan.pid").await?;
-    ensure!(started.success(), "{}", describe(&started));
+    let started = run(first.as_ref(), &lingering.start()).await?;
+    ensure!(
+        started.success() && started.stdout.bytes == b"started\n",
+        "{}",
+        describe(&started)
+    );
     drop(first);
     // The session still holds the runtime; dropping the session drops both.
     let root = session.workspace_path().map_err(|e| e.to_string())?;
-    let pid = std::fs::read_to_string(root.join("orphan.pid")).map_err(|e| e.to_string())?;
     drop(session);
     ensure!(
         !root.exists(),
@@ -748,13 +734,8 @@ async fn drop_without_cleanup(ctx: &CaseContext) -> CaseResult {
         ctx.leftover_sessions().is_empty(),
         "session directory survived"
     );
-    // A second session checks from inside a fresh runtime, with the pid in
-    // its workspace.
-    let (session, rt) = ctx.runtime().await?;
-    let root = session.workspace_path().map_err(|e| e.to_string())?;
-    std::fs::write(root.join("orphan.pid"), pid).map_err(|e| e.to_string())?;
-    process_is_gone(rt.as_ref(), "orphan.pid", Some("sleep 47")).await?;
-    close(session).await
+    lingering.gone_from_host("the dropped session").await?;
+    lingering.gone_in_a_fresh_runtime(ctx).await
 }
 
 async fn setup_runs_once_at_spawn(ctx: &CaseContext) -> CaseResult {
@@ -935,10 +916,9 @@ async fn asset_path_is_readable(ctx: &CaseContext) -> CaseResult {
     )
     .map_err(|e| e.to_string())?;
     let assets = map.resolve(&assets_dir).map_err(|e| e.to_string())?;
-    let mut session = session_core::session::Session::builder(ctx.target.spec.clone())
-        .registry(std::sync::Arc::clone(&ctx.target.registry))
+    let mut session = ctx
+        .session_builder(|_| {})
         .assets(assets)
-        .temp_root(ctx.temp.path().join("sessions"))
         .prepare()
         .await
         .map_err(|e| format!("prepare: {e}"))?;
@@ -960,4 +940,139 @@ async fn asset_path_is_readable(ctx: &CaseContext) -> CaseResult {
         describe(&result)
     );
     close(session).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract document, read from the repository.
+    fn contract() -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(crate::CONTRACT);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()))
+    }
+
+    /// Takes one claim back.
+    type Deny = fn(&mut Capabilities);
+
+    /// Every capability a case can be gated on, by its field name.
+    const CAPABILITIES: [(&str, Deny); 6] = [
+        ("signals", |c| c.signals = false),
+        ("stdin", |c| c.stdin = false),
+        ("live_streaming", |c| c.live_streaming = false),
+        ("shared_workspace", |c| c.shared_workspace = false),
+        ("timeouts", |c| c.timeouts = false),
+        ("output_limit", |c| c.output_limit = false),
+    ];
+
+    fn all_claimed() -> Capabilities {
+        Capabilities {
+            stdin: true,
+            live_streaming: true,
+            signals: true,
+            timeouts: true,
+            output_limit: true,
+            concurrent_commands: true,
+            usage: true,
+            mounts: true,
+            ports: true,
+            network_isolation: true,
+            memory_limit: true,
+            cpu_limit: true,
+            pids_limit: true,
+            file_size_limit: true,
+            shared_workspace: true,
+        }
+    }
+
+    /// The capabilities `case` needs: those whose absence alone skips it.
+    fn gates(case: &Case) -> Vec<&'static str> {
+        assert!(
+            (case.requires)(&all_claimed()).is_ok(),
+            "{} is skipped with every capability claimed",
+            case.name
+        );
+        CAPABILITIES
+            .iter()
+            .filter(|(_, deny)| {
+                let mut capabilities = all_claimed();
+                deny(&mut capabilities);
+                (case.requires)(&capabilities).is_err()
+            })
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    /// The rows of the document's table of cases: case, rule, gates.
+    fn table_rows(document: &str) -> Vec<(String, String, Vec<String>)> {
+        let start = document
+            .find("## Which case checks which rule")
+            .expect("the document has its table of cases");
+        document[start..]
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .map(|line| {
+                let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+                let unquote = |cell: &str| cell.trim_matches('`').to_owned();
+                let gates = cells[2]
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(unquote)
+                    .collect();
+                (unquote(cells[0]), unquote(cells[1]), gates)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_contract_lists_every_case_with_its_rule_and_gates() {
+        let document = contract();
+        let rows = table_rows(&document);
+        let cases = all_cases();
+        for case in &cases {
+            let row = rows
+                .iter()
+                .find(|(name, _, _)| name == case.name)
+                .unwrap_or_else(|| panic!("{} is not in the contract's table", case.name));
+            assert_eq!(row.1, case.rule, "the rule of {}", case.name);
+            assert_eq!(row.2, gates(case), "the gates of {}", case.name);
+            assert!(
+                document.contains(&format!("#### `{}`\n", case.rule))
+                    || document.contains(&format!("### `{}`\n", case.rule)),
+                "the rule {} of {} has no heading in the contract",
+                case.rule,
+                case.name
+            );
+        }
+        for (name, rule, _) in &rows {
+            assert!(
+                name == "every case" || cases.iter().any(|c| c.name == name),
+                "the contract's table names {name}, which is no case"
+            );
+            assert!(
+                document.contains(&format!("### `{rule}`\n"))
+                    || document.contains(&format!("#### `{rule}`\n")),
+                "the table's rule {rule} has no heading"
+            );
+        }
+    }
+
+    #[test]
+    fn case_names_are_unique_and_found_by_name() {
+        let cases = all_cases();
+        for case in &cases {
+            assert_eq!(
+                cases.iter().filter(|c| c.name == case.name).count(),
+                1,
+                "{} twice",
+                case.name
+            );
+            assert_eq!(case_named(case.name).map(|c| c.rule), Some(case.rule));
+        }
+        assert!(case_named("no_such_case").is_none());
+    }
 }

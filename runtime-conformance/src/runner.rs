@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::{Case, CaseContext, Target, all_cases};
+use crate::{CONTRACT, Case, CaseContext, Target, all_cases, case_named};
 
 /// How long one case may take before it counts as hung.
 const CASE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -66,17 +66,36 @@ impl Report {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for (name, outcome, took) in &self.cases {
-            let line = match outcome {
-                CaseOutcome::Passed => format!("ok      {name} ({:.2}s)", took.as_secs_f64()),
-                CaseOutcome::Failed(why) => format!("FAILED  {name}: {why}"),
-                CaseOutcome::Skipped(why) => format!("skipped {name}: {why}"),
-            };
-            out.push_str(&format!("conformance[{}] {line}\n", self.target));
+            out.push_str(&case_line(&self.target, name, outcome, *took));
+            out.push('\n');
         }
         out.push_str(&self.summary());
         out.push('\n');
         out
     }
+}
+
+/// A case's line in a report: `conformance[TARGET] ok NAME [RULE] (0.02s)`,
+/// or `FAILED`/`skipped` with the reason. A failure names its rule and
+/// where the rule is stated.
+fn case_line(target: &str, name: &str, outcome: &CaseOutcome, took: Duration) -> String {
+    let rule = case_named(name).map_or("?", |case| case.rule);
+    let line = match outcome {
+        CaseOutcome::Passed => format!("ok      {name} [{rule}] ({:.2}s)", took.as_secs_f64()),
+        CaseOutcome::Failed(why) => {
+            format!("FAILED  {name} [{rule}, stated in {CONTRACT}]: {why}")
+        }
+        CaseOutcome::Skipped(why) => format!("skipped {name} [{rule}]: {why}"),
+    };
+    format!("conformance[{target}] {line}")
+}
+
+/// The start of the id of every session case `case` makes:
+/// `conformance-PID-CASE-`. Backends label what they make with a session's
+/// id, so a check for leftovers finds what one case left behind, even
+/// while other cases run in the same process.
+pub fn case_session_prefix(case: &str) -> String {
+    format!("conformance-{}-{case}-", std::process::id())
 }
 
 /// Runs every case the target supports and returns the report.
@@ -161,9 +180,11 @@ async fn run_case(
         Err(err) => return CaseOutcome::Failed(format!("creating a temp dir: {err}")),
     };
     let ctx = CaseContext {
+        case: case.name,
         target,
         capabilities,
         temp,
+        sessions: std::sync::atomic::AtomicU32::new(0),
     };
     // The case runs in a task of its own so a panic becomes a failure.
     let task = tokio::spawn(async move {
@@ -189,16 +210,84 @@ async fn run_case(
     }
 }
 
+/// A tokio runtime for a blocking entry point.
+fn blocking_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime")
+}
+
+/// Runs the case called `name` against `target` on a fresh tokio runtime
+/// and prints its line; returns its outcome. A case the target's
+/// capabilities rule out, or that `Target::only` or
+/// `BERTH_CONFORMANCE_FILTER` leave out, is skipped.
+///
+/// # Panics
+///
+/// When no case is called `name`.
+#[allow(
+    clippy::print_stdout,
+    reason = "the case's line is this function's output"
+)]
+pub fn run_one_blocking(target: Target, name: &str) -> CaseOutcome {
+    let case = case_named(name).unwrap_or_else(|| panic!("no conformance case is called {name}"));
+    let label = target.label.clone();
+    let filter = std::env::var("BERTH_CONFORMANCE_FILTER").unwrap_or_default();
+    let (outcome, took) = if !target.only.is_empty() && !target.only.iter().any(|o| o == name) {
+        (
+            CaseOutcome::Skipped("left out by the target's list of cases"),
+            Duration::ZERO,
+        )
+    } else if !filter.is_empty() && !name.contains(&filter) {
+        (
+            CaseOutcome::Skipped("left out by BERTH_CONFORMANCE_FILTER"),
+            Duration::ZERO,
+        )
+    } else {
+        match target.registry.get(&target.spec.backend_type) {
+            Err(err) => (CaseOutcome::Failed(err.to_string()), Duration::ZERO),
+            Ok(backend) => {
+                let capabilities = backend.info().capabilities;
+                match (case.requires)(&capabilities) {
+                    Err(reason) => (CaseOutcome::Skipped(reason), Duration::ZERO),
+                    Ok(()) => {
+                        let started = Instant::now();
+                        let outcome =
+                            blocking_runtime().block_on(run_case(case, target, capabilities));
+                        (outcome, started.elapsed())
+                    }
+                }
+            }
+        }
+    };
+    println!("{}", case_line(&label, name, &outcome, took));
+    outcome
+}
+
+/// Runs one case like [`run_one_blocking`] and panics when it failed (see
+/// [`assert_held`]). The body of each test
+/// [`conformance_tests!`](crate::conformance_tests) makes.
+pub fn run_case_blocking(target: Target, name: &str) {
+    let label = target.label.clone();
+    let outcome = run_one_blocking(target, name);
+    assert_held(&label, name, &outcome);
+}
+
+/// Panics when `outcome` is a failure, with the case's line: its name, its
+/// rule, the document that states the rule, and what went wrong.
+pub fn assert_held(target: &str, name: &str, outcome: &CaseOutcome) {
+    if let CaseOutcome::Failed(_) = outcome {
+        panic!("{}", case_line(target, name, outcome, Duration::ZERO));
+    }
+}
+
 /// Runs the suite on a fresh multi-threaded runtime, prints the report and
 /// panics when a case failed. Meant for a `#[test]`.
 #[allow(clippy::print_stdout, reason = "the report is this function's output")]
 pub fn run_blocking(target: Target) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("building a tokio runtime");
-    let report = runtime.block_on(run_suite(target));
+    let report = blocking_runtime().block_on(run_suite(target));
     print!("{}", report.render());
     assert_eq!(
         report.failed(),

@@ -119,7 +119,7 @@ pub(crate) fn plan(
         ..HostConfig::default()
     };
     let user = config.user.clone().or_else(|| match ctx.mode {
-        // SAFETY (of the calls): getuid and getgid cannot fail.
+        // SAFETY: getuid(2) and getgid(2) take no arguments and cannot fail.
         Mode::Evaluation => Some(format!("{}:{}", unsafe { libc::getuid() }, unsafe {
             libc::getgid()
         })),

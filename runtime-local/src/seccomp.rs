@@ -1558,42 +1558,54 @@ mod tests {
     #[test]
     fn an_installed_default_filter_refuses_with_eperm_and_allows_the_rest() {
         let filter = compiled_default();
-        // SAFETY (each body): raw system calls on local memory.
         let io_uring = in_child(&filter, || {
             let mut params = [0u8; 120];
+            // SAFETY: io_uring_setup(2) with a local buffer of the size of
+            // its parameter struct.
             errno_of(unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr()) })
         });
         assert_eq!(exit_code(io_uring), libc::EPERM);
         // This test runs as root, so without the filter these would work.
         let user_namespace = in_child(&filter, || {
+            // SAFETY: unshare(2) with a flag; it touches no memory.
             errno_of(unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) })
         });
         assert_eq!(exit_code(user_namespace), libc::EPERM);
         let keyring = in_child(&filter, || {
+            // SAFETY: keyctl(2) with integer arguments; it touches no memory.
             errno_of(unsafe {
                 libc::syscall(libc::SYS_keyctl, 0 /* GET_KEYRING_ID */, -3, 0)
             })
         });
         assert_eq!(exit_code(keyring), libc::EPERM);
         let clone3 = in_child(&filter, || {
+            // SAFETY: clone3(2) with a null pointer and size 0, which the
+            // kernel refuses without reading.
             errno_of(unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0) })
         });
         assert_eq!(exit_code(clone3), libc::ENOSYS);
         let personality = in_child(&filter, || {
+            // SAFETY: personality(2) with integer arguments, in a child.
             let query = errno_of(unsafe { libc::syscall(libc::SYS_personality, 0xffff_ffff_u32) });
             let no_aslr = errno_of(unsafe { libc::syscall(libc::SYS_personality, 0x0040000) });
             query * 1000 + no_aslr
         });
         assert_eq!(exit_code(personality), libc::EPERM);
         let allowed = in_child(&filter, || {
+            // SAFETY: unshare(2) with a flag, in a child that exits right
+            // after; it touches no memory.
             let unshare_files =
                 errno_of(unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_FILES) });
+            // SAFETY: getpid(2) takes no arguments.
             let pid = errno_of(unsafe { libc::syscall(libc::SYS_getpid) });
+            // SAFETY: socket(2) with integer arguments; the child's exit
+            // closes it.
             let socket = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
             unshare_files + pid + if socket >= 0 { 0 } else { 100 }
         });
         assert_eq!(exit_code(allowed), 0);
         let alg = in_child(&filter, || {
+            // SAFETY: socket(2) with integer arguments.
             errno_of(unsafe { libc::syscall(libc::SYS_socket, 38, libc::SOCK_SEQPACKET, 0) })
         });
         assert_eq!(exit_code(alg), libc::EPERM);
@@ -1608,6 +1620,8 @@ mod tests {
         )
         .unwrap();
         let status = in_child(&filter, || {
+            // SAFETY: getppid(2) takes no arguments; mkdir(2) gets a
+            // NUL-terminated literal.
             let getppid = errno_of(unsafe { libc::syscall(libc::SYS_getppid) });
             let mkdir =
                 errno_of(unsafe { libc::mkdir(c"/nonexistent-berth/x".as_ptr(), 0o755) }.into());
@@ -1622,6 +1636,7 @@ mod tests {
         let filter = compiled_default();
         // getpid under the x32 ABI: the native number with the x32 bit.
         let x32 = in_child(&filter, || {
+            // SAFETY: getpid through the x32 ABI takes no arguments.
             unsafe { libc::syscall(libc::SYS_getpid | X32_SYSCALL_BIT as libc::c_long) };
             0
         });
@@ -1643,6 +1658,7 @@ mod tests {
             programs: filter.programs[1..].to_vec(),
         };
         let through = in_child(&unguarded, || {
+            // SAFETY: getpid through the x32 ABI takes no arguments.
             unsafe { libc::syscall(libc::SYS_getpid | X32_SYSCALL_BIT as libc::c_long) };
             0
         });

@@ -1,4 +1,4 @@
-//! Static assets (SPEC §3): files and directories a session exposes to the
+//! Static assets: files and directories a session exposes to the
 //! code it runs, named so that inputs can refer to them as
 //! `{{static:NAME}}`.
 //!

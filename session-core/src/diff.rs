@@ -31,14 +31,23 @@
 //!   per file and [`DiffOptions::time_total`] for the whole diff; past
 //!   either, the diff of a file is still correct (maybe longer than
 //!   minimal) and is found in time linear in the file's size.
+//!
+//! Unified texts need the `text-diffs` feature (on by default; a backend
+//! plugin's build of this crate leaves it off). Without it every text file
+//! that changed is reported as [`TextOmitted::NotBuilt`], and
+//! [`unified_diff`] does not exist.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+#[cfg(feature = "text-diffs")]
 use std::fmt::Write as _;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "text-diffs")]
+use std::time::Instant;
 
 use serde::Serialize;
+#[cfg(feature = "text-diffs")]
 use similar::{Algorithm, DiffOp, DiffTag, capture_diff_slices_deadline, group_diff_ops};
 
 use crate::error::Result;
@@ -105,6 +114,8 @@ pub enum TextOmitted {
     /// The diff had already read [`DiffOptions::max_text_total`] bytes of
     /// text (or would have gone beyond it with this file).
     DiffTooLarge,
+    /// This build of `session-core` has no `text-diffs` feature.
+    NotBuilt,
 }
 
 /// What happened to one path.
@@ -286,6 +297,7 @@ fn describe(change: &FileChange) -> String {
             match change.text_omitted {
                 Some(TextOmitted::DiffTooLarge) =>
                     "no text diff: the diff's text limit was reached",
+                Some(TextOmitted::NotBuilt) => "no text diff: built without text diffs",
                 _ => "no text diff: too large",
             }
         ),
@@ -392,7 +404,9 @@ impl<'o> Reading<'o> {
                 }
                 let old = change.old.as_ref().map_or(0, |s| s.size);
                 let new = change.new.as_ref().map_or(0, |s| s.size);
-                let omitted = if old.max(new) > options.max_text_file_size {
+                let omitted = if !cfg!(feature = "text-diffs") {
+                    Some(TextOmitted::NotBuilt)
+                } else if old.max(new) > options.max_text_file_size {
                     Some(TextOmitted::FileTooLarge)
                 } else if old.saturating_add(new) > budget {
                     Some(TextOmitted::DiffTooLarge)
@@ -520,9 +534,28 @@ fn wants_content(change: &FileChange) -> bool {
             .is_none_or(|s| s.kind == EntryKind::File)
 }
 
+/// Without text diffs, `Reading::plan` omits the text of every change, so
+/// nothing asks for one.
+#[cfg(not(feature = "text-diffs"))]
+fn text_of(
+    _change: &FileChange,
+    _before: &[u8],
+    _after: &[u8],
+    _options: &DiffOptions,
+    _time_left: &mut Duration,
+) -> UnifiedText {
+    UnifiedText {
+        text: String::new(),
+        lines_added: 0,
+        lines_removed: 0,
+        truncated: false,
+    }
+}
+
 /// The unified diff of one change, with its `a/`, `b/` or `/dev/null`
 /// labels; a minimal one is sought for [`DiffOptions::time_per_file`] at
 /// most, and no longer than `time_left`, which the time taken comes off.
+#[cfg(feature = "text-diffs")]
 fn text_of(
     change: &FileChange,
     before: &[u8],
@@ -723,6 +756,7 @@ pub struct UnifiedText {
 /// (`,s` omitted when it is 1), `\ No newline at end of file` after a last
 /// line without one, and exactly one newline per content line. Bytes that
 /// are not UTF-8 are shown with replacement characters.
+#[cfg(feature = "text-diffs")]
 pub fn unified_diff(
     old: &[u8],
     new: &[u8],
@@ -735,6 +769,7 @@ pub fn unified_diff(
 }
 
 /// [`unified_diff`], seeking a minimal diff until `deadline` at most.
+#[cfg(feature = "text-diffs")]
 fn unified_diff_until(
     old: &[u8],
     new: &[u8],
@@ -823,6 +858,7 @@ fn unified_diff_until(
 /// GNU diff does: they cannot be part of a common subsequence, so the
 /// result is just as minimal, and a file rewritten from top to bottom
 /// costs linear time instead of Myers' quadratic worst case.
+#[cfg(feature = "text-diffs")]
 fn line_ops<'a>(old: &[&'a str], new: &[&'a str], deadline: Option<Instant>) -> Vec<DiffOp> {
     let mut numbers: HashMap<&'a str, u32> = HashMap::with_capacity(old.len() + new.len());
     let mut number = |line: &'a str| {
@@ -905,6 +941,7 @@ fn line_ops<'a>(old: &[&'a str], new: &[&'a str], deadline: Option<Instant>) -> 
 
 /// A GNU hunk range: `start,len` with a 1-based start, `start` alone when
 /// the length is 1, and the line before the hunk when it is empty.
+#[cfg(feature = "text-diffs")]
 fn hunk_range(start: usize, len: usize) -> String {
     match len {
         0 => format!("{start},0"),
@@ -913,7 +950,7 @@ fn hunk_range(start: usize, len: usize) -> String {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "text-diffs"))]
 mod tests {
     use super::*;
 

@@ -1,4 +1,4 @@
-//! `{{static:NAME}}` placeholders (SPEC §3): how inputs refer to static
+//! `{{static:NAME}}` placeholders: how inputs refer to static
 //! assets without knowing where a backend puts them.
 //!
 //! Substitution walks a JSON value and replaces every placeholder in its

@@ -1,6 +1,7 @@
 //! `cargo xtask bench [--quick] [ROW…]`: builds the benchmark harness in
 //! release mode and runs it. Every figure it prints is a ratio against a
-//! floor measured in the same run (SPEC §11); BENCHMARKS.md records them.
+//! floor measured in the same run; BENCHMARKS.md states the targets and
+//! records the figures.
 
 use std::process::{Command, ExitCode};
 

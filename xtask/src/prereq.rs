@@ -1,6 +1,7 @@
 //! What the tests need from the machine, installed or started when missing:
-//! Debian's `busybox-static` (the docker tests build their image from it)
-//! and a running Docker Engine.
+//! Debian's `busybox-static` (the docker tests build their image from it),
+//! `bubblewrap` (the `bwrap` example plugin wraps every command in it) and
+//! a running Docker Engine.
 //!
 //! Nothing here is fatal: a machine without apt or Docker still runs the
 //! tests, and the docker tests report themselves skipped with the reason.
@@ -12,16 +13,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// The binary the docker tests copy into their image.
-const BUSYBOX: &str = "/bin/busybox";
+/// The Debian packages the tests use, each with a file that shows it is
+/// there.
+const PACKAGES: [(&str, &str); 2] = [
+    ("busybox-static", "/bin/busybox"),
+    ("bubblewrap", "/usr/bin/bwrap"),
+];
 
 /// How long a freshly started `dockerd` may take to answer.
 const DOCKERD_START: Duration = Duration::from_secs(60);
 
-/// Installs `busybox-static` and starts the Docker Engine when needed.
+/// Installs the packages and starts the Docker Engine when needed.
 pub(crate) fn ensure_test_prerequisites() -> Result<()> {
-    if let Err(err) = ensure_busybox_static() {
-        eprintln!("xtask: warning: {err:#}; the docker tests will be skipped");
+    if let Err(err) = ensure_packages() {
+        eprintln!(
+            "xtask: warning: {err:#}; the docker tests and the bwrap plugin's suite will fail \
+             or be skipped"
+        );
     }
     if let Err(err) = ensure_docker_engine() {
         eprintln!("xtask: warning: {err:#}; the docker tests will be skipped");
@@ -29,29 +37,40 @@ pub(crate) fn ensure_test_prerequisites() -> Result<()> {
     Ok(())
 }
 
-fn ensure_busybox_static() -> Result<()> {
-    if busybox_static_installed() {
+/// `apt-get update` once, then `apt-get install -y` of what is missing.
+fn ensure_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(package, file)| !installed(package, file))
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
+    let names = missing.join(" ");
     if !succeeds(Command::new("apt-get").arg("--version")) {
-        bail!("busybox-static is missing and apt-get is not available to install it");
+        bail!("{names} missing and apt-get is not available to install them");
     }
-    eprintln!("xtask: installing busybox-static (apt-get update, then apt-get install)");
+    eprintln!("xtask: installing {names} (apt-get update, then apt-get install)");
     run(Command::new("apt-get").arg("update"))?;
-    run(Command::new("apt-get").args(["install", "-y", "busybox-static"]))?;
-    if !busybox_static_installed() {
-        bail!("busybox-static was installed but {BUSYBOX} is still missing");
+    run(Command::new("apt-get")
+        .args(["install", "-y"])
+        .args(&missing))?;
+    for (package, file) in PACKAGES {
+        if !installed(package, file) {
+            bail!("{package} was installed but {file} is still missing");
+        }
     }
     Ok(())
 }
 
-fn busybox_static_installed() -> bool {
+fn installed(package: &str, file: &str) -> bool {
     let installed = Command::new("dpkg-query")
-        .args(["-W", "-f", "${Status}", "busybox-static"])
+        .args(["-W", "-f", "${Status}", package])
         .stderr(Stdio::null())
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"));
-    installed && Path::new(BUSYBOX).is_file()
+    installed && Path::new(file).is_file()
 }
 
 fn ensure_docker_engine() -> Result<()> {

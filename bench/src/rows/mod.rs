@@ -1,4 +1,4 @@
-//! The rows of SPEC §11, one module per kind of work.
+//! The rows of BENCHMARKS.md, one module per kind of work.
 
 pub mod backends;
 pub mod exec;

@@ -366,7 +366,7 @@ fn materialize(bench: &Bench, fixture: &TreeFixture) -> BenchResult<Figure> {
 
 /// `diff::diff` of two snapshots of the tree, the second taken after 1% of
 /// the files had one line rewritten, for uncompressed and gz archives.
-/// Absolute times: the SPEC bounds this at 20 ms. Outside the verdict,
+/// Absolute times: the target is at most 20 ms. Outside the verdict,
 /// three figures locate the time: a diff of a snapshot with itself
 /// (manifests only), the same gz diff on the archives reopened with
 /// `Snapshot::open_archive` (no frame index, so each archive is streamed up

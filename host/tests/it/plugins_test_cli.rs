@@ -91,7 +91,10 @@ fn plugins_test_runs_the_whole_suite_through_the_loader_from_the_binary_alone() 
     assert!(cases.len() >= 3, "{json:#}");
     for case in cases {
         assert_eq!(case["type"], "fixture", "{case}");
-        assert!(case["case"].as_str().unwrap().contains("output"), "{case}");
+        let name = case["case"].as_str().unwrap();
+        assert!(name.contains("output"), "{case}");
+        let rule = runtime_conformance::case_named(name).unwrap().rule;
+        assert_eq!(case["rule"], rule, "{case}");
         assert!(case["duration_ms"].is_u64(), "{case}");
         match case["outcome"].as_str().unwrap() {
             "passed" => assert!(case["reason"].is_null(), "{case}"),
@@ -117,7 +120,7 @@ fn plugins_test_fails_with_the_reason_of_each_failed_case() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(
-        lines[1].starts_with("FAIL  fixture-panic  exit_code_is_reported: "),
+        lines[1].starts_with("FAIL  fixture-panic  exit_code_is_reported [exec.exit-status]: "),
         "{text}"
     );
     // The panic's message came through `stream`, naming the type and the

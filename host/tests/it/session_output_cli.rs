@@ -32,6 +32,7 @@ fn a_checkpoint_carries_no_set_id_or_sticky_bits() {
         "4755\n2711\n1777\n2770\n",
         "inside the session, the command's own modes"
     );
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
     let me = unsafe { libc::geteuid() };
     for (name, mode) in [
         ("s", 0o755),

@@ -171,10 +171,12 @@ fn closed_directories_are_removed_without_privileges() {
         .prefix("berth-unprivileged-")
         .tempdir_in(reachable_temp())
         .unwrap();
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let (uid, gid) = if root {
         (65534, 65534)
     } else {
+        // SAFETY: geteuid(2) and getegid(2) take no arguments and cannot fail.
         (unsafe { libc::geteuid() }, unsafe { libc::getegid() })
     };
     // The binary, copied where the user can run it.

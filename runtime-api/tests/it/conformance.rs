@@ -1,21 +1,28 @@
-//! The whole conformance suite against `type: api` whose remote is
-//! `local`, with the server on a loopback port of this process; then a
-//! check that the suite left no remote session behind.
+//! The conformance suite against `type: api` whose remote is `local`, one
+//! test per case (`conformance::api::<case>`): each case gets a server on a
+//! loopback port of its process, and must leave no remote session behind.
 
 use std::path::PathBuf;
 
-use runtime_conformance::Target;
+use runtime_conformance::{Target, assert_held, conformance_tests, run_one_blocking};
 
-#[test]
-fn api_backend_passes_the_conformance_suite() {
+const LABEL: &str = "api (remote: local)";
+
+conformance_tests!(api, run = run_api_case);
+
+/// Runs `case` against a server of its own, then checks that the server
+/// holds no session of it any more.
+fn run_api_case(case: &'static str) {
     let server = ServerThread::start();
-    runtime_conformance::run_blocking(
+    let outcome = run_one_blocking(
         Target::with_registry(
             crate::support::api_spec(&server.url),
             crate::support::client_registry(),
         )
-        .label("api (remote: local)"),
+        .label(LABEL),
+        case,
     );
+    assert_held(LABEL, case, &outcome);
     let left: Vec<PathBuf> = std::fs::read_dir(server.work_root.path())
         .unwrap()
         .flatten()

@@ -96,6 +96,7 @@ async fn files_pulled_from_the_server_carry_no_set_id_bits() {
         "the server's own copy"
     );
     let workspace = session.workspace_path().unwrap();
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
     let me = unsafe { libc::geteuid() };
     for (name, mode) in [("s", 0o755), ("t", 0o777)] {
         let meta = std::fs::symlink_metadata(workspace.join(name)).unwrap();

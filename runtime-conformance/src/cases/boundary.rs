@@ -467,46 +467,76 @@ async fn busy_loop_share(rt: &dyn Runtime) -> CaseResult {
 // ---------------------------------------------------------------------------
 // Nothing outlives its command
 
-/// Three processes a command starts to escape it: one in a session of its
-/// own (`setsid`), one that ignores hangups (`nohup`), one orphaned by a
-/// double fork. Each sleeps for a distinctive number of seconds, so scans
-/// of `/proc` find them by their command line. Dropping it kills, from this
-/// host, any that are still there, so a failing backend leaves nothing.
-struct Escapees {
-    numbers: [u64; 3],
+/// Processes a command leaves behind: by default three that try to escape
+/// it, one in a session of its own (`setsid`), one that ignores hangups
+/// (`nohup`), one orphaned by a double fork; or one plain background
+/// process ([`Escapees::lingering`]). Each sleeps for a distinctive number
+/// of seconds, so scans of `/proc` find them by their command line (never
+/// by a pid, which means nothing outside the command's pid namespace).
+/// Dropping it kills, from this host, any that are still there, so a
+/// failing backend leaves nothing.
+pub(super) struct Escapees {
+    numbers: Vec<u64>,
+    lingering: bool,
 }
 
 impl Escapees {
     fn new() -> Escapees {
         Escapees {
-            numbers: [distinctive(), distinctive(), distinctive()],
+            numbers: vec![distinctive(), distinctive(), distinctive()],
+            lingering: false,
+        }
+    }
+
+    /// One background process that does not try to escape: it merely
+    /// outlives the command that started it.
+    pub(super) fn lingering() -> Escapees {
+        Escapees {
+            numbers: vec![distinctive()],
+            lingering: true,
         }
     }
 
     /// A `case` pattern matching their command lines as `read` gives them
     /// (NUL bytes dropped).
     fn pattern(&self) -> String {
-        let [a, b, c] = self.numbers;
-        format!("sleep{a}|sleep{b}|sleep{c}")
+        self.numbers
+            .iter()
+            .map(|n| format!("sleep{n}"))
+            .collect::<Vec<_>>()
+            .join("|")
     }
 
-    /// Shell that starts the three, waits until all three run (printing a
-    /// dot on stderr per look, so an idle timeout does not fire meanwhile),
-    /// then prints `started`. Where there is no `nohup` (busybox builds
-    /// without it), the shell does what it does: ignore SIGHUP, then exec.
-    fn start(&self) -> String {
-        let [a, b, c] = self.numbers;
+    /// Shell that starts them, waits until all run (printing a dot on
+    /// stderr per look, so an idle timeout does not fire meanwhile), then
+    /// prints `started`. Where there is no `nohup` (busybox builds without
+    /// it), the shell does what it does: ignore SIGHUP, then exec.
+    pub(super) fn start(&self) -> String {
         let pattern = self.pattern();
+        let count = self.numbers.len();
+        let launch = if self.lingering {
+            let [a] = self.numbers[..] else {
+                unreachable!("a lingering process is one")
+            };
+            format!("sleep {a} </dev/null >/dev/null 2>&1 & ")
+        } else {
+            let [a, b, c] = self.numbers[..] else {
+                unreachable!("escapees are three")
+            };
+            format!(
+                "command -v setsid >/dev/null || {{ echo 'setsid is missing' >&2; exit 91; }}; \
+                 setsid sleep {a} </dev/null >/dev/null 2>&1 & \
+                 if command -v nohup >/dev/null; then nohup sleep {b} </dev/null >/dev/null 2>&1 & \
+                 else ( trap '' HUP; exec sleep {b} </dev/null >/dev/null 2>&1 ) & fi; \
+                 ( sleep {c} </dev/null >/dev/null 2>&1 & ) & "
+            )
+        };
         format!(
-            "command -v setsid >/dev/null || {{ echo 'setsid is missing' >&2; exit 91; }}; \
-             setsid sleep {a} </dev/null >/dev/null 2>&1 & \
-             if command -v nohup >/dev/null; then nohup sleep {b} </dev/null >/dev/null 2>&1 & \
-             else ( trap '' HUP; exec sleep {b} </dev/null >/dev/null 2>&1 ) & fi; \
-             ( sleep {c} </dev/null >/dev/null 2>&1 & ) & \
+            "{launch}\
              i=0; while [ $i -lt 600 ]; do n=0; for d in /proc/[0-9]*; do c=; \
              read -r c 2>/dev/null < \"$d/cmdline\"; case \"$c\" in {pattern}) n=$((n+1));; esac; \
-             done; [ $n -ge 3 ] && break; printf . >&2; sleep 0.05; i=$((i+1)); done; \
-             [ $n -ge 3 ] || {{ echo 'the background processes never ran' >&2; exit 90; }}; \
+             done; [ $n -ge {count} ] && break; printf . >&2; sleep 0.05; i=$((i+1)); done; \
+             [ $n -ge {count} ] || {{ echo 'the background processes never ran' >&2; exit 90; }}; \
              echo started"
         )
     }
@@ -537,7 +567,7 @@ impl Escapees {
     /// Checks from a fresh session's runtime. It sees the earlier processes
     /// only on a backend whose runtimes share a pid view (local); elsewhere
     /// it passes without seeing them, and the host scan does the work.
-    async fn gone_in_a_fresh_runtime(&self, ctx: &CaseContext) -> CaseResult {
+    pub(super) async fn gone_in_a_fresh_runtime(&self, ctx: &CaseContext) -> CaseResult {
         let (session, rt) = ctx.runtime().await?;
         let outcome = self.gone_in(rt.as_ref(), "a fresh runtime").await;
         close(session).await?;
@@ -579,7 +609,7 @@ impl Escapees {
     /// Checks this host's `/proc` (where the processes of local sandboxes
     /// and of a local Docker Engine's containers appear; vacuous for a
     /// remote backend), allowing a moment for a kill to land.
-    async fn gone_from_host(&self, after: &str) -> CaseResult {
+    pub(super) async fn gone_from_host(&self, after: &str) -> CaseResult {
         let deadline = tokio::time::Instant::now() + DEATH_GRACE;
         loop {
             let alive = self.on_host();

@@ -1,18 +1,23 @@
-//! The whole conformance suite against `type: docker`, on a busybox image
-//! built for the tests; then no container this process created may remain.
+//! The conformance suite against `type: docker` on a busybox image built
+//! for the tests, one test per case (`conformance::docker::<case>`); after
+//! each case, no container of its sessions may remain.
 //!
-//! This is what `conformance_tests!` expands to, plus what the macro cannot
-//! do: skip (saying why) when no engine is reachable, build the image
-//! first, and check for leftover containers once the suite is done.
-
-#![allow(clippy::print_stderr, reason = "a skipped test says why")]
+//! Each case is run by `run_docker_case` rather than the plain runner, for
+//! what a target closure cannot do: skip (saying why) when no engine is
+//! reachable, build the image first (once per process), and look for the
+//! case's leftover containers once it is done.
 
 use std::time::Duration;
 
-use runtime_conformance::{Target, run_blocking};
+use runtime_conformance::{
+    Target, assert_held, case_session_prefix, conformance_tests, run_one_blocking,
+};
 
-#[test]
-fn docker_backend_passes_the_conformance_suite() {
+const LABEL: &str = "docker";
+
+conformance_tests!(docker, run = run_docker_case);
+
+fn run_docker_case(case: &'static str) {
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -24,7 +29,11 @@ fn docker_backend_passes_the_conformance_suite() {
             return;
         }
     };
-    run_blocking(Target::builtin(crate::support::spec("", "")).label("docker"));
+    let outcome = run_one_blocking(
+        Target::builtin(crate::support::spec("", "")).label(LABEL),
+        case,
+    );
+    assert_held(LABEL, case, &outcome);
 
     assert!(
         runtime_docker::wait_for_background_removals(Duration::from_secs(60)),
@@ -32,10 +41,7 @@ fn docker_backend_passes_the_conformance_suite() {
     );
     let left = tokio.block_on(async {
         let docker = docker.negotiate_version().await.expect("engine");
-        crate::support::containers_of_this_process(&docker).await
+        crate::support::containers_of_sessions(&docker, &case_session_prefix(case)).await
     });
-    assert!(
-        left.is_empty(),
-        "the suite left containers behind: {left:?}"
-    );
+    assert!(left.is_empty(), "the case left containers behind: {left:?}");
 }

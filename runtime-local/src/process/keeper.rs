@@ -76,6 +76,7 @@ pub(crate) struct KeeperPlan<'a> {
 /// parent-death signal was armed.
 pub(crate) fn split(host: libc::pid_t, plan: &KeeperPlan<'_>) -> io::Result<()> {
     let signals = keeper_signals();
+    // SAFETY: an all-zero sigset_t is a valid value to be overwritten.
     let mut previous: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: sigprocmask(2) with local sets.
     check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &signals, &mut previous) }.into())?;

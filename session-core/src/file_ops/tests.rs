@@ -1,3 +1,6 @@
+//! Tests of typed input files: reading and writing each type, compressed
+//! variants, detection by suffix, and `materialize_input_files`.
+
 use std::os::unix::fs::symlink;
 
 use serde_json::json;

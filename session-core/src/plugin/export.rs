@@ -443,11 +443,43 @@ impl Drop for AbortOnDrop {
 
 /// Exports a backend type from a `cdylib` as a berth plugin.
 ///
-/// ```ignore
+/// ```
+/// use async_trait::async_trait;
+/// use session_core::runtime::{Backend, BackendInfo, Capabilities, Runtime, SpawnContext};
+/// use session_core::{EnvironmentSpec, Error, Result};
+///
 /// #[derive(Debug, Default)]
 /// struct MyBackend;
-/// // impl session_core::runtime::Backend for MyBackend { ... }
+///
+/// #[async_trait]
+/// impl Backend for MyBackend {
+///     fn info(&self) -> BackendInfo {
+///         BackendInfo {
+///             type_name: "mine".into(),
+///             version: "0.1.0".into(),
+///             description: "runs nothing yet".into(),
+///             capabilities: Capabilities::default(),
+///         }
+///     }
+///
+///     fn validate(&self, _spec: &EnvironmentSpec) -> Result<()> {
+///         Ok(())
+///     }
+///
+///     async fn spawn(
+///         &self,
+///         _spec: &EnvironmentSpec,
+///         _ctx: SpawnContext,
+///     ) -> Result<Box<dyn Runtime>> {
+///         Err(Error::Backend {
+///             backend: "mine".into(),
+///             message: "not written yet".into(),
+///         })
+///     }
+/// }
+///
 /// session_core::export_backend!(MyBackend);
+/// # fn main() {}
 /// ```
 ///
 /// The type must implement [`Backend`] and [`Default`]. The macro exports

@@ -161,7 +161,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn validate(&self, spec: &EnvironmentSpec) -> Result<()>;
 
     /// Creates a runtime for the prepared workspace in `ctx` and runs the
-    /// setup commands in it (SPEC §5.4). A failing setup command is
+    /// setup commands in it (the rules are in `docs/backend-contract.md`,
+    /// "Setup"). A failing setup command is
     /// [`crate::Error::SetupFailed`] unless `setup.allow_failure` is set.
     async fn spawn(&self, spec: &EnvironmentSpec, ctx: SpawnContext) -> Result<Box<dyn Runtime>>;
 
@@ -262,7 +263,8 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
 }
 
 /// Runs a runtime's setup commands once, in order, through `execute`,
-/// stopping at the first failure (SPEC §5.4). A failure is
+/// stopping at the first failure (`docs/backend-contract.md`, "Setup"). A
+/// failure is
 /// [`crate::Error::SetupFailed`] unless `setup.allow_failure`, in which case
 /// the remaining commands are skipped and the failure stays visible in the
 /// returned output. Each command gets the spec's wall timeout.

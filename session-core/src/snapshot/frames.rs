@@ -23,7 +23,7 @@ use crate::compression::{CompressWriter, Compression};
 ///
 /// * gzip: 32 KiB, DEFLATE's window. It decodes at a few hundred MB/s and
 ///   is the default, so frames stay small enough for a diff of 1% of
-///   10,000 files to take about half of SPEC §11's 20 ms.
+///   10,000 files to take about half of its 20 ms target (BENCHMARKS.md).
 /// * zstd: 64 KiB. It decodes a whole block (up to 128 KiB) before it
 ///   yields a byte, so a frame only bounds a read while it is smaller than
 ///   a block.

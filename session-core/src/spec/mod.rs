@@ -1,4 +1,4 @@
-//! Environment specs (SPEC §2): which backend runs a session's commands, and
+//! Environment specs: which backend runs a session's commands, and
 //! the settings every backend shares.
 //!
 //! A spec is a YAML or JSON document. Its shared part (`type`, `name`,

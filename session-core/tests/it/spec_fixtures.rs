@@ -1,5 +1,5 @@
 //! Environment specs in the existing format load unchanged, with every field
-//! and default as SPEC §2 says.
+//! and default as the `spec` module documents them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -171,6 +171,7 @@ fn extraction_keeps_only_permission_bits_and_writes_new_files() {
     assert_eq!(mode_of("plain") & 0o7777, 0o640);
     assert_eq!(mode_of("sticky") & 0o7777, 0o777);
     assert_eq!(mode_of("group") & 0o7777, 0o750);
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
     let me = unsafe { libc::geteuid() };
     for name in ["setuid", "setgid", "plain", "sticky", "group"] {
         let meta = fs::symlink_metadata(dest.path().join(name)).unwrap();
@@ -214,6 +215,7 @@ fn an_archive_from_elsewhere_loses_its_set_id_bits_and_owners() {
     snapshot.extract(&dest, ExtractMode::Mirror).unwrap();
     let tool = fs::symlink_metadata(dest.join("tool")).unwrap();
     assert_eq!(tool.mode() & 0o7777, 0o755);
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
     assert_eq!(tool.uid(), unsafe { libc::geteuid() });
     let shared = fs::symlink_metadata(dest.join("shared")).unwrap();
     assert_eq!(shared.mode() & 0o7777, 0o777);
