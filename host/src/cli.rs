@@ -13,7 +13,9 @@ use session_core::spec::Mode;
 /// Exit codes: `run` passes the command's exit code through (124 on
 /// timeout, 128+N when signal N killed it); `diff` exits 0 when the trees
 /// are equal and 1 when they differ; every command exits 125 when berth
-/// itself fails (bad arguments, a bad spec, an unknown backend, I/O).
+/// itself fails (bad arguments, a bad spec, an unknown backend, I/O), and
+/// 141 (128 + SIGPIPE), printing nothing, when its stdout or stderr was
+/// closed before it finished writing (`berth … | head -1`).
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",

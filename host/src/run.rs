@@ -5,6 +5,11 @@
 //! and a signal to berth itself. A signal kills the command's process tree
 //! and removes the session before berth exits with 128+N; a second signal
 //! while closing exits at once and leaves the rest to `berth gc`.
+//!
+//! Around that flow: `run_env` reads `-e` and `--env-file` (they reach the
+//! runtime as the spawn's variables), `run_stdin` hands berth's stdin to
+//! the command once the runtime says how it takes it, and `run_checkpoint`
+//! checks OUT before anything runs and swaps the checkpoint in after.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -279,8 +279,9 @@ pub struct ExecRequest {
 ///
 /// Bytes the server already handed on (a retry) are skipped; an offset
 /// beyond them is `409`. The answer ([`StdinReceived`]) comes once the
-/// command's stdin took the bytes, so a command that does not read holds
-/// the sender back. `eof` closes the command's stdin after these bytes.
+/// bytes are in the command's stdin queue, which holds a few chunks: a
+/// command that does not read holds the sender back. `eof` closes the
+/// command's stdin after these bytes.
 /// `410` says the command reads no more (it ended, or its execution took
 /// no streamed stdin).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,8 +297,8 @@ pub struct StdinChunk {
 /// The answer to a [`StdinChunk`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StdinReceived {
-    /// How many bytes the command's stdin took so far: where the next
-    /// chunk starts.
+    /// How many bytes were queued for the command's stdin so far: where
+    /// the next chunk starts.
     pub received: u64,
 }
 

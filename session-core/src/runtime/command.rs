@@ -32,11 +32,12 @@ pub struct ExecCommand {
     /// Stdin that arrives while the command runs: its chunks are written
     /// after `stdin`'s bytes, as they come, and the command's stdin is
     /// closed when the stream's senders are gone (see
-    /// [`StdinStream`](super::StdinStream)). A runtime takes it when its
-    /// capabilities claim
-    /// [`stdin_streaming`](super::Capabilities::stdin_streaming); for one
-    /// that does not, the caller reads the stream to its end and passes the
-    /// bytes as `stdin`. Never serialised.
+    /// [`StdinStream`](super::StdinStream)). Runtimes whose capabilities
+    /// claim [`stdin_streaming`](super::Capabilities::stdin_streaming) take
+    /// it; one that does not may ignore it, so its caller reads the stream
+    /// to its end and passes the bytes as `stdin` instead (the plugin and
+    /// `api` adapters do that themselves when the far side cannot stream).
+    /// Never serialised.
     #[serde(skip)]
     pub stdin_stream: Option<StdinStream>,
     /// Kill the command's whole process tree after this long; `None` uses
