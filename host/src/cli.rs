@@ -13,7 +13,9 @@ use session_core::spec::Mode;
 /// Exit codes: `run` passes the command's exit code through (124 on
 /// timeout, 128+N when signal N killed it); `diff` exits 0 when the trees
 /// are equal and 1 when they differ; every command exits 125 when berth
-/// itself fails (bad arguments, a bad spec, an unknown backend, I/O).
+/// itself fails (bad arguments, a bad spec, an unknown backend, I/O), and
+/// 141 (128 + SIGPIPE), printing nothing, when its stdout or stderr was
+/// closed before it finished writing (`berth … | head -1`).
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
@@ -58,24 +60,72 @@ pub(crate) enum Command {
 ///
 /// The workspace starts as a copy of `--workspace DIR` (DIR itself is never
 /// modified) or empty. The command's stdout and stderr are streamed live;
-/// berth's own messages go to stderr. `-- PROGRAM ARGS...` keeps the argv
-/// exactly (each word is shell-quoted); `-c 'STRING'` hands a shell string
-/// over as it is.
+/// berth's own messages go to stderr.
+///
+/// The command: `-- PROGRAM ARGS...` runs PROGRAM with exactly these
+/// arguments (no word is split, globbed or expanded) as the session's shell
+/// process itself (`exec`), so a signal that kills it is reported as that
+/// signal; as with `docker run`, PROGRAM is looked up in PATH, and shell
+/// builtins, keywords and functions are not programs. `-c 'STRING'` hands
+/// a shell string to the session's shell as it is (`a && b`, `$VAR`,
+/// pipes).
+///
+/// Stdin: berth's stdin is forwarded to the command as it arrives when it
+/// is a pipe or a file (`producer | berth run -- cat`), in bounded memory,
+/// and its end closes the command's stdin. A terminal is not forwarded
+/// unless `-i` asks for it (the command reads an empty stdin). A backend
+/// that takes stdin only whole gets it all read first; one that takes none
+/// gets none (berth says so).
+///
+/// Variables, lowest precedence first: the host environment (only when the
+/// spec sets `environment.include_os_env`), the spec's `environment.env`,
+/// each `--env-file` in order, each `-e` in order. They reach the spec's
+/// setup commands too. On the `local` backend, commands also get the host's
+/// PATH and HOME unless something above sets them. `--env` names the spec,
+/// not a variable: `--env FOO=bar` is refused with a pointer to `-e`.
+///
+/// Checkpoints: with `--checkpoint OUT`, OUT holds exactly the workspace's
+/// files afterwards (files the command deleted are gone, and so is
+/// anything else OUT held), and berth prints what changed since the
+/// workspace was prepared. The new content is written beside OUT and
+/// swapped in whole (in place where it cannot be). OUT must be missing,
+/// empty, or a directory berth wrote a checkpoint to (marked by the
+/// extended attribute `user.berth.checkpoint`); any other non-empty OUT is
+/// refused unless `--force`.
 ///
 /// Exit code: the command's own; 124 when a wall or idle timeout killed it;
 /// 128+N when signal N killed it; 130 (128+N) when berth itself was
 /// interrupted by SIGINT (SIGTERM, SIGHUP), after killing the command and
-/// removing the session; 125 when berth failed (bad spec, unknown backend,
-/// setup or spawn failure, a cleanup that failed).
+/// removing the session; 141 when berth's stdout was closed (the command
+/// is killed, the session removed, nothing printed); 125 when berth failed
+/// (bad spec, unknown backend, setup or spawn failure, a cleanup that
+/// failed).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  berth run --env python.yaml --workspace ./project -- pytest -q\n  berth run -c 'make && ./a.out > result.txt' --checkpoint out/"
+    after_help = "Examples:\n  berth run --env python.yaml --workspace ./project -- pytest -q\n  berth run -e DEBUG=1 --env-file ci.env -- ./test.sh\n  gunzip -c data.gz | berth run -- wc -l\n  berth run -c 'make && ./a.out > result.txt' --checkpoint out/"
 )]
 pub(crate) struct RunArgs {
     /// The environment spec (YAML, or JSON by its `.json` suffix); without
     /// it, `type: local` with default settings
     #[arg(long = "env", value_name = "SPEC")]
     pub(crate) spec: Option<PathBuf>,
+
+    /// Set a variable: KEY=VALUE, or KEY alone to pass berth's own value
+    /// (an error when berth has none). Repeatable; wins over --env-file and
+    /// the spec
+    #[arg(short = 'e', long = "var", value_name = "KEY[=VALUE]")]
+    pub(crate) vars: Vec<String>,
+
+    /// Read variables from FILE, in docker's format: one KEY=VALUE per line
+    /// (the value as it is, quotes included), KEY alone for berth's own
+    /// value, `#` comment lines and blank lines skipped. Repeatable; later
+    /// files win
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub(crate) env_files: Vec<PathBuf>,
+
+    /// Forward stdin even when it is a terminal
+    #[arg(short = 'i', long)]
+    pub(crate) interactive: bool,
 
     /// Directory the workspace starts from (a snapshot of it is taken)
     #[arg(long, short = 'w', value_name = "DIR")]
@@ -94,10 +144,15 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub(crate) timeout: Option<Duration>,
 
-    /// After the command, write the workspace's files to this directory and
-    /// print what changed (agent mode; refused with `--mode eval`)
+    /// After the command, make this directory hold exactly the workspace's
+    /// files and print what changed (agent mode; refused with `--mode
+    /// eval`)
     #[arg(long, value_name = "OUT_DIR")]
     pub(crate) checkpoint: Option<PathBuf>,
+
+    /// Replace a non-empty --checkpoint directory that berth did not write
+    #[arg(long, requires = "checkpoint")]
+    pub(crate) force: bool,
 
     /// Print one JSON result object on stdout instead of streaming output
     ///
@@ -359,6 +414,42 @@ pub(crate) struct ServeArgs {
     pub(crate) backends: Vec<String>,
 }
 
+/// The command line as berth parses it: [`Cli`]'s, with every option that
+/// takes a value also taking one that starts with `-` and reads as a
+/// number, so `--timeout -1` is the value error it is, not "unexpected
+/// argument" (whatever option a command gains later).
+pub(crate) fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    fn numbers_as_values(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|arg| {
+            if !arg.is_positional() && arg.get_action().takes_values() {
+                arg.allow_negative_numbers(true)
+            } else {
+                arg
+            }
+        })
+        .mut_subcommands(numbers_as_values)
+    }
+    numbers_as_values(Cli::command())
+}
+
+/// Parses berth's own arguments with [`command`].
+pub(crate) fn parse() -> Result<Cli, clap::Error> {
+    parse_from(std::env::args_os())
+}
+
+/// Parses `args` (the program's name first) with [`command`].
+pub(crate) fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches as _;
+    let mut command = command();
+    let matches = command.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))
+}
+
 /// Parses a positive, finite number of seconds (`10`, `0.5`).
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
@@ -385,6 +476,56 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    /// Every option that takes a value, on every command, takes `-1` as
+    /// one: whatever it then says about it, it never calls it an unknown
+    /// argument.
+    #[test]
+    fn every_option_takes_a_leading_minus_as_a_value() {
+        fn walk(cmd: &clap::Command, path: &mut Vec<String>, checked: &mut usize) {
+            for arg in cmd.get_arguments() {
+                if arg.is_positional() || !arg.get_action().takes_values() {
+                    continue;
+                }
+                let flag = match (arg.get_long(), arg.get_short()) {
+                    (Some(long), _) => format!("--{long}"),
+                    (None, Some(short)) => format!("-{short}"),
+                    (None, None) => continue,
+                };
+                let mut argv = path.clone();
+                argv.push(flag.clone());
+                argv.push("-1".to_owned());
+                if let Err(err) = parse_from(&argv) {
+                    assert!(
+                        !matches!(err.kind(), clap::error::ErrorKind::UnknownArgument),
+                        "{argv:?}: {err}"
+                    );
+                }
+                *checked += 1;
+            }
+            for sub in cmd.get_subcommands() {
+                path.push(sub.get_name().to_owned());
+                walk(sub, path, checked);
+                path.pop();
+            }
+        }
+        let mut checked = 0;
+        walk(&command(), &mut vec!["berth".to_owned()], &mut checked);
+        assert!(checked > 5, "only {checked} options were checked");
+    }
+
+    #[test]
+    fn a_negative_timeout_is_a_value_error() {
+        let err = parse_from(["berth", "run", "--timeout", "-1", "--", "true"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let text = err.to_string();
+        assert!(
+            text.contains("invalid value '-1' for '--timeout <SECONDS>'"),
+            "{text}"
+        );
+        assert!(text.contains("greater than zero"), "{text}");
     }
 
     #[test]

@@ -11,16 +11,18 @@ mod backends;
 mod cli;
 mod doctor;
 mod gc;
+mod output;
 mod plugins;
 mod quote;
 mod run;
+mod run_checkpoint;
+mod run_env;
+mod run_stdin;
 mod serve;
 mod term;
 mod trees;
 
 use std::path::PathBuf;
-
-use clap::Parser as _;
 
 use crate::cli::{Cli, Command, GlobalArgs};
 
@@ -46,7 +48,8 @@ pub(crate) fn temp_root(global: &GlobalArgs) -> PathBuf {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = match Cli::try_parse() {
+    output::install_panic_net();
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(err) => {
             // Help and version go to stdout with status 0; usage errors use
@@ -71,6 +74,8 @@ fn main() -> std::process::ExitCode {
     init_logging(if quiet { "error" } else { "warn" });
     let code = match execute(&cli) {
         Ok(code) => code,
+        // Nobody reads what berth would say.
+        Err(err) if output::is_closed_output(&err) => output::CLOSED,
         Err(err) => {
             print_error(&err);
             ExitCode::BERTH_ERROR
@@ -112,6 +117,9 @@ fn init_logging(default: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(term::stderr_colour())
         .with_target(false)
+        // A closed stderr loses the event; reporting that on stderr would
+        // panic.
+        .log_internal_errors(false)
         .init();
 }
 
@@ -120,16 +128,16 @@ fn init_logging(default: &str) {
 fn print_error(err: &anyhow::Error) {
     let colour = term::stderr_colour();
     let mut previous = err.to_string();
-    eprintln!(
+    output::say(format_args!(
         "berth: {} {previous}",
         term::paint("error:", term::Colour::Red, colour)
-    );
+    ));
     for cause in err.chain().skip(1) {
         let text = cause.to_string();
         if previous.contains(&text) {
             continue;
         }
-        eprintln!("  caused by: {text}");
+        output::say(format_args!("  caused by: {text}"));
         previous = text;
     }
 }

@@ -33,6 +33,20 @@ pub(crate) fn join_argv<S: AsRef<str>>(argv: &[S]) -> String {
         .join(" ")
 }
 
+/// The shell string that runs exactly `argv` in place of the shell that
+/// reads it: `exec` and the quoted words. With no shell left in between,
+/// the program's exit status, or the signal that killed it, is what the
+/// backend sees, and no shell reports the signal on stderr. A program
+/// whose name starts with `-` follows `--`, so `exec` does not read it as
+/// an option.
+pub(crate) fn exec_argv<S: AsRef<str>>(argv: &[S]) -> String {
+    let words = join_argv(argv);
+    match argv.first() {
+        Some(program) if program.as_ref().starts_with('-') => format!("exec -- {words}"),
+        _ => format!("exec {words}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +71,22 @@ mod tests {
         assert_eq!(quote_word("a\nb"), "'a\nb'");
         assert_eq!(quote_word("#x"), "'#x'");
         assert_eq!(quote_word("é"), "'é'");
+    }
+
+    #[test]
+    fn exec_replaces_the_shell_with_the_program() {
+        assert_eq!(exec_argv(&["ls", "-la"]), "exec ls -la");
+        assert_eq!(exec_argv(&["-x", "y"]), "exec -- -x y");
+        // The shell itself is gone: the program's pid is the shell's, and a
+        // signal that kills the program is the status of `sh -c`.
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(exec_argv(&["sh", "-c", "kill -TERM $$"]))
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{out:?}");
+        assert!(out.stderr.is_empty(), "{out:?}");
     }
 
     /// The real test: `sh` splits the joined string back into the argv.

@@ -5,12 +5,18 @@
 //! and a signal to berth itself. A signal kills the command's process tree
 //! and removes the session before berth exits with 128+N; a second signal
 //! while closing exits at once and leaves the rest to `berth gc`.
+//!
+//! Around that flow: `run_env` reads `-e` and `--env-file` (they reach the
+//! runtime as the spawn's variables), `run_stdin` hands berth's stdin to
+//! the command once the runtime says how it takes it, and `run_checkpoint`
+//! checks OUT before anything runs and swaps the checkpoint in after.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use indexmap::IndexMap;
 use serde::Serialize;
 use session_core::assets::{AssetMap, ResolvedAssets};
 use session_core::diff::SnapshotDiff;
@@ -22,9 +28,10 @@ use session_core::workspace::Checkpoint;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{GlobalArgs, RunArgs};
+use crate::run_stdin::Input;
 use crate::term::Progress;
 use crate::trees::{stat_line, summary_line};
-use crate::{ExitCode, backends, quote};
+use crate::{ExitCode, backends, output, quote, run_checkpoint, run_env, run_stdin};
 
 /// The name of the environment spec used when `--env` is not given.
 const DEFAULT_SPEC_NAME: &str = "default";
@@ -58,9 +65,13 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
     let command = command_string(args)?;
     let mode = session_mode(args)?;
     let spec = match &args.spec {
-        Some(path) => EnvironmentSpec::from_path(path)?,
+        Some(path) => {
+            run_env::check_spec_path(path)?;
+            EnvironmentSpec::from_path(path)?
+        }
         None => EnvironmentSpec::new(DEFAULT_BACKEND, DEFAULT_SPEC_NAME),
     };
+    let variables = run_env::variables(&args.env_files, &args.vars)?;
     let (registry, plugins) = backends::load(global.plugin_dir.as_deref())?;
     backends::warn_problems(&plugins);
     backends::lookup(&registry, &plugins, &spec.backend_type)?.validate(&spec)?;
@@ -73,15 +84,11 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
     {
         bail!("workspace `{}` is not a directory", dir.display());
     }
-    if let Some(out) = &args.checkpoint
-        && out.exists()
-        && !out.is_dir()
-    {
-        bail!(
-            "checkpoint directory `{}` exists and is not a directory",
-            out.display()
-        );
-    }
+    let checkpoint = match &args.checkpoint {
+        Some(out) => Some(run_checkpoint::check(out, args.force)?),
+        None => None,
+    };
+    let input = Input::decide(args.interactive);
     let wall_timeout = match (args.timeout, spec.limits.wall_timeout) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -102,7 +109,13 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
 
     let mut cmd = ExecCommand::new(command);
     cmd.wall_timeout = wall_timeout;
-    let outcome = drive(&mut session, cmd, args, &mut signals).await;
+    let plan = Plan {
+        cmd,
+        variables,
+        input,
+        checkpoint,
+    };
+    let outcome = drive(&mut session, plan, args, &mut signals).await;
     let interrupted = matches!(outcome, Ok(Outcome::Interrupted(_)));
     let (closed, late_signal) = close(session, &mut signals, interrupted).await;
 
@@ -110,7 +123,7 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
         Ok(outcome) => outcome,
         Err(err) => {
             if let Err(close_err) = closed {
-                eprintln!("berth: error: {close_err:#}");
+                output::say(format_args!("berth: error: {close_err:#}"));
             }
             return Err(err);
         }
@@ -118,21 +131,22 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
     match outcome {
         Outcome::Interrupted(signal) => {
             match closed {
-                Ok(()) => eprintln!(
+                Ok(()) => output::say(format_args!(
                     "berth: interrupted by {}: the command was stopped and the session removed",
                     signal_name(signal)
-                ),
-                Err(err) => eprintln!(
+                )),
+                Err(err) => output::say(format_args!(
                     "berth: interrupted by {}: the command was stopped, but closing the session failed: {err:#}",
                     signal_name(signal)
-                ),
+                )),
             }
             Ok(ExitCode(128 + signal as u8))
         }
         Outcome::OutputFailed(err) => {
             closed?;
             if err.kind() == io::ErrorKind::BrokenPipe {
-                Ok(ExitCode(128 + libc::SIGPIPE as u8))
+                // Nobody reads: nothing more is said.
+                Ok(output::CLOSED)
             } else {
                 Err(anyhow::Error::new(err).context("writing the command's output"))
             }
@@ -157,12 +171,14 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
     }
 }
 
-/// The command string: `-c` as given, or the argv shell-quoted.
+/// The command string: `-c` as given, or the argv shell-quoted after
+/// `exec`, so the program replaces the session's shell and its end (a
+/// signal included) is the command's.
 fn command_string(args: &RunArgs) -> anyhow::Result<String> {
     match (&args.shell_command, args.argv.as_slice()) {
         (Some(shell), _) => Ok(shell.clone()),
         (None, []) => bail!("nothing to run: give `-- PROGRAM ARGS...` or `-c 'SHELL STRING'`"),
-        (None, argv) => Ok(quote::join_argv(argv)),
+        (None, argv) => Ok(quote::exec_argv(argv)),
     }
 }
 
@@ -188,13 +204,28 @@ fn load_assets(path: &Path) -> anyhow::Result<ResolvedAssets> {
     Ok(map.resolve(base)?)
 }
 
+/// What `drive` runs, besides the arguments.
+struct Plan {
+    cmd: ExecCommand,
+    /// `--env-file` and `-e`, for the setup commands and the command.
+    variables: IndexMap<String, String>,
+    input: Input,
+    checkpoint: Option<run_checkpoint::Target>,
+}
+
 /// Prepares, spawns, streams and checkpoints; stops at the first signal.
 async fn drive(
     session: &mut Session,
-    cmd: ExecCommand,
+    plan: Plan,
     args: &RunArgs,
     signals: &mut Signals,
 ) -> anyhow::Result<Outcome> {
+    let Plan {
+        mut cmd,
+        variables,
+        input,
+        checkpoint,
+    } = plan;
     {
         let _progress = Progress::start(
             match &args.workspace {
@@ -210,12 +241,25 @@ async fn drive(
     }
     tracing::debug!(session = session.id(), "workspace ready");
 
+    let options = SpawnOptions {
+        env: variables,
+        ..SpawnOptions::default()
+    };
     let runtime = tokio::select! {
-        runtime = session.spawn(SpawnOptions::default()) => {
+        runtime = session.spawn(options) => {
             runtime.context("starting the runtime")?
         }
         signal = signals.recv() => return Ok(Outcome::Interrupted(signal)),
     };
+    tokio::select! {
+        attached = run_stdin::attach(
+            &mut cmd,
+            input,
+            runtime.backend_type(),
+            runtime.capabilities(),
+        ) => attached?,
+        signal = signals.recv() => return Ok(Outcome::Interrupted(signal)),
+    }
 
     let started = std::time::Instant::now();
     let mut stream = runtime.stream(cmd).await.context("starting the command")?;
@@ -244,14 +288,14 @@ async fn drive(
     };
     drop(stream);
 
-    let checkpoint = match &args.checkpoint {
-        Some(out) => {
-            let checkpoint = tokio::select! {
-                checkpoint = session.finish_checkpoint(out) => checkpoint
-                    .with_context(|| format!("writing the checkpoint to `{}`", out.display()))?,
+    let checkpoint = match &checkpoint {
+        Some(target) => {
+            let written = tokio::select! {
+                written = run_checkpoint::write(session, target) => written
+                    .with_context(|| format!("writing the checkpoint to {}", quote_path(&target.given)))?,
                 signal = signals.recv() => return Ok(Outcome::Interrupted(signal)),
             };
-            Some((out.clone(), checkpoint))
+            Some((target.given.clone(), written))
         }
         None => None,
     };
@@ -293,16 +337,16 @@ async fn close(
             closed = &mut closing => return (closed.map_err(Into::into), received),
             signal = signals.recv() => {
                 if interrupted || received.is_some() {
-                    eprintln!(
+                    output::say(format_args!(
                         "berth: interrupted again by {}: exiting without finishing cleanup (`berth gc` removes what is left)",
                         signal_name(signal)
-                    );
+                    ));
                     std::process::exit(128 + signal);
                 }
-                eprintln!(
+                output::say(format_args!(
                     "berth: {} received: finishing cleanup (send it again to exit at once)",
                     signal_name(signal)
-                );
+                ));
                 received = Some(signal);
             }
         }

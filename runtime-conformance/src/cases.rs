@@ -11,9 +11,10 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use session_core::Error;
 use session_core::runtime::{
-    Capabilities, Event, ExecCommand, ExecResult, ExecStatus, Runtime, RuntimeStatus,
+    Capabilities, Event, ExecCommand, ExecResult, ExecStatus, Runtime, RuntimeStatus, StdinStream,
 };
 use session_core::session::SpawnOptions;
 use session_core::spec::Mode;
@@ -48,6 +49,14 @@ fn needs_stdin(c: &Capabilities) -> Result<(), &'static str> {
         Ok(())
     } else {
         Err("backend does not feed stdin")
+    }
+}
+
+fn needs_stdin_streaming(c: &Capabilities) -> Result<(), &'static str> {
+    if c.stdin_streaming {
+        Ok(())
+    } else {
+        Err("backend does not stream stdin")
     }
 }
 
@@ -304,6 +313,102 @@ async fn stdin_reaches_cat(ctx: &CaseContext) -> CaseResult {
         ignored.success() && ignored.stdout.bytes == b"ignored\n",
         "unread stdin: {}",
         describe(&ignored)
+    );
+    close(session).await
+}
+
+/// Streamed stdin: chunks reach the command while it runs, more of them
+/// than any buffer on the way holds, and the stream's end closes its
+/// stdin.
+async fn stdin_streams_while_the_command_runs(ctx: &CaseContext) -> CaseResult {
+    const MORE: usize = 4 << 20;
+    let (session, rt) = ctx.runtime().await?;
+    let (tx, stdin) = StdinStream::channel();
+    let mut events = rt
+        .stream(
+            ExecCommand::new("IFS= read -r line; echo \"got $line\"; wc -c")
+                .stdin_stream(stdin)
+                .wall_timeout(Duration::from_secs(60)),
+        )
+        .await
+        .map_err(|err| format!("stream: {err}"))?;
+    ensure!(
+        tx.send(Bytes::from_static(b"first\n")).await,
+        "the stream's receiver is gone before the command read anything"
+    );
+    let mut stdout = Vec::new();
+    let mut finished = None;
+    if rt.capabilities().live_streaming {
+        // The answer to the first line comes while the input is still
+        // open: the chunk reached the command before the input ended.
+        let answered = tokio::time::timeout(Duration::from_secs(30), async {
+            while !stdout.starts_with(b"got first\n") {
+                match events.next().await {
+                    Some(Event::Stdout(bytes)) => stdout.extend_from_slice(&bytes),
+                    Some(Event::Stderr(_)) => {}
+                    Some(Event::Finished(result)) => {
+                        finished = Some(result);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        })
+        .await;
+        ensure!(
+            answered.is_ok() && finished.is_none(),
+            "the command did not answer its first line while its input was open (stdout so far: \
+             {:?})",
+            String::from_utf8_lossy(&stdout)
+        );
+    }
+    let chunk = Bytes::from(vec![b'x'; 64 << 10]);
+    for _ in 0..MORE / chunk.len() {
+        ensure!(
+            tx.send(chunk.clone()).await,
+            "the command stopped taking stdin after {} bytes",
+            stdout.len()
+        );
+    }
+    // The end of the input: the command's stdin closes and `wc` ends.
+    drop(tx);
+    while let Some(event) = events.next().await {
+        match event {
+            Event::Stdout(bytes) => stdout.extend_from_slice(&bytes),
+            Event::Stderr(_) => {}
+            Event::Finished(result) => finished = Some(result),
+        }
+    }
+    let result = finished.ok_or("no Finished event")?;
+    ensure!(result.success(), "{}", describe(&result));
+    let text = String::from_utf8_lossy(&stdout);
+    let counted = text
+        .strip_prefix("got first\n")
+        .map(|rest| rest.trim().to_owned());
+    ensure!(
+        counted == Some(MORE.to_string()),
+        "expected `got first` then {MORE} counted, got {text:?}"
+    );
+
+    // A command that never reads its stream ends anyway, and then nobody
+    // reads the stream any more.
+    let (tx, stdin) = StdinStream::channel();
+    let result = exec(
+        rt.as_ref(),
+        ExecCommand::new("echo done")
+            .stdin_stream(stdin)
+            .wall_timeout(Duration::from_secs(60)),
+    )
+    .await?;
+    ensure!(
+        result.success() && result.stdout.bytes == b"done\n",
+        "{}",
+        describe(&result)
+    );
+    tx.closed().await;
+    ensure!(
+        !tx.send(Bytes::from_static(b"late")).await,
+        "a finished command's stream still takes chunks"
     );
     close(session).await
 }
@@ -959,9 +1064,10 @@ mod tests {
     type Deny = fn(&mut Capabilities);
 
     /// Every capability a case can be gated on, by its field name.
-    const CAPABILITIES: [(&str, Deny); 6] = [
+    const CAPABILITIES: [(&str, Deny); 7] = [
         ("signals", |c| c.signals = false),
         ("stdin", |c| c.stdin = false),
+        ("stdin_streaming", |c| c.stdin_streaming = false),
         ("live_streaming", |c| c.live_streaming = false),
         ("shared_workspace", |c| c.shared_workspace = false),
         ("timeouts", |c| c.timeouts = false),
@@ -971,6 +1077,7 @@ mod tests {
     fn all_claimed() -> Capabilities {
         Capabilities {
             stdin: true,
+            stdin_streaming: true,
             live_streaming: true,
             signals: true,
             timeouts: true,

@@ -262,6 +262,7 @@ macro_rules! __with_cases {
             non_utf8_bytes_are_kept: "output.bytes", always;
             utf8_split_across_reads_is_kept: "stream.utf8-split", needs_streaming;
             stdin_reaches_cat: "stdin.bytes", needs_stdin;
+            stdin_streams_while_the_command_runs: "stdin.streamed", needs_stdin_streaming;
             no_stdin_is_empty: "stdin.empty", always;
             env_precedence: "exec.environment", always;
             working_directory_is_the_workspace: "exec.working-directory", always;

@@ -32,7 +32,9 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::ContainerStateStatusEnum;
 use futures_util::{Stream, StreamExt};
-use session_core::runtime::{Event, EventSender, ExecResult, ExecStatus, OutputBuffer};
+use session_core::runtime::{
+    Event, EventSender, ExecResult, ExecStatus, OutputBuffer, StdinSource,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, sleep_until};
 
@@ -115,7 +117,9 @@ pub(crate) struct Target {
 pub(crate) struct Plan {
     pub(crate) command: String,
     pub(crate) env: Vec<String>,
-    pub(crate) stdin: Option<Vec<u8>>,
+    /// What the command reads on stdin (bytes, then a stream), written as
+    /// it comes; the exec's stdin is closed at its end.
+    pub(crate) stdin: Option<StdinSource>,
     pub(crate) wall_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) output_limit: u64,
@@ -190,11 +194,16 @@ pub(crate) async fn run(target: &Target, mut plan: Plan, events: &EventSender) -
         }
         Err(err) => return not_started(&err, "starting the exec", started_at),
     };
-    let stdin_task = stdin.map(|bytes| {
+    let stdin_task = stdin.map(|mut source| {
         let mut input = input;
         tokio::spawn(async move {
-            // A command that exits without reading its stdin is not an error.
-            let _ = input.write_all(&bytes).await;
+            // A command that exits without reading its stdin is not an
+            // error: writing stops there.
+            while let Some(chunk) = source.next().await {
+                if input.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
             let _ = input.shutdown().await;
         })
     });

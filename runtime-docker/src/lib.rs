@@ -167,6 +167,7 @@ impl DockerBackend {
     pub fn capabilities() -> Capabilities {
         Capabilities {
             stdin: true,
+            stdin_streaming: true,
             live_streaming: true,
             signals: true,
             timeouts: true,

@@ -250,20 +250,21 @@ impl Runtime for DockerRuntime {
         self.inner.setup.get().unwrap_or(&EMPTY)
     }
 
-    async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
+    async fn stream(&self, mut cmd: ExecCommand) -> Result<EventStream> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::SeqCst) {
             return Err(Error::RuntimeClosed {
                 backend: TYPE_NAME.into(),
             });
         }
+        let stdin = cmd.take_stdin();
         let plan = exec::Plan {
             env: cmd.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             wall_timeout: cmd.wall_timeout.or(inner.limits.wall_timeout),
             idle_timeout: cmd.idle_timeout.or(inner.limits.idle_timeout),
             output_limit: cmd.output_limit.unwrap_or(inner.limits.output_limit),
             spill_dir: cmd.spill_dir,
-            stdin: cmd.stdin,
+            stdin,
             command: cmd.command,
             user: None,
         };

@@ -163,6 +163,7 @@ pub fn host_capabilities() -> Capabilities {
     let one = |limits: CgroupLimits| host.check(&limits).is_ok();
     Capabilities {
         stdin: true,
+        stdin_streaming: true,
         live_streaming: true,
         signals: true,
         timeouts: true,
@@ -363,13 +364,17 @@ impl<S: Sandbox> HostRuntime<S> {
     /// Starts `cmd` through the sandbox, in a cgroup of its own when the
     /// spec sets limits and `limited`. `Err` says why it could not start
     /// (then nothing of it is left).
-    fn launch(&self, cmd: ExecCommand, limited: bool) -> std::result::Result<EventStream, String> {
+    fn launch(
+        &self,
+        mut cmd: ExecCommand,
+        limited: bool,
+    ) -> std::result::Result<EventStream, String> {
         let inner = &self.inner;
         let mut env = inner.env.clone();
         env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let program = Program::shell(&inner.settings.shell, cmd.command.clone());
         let mut launch = Launch::new(program, &inner.workspace, env);
-        launch.with_stdin = cmd.stdin.is_some();
+        launch.with_stdin = cmd.has_stdin();
         launch.rlimits = Rlimits {
             address_space: None,
             file_size: inner.limits.file_size,
@@ -388,7 +393,8 @@ impl<S: Sandbox> HostRuntime<S> {
             idle_timeout: cmd.idle_timeout.or(inner.limits.idle_timeout),
             output_limit: cmd.output_limit.unwrap_or(inner.limits.output_limit),
             spill_dir: cmd.spill_dir.clone(),
-            stdin: cmd.stdin,
+            stdin: None,
+            stdin_source: cmd.take_stdin(),
         };
         let this = Arc::clone(inner);
         Ok(inner

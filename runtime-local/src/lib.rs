@@ -19,7 +19,9 @@
 //!
 //! Environment: the host environment only when the spec sets
 //! `environment.include_os_env`; otherwise commands get the host's `PATH`
-//! (so what runs in a terminal runs here) and nothing else of the host.
+//! and `HOME` (so what runs in a terminal runs here, with the user's own
+//! configuration and caches) and nothing else of the host. The spec and the
+//! session may set either over them.
 //!
 //! [`process`] is public for sandbox backends built on host processes: they
 //! start commands the same way and add their own setup between fork and exec
@@ -119,6 +121,11 @@ impl Backend for LocalBackend {
         let config = LocalBackend::config(spec)?;
         let mut settings = HostSettings::for_spec(TYPE_NAME, spec)?;
         settings.shell = config.shell;
+        if !spec.environment.include_os_env
+            && let Some(home) = std::env::var_os("HOME").and_then(|h| h.into_string().ok())
+        {
+            settings.base_env.insert("HOME".to_owned(), home);
+        }
         // A plain host process needs no probe: a shell that cannot start
         // is each command's spawn failure, as it is on the command line.
         settings.probe = false;

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use session_core::runtime::{
-    ChunkPool, Event, EventSender, ExecResult, ExecStatus, OutputBuffer, Usage,
+    ChunkPool, Event, EventSender, ExecResult, ExecStatus, OutputBuffer, StdinSource, Usage,
 };
 
 use crate::cgroup::CommandCgroup;
@@ -738,6 +738,27 @@ pub struct Watch {
     pub spill_dir: Option<std::path::PathBuf>,
     /// Bytes fed to stdin (which needs [`Launch::with_stdin`]).
     pub stdin: Option<Vec<u8>>,
+    /// Stdin that arrives while the command runs, written after `stdin`'s
+    /// bytes as it comes (also needs [`Launch::with_stdin`]); the command's
+    /// stdin is closed at its end ([`ExecCommand::take_stdin`] makes it).
+    ///
+    /// [`ExecCommand::take_stdin`]: session_core::runtime::ExecCommand::take_stdin
+    pub stdin_source: Option<StdinSource>,
+}
+
+impl Default for Watch {
+    /// No timeouts, the spec's default output limit, no spilling, no
+    /// stdin.
+    fn default() -> Watch {
+        Watch {
+            wall_timeout: None,
+            idle_timeout: None,
+            output_limit: session_core::spec::DEFAULT_OUTPUT_LIMIT,
+            spill_dir: None,
+            stdin: None,
+            stdin_source: None,
+        }
+    }
 }
 
 /// Why berth killed a command.
@@ -783,11 +804,27 @@ async fn drive_parts(
     let mut stderr_buf =
         OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stderr");
 
-    let stdin_task = match (started.stdin.take(), watch.stdin) {
-        (Some(mut sink), Some(bytes)) => Some(tokio::spawn(async move {
-            // A command that exits without reading its stdin is not an error.
-            let _ = sink.write_all(&bytes).await;
-        })),
+    let stdin_task = match started.stdin.take() {
+        Some(mut sink) if watch.stdin.is_some() || watch.stdin_source.is_some() => {
+            let bytes = watch.stdin;
+            let mut source = watch.stdin_source;
+            Some(tokio::spawn(async move {
+                // A command that exits without reading its stdin is not an
+                // error: writing stops, and dropping the sink closes it.
+                if let Some(bytes) = bytes
+                    && sink.write_all(&bytes).await.is_err()
+                {
+                    return;
+                }
+                if let Some(source) = &mut source {
+                    while let Some(chunk) = source.next().await {
+                        if sink.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }))
+        }
         _ => None,
     };
 

@@ -4,11 +4,16 @@
 mod common;
 
 mod admin_cli;
+mod closed_output_cli;
 mod memory_cli;
 mod plugin_failures_cli;
 mod plugins_cli;
 mod plugins_test_cli;
+mod run_checkpoint_cli;
 mod run_cli;
+mod run_env_cli;
+mod run_signals_cli;
+mod run_stdin_cli;
 mod serve_cli;
 mod serve_load_cli;
 mod session_output_cli;

@@ -388,8 +388,10 @@ fn run_stops_when_its_stdout_is_closed() {
     stdout.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"y\n");
     drop(stdout);
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(128 + libc::SIGPIPE));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + libc::SIGPIPE));
+    // Nobody reads: nothing is said.
+    assert_eq!(stderr(&out), "");
     sb.assert_no_session_dirs();
 }
 

@@ -312,6 +312,7 @@ fn a_sigkilled_server_leaves_only_what_gc_reaps() {
             base: spawned.changes.checksum,
             command: session_core::runtime::ExecCommand::new("echo kept > file.txt"),
             stdin: None,
+            stdin_stream: false,
         };
         let mut stream = client
             .exec(&created.session, &spawned.runtime, &request)

@@ -58,10 +58,12 @@ fn a_checkpoint_replaces_files_instead_of_writing_through_them() {
     std::fs::create_dir(&out_dir).unwrap();
     let victim = sb.write("victim", "host data\n");
     std::fs::hard_link(&victim, out_dir.join("f")).unwrap();
+    // The directory is not one berth wrote: --force says to replace it.
     let out = sb.run([
         "run".as_ref(),
         "--checkpoint".as_ref(),
         out_dir.as_os_str(),
+        "--force".as_ref(),
         "-c".as_ref(),
         "echo from the session > f".as_ref(),
     ]);

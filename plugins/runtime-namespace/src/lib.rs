@@ -152,6 +152,7 @@ impl NamespaceBackend {
         let (pids_limit, memory_limit, cpu_limit) = limits::enforceable();
         Capabilities {
             stdin: true,
+            stdin_streaming: true,
             live_streaming: true,
             signals: true,
             timeouts: true,

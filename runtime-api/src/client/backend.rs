@@ -163,6 +163,7 @@ impl ApiBackend {
     pub fn capabilities() -> Capabilities {
         Capabilities {
             stdin: true,
+            stdin_streaming: true,
             live_streaming: true,
             signals: true,
             timeouts: true,
@@ -184,6 +185,7 @@ impl ApiBackend {
 fn both(a: &Capabilities, b: &Capabilities) -> Capabilities {
     Capabilities {
         stdin: a.stdin && b.stdin,
+        stdin_streaming: a.stdin_streaming && b.stdin_streaming,
         live_streaming: a.live_streaming && b.live_streaming,
         signals: a.signals && b.signals,
         timeouts: a.timeouts && b.timeouts,

@@ -20,7 +20,8 @@ use tokio::io::AsyncWriteExt as _;
 use crate::body::{Body, read_limited};
 use crate::protocol::{
     ChangeSet, CreateSession, ExecRequest, FRAME, Health, JSON, LeaseRenewed, PATH_PREFIX,
-    SessionCreated, SpawnRequest, Spawned, StreamLine, SyncHead, Synced, WorkspaceState,
+    SessionCreated, SpawnRequest, Spawned, StdinChunk, StdinReceived, StreamLine, SyncHead, Synced,
+    WorkspaceState,
 };
 use crate::{Error, TYPE_NAME, Token};
 
@@ -74,6 +75,11 @@ enum Payload<'a> {
         head: Bytes,
         archive: Option<&'a Path>,
     },
+    /// A frame whose rest is bytes in memory.
+    Chunk {
+        head: Bytes,
+        data: Bytes,
+    },
 }
 
 impl Payload<'_> {
@@ -92,6 +98,13 @@ impl Payload<'_> {
                     }
                     None => (Body::full(prefix.freeze()), Some(FRAME)),
                 }
+            }
+            Payload::Chunk { head, data } => {
+                let mut frame = BytesMut::with_capacity(head.len() + 1 + data.len());
+                frame.extend_from_slice(head);
+                frame.extend_from_slice(b"\n");
+                frame.extend_from_slice(data);
+                (Body::full(frame.freeze()), Some(FRAME))
             }
         })
     }
@@ -450,6 +463,33 @@ impl ApiClient {
             Payload::Empty,
             true,
             Some(SHORT_REQUEST_TIMEOUT),
+        )
+        .await
+    }
+
+    /// `POST /v1/sessions/{session}/execs/{key}/stdin`: hands `data`, the
+    /// streamed stdin from byte `offset` on, to the execution's command;
+    /// `eof` closes its stdin after them. Returns how many bytes the
+    /// command's stdin took so far. Waits while the command does not read.
+    pub async fn stdin(
+        &self,
+        session: &str,
+        key: &str,
+        chunk: StdinChunk,
+        data: Bytes,
+    ) -> Result<StdinReceived, Error> {
+        let payload = Payload::Chunk {
+            head: serde_json::to_vec(&chunk)
+                .expect("protocol values serialise")
+                .into(),
+            data,
+        };
+        self.call(
+            Method::POST,
+            &format!("/sessions/{session}/execs/{key}/stdin"),
+            payload,
+            true,
+            None,
         )
         .await
     }

@@ -5,22 +5,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use session_core::assets::ResolvedAsset;
 use session_core::runtime::{
     Capabilities, Event, EventSender, EventStream, ExecCommand, ExecResult, ExecStatus, Output,
-    OutputBuffer, Runtime, RuntimeStatus, SetupOutput,
+    OutputBuffer, Runtime, RuntimeStatus, SetupOutput, StdinReceiver,
 };
 use session_core::{Error as CoreError, Result};
 use tokio::sync::OwnedMutexGuard;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::http::ExecStream;
+use super::http::{ApiClient, ExecStream};
 use super::link::Link;
 use super::on_drop::{OnDrop, detach};
-use crate::protocol::{ChangeSet, ExecRequest, StreamLine, WireOutput, WireResult};
+use crate::protocol::{ChangeSet, ExecRequest, StdinChunk, StreamLine, WireOutput, WireResult};
 use crate::token::random_hex;
 use crate::{Error, TYPE_NAME};
 
@@ -235,7 +235,7 @@ impl Runtime for ApiRuntime {
         &self.inner.setup
     }
 
-    async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
+    async fn stream(&self, mut cmd: ExecCommand) -> Result<EventStream> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::SeqCst) {
             return Err(CoreError::RuntimeClosed {
@@ -250,6 +250,19 @@ impl Runtime for ApiRuntime {
         }
         let began = Instant::now();
         let key = random_hex(16);
+        let chunks = match cmd.stdin_stream.take() {
+            Some(stream) if inner.capabilities.stdin_streaming => stream.take(),
+            Some(stream) => {
+                // A server whose runtime takes stdin only whole: read it
+                // to its end first.
+                cmd.stdin_stream = Some(stream);
+                if let Some(source) = cmd.take_stdin() {
+                    cmd.stdin = Some(source.collect().await);
+                }
+                None
+            }
+            None => None,
+        };
         let mut command = cmd.clone();
         let stdin = command.stdin.take();
         command.spill_dir = None;
@@ -261,6 +274,7 @@ impl Runtime for ApiRuntime {
                 base,
                 command: command.clone(),
                 stdin: stdin.clone(),
+                stdin_stream: chunks.is_some(),
             };
             let body = Bytes::from(serde_json::to_vec(&request).expect("requests serialise"));
             let limit = inner.link.limits.max_body_bytes;
@@ -300,6 +314,15 @@ impl Runtime for ApiRuntime {
         *inner.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(events.clone());
         inner.running.store(true, Ordering::SeqCst);
         let limit = cmd.output_limit.unwrap_or(inner.output_limit);
+        let feeder = chunks.map(|chunks| {
+            tokio::spawn(feed_stdin(
+                inner.link.client.clone(),
+                inner.link.session.clone(),
+                key.clone(),
+                chunks,
+            ))
+            .abort_handle()
+        });
         let driver = Driver {
             inner: Arc::clone(inner),
             key,
@@ -311,6 +334,7 @@ impl Runtime for ApiRuntime {
             consumer: true,
             attached,
             heartbeat,
+            feeder,
         };
         tokio::spawn(driver.run(exec, slot));
         Ok(stream)
@@ -351,6 +375,61 @@ impl Runtime for ApiRuntime {
     }
 }
 
+/// The most bytes of streamed stdin sent in one request.
+const STDIN_BATCH: usize = 256 * 1024;
+
+/// Sends an execution's streamed stdin to the server, in order, each
+/// request once the command took the one before; the end of `chunks`
+/// closes the command's stdin. A request whose connection failed is sent
+/// again (the server skips what it already took) as [`RETRY_PAUSES`] says;
+/// the command reading no more (`410`) ends it quietly.
+async fn feed_stdin(client: ApiClient, session: String, key: String, mut chunks: StdinReceiver) {
+    let mut offset = 0u64;
+    loop {
+        let mut data = BytesMut::new();
+        let eof = match chunks.recv().await {
+            None => true,
+            Some(chunk) => {
+                data.extend_from_slice(&chunk);
+                // Whatever else is queued already goes along.
+                while data.len() < STDIN_BATCH {
+                    match chunks.try_recv() {
+                        Some(more) => data.extend_from_slice(&more),
+                        None => break,
+                    }
+                }
+                false
+            }
+        };
+        let data = data.freeze();
+        let chunk = StdinChunk { offset, eof };
+        let mut attempt = 0;
+        let received = loop {
+            match client.stdin(&session, &key, chunk, data.clone()).await {
+                Ok(answer) => break answer.received,
+                Err(err) if err.status() == Some(410) => return,
+                Err(err @ Error::Connect { .. }) => {
+                    let Some(pause) = RETRY_PAUSES.get(attempt) else {
+                        tracing::warn!(error = %err, "the command's stdin could not be sent");
+                        return;
+                    };
+                    tracing::debug!(error = %err, "sending stdin again");
+                    attempt += 1;
+                    tokio::time::sleep(*pause).await;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "the command's stdin could not be sent");
+                    return;
+                }
+            }
+        };
+        offset = received;
+        if eof {
+            return;
+        }
+    }
+}
+
 /// Reads one execution's lines on behalf of the caller's event stream.
 struct Driver {
     inner: Arc<Inner>,
@@ -366,6 +445,9 @@ struct Driver {
     /// connection (it carries no live output).
     attached: bool,
     heartbeat: Duration,
+    /// The task sending the command's streamed stdin, stopped when the
+    /// command ends.
+    feeder: Option<AbortHandle>,
 }
 
 /// How reading an execution ended.
@@ -377,6 +459,9 @@ enum Ending {
 impl Driver {
     async fn run(mut self, mut exec: ExecStream, slot: OwnedMutexGuard<()>) {
         let ending = self.read(&mut exec).await;
+        if let Some(feeder) = self.feeder.take() {
+            feeder.abort();
+        }
         let result = match ending {
             Ending::Finished(finished) => {
                 let (wire, changes) = *finished;

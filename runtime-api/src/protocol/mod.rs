@@ -263,6 +263,43 @@ pub struct ExecRequest {
     /// The bytes fed to stdin.
     #[serde(default, with = "base64_bytes::option")]
     pub stdin: Option<Vec<u8>>,
+    /// More stdin follows, after `stdin`'s bytes, through
+    /// `POST /v1/sessions/{session}/execs/{key}/stdin` ([`StdinChunk`]);
+    /// the command's stdin stays open until a chunk says `eof`. Sent only
+    /// to a server whose runtime claims `stdin_streaming` (servers before
+    /// it claim nothing of it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin_stream: bool,
+}
+
+/// The head of `POST /v1/sessions/{session}/execs/{key}/stdin`: a frame
+/// whose JSON line is this and whose rest is raw bytes for the command's
+/// stdin, starting at byte `offset` of everything sent after the exec
+/// request's own `stdin`.
+///
+/// Bytes the server already handed on (a retry) are skipped; an offset
+/// beyond them is `409`. The answer ([`StdinReceived`]) comes once the
+/// bytes are in the command's stdin queue, which holds a few chunks: a
+/// command that does not read holds the sender back. `eof` closes the
+/// command's stdin after these bytes.
+/// `410` says the command reads no more (it ended, or its execution took
+/// no streamed stdin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinChunk {
+    /// Where the bytes start.
+    pub offset: u64,
+    /// Whether the input ends after them.
+    #[serde(default)]
+    pub eof: bool,
+}
+
+/// The answer to a [`StdinChunk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StdinReceived {
+    /// How many bytes were queued for the command's stdin so far: where
+    /// the next chunk starts.
+    pub received: u64,
 }
 
 /// One stream of a command's output on the wire.

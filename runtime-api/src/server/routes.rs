@@ -13,7 +13,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use session_core::assets::{ResolvedAsset, ResolvedAssets};
 use session_core::compression::Compression;
 use session_core::paths;
-use session_core::runtime::{Event, EventStream, ExecResult, ExecStatus, Output, RuntimeStatus};
+use session_core::runtime::{
+    Event, EventStream, ExecResult, ExecStatus, Output, RuntimeStatus, StdinStream,
+};
 use session_core::session::{RuntimeHandle, Session, SpawnOptions};
 use session_core::snapshot::{EntryKind, ManifestEntry, Snapshot};
 use session_core::spec::Mode;
@@ -32,8 +34,8 @@ use crate::TYPE_NAME;
 use crate::body::{Body, LineSender, event_channel};
 use crate::protocol::{
     AssetSpec, CreateSession, ExecRequest, FRAME, Health, LeaseRenewed, PROTOCOL_VERSION,
-    SessionCreated, SizeLimits, SpawnRequest, Spawned, StreamLine, SyncHead, Synced, TAR,
-    WireResult, check_duration, is_valid_id, setup_to_wire,
+    SessionCreated, SizeLimits, SpawnRequest, Spawned, StdinChunk, StdinReceived, StreamLine,
+    SyncHead, Synced, TAR, WireResult, check_duration, is_valid_id, setup_to_wire,
 };
 use crate::sync::{self, Scanner};
 use crate::token::random_hex;
@@ -91,6 +93,9 @@ pub(crate) async fn route(
             record.cancel.send_replace(true);
             Ok(no_content())
         }
+        (["sessions", sid, "execs", key, "stdin"], &Method::POST) => {
+            stdin(state, sid, key, req).await
+        }
         (["sessions", sid, "changes", cid], &Method::GET) => changes(state, sid, cid).await,
         (
             ["health"]
@@ -99,7 +104,7 @@ pub(crate) async fn route(
             | ["sessions", _, "lease" | "workspace" | "sync" | "runtimes"]
             | ["sessions", _, "runtimes", _]
             | ["sessions", _, "runtimes", _, "exec" | "kill"]
-            | ["sessions", _, "execs", _, "cancel"]
+            | ["sessions", _, "execs", _, "cancel" | "stdin"]
             | ["sessions", _, "changes", _],
             _,
         ) => Err(Failure::new(
@@ -591,6 +596,7 @@ fn exec_digest(runtime: &str, request: &ExecRequest) -> [u8; 32] {
         hasher.update(&(stdin.len() as u64).to_le_bytes());
         hasher.update(stdin);
     }
+    hasher.update(&[u8::from(request.stdin_stream)]);
     *hasher.finalize().as_bytes()
 }
 
@@ -648,6 +654,11 @@ async fn exec(
     };
     let mut command = request.command;
     command.stdin = request.stdin;
+    if request.stdin_stream {
+        let (sender, stream) = StdinStream::channel();
+        record.stdin.lock().await.sender = Some(sender);
+        command.stdin_stream = Some(stream);
+    }
     let (lines, body) = event_channel(
         session_core::runtime::EVENT_BUFFER,
         last_line_of(Arc::clone(&record)),
@@ -700,6 +711,74 @@ async fn exec(
         Ok(Err(failure)) => Err(failure),
         Err(_) => Err(internal("the execution ended before it started")),
     }
+}
+
+/// `POST /v1/sessions/{session}/execs/{key}/stdin`: hands a chunk of
+/// streamed stdin to the execution's command, once (see [`StdinChunk`]).
+async fn stdin(
+    state: &Arc<State>,
+    sid: &str,
+    key: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Failure> {
+    let session = state.session(sid)?;
+    let body = read_body(
+        req,
+        state.limits.max_body_bytes,
+        state.limits.body_read_timeout,
+    )
+    .await?;
+    let Some(newline) = body.iter().position(|b| *b == b'\n') else {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "a stdin chunk is a frame: a JSON line, `\\n`, then the bytes",
+        ));
+    };
+    let chunk: StdinChunk = parse_json(&body[..newline])?;
+    let data = body.slice(newline + 1..);
+    let record = session
+        .exec_record(key)
+        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no execution `{key}`")))?;
+    let gone = || {
+        Failure::new(
+            StatusCode::GONE,
+            format!("execution `{key}` reads no more stdin"),
+        )
+    };
+    let mut feed = record.stdin.lock().await;
+    let Some(sender) = feed.sender.clone() else {
+        return Err(gone());
+    };
+    if chunk.offset > feed.received {
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            format!(
+                "stdin chunk at byte {} leaves a gap: the command took {} bytes so far",
+                chunk.offset, feed.received
+            ),
+        ));
+    }
+    // Bytes the command took already (a retry) are not handed on again.
+    let skip = usize::try_from(feed.received - chunk.offset).unwrap_or(usize::MAX);
+    if skip < data.len() {
+        let fresh = data.slice(skip..);
+        let len = fresh.len() as u64;
+        if !sender.send(fresh).await {
+            feed.sender = None;
+            return Err(gone());
+        }
+        feed.received += len;
+    }
+    if chunk.eof {
+        // Dropping the last sender closes the command's stdin.
+        feed.sender = None;
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &StdinReceived {
+            received: feed.received,
+        },
+    ))
 }
 
 /// A retry joining an execution that already started: a `started` line

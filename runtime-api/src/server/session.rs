@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use session_core::assets::ResolvedAssets;
-use session_core::runtime::ExecResult;
+use session_core::runtime::{ExecResult, StdinSender};
 use session_core::session::{RuntimeHandle, Session, SpawnOptions};
 use session_core::snapshot::ContentHash;
 use session_core::workspace::{SESSION_MARKER, SessionMarker, hostname};
@@ -147,6 +147,19 @@ pub(crate) struct ExecRecord {
     pub(crate) digest: [u8; 32],
     pub(crate) outcome: watch::Sender<Option<ExecOutcome>>,
     pub(crate) cancel: watch::Sender<bool>,
+    /// Where streamed stdin goes, for an execution that takes it; held
+    /// across the wait for the command to take a chunk, so chunks are
+    /// handed on in order.
+    pub(crate) stdin: tokio::sync::Mutex<StdinFeed>,
+}
+
+/// The server's end of an execution's streamed stdin.
+#[derive(Debug, Default)]
+pub(crate) struct StdinFeed {
+    /// `None` when the execution takes no streamed stdin, or it ended.
+    pub(crate) sender: Option<StdinSender>,
+    /// How many bytes were handed on so far.
+    pub(crate) received: u64,
 }
 
 impl ExecRecord {
@@ -155,6 +168,7 @@ impl ExecRecord {
             digest,
             outcome: watch::channel(None).0,
             cancel: watch::channel(false).0,
+            stdin: tokio::sync::Mutex::new(StdinFeed::default()),
         }
     }
 

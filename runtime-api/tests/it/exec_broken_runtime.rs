@@ -146,6 +146,7 @@ async fn a_stream_that_ends_without_a_result_kills_its_command_first() {
         base: spawned.changes.checksum,
         command: ExecCommand::new("echo started > started.txt; echo $$; exec sleep 600"),
         stdin: None,
+        stdin_stream: false,
     };
     let mut stream = client.exec(&session, &runtime, &request).await.unwrap();
     let mut stdout = Vec::new();
@@ -184,6 +185,7 @@ async fn a_stream_that_ends_without_a_result_kills_its_command_first() {
         base: changes.checksum,
         command: ExecCommand::new("cat started.txt"),
         stdin: None,
+        stdin_stream: false,
     };
     let stream = client.exec(&session, &runtime, &next).await.unwrap();
     let mut lines = stream;

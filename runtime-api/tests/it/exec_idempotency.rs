@@ -25,6 +25,7 @@ async fn a_retry_after_a_cut_connection_never_runs_the_command_twice() {
         )
         .wall_timeout(Duration::from_secs(60)),
         stdin: None,
+        stdin_stream: false,
     };
     let mut first = client.exec(&session, &runtime, &request).await.unwrap();
     let workspace = loop {
@@ -90,6 +91,7 @@ async fn a_retry_after_a_cut_connection_never_runs_the_command_twice() {
         base: changes.checksum,
         command: ExecCommand::new("cat runs.txt"),
         stdin: None,
+        stdin_stream: false,
     };
     let (stdout, result, _) = collect(client.exec(&session, &runtime, &next).await.unwrap()).await;
     assert_eq!(result.status, ExecStatus::Exited);
@@ -107,6 +109,7 @@ async fn a_retry_before_any_answer_joins_too() {
         base,
         command: ExecCommand::new("echo run >> runs.txt; echo out"),
         stdin: None,
+        stdin_stream: false,
     };
     // The request future is dropped as soon as it was sent, before the
     // answer is read.

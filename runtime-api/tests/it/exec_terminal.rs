@@ -24,6 +24,7 @@ fn long_command(key: &str, base: session_core::snapshot::ContentHash) -> ExecReq
         base,
         command: ExecCommand::new("echo started; sleep 60").wall_timeout(Duration::from_secs(120)),
         stdin: None,
+        stdin_stream: false,
     }
 }
 

@@ -70,6 +70,7 @@ async fn workspace_of(
         base,
         command: ExecCommand::new("pwd"),
         stdin: None,
+        stdin_stream: false,
     };
     let stream = client.exec(session, runtime, &request).await.unwrap();
     let (stdout, _, changes) = crate::support::collect(stream).await;
@@ -142,6 +143,7 @@ async fn unwritable_members_and_deletions_are_refused_whole() {
         base,
         command: ExecCommand::new("echo kept > kept.txt"),
         stdin: None,
+        stdin_stream: false,
     };
     let stream = client.exec(&session, &runtime, &made).await.unwrap();
     let base = crate::support::collect(stream).await.2.checksum;
@@ -216,6 +218,7 @@ async fn timeouts_too_long_for_a_deadline_are_refused_with_their_field() {
             base,
             command,
             stdin: None,
+            stdin_stream: false,
         };
         match client.exec(&session, &runtime, &request).await {
             Err(Error::Status { status: 400, error }) => {
@@ -236,6 +239,7 @@ async fn timeouts_too_long_for_a_deadline_are_refused_with_their_field() {
         base,
         command: ExecCommand::new("echo fine").wall_timeout(Duration::from_secs(999_999_999)),
         stdin: None,
+        stdin_stream: false,
     };
     let stream = client.exec(&session, &runtime, &request).await.unwrap();
     let (stdout, result, _) = crate::support::collect(stream).await;

@@ -22,6 +22,7 @@ fn exec_request(
         base,
         command: ExecCommand::new(command).wall_timeout(Duration::from_secs(30)),
         stdin: None,
+        stdin_stream: false,
     }
 }
 

@@ -31,6 +31,7 @@ async fn the_shutdown_signal_closes_every_session() {
         base,
         command: ExecCommand::new("sleep 60 & echo $!; sleep 60"),
         stdin: None,
+        stdin_stream: false,
     };
     let mut running = client.exec(&session, &runtime, &request).await.unwrap();
     let pid: i32 = loop {
@@ -83,6 +84,7 @@ async fn sessions_and_commands_beyond_the_limits_are_refused_clearly() {
         base,
         command: ExecCommand::new("echo started; sleep 60"),
         stdin: None,
+        stdin_stream: false,
     };
     let mut running = client.exec(&session, &runtime, &first).await.unwrap();
     assert!(matches!(

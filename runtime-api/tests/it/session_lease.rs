@@ -19,6 +19,7 @@ async fn an_unrenewed_session_is_reaped_with_its_processes_and_workspace() {
         base,
         command: ExecCommand::new("sleep 60 & echo $! > bg.pid; echo $!; pwd"),
         stdin: None,
+        stdin_stream: false,
     };
     let (stdout, result, _) =
         collect(client.exec(&session, &runtime, &request).await.unwrap()).await;

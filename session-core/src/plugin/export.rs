@@ -390,7 +390,21 @@ async fn stream(
     cancel: CancelToken,
 ) -> crate::Result<ExecResult> {
     let started = tokio::time::Instant::now();
-    let mut events = rt.stream(req.cmd).await?;
+    let mut cmd = req.cmd;
+    let feeder = match req.stdin_fd {
+        Some(fd) => {
+            let (stdin, feeder) = super::stdin_pipe::receive(fd).map_err(|err| Error::Backend {
+                backend: rt.backend_type().to_owned(),
+                message: format!("receiving the command's stdin from the host: {err}"),
+            })?;
+            cmd.stdin_stream = Some(stdin);
+            Some(feeder)
+        }
+        None => None,
+    };
+    // However the call ends, nothing reads the host's pipe after it.
+    let _feeder = feeder.map(AbortOnDrop);
+    let mut events = rt.stream(cmd).await?;
     let mut tick = tokio::time::interval(CANCEL_POLL);
     loop {
         tokio::select! {
@@ -416,6 +430,15 @@ async fn stream(
         }
     }
     Ok(ExecResult::lost(started.elapsed()))
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Exports a backend type from a `cdylib` as a berth plugin.

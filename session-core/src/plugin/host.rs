@@ -22,12 +22,13 @@ use super::protocol::{
     AssetPathRequest, BackendRequest, GarbageRequest, RuntimeRequest, SpawnReply, SpawnRequest,
     StreamRequest, UNKNOWN_OPERATION, ValidateRequest, op,
 };
+use super::stdin_pipe::HostPipe;
 use crate::assets::ResolvedAsset;
 use crate::error::{Error, Result};
 use crate::runtime::wire::WireError;
 use crate::runtime::{
     Backend, BackendInfo, Capabilities, Diagnostic, Event, EventSender, EventStream, ExecCommand,
-    ExecResult, Leftover, Runtime, RuntimeStatus, SetupOutput, SpawnContext,
+    ExecResult, Leftover, Runtime, RuntimeStatus, SetupOutput, SpawnContext, StdinSource,
 };
 use crate::spec::EnvironmentSpec;
 
@@ -317,12 +318,27 @@ impl Runtime for PluginRuntime {
         &self.setup
     }
 
-    async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
+    async fn stream(&self, mut cmd: ExecCommand) -> Result<EventStream> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::RuntimeClosed {
                 backend: self.backend_type.clone(),
             });
         }
+        let stdin_pipe = match cmd.stdin_stream.take().and_then(|s| s.take()) {
+            Some(chunks) if self.capabilities.stdin_streaming => {
+                Some(HostPipe::start(chunks).map_err(|err| Error::Backend {
+                    backend: self.backend_type.clone(),
+                    message: format!("making the pipe for the command's stdin: {err}"),
+                })?)
+            }
+            Some(chunks) => {
+                // A plugin that takes stdin only whole: read it to its end.
+                let source = StdinSource::new(cmd.stdin.take(), Some(chunks));
+                cmd.stdin = Some(source.collect().await);
+                None
+            }
+            None => None,
+        };
         let (events, stream) = EventStream::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
         let watcher = {
@@ -337,6 +353,7 @@ impl Runtime for PluginRuntime {
         let request = StreamRequest {
             runtime: self.id,
             cmd,
+            stdin_fd: stdin_pipe.as_ref().map(HostPipe::plugin_end),
         };
         tokio::task::spawn_blocking(move || {
             let context = SinkContext {
@@ -354,6 +371,9 @@ impl Runtime for PluginRuntime {
             let started = std::time::Instant::now();
             let outcome: Result<ExecResult> = plugin.call_with(op::STREAM, &request, sink, cancel);
             watcher.abort();
+            if let Some(pipe) = stdin_pipe {
+                pipe.finish();
+            }
             let result = outcome.unwrap_or_else(|err| {
                 // A lost result has no other place for the reason than the
                 // command's stderr: it is said there, as a line of berth's.

@@ -31,6 +31,7 @@ pub mod export;
 mod host;
 mod logs;
 mod protocol;
+mod stdin_pipe;
 mod trust;
 
 use std::path::{Path, PathBuf};

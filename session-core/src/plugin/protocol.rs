@@ -74,6 +74,14 @@ pub(crate) struct RuntimeRequest {
 pub(crate) struct StreamRequest {
     pub(crate) runtime: u64,
     pub(crate) cmd: ExecCommand,
+    /// The read end of a pipe in this process that carries the command's
+    /// streamed stdin after `cmd.stdin`'s bytes (`ExecCommand::stdin_stream`
+    /// does not serialise). The host keeps it open during the call; the
+    /// plugin duplicates it. Sent only to a plugin whose capabilities claim
+    /// `stdin_streaming` (plugins built before it claim nothing of it, and
+    /// ignore the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) stdin_fd: Option<i32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -6,6 +6,8 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use super::stdin::{StdinSource, StdinStream};
+
 /// One command for a runtime.
 ///
 /// The command string means the same on every backend: a POSIX shell
@@ -13,7 +15,8 @@ use serde::{Deserialize, Serialize};
 /// workspace as its working directory, so `a && b`, `$VAR` and pipes work
 /// everywhere. Environment precedence, lowest first: host environment (when
 /// the spec includes it), spec environment, spawn environment, `env` here.
-/// No `stdin` means an empty stdin, never the caller's terminal.
+/// No `stdin` and no `stdin_stream` means an empty stdin, never the
+/// caller's terminal.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecCommand {
@@ -22,9 +25,21 @@ pub struct ExecCommand {
     /// Variables for this command only; they win over every other source.
     #[serde(default)]
     pub env: IndexMap<String, String>,
-    /// Bytes fed to the command's stdin, which is then closed.
+    /// Bytes fed to the command's stdin, which is then closed (unless a
+    /// `stdin_stream` follows them).
     #[serde(default)]
     pub stdin: Option<Vec<u8>>,
+    /// Stdin that arrives while the command runs: its chunks are written
+    /// after `stdin`'s bytes, as they come, and the command's stdin is
+    /// closed when the stream's senders are gone (see
+    /// [`StdinStream`](super::StdinStream)). Runtimes whose capabilities
+    /// claim [`stdin_streaming`](super::Capabilities::stdin_streaming) take
+    /// it; one that does not may ignore it, so its caller reads the stream
+    /// to its end and passes the bytes as `stdin` instead (the plugin and
+    /// `api` adapters do that themselves when the far side cannot stream).
+    /// Never serialised.
+    #[serde(skip)]
+    pub stdin_stream: Option<StdinStream>,
     /// Kill the command's whole process tree after this long; `None` uses
     /// the spec's `limits.wall_timeout`.
     #[serde(default, with = "crate::serde_secs")]
@@ -63,6 +78,29 @@ impl ExecCommand {
     pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> ExecCommand {
         self.stdin = Some(bytes.into());
         self
+    }
+
+    /// Feeds `stream`'s chunks to stdin as they arrive (after the bytes of
+    /// [`ExecCommand::stdin`], if any).
+    pub fn stdin_stream(mut self, stream: StdinStream) -> ExecCommand {
+        self.stdin_stream = Some(stream);
+        self
+    }
+
+    /// Whether the command reads anything on stdin (bytes or a stream).
+    pub fn has_stdin(&self) -> bool {
+        self.stdin.is_some() || self.stdin_stream.is_some()
+    }
+
+    /// Takes what the command is to read on stdin, leaving neither form
+    /// behind: `None` when it has none (its stdin is then empty). A stream
+    /// a clone of this command took already yields nothing.
+    pub fn take_stdin(&mut self) -> Option<StdinSource> {
+        if !self.has_stdin() {
+            return None;
+        }
+        let rest = self.stdin_stream.take().and_then(|stream| stream.take());
+        Some(StdinSource::new(self.stdin.take(), rest))
     }
 
     /// Sets the wall timeout.

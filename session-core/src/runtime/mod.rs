@@ -14,6 +14,7 @@ mod command;
 mod context;
 mod event;
 mod result;
+mod stdin;
 pub mod wire;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use self::command::ExecCommand;
+pub use self::stdin::{STDIN_BUFFER, StdinReceiver, StdinSender, StdinSource, StdinStream};
 
 /// The longest timeout berth takes from a spec, a request or the command
 /// line: a hundred years. Longer ones are refused where they are parsed
@@ -52,6 +54,11 @@ use crate::spec::EnvironmentSpec;
 pub struct Capabilities {
     /// Commands receive `stdin` bytes.
     pub stdin: bool,
+    /// Commands read [`ExecCommand::stdin_stream`] as it arrives: a chunk
+    /// reaches the command while it runs, before the input ends, and memory
+    /// stays bounded however long the input is. A backend that claims
+    /// `stdin` but not this gets streamed input read to its end first.
+    pub stdin_streaming: bool,
     /// Output arrives live, before the command ends.
     pub live_streaming: bool,
     /// A signal that killed a command is reported.
@@ -92,6 +99,7 @@ impl Default for Capabilities {
     fn default() -> Self {
         Capabilities {
             stdin: false,
+            stdin_streaming: false,
             live_streaming: false,
             signals: false,
             timeouts: false,

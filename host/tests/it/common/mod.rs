@@ -145,3 +145,60 @@ pub fn read_pids(path: &Path) -> Vec<i32> {
 pub fn sh_quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', "'\\''"))
 }
+
+/// A `type: docker` spec on the test image (busybox, built once per
+/// machine), written into `sb` with the top-level `sections` after it; or
+/// `None`, after saying why on stderr, when the Docker Engine is not usable
+/// here.
+pub fn docker_spec(sb: &Sandbox, sections: &str) -> Option<PathBuf> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ready = runtime.block_on(async {
+        let docker = runtime_docker::test_image::connect().await?;
+        runtime_docker::test_image::ensure(&docker).await
+    });
+    match ready {
+        Ok(()) => Some(sb.write(
+            "docker.yaml",
+            &format!(
+                "type: docker\nname: test\ndocker: {{image: '{}'}}\n{sections}\n",
+                runtime_docker::test_image::IMAGE
+            ),
+        )),
+        Err(reason) => {
+            #[allow(clippy::print_stderr, reason = "a skipped test says why")]
+            {
+                eprintln!("skipped: the Docker Engine is not usable here: {reason}");
+            }
+            None
+        }
+    }
+}
+
+/// A pipe whose read end is closed: writing to the returned write end
+/// fails with `EPIPE`.
+pub fn closed_pipe() -> std::fs::File {
+    use std::os::fd::FromRawFd as _;
+    let mut fds = [0; 2];
+    // SAFETY: room for the two descriptors pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: closing the read end this function made; nothing else owns it.
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: the write end is fresh and owned by nothing else.
+    unsafe { std::fs::File::from_raw_fd(fds[1]) }
+}
+
+/// The largest resident set of any child process this test process has
+/// waited for, in bytes.
+pub fn max_child_rss() -> u64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_CHILDREN only reads this process's records.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    u64::try_from(usage.ru_maxrss).unwrap() * 1024
+}
