@@ -10,6 +10,7 @@
 mod backends;
 mod cli;
 mod doctor;
+mod failure;
 mod gc;
 mod plugins;
 mod quote;
@@ -52,11 +53,13 @@ fn main() -> std::process::ExitCode {
             // Help and version go to stdout with status 0; usage errors use
             // berth's own error status, so they never pass for a command's.
             let _ = err.print();
-            return std::process::ExitCode::from(if err.use_stderr() {
-                ExitCode::BERTH_ERROR.0
-            } else {
-                0
-            });
+            if !err.use_stderr() {
+                return std::process::ExitCode::SUCCESS;
+            }
+            if failure::args_ask_for_json(std::env::args_os()) {
+                failure::print_json_error(&failure::clap_message(&err), failure::ErrorKind::Usage);
+            }
+            return std::process::ExitCode::from(ExitCode::BERTH_ERROR.0);
         }
     };
     // The suite makes setups fail on purpose: `plugins test` shows only
@@ -68,11 +71,19 @@ fn main() -> std::process::ExitCode {
             ..
         })
     );
-    init_logging(if quiet { "error" } else { "warn" });
+    init_logging(match &cli.command {
+        _ if quiet => "error",
+        // A server's log is its record of the sessions it served.
+        Command::Serve(_) => "info",
+        _ => "warn",
+    });
     let code = match execute(&cli) {
         Ok(code) => code,
         Err(err) => {
             print_error(&err);
+            if cli.json() {
+                failure::print_json_error(&failure::one_line(&err), failure::kind_of(&err));
+            }
             ExitCode::BERTH_ERROR
         }
     };

@@ -4,6 +4,7 @@
 mod common;
 
 mod admin_cli;
+mod json_errors_cli;
 mod memory_cli;
 mod plugin_failures_cli;
 mod plugins_cli;
@@ -12,5 +13,6 @@ mod run_cli;
 mod serve_cli;
 mod serve_load_cli;
 mod session_output_cli;
+mod snapshot_cli;
 mod tree_shapes_cli;
 mod trees_cli;
