@@ -50,7 +50,7 @@ impl Cli {
             Command::Diff(args) => args.json,
             Command::Doctor(args) => args.json,
             Command::Gc(args) => args.json,
-            Command::Serve(_) => false,
+            Command::Serve(_) | Command::Completions(_) | Command::Man(_) => false,
         }
     }
 }
@@ -79,6 +79,8 @@ pub(crate) enum Command {
     Doctor(DoctorArgs),
     Gc(GcArgs),
     Serve(ServeArgs),
+    Completions(crate::manual::CompletionsArgs),
+    Man(crate::manual::ManArgs),
 }
 
 /// Run one command in a fresh session and pass its exit code through.

@@ -12,6 +12,7 @@ mod cli;
 mod doctor;
 mod failure;
 mod gc;
+mod manual;
 mod plugins;
 mod quote;
 mod run;
@@ -100,6 +101,8 @@ fn execute(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => async_runtime()?.block_on(doctor::doctor(args, global)),
         Command::Gc(args) => async_runtime()?.block_on(gc::gc(args, global)),
         Command::Serve(args) => async_runtime()?.block_on(serve::serve(args, global)),
+        Command::Completions(args) => manual::completions(args),
+        Command::Man(args) => manual::man(args),
     }
 }
 

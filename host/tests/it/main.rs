@@ -4,6 +4,7 @@
 mod common;
 
 mod admin_cli;
+mod install_cli;
 mod json_errors_cli;
 mod memory_cli;
 mod plugin_failures_cli;
