@@ -34,9 +34,7 @@ pub(crate) struct CompletionsArgs {
 /// (`berth-run.1`, `berth-plugins-test.1`, ...) into DIR, which is created
 /// when missing.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Install:\n  berth man --out-dir ~/.local/share/man/man1 && man berth-run"
-)]
+#[command(after_help = "Install:\n  berth man --out-dir ~/.local/share/man/man1 && man berth-run")]
 pub(crate) struct ManArgs {
     /// Write every page into this directory instead
     #[arg(long, value_name = "DIR")]
@@ -98,8 +96,7 @@ fn pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         let man = clap_mangen::Man::new(command.clone());
         let name = man.get_filename();
         let mut page = Vec::new();
-        man.render(&mut page)
-            .context("rendering the manual page")?;
+        man.render(&mut page).context("rendering the manual page")?;
         pages.push((name, page));
         for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
             walk(sub, pages)?;
@@ -180,7 +177,11 @@ mod tests {
         let text = String::from_utf8(printed).unwrap();
         assert!(text.contains(".TH berth 1"), "{text}");
         for sub in definitions().get_subcommands() {
-            assert!(text.contains(sub.get_name()), "the page lacks {}", sub.get_name());
+            assert!(
+                text.contains(sub.get_name()),
+                "the page lacks {}",
+                sub.get_name()
+            );
         }
     }
 }

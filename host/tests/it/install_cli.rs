@@ -118,6 +118,9 @@ fn man_prints_berth1_and_writes_a_page_per_command() {
     assert_eq!(written, expected);
     assert!(expected.contains(&"berth-plugins-test.1".to_owned()));
     let run = std::fs::read_to_string(dir.join("berth-run.1")).unwrap();
-    assert!(run.contains(".TH berth\\-run 1") || run.contains(".TH berth-run 1"), "{run}");
+    assert!(
+        run.contains(".TH berth\\-run 1") || run.contains(".TH berth-run 1"),
+        "{run}"
+    );
     assert!(run.contains("\\-\\-checkpoint"), "{run}");
 }
