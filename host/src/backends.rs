@@ -169,6 +169,9 @@ pub(crate) fn explain_unknown(err: session_core::Error, report: &PluginReport) -
     else {
         return err.into();
     };
+    let (requested, registered) = (requested.clone(), registered.clone());
+    // The explanation wraps the error, whose type says it is the backend's.
+    let explained = |line: String| anyhow::Error::new(err).context(line);
     let names = |paths: &mut dyn Iterator<Item = &PathBuf>| {
         let mut names: Vec<String> = paths
             .map(|p| {
@@ -198,10 +201,10 @@ pub(crate) fn explain_unknown(err: session_core::Error, report: &PluginReport) -
             );
             if report.problems.iter().any(|(path, _)| path == &dir.path) {
                 line.push_str(": the directory itself was refused (see `berth doctor`)");
-                return anyhow::anyhow!(
+                return explained(format!(
                     "unknown backend type `{requested}` (registered: {registered}); if it is \
                      a plugin's type, {line}"
-                );
+                ));
             }
             let loaded = names(&mut report.loaded.iter().map(|(path, _)| path));
             let skipped = names(&mut report.problems.iter().map(|(path, _)| path));
@@ -218,10 +221,10 @@ pub(crate) fn explain_unknown(err: session_core::Error, report: &PluginReport) -
             line
         }
     };
-    anyhow::anyhow!(
+    explained(format!(
         "unknown backend type `{requested}` (registered: {registered}); if it is a plugin's \
          type, {plugins}"
-    )
+    ))
 }
 
 /// Loads every library in the plugin directory into the registry through
@@ -313,8 +316,7 @@ pub(crate) fn plugins(
                 "path": path, "problem": problem,
             })).collect::<Vec<_>>(),
         });
-        serde_json::to_writer_pretty(&mut out, &json)?;
-        writeln!(out)?;
+        crate::failure::write_json(&json)?;
         return Ok(crate::ExitCode::SUCCESS);
     }
     let width = backends

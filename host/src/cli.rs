@@ -16,6 +16,13 @@ use session_core::spec::Mode;
 /// itself fails (bad arguments, a bad spec, an unknown backend, I/O), and
 /// 141 (128 + SIGPIPE), printing nothing, when its stdout or stderr was
 /// closed before it finished writing (`berth … | head -1`).
+///
+/// `--json`: a command given it prints exactly one JSON object on stdout,
+/// its result or, when berth fails, `{"error": {"message": ..., "kind":
+/// ...}}`, where kind is `usage` (the command line), `spec` (a spec, an
+/// asset map, a glob), `backend` (an unknown type, a plugin, setup, a
+/// runtime, a remote server), `io` (files, directories, archives) or
+/// `internal`.
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
@@ -28,6 +35,26 @@ pub(crate) struct Cli {
     pub(crate) global: GlobalArgs,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+impl Cli {
+    /// Whether the command prints JSON on stdout (`--json`), so that a
+    /// failure of berth's is printed as JSON there too.
+    pub(crate) fn json(&self) -> bool {
+        match &self.command {
+            Command::Run(args) => args.json,
+            Command::Plugins(args) => match &args.action {
+                Some(PluginsAction::Test(test)) => test.json,
+                Some(PluginsAction::Install(_)) => false,
+                None => args.json,
+            },
+            Command::Snapshot(args) => args.json,
+            Command::Diff(args) => args.json,
+            Command::Doctor(args) => args.json,
+            Command::Gc(args) => args.json,
+            Command::Serve(_) | Command::Completions(_) | Command::Man(_) => false,
+        }
+    }
 }
 
 /// Flags every command accepts.
@@ -54,6 +81,8 @@ pub(crate) enum Command {
     Doctor(DoctorArgs),
     Gc(GcArgs),
     Serve(ServeArgs),
+    Completions(crate::manual::CompletionsArgs),
+    Man(crate::manual::ManArgs),
 }
 
 /// Run one command in a fresh session and pass its exit code through.
@@ -283,7 +312,26 @@ pub(crate) struct PluginInstallArgs {
 }
 
 /// Snapshot a directory into a tar archive written exactly at ARCHIVE.
+///
+/// What goes in follows the rules of a spec's `snapshot:` block: with
+/// `--keep`, only files matching a keep glob; never a path matching an
+/// ignore glob (an ignored directory is not walked); ignore beats keep.
+/// Without `--env`, nothing is left out but what `--ignore` and `--keep`
+/// say; with `--env SPEC`, the spec's `snapshot.keep_globs` and
+/// `snapshot.ignore_globs` apply (its default ignores when it sets none),
+/// and `--keep` and `--ignore` add to them. Globs are berth's dialect: `*`
+/// and `?` cross `/` (`*.pyc` matches `a/b.pyc`), `**/` matches any
+/// number of directories, `[...]` and `{a,b}` work, `\` escapes.
+///
+/// The archive's name says its format: .tar, .tar.gz/.tgz, .tar.bz2/.tbz2,
+/// .tar.xz/.txz, .tar.zst/.tzst. Any other name is refused unless
+/// `--compression` says the format (the spec's `snapshot.compression` does
+/// not: the name would lie about the file). `berth diff` reads every
+/// archive this writes, whatever its name.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  berth snapshot project/ -o project.tar.zst --ignore 'target/*' --ignore '*.log'\n  berth snapshot project/ -o src.tar --keep 'src/**/*.rs' --json\n  berth snapshot project/ -o project.tar.gz --env python.yaml"
+)]
 pub(crate) struct SnapshotArgs {
     /// The directory to snapshot (symlinks are stored as links, never
     /// followed)
@@ -294,10 +342,28 @@ pub(crate) struct SnapshotArgs {
     #[arg(long, short = 'o', value_name = "ARCHIVE")]
     pub(crate) output: PathBuf,
 
-    /// Compression [default: from ARCHIVE's suffix (.tar, .tar.gz/.tgz,
-    /// .tar.bz2, .tar.xz, .tar.zst), else gz]
+    /// Compression [default: from ARCHIVE's suffix]
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub(crate) compression: Option<CompressionArg>,
+
+    /// Leave out the paths this glob matches (repeatable)
+    #[arg(long = "ignore", value_name = "GLOB")]
+    pub(crate) ignore: Vec<String>,
+
+    /// Keep only the files one of these globs matches (repeatable)
+    #[arg(long = "keep", value_name = "GLOB")]
+    pub(crate) keep: Vec<String>,
+
+    /// Take the keep and ignore globs of this environment spec's
+    /// `snapshot:` block
+    #[arg(long = "env", value_name = "SPEC")]
+    pub(crate) spec: Option<PathBuf>,
+
+    /// Print one JSON object on stdout: archive (its path), checksum,
+    /// entries, bytes (of content), archive_bytes, compression, and left_out
+    /// (the paths the rules left out; a directory ends with `/`)
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// The compression formats as spelled on the command line.
@@ -324,8 +390,9 @@ impl From<CompressionArg> for Compression {
 
 /// Compare two trees, each a directory or a snapshot archive.
 ///
-/// Archives are recognised by their suffix: .tar, .tar.gz/.tgz,
-/// .tar.bz2/.tbz2, .tar.xz/.txz, .tar.zst/.tzst. Only changed files are
+/// An archive is a tar archive, plain or compressed with gzip, bzip2, xz or
+/// zstd: its format is read from its first bytes, whatever its name (every
+/// archive `berth snapshot` writes is one). Only changed files are
 /// read: text files up to 4 MiB get a text diff while the diff has read
 /// less than 32 MiB of text; larger ones, like binary files, are reported
 /// with their sizes. Exit code: 0 when equal, 1 when different, 125 on
@@ -392,7 +459,10 @@ pub(crate) struct GcArgs {
 /// unless told otherwise and warns when it listens elsewhere without TLS.
 /// Remote sessions live in `--temp-root`, where `berth gc` finds them if the
 /// server is killed. SIGINT or SIGTERM stops it and closes every remote
-/// session.
+/// session. It logs on stderr at info (`RUST_LOG` changes that): each
+/// session's opening and closing, with its id, backend type and the
+/// client's address. `type: api` is never served: a server does not relay
+/// sessions to another one.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  berth serve --listen 127.0.0.1:7341 --token-file ~/.config/berth/token"
@@ -407,7 +477,7 @@ pub(crate) struct ServeArgs {
     pub(crate) token_file: Option<PathBuf>,
 
     /// Serve only this backend type to clients (repeatable; default: every
-    /// registered type). A client's token lets it run whatever the served
+    /// registered type but `api`). A client's token lets it run whatever the served
     /// backends allow, as this server's user: `type: local` is a shell on
     /// this host
     #[arg(long = "backend", value_name = "TYPE")]

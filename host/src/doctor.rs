@@ -36,8 +36,7 @@ pub(crate) async fn doctor(args: &DoctorArgs, global: &GlobalArgs) -> anyhow::Re
 
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &checks)?;
-        writeln!(out)?;
+        crate::failure::write_json(&checks)?;
     } else {
         let colour = stdout_colour();
         for check in &checks {

@@ -78,8 +78,7 @@ pub(crate) async fn gc(args: &GcArgs, global: &GlobalArgs) -> anyhow::Result<Exi
 
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        crate::failure::write_json(&report)?;
     } else {
         for entry in &report.leftovers {
             // Anyone who can write the temporary directory chooses these

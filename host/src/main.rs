@@ -10,7 +10,9 @@
 mod backends;
 mod cli;
 mod doctor;
+mod failure;
 mod gc;
+mod manual;
 mod output;
 mod plugins;
 mod quote;
@@ -55,11 +57,13 @@ fn main() -> std::process::ExitCode {
             // Help and version go to stdout with status 0; usage errors use
             // berth's own error status, so they never pass for a command's.
             let _ = err.print();
-            return std::process::ExitCode::from(if err.use_stderr() {
-                ExitCode::BERTH_ERROR.0
-            } else {
-                0
-            });
+            if !err.use_stderr() {
+                return std::process::ExitCode::SUCCESS;
+            }
+            if failure::args_ask_for_json(std::env::args_os()) {
+                failure::print_json_error(&failure::clap_message(&err), failure::ErrorKind::Usage);
+            }
+            return std::process::ExitCode::from(ExitCode::BERTH_ERROR.0);
         }
     };
     // The suite makes setups fail on purpose: `plugins test` shows only
@@ -71,13 +75,21 @@ fn main() -> std::process::ExitCode {
             ..
         })
     );
-    init_logging(if quiet { "error" } else { "warn" });
+    init_logging(match &cli.command {
+        _ if quiet => "error",
+        // A server's log is its record of the sessions it served.
+        Command::Serve(_) => "info",
+        _ => "warn",
+    });
     let code = match execute(&cli) {
         Ok(code) => code,
         // Nobody reads what berth would say.
         Err(err) if output::is_closed_output(&err) => output::CLOSED,
         Err(err) => {
             print_error(&err);
+            if cli.json() {
+                failure::print_json_error(&failure::one_line(&err), failure::kind_of(&err));
+            }
             ExitCode::BERTH_ERROR
         }
     };
@@ -94,6 +106,8 @@ fn execute(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => async_runtime()?.block_on(doctor::doctor(args, global)),
         Command::Gc(args) => async_runtime()?.block_on(gc::gc(args, global)),
         Command::Serve(args) => async_runtime()?.block_on(serve::serve(args, global)),
+        Command::Completions(args) => manual::completions(args),
+        Command::Man(args) => manual::man(args),
     }
 }
 

@@ -210,8 +210,7 @@ pub(crate) fn test(args: &PluginTestArgs, global: &GlobalArgs) -> anyhow::Result
             "failed": failed,
             "skipped": skipped,
         });
-        serde_json::to_writer_pretty(&mut out, &json)?;
-        writeln!(out)?;
+        crate::failure::write_json(&json)?;
     } else {
         writeln!(out, "{passed} passed, {failed} failed, {skipped} skipped")?;
     }

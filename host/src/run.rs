@@ -408,10 +408,7 @@ fn report(
     err.flush()?;
     drop(err);
     if json {
-        let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &JsonResult::new(result, checkpoint))?;
-        writeln!(out)?;
-        out.flush()?;
+        crate::failure::write_json(&JsonResult::new(result, checkpoint))?;
     }
     Ok(())
 }

@@ -1,4 +1,7 @@
 //! `berth serve`: this host's registry over HTTP, for `type: api` clients.
+//!
+//! It logs at info unless `RUST_LOG` says otherwise: each session's opening
+//! and closing (its id, type and client) is the server's record of use.
 
 use anyhow::Context as _;
 use runtime_api::Token;
@@ -35,6 +38,17 @@ pub(crate) async fn serve(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Resu
     raise_descriptor_limit();
     let (mut registry, plugins) = crate::backends::load(global.plugin_dir.as_deref())?;
     crate::backends::warn_problems(&plugins);
+    if args
+        .backends
+        .iter()
+        .any(|name| name == runtime_api::TYPE_NAME)
+    {
+        anyhow::bail!(
+            "--backend {}: a berth server does not relay sessions to another server; serve the \
+             backends that run commands (`berth plugins` lists them)",
+            runtime_api::TYPE_NAME
+        );
+    }
     if !args.backends.is_empty() {
         registry
             .restrict_to(&args.backends)
@@ -43,7 +57,7 @@ pub(crate) async fn serve(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Resu
     }
     eprintln!(
         "berth serve: serving backends: {}",
-        registry.types().join(", ")
+        server::served_types(&registry).join(", ")
     );
     let config = ServeConfig::new(token, registry.shared())
         .listen(args.listen)

@@ -9,11 +9,13 @@ use session_core::compression::Compression;
 use session_core::diff::{self, ChangeKind, FileChange, SnapshotDiff, TextOmitted};
 use session_core::paths::quote_name;
 use session_core::snapshot::{Snapshot, SnapshotRules};
+use session_core::spec::EnvironmentSpec;
 use session_core::tree::RemoveOnDrop;
 use session_core::workspace::{SESSION_DIR_PREFIX, SESSION_MARKER, SessionMarker, hostname};
 
 use crate::ExitCode;
 use crate::cli::{DiffArgs, SnapshotArgs};
+use crate::failure::usage_bail;
 use crate::term::{Progress, human_bytes, size_of_tree};
 
 /// Archive suffixes and the compression each implies, longest first so
@@ -68,17 +70,84 @@ pub(crate) fn scratch_dir(temp_root: &Path, label: &str) -> anyhow::Result<Remov
     Ok(dir)
 }
 
+/// The archive names `berth snapshot` knows the format of, for messages.
+const ARCHIVE_NAMES: &str = ".tar, .tar.gz, .tgz, .tar.bz2, .tbz2, .tar.xz, .txz, .tar.zst, .tzst";
+
+/// The format of the archive at `path`, told by its first bytes: a name
+/// need not say it (`snapshot --compression` writes any name). `None` when
+/// the file starts like none of the formats berth writes.
+fn sniff_archive(path: &Path) -> std::io::Result<Option<Compression>> {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(512);
+    fs::File::open(path)?.take(512).read_to_end(&mut head)?;
+    let zstd_skippable =
+        head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18];
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Some(Compression::Gzip)
+    } else if head.starts_with(b"BZh") {
+        Some(Compression::Bzip2)
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some(Compression::Xz)
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || zstd_skippable {
+        Some(Compression::Zstd)
+    } else if head.len() == 512 && (&head[257..262] == b"ustar" || head.iter().all(|b| *b == 0)) {
+        // A tar header, or the zero blocks that end (and make up all of)
+        // the archive of an empty tree.
+        Some(Compression::None)
+    } else {
+        None
+    })
+}
+
+/// What `berth snapshot --json` prints.
+#[derive(Debug, serde::Serialize)]
+struct SnapshotReport<'a> {
+    archive: &'a Path,
+    checksum: String,
+    entries: usize,
+    bytes: u64,
+    archive_bytes: u64,
+    compression: &'static str,
+    left_out: &'a [String],
+}
+
+/// The keep globs (`None`: keep everything) and ignore globs of `berth
+/// snapshot`: the spec's `snapshot:` block when `--env` names one, plus
+/// `--keep` and `--ignore`.
+fn snapshot_globs(args: &SnapshotArgs) -> anyhow::Result<(Option<Vec<String>>, Vec<String>)> {
+    let (mut keep, mut ignore) = match &args.spec {
+        Some(path) => {
+            let spec = EnvironmentSpec::from_path(path)?;
+            (spec.snapshot.keep_globs, spec.snapshot.ignore_globs)
+        }
+        None => (None, Vec::new()),
+    };
+    if !args.keep.is_empty() {
+        keep.get_or_insert_with(Vec::new)
+            .extend(args.keep.iter().cloned());
+    }
+    ignore.extend(args.ignore.iter().cloned());
+    Ok((keep, ignore))
+}
+
 /// `berth snapshot DIR -o ARCHIVE`.
 pub(crate) fn snapshot(args: &SnapshotArgs, temp_root: &Path) -> anyhow::Result<ExitCode> {
     let dir = &args.dir;
+    let compression = match args.compression {
+        Some(compression) => Compression::from(compression),
+        None => match archive_compression(&args.output) {
+            Some(compression) => compression,
+            None => usage_bail!(
+                "`{}` does not say which archive format to write: name it {ARCHIVE_NAMES}, or \
+                 say the format with --compression",
+                args.output.display()
+            ),
+        },
+    };
     if !dir.is_dir() {
-        bail!("`{}` is not a directory", dir.display());
+        usage_bail!("`{}` is not a directory", dir.display());
     }
-    let compression = args
-        .compression
-        .map(Compression::from)
-        .or_else(|| archive_compression(&args.output))
-        .unwrap_or(Compression::Gzip);
+    let (keep, mut ignore) = snapshot_globs(args)?;
     let archive = absolute(&args.output)?;
     let parent = archive
         .parent()
@@ -120,10 +189,12 @@ pub(crate) fn snapshot(args: &SnapshotArgs, temp_root: &Path) -> anyhow::Result<
     };
     // A previous archive at the destination inside the tree is not part of
     // what is snapshotted.
-    let rules = match archive.strip_prefix(&root) {
-        Ok(rel) if inside => SnapshotRules::new(None, &[escape_glob(&rel.to_string_lossy())])?,
-        _ => SnapshotRules::keep_all(),
-    };
+    if let Ok(rel) = archive.strip_prefix(&root)
+        && inside
+    {
+        ignore.push(escape_glob(&rel.to_string_lossy()));
+    }
+    let rules = SnapshotRules::new(keep.as_deref(), &ignore)?;
     let archive_dir = scratch.path().join("archive");
     let snapshot = {
         let watched = archive_dir.clone();
@@ -144,6 +215,18 @@ pub(crate) fn snapshot(args: &SnapshotArgs, temp_root: &Path) -> anyhow::Result<
     }
     let archive_size = fs::metadata(&archive).map_or(0, |m| m.len());
     let manifest = snapshot.manifest();
+    if args.json {
+        crate::failure::write_json(&SnapshotReport {
+            archive: &archive,
+            checksum: snapshot.checksum().to_hex(),
+            entries: manifest.len(),
+            bytes: manifest.total_size(),
+            archive_bytes: archive_size,
+            compression: compression.name(),
+            left_out: manifest.other_paths(),
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -219,8 +302,7 @@ pub(crate) fn diff(args: &DiffArgs, temp_root: &Path) -> anyhow::Result<ExitCode
     let diff = diff::diff(&old, &new).context("comparing the snapshots")?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &diff)?;
-        writeln!(out)?;
+        crate::failure::write_json(&diff)?;
     } else if args.stat {
         for change in &diff.changes {
             writeln!(out, "{}", stat_line(change))?;
@@ -259,9 +341,11 @@ fn open_tree(
         )
         .with_context(|| format!("snapshotting `{}`", path.display()));
     }
-    let Some(compression) = archive_compression(path) else {
-        bail!(
-            "`{}` is neither a directory nor an archive (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .tar.zst)",
+    let sniffed = sniff_archive(path).with_context(|| format!("reading `{}`", path.display()))?;
+    let Some(compression) = sniffed.or_else(|| archive_compression(path)) else {
+        usage_bail!(
+            "`{}` is neither a directory nor an archive (a tar archive, plain or compressed with \
+             gzip, bzip2, xz or zstd)",
             path.display()
         );
     };

@@ -22,6 +22,19 @@ fn start_server_with(
     token_file: &std::path::Path,
     extra: &[&str],
 ) -> (Child, String) {
+    let (server, url, _log) = start_server_logged(sb, token_file, extra);
+    (server, url)
+}
+
+/// What a server wrote on stderr so far, one line each.
+type ServerLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`start_server_with`], keeping what the server writes on stderr.
+fn start_server_logged(
+    sb: &Sandbox,
+    token_file: &std::path::Path,
+    extra: &[&str],
+) -> (Child, String, ServerLog) {
     let mut server = sb
         .berth(
             [
@@ -37,19 +50,138 @@ fn start_server_with(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let log = ServerLog::default();
     let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
     let url = loop {
         let line = lines
             .next()
             .expect("the server says where it listens")
             .unwrap();
+        log.lock().unwrap().push(line.clone());
         if let Some(url) = line.strip_prefix("berth serve: listening on ") {
             break url.to_owned();
         }
     };
     // Keep draining its stderr so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (server, url)
+    let kept = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (server, url, log)
+}
+
+/// Stops a server with SIGTERM and waits for it.
+fn stop(mut server: Child) {
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGTERM);
+    }
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn the_server_logs_each_session_and_its_health_omits_api() {
+    let sb = Sandbox::new();
+    let token_file = sb.write_private("token", &format!("{TOKEN}\n"));
+    let (server, url, log) = start_server_logged(&sb, &token_file, &[]);
+    let serving = log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|line| line.starts_with("berth serve: serving backends: "))
+        .cloned()
+        .expect("the server names its backends");
+    assert!(serving.contains("local"), "{serving}");
+    assert!(!serving.contains("api"), "{serving}");
+
+    // `/v1/health`, by hand.
+    let address = url.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        format!(
+            "GET /v1/health HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let health: serde_json::Value = serde_json::from_str(body).unwrap();
+    let backends: Vec<&str> = health["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert!(backends.contains(&"local"), "{backends:?}");
+    assert!(!backends.contains(&"api"), "{backends:?}");
+
+    let spec = sb.write(
+        "api.yaml",
+        &format!(
+            "type: api\nname: remote\napi:\n  url: {url}\n  remote: {{type: local, name: served}}\n"
+        ),
+    );
+    let out = sb
+        .berth([
+            "run".as_ref(),
+            "--env".as_ref(),
+            spec.as_os_str(),
+            "--".as_ref(),
+            "true".as_ref(),
+        ])
+        .env("BERTH_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{out:?}");
+    stop(server);
+
+    let lines = log.lock().unwrap().clone();
+    let opened: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("session opened"))
+        .collect();
+    let closed: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("session closed session="))
+        .collect();
+    assert_eq!(opened.len(), 1, "{lines:#?}");
+    assert_eq!(closed.len(), 1, "{lines:#?}");
+    for line in [opened[0], closed[0]] {
+        assert!(line.contains("INFO"), "{line}");
+        assert!(line.contains("type=local"), "{line}");
+        assert!(line.contains("client=127.0.0.1:"), "{line}");
+    }
+    let id = opened[0]
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("session="))
+        .unwrap();
+    assert!(closed[0].contains(&format!("session={id}")), "{lines:#?}");
+}
+
+#[test]
+fn a_server_refuses_to_serve_api() {
+    let sb = Sandbox::new();
+    let token_file = sb.write_private("token", &format!("{TOKEN}\n"));
+    let out = sb.run([
+        "serve".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--token-file".as_ref(),
+        token_file.as_os_str(),
+        "--backend".as_ref(),
+        "api".as_ref(),
+    ]);
+    assert_eq!(code(&out), 125, "{out:?}");
+    assert!(
+        stderr(&out).contains("does not relay sessions to another server"),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -66,7 +66,7 @@ fn snapshot_compression_follows_the_suffix_or_the_flag() {
         ("a.tar.bz2", &[], b"BZh", 0),
         ("a.tar.xz", &[], &[0xfd, b'7', b'z', b'X', b'Z', 0], 0),
         ("a.tar.zst", &[], &[0x28, 0xb5, 0x2f, 0xfd], 0),
-        ("a.snap", &[], &[0x1f, 0x8b], 0),
+        ("a.snap", &["--compression", "gz"], &[0x1f, 0x8b], 0),
         ("b.tar.gz", &["--compression", "none"], b"ustar", 257),
     ];
     for (name, flags, magic, offset) in cases {

@@ -231,8 +231,11 @@ impl State {
             session.stopping("the server is shutting down");
         }
         for session in sessions {
-            if let Err(err) = session.close().await {
-                tracing::warn!(session = %session.id, error = %clip(&err.to_string(), LOGGED_ERROR_BYTES), "closing a session at shutdown failed");
+            match session.close().await {
+                Ok(()) => log_closed(&session, "the server is shutting down"),
+                Err(err) => {
+                    tracing::warn!(session = %session.id, error = %clip(&err.to_string(), LOGGED_ERROR_BYTES), "closing a session at shutdown failed");
+                }
             }
         }
     }
@@ -266,13 +269,38 @@ impl State {
             ids.iter().filter_map(|id| sessions.remove(id)).collect()
         };
         for session in expired {
-            tracing::info!(session = %session.id, label = %clip(&session.label, LOGGED_LABEL_BYTES), "lease expired: reaping the session");
             session.stopping("the session's lease expired");
-            if let Err(err) = session.close().await {
-                tracing::warn!(session = %session.id, error = %clip(&err.to_string(), LOGGED_ERROR_BYTES), "reaping a session failed");
+            match session.close().await {
+                Ok(()) => log_closed(&session, "its lease expired"),
+                Err(err) => {
+                    tracing::warn!(session = %session.id, error = %clip(&err.to_string(), LOGGED_ERROR_BYTES), "reaping a session whose lease expired failed");
+                }
             }
         }
     }
+}
+
+/// The backend types this server serves: those of its registry but `api`,
+/// since it does not relay sessions to another server.
+pub fn served_types(registry: &Registry) -> Vec<String> {
+    registry
+        .types()
+        .into_iter()
+        .filter(|type_name| type_name != crate::TYPE_NAME)
+        .collect()
+}
+
+/// Logs, at info, that `session` was closed and why: its id, backend type,
+/// label and the client that opened it.
+pub(crate) fn log_closed(session: &RemoteSession, reason: &str) {
+    tracing::info!(
+        session = %session.id,
+        r#type = %session.backend,
+        label = %clip(&session.label, LOGGED_LABEL_BYTES),
+        client = %session.client,
+        reason,
+        "session closed"
+    );
 }
 
 /// How much of an error a log line shows (errors may quote paths and
@@ -383,7 +411,7 @@ pub async fn bind(config: ServeConfig) -> Result<Server, Error> {
             "waits for a connection place while every connection was an authenticated client's",
         ),
     });
-    tracing::info!(address = %local, backends = ?state.registry.types(), "berth server listening");
+    tracing::info!(address = %local, backends = ?served_types(&state.registry), "berth server listening");
     Ok(Server {
         listener,
         state,
@@ -672,7 +700,7 @@ async fn handle(
     }
     let method = req.method().clone();
     let path = clip(req.uri().path(), LOGGED_PATH_BYTES).into_owned();
-    let response = routes::route(&state, req)
+    let response = routes::route(&state, req, peer)
         .await
         .unwrap_or_else(Failure::into_response);
     tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use crate::token::random_hex;
 pub(crate) async fn route(
     state: &Arc<State>,
     req: Request<Incoming>,
+    peer: SocketAddr,
 ) -> Result<Response<Body>, Failure> {
     let path = req.uri().path().to_owned();
     let Some(rest) = path.strip_prefix("/v1/") else {
@@ -53,8 +55,8 @@ pub(crate) async fn route(
     let method = req.method().clone();
     match (segments.as_slice(), &method) {
         (["health"], &Method::GET) => Ok(health(state)),
-        (["sessions"], &Method::POST) => create_session(state, req).await,
-        (["sessions", sid], &Method::DELETE) => delete_session(state, sid).await,
+        (["sessions"], &Method::POST) => create_session(state, req, peer).await,
+        (["sessions", sid], &Method::DELETE) => delete_session(state, sid, peer).await,
         (["sessions", sid, "lease"], &Method::POST) => {
             let session = state.session(sid)?;
             Ok(json_response(
@@ -154,7 +156,7 @@ fn health(state: &State) -> Response<Body> {
             status: "ok".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             protocol: PROTOCOL_VERSION,
-            backends: state.registry.types(),
+            backends: super::served_types(&state.registry),
         },
     )
 }
@@ -162,6 +164,7 @@ fn health(state: &State) -> Response<Body> {
 async fn create_session(
     state: &Arc<State>,
     req: Request<Incoming>,
+    client: SocketAddr,
 ) -> Result<Response<Body>, Failure> {
     if state.is_shutting_down() {
         return Err(Failure::new(
@@ -296,6 +299,7 @@ async fn create_session(
         id: id.clone(),
         label: label.clone(),
         backend: backend_type.clone(),
+        client,
         session,
         workspace,
         assets,
@@ -315,7 +319,14 @@ async fn create_session(
         }
         sessions.insert(id.clone(), remote);
     }
-    tracing::info!(session = %id, label = %clip(&label, LOGGED_LABEL_BYTES), backend = %backend_type, mode = %mode, "session created");
+    tracing::info!(
+        session = %id,
+        r#type = %backend_type,
+        label = %clip(&label, LOGGED_LABEL_BYTES),
+        mode = %mode,
+        %client,
+        "session opened"
+    );
     Ok(json_response(
         StatusCode::CREATED,
         &SessionCreated {
@@ -428,17 +439,21 @@ fn restore_asset_copy_modes(workspace: &Path, entries: &[ManifestEntry]) {
     }
 }
 
-async fn delete_session(state: &Arc<State>, sid: &str) -> Result<Response<Body>, Failure> {
+async fn delete_session(
+    state: &Arc<State>,
+    sid: &str,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Failure> {
     let session = state
         .sessions()
         .remove(sid)
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no session `{sid}`")))?;
-    tracing::info!(session = %session.id, label = %clip(&session.label, LOGGED_LABEL_BYTES), "closing the session");
     session.stopping("the session was closed");
     session
         .close()
         .await
         .map_err(|err| Failure::from_core(&err, &session.backend))?;
+    super::log_closed(&session, &format!("a client at {peer} closed it"));
     Ok(no_content())
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -231,6 +232,8 @@ pub(crate) struct RemoteSession {
     pub(crate) label: String,
     /// The server-side backend type.
     pub(crate) backend: String,
+    /// The address of the client that opened it.
+    pub(crate) client: SocketAddr,
     pub(crate) workspace: PathBuf,
     pub(crate) assets: ResolvedAssets,
     session: tokio::sync::Mutex<Option<Session>>,
@@ -273,6 +276,7 @@ pub(crate) struct Parts {
     pub(crate) id: String,
     pub(crate) label: String,
     pub(crate) backend: String,
+    pub(crate) client: SocketAddr,
     pub(crate) session: Session,
     pub(crate) workspace: PathBuf,
     pub(crate) assets: ResolvedAssets,
@@ -289,6 +293,7 @@ impl RemoteSession {
             id: parts.id,
             label: parts.label,
             backend: parts.backend,
+            client: parts.client,
             workspace: parts.workspace,
             assets: parts.assets,
             session: tokio::sync::Mutex::new(Some(parts.session)),

@@ -14,6 +14,7 @@ mod server_bounds;
 mod server_load;
 mod server_logs;
 mod server_security;
+mod server_sessions;
 mod server_shutdown;
 mod session_create;
 mod session_lease;

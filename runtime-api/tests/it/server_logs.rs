@@ -102,7 +102,8 @@ async fn the_token_is_never_logged_and_an_idle_command_is_one_request() {
     let text = logs.text();
     assert!(!text.contains(TOKEN), "the token was logged:\n{text}");
     assert!(text.contains("refused a request without the right bearer token"));
-    assert!(text.contains("session created"));
+    assert!(text.contains("session opened"));
+    assert!(text.contains("session closed"));
     let between = &text[text.find("MARK before").unwrap()..text.find("MARK after").unwrap()];
     let requests: Vec<&str> = between
         .lines()

@@ -10,3 +10,4 @@ mod isolation;
 mod processes;
 mod quotas;
 mod seccomp;
+mod spec_reference;
