@@ -384,6 +384,38 @@ mod tests {
         );
     }
 
+    /// A stand-in for `berth` whose `doctor --json` says `namespaces` is
+    /// `ok` or not.
+    fn fake_berth(dir: &Path, ok: bool) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.join(format!("berth-{ok}"));
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho '[{{\"check\": \"temporary directory\", \"ok\": true, \"detail\": \"\"}}, {{\"check\": \"namespaces\", \"ok\": {ok}, \"detail\": \"user: Operation not permitted\"}}]'\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn namespaces_that_cannot_be_made_fail_the_check_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir {
+            dir: dir.path().to_path_buf(),
+        };
+        assert_eq!(
+            check_namespaces(&fake_berth(dir.path(), true), &run),
+            Ok(())
+        );
+        let err = check_namespaces(&fake_berth(dir.path(), false), &run).unwrap_err();
+        assert!(err.contains("user: Operation not permitted"), "{err}");
+        let err = check_namespaces(&dir.path().join("missing"), &run).unwrap_err();
+        assert!(err.contains("missing"), "{err}");
+    }
+
     /// Run by [`the_skip_log_is_what_the_tests_write`] in a process of its
     /// own.
     #[test]
