@@ -34,6 +34,7 @@
 mod cases;
 pub mod fixture_plugin;
 mod runner;
+pub mod skip;
 pub mod soak;
 
 use std::future::Future;

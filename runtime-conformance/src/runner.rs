@@ -263,6 +263,9 @@ pub fn run_one_blocking(target: Target, name: &str) -> CaseOutcome {
         }
     };
     println!("{}", case_line(&label, name, &outcome, took));
+    if let CaseOutcome::Skipped(why) = &outcome {
+        crate::skip::record(&format!("{label} {name}: {why}"));
+    }
     outcome
 }
 

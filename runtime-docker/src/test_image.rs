@@ -22,6 +22,47 @@ COPY busybox /bin/busybox\n\
 RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
 RUN [\"/bin/mkdir\", \"-m\", \"1777\", \"/tmp\"]\n";
 
+/// Why the Docker Engine must be usable where the tests run, if it must:
+/// `CI` says so (`true` or `1`), or this machine has an engine (`DOCKER_HOST`
+/// names one, the default socket exists, or `dockerd` is installed). A test
+/// that needs the engine then fails when it cannot reach it or build
+/// [`IMAGE`], rather than report itself skipped.
+pub fn engine_required() -> Option<String> {
+    let dockerd_installed = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("dockerd").is_file()));
+    engine_required_by(
+        std::env::var("CI").ok().as_deref(),
+        std::env::var_os("DOCKER_HOST").is_some(),
+        std::path::Path::new(DEFAULT_SOCKET).exists(),
+        dockerd_installed,
+    )
+}
+
+/// Where the engine listens by default.
+const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
+/// [`engine_required`] from what it looks at: the value of `CI`, whether
+/// `DOCKER_HOST` is set, whether the default socket exists, whether
+/// `dockerd` is installed.
+pub fn engine_required_by(
+    ci: Option<&str>,
+    docker_host: bool,
+    socket: bool,
+    dockerd: bool,
+) -> Option<String> {
+    if ci.is_some_and(|ci| ci.eq_ignore_ascii_case("true") || ci == "1") {
+        Some("CI is set".to_owned())
+    } else if docker_host {
+        Some("DOCKER_HOST names an engine".to_owned())
+    } else if socket {
+        Some(format!("{DEFAULT_SOCKET} exists"))
+    } else if dockerd {
+        Some("dockerd is installed".to_owned())
+    } else {
+        None
+    }
+}
+
 /// A client for the engine (from `DOCKER_HOST` or the default socket),
 /// with its API version negotiated, or why the engine cannot be reached.
 pub async fn connect() -> Result<Docker, String> {
@@ -109,4 +150,21 @@ fn build_context() -> Result<Vec<u8>, String> {
         .map_err(|err| format!("building the image context: {err}"))?;
     bytes.flush().map_err(|err| err.to_string())?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_is_required_in_ci_or_where_one_is_installed() {
+        assert_eq!(engine_required_by(None, false, false, false), None);
+        assert_eq!(engine_required_by(Some("false"), false, false, false), None);
+        for ci in ["true", "TRUE", "1"] {
+            assert!(engine_required_by(Some(ci), false, false, false).is_some());
+        }
+        assert!(engine_required_by(None, true, false, false).is_some());
+        assert!(engine_required_by(None, false, true, false).is_some());
+        assert!(engine_required_by(None, false, false, true).is_some());
+    }
 }

@@ -1,13 +1,16 @@
 //! berth's development tasks, run as `cargo xtask <task>`.
 //!
-//! * `test [ARGS…]` — installs what the tests need when it is missing, runs
-//!   `tidy`, the conformance suite against every plugin in `plugins/`
+//! * `test [ARGS…]` — installs what the tests need when it is missing,
+//!   builds the docker tests' image, checks that namespaces can be made,
+//!   runs `tidy`, the conformance suite against every plugin in `plugins/`
 //!   through the real loader, the doctests (`cargo test --workspace --doc`:
 //!   nextest does not run them), then the whole workspace's tests with
-//!   nextest (ARGS go to nextest), then checks that the run left no berth
-//!   container, temporary directory or process behind (printing only when
-//!   it did, so nextest's summary stays the last thing printed on success).
-//!   A failure of any step fails the task once every step has run.
+//!   nextest (ARGS go to nextest), all with a temporary root of the run's
+//!   own; then checks that the run left no berth container, temporary
+//!   directory or process behind, reports the tests that skipped
+//!   themselves and why, and ends with `xtask: N passed, N failed, N
+//!   skipped`. Each step is announced before it starts; a failure of any
+//!   step fails the task once every step has run (see `test_run`).
 //! * `tidy` — checks the invariants ARCHITECTURE.md states about the
 //!   repository (the crate graph, the SDK's dependencies, module docs,
 //!   `SAFETY:` comments, citations), one `path:line: what` per violation.
@@ -32,6 +35,7 @@ mod leftovers;
 mod plugin;
 mod prereq;
 mod soak;
+mod test_run;
 mod tidy;
 
 use std::env;
@@ -57,7 +61,7 @@ fn run() -> Result<ExitCode> {
     let task = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     match task.as_str() {
-        "test" => test(&rest),
+        "test" => test_run::test(&rest),
         "tidy" => tidy::run(&rest),
         "test-plugin" => plugin::test_plugin(&rest),
         "soak" => soak::run(&rest),
@@ -84,77 +88,7 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Installs the test prerequisites, runs tidy, the plugin suites and the
-/// doctests, then nextest over the workspace.
-fn test(extra: &[String]) -> Result<ExitCode> {
-    ensure_nextest()?;
-    prereq::ensure_test_prerequisites()?;
-    let started = std::time::SystemTime::now();
-    let root = workspace_root();
-    let untidy = tidy::check(&root)?;
-    for violation in &untidy {
-        println!("{violation}");
-    }
-    let mut plugin_failures = Vec::new();
-    for dir in plugin::workspace_plugins(&root) {
-        println!("xtask: conformance of plugin {}", dir.display());
-        let code = plugin::test_plugin(&[dir.display().to_string()])?;
-        if code != ExitCode::SUCCESS {
-            plugin_failures.push(dir);
-        }
-    }
-    // Before nextest, so that nextest's summary ends the output.
-    let doctests = Command::new(cargo())
-        .current_dir(&root)
-        .args(["test", "--workspace", "--doc", "--no-fail-fast"])
-        .status()
-        .context("running cargo test --doc")?;
-    let status = Command::new(cargo())
-        .current_dir(&root)
-        .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-        .args(extra)
-        .status()
-        .context("running cargo nextest")?;
-    let mut failed = false;
-    if !untidy.is_empty() {
-        eprintln!(
-            "xtask: tidy found {} problem{} (listed at the start)",
-            untidy.len(),
-            if untidy.len() == 1 { "" } else { "s" }
-        );
-        failed = true;
-    }
-    if !plugin_failures.is_empty() {
-        eprintln!("xtask: plugin conformance failed for {plugin_failures:?}");
-        failed = true;
-    }
-    if !doctests.success() {
-        eprintln!("xtask: doctests failed ({doctests})");
-        failed = true;
-    }
-    // Killed processes may take a moment to be reaped.
-    let mut left = leftovers::find(started);
-    for _ in 0..20 {
-        if left.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        left = leftovers::find(started);
-    }
-    if !left.is_empty() {
-        eprintln!("xtask: the test run left these behind:");
-        for item in &left {
-            eprintln!("  {item}");
-        }
-        return Ok(ExitCode::FAILURE);
-    }
-    if failed {
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(exit_code(status))
-}
-
-fn ensure_nextest() -> Result<()> {
+pub(crate) fn ensure_nextest() -> Result<()> {
     let present = Command::new(cargo())
         .args(["nextest", "--version"])
         .output()

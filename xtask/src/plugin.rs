@@ -35,9 +35,27 @@ pub(crate) fn test_plugin(args: &[String]) -> Result<ExitCode> {
     Ok(crate::exit_code(status))
 }
 
+/// Builds the plugin crate in `dir` and runs `berth plugins test` (the
+/// given binary) on its library, the command first passed to `configure`
+/// (the test run's environment); returns its exit code.
+pub(crate) fn run_suite(
+    dir: &Path,
+    berth: &Path,
+    configure: impl FnOnce(&mut Command),
+) -> Result<ExitCode> {
+    let library = build_cdylib(dir)?;
+    let mut command = Command::new(berth);
+    command.args(["plugins", "test"]).arg(&library);
+    configure(&mut command);
+    let status = command
+        .status()
+        .with_context(|| format!("running {}", berth.display()))?;
+    Ok(crate::exit_code(status))
+}
+
 /// Builds the `berth` binary of this workspace and returns its path, found
 /// through cargo's JSON messages.
-fn build_berth() -> Result<PathBuf> {
+pub(crate) fn build_berth() -> Result<PathBuf> {
     let output = Command::new(crate::cargo())
         .current_dir(crate::workspace_root())
         .args([

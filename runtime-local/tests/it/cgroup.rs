@@ -60,7 +60,7 @@ fn is_root() -> bool {
 /// why) when this process is not root or `needs` cannot be enforced.
 fn host(test: &str, options: &DetectOptions, needs: &CgroupLimits) -> Option<TestHost> {
     if !is_root() {
-        eprintln!("skipped: {test} makes cgroups as root and this process is not root");
+        runtime_conformance::skipped!("{test} makes cgroups as root and this process is not root");
         return None;
     }
     let host = TestHost {
@@ -70,11 +70,11 @@ fn host(test: &str, options: &DetectOptions, needs: &CgroupLimits) -> Option<Tes
         }),
     };
     if let Err(err) = host.check(needs) {
-        eprintln!("skipped: {test}: {err}");
+        runtime_conformance::skipped!("{test}: {err}");
         return None;
     }
     if let Err(err) = host.create(&CgroupLimits::default(), "probe") {
-        eprintln!("skipped: {test}: {err}");
+        runtime_conformance::skipped!("{test}: {err}");
         return None;
     }
     Some(host)
@@ -221,7 +221,7 @@ fn memory_limit_counts_tmpfs_pages_and_reports_the_oom_kill() {
         return;
     };
     if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
-        eprintln!("skipped: {test} needs util-linux `unshare` for a private tmpfs");
+        runtime_conformance::skipped!("{test} needs util-linux `unshare` for a private tmpfs");
         return;
     }
     let cgroup = host.create(&limits, "tmpfs").unwrap();
@@ -706,16 +706,18 @@ fn v2_mount_and_own() -> Option<(PathBuf, PathBuf)> {
 fn own_cgroup_placement_moves_berth_into_a_leaf_beside_its_cgroups() {
     let test = "own_cgroup_placement_moves_berth_into_a_leaf_beside_its_cgroups";
     if !is_root() {
-        eprintln!("skipped: {test} moves this process between cgroups, which needs root");
+        runtime_conformance::skipped!(
+            "{test} moves this process between cgroups, which needs root"
+        );
         return;
     }
     let Some((mount, original)) = v2_mount_and_own() else {
-        eprintln!("skipped: {test}: no cgroup v2 hierarchy mounted at its root");
+        runtime_conformance::skipped!("{test}: no cgroup v2 hierarchy mounted at its root");
         return;
     };
     let own = mount.join(unique_base());
     if let Err(err) = fs::create_dir(&own) {
-        eprintln!("skipped: {test}: cannot create {}: {err}", own.display());
+        runtime_conformance::skipped!("{test}: cannot create {}: {err}", own.display());
         return;
     }
     let guard = OwnCgroup {
@@ -908,15 +910,17 @@ fn read_trimmed(path: &Path) -> String {
 fn a_parents_memory_limit_binds_a_command_cgroup_with_a_larger_limit() {
     let test = "a_parents_memory_limit_binds_a_command_cgroup_with_a_larger_limit";
     if !is_root() {
-        eprintln!("skipped: {test} moves this process between cgroups, which needs root");
+        runtime_conformance::skipped!(
+            "{test} moves this process between cgroups, which needs root"
+        );
         return;
     }
     let Some(memory) = v1_mount_and_own("memory") else {
-        eprintln!("skipped: {test}: no cgroup v1 memory hierarchy mounted at its root");
+        runtime_conformance::skipped!("{test}: no cgroup v1 memory hierarchy mounted at its root");
         return;
     };
     if !Path::new("/usr/bin/unshare").exists() && !Path::new("/bin/unshare").exists() {
-        eprintln!("skipped: {test} needs util-linux `unshare` for a private tmpfs");
+        runtime_conformance::skipped!("{test} needs util-linux `unshare` for a private tmpfs");
         return;
     }
     const PARENT_LIMIT: u64 = 64 << 20;
@@ -999,11 +1003,13 @@ fn a_parents_memory_limit_binds_a_command_cgroup_with_a_larger_limit() {
 fn a_command_cpu_quota_is_cut_to_the_parents_on_cgroup_v1() {
     let test = "a_command_cpu_quota_is_cut_to_the_parents_on_cgroup_v1";
     if !is_root() {
-        eprintln!("skipped: {test} moves this process between cgroups, which needs root");
+        runtime_conformance::skipped!(
+            "{test} moves this process between cgroups, which needs root"
+        );
         return;
     }
     let Some(cpu) = v1_mount_and_own("cpu") else {
-        eprintln!("skipped: {test}: no cgroup v1 cpu hierarchy mounted at its root");
+        runtime_conformance::skipped!("{test}: no cgroup v1 cpu hierarchy mounted at its root");
         return;
     };
     // Half a CPU, per 200 ms.
@@ -1047,11 +1053,13 @@ fn a_command_cpu_quota_is_cut_to_the_parents_on_cgroup_v1() {
 fn gc_from_another_cgroup_removes_a_dead_owners_nested_cgroup() {
     let test = "gc_from_another_cgroup_removes_a_dead_owners_nested_cgroup";
     if !is_root() {
-        eprintln!("skipped: {test} moves this process between cgroups, which needs root");
+        runtime_conformance::skipped!(
+            "{test} moves this process between cgroups, which needs root"
+        );
         return;
     }
     let Some(memory) = v1_mount_and_own("memory") else {
-        eprintln!("skipped: {test}: no cgroup v1 memory hierarchy mounted at its root");
+        runtime_conformance::skipped!("{test}: no cgroup v1 memory hierarchy mounted at its root");
         return;
     };
     let parent = MovedInto::new(memory, &unique_base(), |_| Ok(())).unwrap();
@@ -1067,7 +1075,7 @@ fn gc_from_another_cgroup_removes_a_dead_owners_nested_cgroup() {
         }),
     };
     if let Err(err) = inside.check(&limits) {
-        eprintln!("skipped: {test}: {err}");
+        runtime_conformance::skipped!("{test}: {err}");
         return;
     }
     let mut owner_process = Command::new("cat").stdin(Stdio::piped()).spawn().unwrap();
@@ -1135,17 +1143,19 @@ fn gc_from_another_cgroup_removes_a_dead_owners_nested_cgroup() {
 fn a_shared_v2_cgroup_refuses_limits_and_keeps_command_cgroups_inside() {
     let test = "a_shared_v2_cgroup_refuses_limits_and_keeps_command_cgroups_inside";
     if !is_root() {
-        eprintln!("skipped: {test} moves this process between cgroups, which needs root");
+        runtime_conformance::skipped!(
+            "{test} moves this process between cgroups, which needs root"
+        );
         return;
     }
     let Some(v2) = v2_mount_and_own() else {
-        eprintln!("skipped: {test}: no cgroup v2 hierarchy mounted at its root");
+        runtime_conformance::skipped!("{test}: no cgroup v2 hierarchy mounted at its root");
         return;
     };
     let shared = match MovedInto::new(v2, &unique_base(), |_| Ok(())) {
         Ok(shared) => shared,
         Err(err) => {
-            eprintln!("skipped: {test}: cannot make a cgroup v2 cgroup: {err}");
+            runtime_conformance::skipped!("{test}: cannot make a cgroup v2 cgroup: {err}");
             return;
         }
     };

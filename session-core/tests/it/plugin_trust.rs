@@ -136,10 +136,7 @@ fn the_same_library_in_a_private_directory_is_opened() {
 fn a_symlink_another_user_owns_is_refused_on_the_way() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        #[allow(clippy::print_stderr, reason = "a skipped test says why")]
-        {
-            eprintln!("skipped: giving a symlink to another user needs root");
-        }
+        skipped("giving a symlink to another user needs root");
         return;
     }
     let fx = fixture();
@@ -173,4 +170,26 @@ fn a_symlink_another_user_owns_is_refused_on_the_way() {
     let report = load_directory(&link, &mut registry);
     assert!(fx.marker.exists(), "{:?}", report.problems);
     let _ = &fx.library;
+}
+
+/// Says that the running test is skipped and why, the way the other
+/// crates' tests do through `runtime_conformance::skip` (which depends on
+/// this crate): `skipped: WHY` on stderr, and a `TEST<tab>WHY` line
+/// appended to the file `$BERTH_TEST_SKIP_LOG` names, which `cargo xtask
+/// test` counts.
+#[allow(clippy::print_stderr, reason = "a skipped test says why")]
+fn skipped(why: &str) {
+    use std::io::Write as _;
+    eprintln!("skipped: {why}");
+    if let Some(log) = std::env::var_os("BERTH_TEST_SKIP_LOG") {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("an unnamed test")
+            .to_owned();
+        let _ = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut file| file.write_all(format!("{test}\t{why}\n").as_bytes()));
+    }
 }

@@ -1,10 +1,14 @@
 //! What the docker tests share: the engine, a small image built once per
 //! machine from Debian's `busybox-static`, specs and leak checks.
 //!
-//! Every test first calls [`prepare`]. When the engine cannot be reached it
-//! returns the reason and the test prints `skipped: …` and returns; on
-//! machines with an engine the image is built (once, under a file lock, so
-//! concurrent test processes share it) and the test runs.
+//! Every test first calls [`prepare`]. When the engine cannot be reached or
+//! the image cannot be built, it returns the reason and the test calls
+//! [`skip`]: on a machine without an engine that reports the test skipped
+//! (`runtime_conformance::skip`, which `cargo xtask test` counts) and the
+//! test returns; in CI, or where an engine is installed
+//! (`runtime_docker::test_image::engine_required`), it fails the test. On
+//! machines with a working engine the image is built (once, under a file
+//! lock, so concurrent test processes share it) and the test runs.
 
 #![allow(
     dead_code,
@@ -37,9 +41,15 @@ pub async fn prepare() -> Result<Docker, String> {
     ready.clone().map(|()| docker)
 }
 
-/// Prints why a test is skipped.
+/// Reports why a test is skipped, or fails it when the engine must be
+/// usable here.
 pub fn skip(reason: &str) {
-    eprintln!("skipped: the Docker Engine is not usable here: {reason}");
+    if let Some(why) = runtime_docker::test_image::engine_required() {
+        panic!(
+            "the Docker Engine is not usable, and the docker tests must run here ({why}): {reason}"
+        );
+    }
+    runtime_conformance::skipped!("the Docker Engine is not usable here: {reason}");
 }
 
 /// Returns from the test (printing why) when the engine is unusable;
