@@ -7,11 +7,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use clap::{Args, CommandFactory as _};
+use clap::Args;
 use clap_complete::Shell;
 
 use crate::ExitCode;
-use crate::cli::Cli;
 
 /// Print a completion script for a shell.
 ///
@@ -43,7 +42,7 @@ pub(crate) struct ManArgs {
 
 /// The command line as the pages and completions describe it.
 fn definitions() -> clap::Command {
-    Cli::command()
+    crate::cli::command()
 }
 
 /// `berth completions SHELL`.

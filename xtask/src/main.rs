@@ -8,8 +8,8 @@
 //!   nextest (ARGS go to nextest), all with a temporary root of the run's
 //!   own; then checks that the run left no berth container, temporary
 //!   directory or process behind, reports the tests that skipped
-//!   themselves and why, and ends with `xtask: N passed, N failed, N
-//!   skipped`. Each step is announced before it starts; a failure of any
+//!   themselves and why and `xtask: N passed, N failed, N skipped`, and
+//!   ends with nextest's own summary, printed again. Each step is announced before it starts; a failure of any
 //!   step fails the task once every step has run (see `test_run`).
 //! * `tidy` — checks the invariants ARCHITECTURE.md states about the
 //!   repository (the crate graph, the SDK's dependencies, module docs,

@@ -16,15 +16,16 @@
 //! tests report themselves skipped. Namespaces that cannot be made fail the
 //! run. A test that skips itself passes in nextest's count: each says why
 //! in a file the run names (`BERTH_TEST_SKIP_LOG`, see
-//! `runtime_conformance::skip`), and the run ends with those reasons and
+//! `runtime_conformance::skip`), and the run lists those reasons and
 //! `xtask: N passed, N failed, N skipped` counted from nextest's JUnit
-//! report, the skipped tests not among the passed.
+//! report, the skipped tests not among the passed; it then ends with
+//! nextest's own summary, printed again as nextest printed it.
 //!
 //! A failure of any step fails the task once every step has run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
@@ -171,15 +172,14 @@ pub(crate) fn test(extra: &[String]) -> Result<ExitCode> {
     // whatever the target directory.
     let junit = root.join("target/nextest/default/junit.xml");
     let _ = std::fs::remove_file(&junit);
-    let status = run
-        .apply(
+    let (status, summary) = run_nextest(
+        run.apply(
             Command::new(cargo())
                 .current_dir(&root)
                 .args(["nextest", "run", "--workspace", "--no-fail-fast"])
                 .args(extra),
-        )
-        .status()
-        .context("running cargo nextest")?;
+        ),
+    )?;
 
     // Killed processes may take a moment to be reaped.
     let mut left = leftovers::find(started, &run.tmp());
@@ -221,10 +221,49 @@ pub(crate) fn test(extra: &[String]) -> Result<ExitCode> {
             tests - failed - skipped
         );
     }
+    // The run ends with nextest's own summary, as it printed it.
+    for line in &summary {
+        eprintln!("{line}");
+    }
     if !failures.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
     Ok(crate::exit_code(status))
+}
+
+/// Runs nextest, passing its stderr (its progress and summary) through as
+/// it comes, and returns its exit status with the lines of its final
+/// summary (from its last `────` rule on), which the run prints again last.
+fn run_nextest(command: &mut Command) -> Result<(std::process::ExitStatus, Vec<String>)> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if std::io::stderr().is_terminal() {
+        command.args(["--color", "always"]);
+    }
+    let mut child = command
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running cargo nextest")?;
+    let mut summary = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        let mut out = std::io::stderr().lock();
+        for line in std::io::BufReader::new(stderr).split(b'\n') {
+            let line =
+                String::from_utf8_lossy(&line.context("reading nextest's output")?).into_owned();
+            let _ = writeln!(out, "{line}");
+            if line.trim_start().starts_with("────") {
+                summary.clear();
+            }
+            summary.push(line);
+        }
+    }
+    let status = child.wait().context("waiting for cargo nextest")?;
+    if !summary
+        .first()
+        .is_some_and(|line| line.trim_start().starts_with("────"))
+    {
+        summary.clear();
+    }
+    Ok((status, summary))
 }
 
 /// Reaches the engine and builds the image the docker tests use, as they
