@@ -150,24 +150,17 @@ impl NamespaceBackend {
     /// through `RLIMIT_NPROC`).
     pub fn capabilities() -> Capabilities {
         let (pids_limit, memory_limit, cpu_limit) = limits::enforceable();
+        // What every runtime of the host-process kit supports, with the
+        // limits as this backend enforces them and what its sandbox adds.
         Capabilities {
-            stdin: true,
-            stdin_streaming: true,
-            live_streaming: true,
-            signals: true,
-            timeouts: true,
-            output_limit: true,
-            concurrent_commands: true,
-            usage: true,
             mounts: true,
-            ports: false,
             network_isolation: true,
             memory_limit,
             cpu_limit,
             pids_limit,
-            file_size_limit: true,
             // The workspace is bind-mounted read-write into the namespace.
             shared_workspace: true,
+            ..runtime_local::kit::host_capabilities()
         }
     }
 }
