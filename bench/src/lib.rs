@@ -21,6 +21,10 @@
 //! * `diff` — diff of two 10,000-file snapshots with 1% changed.
 //! * `session` — session prepare + spawn + close on the local backend
 //!   against `tempfile::tempdir()` create + remove.
+//! * `python` — the Python module: `execute("true")` against the same call
+//!   from Rust and against `subprocess.run`, 1 GiB through its stream
+//!   iterator against a `subprocess.Popen` read loop, and 32 threads × 50
+//!   calls against as many tokio tasks.
 
 #![warn(missing_docs)]
 
@@ -67,6 +71,12 @@ pub struct Sizes {
     pub diff_iterations: usize,
     /// Timed sessions (and as many floor runs).
     pub session_iterations: usize,
+    /// Rounds of the `python` row (each starts the Python side once per
+    /// comparison).
+    pub python_rounds: usize,
+    /// Threads, and `execute("true")` calls each, of the `python` row's
+    /// concurrency figure.
+    pub python_threads: (usize, usize),
 }
 
 impl Sizes {
@@ -86,6 +96,8 @@ impl Sizes {
             input_iterations: 30,
             diff_iterations: 30,
             session_iterations: 300,
+            python_rounds: 5,
+            python_threads: (32, 50),
         }
     }
 
@@ -105,6 +117,8 @@ impl Sizes {
             input_iterations: 5,
             diff_iterations: 5,
             session_iterations: 40,
+            python_rounds: 2,
+            python_threads: (32, 10),
         }
     }
 
@@ -124,6 +138,8 @@ impl Sizes {
             input_iterations: 1,
             diff_iterations: 1,
             session_iterations: 3,
+            python_rounds: 1,
+            python_threads: (4, 2),
         }
     }
 }
@@ -214,6 +230,11 @@ pub const ROWS: &[Row] = &[
         name: "docker-exec",
         about: "docker exec of true: berth vs raw Engine API vs docker exec CLI",
         run: rows::backends::docker_exec,
+    },
+    Row {
+        name: "python",
+        about: "berth from Python vs from Rust and vs subprocess: execute, stream, 32 threads",
+        run: rows::python::run,
     },
     Row {
         name: "docker-spawn",

@@ -121,3 +121,17 @@ fn bench_binary_refuses_an_unknown_row() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The `python` row needs the module installed in a Python; `cargo xtask
+/// test` names its virtualenv's (with the debug build of the module).
+#[test]
+fn bench_python_row() {
+    if std::env::var_os(berth_bench::rows::python::PYTHON_ENV).is_none() {
+        runtime_conformance::skipped!(
+            "{} names no Python with berth installed (cargo xtask test sets it)",
+            berth_bench::rows::python::PYTHON_ENV
+        );
+        return;
+    }
+    assert_eq!(check("python").len(), 4);
+}

@@ -21,7 +21,7 @@ use runtime_conformance::{CaseOutcome, Target, run_suite};
 use session_core::EnvironmentSpec;
 use session_core::plugin::LoadedPlugin;
 
-use crate::backends::{self, PluginDir};
+use crate::backends;
 use crate::cli::{GlobalArgs, PluginInstallArgs, PluginTestArgs};
 use crate::{ExitCode, temp_root};
 
@@ -233,7 +233,7 @@ fn types_phrase(types: &[String]) -> String {
 
 /// `berth plugins install LIB`.
 pub(crate) fn install(args: &PluginInstallArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let dir = PluginDir::resolve(global.plugin_dir.as_deref()).context(
+    let dir = backends::resolve_plugin_dir(global.plugin_dir.as_deref()).context(
         "no plugin directory is configured: pass --plugin-dir DIR or set $BERTH_PLUGIN_DIR, \
          $XDG_DATA_HOME or $HOME",
     )?;

@@ -4,7 +4,8 @@
 //!   builds the docker tests' image, checks that namespaces can be made,
 //!   runs `tidy`, the conformance suite against every plugin in `plugins/`
 //!   through the real loader, the doctests (`cargo test --workspace --doc`:
-//!   nextest does not run them), then the whole workspace's tests with
+//!   nextest does not run them), the Python module's pytest suite (in a
+//!   virtualenv under the target directory), then the whole workspace's tests with
 //!   nextest (ARGS go to nextest), all with a temporary root of the run's
 //!   own; then checks that the run left no berth container, temporary
 //!   directory or process behind, reports the tests that skipped
@@ -34,6 +35,7 @@ mod fuzz;
 mod leftovers;
 mod plugin;
 mod prereq;
+mod python;
 mod soak;
 mod test_run;
 mod tidy;

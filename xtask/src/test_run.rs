@@ -5,7 +5,9 @@
 //! The steps: cargo-nextest, the test prerequisites (packages, a running
 //! Docker Engine), the docker tests' image, the `berth` binary and a check
 //! that namespaces can be made, `tidy`, the conformance suite of every
-//! plugin in `plugins/`, the doctests, then nextest over the workspace.
+//! plugin in `plugins/`, the doctests, the Python module's tests (built
+//! into a virtualenv under the target directory, see `python`), then
+//! nextest over the workspace.
 //! Every test process gets `TMPDIR` set to a fresh directory under the
 //! target directory (`target/xtask-test/<pid>-<time>/tmp`), so the
 //! leftover check afterwards counts only what this run left, whatever else
@@ -18,7 +20,7 @@
 //! in a file the run names (`BERTH_TEST_SKIP_LOG`, see
 //! `runtime_conformance::skip`), and the run lists those reasons and
 //! `xtask: N passed, N failed, N skipped` counted from nextest's JUnit
-//! report, the skipped tests not among the passed; it then ends with
+//! report and pytest's, the skipped tests not among the passed; it then ends with
 //! nextest's own summary, printed again as nextest printed it.
 //!
 //! A failure of any step fails the task once every step has run.
@@ -30,7 +32,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, leftovers, plugin, prereq, tidy, workspace_root};
+use crate::{cargo, leftovers, plugin, prereq, python, tidy, workspace_root};
 
 /// Says what the run does next.
 fn step(what: &str) {
@@ -73,7 +75,7 @@ impl RunDir {
 }
 
 /// The target directory, as cargo has it.
-fn target_dir(root: &Path) -> Result<PathBuf> {
+pub(crate) fn target_dir(root: &Path) -> Result<PathBuf> {
     let output = Command::new(cargo())
         .current_dir(root)
         .args(["metadata", "--format-version", "1", "--no-deps"])
@@ -97,7 +99,8 @@ pub(crate) fn test(extra: &[String]) -> Result<ExitCode> {
     step("checking the test prerequisites (busybox-static, bubblewrap, a running Docker Engine)");
     prereq::ensure_test_prerequisites()?;
     let started = SystemTime::now();
-    let run = RunDir::create(&target_dir(&root)?)?;
+    let target = target_dir(&root)?;
+    let run = RunDir::create(&target)?;
     step(&format!(
         "the tests' temporary root for this run is {}",
         run.tmp().display()
@@ -167,19 +170,47 @@ pub(crate) fn test(extra: &[String]) -> Result<ExitCode> {
         failures.push(format!("doctests failed ({doctests})"));
     }
 
+    step(
+        "building the Python module into a virtualenv (maturin develop) and running its tests \
+         (pytest python/tests)",
+    );
+    let python_started = std::time::Instant::now();
+    let python_counts = match python_tests(&root, &target, &run, &berth) {
+        Ok((status, counts)) => {
+            if !status.success() {
+                failures.push(format!("the Python tests failed (pytest: {status})"));
+            }
+            if counts.is_none() {
+                failures.push("pytest wrote no JUnit report".to_owned());
+            }
+            counts
+        }
+        Err(err) => {
+            failures.push(format!("the Python tests: {err:#}"));
+            None
+        }
+    };
+    step(&format!(
+        "the Python step took {:.0} s",
+        python_started.elapsed().as_secs_f64()
+    ));
+
     step("running the workspace's tests (cargo nextest run --workspace)");
     // nextest keeps its reports under the workspace's own `target/nextest`,
     // whatever the target directory.
     let junit = root.join("target/nextest/default/junit.xml");
     let _ = std::fs::remove_file(&junit);
-    let (status, summary) = run_nextest(
-        run.apply(
-            Command::new(cargo())
-                .current_dir(&root)
-                .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-                .args(extra),
-        ),
-    )?;
+    let mut nextest = Command::new(cargo());
+    nextest
+        .current_dir(&root)
+        .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+        .args(extra);
+    // The bench harness's `python` row runs with the module just built.
+    let venv_python = python::Venv::at(&target, PYTHON_VENV).python();
+    if venv_python.is_file() {
+        nextest.env("BERTH_BENCH_PYTHON", venv_python);
+    }
+    let (status, summary) = run_nextest(run.apply(&mut nextest))?;
 
     // Killed processes may take a moment to be reaped.
     let mut left = leftovers::find(started, &run.tmp());
@@ -214,12 +245,22 @@ pub(crate) fn test(extra: &[String]) -> Result<ExitCode> {
     if left.is_empty() {
         let _ = std::fs::remove_dir_all(&run.dir);
     }
-    if let Some((tests, failed)) = counts {
+    // nextest's tests (those that skipped themselves apart) and pytest's.
+    let nextest = counts.map(|(tests, failed)| {
         let skipped = skips.len().min(tests.saturating_sub(failed));
-        println!(
-            "xtask: {} passed, {failed} failed, {skipped} skipped",
-            tests - failed - skipped
-        );
+        (tests - failed - skipped, failed, skipped)
+    });
+    let pytest = python_counts
+        .map(|(tests, failed, skipped)| (tests.saturating_sub(failed + skipped), failed, skipped));
+    if nextest.is_some() || pytest.is_some() {
+        let (passed, failed, skipped) = [nextest, pytest]
+            .into_iter()
+            .flatten()
+            .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+        if let Some((p, f, s)) = pytest {
+            println!("xtask: of which pytest: {p} passed, {f} failed, {s} skipped");
+        }
+        println!("xtask: {passed} passed, {failed} failed, {skipped} skipped");
     }
     // The run ends with nextest's own summary, as it printed it.
     for line in &summary {
@@ -229,6 +270,35 @@ pub(crate) fn test(extra: &[String]) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(crate::exit_code(status))
+}
+
+/// The virtualenv of the Python tests, under the target directory.
+const PYTHON_VENV: &str = "python-venv";
+
+/// Builds the Python module into the run's virtualenv and runs pytest over
+/// `python/tests`: the docker tests' image, the namespace plugin and the
+/// `berth` binary named in its environment. Returns pytest's status and
+/// its `(tests, failed, skipped)`.
+fn python_tests(
+    root: &Path,
+    target: &Path,
+    run: &RunDir,
+    berth: &Path,
+) -> Result<(std::process::ExitStatus, Option<python::Counts>)> {
+    let venv = python::Venv::ensure(target, PYTHON_VENV)?;
+    venv.develop(root, false)?;
+    let namespace = plugin::build_cdylib(&root.join("plugins/runtime-namespace"))?;
+    let junit = run.dir.join("pytest.xml");
+    let status = python::pytest(&venv, root, &junit, |command| {
+        run.apply(command)
+            .env("BERTH_BIN", berth)
+            .env("BERTH_TEST_NAMESPACE_PLUGIN", &namespace)
+            .env("BERTH_TEST_DOCKER_IMAGE", runtime_docker::test_image::IMAGE);
+    })?;
+    let counts = std::fs::read_to_string(&junit)
+        .ok()
+        .and_then(|xml| python::junit_counts(&xml));
+    Ok((status, counts))
 }
 
 /// Runs nextest, passing its stderr (its progress and summary) through as

@@ -5,7 +5,8 @@
 //!   (`runtime-local`, `runtime-docker`, `runtime-api`, every crate under
 //!   `plugins/`) never depend on one another, except that a plugin (a
 //!   sandbox built on host processes) may build on `runtime-local`; no crate
-//!   but `berth` (the host), `xtask` and `berth-bench` names every built-in
+//!   but `berth` (the host), `berth-python` (the host's session API as a
+//!   Python module), `xtask` and `berth-bench` names every built-in
 //!   backend, and the host names each of them.
 //! * The SDK crate `berth-sdk` exists, and its normal dependencies, followed
 //!   all the way down with the features building it alone turns on (from
@@ -30,7 +31,7 @@ use serde_json::Value;
 const BUILT_IN_BACKENDS: [&str; 3] = ["runtime-local", "runtime-docker", "runtime-api"];
 
 /// The crates that may name every built-in backend.
-const MAY_NAME_ALL_BACKENDS: [&str; 3] = ["berth", "xtask", "berth-bench"];
+const MAY_NAME_ALL_BACKENDS: [&str; 4] = ["berth", "berth-python", "xtask", "berth-bench"];
 
 /// The host's package.
 const HOST: &str = "berth";
@@ -747,7 +748,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_host_xtask_and_bench_name_every_built_in_backend() {
+    fn only_the_hosts_xtask_and_bench_name_every_built_in_backend() {
         let all = [
             ("runtime-local", "normal"),
             ("runtime-docker", "dev"),
@@ -757,6 +758,7 @@ mod tests {
             host(),
             package("xtask", "xtask/Cargo.toml", &all),
             package("berth-bench", "bench/Cargo.toml", &all),
+            package("berth-python", "python/Cargo.toml", &all),
             package(
                 "runtime-conformance",
                 "runtime-conformance/Cargo.toml",
@@ -773,7 +775,7 @@ mod tests {
             found,
             [
                 "runtime-conformance/Cargo.toml:5: runtime-conformance names every built-in \
-              backend: only berth, xtask, berth-bench may"
+              backend: only berth, berth-python, xtask, berth-bench may"
             ]
         );
         let lean_host = package("berth", "host/Cargo.toml", &[("runtime-local", "normal")]);

@@ -2,6 +2,7 @@
 
 pub mod backends;
 pub mod exec;
+pub mod python;
 pub mod session;
 pub mod stream;
 pub mod tree;

@@ -27,6 +27,7 @@
 //! built-in and call [`export_backend!`](crate::export_backend) in their
 //! `cdylib` crate.
 
+pub mod directory;
 pub mod export;
 mod host;
 mod logs;
