@@ -21,6 +21,12 @@
 //! * `diff` — diff of two 10,000-file snapshots with 1% changed.
 //! * `session` — session prepare + spawn + close on the local backend
 //!   against `tempfile::tempdir()` create + remove.
+//! * `diff-dirs` — `berth diff DIR DIR` (the binary) of two live trees
+//!   against GNU `diff -r`.
+//! * `berth-run` — `berth run -- true` (the binary) against `sh -c true`,
+//!   with `berth --version` and an in-process session for its target.
+//! * `throughput` — whole sessions per second at concurrency 1, 8 and 32
+//!   (local, namespace) against bare processes of the same command.
 
 #![warn(missing_docs)]
 
@@ -67,6 +73,13 @@ pub struct Sizes {
     pub diff_iterations: usize,
     /// Timed sessions (and as many floor runs).
     pub session_iterations: usize,
+    /// Timed runs per side of the rows that start the `berth` binary.
+    pub process_iterations: usize,
+    /// Sessions (and bare processes) per batch of the throughput row.
+    pub throughput_sessions: usize,
+    /// Rounds of the throughput row (each runs every side once at every
+    /// concurrency).
+    pub throughput_rounds: usize,
 }
 
 impl Sizes {
@@ -86,6 +99,9 @@ impl Sizes {
             input_iterations: 30,
             diff_iterations: 30,
             session_iterations: 300,
+            process_iterations: 200,
+            throughput_sessions: 96,
+            throughput_rounds: 3,
         }
     }
 
@@ -105,6 +121,9 @@ impl Sizes {
             input_iterations: 5,
             diff_iterations: 5,
             session_iterations: 40,
+            process_iterations: 40,
+            throughput_sessions: 32,
+            throughput_rounds: 1,
         }
     }
 
@@ -124,6 +143,9 @@ impl Sizes {
             input_iterations: 1,
             diff_iterations: 1,
             session_iterations: 3,
+            process_iterations: 3,
+            throughput_sessions: 4,
+            throughput_rounds: 1,
         }
     }
 }
@@ -189,6 +211,21 @@ pub const ROWS: &[Row] = &[
         name: "session",
         about: "session prepare + spawn + close (local, empty base) vs tempdir create+remove",
         run: rows::session::run,
+    },
+    Row {
+        name: "diff-dirs",
+        about: "berth diff DIR DIR of two 10,000-file trees, 1% changed, vs GNU diff -r",
+        run: rows::binary::diff_dirs,
+    },
+    Row {
+        name: "berth-run",
+        about: "berth run -- true as a process vs sh -c true; berth --version; in-process session",
+        run: rows::binary::berth_run,
+    },
+    Row {
+        name: "throughput",
+        about: "sessions/s (prepare, spawn, python3 -c pass, close) at concurrency 1, 8, 32: local, namespace vs bare processes",
+        run: rows::throughput::run,
     },
     Row {
         name: "plugin-load",

@@ -1,9 +1,11 @@
 //! The rows of BENCHMARKS.md, one module per kind of work.
 
 pub mod backends;
+pub mod binary;
 pub mod exec;
 pub mod session;
 pub mod stream;
+pub mod throughput;
 pub mod tree;
 
 use std::path::Path;
