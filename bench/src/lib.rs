@@ -25,6 +25,12 @@
 //!   from Rust and against `subprocess.run`, 1 GiB through its stream
 //!   iterator against a `subprocess.Popen` read loop, and 32 threads × 50
 //!   calls against as many tokio tasks.
+//! * `diff-dirs` — `berth diff DIR DIR` (the binary) of two live trees
+//!   against GNU `diff -r`.
+//! * `berth-run` — `berth run -- true` (the binary) against `sh -c true`,
+//!   with `berth --version` and an in-process session for its target.
+//! * `throughput` — whole sessions per second at concurrency 1, 8 and 32
+//!   (local, namespace) against bare processes of the same command.
 
 #![warn(missing_docs)]
 
@@ -77,6 +83,13 @@ pub struct Sizes {
     /// Threads, and `execute("true")` calls each, of the `python` row's
     /// concurrency figure.
     pub python_threads: (usize, usize),
+    /// Timed runs per side of the rows that start the `berth` binary.
+    pub process_iterations: usize,
+    /// Sessions (and bare processes) per batch of the throughput row.
+    pub throughput_sessions: usize,
+    /// Rounds of the throughput row (each runs every side once at every
+    /// concurrency).
+    pub throughput_rounds: usize,
 }
 
 impl Sizes {
@@ -98,6 +111,9 @@ impl Sizes {
             session_iterations: 300,
             python_rounds: 5,
             python_threads: (32, 50),
+            process_iterations: 200,
+            throughput_sessions: 96,
+            throughput_rounds: 3,
         }
     }
 
@@ -119,6 +135,9 @@ impl Sizes {
             session_iterations: 40,
             python_rounds: 2,
             python_threads: (32, 10),
+            process_iterations: 40,
+            throughput_sessions: 32,
+            throughput_rounds: 1,
         }
     }
 
@@ -140,6 +159,9 @@ impl Sizes {
             session_iterations: 3,
             python_rounds: 1,
             python_threads: (4, 2),
+            process_iterations: 3,
+            throughput_sessions: 4,
+            throughput_rounds: 1,
         }
     }
 }
@@ -205,6 +227,21 @@ pub const ROWS: &[Row] = &[
         name: "session",
         about: "session prepare + spawn + close (local, empty base) vs tempdir create+remove",
         run: rows::session::run,
+    },
+    Row {
+        name: "diff-dirs",
+        about: "berth diff DIR DIR of two 10,000-file trees, 1% changed, vs GNU diff -r",
+        run: rows::binary::diff_dirs,
+    },
+    Row {
+        name: "berth-run",
+        about: "berth run -- true as a process vs sh -c true; berth --version; in-process session",
+        run: rows::binary::berth_run,
+    },
+    Row {
+        name: "throughput",
+        about: "sessions/s (prepare, spawn, python3 -c pass, close) at concurrency 1, 8, 32: local, namespace vs bare processes",
+        run: rows::throughput::run,
     },
     Row {
         name: "plugin-load",

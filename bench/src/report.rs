@@ -15,6 +15,8 @@ pub enum Value {
     Rate(f64),
     /// A size in bytes (peak memory).
     Bytes(u64),
+    /// Things done per second (sessions, processes).
+    PerSecond(f64),
 }
 
 impl Value {
@@ -23,6 +25,7 @@ impl Value {
             Value::Time(d) => d.as_secs_f64(),
             Value::Rate(r) => r,
             Value::Bytes(b) => b as f64,
+            Value::PerSecond(r) => r,
         }
     }
 }
@@ -33,6 +36,7 @@ impl std::fmt::Display for Value {
             Value::Time(d) => f.write_str(&fmt_duration(*d)),
             Value::Rate(r) => f.write_str(&fmt_rate(*r)),
             Value::Bytes(b) => f.write_str(&fmt_bytes(*b)),
+            Value::PerSecond(r) => write!(f, "{}/s", sig3(*r)),
         }
     }
 }

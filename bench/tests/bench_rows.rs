@@ -25,6 +25,7 @@ fn check(row: &str) -> Vec<Figure> {
             Value::Time(d) => !d.is_zero(),
             Value::Rate(r) => r.is_finite() && r > 0.0,
             Value::Bytes(b) => b > 0,
+            Value::PerSecond(r) => r.is_finite() && r > 0.0,
         };
         assert!(measured, "{row}: empty figure {fig:?}");
         assert!(

@@ -252,12 +252,7 @@ async fn drive(
         signal = signals.recv() => return Ok(Outcome::Interrupted(signal)),
     };
     tokio::select! {
-        attached = run_stdin::attach(
-            &mut cmd,
-            input,
-            runtime.backend_type(),
-            runtime.capabilities(),
-        ) => attached?,
+        attached = run_stdin::attach(&mut cmd, input, runtime.as_ref()) => attached?,
         signal = signals.recv() => return Ok(Outcome::Interrupted(signal)),
     }
 

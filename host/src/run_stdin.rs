@@ -16,7 +16,7 @@
 use std::io::{IsTerminal as _, Read as _};
 
 use bytes::Bytes;
-use session_core::runtime::{Capabilities, ExecCommand, StdinSender, StdinStream};
+use session_core::runtime::{ExecCommand, Runtime, StdinSender, StdinStream};
 
 /// How much one read of berth's stdin takes at most.
 const CHUNK: usize = 64 * 1024;
@@ -81,19 +81,21 @@ fn stdin_kind() -> Option<Kind> {
     }
 }
 
-/// Gives `cmd` berth's stdin as the runtime can take it, or says why it
+/// Gives `cmd` berth's stdin as `runtime` can take it, or says why it
 /// cannot. Reading everything first (for a runtime that takes stdin only
 /// whole) runs on a thread of its own; the returned future ends when it is
-/// read.
+/// read. The runtime's capabilities are asked for only when there is
+/// stdin to give.
 pub(crate) async fn attach(
     cmd: &mut ExecCommand,
     input: Input,
-    backend: &str,
-    capabilities: &Capabilities,
+    runtime: &dyn Runtime,
 ) -> anyhow::Result<()> {
     if input != Input::Forward {
         return Ok(());
     }
+    let backend = runtime.backend_type();
+    let capabilities = runtime.capabilities();
     if capabilities.stdin_streaming {
         let (sender, stream) = StdinStream::channel();
         start_reader(sender)?;

@@ -294,12 +294,27 @@ fn escape_glob(path: &str) -> String {
 
 /// `berth diff A B`.
 pub(crate) fn diff(args: &DiffArgs, temp_root: &Path) -> anyhow::Result<ExitCode> {
-    // Directories are snapshotted (uncompressed: fastest to write and to
-    // seek in) into a scratch directory removed when this returns.
-    let mut scratch = None;
-    let old = open_tree(&args.old, temp_root, &mut scratch)?;
-    let new = open_tree(&args.new, temp_root, &mut scratch)?;
-    let diff = diff::diff(&old, &new).context("comparing the snapshots")?;
+    let diff = if args.old.is_dir() && args.new.is_dir() {
+        // Two directories are compared where they are: no snapshot is
+        // written, and only what differs is hashed.
+        let _progress = Progress::start(
+            format!(
+                "comparing {} and {}",
+                args.old.display(),
+                args.new.display()
+            ),
+            None,
+        );
+        diff::diff_dirs(&args.old, &args.new).context("comparing the directories")?
+    } else {
+        // A directory beside an archive is snapshotted (uncompressed:
+        // fastest to write and to seek in) into a scratch directory
+        // removed when this returns.
+        let mut scratch = None;
+        let old = open_tree(&args.old, temp_root, &mut scratch)?;
+        let new = open_tree(&args.new, temp_root, &mut scratch)?;
+        diff::diff(&old, &new).context("comparing the snapshots")?
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
         crate::failure::write_json(&diff)?;

@@ -120,8 +120,11 @@ pub struct HostSettings {
     /// variables are set over it (all of the host's when the spec sets
     /// `environment.include_os_env`).
     pub base_env: IndexMap<String, String>,
-    /// What the runtime claims.
-    pub capabilities: Capabilities,
+    /// What the runtime claims; `None` for the host's
+    /// ([`host_capabilities`]), found the first time they are asked for:
+    /// finding them looks at the host's cgroups, which a runtime whose
+    /// commands never ask about them need not pay for.
+    pub capabilities: Option<Capabilities>,
     /// What each command's cgroup enforces (empty: no cgroup).
     pub cgroup_limits: CgroupLimits,
     /// Run `true` at spawn when there are no setup commands, so a sandbox
@@ -147,7 +150,7 @@ impl HostSettings {
             type_name: type_name.to_owned(),
             shell: PathBuf::from("/bin/sh"),
             base_env,
-            capabilities: host_capabilities(),
+            capabilities: None,
             cgroup_limits: cgroup_limits(spec)?,
             probe: true,
         })
@@ -225,6 +228,8 @@ pub fn wrapper_failed(mut result: ExecResult, message: &str) -> ExecResult {
 struct Inner<S> {
     sandbox: S,
     settings: HostSettings,
+    /// What the runtime claims, once asked ([`HostSettings::capabilities`]).
+    capabilities: OnceLock<Capabilities>,
     workspace: PathBuf,
     env: IndexMap<String, String>,
     limits: Limits,
@@ -285,6 +290,7 @@ impl<S: Sandbox> HostRuntime<S> {
             inner: Arc::new(Inner {
                 sandbox,
                 settings,
+                capabilities: OnceLock::new(),
                 workspace: ctx.workspace.clone(),
                 env,
                 limits: spec.limits.clone(),
@@ -410,7 +416,13 @@ impl<S: Sandbox> Runtime for HostRuntime<S> {
     }
 
     fn capabilities(&self) -> &Capabilities {
-        &self.inner.settings.capabilities
+        self.inner.capabilities.get_or_init(|| {
+            self.inner
+                .settings
+                .capabilities
+                .clone()
+                .unwrap_or_else(host_capabilities)
+        })
     }
 
     fn asset_path(&self, asset: &ResolvedAsset) -> String {

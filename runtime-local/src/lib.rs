@@ -112,6 +112,10 @@ impl Backend for LocalBackend {
         }
     }
 
+    fn type_name(&self) -> String {
+        TYPE_NAME.to_owned()
+    }
+
     fn validate(&self, spec: &EnvironmentSpec) -> Result<()> {
         LocalBackend::config(spec)?;
         cgroup_limits(spec).map(drop)

@@ -54,6 +54,10 @@ use crate::error::Result;
 use crate::paths::quote_name;
 use crate::snapshot::{ContentHash, EntryKind, ManifestEntry, Snapshot, SnapshotManifest};
 
+mod dirs;
+
+pub use dirs::{diff_dirs, diff_dirs_with};
+
 /// How a diff is computed.
 #[derive(Debug, Clone)]
 pub struct DiffOptions {
@@ -330,7 +334,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Result<SnapshotDiff> {
 /// Fails when an archive cannot be read or an entry read whole does not
 /// match its manifest ([`crate::Error::Archive`]).
 pub fn diff_with(old: &Snapshot, new: &Snapshot, options: &DiffOptions) -> Result<SnapshotDiff> {
-    let mut changes = compare_manifests(old.manifest(), new.manifest(), options.detect_renames);
+    let changes = compare_manifests(old.manifest(), new.manifest(), options.detect_renames);
     let mut reading = Reading::plan(&changes, options);
     old.visit_entries(reading.wanted(&changes, Side::Old), |entry, bytes| {
         reading.take_old(&changes, &entry.path, bytes);
@@ -340,6 +344,11 @@ pub fn diff_with(old: &Snapshot, new: &Snapshot, options: &DiffOptions) -> Resul
         reading.take_new(&changes, &entry.path, &bytes);
         Ok(())
     })?;
+    Ok(finish(changes, reading))
+}
+
+/// Fills each change in with what was read of it, and counts.
+fn finish(mut changes: Vec<FileChange>, mut reading: Reading<'_>) -> SnapshotDiff {
     reading.finish_deleted(&changes);
     for (change, read) in changes.iter_mut().zip(reading.reads) {
         let Some(read) = read else { continue };
@@ -356,7 +365,7 @@ pub fn diff_with(old: &Snapshot, new: &Snapshot, options: &DiffOptions) -> Resul
         }
     }
     let summary = summarize(&changes);
-    Ok(SnapshotDiff { changes, summary })
+    SnapshotDiff { changes, summary }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -591,8 +600,17 @@ fn compare_manifests(
     detect_renames: bool,
 ) -> Vec<FileChange> {
     let mut changes = Vec::new();
+    compare_entries(old.entries(), new.entries(), &mut changes);
+    if detect_renames {
+        pair_renames(&mut changes);
+    }
+    changes
+}
+
+/// Classifies every path of two lists of entries, each sorted by path (as
+/// bytes), adding a change to `changes` for each path that differs.
+fn compare_entries(a: &[ManifestEntry], b: &[ManifestEntry], changes: &mut Vec<FileChange>) {
     let (mut i, mut j) = (0, 0);
-    let (a, b) = (old.entries(), new.entries());
     while i < a.len() || j < b.len() {
         let order = match (a.get(i), b.get(j)) {
             (Some(x), Some(y)) => x.path.as_bytes().cmp(y.path.as_bytes()),
@@ -627,10 +645,6 @@ fn compare_manifests(
             }
         }
     }
-    if detect_renames {
-        pair_renames(&mut changes);
-    }
-    changes
 }
 
 fn change(

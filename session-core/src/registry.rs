@@ -78,7 +78,7 @@ impl Registry {
         registrations.sort_by_key(|r| (r.type_name, r.source));
         for registration in registrations {
             let backend = (registration.factory)();
-            let declared = backend.info().type_name;
+            let declared = backend.type_name();
             if declared != registration.type_name {
                 return Err(Error::Backend {
                     backend: registration.type_name.to_owned(),
@@ -100,7 +100,7 @@ impl Registry {
     /// already present is [`Error::DuplicateBackend`], naming both origins;
     /// the registry is unchanged.
     pub fn register(&mut self, backend: BackendRef, origin: BackendOrigin) -> Result<()> {
-        let type_name = backend.info().type_name;
+        let type_name = backend.type_name();
         if let Some(existing) = self.entries.get(&type_name) {
             return Err(Error::DuplicateBackend {
                 type_name,

@@ -13,7 +13,8 @@ use crate::{cargo, exit_code};
 /// Builds and runs `berth-bench` with `args` (`--quick`, `--wait-quiet`,
 /// `--dir DIR`, row names; `--list` shows the rows, `--help` the options).
 pub(crate) fn bench(args: &[String]) -> Result<ExitCode> {
-    // The plugin rows load the namespace plugin built beside the harness.
+    // The plugin rows load the namespace plugin built beside the harness;
+    // the binary rows run the `berth` built there.
     let built = Command::new(cargo())
         .args([
             "build",
@@ -21,9 +22,11 @@ pub(crate) fn bench(args: &[String]) -> Result<ExitCode> {
             "--quiet",
             "--package",
             "runtime-namespace",
+            "--package",
+            "berth",
         ])
         .status()
-        .context("building the namespace plugin")?;
+        .context("building the namespace plugin and berth")?;
     if !built.success() {
         return Ok(exit_code(built));
     }

@@ -23,7 +23,7 @@ use crate::stats::{Samples, Schedule};
 use crate::{Bench, BenchResult, Figure, Target, Value};
 
 /// The namespace plugin built in release mode beside this binary.
-fn namespace_library(bench: &Bench) -> BenchResult<PathBuf> {
+pub(crate) fn namespace_library(bench: &Bench) -> BenchResult<PathBuf> {
     let dir = bench
         .exe
         .parent()

@@ -1,10 +1,12 @@
 //! The rows of BENCHMARKS.md, one module per kind of work.
 
 pub mod backends;
+pub mod binary;
 pub mod exec;
 pub mod python;
 pub mod session;
 pub mod stream;
+pub mod throughput;
 pub mod tree;
 
 use std::path::Path;

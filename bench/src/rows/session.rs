@@ -133,7 +133,10 @@ pub fn run(bench: &Bench) -> BenchResult<Vec<Figure>> {
 }
 
 /// Prepares, spawns and closes one session; returns the three times.
-async fn session_once(spec: &EnvironmentSpec, temp_root: &Path) -> BenchResult<[Duration; 3]> {
+pub(crate) async fn session_once(
+    spec: &EnvironmentSpec,
+    temp_root: &Path,
+) -> BenchResult<[Duration; 3]> {
     let start = Instant::now();
     let mut session = Session::builder(spec.clone())
         .temp_root(temp_root)

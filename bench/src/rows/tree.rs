@@ -67,7 +67,7 @@ impl TreeFixture {
     }
 }
 
-fn count(n: usize) -> String {
+pub(crate) fn count(n: usize) -> String {
     if n >= 1000 && n.is_multiple_of(1000) {
         format!("{},000", n / 1000)
     } else {

@@ -112,7 +112,7 @@ impl Backend for BwrapBackend {
         prefix.extend(config.args.into_iter().map(Into::into));
         prefix.push("--".into());
         let mut settings = HostSettings::for_spec(TYPE_NAME, spec)?;
-        settings.capabilities = capabilities();
+        settings.capabilities = Some(capabilities());
         Ok(Box::new(
             HostRuntime::spawn(Bwrap { prefix }, settings, spec, ctx).await?,
         ))

@@ -211,7 +211,7 @@ impl Backend for NamespaceBackend {
             type_name: TYPE_NAME.to_owned(),
             shell: config.shell,
             base_env,
-            capabilities: NamespaceBackend::capabilities(),
+            capabilities: Some(NamespaceBackend::capabilities()),
             cgroup_limits: limit_plan.cgroup,
             // With no setup commands, `true` shows at spawn whether the
             // sandbox can be built here.

@@ -156,6 +156,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Name, version, description and capabilities.
     fn info(&self) -> BackendInfo;
 
+    /// The spec `type` this backend serves: [`BackendInfo::type_name`]
+    /// without the rest of [`Backend::info`], which may have to look at the
+    /// host (a registry asks every backend for its type each time it is
+    /// built). A backend whose info costs more than a constant says it here.
+    fn type_name(&self) -> String {
+        self.info().type_name
+    }
+
     /// Checks the spec's backend block (and anything else backend-specific)
     /// without spawning, so a bad spec fails before any work is done.
     fn validate(&self, spec: &EnvironmentSpec) -> Result<()>;

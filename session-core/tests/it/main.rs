@@ -6,6 +6,7 @@ mod assets_placeholders;
 mod assets_resolve;
 mod bad_inputs;
 mod diff_bounds;
+mod diff_dirs;
 mod diff_quoted_names;
 mod diff_snapshots;
 mod plugin_trust;
