@@ -56,7 +56,7 @@ fn bench_stream_latency_row() {
 #[test]
 fn bench_stream_throughput_row_runs_children() {
     let figures = check("stream-throughput");
-    assert_eq!(figures.len(), 4);
+    assert_eq!(figures.len(), 6);
 }
 
 #[test]

@@ -399,6 +399,7 @@ impl<S: Sandbox> HostRuntime<S> {
             idle_timeout: cmd.idle_timeout.or(inner.limits.idle_timeout),
             output_limit: cmd.output_limit.unwrap_or(inner.limits.output_limit),
             spill_dir: cmd.spill_dir.clone(),
+            events_only: cmd.events_only,
             stdin: None,
             stdin_source: cmd.take_stdin(),
         };

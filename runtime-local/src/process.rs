@@ -736,6 +736,9 @@ pub struct Watch {
     pub output_limit: u64,
     /// Where full streams spill past `output_limit`.
     pub spill_dir: Option<std::path::PathBuf>,
+    /// The result keeps no output (the caller takes it from the events):
+    /// [`ExecCommand::events_only`](session_core::runtime::ExecCommand).
+    pub events_only: bool,
     /// Bytes fed to stdin (which needs [`Launch::with_stdin`]).
     pub stdin: Option<Vec<u8>>,
     /// Stdin that arrives while the command runs, written after `stdin`'s
@@ -755,6 +758,7 @@ impl Default for Watch {
             idle_timeout: None,
             output_limit: session_core::spec::DEFAULT_OUTPUT_LIMIT,
             spill_dir: None,
+            events_only: false,
             stdin: None,
             stdin_source: None,
         }
@@ -800,9 +804,11 @@ async fn drive_parts(
         .idle_timeout
         .and_then(|t| Instant::now().checked_add(t));
     let mut stdout_buf =
-        OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stdout");
+        OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stdout")
+            .events_only(watch.events_only);
     let mut stderr_buf =
-        OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stderr");
+        OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stderr")
+            .events_only(watch.events_only);
 
     let stdin_task = match started.stdin.take() {
         Some(mut sink) if watch.stdin.is_some() || watch.stdin_source.is_some() => {

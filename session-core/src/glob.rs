@@ -40,7 +40,9 @@ impl GlobList {
 
     /// Whether any glob matches `path`.
     pub fn is_match(&self, path: &str) -> bool {
-        self.set.is_match(path)
+        // An empty list is the common case (no ignore globs), asked once
+        // per file of a walk.
+        !self.patterns.is_empty() && self.set.is_match(path)
     }
 
     /// The patterns as given.

@@ -31,7 +31,7 @@
 //! only through [`Dir::open_regular`], which looks at what is there through
 //! an `O_PATH` descriptor before opening it for reading.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -206,6 +206,25 @@ fn c_name(name: &OsStr) -> io::Result<CString> {
     })
 }
 
+/// Calls `f` with `name` as a C string, kept on the stack when it is as
+/// short as a file system's names are (at most 255 bytes).
+fn with_c_name<T>(name: &OsStr, f: impl FnOnce(&CStr) -> io::Result<T>) -> io::Result<T> {
+    const ON_STACK: usize = 256;
+    let bytes = name.as_bytes();
+    if bytes.len() >= ON_STACK {
+        return f(&c_name(name)?);
+    }
+    let mut buf = [0u8; ON_STACK];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    match CStr::from_bytes_with_nul(&buf[..=bytes.len()]) {
+        Ok(name) => f(name),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a file name with a NUL byte in it",
+        )),
+    }
+}
+
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -214,7 +233,7 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn open_raw(dirfd: RawFd, name: &CString, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
+fn open_raw(dirfd: RawFd, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
     loop {
         // SAFETY: `name` is a valid C string; the flags never ask for a
         // descriptor that outlives its owner (O_CLOEXEC is always set).
@@ -258,27 +277,81 @@ fn fstat_raw(fd: RawFd) -> io::Result<Stat> {
     Ok(Stat::from_raw(&st))
 }
 
-/// Opens the file behind the descriptor `handle` (an `O_PATH` one) for
-/// reading, through its entry in `/proc/self/fd`: the same inode, whatever
-/// its name is by now.
+/// This process's `/proc/self/fd`, for reopening `O_PATH` descriptors
+/// (see [`Dir::open_regular`]).
 ///
-/// The directory `/proc/self/fd` is opened once and kept (a lookup in it
-/// costs a fraction of resolving the whole path each time), checked to be
-/// procfs; a child forked since opens its own for each call. Fails with
-/// `NotFound` when there is no procfs at `/proc`.
-fn reopen_through_proc(handle: RawFd) -> io::Result<OwnedFd> {
-    static KEPT: std::sync::OnceLock<Option<(u32, OwnedFd)>> = std::sync::OnceLock::new();
-    let kept = KEPT.get_or_init(|| proc_fd_dir().ok().map(|dir| (std::process::id(), dir)));
-    let fresh;
-    let dir = match kept {
-        Some((pid, dir)) if *pid == std::process::id() => dir.as_raw_fd(),
-        _ => {
-            fresh = proc_fd_dir()?;
-            fresh.as_raw_fd()
+/// The directory is opened once and kept (a lookup in it costs a fraction
+/// of resolving the whole path each time), checked to be procfs; a child
+/// forked since opens its own. Knowing which process asks costs a system
+/// call, so a caller that opens many files (a walk) makes one
+/// [`ProcFd`] for all of them rather than one per file.
+#[derive(Debug)]
+pub struct ProcFd {
+    dir: ProcDir,
+}
+
+#[derive(Debug)]
+enum ProcDir {
+    /// The one kept for this process.
+    Kept(RawFd),
+    /// Opened for a child forked since the kept one was opened.
+    Own(OwnedFd),
+    /// There is no procfs at `/proc`: files are opened by name again.
+    Missing,
+}
+
+impl ProcFd {
+    /// The directory for the calling process. Not to be kept across a
+    /// `fork`: a child must make its own.
+    pub fn current() -> io::Result<ProcFd> {
+        static KEPT: std::sync::OnceLock<Option<(u32, OwnedFd)>> = std::sync::OnceLock::new();
+        if NO_PROC_FD.load(Ordering::Relaxed) {
+            return Ok(ProcFd {
+                dir: ProcDir::Missing,
+            });
         }
-    };
-    let name = CString::new(handle.to_string()).expect("no NUL in a number");
-    open_raw(dir, &name, READ_FLAGS, 0)
+        let kept = KEPT.get_or_init(|| proc_fd_dir().ok().map(|dir| (std::process::id(), dir)));
+        let dir = match kept {
+            Some((pid, dir)) if *pid == std::process::id() => ProcDir::Kept(dir.as_raw_fd()),
+            _ => match proc_fd_dir() {
+                Ok(dir) => ProcDir::Own(dir),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    NO_PROC_FD.store(true, Ordering::Relaxed);
+                    ProcDir::Missing
+                }
+                Err(err) => return Err(err),
+            },
+        };
+        Ok(ProcFd { dir })
+    }
+
+    fn raw(&self) -> Option<RawFd> {
+        match &self.dir {
+            ProcDir::Kept(fd) => Some(*fd),
+            ProcDir::Own(fd) => Some(fd.as_raw_fd()),
+            ProcDir::Missing => None,
+        }
+    }
+}
+
+/// Opens the file behind the descriptor `handle` (an `O_PATH` one) for
+/// reading, through its entry in the `/proc/self/fd` directory `dir`: the
+/// same inode, whatever its name is by now.
+fn reopen_through_proc(dir: RawFd, handle: RawFd) -> io::Result<OwnedFd> {
+    // The descriptor's number as a C string, without an allocation.
+    let mut digits = [0u8; 12];
+    let mut at = digits.len() - 1;
+    let mut n = handle.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let name = std::ffi::CStr::from_bytes_with_nul(&digits[at..]).expect("one NUL, at the end");
+    open_raw(dir, name, READ_FLAGS, 0)
 }
 
 /// This process's `/proc/self/fd`, refused (`NotFound`) unless it is on
@@ -379,18 +452,23 @@ impl Dir {
     /// of the open (`EACCES`, `EWOULDBLOCK` for a file under a lease, …)
     /// otherwise.
     pub fn open_regular(&self, name: &OsStr) -> io::Result<Opened> {
-        self.open_regular_with(name, !NO_PROC_FD.load(Ordering::Relaxed))
+        self.open_regular_in(name, &ProcFd::current()?)
     }
 
-    fn open_regular_with(&self, name: &OsStr, through_proc: bool) -> io::Result<Opened> {
-        let name = c_name(name)?;
-        let handle = open_raw(self.raw(), &name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+    /// [`Dir::open_regular`] with the process's `/proc/self/fd` looked up
+    /// already: what a walk that opens many files calls.
+    pub fn open_regular_in(&self, name: &OsStr, proc_fd: &ProcFd) -> io::Result<Opened> {
+        with_c_name(name, |name| self.open_regular_with(name, proc_fd.raw()))
+    }
+
+    fn open_regular_with(&self, name: &CStr, proc_fd: Option<RawFd>) -> io::Result<Opened> {
+        let handle = open_raw(self.raw(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
         let looked = fstat_raw(handle.as_raw_fd())?;
         if looked.kind != FileKind::File {
             return Ok(Opened::NotRegular(looked));
         }
-        if through_proc {
-            match reopen_through_proc(handle.as_raw_fd()) {
+        if let Some(dir) = proc_fd {
+            match reopen_through_proc(dir, handle.as_raw_fd()) {
                 // The very inode looked at: its status is `looked`.
                 Ok(fd) => return Ok(Opened::File(fd.into(), looked)),
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -399,7 +477,7 @@ impl Dir {
                 Err(err) => return Err(err),
             }
         }
-        let fd = match open_raw(self.raw(), &name, READ_FLAGS | libc::O_NOFOLLOW, 0) {
+        let fd = match open_raw(self.raw(), name, READ_FLAGS | libc::O_NOFOLLOW, 0) {
             Ok(fd) => fd,
             // A symlink swapped in since the look.
             Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
@@ -1478,8 +1556,16 @@ mod tests {
         // SAFETY: a valid C string.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
         let dir = Dir::open(temp.path()).unwrap();
+        let proc_fd = ProcFd::current().unwrap();
+        assert!(proc_fd.raw().is_some(), "the tests run with /proc");
+        let open = |name: &str, through_proc: bool| {
+            let proc_fd = if through_proc { proc_fd.raw() } else { None };
+            with_c_name(OsStr::new(name), |name| {
+                dir.open_regular_with(name, proc_fd)
+            })
+        };
         for through_proc in [true, false] {
-            match dir.open_regular_with(OsStr::new("file"), through_proc) {
+            match open("file", through_proc) {
                 Ok(Opened::File(mut file, stat)) => {
                     assert_eq!((stat.kind, stat.size), (FileKind::File, 7));
                     let mut text = String::new();
@@ -1493,12 +1579,12 @@ mod tests {
                 ("dir", FileKind::Dir),
                 ("link", FileKind::Symlink),
             ] {
-                match dir.open_regular_with(OsStr::new(name), through_proc) {
+                match open(name, through_proc) {
                     Ok(Opened::NotRegular(stat)) => assert_eq!(stat.kind, kind, "{name}"),
                     other => panic!("{name}, {through_proc}: {other:?}"),
                 }
             }
-            let missing = dir.open_regular_with(OsStr::new("missing"), through_proc);
+            let missing = open("missing", through_proc);
             assert_eq!(missing.unwrap_err().kind(), io::ErrorKind::NotFound);
         }
         // And by path, the last component never followed.

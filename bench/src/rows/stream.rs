@@ -143,20 +143,28 @@ impl ThroughputRun {
     }
 }
 
-/// The variants of the throughput row, as the child takes them.
-const VARIANTS: [(&str, Option<u64>); 3] =
-    [("raw", None), ("berth", Some(1 << 20)), ("berth", None)];
+/// The variants of the throughput row, as the child takes them: the raw
+/// loop; berth with `output_limit` 1 MiB; berth at the default limit; and
+/// berth at the default limit with `events_only` (a consumer that says it
+/// takes the output from the events, so the result keeps none of it).
+const VARIANTS: [(&str, Option<u64>); 4] = [
+    ("raw", None),
+    ("berth", Some(1 << 20)),
+    ("berth", None),
+    ("berth-events-only", None),
+];
 
 /// Streams `stream_bytes` of `head -c N /dev/zero` through
 /// `Runtime::stream`, consuming every event, against a raw loop reading the
 /// same producer's pipe 64 KiB at a time. Each run is a child process of
 /// its own, so its VmHWM is that run's peak memory alone. berth runs with
 /// `output_limit` 1 MiB and at the default (64 MiB), since every stream
-/// also keeps up to `output_limit` bytes for the final result. Each run
+/// also keeps up to `output_limit` bytes for the final result, and once
+/// more at the default with `events_only`, which keeps none. Each run
 /// also reports its minor page faults, which is where slow runs differ.
 pub fn throughput(bench: &Bench) -> BenchResult<Vec<Figure>> {
     let bytes = bench.sizes.stream_bytes;
-    let mut runs: [Vec<ThroughputRun>; 3] = Default::default();
+    let mut runs: [Vec<ThroughputRun>; 4] = Default::default();
     for round in 0..bench.sizes.stream_rounds {
         // Rotate the order so no variant always runs first or last.
         for k in 0..VARIANTS.len() {
@@ -183,6 +191,7 @@ pub fn throughput(bench: &Bench) -> BenchResult<Vec<Figure>> {
     for (runs, label) in [
         (&runs[1], "output_limit 1 MiB"),
         (&runs[2], "output_limit 64 MiB (default)"),
+        (&runs[3], "output_limit 64 MiB (default), events_only"),
     ] {
         let peak = runs.iter().map(|r| r.peak_rss).max().unwrap_or(0);
         let baseline = runs.iter().map(|r| r.baseline_rss).max().unwrap_or(0);
@@ -265,9 +274,9 @@ pub const CHILD_FLAG: &str = "--child-throughput";
 
 /// Runs one throughput measurement in this process and returns its report
 /// line. `args` are what follows [`CHILD_FLAG`]: `raw BYTES` or
-/// `berth BYTES [OUTPUT_LIMIT]`.
+/// `berth|berth-events-only BYTES [OUTPUT_LIMIT]`.
 pub fn throughput_child(args: &[String]) -> BenchResult<String> {
-    let usage = || format!("usage: {CHILD_FLAG} raw|berth BYTES [OUTPUT_LIMIT]");
+    let usage = || format!("usage: {CHILD_FLAG} raw|berth|berth-events-only BYTES [OUTPUT_LIMIT]");
     let mode = args.first().ok_or_else(usage)?;
     let bytes: u64 = args.get(1).ok_or_else(usage)?.parse()?;
     let limit: Option<u64> = args.get(2).map(|s| s.parse()).transpose()?;
@@ -279,7 +288,7 @@ pub fn throughput_child(args: &[String]) -> BenchResult<String> {
             let (read, elapsed) = raw_read_loop(&producer)?;
             (read, elapsed, baseline, minor_faults() - faults)
         }
-        "berth" => {
+        "berth" | "berth-events-only" => {
             let workspace = tempfile::tempdir()?;
             let rt = tokio_runtime()?;
             rt.block_on(async {
@@ -288,6 +297,7 @@ pub fn throughput_child(args: &[String]) -> BenchResult<String> {
                 let faults = minor_faults();
                 let mut cmd = ExecCommand::new(producer);
                 cmd.output_limit = limit;
+                cmd.events_only = mode.as_str() == "berth-events-only";
                 let start = Instant::now();
                 let mut stream = runtime.stream(cmd).await?;
                 let mut read = 0u64;

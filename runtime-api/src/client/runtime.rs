@@ -266,6 +266,9 @@ impl Runtime for ApiRuntime {
         let mut command = cmd.clone();
         let stdin = command.stdin.take();
         command.spill_dir = None;
+        // Keeping output is this side's business, as spilling is: the
+        // server keeps its copy, which fills in what a reconnect skipped.
+        command.events_only = false;
         let mut resynced = false;
         let (body, (exec, attached, heartbeat)) = loop {
             let base = inner.link.push().await?;
@@ -328,8 +331,10 @@ impl Runtime for ApiRuntime {
             key,
             body,
             events,
-            stdout: OutputBuffer::new(limit, cmd.spill_dir.as_deref(), "stdout"),
-            stderr: OutputBuffer::new(limit, cmd.spill_dir.as_deref(), "stderr"),
+            stdout: OutputBuffer::new(limit, cmd.spill_dir.as_deref(), "stdout")
+                .events_only(cmd.events_only),
+            stderr: OutputBuffer::new(limit, cmd.spill_dir.as_deref(), "stderr")
+                .events_only(cmd.events_only),
             began,
             consumer: true,
             attached,
@@ -651,10 +656,17 @@ impl Driver {
         }
         if buffer.total() == wire.total_bytes {
             buffer.finish()
-        } else {
+        } else if buffer.keeps_bytes() {
             Output {
                 bytes: kept,
                 truncated: wire.truncated,
+                total_bytes: wire.total_bytes,
+                spill_path: None,
+            }
+        } else {
+            Output {
+                bytes: Vec::new(),
+                truncated: wire.total_bytes > 0,
                 total_bytes: wire.total_bytes,
                 spill_path: None,
             }

@@ -4,6 +4,7 @@
 mod cgroup;
 mod conformance;
 mod conformance_ffi;
+mod events_only;
 mod faults;
 mod local_process;
 mod soak;

@@ -261,18 +261,33 @@ impl PluginRuntime {
     }
 }
 
-/// What the output sink's context points to during one streamed call.
-struct SinkContext {
-    events: EventSender,
+/// What the output sink's and the cancel token's contexts point to during
+/// one command's call.
+struct CallContext {
+    /// Where the command's chunks go; `None` when its caller wants only the
+    /// result (`execute`), and they are dropped.
+    events: Option<EventSender>,
+    /// Set when the caller of `execute` went away.
+    abandoned: Arc<AtomicBool>,
 }
 
-/// Only ever called by a plugin through the sink made below, whose `new`
-/// contract keeps `context` a live `SinkContext`.
+impl CallContext {
+    fn cancelled(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+            || self.events.as_ref().is_some_and(EventSender::is_closed)
+    }
+}
+
+/// Only ever called by a plugin through the sink made in [`run_command`],
+/// whose `new` contract keeps `context` a live `CallContext`.
 extern "C" fn sink_write(context: *const c_void, stream: u8, bytes: RSlice<'_, u8>) -> bool {
-    // SAFETY: `context` is the SinkContext owned by the blocking call that
+    // SAFETY: `context` is the CallContext owned by the blocking call that
     // passed this sink; it outlives the call, and the plugin only calls the
     // sink during it.
-    let context = unsafe { &*(context as *const SinkContext) };
+    let context = unsafe { &*(context as *const CallContext) };
+    let Some(events) = &context.events else {
+        return !context.cancelled();
+    };
     let chunk = bytes::Bytes::copy_from_slice(bytes.as_slice());
     let event = if stream == STDOUT {
         Event::Stdout(chunk)
@@ -280,18 +295,117 @@ extern "C" fn sink_write(context: *const c_void, stream: u8, bytes: RSlice<'_, u
         Event::Stderr(chunk)
     };
     // A panic must not unwind into the plugin.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        context.events.blocking_send(event)
-    }))
-    .unwrap_or(false)
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| events.blocking_send(event)))
+        .unwrap_or(false)
 }
 
-/// Only ever called through the token made below, whose `new` contract
-/// keeps `context` pointing into a live `AtomicBool`.
+/// Only ever called through the token made in [`run_command`], whose `new`
+/// contract keeps `context` a live `CallContext`.
 extern "C" fn is_cancelled(context: *const c_void) -> bool {
-    // SAFETY: `context` points into the Arc<AtomicBool> kept alive by the
-    // blocking call for its whole duration.
-    unsafe { &*(context as *const AtomicBool) }.load(Ordering::SeqCst)
+    // SAFETY: as in `sink_write`; `cancelled` only loads an atomic and asks
+    // a channel whether it is closed, neither of which unwinds.
+    unsafe { &*(context as *const CallContext) }.cancelled()
+}
+
+/// Sets a flag when dropped: an `execute` whose caller went away cancels
+/// the plugin's call.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Runs one command's `stream` call to its end on this (blocking) thread:
+/// chunks go to `context.events`, if any, and the call is cancelled once
+/// the context says so. A failed call is a `Lost` result whose stderr says
+/// why (also sent as a last chunk to a stream).
+fn run_command(
+    plugin: &Plugin,
+    mut request: StreamRequest,
+    stdin_pipe: Option<HostPipe>,
+    context: &CallContext,
+) -> ExecResult {
+    // SAFETY: `context` outlives the calls below, the only users of the
+    // sink and the token; neither function unwinds (`sink_write` catches
+    // panics, `is_cancelled` only loads).
+    let sink =
+        unsafe { OutputSink::new(context as *const CallContext as *const c_void, sink_write) };
+    // SAFETY: as above.
+    let cancel =
+        unsafe { CancelToken::new(context as *const CallContext as *const c_void, is_cancelled) };
+    let started = std::time::Instant::now();
+    let mut outcome: Result<ExecResult> = plugin.call_with(op::STREAM, &request, sink, cancel);
+    if request.cmd.events_only
+        && let Err(err) = &outcome
+        && err.to_string().contains("unknown field `events_only`")
+    {
+        // A plugin built before the field: it keeps the output, and this
+        // side drops it from the result (the events carried it).
+        request.cmd.events_only = false;
+        outcome =
+            plugin
+                .call_with(op::STREAM, &request, sink, cancel)
+                .map(|mut result: ExecResult| {
+                    for output in [&mut result.stdout, &mut result.stderr] {
+                        output.bytes = Vec::new();
+                        output.truncated = output.total_bytes > 0;
+                    }
+                    result
+                });
+    }
+    if let Some(pipe) = stdin_pipe {
+        pipe.finish();
+    }
+    outcome.unwrap_or_else(|err| {
+        // A lost result has no other place for the reason than the
+        // command's stderr: it is said there, as a line of berth's.
+        let line = format!("berth: {err}");
+        if let Some(events) = &context.events {
+            events.blocking_send(Event::Stderr(bytes::Bytes::from(format!("{line}\n"))));
+        }
+        let mut lost = ExecResult::spawn_failed(&line, started.elapsed());
+        lost.status = crate::runtime::ExecStatus::Lost;
+        lost
+    })
+}
+
+impl PluginRuntime {
+    /// The request for `cmd`, and the pipe carrying its streamed stdin to
+    /// a plugin that reads it as it comes (one that does not gets it read
+    /// to its end here first).
+    async fn command_request(
+        &self,
+        mut cmd: ExecCommand,
+    ) -> Result<(StreamRequest, Option<HostPipe>)> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::RuntimeClosed {
+                backend: self.backend_type.clone(),
+            });
+        }
+        let stdin_pipe = match cmd.stdin_stream.take().and_then(|s| s.take()) {
+            Some(chunks) if self.capabilities.stdin_streaming => {
+                Some(HostPipe::start(chunks).map_err(|err| Error::Backend {
+                    backend: self.backend_type.clone(),
+                    message: format!("making the pipe for the command's stdin: {err}"),
+                })?)
+            }
+            Some(chunks) => {
+                // A plugin that takes stdin only whole: read it to its end.
+                let source = StdinSource::new(cmd.stdin.take(), Some(chunks));
+                cmd.stdin = Some(source.collect().await);
+                None
+            }
+            None => None,
+        };
+        let request = StreamRequest {
+            runtime: self.id,
+            cmd,
+            stdin_fd: stdin_pipe.as_ref().map(HostPipe::plugin_end),
+        };
+        Ok((request, stdin_pipe))
+    }
 }
 
 #[async_trait]
@@ -318,76 +432,44 @@ impl Runtime for PluginRuntime {
         &self.setup
     }
 
-    async fn stream(&self, mut cmd: ExecCommand) -> Result<EventStream> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::RuntimeClosed {
-                backend: self.backend_type.clone(),
-            });
-        }
-        let stdin_pipe = match cmd.stdin_stream.take().and_then(|s| s.take()) {
-            Some(chunks) if self.capabilities.stdin_streaming => {
-                Some(HostPipe::start(chunks).map_err(|err| Error::Backend {
-                    backend: self.backend_type.clone(),
-                    message: format!("making the pipe for the command's stdin: {err}"),
-                })?)
-            }
-            Some(chunks) => {
-                // A plugin that takes stdin only whole: read it to its end.
-                let source = StdinSource::new(cmd.stdin.take(), Some(chunks));
-                cmd.stdin = Some(source.collect().await);
-                None
-            }
-            None => None,
-        };
+    async fn stream(&self, cmd: ExecCommand) -> Result<EventStream> {
+        let (request, stdin_pipe) = self.command_request(cmd).await?;
         let (events, stream) = EventStream::channel();
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let watcher = {
-            let events = events.clone();
-            let cancelled = Arc::clone(&cancelled);
-            tokio::spawn(async move {
-                events.closed().await;
-                cancelled.store(true, Ordering::SeqCst);
-            })
-        };
         let plugin = self.plugin.clone();
-        let request = StreamRequest {
-            runtime: self.id,
-            cmd,
-            stdin_fd: stdin_pipe.as_ref().map(HostPipe::plugin_end),
-        };
         tokio::task::spawn_blocking(move || {
-            let context = SinkContext {
-                events: events.clone(),
+            // Dropping the stream closes the channel, which cancels the call.
+            let context = CallContext {
+                events: Some(events),
+                abandoned: Arc::new(AtomicBool::new(false)),
             };
-            // SAFETY: `context` and `cancelled` outlive the call below, the
-            // only user of the sink and the token; neither function unwinds
-            // (`sink_write` catches panics, `is_cancelled` only loads).
-            let sink = unsafe {
-                OutputSink::new(&context as *const SinkContext as *const c_void, sink_write)
-            };
-            // SAFETY: as above.
-            let cancel =
-                unsafe { CancelToken::new(Arc::as_ptr(&cancelled) as *const c_void, is_cancelled) };
-            let started = std::time::Instant::now();
-            let outcome: Result<ExecResult> = plugin.call_with(op::STREAM, &request, sink, cancel);
-            watcher.abort();
-            if let Some(pipe) = stdin_pipe {
-                pipe.finish();
+            let result = run_command(&plugin, request, stdin_pipe, &context);
+            if let Some(events) = &context.events {
+                events.blocking_send(Event::Finished(result));
             }
-            let result = outcome.unwrap_or_else(|err| {
-                // A lost result has no other place for the reason than the
-                // command's stderr: it is said there, as a line of berth's.
-                let line = format!("berth: {err}");
-                events.blocking_send(Event::Stderr(bytes::Bytes::from(format!("{line}\n"))));
-                let mut lost = ExecResult::spawn_failed(&line, started.elapsed());
-                lost.status = crate::runtime::ExecStatus::Lost;
-                lost
-            });
-            events.blocking_send(Event::Finished(result));
-            drop(context);
-            drop(cancelled);
         });
         Ok(stream)
+    }
+
+    /// As `stream(cmd).finish()`, without the stream: the plugin's chunks
+    /// are dropped at the sink, and the result comes back from the
+    /// blocking call itself. Dropping the future cancels the call.
+    async fn execute(&self, cmd: ExecCommand) -> Result<ExecResult> {
+        let (request, stdin_pipe) = self.command_request(cmd).await?;
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = SetOnDrop(Arc::clone(&abandoned));
+        let plugin = self.plugin.clone();
+        let backend = self.backend_type.clone();
+        let call = tokio::task::spawn_blocking(move || {
+            let context = CallContext {
+                events: None,
+                abandoned,
+            };
+            run_command(&plugin, request, stdin_pipe, &context)
+        });
+        call.await.map_err(|err| Error::Backend {
+            backend,
+            message: format!("a plugin call did not finish: {err}"),
+        })
     }
 
     async fn poll(&self) -> RuntimeStatus {

@@ -57,6 +57,22 @@ pub struct ExecCommand {
     /// file.
     #[serde(default)]
     pub spill_dir: Option<PathBuf>,
+    /// The caller takes the output from the stream's events, so the result
+    /// keeps none of its bytes: a stream then holds no copy of what it
+    /// already delivered, and its memory stays a few chunks whatever
+    /// `output_limit` is. The result's `bytes` are empty, `total_bytes`
+    /// counts the stream, `truncated` says whether it wrote anything (the
+    /// result holds less than it wrote), and spilling works as without it:
+    /// with a `spill_dir`, a stream that passes `output_limit` is in a file
+    /// from its first byte. Off by default, since then the concatenation of
+    /// the events equals the result's bytes (up to `output_limit`).
+    ///
+    /// With [`Runtime::execute`](super::Runtime::execute), which drops the
+    /// events, the output is only counted. The `docker` backend keeps the
+    /// output in its results whatever this says. Sent to a plugin only when
+    /// set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub events_only: bool,
 }
 
 impl ExecCommand {
@@ -124,6 +140,13 @@ impl ExecCommand {
     /// Spills full output past the limit to files in `dir`.
     pub fn spill_to(mut self, dir: impl Into<PathBuf>) -> ExecCommand {
         self.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// Keeps no output in the result: the caller reads it from the
+    /// stream's events (see the `events_only` field).
+    pub fn events_only(mut self) -> ExecCommand {
+        self.events_only = true;
         self
     }
 }

@@ -128,15 +128,31 @@ impl futures_core::Stream for EventStream {
 /// optionally spills the whole stream to a file once it passes the limit.
 ///
 /// Every backend collects output through this type, so truncation means
-/// the same everywhere.
+/// the same everywhere. A buffer made [`OutputBuffer::events_only`] keeps
+/// nothing (the caller has the bytes from the events), and only counts and
+/// spills.
 #[derive(Debug)]
 pub struct OutputBuffer {
     limit: u64,
+    /// Whether bytes are kept for the result (up to `limit`).
+    keep: bool,
     bytes: Vec<u8>,
     total: u64,
     spill_dir: Option<PathBuf>,
-    spill: Option<(File, PathBuf)>,
+    spill: Option<Spill>,
     label: &'static str,
+}
+
+/// Where a stream is spilled.
+#[derive(Debug)]
+enum Spill {
+    /// Past the limit: the file the result names.
+    Kept(File, PathBuf),
+    /// A buffer that keeps nothing writes every byte from the first one,
+    /// since it cannot write them later; the file becomes the result's
+    /// once the stream passes the limit, and is removed with the buffer
+    /// otherwise.
+    Pending(tempfile::NamedTempFile),
 }
 
 impl OutputBuffer {
@@ -145,6 +161,7 @@ impl OutputBuffer {
     pub fn new(limit: u64, spill_dir: Option<&Path>, label: &'static str) -> OutputBuffer {
         OutputBuffer {
             limit,
+            keep: true,
             bytes: Vec::new(),
             total: 0,
             spill_dir: spill_dir.map(Path::to_path_buf),
@@ -153,32 +170,79 @@ impl OutputBuffer {
         }
     }
 
+    /// This buffer keeps no bytes when `events_only` is set (the command's
+    /// [`ExecCommand::events_only`](super::ExecCommand)): its output
+    /// counts them, and spills past the limit as before.
+    pub fn events_only(mut self, events_only: bool) -> OutputBuffer {
+        self.keep = !events_only;
+        self
+    }
+
     /// Adds a chunk. Fails only when spilling to the file fails.
     pub fn push(&mut self, chunk: &[u8]) -> io::Result<()> {
         self.total += chunk.len() as u64;
+        if !self.keep {
+            return self.spill_unkept(chunk);
+        }
         let room = self.limit.saturating_sub(self.bytes.len() as u64) as usize;
         let keep = room.min(chunk.len());
         self.bytes.extend_from_slice(&chunk[..keep]);
         if self.total <= self.limit {
             return Ok(());
         }
-        if let Some((file, _)) = &mut self.spill {
+        if let Some(Spill::Kept(file, _)) = &mut self.spill {
             return file.write_all(chunk);
         }
         if let Some(dir) = &self.spill_dir {
-            std::fs::create_dir_all(dir)?;
-            let (mut file, path) = tempfile::Builder::new()
-                .prefix(&format!("berth-{}-", self.label))
-                .suffix(".out")
-                .tempfile_in(dir)?
-                .keep()
-                .map_err(|err| err.error)?;
+            let (mut file, path) = self.spill_file(dir)?.keep().map_err(|err| err.error)?;
             // The file holds the whole stream: what was kept, then the rest.
             file.write_all(&self.bytes)?;
             file.write_all(&chunk[keep..])?;
-            self.spill = Some((file, path));
+            self.spill = Some(Spill::Kept(file, path));
         }
         Ok(())
+    }
+
+    /// Spilling for a buffer that keeps nothing: every byte goes to the
+    /// file, which is the result's from the moment the stream passes the
+    /// limit.
+    fn spill_unkept(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let Some(dir) = &self.spill_dir else {
+            return Ok(());
+        };
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match &mut self.spill {
+            Some(Spill::Kept(file, _)) => return file.write_all(chunk),
+            Some(Spill::Pending(file)) => file.write_all(chunk)?,
+            None => {
+                let mut file = self.spill_file(dir)?;
+                file.write_all(chunk)?;
+                self.spill = Some(Spill::Pending(file));
+            }
+        }
+        if self.total > self.limit
+            && let Some(Spill::Pending(file)) = self.spill.take()
+        {
+            let (file, path) = file.keep().map_err(|err| err.error)?;
+            self.spill = Some(Spill::Kept(file, path));
+        }
+        Ok(())
+    }
+
+    fn spill_file(&self, dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+        std::fs::create_dir_all(dir)?;
+        tempfile::Builder::new()
+            .prefix(&format!("berth-{}-", self.label))
+            .suffix(".out")
+            .tempfile_in(dir)
+    }
+
+    /// Whether the result is to hold the bytes (up to the limit): false
+    /// for a buffer made [`OutputBuffer::events_only`].
+    pub fn keeps_bytes(&self) -> bool {
+        self.keep
     }
 
     /// Bytes seen so far.
@@ -191,7 +255,11 @@ impl OutputBuffer {
         Output {
             truncated: self.total > self.bytes.len() as u64,
             total_bytes: self.total,
-            spill_path: self.spill.map(|(_, path)| path),
+            spill_path: match self.spill {
+                Some(Spill::Kept(_, path)) => Some(path),
+                // Removed as it drops: the stream stayed within the limit.
+                Some(Spill::Pending(_)) | None => None,
+            },
             bytes: self.bytes,
         }
     }
@@ -371,6 +439,43 @@ mod tests {
         small.push(b"12345").unwrap();
         let out = small.finish();
         assert!(!out.truncated && out.spill_path.is_none());
+    }
+
+    #[test]
+    fn an_events_only_buffer_counts_keeps_nothing_and_still_spills() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut quiet = OutputBuffer::new(5, None, "stdout").events_only(true);
+        quiet.push(b"abc").unwrap();
+        quiet.push(b"defg").unwrap();
+        let out = quiet.finish();
+        assert!(out.bytes.is_empty() && out.truncated && out.spill_path.is_none());
+        assert_eq!(out.total_bytes, 7);
+
+        let empty = OutputBuffer::new(5, None, "stdout")
+            .events_only(true)
+            .finish();
+        assert!(!empty.truncated && empty.total_bytes == 0);
+
+        // Past the limit, the file holds the whole stream.
+        let mut long = OutputBuffer::new(5, Some(dir.path()), "stdout").events_only(true);
+        for chunk in [&b"abc"[..], b"defg", b"hij"] {
+            long.push(chunk).unwrap();
+        }
+        let out = long.finish();
+        assert!(out.bytes.is_empty() && out.truncated);
+        let spilled = std::fs::read(out.spill_path.unwrap()).unwrap();
+        assert_eq!(spilled, b"abcdefghij");
+
+        // Within the limit, no file is left behind.
+        let mut short = OutputBuffer::new(5, Some(dir.path()), "stderr").events_only(true);
+        short.push(b"12345").unwrap();
+        let out = short.finish();
+        assert!(out.spill_path.is_none() && out.total_bytes == 5);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "only the long stream's file: {left:?}");
     }
 
     #[test]

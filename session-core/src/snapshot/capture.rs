@@ -18,7 +18,7 @@ use super::rules::{SnapshotRules, Verdict};
 use super::sparse::{self, Region, SparseWriter};
 use crate::compression::Compression;
 use crate::error::{Error, Result};
-use crate::tree::{Dir, FileKind, Opened, Stat, Walker};
+use crate::tree::{Dir, FileKind, Opened, ProcFd, Stat, Walker};
 
 const TAR_BLOCK: u64 = 512;
 
@@ -79,6 +79,7 @@ pub(super) fn capture(
     let (builder, entries, other_paths) = thread::scope(|scope| -> Result<_> {
         let mut archiver = Archiver {
             rules,
+            proc_fd: ProcFd::current().map_err(Error::io("opening /proc/self/fd for", &root))?,
             builder,
             entries: Vec::new(),
             other_paths: Vec::new(),
@@ -135,6 +136,8 @@ pub(super) fn capture(
 
 struct Archiver<'r, 'scope, 'env, W: Write> {
     rules: &'r SnapshotRules,
+    /// Looked up once for the whole walk (see [`Dir::open_regular_in`]).
+    proc_fd: ProcFd,
     builder: tar::Builder<W>,
     /// Entries with the offset of their data in the tar stream. The hash of
     /// a small file is filled in from `hashes` once the walk is done.
@@ -197,11 +200,12 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
     }
 
     fn add_file(&mut self, root: &Path, dir: &Dir, name: &OsStr, rel: String) -> Result<()> {
-        let abs = root.join(&rel);
+        // Only for errors: not joined for every file.
+        let abs = || root.join(&rel);
         // Only a regular file is opened: a file swapped for a symlink
         // mid-walk must not pull a file from outside the tree into the
         // archive, nor may a FIFO or device swapped in be opened at all.
-        let (file, stat) = match dir.open_regular(name) {
+        let (file, stat) = match dir.open_regular_in(name, &self.proc_fd) {
             Ok(Opened::File(file, stat)) => (file, stat),
             Ok(Opened::NotRegular(stat)) if stat.kind == FileKind::Symlink => {
                 return self.add_symlink(root, dir, name, rel);
@@ -211,7 +215,7 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
                 return Ok(());
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(Error::io("opening", &abs)(err)),
+            Err(err) => return Err(Error::io("opening", &abs())(err)),
         };
         let size = stat.size;
         let mode = stat.mode & PERMISSION_BITS;
@@ -220,16 +224,17 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
         header.set_size(size);
         header.set_mode(mode);
         header.set_mtime(stat.mtime.max(0) as u64);
-        self.boundary(&abs)?;
+        let archiving = |err: io::Error| Error::io("archiving", &abs())(err);
+        self.builder.get_mut().boundary().map_err(archiving)?;
         let index = self.entries.len();
         let hash = if size <= SMALL_FILE {
             let bytes = self
                 .hashes
                 .read(index, ExactReader::new(file, size))
-                .map_err(Error::io("archiving", &abs))?;
+                .map_err(archiving)?;
             self.builder
                 .append_data(&mut header, &rel, bytes)
-                .map_err(Error::io("archiving", &abs))?;
+                .map_err(archiving)?;
             self.hashes.close_if_full();
             // Filled in by `capture` from the deferred hashes.
             ContentHash([0; 32])
@@ -237,7 +242,7 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
             let mut reader = ExactHashingReader::new(file, size);
             self.builder
                 .append_data(&mut header, &rel, &mut reader)
-                .map_err(Error::io("archiving", &abs))?;
+                .map_err(archiving)?;
             reader.hash()
         };
         let end = self.builder.get_ref().position();

@@ -232,16 +232,25 @@ impl SnapshotManifest {
     /// size, content hash) in path order. It does not depend on time,
     /// compression or walk order, nor on `other_paths`.
     pub fn checksum(&self) -> ContentHash {
+        // The fields are gathered into blocks and hashed a block at a time:
+        // the same bytes as hashing each field, in a fraction of the calls.
+        const BLOCK: usize = 64 << 10;
         let mut hasher = blake3::Hasher::new();
-        hasher.update(b"berth-manifest-v1\0");
+        let mut block = Vec::with_capacity(BLOCK + 256);
+        block.extend_from_slice(b"berth-manifest-v1\0");
         for entry in &self.entries {
-            hasher.update(&(entry.path.len() as u64).to_le_bytes());
-            hasher.update(entry.path.as_bytes());
-            hasher.update(&[entry.kind.tag()]);
-            hasher.update(&entry.mode.to_le_bytes());
-            hasher.update(&entry.size.to_le_bytes());
-            hasher.update(&entry.hash.0);
+            block.extend_from_slice(&(entry.path.len() as u64).to_le_bytes());
+            block.extend_from_slice(entry.path.as_bytes());
+            block.push(entry.kind.tag());
+            block.extend_from_slice(&entry.mode.to_le_bytes());
+            block.extend_from_slice(&entry.size.to_le_bytes());
+            block.extend_from_slice(&entry.hash.0);
+            if block.len() >= BLOCK {
+                hasher.update(&block);
+                block.clear();
+            }
         }
+        hasher.update(&block);
         hasher.finalize().into()
     }
 }
@@ -259,6 +268,37 @@ mod tests {
             hash: ContentHash::of(content),
             link_target: None,
         }
+    }
+
+    /// The checksum is the hash of each entry's fields in order, however
+    /// they are fed to the hasher: here one field at a time, over enough
+    /// entries to fill several of `checksum`'s blocks.
+    #[test]
+    fn checksum_is_the_hash_of_every_field_in_order() {
+        let entries: Vec<ManifestEntry> = (0..3000)
+            .map(|i| {
+                let mut entry = file(&format!("dir{}/file-{i}", i % 7), &[i as u8; 3]);
+                entry.mode = 0o600 + (i % 3) as u32;
+                entry
+            })
+            .collect();
+        let manifest = SnapshotManifest::new(entries, vec![]);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"berth-manifest-v1\0");
+        for entry in manifest.entries() {
+            hasher.update(&(entry.path.len() as u64).to_le_bytes());
+            hasher.update(entry.path.as_bytes());
+            hasher.update(&[entry.kind.tag()]);
+            hasher.update(&entry.mode.to_le_bytes());
+            hasher.update(&entry.size.to_le_bytes());
+            hasher.update(&entry.hash.0);
+        }
+        assert_eq!(manifest.checksum(), ContentHash::from(hasher.finalize()));
+        let empty = SnapshotManifest::new(vec![], vec![]);
+        assert_eq!(
+            empty.checksum(),
+            ContentHash::from(blake3::hash(b"berth-manifest-v1\0"))
+        );
     }
 
     #[test]
