@@ -110,6 +110,7 @@ mod engine;
 mod exec;
 mod gc;
 mod hand_back;
+mod pool;
 mod runtime;
 pub mod test_image;
 
@@ -124,7 +125,9 @@ use session_core::runtime::{
 use session_core::spec::EnvironmentSpec;
 use session_core::{Error, Result};
 
-pub use crate::config::{ASSET_ROOT, DEFAULT_WORKDIR, DockerConfig, ExtraMount, NetworkMode};
+pub use crate::config::{
+    ASSET_ROOT, DEFAULT_WORKDIR, DockerConfig, ExtraMount, MAX_POOL_SIZE, NetworkMode, PoolConfig,
+};
 use crate::container::ContainerGuard;
 pub use crate::container::{
     LABEL_KEEP, LABEL_LEASE_DEADLINE, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_SESSION, LEASE,
@@ -132,6 +135,9 @@ pub use crate::container::{
 };
 use crate::engine::{EngineAddress, backend_error, describe, status_of};
 use crate::hand_back::HandBack;
+pub use crate::pool::{
+    LABEL_POOL, drain_warm_pools, keep_warm_pools, wait_for_warm_pools, warm_pools_kept,
+};
 pub use crate::runtime::DockerRuntime;
 
 /// The spec `type` this backend serves.
@@ -217,9 +223,27 @@ impl Backend for DockerBackend {
                 ctx.workspace.display()
             )));
         }
+        let address = self.address();
+        if let Some(taken) = pool::take(spec, &config, &ctx, &address).await {
+            let hand_back = hand_back_for(&config, &taken.user);
+            let target = exec::Target {
+                docker: taken.docker,
+                container: taken.id,
+                workdir: config.workdir_path().display().to_string(),
+            };
+            let runtime = DockerRuntime::new(
+                target,
+                spec.limits.clone(),
+                taken.guard,
+                Some(taken.lifeline),
+                false,
+                hand_back,
+            );
+            runtime.set_slot(taken.slot);
+            return finish_spawn(runtime, spec, &ctx).await;
+        }
         let plan = container::plan(spec, &config, &ctx)?;
         let planned_user = plan.body.user.clone();
-        let address = self.address();
         let docker = address.connect().await?;
         // Armed before the container exists: a spawn cancelled while the
         // engine creates it still removes it.
@@ -265,16 +289,12 @@ impl Backend for DockerBackend {
                 describe(&err)
             )));
         }
-        // SAFETY: geteuid cannot fail.
-        let caller = unsafe { libc::geteuid() };
-        // Without the workspace, nothing the commands make lands on the
-        // host; root may read and remove anything.
-        let hand_back = if config.mount_workspace && caller != 0 {
+        let hand_back = if needs_hand_back(&config) {
             let user = match planned_user {
                 Some(user) => user,
                 None => image_user(&docker, &created.id).await,
             };
-            HandBack::needed(&user, caller)
+            hand_back_for(&config, &user)
         } else {
             None
         };
@@ -291,19 +311,7 @@ impl Backend for DockerBackend {
             config.keep_container_after_clean,
             hand_back,
         );
-        match run_setup(&ctx.setup_commands(spec), spec, |cmd| runtime.execute(cmd)).await {
-            Ok(output) => {
-                runtime.set_setup_output(output);
-                runtime.spawned();
-                Ok(Box::new(runtime))
-            }
-            Err(err) => {
-                if let Err(cleanup) = runtime.cleanup().await {
-                    tracing::warn!(error = %cleanup, "cleaning up after a failed setup");
-                }
-                Err(err)
-            }
-        }
+        finish_spawn(runtime, spec, &ctx).await
     }
 
     async fn diagnose(&self) -> Vec<Diagnostic> {
@@ -335,14 +343,57 @@ impl Backend for DockerBackend {
 
     async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<Leftover>> {
         let docker = self.address().connect().await?;
-        gc::collect(&docker, dry_run).await
+        // Containers first: a slot is unmounted once nothing uses it.
+        let mut leftovers = gc::collect(&docker, dry_run).await?;
+        leftovers.extend(pool::collect_slots(dry_run));
+        Ok(leftovers)
+    }
+}
+
+/// Runs the setup commands in a new runtime; a failed setup cleans it up.
+async fn finish_spawn(
+    runtime: DockerRuntime,
+    spec: &EnvironmentSpec,
+    ctx: &SpawnContext,
+) -> Result<Box<dyn Runtime>> {
+    match run_setup(&ctx.setup_commands(spec), spec, |cmd| runtime.execute(cmd)).await {
+        Ok(output) => {
+            runtime.set_setup_output(output);
+            runtime.spawned();
+            Ok(Box::new(runtime))
+        }
+        Err(err) => {
+            if let Err(cleanup) = runtime.cleanup().await {
+                tracing::warn!(error = %cleanup, "cleaning up after a failed setup");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Whether the workspace may need handing back: it is bound, and the
+/// caller is not root (root may read and remove anything; without the
+/// workspace nothing the commands make lands on the host).
+fn needs_hand_back(config: &DockerConfig) -> bool {
+    // SAFETY: geteuid cannot fail.
+    config.mount_workspace && unsafe { libc::geteuid() } != 0
+}
+
+/// How the workspace goes back to the caller from a container running as
+/// `user`, when it needs to.
+fn hand_back_for(config: &DockerConfig, user: &str) -> Option<HandBack> {
+    if needs_hand_back(config) {
+        // SAFETY: geteuid cannot fail.
+        HandBack::needed(user, unsafe { libc::geteuid() })
+    } else {
+        None
     }
 }
 
 /// The user a container runs as when berth names none: the image's, as
 /// the engine reports it. When the engine cannot say, root (the empty
 /// string), so that the workspace is handed back rather than left.
-async fn image_user(docker: &bollard::Docker, container: &str) -> String {
+pub(crate) async fn image_user(docker: &bollard::Docker, container: &str) -> String {
     match docker.inspect_container(container, None).await {
         Ok(inspect) => inspect.config.and_then(|c| c.user).unwrap_or_default(),
         Err(err) => {
