@@ -60,9 +60,10 @@
 //! the runtime is cleaned up or dropped, or the process that owns it dies,
 //! even by SIGKILL — the engine closes the input, the main process and the
 //! init exit, and the kernel kills everything left in the container: no
-//! process of a container outlives its owner. The stopped container stays
-//! until `berth gc` removes it. (Over a remote engine, a broken connection
-//! stops the container the same way.) A container kept with
+//! process of a container outlives its owner. The container is created
+//! with `AutoRemove`, so the engine then removes it; one it failed to
+//! remove stays, stopped, until `berth gc` removes it. (Over a remote
+//! engine, a broken connection stops the container the same way.) A container kept with
 //! `keep_container_after_clean` has no such attach: it is meant to outlive
 //! its owner.
 //!
@@ -91,12 +92,25 @@
 //! rootless engine, the caller's uid means someone else in the container,
 //! and the hand-back cannot help.)
 //!
-//! **Cleanup** removes the container (unless `keep_container_after_clean`:
-//! then it keeps running, with its main process only); dropping the
-//! runtime or cancelling its spawn removes it in the background;
+//! **Cleanup** lets the container go (unless `keep_container_after_clean`:
+//! then it keeps running, with its main process only): it closes the
+//! container's input, which ends it as above, and waits until the engine
+//! says it no longer runs — so no process of it is left to write in the
+//! workspace — but not for the engine to delete its files: the engine
+//! removes it on its own (`AutoRemove`), as `docker run --rm` does, and a
+//! container that does not stop within 10 s is removed by force. Dropping
+//! the runtime or cancelling its spawn removes it in the background;
 //! [`DockerBackend`]'s `collect_garbage` removes containers, running or
 //! stopped, whose owner process is gone (same host) or whose lease expired
 //! (another host).
+//!
+//! **Warm pools.** A spec's `docker.pool` keeps containers of its
+//! configuration started ahead of their sessions, in a process that keeps
+//! pools ([`keep_warm_pools`]); a spawn takes one (never reused) and the
+//! pool refills in the background. The workspace is bound into a taken
+//! container through a propagating slot. `runtime-docker/src/pool.rs`
+//! says who keeps pools, which spawns may use them and how the workspace
+//! gets in; `docs/spec.md` describes the field.
 //!
 //! The image needs a POSIX `/bin/sh`. The engine is `DOCKER_HOST` when set,
 //! else the default socket; the API version is negotiated, so engines from

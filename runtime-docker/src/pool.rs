@@ -532,13 +532,23 @@ impl Slot {
     fn new() -> std::io::Result<Slot> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let root = slot_root();
-        std::fs::create_dir_all(&root)?;
         let dir = root.join(format!(
             "{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir(&dir)?;
+        // The root goes when its last slot does; one removed between the
+        // two calls is made again.
+        let mut attempts = 0;
+        loop {
+            std::fs::create_dir_all(&root)?;
+            match std::fs::create_dir(&dir) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {
+                    attempts += 1;
+                }
+                other => break other?,
+            }
+        }
         let mut slot = Slot { dir, mounts: 0 };
         mount_bind(&slot.dir, &slot.dir)?;
         slot.mounts = 1;
@@ -569,6 +579,8 @@ impl Drop for Slot {
         if let Err(err) = std::fs::remove_dir(&self.dir) {
             tracing::warn!(slot = %self.dir.display(), error = %err, "removing a workspace slot");
         }
+        // Only when it is empty: other slots may still be in it.
+        let _ = std::fs::remove_dir(slot_root());
     }
 }
 
@@ -736,6 +748,9 @@ pub(crate) fn collect_slots(dry_run: bool) -> Vec<Leftover> {
             reason: format!("owner pid {pid} is gone"),
             removed,
         });
+    }
+    if !dry_run {
+        let _ = std::fs::remove_dir(&root);
     }
     leftovers
 }
