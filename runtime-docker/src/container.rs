@@ -15,7 +15,7 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, ResourcesUlimits,
 };
 use bollard::query_parameters::{
-    AttachContainerOptions, RemoveContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, EventsOptions, RemoveContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 use indexmap::IndexMap;
@@ -460,12 +460,14 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 /// Lets a runtime's container go: closing its input (dropping `lifeline`)
 /// ends its keeper and init, the kernel kills every other process in it,
 /// and the engine, which created it with `AutoRemove`, removes it. Waits
-/// only until the engine says the container no longer runs (so no process
-/// of it writes in the workspace any more), not for its removal: the
-/// engine deletes its files on its own time, and a container it fails to
-/// remove is a stopped, labelled container `berth gc` removes once its
-/// owner is gone. When the container does not stop within [`STOP_WAIT`],
-/// or the engine cannot say, it is removed by force, as before.
+/// only until the engine reports the container's `die` event — its task is
+/// gone, so no process of it runs or writes in the workspace any more —
+/// not for the engine's own teardown (network, file system) or for its
+/// removal: the engine deletes it on its own time, and a container it
+/// fails to remove is a stopped, labelled container `berth gc` removes
+/// once its owner is gone. When the engine cannot report events, the wait
+/// is for the container to be no longer running; when it does not stop
+/// within [`STOP_WAIT`], it is removed by force, as before.
 pub(crate) async fn let_go(
     docker: &Docker,
     name: &str,
@@ -475,7 +477,40 @@ pub(crate) async fn let_go(
         // Nothing holds it: only a forced removal ends it.
         return remove(docker, name).await;
     }
+    // A container dies once (berth never restarts one), so any `die` event
+    // of it is the one; `since` replays an event that came before the
+    // subscription took hold.
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(Duration::from_secs(600))
+        .as_secs();
+    let options = EventsOptions {
+        since: Some(since.to_string()),
+        until: None,
+        filters: Some(HashMap::from([
+            ("container".to_owned(), vec![name.to_owned()]),
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("event".to_owned(), vec!["die".to_owned()]),
+        ])),
+    };
+    let mut events = docker.events(Some(options));
     drop(lifeline);
+    let died = tokio::time::timeout(STOP_WAIT, events.next()).await;
+    drop(events);
+    match died {
+        Ok(Some(Ok(_))) => return Ok(()),
+        Ok(Some(Err(err))) => {
+            tracing::debug!(container = %name, error = %describe(&err), "no events from the engine; waiting for the container to stop");
+        }
+        Ok(None) => {
+            tracing::debug!(container = %name, "the engine ended its events; waiting for the container to stop");
+        }
+        Err(_) => {
+            tracing::warn!(container = %name, "the container did not stop within {}s of its input closing; removing it", STOP_WAIT.as_secs());
+            return remove(docker, name).await;
+        }
+    }
     let options = WaitContainerOptions {
         condition: "not-running".to_owned(),
     };

@@ -340,8 +340,12 @@ impl Pool {
                         drop(warm);
                     }
                     Err(err) => {
-                        pool.failing.store(true, Ordering::SeqCst);
-                        tracing::warn!(image = %pool.image, error = %err, "starting a container for a warm pool");
+                        // Said once until a start succeeds again.
+                        if pool.failing.swap(true, Ordering::SeqCst) {
+                            tracing::debug!(image = %pool.image, error = %err, "starting a container for a warm pool");
+                        } else {
+                            tracing::warn!(image = %pool.image, error = %err, "starting a container for a warm pool; spawns create their containers meanwhile");
+                        }
                     }
                 }
                 pool.changed.notify_waiters();

@@ -431,10 +431,35 @@ fn docker_registry() -> BenchResult<Arc<Registry>> {
     Ok(registry.shared())
 }
 
+/// The berth containers (running or not) this process created.
+async fn berth_containers_of_this_process(docker: &bollard::Docker) -> BenchResult<Vec<String>> {
+    use bollard::query_parameters::ListContainersOptions;
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(std::collections::HashMap::from([(
+            "label".to_owned(),
+            vec![format!(
+                "{}={}",
+                runtime_docker::LABEL_OWNER_PID,
+                std::process::id()
+            )],
+        )])),
+        ..ListContainersOptions::default()
+    };
+    Ok(docker
+        .list_containers(Some(options))
+        .await?
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect())
+}
+
 /// A whole docker session as `berth run --env docker.yaml -- true` drives
 /// it (prepare, spawn, the first command's output, close), against
 /// `docker run --rm IMAGE true` through the CLI, interleaved. The detail
-/// lines split berth's time into its steps.
+/// lines split berth's time into its steps. The engine removes berth's
+/// container after the close returns; the harness waits for that (untimed)
+/// before the next measurement, as the CLI does within its own.
 pub fn docker_session(bench: &Bench) -> BenchResult<Vec<Figure>> {
     let rt = tokio_runtime()?;
     let iterations = (bench.sizes.exec_iterations / 30).max(3);
@@ -462,6 +487,12 @@ pub fn docker_session(bench: &Bench) -> BenchResult<Vec<Figure>> {
                 drop(runtime);
                 session.close().await?;
                 let closed = Instant::now();
+                // The engine removes the container on its own time (berth
+                // does not wait for it): let that finish, untimed, so that
+                // it competes with no later measurement of either side.
+                while !berth_containers_of_this_process(&docker).await?.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 if timed {
                     samples[0].push(closed - start);
                     samples[2].push(spawned - start);
@@ -505,7 +536,7 @@ pub fn docker_session(bench: &Bench) -> BenchResult<Vec<Figure>> {
 pub fn docker_pool(bench: &Bench) -> BenchResult<Vec<Figure>> {
     let rt = tokio_runtime()?;
     let iterations = (bench.sizes.exec_iterations / 10).max(3);
-    let [berth, raw] = rt.block_on(async {
+    let [berth, raw, take] = rt.block_on(async {
         let docker = runtime_docker::test_image::connect().await?;
         runtime_docker::test_image::ensure(&docker).await?;
         runtime_docker::keep_warm_pools(true);
@@ -527,6 +558,7 @@ pub fn docker_pool(bench: &Bench) -> BenchResult<Vec<Figure>> {
         ])?;
         let root = tempfile::tempdir_in(&bench.dir)?;
         let mut samples: [Vec<Duration>; 2] = Default::default();
+        let mut takes = Vec::new();
         let result: BenchResult<()> = async {
             // The first spawn starts the pool.
             let workspace = tempfile::tempdir_in(root.path())?;
@@ -543,11 +575,23 @@ pub fn docker_pool(bench: &Bench) -> BenchResult<Vec<Figure>> {
                     let ctx = SpawnContext::new("berth-bench", workspace.path(), Mode::Evaluation);
                     let start = Instant::now();
                     let runtime = backend.spawn(&spec, ctx).await?;
+                    let spawned = start.elapsed();
                     let result = runtime.execute(ExecCommand::new("true")).await?;
                     let took = start.elapsed();
+                    let id = format!("{runtime:?}");
                     runtime.cleanup().await?;
                     if !result.success() {
                         return Err(format!("`true` failed: {result:?}").into());
+                    }
+                    // The engine removes the container on its own time:
+                    // let that finish, so it competes with no measurement.
+                    if let Some(id) = id.split('"').nth(1) {
+                        while docker.inspect_container(id, None).await.is_ok() {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                    if timed {
+                        takes.push(spawned);
                     }
                     took
                 } else {
@@ -564,7 +608,8 @@ pub fn docker_pool(bench: &Bench) -> BenchResult<Vec<Figure>> {
         runtime_docker::keep_warm_pools(false);
         let _ = docker_cli(&["rm", "-f", &other]);
         result?;
-        BenchResult::Ok(samples.map(Samples::new))
+        let [berth, raw] = samples.map(Samples::new);
+        BenchResult::Ok([berth, raw, Samples::new(takes)])
     })?;
     Ok(vec![
         Figure::new(
@@ -576,6 +621,10 @@ pub fn docker_pool(bench: &Bench) -> BenchResult<Vec<Figure>> {
         .detail(format!(
             "berth (pool of 2, full at each spawn): {}",
             berth.summary()
+        ))
+        .detail(format!(
+            "  of which the spawn (the take): {}",
+            take.summary()
         ))
         .detail(format!(
             "raw Engine API create+start+inspect of `true`: {}",

@@ -230,3 +230,128 @@ async fn gc_unmounts_and_removes_the_slots_of_a_dead_process() {
         "gc never empties a bound workspace"
     );
 }
+
+/// The child side of [`a_killed_pool_owner_leaves_nothing_after_gc`]: keeps
+/// a pool of one, takes a container for a session (its workspace bound
+/// into the slot), lets the pool refill, says so in `DIR/ready` and waits
+/// to be killed.
+fn pool_owner_that_gets_killed(dir: &Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let _docker = docker_or_skip!();
+        runtime_docker::keep_warm_pools(true);
+        let spec = crate::support::spec("pool: {size: 1}", "");
+        let first = dir.join("first");
+        std::fs::create_dir(&first).expect("workspace");
+        spawn(&spec, &first).await.cleanup().await.expect("cleanup");
+        assert!(runtime_docker::wait_for_warm_pools(Duration::from_secs(120)).await);
+        let taken = spawn(&spec, &dir.join("workspace")).await;
+        let wrote = crate::support::run(taken.as_ref(), "echo kept > kept.txt").await;
+        assert_eq!(wrote.exit_code, 0, "{wrote:?}");
+        assert!(runtime_docker::wait_for_warm_pools(Duration::from_secs(120)).await);
+        let ready = dir.join("ready");
+        std::fs::write(ready.with_extension("tmp"), "").expect("write ready");
+        std::fs::rename(ready.with_extension("tmp"), &ready).expect("rename ready");
+        std::future::pending::<()>().await;
+    });
+}
+
+/// A process that keeps a pool is killed with SIGKILL while a session
+/// holds a pooled container: every container of it stops and is removed
+/// (by the engine, else by gc), and gc unmounts and removes its slots,
+/// leaving the session's workspace as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_pool_owner_leaves_nothing_after_gc() {
+    if let Ok(dir) = std::env::var("BERTH_TEST_POOL_OWNER_DIR") {
+        std::thread::spawn(move || pool_owner_that_gets_killed(&PathBuf::from(dir)))
+            .join()
+            .expect("the owner runs");
+        return;
+    }
+    let docker = docker_or_skip!();
+    if !is_root() {
+        return;
+    }
+    let temp = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(temp.path().join("workspace")).expect("workspace");
+    let mut owner = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "docker_pool::a_killed_pool_owner_leaves_nothing_after_gc",
+            "--nocapture",
+        ])
+        .env("BERTH_TEST_POOL_OWNER_DIR", temp.path())
+        .spawn()
+        .expect("starting the owner");
+    let ready = temp.path().join("ready");
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while !ready.exists() {
+        if let Some(status) = owner.try_wait().expect("polling the owner") {
+            panic!("the owner ended before it was ready: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the owner never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = owner.id().to_string();
+    let of_owner = |docker: Docker| {
+        let pid = pid.clone();
+        async move {
+            crate::support::berth_containers(&docker)
+                .await
+                .into_iter()
+                .filter(|c| {
+                    c.labels
+                        .as_ref()
+                        .and_then(|l| l.get(LABEL_OWNER_PID))
+                        .is_some_and(|p| p == &pid)
+                })
+                .filter_map(|c| c.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // The taken container and the refilled one.
+    assert_eq!(of_owner(docker.clone()).await.len(), 2);
+    let slot_prefix = format!("{pid}-");
+    let slots = || {
+        std::fs::read_dir(std::env::temp_dir().join("berth-docker-slots"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&slot_prefix))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(slots() >= 2, "the owner's slots");
+
+    owner.kill().expect("SIGKILL the owner");
+    owner.wait().expect("reap the owner");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        DockerBackend::new()
+            .collect_garbage(false)
+            .await
+            .expect("gc");
+        if of_owner(docker.clone()).await.is_empty() && slots() == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left after gc: {:?}, {} slots",
+            of_owner(docker.clone()).await,
+            slots()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(temp.path().join("workspace/kept.txt")).expect("kept"),
+        "kept\n"
+    );
+}
