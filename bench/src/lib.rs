@@ -278,6 +278,16 @@ pub const ROWS: &[Row] = &[
         about: "docker spawn + cleanup vs docker run --rm CLI",
         run: rows::backends::docker_spawn,
     },
+    Row {
+        name: "docker-session",
+        about: "docker session prepare + spawn + first true + close vs docker run --rm CLI",
+        run: rows::backends::docker_session,
+    },
+    Row {
+        name: "docker-pool",
+        about: "docker spawn + first true from a warm pool vs a raw Engine API exec",
+        run: rows::backends::docker_pool,
+    },
 ];
 
 /// The row named `name` (or numbered, from 1, in [`ROWS`] order).

@@ -462,7 +462,9 @@ pub(crate) struct GcArgs {
 /// session. It logs on stderr at info (`RUST_LOG` changes that): each
 /// session's opening and closing, with its id, backend type and the
 /// client's address. `type: api` is never served: a server does not relay
-/// sessions to another one.
+/// sessions to another one. A docker spec with `docker.pool` gets a warm
+/// pool of started containers here (unless `--no-warm-pools`); SIGINT or
+/// SIGTERM removes them.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example:\n  berth serve --listen 127.0.0.1:7341 --token-file ~/.config/berth/token"
@@ -482,6 +484,12 @@ pub(crate) struct ServeArgs {
     /// this host
     #[arg(long = "backend", value_name = "TYPE")]
     pub(crate) backends: Vec<String>,
+
+    /// Keep no warm pools: a docker spec's `docker.pool` is ignored and
+    /// every session creates its container (by default the server keeps
+    /// each pool's containers started, and removes them when it stops)
+    #[arg(long)]
+    pub(crate) no_warm_pools: bool,
 }
 
 /// The command line as berth parses it: [`Cli`]'s, with every option that

@@ -1,7 +1,9 @@
 //! `berth serve`: this host's registry over HTTP, for `type: api` clients.
 //!
 //! It logs at info unless `RUST_LOG` says otherwise: each session's opening
-//! and closing (its id, type and client) is the server's record of use.
+//! and closing (its id, type and client) is the server's record of use. It
+//! keeps the warm pools docker specs ask for (`docker.pool`) unless told
+//! not to, and removes their containers when it stops.
 
 use anyhow::Context as _;
 use runtime_api::Token;
@@ -73,7 +75,14 @@ pub(crate) async fn serve(args: &ServeArgs, global: &GlobalArgs) -> anyhow::Resu
         });
     let server = server::bind(config).await.context("starting the server")?;
     eprintln!("berth serve: listening on http://{}", server.local_addr());
-    server.run().await.context("serving")?;
+    // A long-lived server is where warm pools pay: a spec with
+    // `docker.pool` gets its containers started ahead of its sessions.
+    runtime_docker::keep_warm_pools(!args.no_warm_pools);
+    let served = server.run().await.context("serving");
+    // Whether serving ended well or not, no warm container outlives it.
+    runtime_docker::keep_warm_pools(false);
+    runtime_docker::drain_warm_pools().await;
+    served?;
     Ok(ExitCode(0))
 }
 

@@ -26,6 +26,7 @@ pub const ASSET_ROOT: &str = "/static";
 ///   network: null                  # null (the engine's default) | bridge | none | host
 ///   user: null                     # "uid:gid" or a name; see `DockerConfig::user`
 ///   keep_container_after_clean: false
+///   pool: {size: 2}                # warm containers kept by a long-lived process
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -57,6 +58,25 @@ pub struct DockerConfig {
     /// `berth gc` leaves such containers alone; remove them with
     /// `docker rm -f`.
     pub keep_container_after_clean: bool,
+    /// A warm pool: `size` containers of this configuration kept started
+    /// and ready by a process that keeps warm pools (`berth serve`, or a
+    /// program that called [`keep_warm_pools`](crate::keep_warm_pools)),
+    /// each taken by one session and never reused. Elsewhere (a one-shot
+    /// `berth run`) it is ignored and every spawn creates its container.
+    /// See the crate's documentation for what a pooled spawn may add.
+    pub pool: Option<PoolConfig>,
+}
+
+/// The largest warm pool a spec may ask for.
+pub const MAX_POOL_SIZE: usize = 32;
+
+/// The spec's `docker.pool` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// How many started containers wait for sessions (1 to
+    /// [`MAX_POOL_SIZE`]).
+    pub size: usize,
 }
 
 impl Default for DockerConfig {
@@ -69,6 +89,7 @@ impl Default for DockerConfig {
             network: None,
             user: None,
             keep_container_after_clean: false,
+            pool: None,
         }
     }
 }
@@ -190,6 +211,22 @@ impl DockerConfig {
                 "`host` networking is only available on Linux".into(),
             ));
         }
+        if let Some(pool) = config.pool {
+            if pool.size == 0 || pool.size > MAX_POOL_SIZE {
+                return Err(invalid(
+                    "pool.size",
+                    format!("must be from 1 to {MAX_POOL_SIZE}, not {}", pool.size),
+                ));
+            }
+            if config.keep_container_after_clean {
+                return Err(invalid(
+                    "pool",
+                    "a pooled container is always removed after its session; it cannot be \
+                     combined with `keep_container_after_clean`"
+                        .into(),
+                ));
+            }
+        }
         for (host, mount) in &config.extra_mounts {
             if host.is_empty() {
                 return Err(invalid("extra_mounts", "a host path is empty".into()));
@@ -279,6 +316,12 @@ mod tests {
         assert!(full.extra_mounts["b"].read_only);
         assert_eq!(full.network, Some(NetworkMode::None));
         assert_eq!(full.user.as_deref(), Some("1000:1000"));
+        assert_eq!(full.pool, None);
+        let pooled = DockerConfig::from_spec(&spec(
+            "type: docker\nname: t\ndocker: {image: img, pool: {size: 4}}\n",
+        ))
+        .unwrap();
+        assert_eq!(pooled.pool, Some(PoolConfig { size: 4 }));
     }
 
     #[test]
@@ -307,6 +350,14 @@ mod tests {
             (
                 "docker: {image: i, extra_mounts: {/a: {bind: /x, other: 1}}}",
                 "other",
+            ),
+            ("docker: {image: i, pool: {size: 0}}", "docker.pool.size"),
+            ("docker: {image: i, pool: {size: 33}}", "docker.pool.size"),
+            ("docker: {image: i, pool: {size: 1, warm: 2}}", "warm"),
+            ("docker: {image: i, pool: 3}", "docker.pool"),
+            (
+                "docker: {image: i, pool: {size: 1}, keep_container_after_clean: true}",
+                "docker.pool",
             ),
         ];
         for (block, expected) in cases {

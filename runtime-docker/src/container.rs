@@ -14,7 +14,10 @@ use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, ResourcesUlimits,
 };
-use bollard::query_parameters::{AttachContainerOptions, RemoveContainerOptions};
+use bollard::query_parameters::{
+    AttachContainerOptions, EventsOptions, RemoveContainerOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
 use indexmap::IndexMap;
 use session_core::runtime::SpawnContext;
 use session_core::spec::{EnvironmentSpec, Mode};
@@ -99,6 +102,10 @@ pub(crate) fn plan(
     let keep = config.keep_container_after_clean;
     let host_config = HostConfig {
         init: Some(true),
+        // The engine removes the container once it stops: a cleanup only
+        // lets go of it (see `let_go`), and a container whose owner died
+        // is removed as soon as it stops, without `berth gc`.
+        auto_remove: Some(!keep),
         shm_size: limits.memory.map(|memory| saturating_i64(shm_size(memory))),
         readonly_paths: Some(READONLY_PATHS.map(str::to_owned).to_vec()),
         mounts: Some(mounts),
@@ -139,7 +146,7 @@ pub(crate) fn plan(
         env: Some(env),
         working_dir: Some(workdir.display().to_string()),
         user,
-        labels: Some(labels(&ctx.session_id, keep)),
+        labels: Some(labels(&ctx.session_id, keep, false)),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         attach_stdin: Some(false),
         attach_stdout: Some(false),
@@ -255,7 +262,9 @@ fn container_name(session_id: &str) -> String {
     )
 }
 
-fn labels(session_id: &str, keep: bool) -> HashMap<String, String> {
+/// The labels of a container of `session_id`: who owns it, until when,
+/// whether it is kept, whether a warm pool started it.
+pub(crate) fn labels(session_id: &str, keep: bool, pooled: bool) -> HashMap<String, String> {
     let deadline = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -269,6 +278,9 @@ fn labels(session_id: &str, keep: bool) -> HashMap<String, String> {
     ]);
     if keep {
         labels.insert(LABEL_KEEP.to_owned(), "true".to_owned());
+    }
+    if pooled {
+        labels.insert(crate::pool::LABEL_POOL.to_owned(), "true".to_owned());
     }
     labels
 }
@@ -438,6 +450,87 @@ pub(crate) async fn remove(docker: &Docker, name: &str) -> session_core::Result<
             "removing container `{name}`: {}",
             describe(&err)
         ))),
+    }
+}
+
+/// How long a cleanup waits for a container it let go of to stop before
+/// it removes it by force.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// Lets a runtime's container go: closing its input (dropping `lifeline`)
+/// ends its keeper and init, the kernel kills every other process in it,
+/// and the engine, which created it with `AutoRemove`, removes it. Waits
+/// only until the engine reports the container's `die` event — its task is
+/// gone, so no process of it runs or writes in the workspace any more —
+/// not for the engine's own teardown (network, file system) or for its
+/// removal: the engine deletes it on its own time, and a container it
+/// fails to remove is a stopped, labelled container `berth gc` removes
+/// once its owner is gone. When the engine cannot report events, the wait
+/// is for the container to be no longer running; when it does not stop
+/// within [`STOP_WAIT`], it is removed by force, as before.
+pub(crate) async fn let_go(
+    docker: &Docker,
+    name: &str,
+    lifeline: Option<StdinLifeline>,
+) -> session_core::Result<()> {
+    if lifeline.is_none() {
+        // Nothing holds it: only a forced removal ends it.
+        return remove(docker, name).await;
+    }
+    // A container dies once (berth never restarts one), so any `die` event
+    // of it is the one; `since` replays an event that came before the
+    // subscription took hold.
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(Duration::from_secs(600))
+        .as_secs();
+    let options = EventsOptions {
+        since: Some(since.to_string()),
+        until: None,
+        filters: Some(HashMap::from([
+            ("container".to_owned(), vec![name.to_owned()]),
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("event".to_owned(), vec!["die".to_owned()]),
+        ])),
+    };
+    let mut events = docker.events(Some(options));
+    drop(lifeline);
+    let died = tokio::time::timeout(STOP_WAIT, events.next()).await;
+    drop(events);
+    match died {
+        Ok(Some(Ok(_))) => return Ok(()),
+        Ok(Some(Err(err))) => {
+            tracing::debug!(container = %name, error = %describe(&err), "no events from the engine; waiting for the container to stop");
+        }
+        Ok(None) => {
+            tracing::debug!(container = %name, "the engine ended its events; waiting for the container to stop");
+        }
+        Err(_) => {
+            tracing::warn!(container = %name, "the container did not stop within {}s of its input closing; removing it", STOP_WAIT.as_secs());
+            return remove(docker, name).await;
+        }
+    }
+    let options = WaitContainerOptions {
+        condition: "not-running".to_owned(),
+    };
+    let mut waited = docker.wait_container(name, Some(options));
+    let outcome = tokio::time::timeout(STOP_WAIT, waited.next()).await;
+    drop(waited);
+    match outcome {
+        Ok(None | Some(Ok(_))) => Ok(()),
+        // A status other than 0 is still a stop; a container already
+        // removed is gone.
+        Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { .. }))) => Ok(()),
+        Ok(Some(Err(err))) if status_of(&err) == Some(404) => Ok(()),
+        Ok(Some(Err(err))) => {
+            tracing::debug!(container = %name, error = %describe(&err), "waiting for a container to stop; removing it");
+            remove(docker, name).await
+        }
+        Err(_) => {
+            tracing::warn!(container = %name, "the container did not stop within {}s of its input closing; removing it", STOP_WAIT.as_secs());
+            remove(docker, name).await
+        }
     }
 }
 

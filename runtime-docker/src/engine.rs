@@ -1,6 +1,8 @@
 //! Reaching the Docker Engine, and turning its errors into one-line berth
 //! errors.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -55,8 +57,25 @@ impl EngineAddress {
     }
 
     /// A client whose API version is negotiated with the engine, so engines
-    /// from API 1.41 on all work.
+    /// from API 1.41 on all work. The negotiated client is kept for the
+    /// calling tokio runtime (its connections belong to that runtime), so
+    /// later spawns skip the round trip.
     pub(crate) async fn connect(&self) -> session_core::Result<Docker> {
+        let key = (
+            self.host.clone(),
+            tokio::runtime::Handle::try_current().ok().map(|h| h.id()),
+        );
+        if let Some(client) = clients().get(&key) {
+            return Ok(client.clone());
+        }
+        let client = self.negotiate().await?;
+        if key.1.is_some() {
+            clients().insert(key, client.clone());
+        }
+        Ok(client)
+    }
+
+    async fn negotiate(&self) -> session_core::Result<Docker> {
         let client = self.client()?;
         match tokio::time::timeout(CONNECT_TIMEOUT, client.negotiate_version()).await {
             Ok(Ok(client)) => Ok(client),
@@ -86,6 +105,17 @@ impl EngineAddress {
             self.host, self.source
         ))
     }
+}
+
+type ClientKey = (String, Option<tokio::runtime::Id>);
+
+/// Negotiated clients by engine address and tokio runtime.
+fn clients() -> std::sync::MutexGuard<'static, HashMap<ClientKey, Docker>> {
+    static CLIENTS: OnceLock<Mutex<HashMap<ClientKey, Docker>>> = OnceLock::new();
+    CLIENTS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// A `docker` backend error.

@@ -215,6 +215,35 @@ pub(crate) async fn run(target: &Target, mut plan: Plan, events: &EventSender) -
     result
 }
 
+/// Runs berth's own `command` (as `user`, with the system's `PATH`) in
+/// `target` within 30 s, nobody reading its output live, and returns its
+/// result.
+pub(crate) async fn run_quietly(
+    target: &Target,
+    command: &str,
+    user: Option<String>,
+) -> ExecResult {
+    let plan = Plan {
+        command: command.to_owned(),
+        env: vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".to_owned()],
+        stdin: None,
+        wall_timeout: Some(Duration::from_secs(30)),
+        idle_timeout: None,
+        output_limit: 4096,
+        spill_dir: None,
+        user,
+    };
+    let (events, mut stream) = session_core::runtime::EventStream::channel();
+    let running = async move {
+        let result = run(target, plan, &events).await;
+        drop(events);
+        result
+    };
+    let drain = async { while stream.next().await.is_some() {} };
+    let (result, ()) = tokio::join!(running, drain);
+    result
+}
+
 /// A command that never ran: `Lost` when the container or the engine is
 /// gone, else `SpawnFailed` with the engine's message.
 fn not_started(err: &bollard::errors::Error, what: &str, started_at: Instant) -> ExecResult {

@@ -44,7 +44,7 @@ pub(crate) fn left_behind(
 }
 
 /// Whether a process with this pid exists on this host.
-fn process_alive(pid: i32) -> bool {
+pub(crate) fn process_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }

@@ -60,9 +60,10 @@
 //! the runtime is cleaned up or dropped, or the process that owns it dies,
 //! even by SIGKILL — the engine closes the input, the main process and the
 //! init exit, and the kernel kills everything left in the container: no
-//! process of a container outlives its owner. The stopped container stays
-//! until `berth gc` removes it. (Over a remote engine, a broken connection
-//! stops the container the same way.) A container kept with
+//! process of a container outlives its owner. The container is created
+//! with `AutoRemove`, so the engine then removes it; one it failed to
+//! remove stays, stopped, until `berth gc` removes it. (Over a remote
+//! engine, a broken connection stops the container the same way.) A container kept with
 //! `keep_container_after_clean` has no such attach: it is meant to outlive
 //! its owner.
 //!
@@ -91,12 +92,25 @@
 //! rootless engine, the caller's uid means someone else in the container,
 //! and the hand-back cannot help.)
 //!
-//! **Cleanup** removes the container (unless `keep_container_after_clean`:
-//! then it keeps running, with its main process only); dropping the
-//! runtime or cancelling its spawn removes it in the background;
+//! **Cleanup** lets the container go (unless `keep_container_after_clean`:
+//! then it keeps running, with its main process only): it closes the
+//! container's input, which ends it as above, and waits until the engine
+//! says it no longer runs — so no process of it is left to write in the
+//! workspace — but not for the engine to delete its files: the engine
+//! removes it on its own (`AutoRemove`), as `docker run --rm` does, and a
+//! container that does not stop within 10 s is removed by force. Dropping
+//! the runtime or cancelling its spawn removes it in the background;
 //! [`DockerBackend`]'s `collect_garbage` removes containers, running or
 //! stopped, whose owner process is gone (same host) or whose lease expired
 //! (another host).
+//!
+//! **Warm pools.** A spec's `docker.pool` keeps containers of its
+//! configuration started ahead of their sessions, in a process that keeps
+//! pools ([`keep_warm_pools`]); a spawn takes one (never reused) and the
+//! pool refills in the background. The workspace is bound into a taken
+//! container through a propagating slot. `runtime-docker/src/pool.rs`
+//! says who keeps pools, which spawns may use them and how the workspace
+//! gets in; `docs/spec.md` describes the field.
 //!
 //! The image needs a POSIX `/bin/sh`. The engine is `DOCKER_HOST` when set,
 //! else the default socket; the API version is negotiated, so engines from
@@ -110,6 +124,7 @@ mod engine;
 mod exec;
 mod gc;
 mod hand_back;
+mod pool;
 mod runtime;
 pub mod test_image;
 
@@ -124,7 +139,9 @@ use session_core::runtime::{
 use session_core::spec::EnvironmentSpec;
 use session_core::{Error, Result};
 
-pub use crate::config::{ASSET_ROOT, DEFAULT_WORKDIR, DockerConfig, ExtraMount, NetworkMode};
+pub use crate::config::{
+    ASSET_ROOT, DEFAULT_WORKDIR, DockerConfig, ExtraMount, MAX_POOL_SIZE, NetworkMode, PoolConfig,
+};
 use crate::container::ContainerGuard;
 pub use crate::container::{
     LABEL_KEEP, LABEL_LEASE_DEADLINE, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_SESSION, LEASE,
@@ -132,6 +149,9 @@ pub use crate::container::{
 };
 use crate::engine::{EngineAddress, backend_error, describe, status_of};
 use crate::hand_back::HandBack;
+pub use crate::pool::{
+    LABEL_POOL, drain_warm_pools, keep_warm_pools, wait_for_warm_pools, warm_pools_kept,
+};
 pub use crate::runtime::DockerRuntime;
 
 /// The spec `type` this backend serves.
@@ -217,9 +237,27 @@ impl Backend for DockerBackend {
                 ctx.workspace.display()
             )));
         }
+        let address = self.address();
+        if let Some(taken) = pool::take(spec, &config, &ctx, &address).await {
+            let hand_back = hand_back_for(&config, &taken.user);
+            let target = exec::Target {
+                docker: taken.docker,
+                container: taken.id,
+                workdir: config.workdir_path().display().to_string(),
+            };
+            let runtime = DockerRuntime::new(
+                target,
+                spec.limits.clone(),
+                taken.guard,
+                Some(taken.lifeline),
+                false,
+                hand_back,
+            );
+            runtime.set_slot(taken.slot);
+            return finish_spawn(runtime, spec, &ctx).await;
+        }
         let plan = container::plan(spec, &config, &ctx)?;
         let planned_user = plan.body.user.clone();
-        let address = self.address();
         let docker = address.connect().await?;
         // Armed before the container exists: a spawn cancelled while the
         // engine creates it still removes it.
@@ -265,16 +303,12 @@ impl Backend for DockerBackend {
                 describe(&err)
             )));
         }
-        // SAFETY: geteuid cannot fail.
-        let caller = unsafe { libc::geteuid() };
-        // Without the workspace, nothing the commands make lands on the
-        // host; root may read and remove anything.
-        let hand_back = if config.mount_workspace && caller != 0 {
+        let hand_back = if needs_hand_back(&config) {
             let user = match planned_user {
                 Some(user) => user,
                 None => image_user(&docker, &created.id).await,
             };
-            HandBack::needed(&user, caller)
+            hand_back_for(&config, &user)
         } else {
             None
         };
@@ -291,19 +325,7 @@ impl Backend for DockerBackend {
             config.keep_container_after_clean,
             hand_back,
         );
-        match run_setup(&ctx.setup_commands(spec), spec, |cmd| runtime.execute(cmd)).await {
-            Ok(output) => {
-                runtime.set_setup_output(output);
-                runtime.spawned();
-                Ok(Box::new(runtime))
-            }
-            Err(err) => {
-                if let Err(cleanup) = runtime.cleanup().await {
-                    tracing::warn!(error = %cleanup, "cleaning up after a failed setup");
-                }
-                Err(err)
-            }
-        }
+        finish_spawn(runtime, spec, &ctx).await
     }
 
     async fn diagnose(&self) -> Vec<Diagnostic> {
@@ -335,14 +357,57 @@ impl Backend for DockerBackend {
 
     async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<Leftover>> {
         let docker = self.address().connect().await?;
-        gc::collect(&docker, dry_run).await
+        // Containers first: a slot is unmounted once nothing uses it.
+        let mut leftovers = gc::collect(&docker, dry_run).await?;
+        leftovers.extend(pool::collect_slots(dry_run));
+        Ok(leftovers)
+    }
+}
+
+/// Runs the setup commands in a new runtime; a failed setup cleans it up.
+async fn finish_spawn(
+    runtime: DockerRuntime,
+    spec: &EnvironmentSpec,
+    ctx: &SpawnContext,
+) -> Result<Box<dyn Runtime>> {
+    match run_setup(&ctx.setup_commands(spec), spec, |cmd| runtime.execute(cmd)).await {
+        Ok(output) => {
+            runtime.set_setup_output(output);
+            runtime.spawned();
+            Ok(Box::new(runtime))
+        }
+        Err(err) => {
+            if let Err(cleanup) = runtime.cleanup().await {
+                tracing::warn!(error = %cleanup, "cleaning up after a failed setup");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Whether the workspace may need handing back: it is bound, and the
+/// caller is not root (root may read and remove anything; without the
+/// workspace nothing the commands make lands on the host).
+fn needs_hand_back(config: &DockerConfig) -> bool {
+    // SAFETY: geteuid cannot fail.
+    config.mount_workspace && unsafe { libc::geteuid() } != 0
+}
+
+/// How the workspace goes back to the caller from a container running as
+/// `user`, when it needs to.
+fn hand_back_for(config: &DockerConfig, user: &str) -> Option<HandBack> {
+    if needs_hand_back(config) {
+        // SAFETY: geteuid cannot fail.
+        HandBack::needed(user, unsafe { libc::geteuid() })
+    } else {
+        None
     }
 }
 
 /// The user a container runs as when berth names none: the image's, as
 /// the engine reports it. When the engine cannot say, root (the empty
 /// string), so that the workspace is handed back rather than left.
-async fn image_user(docker: &bollard::Docker, container: &str) -> String {
+pub(crate) async fn image_user(docker: &bollard::Docker, container: &str) -> String {
     match docker.inspect_container(container, None).await {
         Ok(inspect) => inspect.config.and_then(|c| c.user).unwrap_or_default(),
         Err(err) => {

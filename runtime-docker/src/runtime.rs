@@ -17,6 +17,7 @@ use crate::container::{self, ContainerGuard, StdinLifeline, asset_target};
 use crate::engine::backend_error;
 use crate::exec::{self, KillScope, Target};
 use crate::hand_back::{HandBack, Moment};
+use crate::pool::Slot;
 use crate::{DockerBackend, TYPE_NAME};
 
 /// How long `cleanup()` waits for running commands to notice their end.
@@ -60,6 +61,9 @@ pub struct DockerRuntime {
     /// dropped (with this runtime, or when this process dies). `None` for a
     /// kept container.
     lifeline: Mutex<Option<StdinLifeline>>,
+    /// A pooled container's workspace slot: the workspace stays bound into
+    /// the container until the slot is dropped, after the container.
+    slot: Mutex<Option<Slot>>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -115,7 +119,13 @@ impl DockerRuntime {
             }),
             guard: Mutex::new(Some(guard)),
             lifeline: Mutex::new(lifeline),
+            slot: Mutex::new(None),
         }
+    }
+
+    /// Gives the runtime its pooled container's workspace slot.
+    pub(crate) fn set_slot(&self, slot: Option<Slot>) {
+        *self.slot.lock().expect("slot lock") = slot;
     }
 
     /// The id of the runtime's container.
@@ -330,7 +340,9 @@ impl Runtime for DockerRuntime {
                     // workspace.
                     tracing::debug!(error = %err, "killing every command before the last hand-back");
                 }
-                outcome = container::remove(&self.inner.target.docker, guard.name()).await;
+                let lifeline = self.lifeline.lock().expect("lifeline lock").take();
+                outcome =
+                    container::let_go(&self.inner.target.docker, guard.name(), lifeline).await;
                 if outcome.is_ok() {
                     guard.disarm();
                 }
@@ -341,6 +353,8 @@ impl Runtime for DockerRuntime {
         // Without its input the container stops, even if it could not be
         // removed.
         drop(self.lifeline.lock().expect("lifeline lock").take());
+        // The workspace leaves the slot once the container no longer runs.
+        drop(self.slot.lock().expect("slot lock").take());
         let idle = self.wait_idle(CLEANUP_WAIT).await;
         let mut failures: Vec<Error> = [handed_back, outcome, idle]
             .into_iter()

@@ -93,15 +93,23 @@ pub(crate) fn run(args: &[String]) -> Result<ExitCode> {
     let mut survivors = processes_of_run(&run_id);
     if backend == "docker" {
         runtime_docker::wait_for_background_removals(std::time::Duration::from_secs(30));
-        let containers = std::process::Command::new("docker")
-            .args(["ps", "-aq", "--filter"])
-            .arg(format!(
-                "label={}={}",
-                runtime_docker::LABEL_OWNER_PID,
-                std::process::id()
-            ))
-            .output()?;
-        let left = String::from_utf8_lossy(&containers.stdout).lines().count();
+        // The engine removes containers let go of on its own time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let left = loop {
+            let containers = std::process::Command::new("docker")
+                .args(["ps", "-aq", "--filter"])
+                .arg(format!(
+                    "label={}={}",
+                    runtime_docker::LABEL_OWNER_PID,
+                    std::process::id()
+                ))
+                .output()?;
+            let left = String::from_utf8_lossy(&containers.stdout).lines().count();
+            if left == 0 || std::time::Instant::now() >= deadline {
+                break left;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
         println!("soak[docker] containers left: {left}");
         survivors.extend(std::iter::repeat_n(0, left));
     }

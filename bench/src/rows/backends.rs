@@ -421,3 +421,214 @@ pub fn docker_spawn(bench: &Bench) -> BenchResult<Vec<Figure>> {
         .detail(format!("`docker run --rm IMAGE true`: {}", cli.summary())),
     ])
 }
+
+fn docker_registry() -> BenchResult<Arc<Registry>> {
+    let mut registry = Registry::empty();
+    registry.register(
+        Arc::new(runtime_docker::DockerBackend::new()),
+        BackendOrigin::BuiltIn("runtime_docker".into()),
+    )?;
+    Ok(registry.shared())
+}
+
+/// The berth containers (running or not) this process created.
+async fn berth_containers_of_this_process(docker: &bollard::Docker) -> BenchResult<Vec<String>> {
+    use bollard::query_parameters::ListContainersOptions;
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(std::collections::HashMap::from([(
+            "label".to_owned(),
+            vec![format!(
+                "{}={}",
+                runtime_docker::LABEL_OWNER_PID,
+                std::process::id()
+            )],
+        )])),
+        ..ListContainersOptions::default()
+    };
+    Ok(docker
+        .list_containers(Some(options))
+        .await?
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect())
+}
+
+/// A whole docker session as `berth run --env docker.yaml -- true` drives
+/// it (prepare, spawn, the first command's output, close), against
+/// `docker run --rm IMAGE true` through the CLI, interleaved. The detail
+/// lines split berth's time into its steps. The engine removes berth's
+/// container after the close returns; the harness waits for that (untimed)
+/// before the next measurement, as the CLI does within its own.
+pub fn docker_session(bench: &Bench) -> BenchResult<Vec<Figure>> {
+    let rt = tokio_runtime()?;
+    let iterations = (bench.sizes.exec_iterations / 30).max(3);
+    let [berth, cli, spawn, first, close] = rt.block_on(async {
+        let docker = runtime_docker::test_image::connect().await?;
+        runtime_docker::test_image::ensure(&docker).await?;
+        let registry = docker_registry()?;
+        let root = tempfile::tempdir_in(&bench.dir)?;
+        let mut samples: [Vec<Duration>; 5] = Default::default();
+        for (side, timed) in schedule(iterations).order(2) {
+            if side == 0 {
+                let start = Instant::now();
+                let mut session = Session::builder(docker_spec()?)
+                    .registry(Arc::clone(&registry))
+                    .temp_root(root.path())
+                    .prepare()
+                    .await?;
+                let runtime = session.spawn(SpawnOptions::default()).await?;
+                let spawned = Instant::now();
+                let result = runtime.execute(ExecCommand::new("true")).await?;
+                if !result.success() {
+                    return Err(format!("`true` failed: {result:?}").into());
+                }
+                let ran = Instant::now();
+                drop(runtime);
+                session.close().await?;
+                let closed = Instant::now();
+                // The engine removes the container on its own time (berth
+                // does not wait for it): let that finish, untimed, so that
+                // it competes with no later measurement of either side.
+                while !berth_containers_of_this_process(&docker).await?.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                if timed {
+                    samples[0].push(closed - start);
+                    samples[2].push(spawned - start);
+                    samples[3].push(ran - spawned);
+                    samples[4].push(closed - ran);
+                }
+            } else {
+                let start = Instant::now();
+                docker_cli(&["run", "--rm", runtime_docker::test_image::IMAGE, "true"])?;
+                if timed {
+                    samples[1].push(start.elapsed());
+                }
+            }
+        }
+        BenchResult::Ok(samples.map(Samples::new))
+    })?;
+    Ok(vec![
+        Figure::new(
+            "docker session: spawn + first `true` + close",
+            Value::Time(berth.median()),
+            Target::RatioAtMost(1.0),
+        )
+        .floor(Value::Time(cli.median()))
+        .detail(format!(
+            "berth prepare + spawn + `true` + close: {}",
+            berth.summary()
+        ))
+        .detail(format!("`docker run --rm IMAGE true`: {}", cli.summary()))
+        .detail(format!("  of which prepare + spawn: {}", spawn.summary()))
+        .detail(format!("  of which the first `true`: {}", first.summary()))
+        .detail(format!("  of which close: {}", close.summary())),
+    ])
+}
+
+/// Spawn plus the first `true` of a docker session whose spec keeps a warm
+/// pool (`docker.pool`), in a process that keeps pools, against a raw
+/// Engine API exec of `true` on a running container of the same image,
+/// interleaved. Each measurement of either side starts with the pool full:
+/// the harness waits for the refill (outside the timing), and the
+/// runtime's cleanup is not timed either.
+pub fn docker_pool(bench: &Bench) -> BenchResult<Vec<Figure>> {
+    let rt = tokio_runtime()?;
+    let iterations = (bench.sizes.exec_iterations / 10).max(3);
+    let [berth, raw, take] = rt.block_on(async {
+        let docker = runtime_docker::test_image::connect().await?;
+        runtime_docker::test_image::ensure(&docker).await?;
+        runtime_docker::keep_warm_pools(true);
+        let spec = EnvironmentSpec::from_yaml_str(
+            &format!(
+                "type: docker\nname: bench\ndocker: {{image: '{}', pool: {{size: 2}}}}\n",
+                runtime_docker::test_image::IMAGE
+            ),
+            "<bench>",
+        )?;
+        let backend = runtime_docker::DockerBackend::new();
+        let other = docker_cli(&[
+            "run",
+            "-d",
+            "--rm",
+            runtime_docker::test_image::IMAGE,
+            "sleep",
+            "3600",
+        ])?;
+        let root = tempfile::tempdir_in(&bench.dir)?;
+        let mut samples: [Vec<Duration>; 2] = Default::default();
+        let mut takes = Vec::new();
+        let result: BenchResult<()> = async {
+            // The first spawn starts the pool.
+            let workspace = tempfile::tempdir_in(root.path())?;
+            let ctx = SpawnContext::new("berth-bench", workspace.path(), Mode::Evaluation);
+            backend.spawn(&spec, ctx).await?.cleanup().await?;
+            for (side, timed) in schedule(iterations).order(2) {
+                // Both sides start with the pool full and its refills done,
+                // so that no container start competes with either.
+                if !runtime_docker::wait_for_warm_pools(Duration::from_secs(60)).await {
+                    return Err("the warm pool did not fill within 60 s".into());
+                }
+                let took = if side == 0 {
+                    let workspace = tempfile::tempdir_in(root.path())?;
+                    let ctx = SpawnContext::new("berth-bench", workspace.path(), Mode::Evaluation);
+                    let start = Instant::now();
+                    let runtime = backend.spawn(&spec, ctx).await?;
+                    let spawned = start.elapsed();
+                    let result = runtime.execute(ExecCommand::new("true")).await?;
+                    let took = start.elapsed();
+                    let id = format!("{runtime:?}");
+                    runtime.cleanup().await?;
+                    if !result.success() {
+                        return Err(format!("`true` failed: {result:?}").into());
+                    }
+                    // The engine removes the container on its own time:
+                    // let that finish, so it competes with no measurement.
+                    if let Some(id) = id.split('"').nth(1) {
+                        while docker.inspect_container(id, None).await.is_ok() {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                    if timed {
+                        takes.push(spawned);
+                    }
+                    took
+                } else {
+                    raw_exec(&docker, &other).await?
+                };
+                if timed {
+                    samples[side].push(took);
+                }
+            }
+            Ok(())
+        }
+        .await;
+        runtime_docker::drain_warm_pools().await;
+        runtime_docker::keep_warm_pools(false);
+        let _ = docker_cli(&["rm", "-f", &other]);
+        result?;
+        let [berth, raw] = samples.map(Samples::new);
+        BenchResult::Ok([berth, raw, Samples::new(takes)])
+    })?;
+    Ok(vec![
+        Figure::new(
+            "docker spawn + first `true` from a warm pool",
+            Value::Time(berth.median()),
+            Target::RatioAtMost(1.2),
+        )
+        .floor(Value::Time(raw.median()))
+        .detail(format!(
+            "berth (pool of 2, full at each spawn): {}",
+            berth.summary()
+        ))
+        .detail(format!(
+            "  of which the spawn (the take): {}",
+            take.summary()
+        ))
+        .detail(format!(
+            "raw Engine API create+start+inspect of `true`: {}",
+            raw.summary()
+        )),
+    ])
+}

@@ -39,9 +39,9 @@ fn run_docker_case(case: &'static str) {
         runtime_docker::wait_for_background_removals(Duration::from_secs(60)),
         "container removals of dropped runtimes did not finish"
     );
-    let left = tokio.block_on(async {
+    // Containers let go of are removed by the engine on its own time.
+    tokio.block_on(async {
         let docker = docker.negotiate_version().await.expect("engine");
-        crate::support::containers_of_sessions(&docker, &case_session_prefix(case)).await
+        crate::support::assert_no_containers_left(&docker, &case_session_prefix(case)).await;
     });
-    assert!(left.is_empty(), "the case left containers behind: {left:?}");
 }

@@ -12,4 +12,5 @@ mod docker_lifetime;
 mod docker_limits;
 mod docker_mounts;
 mod docker_network;
+mod docker_pool;
 mod soak;

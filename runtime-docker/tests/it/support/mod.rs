@@ -157,8 +157,32 @@ pub async fn assert_no_containers_left(docker: &Docker, prefix: &str) {
     .await
     .expect("waiting for removals");
     assert!(finished, "background removals did not finish");
-    let left = containers_of_sessions(docker, prefix).await;
-    assert!(left.is_empty(), "containers left behind: {left:?}");
+    // A container let go of stops at once; the engine removes it
+    // (`AutoRemove`) on its own time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = containers_of_sessions(docker, prefix).await;
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "containers left behind: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to 30 s) until the engine no longer has container `id`.
+pub async fn assert_removed(docker: &Docker, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while docker.inspect_container(id, None).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "container {id} is still there 30 s later"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Removes a container, running or not, if it exists.
