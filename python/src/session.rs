@@ -384,33 +384,39 @@ impl Session {
     /// Spawns a runtime of the spec's backend in the workspace and runs its
     /// setup commands. `env` adds variables for every command of the
     /// runtime; `setup` is one more setup command; `disable_setup` skips
-    /// setup. Raises `SpawnError` when setup fails or the sandbox cannot be
+    /// setup; `mounts` (dicts of `source`, `target`, `read_only`) and
+    /// `ports` (dicts of `container_port`, `host_port`, `host_ip`) are what
+    /// the runtime adds to the spec's, for backends that take them. Raises `SpawnError` when setup fails or the sandbox cannot be
     /// made.
-    #[pyo3(signature = (*, env = None, setup = None, disable_setup = false))]
+    #[pyo3(signature = (*, env = None, setup = None, disable_setup = false, mounts = None, ports = None))]
     fn spawn(
         slf: &Bound<'_, Self>,
         env: Option<IndexMap<String, String>>,
         setup: Option<String>,
         disable_setup: bool,
+        mounts: Option<&Bound<'_, PyAny>>,
+        ports: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Runtime> {
         let py = slf.py();
         let shared = slf.borrow().shared()?;
-        let options = spawn_options(env, setup, disable_setup);
+        let options = spawn_options(env, setup, disable_setup, mounts, ports)?;
         let handle = wait(py, spawn(shared, options))?;
         Ok(Runtime::new(handle, slf.clone().unbind()))
     }
 
     /// `spawn()`, for `async` code.
-    #[pyo3(signature = (*, env = None, setup = None, disable_setup = false))]
+    #[pyo3(signature = (*, env = None, setup = None, disable_setup = false, mounts = None, ports = None))]
     fn aspawn<'py>(
         slf: &Bound<'py, Self>,
         env: Option<IndexMap<String, String>>,
         setup: Option<String>,
         disable_setup: bool,
+        mounts: Option<&Bound<'py, PyAny>>,
+        ports: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let shared = slf.borrow().shared()?;
-        let options = spawn_options(env, setup, disable_setup);
+        let options = spawn_options(env, setup, disable_setup, mounts, ports)?;
         let me = slf.clone().unbind();
         aio::future(py, spawn(shared, options), move |py, handle| {
             Ok(Py::new(py, Runtime::new(handle, me))?.into_any())
@@ -534,13 +540,43 @@ fn spawn_options(
     env: Option<IndexMap<String, String>>,
     setup: Option<String>,
     disable_setup: bool,
-) -> SpawnOptions {
-    SpawnOptions {
+    mounts: Option<&Bound<'_, PyAny>>,
+    ports: Option<&Bound<'_, PyAny>>,
+) -> PyResult<SpawnOptions> {
+    Ok(SpawnOptions {
         env: env.unwrap_or_default(),
+        mounts: list_of(mounts, "mounts")?,
+        ports: list_of(ports, "ports")?,
         extra_setup_command: setup,
         disable_setup,
-        ..SpawnOptions::default()
-    }
+    })
+}
+
+/// A list of dicts (`mounts`, `ports`) read as the spec reads the same
+/// fields; a wrong field raises `ValueError` naming the argument, the
+/// entry and the field.
+fn list_of<T: serde::de::DeserializeOwned>(
+    value: Option<&Bound<'_, PyAny>>,
+    what: &str,
+) -> PyResult<Vec<T>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let json = to_json(value)?;
+    let serde_json::Value::Array(items) = json else {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{what}: expected a list of dicts"
+        )));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            serde_json::from_value(item).map_err(|err| {
+                pyo3::exceptions::PyValueError::new_err(format!("{what}[{index}]: {err}"))
+            })
+        })
+        .collect()
 }
 
 async fn spawn(

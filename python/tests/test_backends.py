@@ -116,3 +116,24 @@ def test_the_env_var_names_the_plugin_dir(
     monkeypatch.setenv("BERTH_PLUGIN_DIR", str(namespace_plugin_dir))
     with Session({"type": "namespace", "name": "t"}) as session:
         assert session.spawn().execute("echo via-env").stdout == b"via-env\n"
+
+
+def test_docker_spawn_takes_mounts(
+    docker_spec: EnvironmentSpec, base_dir: Path, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "note.txt").write_text("from the host\n")
+    with Session(docker_spec, base_dir=base_dir) as session:
+        runtime = session.spawn(
+            mounts=[{"source": str(shared), "target": "/shared", "read_only": True}]
+        )
+        assert runtime.execute("cat /shared/note.txt").stdout == b"from the host\n"
+        assert not runtime.execute("touch /shared/new").ok
+        assert not (shared / "new").exists()
+
+
+def test_spawn_refuses_a_malformed_mount(base_dir: Path) -> None:
+    with Session(EnvironmentSpec.local(), base_dir=base_dir) as session:
+        with pytest.raises(ValueError, match=r"mounts\[0\]"):
+            session.spawn(mounts=[{"target": "/x"}])

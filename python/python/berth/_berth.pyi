@@ -117,6 +117,8 @@ class Session:
         env: Optional[Mapping[str, str]] = None,
         setup: Optional[str] = None,
         disable_setup: bool = False,
+        mounts: Optional[Sequence[Mapping[str, Any]]] = None,
+        ports: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> "Runtime":
         """Spawns a runtime and runs its setup; raises ``SpawnError`` when that fails."""
     def aspawn(
@@ -125,6 +127,8 @@ class Session:
         env: Optional[Mapping[str, str]] = None,
         setup: Optional[str] = None,
         disable_setup: bool = False,
+        mounts: Optional[Sequence[Mapping[str, Any]]] = None,
+        ports: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> Awaitable["Runtime"]:
         """``spawn()`` for async code."""
     def materialize_input_files(self, files: Mapping[StrPath, Any]) -> list[Path]:
