@@ -35,7 +35,9 @@
 //! engine's host (berth as root beside a local engine); without it a pool
 //! of a spec that binds its workspace stays empty, with a warning, and
 //! spawns create their containers. Slots live under
-//! `$TMPDIR/berth-docker-slots/PID-N`; `berth gc` unmounts and removes
+//! `$TMPDIR/berth-docker-slots/PID-N` (a directory of berth's user, mode
+//! 0700: one that is a symlink, or another user's, or writable by others,
+//! is refused, since berth mounts inside it); `berth gc` unmounts and removes
 //! those of processes that are gone.
 //!
 //! **Ending.** A pool's containers hold the same lifeline as a runtime's
@@ -521,6 +523,37 @@ fn slot_root() -> PathBuf {
     std::env::temp_dir().join("berth-docker-slots")
 }
 
+/// Makes the slot root (or takes the one there) only when it is a real
+/// directory of this user that nobody else can write: berth mounts onto
+/// paths inside it (as root), so a root another user made, or swapped for
+/// a symlink, in a shared temp dir would let them choose where a
+/// workspace gets mounted. The temp dir's sticky bit keeps others from
+/// renaming it once it is ours.
+fn private_root(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    match std::fs::DirBuilder::new().mode(0o700).create(root) {
+        Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => return Err(err),
+        _ => {}
+    }
+    if !is_private_root(root) {
+        return Err(std::io::Error::other(format!(
+            "{} is not a private directory of this user (not a symlink, mode 0700): remove it",
+            root.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `root` is a directory (not a symlink) of this user that nobody
+/// else can write.
+fn is_private_root(root: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(root)
+        .is_ok_and(|meta| meta.file_type().is_dir() && meta.uid() == me && meta.mode() & 0o077 == 0)
+}
+
 /// A pooled container's workspace slot: a directory made a shared mount
 /// point of its own (so mounts on it propagate into the container that
 /// binds it `rslave`), and, once taken, the session's workspace bound onto
@@ -545,7 +578,7 @@ impl Slot {
         // two calls is made again.
         let mut attempts = 0;
         loop {
-            std::fs::create_dir_all(&root)?;
+            private_root(&root)?;
             match std::fs::create_dir(&dir) {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {
                     attempts += 1;
@@ -712,6 +745,11 @@ fn unescape_mount_point(field: &str) -> String {
 /// gone, with the probe directories they left.
 pub(crate) fn collect_slots(dry_run: bool) -> Vec<Leftover> {
     let root = slot_root();
+    // Only a root berth made: in one another user made, a "slot" could be
+    // a symlink to any mount point of the host.
+    if !is_private_root(&root) {
+        return Vec::new();
+    }
     let Ok(entries) = std::fs::read_dir(&root) else {
         return Vec::new();
     };
@@ -762,6 +800,30 @@ pub(crate) fn collect_slots(dry_run: bool) -> Vec<Leftover> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_root_that_is_not_a_private_directory_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let temp = tempfile::tempdir().unwrap();
+        let fresh = temp.path().join("fresh");
+        private_root(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // Taken again as it is.
+        private_root(&fresh).unwrap();
+
+        let elsewhere = temp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let link = temp.path().join("link");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let err = private_root(&link).unwrap_err().to_string();
+        assert!(err.contains("not a private directory"), "{err}");
+
+        let open = temp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(private_root(&open).is_err());
+    }
 
     #[test]
     fn mount_points_are_unescaped() {

@@ -200,7 +200,14 @@ async fn gc_unmounts_and_removes_the_slots_of_a_dead_process() {
         return;
     }
     let root = std::env::temp_dir().join("berth-docker-slots");
-    std::fs::create_dir_all(&root).expect("slot root");
+    // As berth makes it: a private directory (gc ignores any other).
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&root)
+        .or_else(|err| match err.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(err),
+        })
+        .expect("slot root");
     // A pid no process has (above the kernel's largest).
     let slot = root.join(format!("{}-0", i32::MAX));
     let workspace = tempfile::tempdir().expect("workspace");
