@@ -728,9 +728,12 @@ fn unescape_mount_point(field: &str) -> String {
             && bytes[i + 1..i + 4]
                 .iter()
                 .all(|b| (b'0'..=b'7').contains(b))
+            && let Ok(value) = u8::try_from(
+                u32::from(bytes[i + 1] - b'0') * 64
+                    + u32::from(bytes[i + 2] - b'0') * 8
+                    + u32::from(bytes[i + 3] - b'0'),
+            )
         {
-            let value =
-                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(value);
             i += 4;
         } else {
@@ -830,6 +833,8 @@ mod tests {
         assert_eq!(unescape_mount_point("/a\\040b"), "/a b");
         assert_eq!(unescape_mount_point("/plain"), "/plain");
         assert_eq!(unescape_mount_point("/x\\134y"), "/x\\y");
+        // Not a byte: kept as it is, never an overflow.
+        assert_eq!(unescape_mount_point("/x\\777"), "/x\\777");
     }
 
     #[test]
