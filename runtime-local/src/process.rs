@@ -26,6 +26,9 @@
 
 pub mod child;
 mod keeper;
+mod keeper_program;
+
+pub use keeper_program::use_in_process_keeper;
 
 use std::ffi::OsString;
 use std::io;
@@ -449,6 +452,11 @@ impl Settlement {
 ///
 /// Fails when fork or exec fails, or with the hook's error.
 pub fn start(launch: &Launch) -> io::Result<Started> {
+    if keeper_program::applies(launch)
+        && let Some(started) = keeper_program::start(launch)
+    {
+        return started;
+    }
     let argv = launch.program.argv();
     let Some((program, args)) = argv.split_first() else {
         return Err(io::Error::new(

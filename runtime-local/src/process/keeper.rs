@@ -45,7 +45,7 @@ pub(crate) fn decode(record: &[u8; RECORD_LEN]) -> (c_int, libc::rusage) {
 
 /// The signals the keeper waits for; blocked before it exists, so none is
 /// lost or handled by a copy of the host's handlers.
-fn keeper_signals() -> libc::sigset_t {
+pub(super) fn keeper_signals() -> libc::sigset_t {
     // SAFETY: sigemptyset/sigaddset on a local set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

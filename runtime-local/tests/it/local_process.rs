@@ -25,6 +25,16 @@ async fn session(spec: EnvironmentSpec, temp: &Path) -> Session {
 
 #[tokio::test]
 async fn file_size_limit_stops_a_large_write() {
+    file_size_limit().await;
+}
+
+#[tokio::test]
+async fn file_size_limit_of_the_in_process_keeper_stops_a_large_write() {
+    runtime_local::process::use_in_process_keeper(true);
+    file_size_limit().await;
+}
+
+async fn file_size_limit() {
     let temp = tempfile::tempdir().unwrap();
     let mut session = session(
         spec("{type: local, name: t, limits: {file_size: 65536}}"),
@@ -110,6 +120,16 @@ async fn the_configured_shell_runs_commands() {
 
 #[tokio::test]
 async fn a_missing_shell_is_spawn_failed_not_a_panic() {
+    missing_shell().await;
+}
+
+#[tokio::test]
+async fn a_missing_shell_of_the_in_process_keeper_is_spawn_failed() {
+    runtime_local::process::use_in_process_keeper(true);
+    missing_shell().await;
+}
+
+async fn missing_shell() {
     let temp = tempfile::tempdir().unwrap();
     let mut session = session(
         spec("{type: local, name: t, local: {shell: /nonexistent/shell}}"),
@@ -174,20 +194,28 @@ async fn background_processes_outlive_their_command_until_cleanup() {
 
 #[test]
 fn commands_die_with_their_host() {
-    // This test re-runs its own binary as a host process that starts a
-    // command and is then killed with SIGKILL: the parent-death signal must
-    // take the command down with it.
+    die_with_the_host("local_process::commands_die_with_their_host", false);
+}
+
+#[test]
+fn commands_of_the_in_process_keeper_die_with_their_host() {
+    die_with_the_host(
+        "local_process::commands_of_the_in_process_keeper_die_with_their_host",
+        true,
+    );
+}
+
+/// Re-runs the test binary (test `name`) as a host process that starts a
+/// command and is then killed with SIGKILL: the parent-death signal must
+/// take the command down with it.
+fn die_with_the_host(name: &str, in_process: bool) {
     if let Ok(dir) = std::env::var("BERTH_TEST_PDEATH_DIR") {
-        host_that_gets_killed(PathBuf::from(dir));
+        host_that_gets_killed(PathBuf::from(dir), in_process);
         return;
     }
     let temp = tempfile::tempdir().unwrap();
     let mut host = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "local_process::commands_die_with_their_host",
-            "--nocapture",
-        ])
+        .args(["--exact", name, "--nocapture"])
         .env("BERTH_TEST_PDEATH_DIR", temp.path())
         .spawn()
         .unwrap();
@@ -221,12 +249,12 @@ fn read_pid(path: &Path) -> i32 {
         .unwrap()
 }
 
-fn host_that_gets_killed(dir: PathBuf) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+fn host_that_gets_killed(dir: PathBuf, in_process: bool) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    runtime_local::process::use_in_process_keeper(in_process);
     runtime.block_on(async move {
         let mut session = session(EnvironmentSpec::new("local", "t"), &dir).await;
         let rt = session.spawn(SpawnOptions::default()).await.unwrap();
@@ -290,6 +318,16 @@ fn detached_pids(root: &Path, prefix: &str) -> [i32; 2] {
 
 #[tokio::test]
 async fn detached_processes_die_with_a_timeout_a_kill_and_cleanup() {
+    detached_processes_die().await;
+}
+
+#[tokio::test]
+async fn detached_processes_of_the_in_process_keeper_die_with_a_timeout_a_kill_and_cleanup() {
+    runtime_local::process::use_in_process_keeper(true);
+    detached_processes_die().await;
+}
+
+async fn detached_processes_die() {
     let temp = tempfile::tempdir().unwrap();
     let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
     let root = session.workspace_path().unwrap();
@@ -347,6 +385,16 @@ async fn detached_processes_die_with_a_timeout_a_kill_and_cleanup() {
 
 #[tokio::test]
 async fn a_command_starts_with_only_the_standard_descriptors() {
+    only_the_standard_descriptors().await;
+}
+
+#[tokio::test]
+async fn a_command_started_by_the_in_process_keeper_has_only_the_standard_descriptors() {
+    runtime_local::process::use_in_process_keeper(true);
+    only_the_standard_descriptors().await;
+}
+
+async fn only_the_standard_descriptors() {
     use std::os::fd::AsRawFd;
     let temp = tempfile::tempdir().unwrap();
     // A descriptor this process leaves open across exec, as a careless
@@ -387,6 +435,16 @@ async fn timeouts_too_long_for_a_clock_mean_no_deadline() {
 
 #[tokio::test]
 async fn a_command_that_stops_its_keeper_still_times_out_and_dies() {
+    stopping_the_keeper().await;
+}
+
+#[tokio::test]
+async fn a_command_that_stops_its_in_process_keeper_still_times_out_and_dies() {
+    runtime_local::process::use_in_process_keeper(true);
+    stopping_the_keeper().await;
+}
+
+async fn stopping_the_keeper() {
     let temp = tempfile::tempdir().unwrap();
     let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
     let root = session.workspace_path().unwrap();
@@ -413,4 +471,38 @@ async fn a_command_that_stops_its_keeper_still_times_out_and_dies() {
     let next = rt.execute(ExecCommand::new("echo next")).await.unwrap();
     assert_eq!(next.stdout_lossy(), "next\n");
     session.close().await.unwrap();
+}
+
+/// The executable and name of a command's keeper, as the command sees
+/// its parent.
+async fn keeper_of_a_command() -> (String, String) {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    let result = rt
+        .execute(ExecCommand::new(
+            "readlink /proc/$PPID/exe; cat /proc/$PPID/comm",
+        ))
+        .await
+        .unwrap();
+    session.close().await.unwrap();
+    let out = result.stdout_lossy();
+    let mut lines = out.lines().map(str::to_owned);
+    (lines.next().unwrap(), lines.next().unwrap())
+}
+
+#[tokio::test]
+async fn commands_start_through_the_keeper_program_unless_told_otherwise() {
+    // The program: an in-memory file, not a fork of this process.
+    let (exe, name) = keeper_of_a_command().await;
+    assert!(exe.starts_with("/memfd:berth-keeper"), "{exe}");
+    assert_eq!(name, "berth-keeper");
+    // The in-process keeper: a fork of this test binary.
+    runtime_local::process::use_in_process_keeper(true);
+    let (exe, name) = keeper_of_a_command().await;
+    assert_eq!(
+        PathBuf::from(&exe),
+        std::env::current_exe().unwrap().canonicalize().unwrap()
+    );
+    assert_eq!(name, "berth-keeper");
 }

@@ -1,0 +1,467 @@
+//! Starting a command through the keeper *program* instead of a fork of
+//! berth's own process.
+//!
+//! Forking berth copies its page tables (a multi-threaded host with tokio,
+//! tens of MiB mapped; a Python interpreter with the module loaded), and the
+//! in-process keeper ([`super::keeper`]) then forks the shell from that copy
+//! again: on a VM, these two copies are most of what starting a command
+//! costs. A launch that needs nothing run inside berth's process between
+//! fork and exec — no sandbox hook, no cgroup to join — is started here
+//! instead: `posix_spawn` (a vfork-style clone, no copy) of `berth-keeper`,
+//! a static program of a few pages that `build.rs` compiles from
+//! `keeper/main.rs` and this crate embeds, executed from a sealed in-memory
+//! file. It forks the shell from itself, which costs next to nothing, and
+//! behaves as the in-process keeper does: same process groups,
+//! parent-death signals, subreaping, status record and sweep (the
+//! program's own documentation has its interface).
+//!
+//! Where the program cannot be built (another target than Linux on x86_64
+//! or aarch64 with glibc) or cannot be executed (no `memfd_create`, no
+//! `/proc`, in-memory files not executable), [`super::start`] forks as
+//! before.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe;
+use tokio::time::Instant;
+
+use super::{ExitWatch, Launch, Started, keeper, pidfd_open, status_pipe};
+
+/// The program, as `build.rs` left it.
+#[cfg(berth_keeper_program)]
+const PROGRAM: Option<&[u8]> = Some(include_bytes!(env!("BERTH_KEEPER_PROGRAM")));
+#[cfg(not(berth_keeper_program))]
+const PROGRAM: Option<&[u8]> = None;
+
+// The program's hand-written values are this platform's.
+#[cfg(berth_keeper_program)]
+const _: () = {
+    assert!(libc::SIGHUP == 1 && libc::SIGINT == 2 && libc::SIGKILL == 9);
+    assert!(libc::SIGPIPE == 13 && libc::SIGTERM == 15 && libc::SIGCHLD == 17);
+    assert!(libc::SIG_SETMASK == 2 && libc::SIG_IGN == 1);
+    assert!(libc::PR_SET_PDEATHSIG == 1 && libc::PR_SET_NAME == 15);
+    assert!(libc::PR_SET_CHILD_SUBREAPER == 36 && libc::WNOHANG == 1);
+    assert!(libc::O_RDONLY == 0 && libc::O_RDWR == 2 && libc::O_CLOEXEC == 0o2_000_000);
+    assert!(libc::F_SETFD == 2 && libc::FD_CLOEXEC == 1 && libc::EINTR == 4);
+    assert!(libc::RLIMIT_FSIZE as i32 == 1 && libc::RLIMIT_AS as i32 == 9);
+    assert!(libc::SYS_close_range == 436);
+    assert!(std::mem::size_of::<libc::sigset_t>() == 128);
+    assert!(std::mem::size_of::<libc::rusage>() == 144);
+    assert!(keeper::RECORD_LEN == 4 + 144);
+};
+
+/// The highest of the program's descriptors: 0, 1 and 2 are the command's,
+/// 3 the status pipe, 4 the start-error pipe.
+const ERROR_FD: RawFd = 4;
+
+/// The executable in-memory file holding the program.
+struct Installed {
+    /// Keeps the file open; `path` names it.
+    _file: OwnedFd,
+    /// `/proc/self/fd/N`, which the spawned child resolves to its own copy
+    /// of the descriptor.
+    path: CString,
+}
+
+/// Set once the program failed to execute: every later command forks.
+static UNUSABLE: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Set by [`use_in_process_keeper`].
+    static IN_PROCESS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes every later command started on this thread use the in-process
+/// keeper (a fork of berth), as a launch with a hook or a cgroup does, or
+/// the program again (`false`), so tests can check both ways of starting a
+/// command (with a current-thread tokio runtime, every command starts on
+/// the thread that drives it).
+#[doc(hidden)]
+pub fn use_in_process_keeper(on: bool) {
+    IN_PROCESS.set(on);
+}
+
+/// The program's in-memory file, written and sealed the first time it is
+/// needed; `None` where there is none.
+fn installed() -> Option<&'static Installed> {
+    static INSTALLED: OnceLock<Option<Installed>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let program = PROGRAM?;
+            install(program)
+                .inspect_err(|err| {
+                    tracing::debug!("the keeper program cannot be installed, commands fork: {err}");
+                })
+                .ok()
+        })
+        .as_ref()
+}
+
+fn install(program: &[u8]) -> io::Result<Installed> {
+    // `MFD_EXEC` says the file is meant to be executed (kernels since 6.3
+    // warn without it, or refuse with `vm.memfd_noexec`); older kernels do
+    // not know the flag.
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: memfd_create(2) with a NUL-terminated name.
+    let mut fd = unsafe { libc::memfd_create(c"berth-keeper".as_ptr(), flags | libc::MFD_EXEC) };
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(c"berth-keeper".as_ptr(), flags) };
+    }
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut written = 0;
+    while written < program.len() {
+        // SAFETY: write(2) of the rest of a live slice to our own file.
+        let count = unsafe {
+            libc::write(
+                file.as_raw_fd(),
+                program[written..].as_ptr().cast(),
+                program.len() - written,
+            )
+        };
+        if count < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        written += count as usize;
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl(2) adding seals to our own file: nobody can change the
+    // program from now on.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let path =
+        CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL in a number");
+    if !std::path::Path::new(OsStr::from_bytes(path.as_bytes())).exists() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "no /proc/self/fd"));
+    }
+    Ok(Installed { _file: file, path })
+}
+
+/// Whether `launch` may start through the program.
+pub(super) fn applies(launch: &Launch) -> bool {
+    launch.keeper
+        && launch.pre_exec.is_none()
+        && launch.cgroup.is_none()
+        && !IN_PROCESS.get()
+        && !UNUSABLE.load(Ordering::Relaxed)
+}
+
+/// Starts `launch` through the program. `None` when the program is not
+/// there or cannot be executed here (then the caller forks); otherwise the
+/// command's start, or why it failed (a missing program, a bad working
+/// directory: what exec or the setup before it said).
+pub(super) fn start(launch: &Launch) -> Option<io::Result<Started>> {
+    let program = installed()?;
+    match spawn(program, launch) {
+        Err(Spawn::Unusable(err)) => {
+            tracing::debug!("the keeper program cannot be executed, commands fork: {err}");
+            UNUSABLE.store(true, Ordering::Relaxed);
+            None
+        }
+        Err(Spawn::Failed(err)) => Some(Err(err)),
+        Ok(started) => Some(Ok(started)),
+    }
+}
+
+enum Spawn {
+    /// The program itself could not be executed.
+    Unusable(io::Error),
+    /// The command could not be started.
+    Failed(io::Error),
+}
+
+impl From<io::Error> for Spawn {
+    fn from(err: io::Error) -> Spawn {
+        Spawn::Failed(err)
+    }
+}
+
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an argument, the working directory or the environment holds a NUL byte",
+        )
+    })
+}
+
+/// A close-on-exec pipe: (read end, write end).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) with a pointer to a local array of two fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned these fds; nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `fd` at a number of 5 or more (close-on-exec), so that no file action
+/// that puts a descriptor on 0 to 4 overwrites a source not yet moved.
+fn above_targets(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > ERROR_FD {
+        return Ok(fd);
+    }
+    // SAFETY: fcntl(2) duplicating our own descriptor.
+    let moved = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, ERROR_FD + 1) };
+    if moved < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+}
+
+/// `posix_spawn`'s attributes and file actions, destroyed on drop.
+struct SpawnSetup {
+    attributes: libc::posix_spawnattr_t,
+    actions: libc::posix_spawn_file_actions_t,
+}
+
+impl SpawnSetup {
+    /// The keeper's process group, signal mask and dispositions, and its
+    /// descriptors: `sources[i]` becomes descriptor `i`.
+    fn new(sources: &[RawFd; 5]) -> io::Result<Box<SpawnSetup>> {
+        fn check(code: libc::c_int) -> io::Result<()> {
+            if code == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(code))
+            }
+        }
+        // SAFETY: all-zero values are placeholders the init calls below
+        // overwrite; glibc's destroy calls (in Drop) accept them too (they
+        // free a null pointer at most), so an early return is safe.
+        let mut setup: Box<SpawnSetup> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: initialising the two objects in place.
+        unsafe {
+            check(libc::posix_spawnattr_init(&mut setup.attributes))?;
+            check(libc::posix_spawn_file_actions_init(&mut setup.actions))?;
+        }
+        // The signals the program waits for, blocked from its first
+        // instruction.
+        let signals = keeper::keeper_signals();
+        // SAFETY: plain setters on the initialised objects, with local sets.
+        unsafe {
+            let mut every: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut every);
+            check(libc::posix_spawnattr_setsigmask(
+                &mut setup.attributes,
+                &signals,
+            ))?;
+            check(libc::posix_spawnattr_setsigdefault(
+                &mut setup.attributes,
+                &every,
+            ))?;
+            check(libc::posix_spawnattr_setpgroup(&mut setup.attributes, 0))?;
+            check(libc::posix_spawnattr_setflags(
+                &mut setup.attributes,
+                (libc::POSIX_SPAWN_SETPGROUP
+                    | libc::POSIX_SPAWN_SETSIGMASK
+                    | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
+            ))?;
+            for (target, &source) in sources.iter().enumerate() {
+                check(libc::posix_spawn_file_actions_adddup2(
+                    &mut setup.actions,
+                    source,
+                    target as RawFd,
+                ))?;
+            }
+        }
+        Ok(setup)
+    }
+}
+
+impl Drop for SpawnSetup {
+    fn drop(&mut self) {
+        // SAFETY: both objects were initialised by `new` (or are still
+        // all-zero, which glibc's destroy calls accept).
+        unsafe {
+            libc::posix_spawn_file_actions_destroy(&mut self.actions);
+            libc::posix_spawnattr_destroy(&mut self.attributes);
+        }
+    }
+}
+
+fn spawn(program: &Installed, launch: &Launch) -> Result<Started, Spawn> {
+    // Everything the child needs, made before it exists.
+    let limit = |bytes: Option<u64>| match bytes {
+        Some(bytes) => c_string(bytes.to_string().as_bytes()),
+        None => c_string(b"-"),
+    };
+    let mut words = vec![
+        c_string(b"berth-keeper")?,
+        c_string(std::process::id().to_string().as_bytes())?,
+        limit(launch.rlimits.address_space)?,
+        limit(launch.rlimits.file_size)?,
+        c_string(launch.cwd.as_os_str().as_bytes())?,
+    ];
+    let argv = launch.program.argv();
+    if argv.is_empty() {
+        return Err(Spawn::Failed(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the command's argv is empty",
+        )));
+    }
+    for word in &argv {
+        words.push(c_string(word.as_bytes())?);
+    }
+    let env: Vec<CString> = launch
+        .env
+        .iter()
+        .map(|(key, value)| c_string(format!("{key}={value}").as_bytes()))
+        .collect::<io::Result<_>>()?;
+    let mut argv_ptrs: Vec<*mut libc::c_char> =
+        words.iter().map(|w| w.as_ptr().cast_mut()).collect();
+    argv_ptrs.push(std::ptr::null_mut());
+    let mut env_ptrs: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
+    env_ptrs.push(std::ptr::null_mut());
+
+    let (stdin_parent, stdin_child) = if launch.with_stdin {
+        let (read, write) = pipe()?;
+        (Some(write), read)
+    } else {
+        // SAFETY: open(2) of a NUL-terminated path.
+        let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if null < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        // SAFETY: the kernel just returned this descriptor.
+        (None, unsafe { OwnedFd::from_raw_fd(null) })
+    };
+    let (stdout_read, stdout_write) = pipe()?;
+    let (stderr_read, stderr_write) = pipe()?;
+    let (status_read, status_write) = status_pipe()?;
+    let (error_read, error_write) = pipe()?;
+    let child_side = [
+        above_targets(stdin_child)?,
+        above_targets(stdout_write)?,
+        above_targets(stderr_write)?,
+        above_targets(status_write)?,
+        above_targets(error_write)?,
+    ];
+    let setup = SpawnSetup::new(&child_side.each_ref().map(AsRawFd::as_raw_fd))?;
+
+    let started_at = Instant::now();
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: every pointer is to a live, NUL-terminated string or a
+    // null-terminated array of them, and the attributes and file actions
+    // are initialised; posix_spawn copies nothing it keeps.
+    let code = unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            program.path.as_ptr(),
+            &setup.actions,
+            &setup.attributes,
+            argv_ptrs.as_ptr(),
+            env_ptrs.as_ptr(),
+        )
+    };
+    drop(setup);
+    // berth's copies of the child's ends go now: the pipes then read as
+    // ended once the command (or the keeper) is done with them.
+    drop(child_side);
+    if code != 0 {
+        let err = io::Error::from_raw_os_error(code);
+        return Err(match code {
+            // The program itself cannot be executed here.
+            libc::ENOENT
+            | libc::EACCES
+            | libc::EPERM
+            | libc::ENOEXEC
+            | libc::ELIBBAD
+            | libc::ENOTDIR
+            | libc::ELOOP => Spawn::Unusable(err),
+            // No process could be made now (EAGAIN, ENOMEM).
+            _ => Spawn::Failed(err),
+        });
+    }
+    // The start-error pipe reads as ended once the command exec'd; an
+    // errno on it means it did not start (the keeper then exits).
+    if let Some(errno) = read_start_error(&error_read) {
+        reap(pid);
+        return Err(Spawn::Failed(io::Error::from_raw_os_error(errno)));
+    }
+    drop(error_read);
+    let pidfd = pidfd_open(pid)?;
+    let stdin = stdin_parent.map(pipe::Sender::from_owned_fd).transpose()?;
+    let stdout = pipe::Receiver::from_owned_fd(stdout_read)?;
+    let stderr = pipe::Receiver::from_owned_fd(stderr_read)?;
+    Ok(Started {
+        pid,
+        // SAFETY: the AsyncFd owns the pidfd, so it stays open and
+        // unchanged for as long as it is registered.
+        pidfd: std::sync::Arc::new(
+            unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+                .map_err(io::Error::from)?,
+        ),
+        // SAFETY: as above, for the status pipe's read end.
+        exit: ExitWatch::Report(
+            unsafe { AsyncFd::register_with_interest(status_read, tokio::io::Interest::READABLE) }
+                .map_err(io::Error::from)?,
+        ),
+        cgroup: None,
+        stdin,
+        stdout,
+        stderr,
+        started_at,
+    })
+}
+
+/// Waits for the start-error pipe to end: `None` when the command exec'd,
+/// else the errno of what failed before.
+fn read_start_error(pipe: &OwnedFd) -> Option<i32> {
+    let mut bytes = [0u8; 4];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: read(2) into the rest of a local buffer.
+        let count = unsafe {
+            libc::read(
+                pipe.as_raw_fd(),
+                bytes[filled..].as_mut_ptr().cast(),
+                bytes.len() - filled,
+            )
+        };
+        if count < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Some(libc::EIO);
+        }
+        if count == 0 {
+            break;
+        }
+        filled += count as usize;
+    }
+    match filled {
+        0 => None,
+        4 => Some(i32::from_ne_bytes(bytes)),
+        _ => Some(libc::EIO),
+    }
+}
+
+/// Reaps a keeper whose command did not start (it exits at once).
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid(2) of our own child with a local out-pointer.
+        let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if reaped >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
