@@ -62,11 +62,33 @@ const ERROR_FD: RawFd = 4;
 
 /// The executable in-memory file holding the program.
 struct Installed {
-    /// Keeps the file open; `path` names it.
-    _file: OwnedFd,
+    /// The open file; `path` names it.
+    file: OwnedFd,
     /// `/proc/self/fd/N`, which the spawned child resolves to its own copy
     /// of the descriptor.
     path: CString,
+    /// The file's device and inode, to check that descriptor N is still
+    /// this file (a host that closes descriptors it does not own could
+    /// have put another file there, one a command wrote for all we know).
+    identity: (u64, u64),
+}
+
+/// A descriptor's device and inode.
+fn identity(fd: RawFd) -> io::Result<(u64, u64)> {
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat(2) into a local struct.
+    if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((stat.st_dev, stat.st_ino))
+}
+
+impl Installed {
+    /// Whether descriptor N is still the program's file.
+    fn intact(&self) -> bool {
+        identity(self.file.as_raw_fd()).is_ok_and(|found| found == self.identity)
+    }
 }
 
 /// Set once the program failed to execute: every later command forks.
@@ -149,7 +171,12 @@ fn install(program: &[u8]) -> io::Result<Installed> {
     if !std::path::Path::new(OsStr::from_bytes(path.as_bytes())).exists() {
         return Err(io::Error::new(io::ErrorKind::NotFound, "no /proc/self/fd"));
     }
-    Ok(Installed { _file: file, path })
+    let identity = identity(file.as_raw_fd())?;
+    Ok(Installed {
+        file: file,
+        path,
+        identity,
+    })
 }
 
 /// Whether `launch` may start through the program.
@@ -167,6 +194,14 @@ pub(super) fn applies(launch: &Launch) -> bool {
 /// directory: what exec or the setup before it said).
 pub(super) fn start(launch: &Launch) -> Option<io::Result<Started>> {
     let program = installed()?;
+    if !program.intact() {
+        tracing::warn!(
+            "the keeper program's descriptor was closed or replaced by another part of this \
+             process; commands fork from now on"
+        );
+        UNUSABLE.store(true, Ordering::Relaxed);
+        return None;
+    }
     match spawn(program, launch) {
         Err(Spawn::Unusable(err)) => {
             tracing::debug!("the keeper program cannot be executed, commands fork: {err}");
