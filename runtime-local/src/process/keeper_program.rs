@@ -173,7 +173,7 @@ fn install(program: &[u8]) -> io::Result<Installed> {
     }
     let identity = identity(file.as_raw_fd())?;
     Ok(Installed {
-        file: file,
+        file,
         path,
         identity,
     })
