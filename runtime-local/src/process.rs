@@ -1,11 +1,14 @@
 //! Starting one command as a host process and driving it to its end.
 //!
-//! Each command is a `sh -c` started by a *keeper* ([`keeper`]): berth
-//! forks the keeper, the keeper forks the shell into a process group of its
-//! own and stays behind as a child subreaper, so every process the command
+//! Each command is a `sh -c` started by a *keeper*: the keeper forks the
+//! shell into a process group of its own and stays behind as a child
+//! subreaper, so every process the command
 //! starts — also those that `setsid`, `nohup` or double-fork away from the
 //! group — ends with the command's kill, the runtime's cleanup, or berth's
 //! own death (the keeper's parent-death signal makes it sweep the tree).
+//! The keeper is `berth-keeper`, a small program started without copying
+//! berth's process ([`keeper_program`]), or, for a launch with a hook or a
+//! cgroup, a fork of berth ([`keeper`]); both behave alike.
 //! The keeper reports the shell's wait status and resource usage through a
 //! pipe. The command starts with exactly descriptors 0, 1 and 2: whatever
 //! else berth's caller left open is closed at exec. The driver reads stdout
