@@ -7,8 +7,9 @@
 //! group — ends with the command's kill, the runtime's cleanup, or berth's
 //! own death (the keeper's parent-death signal makes it sweep the tree).
 //! The keeper is `berth-keeper`, a small program started without copying
-//! berth's process ([`keeper_program`]), or, for a launch with a hook or a
-//! cgroup, a fork of berth ([`keeper`]); both behave alike.
+//! berth's process (`process/keeper_program.rs`), or, for a launch with a
+//! hook or a cgroup, a fork of berth (`process/keeper.rs`); both behave
+//! alike.
 //! The keeper reports the shell's wait status and resource usage through a
 //! pipe. The command starts with exactly descriptors 0, 1 and 2: whatever
 //! else berth's caller left open is closed at exec. The driver reads stdout
