@@ -94,34 +94,12 @@ pub(crate) fn kind_of(err: &anyhow::Error) -> ErrorKind {
 }
 
 fn core_kind(err: &session_core::Error) -> ErrorKind {
-    use session_core::Error as E;
-    match err {
-        E::Spec { .. }
-        | E::EntryFileFormat { .. }
-        | E::InvalidGlob { .. }
-        | E::AssetMap { .. }
-        | E::Asset { .. }
-        | E::UnknownAsset { .. }
-        | E::PlaceholderKeyCollision { .. }
-        | E::ConflictingInputFiles { .. } => ErrorKind::Spec,
-        E::UnknownBackend { .. }
-        | E::DuplicateBackend { .. }
-        | E::SetupFailed { .. }
-        | E::RuntimeClosed { .. }
-        | E::Backend { .. }
-        | E::Cleanup(_) => ErrorKind::Backend,
-        E::Io { .. }
-        | E::FileRead { .. }
-        | E::FileWrite { .. }
-        | E::FileTooLarge { .. }
-        | E::ReadTooLarge { .. }
-        | E::TreeBound { .. }
-        | E::Archive { .. }
-        | E::UnsafeArchiveMember { .. }
-        | E::ArchiveInsideSnapshot { .. }
-        | E::PathEscape { .. }
-        | E::AssetTampered { .. } => ErrorKind::Io,
-        E::AgentModeOnly { .. } => ErrorKind::Usage,
+    use session_core::ErrorKind as K;
+    match err.kind() {
+        K::Spec => ErrorKind::Spec,
+        K::Setup | K::Backend => ErrorKind::Backend,
+        K::Workspace => ErrorKind::Io,
+        K::Usage => ErrorKind::Usage,
         _ => ErrorKind::Internal,
     }
 }

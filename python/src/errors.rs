@@ -100,33 +100,12 @@ enum Kind {
 }
 
 fn kind(err: &session_core::Error) -> Kind {
-    use session_core::Error as E;
-    match err {
-        E::Spec { .. }
-        | E::EntryFileFormat { .. }
-        | E::InvalidGlob { .. }
-        | E::AssetMap { .. }
-        | E::Asset { .. }
-        | E::UnknownAsset { .. }
-        | E::PlaceholderKeyCollision { .. }
-        | E::ConflictingInputFiles { .. } => Kind::Spec,
-        E::SetupFailed { .. } => Kind::Spawn,
-        E::UnknownBackend { .. }
-        | E::DuplicateBackend { .. }
-        | E::RuntimeClosed { .. }
-        | E::Backend { .. }
-        | E::Cleanup(_) => Kind::Backend,
-        E::Io { .. }
-        | E::FileRead { .. }
-        | E::FileWrite { .. }
-        | E::FileTooLarge { .. }
-        | E::ReadTooLarge { .. }
-        | E::TreeBound { .. }
-        | E::Archive { .. }
-        | E::UnsafeArchiveMember { .. }
-        | E::ArchiveInsideSnapshot { .. }
-        | E::PathEscape { .. }
-        | E::AssetTampered { .. } => Kind::Workspace,
+    use session_core::ErrorKind as K;
+    match err.kind() {
+        K::Spec => Kind::Spec,
+        K::Setup => Kind::Spawn,
+        K::Backend => Kind::Backend,
+        K::Workspace => Kind::Workspace,
         _ => Kind::Other,
     }
 }

@@ -712,36 +712,8 @@ fn is_mount_point(path: &Path) -> bool {
     mounts.lines().any(|line| {
         line.split(' ')
             .nth(4)
-            .is_some_and(|point| unescape_mount_point(point) == wanted)
+            .is_some_and(|point| session_core::paths::unescape_mountinfo(point) == wanted)
     })
-}
-
-/// Mount points in `mountinfo` escape spaces, tabs, newlines and
-/// backslashes as octal.
-fn unescape_mount_point(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-            && let Ok(value) = u8::try_from(
-                u32::from(bytes[i + 1] - b'0') * 64
-                    + u32::from(bytes[i + 2] - b'0') * 8
-                    + u32::from(bytes[i + 3] - b'0'),
-            )
-        {
-            out.push(value);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Unmounts and removes (unless `dry_run`) the slots of processes that are
@@ -826,15 +798,6 @@ mod tests {
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(private_root(&open).is_err());
-    }
-
-    #[test]
-    fn mount_points_are_unescaped() {
-        assert_eq!(unescape_mount_point("/a\\040b"), "/a b");
-        assert_eq!(unescape_mount_point("/plain"), "/plain");
-        assert_eq!(unescape_mount_point("/x\\134y"), "/x\\y");
-        // Not a byte: kept as it is, never an overflow.
-        assert_eq!(unescape_mount_point("/x\\777"), "/x\\777");
     }
 
     #[test]

@@ -349,7 +349,61 @@ fn field_prefix(field: &str) -> String {
     }
 }
 
+/// Whose failure an [`Error`] is, for callers that sort errors into their
+/// own categories (the binary's exit codes and JSON `kind`, the Python
+/// module's exceptions) and must sort them alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The spec, the assets or the input files the caller gave are wrong.
+    Spec,
+    /// A runtime's setup command failed.
+    Setup,
+    /// A backend failed, is unknown, or is closed.
+    Backend,
+    /// Reading or writing the workspace, a snapshot or an archive failed,
+    /// or a path would leave its root.
+    Workspace,
+    /// The call is not allowed in this session's mode.
+    Usage,
+    /// Anything else: a bug in berth, or a call in the wrong state.
+    Internal,
+}
+
 impl Error {
+    /// Whose failure this error is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Spec { .. }
+            | Error::EntryFileFormat { .. }
+            | Error::InvalidGlob { .. }
+            | Error::AssetMap { .. }
+            | Error::Asset { .. }
+            | Error::UnknownAsset { .. }
+            | Error::PlaceholderKeyCollision { .. }
+            | Error::ConflictingInputFiles { .. } => ErrorKind::Spec,
+            Error::SetupFailed { .. } => ErrorKind::Setup,
+            Error::UnknownBackend { .. }
+            | Error::DuplicateBackend { .. }
+            | Error::RuntimeClosed { .. }
+            | Error::Backend { .. }
+            | Error::Cleanup(_) => ErrorKind::Backend,
+            Error::Io { .. }
+            | Error::FileRead { .. }
+            | Error::FileWrite { .. }
+            | Error::FileTooLarge { .. }
+            | Error::ReadTooLarge { .. }
+            | Error::TreeBound { .. }
+            | Error::Archive { .. }
+            | Error::UnsafeArchiveMember { .. }
+            | Error::ArchiveInsideSnapshot { .. }
+            | Error::PathEscape { .. }
+            | Error::AssetTampered { .. } => ErrorKind::Workspace,
+            Error::AgentModeOnly { .. } => ErrorKind::Usage,
+            Error::AlreadyPrepared(_) | Error::NotPrepared => ErrorKind::Internal,
+        }
+    }
+
     /// Wraps an I/O error with the action and path it concerns; meant for
     /// `map_err(Error::io("reading", path))`.
     pub(crate) fn io<'a>(
@@ -361,5 +415,31 @@ impl Error {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_say_whose_failure_an_error_is() {
+        let setup = Error::SetupFailed {
+            command: "make".into(),
+            exit_code: 2,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        let backend = Error::Backend {
+            backend: "docker".into(),
+            message: "gone".into(),
+        };
+        let workspace = Error::io("reading", Path::new("x"))(io::Error::other("bad disk"));
+        let cleanup = Error::Cleanup(vec![Error::NotPrepared]);
+        assert_eq!(setup.kind(), ErrorKind::Setup);
+        assert_eq!(backend.kind(), ErrorKind::Backend);
+        assert_eq!(cleanup.kind(), ErrorKind::Backend);
+        assert_eq!(workspace.kind(), ErrorKind::Workspace);
+        assert_eq!(Error::NotPrepared.kind(), ErrorKind::Internal);
     }
 }

@@ -27,7 +27,7 @@ pub mod spec;
 pub mod tree;
 pub mod workspace;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 #[doc(hidden)]
 pub use inventory;
 pub use spec::{EnvironmentSpec, Mode};

@@ -357,8 +357,46 @@ fn push_octal(out: &mut String, byte: u8) {
     }
 }
 
+/// Decodes the octal escapes (`\040` for a space, `\134` for a
+/// backslash) that `/proc/self/mountinfo` uses in its path fields. An
+/// escape that is not a byte (`\777`) is kept as it is.
+pub fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+            && let Ok(byte) = u8::try_from(
+                u32::from(bytes[i + 1] - b'0') * 64
+                    + u32::from(bytes[i + 2] - b'0') * 8
+                    + u32::from(bytes[i + 3] - b'0'),
+            )
+        {
+            out.push(byte);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/x\\134y"), "/x\\y");
+        assert_eq!(unescape_mountinfo("a\\040b\\"), "a b\\");
+        assert_eq!(unescape_mountinfo("/x\\777"), "/x\\777");
+    }
+
     use super::*;
 
     #[test]

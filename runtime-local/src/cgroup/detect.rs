@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use session_core::paths::unescape_mountinfo;
+
 /// The leaf cgroup berth moves itself into when its own cgroup must enable
 /// controllers for its commands (cgroup v2's "no internal processes" rule).
 pub(crate) const HOST_LEAF: &str = "berth-host";
@@ -83,33 +85,6 @@ pub(crate) struct Membership {
     pub(crate) path: String,
 }
 
-/// Decodes the octal escapes (`\040` for a space) mountinfo uses in paths.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let value = (bytes[i + 1] - b'0') as u32 * 64
-                + (bytes[i + 2] - b'0') as u32 * 8
-                + (bytes[i + 3] - b'0') as u32;
-            if let Ok(byte) = u8::try_from(value) {
-                out.push(byte);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The cgroup mounts listed in a `/proc/self/mountinfo` text, in order.
 /// Lines that are not cgroup mounts, or are malformed, are skipped.
 pub(crate) fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
@@ -142,8 +117,8 @@ pub(crate) fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
         };
         mounts.push(CgroupMount {
             v1_controllers,
-            root: unescape(fields[3]),
-            mount_point: PathBuf::from(unescape(fields[4])),
+            root: unescape_mountinfo(fields[3]),
+            mount_point: PathBuf::from(unescape_mountinfo(fields[4])),
         });
     }
     mounts
@@ -564,8 +539,6 @@ mod tests {
     fn malformed_lines_are_skipped() {
         assert!(parse_mountinfo("garbage\n1 2 3 - cgroup2\n").is_empty());
         assert_eq!(parse_proc_cgroup("x:y:z\n3:pids\n0::/ok\n").len(), 1);
-        assert_eq!(unescape("a\\040b\\"), "a b\\");
-        assert_eq!(unescape("\\777"), "\\777");
     }
 
     fn facts(own: Option<OwnFacts>) -> V2Facts {
