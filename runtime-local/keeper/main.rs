@@ -60,6 +60,7 @@ const SIGPIPE: c_int = 13;
 const SIGTERM: c_int = 15;
 const SIGCHLD: c_int = 17;
 const SIG_SETMASK: c_int = 2;
+const SIG_DFL: usize = 0;
 const SIG_IGN: usize = 1;
 const PR_SET_PDEATHSIG: c_int = 1;
 const PR_SET_NAME: c_int = 15;
@@ -74,6 +75,19 @@ const RLIMIT_FSIZE: c_int = 1;
 const RLIMIT_AS: c_int = 9;
 const EINTR: c_int = 4;
 const SYS_CLOSE_RANGE: c_long = 436;
+#[cfg(target_arch = "x86_64")]
+const SYS_RT_SIGACTION: c_long = 13;
+#[cfg(target_arch = "aarch64")]
+const SYS_RT_SIGACTION: c_long = 134;
+
+/// The kernel's `struct sigaction` on x86_64 and aarch64 (not glibc's).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: c_ulong,
+    restorer: usize,
+    mask: u64,
+}
 
 /// The status pipe and the start-error pipe.
 const STATUS_FD: c_int = 3;
@@ -287,6 +301,26 @@ unsafe fn start_shell(
             _exit(137);
         }
         check(setpgid(0, 0));
+        // glibc's posix_spawn leaves its two internal signals (32 and 33,
+        // which its `sigaction` will not touch) ignored, and an ignored
+        // signal stays ignored across exec: the command gets them back at
+        // their default action, as every other signal (as the in-process
+        // keeper's `child::default_signal_dispositions` does).
+        let default = KernelSigaction {
+            handler: SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        for signal in [32 as c_ulong, 33] {
+            syscall(
+                SYS_RT_SIGACTION,
+                signal,
+                &default as *const KernelSigaction,
+                core::ptr::null_mut::<KernelSigaction>(),
+                8 as c_ulong,
+            );
+        }
         for (resource, bytes) in [(RLIMIT_AS, address_space), (RLIMIT_FSIZE, file_size)] {
             if let Some(bytes) = bytes {
                 let limit = Rlimit {

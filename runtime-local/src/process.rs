@@ -557,6 +557,9 @@ pub fn start(launch: &Launch) -> io::Result<Started> {
             }
             // Whatever berth's caller left open (and a hook opened) is not
             // the command's: only 0, 1 and 2 survive the exec.
+            // Every signal at its default action, as the keeper program
+            // leaves it.
+            child::default_signal_dispositions();
             child::cloexec_from(3);
             Ok(())
         });

@@ -227,6 +227,47 @@ pub fn reset_signal_handlers() {
     }
 }
 
+/// The kernel's `struct sigaction` on the 64-bit targets berth runs on
+/// (handler, flags, restorer, a 64-bit mask), for the raw system call.
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Sets every signal to its default action, the ignored ones included
+/// (exec keeps a signal ignored), so the program about to be exec'd starts
+/// as it would from a fresh login: whatever the host ignores (SIGINT under
+/// `nohup`, glibc's internal signals after `posix_spawn`) is not the
+/// command's. Uses the raw `rt_sigaction` system call, which, unlike
+/// glibc's `sigaction`, also reaches glibc's internal signals 32 and 33.
+pub fn default_signal_dispositions() {
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for signal in 1..65 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction(2) with a pointer to a local struct of the
+        // kernel's layout and the kernel's sigset size (8 bytes).
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal as libc::c_long,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8 as libc::c_long,
+            );
+        }
+    }
+}
+
 /// Checks a system call's return value: negative is the current errno.
 pub fn check(ret: libc::c_long) -> io::Result<()> {
     if ret < 0 {

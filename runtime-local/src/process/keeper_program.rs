@@ -160,12 +160,33 @@ fn install(program: &[u8]) -> io::Result<Installed> {
         }
         written += count as usize;
     }
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: fcntl(2) adding seals to our own file: nobody can change the
-    // program from now on.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+    // Nobody can change the program from now on, nor (kernels since 6.3,
+    // `F_SEAL_EXEC`) its mode: a command running as berth's user could
+    // otherwise `chmod` it through `/proc` and so make berth fork.
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl(2) adding seals to our own file.
+    let exec_sealed = unsafe {
+        libc::fcntl(
+            file.as_raw_fd(),
+            libc::F_ADD_SEALS,
+            seals | libc::F_SEAL_EXEC | libc::F_SEAL_SEAL,
+        )
+    } == 0;
+    // SAFETY: as above, without the seal older kernels do not know.
+    if !exec_sealed
+        && unsafe {
+            libc::fcntl(
+                file.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                seals | libc::F_SEAL_SEAL,
+            )
+        } != 0
+    {
         return Err(io::Error::last_os_error());
     }
+    // The descriptor must not be one the spawned child's file actions
+    // overwrite before it execs the program (a host with 0 to 4 closed).
+    let file = above_targets(file)?;
     let path =
         CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL in a number");
     if !std::path::Path::new(OsStr::from_bytes(path.as_bytes())).exists() {

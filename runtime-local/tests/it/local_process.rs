@@ -506,3 +506,28 @@ async fn commands_start_through_the_keeper_program_unless_told_otherwise() {
     );
     assert_eq!(name, "berth-keeper");
 }
+
+/// The signals a command starts with ignored, from its `/proc` status.
+async fn ignored_signals_of_a_command() -> String {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    let result = rt
+        .execute(ExecCommand::new(
+            "grep -E '^Sig(Ign|Blk)' /proc/self/status",
+        ))
+        .await
+        .unwrap();
+    session.close().await.unwrap();
+    result.stdout_lossy().into_owned()
+}
+
+#[tokio::test]
+async fn commands_start_with_no_signal_ignored_or_blocked() {
+    // This test process ignores SIGPIPE (Rust's runtime does); the command
+    // gets every signal at its default, whichever keeper starts it.
+    let expected = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n";
+    assert_eq!(ignored_signals_of_a_command().await, expected);
+    runtime_local::process::use_in_process_keeper(true);
+    assert_eq!(ignored_signals_of_a_command().await, expected);
+}
