@@ -576,50 +576,102 @@ pub fn start(launch: &Launch) -> io::Result<Started> {
     unsafe {
         libc::setpgid(pid, pid);
     }
-    let pidfd = pidfd_open(pid)?;
-    let exit = match status_read {
-        // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and
-        // unchanged for as long as it is registered.
-        Some(read) => ExitWatch::Report(
-            unsafe { AsyncFd::register_with_interest(read, tokio::io::Interest::READABLE) }
-                .map_err(io::Error::from)?,
-        ),
-        None => ExitWatch::Reap,
-    };
-    let stdin = child
-        .stdin
-        .take()
-        .map(|s| pipe::Sender::from_owned_fd(OwnedFd::from(s)))
-        .transpose()?;
-    let stdout = pipe::Receiver::from_owned_fd(OwnedFd::from(child.stdout.take().expect("piped")))?;
-    let stderr = pipe::Receiver::from_owned_fd(OwnedFd::from(child.stderr.take().expect("piped")))?;
-    // `child` is dropped without waiting: the pidfd and wait4 below reap it.
+    let stdin = child.stdin.take().map(OwnedFd::from);
+    let stdout = OwnedFd::from(child.stdout.take().expect("piped"));
+    let stderr = OwnedFd::from(child.stderr.take().expect("piped"));
+    // `child` is dropped without waiting: the pidfd and wait4 reap it.
     drop(child);
-    Ok(Started {
-        pid,
-        // SAFETY: as above, the AsyncFd owns the pidfd.
-        pidfd: Arc::new(
-            unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
-                .map_err(io::Error::from)?,
-        ),
-        exit,
-        cgroup: launch.cgroup.clone(),
+    let io = StartedIo {
+        status_read,
         stdin,
         stdout,
         stderr,
-        started_at,
-    })
+    };
+    adopt(pid, io, launch.cgroup.clone(), started_at)
 }
 
-/// A close-on-exec pipe whose read end does not block.
-fn status_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+/// berth's ends of a started process's pipes.
+struct StartedIo {
+    /// The keeper's status pipe; `None` without a keeper.
+    status_read: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Takes charge of the process `pid` just started (however it was): its
+/// pidfd and its pipes, registered with tokio. Should that fail, the
+/// process is ended (the keeper sweeps, a keeper-less child's group is
+/// killed) and reaped on a thread of its own, so nothing runs unowned.
+fn adopt(
+    pid: i32,
+    io: StartedIo,
+    cgroup: Option<Arc<CommandCgroup>>,
+    started_at: Instant,
+) -> io::Result<Started> {
+    let keeper = io.status_read.is_some();
+    let adopted = (|| {
+        let pidfd = pidfd_open(pid)?;
+        let exit = match io.status_read {
+            // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and
+            // unchanged for as long as it is registered.
+            Some(read) => ExitWatch::Report(
+                unsafe { AsyncFd::register_with_interest(read, tokio::io::Interest::READABLE) }
+                    .map_err(io::Error::from)?,
+            ),
+            None => ExitWatch::Reap,
+        };
+        Ok(Started {
+            pid,
+            // SAFETY: as above, the AsyncFd owns the pidfd.
+            pidfd: Arc::new(
+                unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+                    .map_err(io::Error::from)?,
+            ),
+            exit,
+            cgroup,
+            stdin: io.stdin.map(pipe::Sender::from_owned_fd).transpose()?,
+            stdout: pipe::Receiver::from_owned_fd(io.stdout)?,
+            stderr: pipe::Receiver::from_owned_fd(io.stderr)?,
+            started_at,
+        })
+    })();
+    if adopted.is_err() {
+        // SAFETY: kill(2) of our own child (or its group); the pid stays
+        // ours until it is reaped below.
+        unsafe {
+            if keeper {
+                libc::kill(pid, libc::SIGTERM);
+                libc::kill(pid, libc::SIGCONT);
+            } else {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+        std::thread::spawn(move || {
+            let mut status = 0;
+            // SAFETY: waitpid(2) of our own child with a local out-pointer.
+            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+                && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+            {}
+        });
+    }
+    adopted
+}
+
+/// A close-on-exec pipe: (read end, write end).
+fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2(2) with a pointer to a local array of two fds.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the kernel just returned these fds; nothing else owns them.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A close-on-exec pipe whose read end does not block.
+fn status_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = cloexec_pipe()?;
     // SAFETY: fcntl(2) on the read end we own.
     unsafe {
         let flags = libc::fcntl(read.as_raw_fd(), libc::F_GETFL);

@@ -27,11 +27,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::io::unix::AsyncFd;
-use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
-use super::{ExitWatch, Launch, Started, keeper, pidfd_open, status_pipe};
+use super::{Launch, Started, StartedIo, adopt, cloexec_pipe, keeper, status_pipe};
 
 /// The program, as `build.rs` left it.
 #[cfg(berth_keeper_program)]
@@ -256,17 +254,6 @@ fn c_string(bytes: &[u8]) -> io::Result<CString> {
     })
 }
 
-/// A close-on-exec pipe: (read end, write end).
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2(2) with a pointer to a local array of two fds.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned these fds; nothing else owns them.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 /// `fd` at a number of 5 or more (close-on-exec), so that no file action
 /// that puts a descriptor on 0 to 4 overwrites a source not yet moved.
 fn above_targets(fd: OwnedFd) -> io::Result<OwnedFd> {
@@ -388,7 +375,7 @@ fn spawn(program: &Installed, launch: &Launch) -> Result<Started, Spawn> {
     env_ptrs.push(std::ptr::null_mut());
 
     let (stdin_parent, stdin_child) = if launch.with_stdin {
-        let (read, write) = pipe()?;
+        let (read, write) = cloexec_pipe()?;
         (Some(write), read)
     } else {
         // SAFETY: open(2) of a NUL-terminated path.
@@ -399,10 +386,10 @@ fn spawn(program: &Installed, launch: &Launch) -> Result<Started, Spawn> {
         // SAFETY: the kernel just returned this descriptor.
         (None, unsafe { OwnedFd::from_raw_fd(null) })
     };
-    let (stdout_read, stdout_write) = pipe()?;
-    let (stderr_read, stderr_write) = pipe()?;
+    let (stdout_read, stdout_write) = cloexec_pipe()?;
+    let (stderr_read, stderr_write) = cloexec_pipe()?;
     let (status_read, status_write) = status_pipe()?;
-    let (error_read, error_write) = pipe()?;
+    let (error_read, error_write) = cloexec_pipe()?;
     let child_side = [
         above_targets(stdin_child)?,
         above_targets(stdout_write)?,
@@ -453,29 +440,13 @@ fn spawn(program: &Installed, launch: &Launch) -> Result<Started, Spawn> {
         return Err(Spawn::Failed(io::Error::from_raw_os_error(errno)));
     }
     drop(error_read);
-    let pidfd = pidfd_open(pid)?;
-    let stdin = stdin_parent.map(pipe::Sender::from_owned_fd).transpose()?;
-    let stdout = pipe::Receiver::from_owned_fd(stdout_read)?;
-    let stderr = pipe::Receiver::from_owned_fd(stderr_read)?;
-    Ok(Started {
-        pid,
-        // SAFETY: the AsyncFd owns the pidfd, so it stays open and
-        // unchanged for as long as it is registered.
-        pidfd: std::sync::Arc::new(
-            unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
-                .map_err(io::Error::from)?,
-        ),
-        // SAFETY: as above, for the status pipe's read end.
-        exit: ExitWatch::Report(
-            unsafe { AsyncFd::register_with_interest(status_read, tokio::io::Interest::READABLE) }
-                .map_err(io::Error::from)?,
-        ),
-        cgroup: None,
-        stdin,
-        stdout,
-        stderr,
-        started_at,
-    })
+    let io = StartedIo {
+        status_read: Some(status_read),
+        stdin: stdin_parent,
+        stdout: stdout_read,
+        stderr: stderr_read,
+    };
+    adopt(pid, io, None, started_at).map_err(Spawn::Failed)
 }
 
 /// Waits for the start-error pipe to end: `None` when the command exec'd,
