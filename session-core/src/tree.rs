@@ -895,6 +895,10 @@ pub struct WalkEntry<'w> {
     pub rel: &'w OsStr,
     /// How many components `rel` has (1 for the root's own entries).
     pub depth: usize,
+    /// The entries of `dir` the walk returns after this one (directories
+    /// aside, whose own entries come in between), last first: what a
+    /// caller may prepare ahead, knowing the walk's order.
+    pub upcoming: &'w [DirEntry],
 }
 
 struct WalkFrame {
@@ -1016,6 +1020,7 @@ impl Walker {
                     kind: last.kind,
                     rel: OsStr::from_bytes(&self.rel),
                     depth,
+                    upcoming: &self.stack.state().pending,
                 }));
             }
             if self.stack.depth() == 0 {

@@ -1,15 +1,15 @@
 //! Walking a directory into a manifest and an archive in one pass.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::ops::Range;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::{mem, panic, thread};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread;
 
 use super::Snapshot;
 use super::frames::{FramedWriter, frame_target};
@@ -18,25 +18,28 @@ use super::rules::{SnapshotRules, Verdict};
 use super::sparse::{self, Region, SparseWriter};
 use crate::compression::Compression;
 use crate::error::{Error, Result};
-use crate::tree::{Dir, FileKind, Opened, ProcFd, Stat, Walker};
+use crate::tree::{Dir, FileKind, Opened, ProcFd, Stat, WalkEntry, Walker};
 
 const TAR_BLOCK: u64 = 512;
 
-/// Files up to this size are read whole into a [`Batch`] and archived from
-/// it, and the batch is hashed on another thread while the walk goes on.
+/// Files up to this size are read whole, hashed, and archived from memory.
 /// Larger files are streamed and hashed as they are read.
 const SMALL_FILE: u64 = 64 << 10;
 
-/// A batch is closed (and, from the first one on, handed to the hashing
-/// thread) once it holds this many files or bytes. The first batch is also
-/// the threshold for the thread: a tree with fewer small files is hashed on
-/// the walking thread, where a thread would cost more than it saves.
-const BATCH_FILES: usize = 256;
-const BATCH_BYTES: usize = 256 << 10;
+/// A directory's next files are shared with a second thread once at least
+/// this many come in a row (fewer are not worth waking it for).
+const RUN_FILES: usize = 16;
 
-/// Closed batches waiting for the hashing thread; the walk blocks beyond
-/// this, which bounds the memory held by a capture.
-const BATCHES_QUEUED: usize = 4;
+/// The most files one run holds.
+const RUN_MAX: usize = 4096;
+
+/// A run is fetched in chunks of this many files, each by whichever thread
+/// claims it first.
+const CHUNK_FILES: usize = 8;
+
+/// Chunks the reader may have fetched ahead of the walk; it waits beyond
+/// this, which bounds the memory a capture holds.
+const CHUNKS_AHEAD: usize = 4;
 
 pub(super) fn capture(
     root: &Path,
@@ -74,8 +77,9 @@ pub(super) fn capture(
     builder.mode(tar::HeaderMode::Complete);
     builder.follow_symlinks(false);
 
-    // The scope joins the hashing thread, if one was started, before the
-    // capture returns, whatever happened during the walk.
+    // The scope joins the reading thread, if one was started, before the
+    // capture returns, whatever happened during the walk: the archiver,
+    // which holds its queue, is gone by then, so the thread has ended.
     let (builder, entries, other_paths) = thread::scope(|scope| -> Result<_> {
         let mut archiver = Archiver {
             rules,
@@ -83,19 +87,15 @@ pub(super) fn capture(
             builder,
             entries: Vec::new(),
             other_paths: Vec::new(),
-            hashes: DeferredHashes::new(scope),
+            ahead: ReadAhead::new(scope),
         };
         archiver.walk(&root)?;
         let Archiver {
             builder,
-            mut entries,
+            entries,
             other_paths,
-            hashes,
             ..
         } = archiver;
-        for (index, hash) in hashes.finish() {
-            entries[index].0.hash = hash;
-        }
         Ok((builder, entries, other_paths))
     })?;
     let framed = builder.into_inner().map_err(io_err)?;
@@ -139,11 +139,10 @@ struct Archiver<'r, 'scope, 'env, W: Write> {
     /// Looked up once for the whole walk (see [`Dir::open_regular_in`]).
     proc_fd: ProcFd,
     builder: tar::Builder<W>,
-    /// Entries with the offset of their data in the tar stream. The hash of
-    /// a small file is filled in from `hashes` once the walk is done.
+    /// Entries with the offset of their data in the tar stream.
     entries: Vec<(ManifestEntry, u64)>,
     other_paths: Vec<String>,
-    hashes: DeferredHashes<'scope, 'env>,
+    ahead: ReadAhead<'scope, 'env>,
 }
 
 impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
@@ -187,10 +186,25 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
                         }
                     }
                 }
-                FileKind::File | FileKind::Symlink if self.rules.leaf(&rel) == Verdict::Exclude => {
+                FileKind::File => {
+                    // A file of the run read ahead was found included when
+                    // the run was planned.
+                    if let Some(fetched) =
+                        self.ahead
+                            .take(entry.depth, entry.dir, entry.name, &self.proc_fd)
+                    {
+                        self.add_file(root, entry.dir, entry.name, rel, fetched)?;
+                    } else if self.rules.leaf(&rel) == Verdict::Exclude {
+                        self.other_paths.push(rel);
+                    } else {
+                        self.ahead.plan(&entry, &rel, self.rules);
+                        let fetched = fetch(entry.dir, entry.name, &self.proc_fd);
+                        self.add_file(root, entry.dir, entry.name, rel, fetched)?;
+                    }
+                }
+                FileKind::Symlink if self.rules.leaf(&rel) == Verdict::Exclude => {
                     self.other_paths.push(rel);
                 }
-                FileKind::File => self.add_file(root, entry.dir, entry.name, rel)?,
                 FileKind::Symlink => self.add_symlink(root, entry.dir, entry.name, rel)?,
                 // Sockets, fifos and devices are never archived.
                 FileKind::Other => self.other_paths.push(rel),
@@ -199,23 +213,31 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
         Ok(())
     }
 
-    fn add_file(&mut self, root: &Path, dir: &Dir, name: &OsStr, rel: String) -> Result<()> {
+    /// Archives the file `name` of `dir` as `fetched` found it.
+    fn add_file(
+        &mut self,
+        root: &Path,
+        dir: &Dir,
+        name: &OsStr,
+        rel: String,
+        fetched: Fetched,
+    ) -> Result<()> {
         // Only for errors: not joined for every file.
         let abs = || root.join(&rel);
-        // Only a regular file is opened: a file swapped for a symlink
-        // mid-walk must not pull a file from outside the tree into the
-        // archive, nor may a FIFO or device swapped in be opened at all.
-        let (file, stat) = match dir.open_regular_in(name, &self.proc_fd) {
-            Ok(Opened::File(file, stat)) => (file, stat),
-            Ok(Opened::NotRegular(stat)) if stat.kind == FileKind::Symlink => {
+        let archiving = |err: io::Error| Error::io("archiving", &abs())(err);
+        let (stat, content) = match fetched {
+            Fetched::Read { stat, bytes, hash } => (stat, Content::Read(bytes, hash)),
+            Fetched::Opened(file, stat) => (stat, Content::Stream(file)),
+            Fetched::NotRegular(stat) if stat.kind == FileKind::Symlink => {
                 return self.add_symlink(root, dir, name, rel);
             }
-            Ok(Opened::NotRegular(_)) => {
+            Fetched::NotRegular(_) => {
                 self.other_paths.push(rel);
                 return Ok(());
             }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(Error::io("opening", &abs())(err)),
+            Fetched::OpenFailed(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Fetched::OpenFailed(err) => return Err(Error::io("opening", &abs())(err)),
+            Fetched::ReadFailed(err) => return Err(archiving(err)),
         };
         let size = stat.size;
         let mode = stat.mode & PERMISSION_BITS;
@@ -224,26 +246,21 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
         header.set_size(size);
         header.set_mode(mode);
         header.set_mtime(stat.mtime.max(0) as u64);
-        let archiving = |err: io::Error| Error::io("archiving", &abs())(err);
         self.builder.get_mut().boundary().map_err(archiving)?;
-        let index = self.entries.len();
-        let hash = if size <= SMALL_FILE {
-            let bytes = self
-                .hashes
-                .read(index, ExactReader::new(file, size))
-                .map_err(archiving)?;
-            self.builder
-                .append_data(&mut header, &rel, bytes)
-                .map_err(archiving)?;
-            self.hashes.close_if_full();
-            // Filled in by `capture` from the deferred hashes.
-            ContentHash([0; 32])
-        } else {
-            let mut reader = ExactHashingReader::new(file, size);
-            self.builder
-                .append_data(&mut header, &rel, &mut reader)
-                .map_err(archiving)?;
-            reader.hash()
+        let hash = match content {
+            Content::Read(bytes, hash) => {
+                self.builder
+                    .append_data(&mut header, &rel, bytes.as_slice())
+                    .map_err(archiving)?;
+                hash
+            }
+            Content::Stream(file) => {
+                let mut reader = ExactHashingReader::new(file, size);
+                self.builder
+                    .append_data(&mut header, &rel, &mut reader)
+                    .map_err(archiving)?;
+                reader.hash()
+            }
         };
         let end = self.builder.get_ref().position();
         let offset = end - size.div_ceil(TAR_BLOCK) * TAR_BLOCK;
@@ -373,157 +390,289 @@ pub fn append_symlink<W: Write>(
     builder.append_data(header, path, io::empty())
 }
 
-/// Small files' bytes, read whole one after another, with the entry each
-/// belongs to.
-#[derive(Default)]
-struct Batch {
-    data: Vec<u8>,
-    /// Entry index and where its bytes are in `data`.
-    files: Vec<(usize, Range<usize>)>,
+/// What opening (and, for a small file, reading) a regular file's name
+/// found: done on the walking thread, or ahead of it on the reader's.
+#[derive(Debug)]
+enum Fetched {
+    /// A small file, read whole, with the hash of its bytes.
+    Read {
+        stat: Stat,
+        bytes: Vec<u8>,
+        hash: ContentHash,
+    },
+    /// A larger file, open, for the walk to stream into the archive.
+    Opened(File, Stat),
+    /// Something else is at the name now (never opened for reading).
+    NotRegular(Stat),
+    /// The name could not be opened.
+    OpenFailed(io::Error),
+    /// The small file could not be read.
+    ReadFailed(io::Error),
 }
 
-impl Batch {
-    fn is_full(&self) -> bool {
-        self.files.len() >= BATCH_FILES || self.data.len() >= BATCH_BYTES
-    }
+/// A file's bytes for its member.
+enum Content {
+    Read(Vec<u8>, ContentHash),
+    Stream(File),
+}
 
-    fn hash_into(&self, hashes: &mut Vec<(usize, ContentHash)>) {
-        hashes.extend(
-            self.files
-                .iter()
-                .map(|(index, range)| (*index, ContentHash::of(&self.data[range.clone()]))),
-        );
-    }
-
-    fn clear(&mut self) {
-        self.data.clear();
-        self.files.clear();
+/// Opens the regular file `name` of `dir` (see [`Dir::open_regular_in`])
+/// and reads and hashes it when it is small.
+fn fetch(dir: &Dir, name: &OsStr, proc_fd: &ProcFd) -> Fetched {
+    match dir.open_regular_in(name, proc_fd) {
+        Ok(Opened::File(file, stat)) if stat.size <= SMALL_FILE => {
+            // `size` bytes exactly, whatever the file holds by now.
+            let mut bytes = vec![0; stat.size as usize];
+            match ExactReader::new(file, stat.size).read_exact(&mut bytes) {
+                Ok(()) => Fetched::Read {
+                    stat,
+                    hash: ContentHash::of(&bytes),
+                    bytes,
+                },
+                Err(err) => Fetched::ReadFailed(err),
+            }
+        }
+        Ok(Opened::File(file, stat)) => Fetched::Opened(file, stat),
+        Ok(Opened::NotRegular(stat)) => Fetched::NotRegular(stat),
+        Err(err) => Fetched::OpenFailed(err),
     }
 }
 
-/// The hashes of small files, computed off the walking thread once the tree
-/// has more than one batch of them, so hashing overlaps the file I/O.
-struct DeferredHashes<'scope, 'env> {
+/// Files of the walk's current directory opened, read and hashed by two
+/// threads, so both cores share a capture's system calls: the walking
+/// thread, which also writes the archive, and a reader.
+///
+/// The walk knows what comes next in a directory ([`WalkEntry::upcoming`]):
+/// when it reaches a file followed by at least [`RUN_FILES`] more files in
+/// a row that the rules include, those (a run) are cut into chunks of
+/// [`CHUNK_FILES`], and each chunk is fetched by whichever thread claims it
+/// first, in order: the reader claims the next unclaimed chunk whenever it
+/// is free (with at most [`CHUNKS_AHEAD`] waiting for the walk), and so
+/// does the walk whenever the chunk it needs next is not there yet. So
+/// neither thread waits for the other while there is work, whichever is
+/// faster. An entry that is not the run's next file (which
+/// only a failed walk would cause) drops the run. No file outside a run is
+/// opened ahead, and none the walk would not open itself.
+///
+/// [`WalkEntry::upcoming`]: crate::tree::WalkEntry::upcoming
+struct ReadAhead<'scope, 'env> {
     scope: &'scope thread::Scope<'scope, 'env>,
-    /// The batch being filled.
-    batch: Batch,
-    /// Started when the first batch is closed.
-    worker: Option<HashWorker<'scope>>,
-    /// No thread could be started: every batch is hashed here.
+    /// Started with the first run.
+    reader: Option<Sender<Run>>,
+    /// No thread could be started: the walk fetches everything itself.
     inline: bool,
-    /// Hashes computed on the walking thread.
-    done: Vec<(usize, ContentHash)>,
+    /// The run the walk is in, if any.
+    current: Option<Taking>,
 }
 
-struct HashWorker<'scope> {
-    batches: SyncSender<Batch>,
-    /// Hashed batches coming back, emptied, for their buffers to be reused.
-    spare: Receiver<Batch>,
-    thread: thread::ScopedJoinHandle<'scope, Vec<(usize, ContentHash)>>,
+/// A run, as both threads see it.
+struct Shared {
+    names: Vec<OsString>,
+    /// How many chunks were claimed, by either thread, in order: the next
+    /// one to claim.
+    claimed: AtomicUsize,
 }
 
-impl<'scope, 'env> DeferredHashes<'scope, 'env> {
+impl Shared {
+    fn chunks(&self) -> usize {
+        self.names.len().div_ceil(CHUNK_FILES)
+    }
+
+    fn chunk(&self, index: usize) -> &[OsString] {
+        let start = index * CHUNK_FILES;
+        &self.names[start..(start + CHUNK_FILES).min(self.names.len())]
+    }
+}
+
+/// A run for the reader: names in `dir`, in the walk's order; it sends the
+/// chunks it claims, with their index.
+struct Run {
+    dir: Dir,
+    shared: Arc<Shared>,
+    fetched: SyncSender<(usize, Vec<Fetched>)>,
+}
+
+/// The walk's side of a run.
+struct Taking {
+    /// The depth of the run's entries in the walk.
+    depth: usize,
+    shared: Arc<Shared>,
+    /// The index in the run of the next file the walk takes.
+    next: usize,
+    /// The rest of the chunk the walk is in.
+    ready: std::vec::IntoIter<Fetched>,
+    /// Chunks after it, fetched by either thread, by index.
+    stash: Vec<(usize, Vec<Fetched>)>,
+    fetched: Receiver<(usize, Vec<Fetched>)>,
+}
+
+impl Taking {
+    /// Chunk `index`, the next the walk needs: fetched here if no thread
+    /// claimed it yet, else the reader's. While the reader's is not there,
+    /// the walk fetches the next unclaimed chunk itself (keeping at most
+    /// [`CHUNKS_AHEAD`] such), so it does not wait while there is work.
+    /// `None` when the reader is gone without sending it.
+    fn chunk(&mut self, index: usize, dir: &Dir, proc_fd: &ProcFd) -> Option<Vec<Fetched>> {
+        let shared = Arc::clone(&self.shared);
+        loop {
+            if let Some(at) = self.stash.iter().position(|(i, _)| *i == index) {
+                return Some(self.stash.swap_remove(at).1);
+            }
+            match self.fetched.try_recv() {
+                Ok(sent) => {
+                    self.stash.push(sent);
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            if self.stash.len() < CHUNKS_AHEAD {
+                let claimed = shared.claimed.fetch_add(1, Ordering::AcqRel);
+                if claimed < shared.chunks() {
+                    let batch = fetch_chunk(dir, shared.chunk(claimed), proc_fd);
+                    self.stash.push((claimed, batch));
+                    continue;
+                }
+            }
+            self.stash.push(self.fetched.recv().ok()?);
+        }
+    }
+}
+
+/// Fetches every file of a chunk.
+fn fetch_chunk(dir: &Dir, names: &[OsString], proc_fd: &ProcFd) -> Vec<Fetched> {
+    names.iter().map(|name| fetch(dir, name, proc_fd)).collect()
+}
+
+impl<'scope, 'env> ReadAhead<'scope, 'env> {
     fn new(scope: &'scope thread::Scope<'scope, 'env>) -> Self {
-        DeferredHashes {
+        ReadAhead {
             scope,
-            batch: Batch::default(),
-            worker: None,
+            reader: None,
             inline: false,
-            done: Vec::new(),
+            current: None,
         }
     }
 
-    /// Reads a small file whole into the current batch, for entry `index`,
-    /// and returns its bytes.
-    fn read(&mut self, index: usize, mut reader: ExactReader) -> io::Result<&[u8]> {
-        let data = &mut self.batch.data;
-        let start = data.len();
-        let end = start + reader.remaining as usize;
-        data.resize(end, 0);
-        if let Err(err) = reader.read_exact(&mut data[start..]) {
-            data.truncate(start);
-            return Err(err);
+    /// The file `name` of `dir` fetched, when it is the current run's next
+    /// file; `None` when it is not in a run.
+    fn take(&mut self, depth: usize, dir: &Dir, name: &OsStr, proc_fd: &ProcFd) -> Option<Fetched> {
+        let run = self.current.as_mut()?;
+        if run.depth != depth
+            || run.shared.names.get(run.next).map(OsString::as_os_str) != Some(name)
+        {
+            self.current = None;
+            return None;
         }
-        self.batch.files.push((index, start..end));
-        Ok(&data[start..])
+        if run.next % CHUNK_FILES == 0 {
+            let Some(batch) = run.chunk(run.next / CHUNK_FILES, dir, proc_fd) else {
+                // The reader is gone (a panic, resumed when the capture's
+                // scope joins it): the walk goes on by itself.
+                self.current = None;
+                return None;
+            };
+            run.ready = batch.into_iter();
+        }
+        run.next += 1;
+        let fetched = run.ready.next();
+        if fetched.is_none() || run.next == run.shared.names.len() {
+            self.current = None;
+        }
+        fetched
     }
 
-    /// Hands the current batch over once it is full.
-    fn close_if_full(&mut self) {
-        if !self.batch.is_full() {
+    /// Called at an included file `entry` the walk fetches itself (`rel` is
+    /// its path): makes a run of the files right after it, when there are
+    /// enough of them.
+    fn plan(&mut self, entry: &WalkEntry<'_>, rel: &str, rules: &SnapshotRules) {
+        if self.inline {
             return;
         }
-        if self.worker.is_none() && !self.inline {
-            self.worker = self.spawn();
-            self.inline = self.worker.is_none();
-        }
-        let Some(worker) = &self.worker else {
-            self.batch.hash_into(&mut self.done);
-            self.batch.clear();
+        let Some(prefix) = entry.name.to_str().and_then(|name| rel.strip_suffix(name)) else {
             return;
         };
-        let next = worker.spare.try_recv().unwrap_or_default();
-        let full = mem::replace(&mut self.batch, next);
-        if let Err(mpsc::SendError(full)) = worker.batches.send(full) {
-            // The thread is gone, which only a panic does: `join` resumes
-            // it here.
-            self.join();
-            self.inline = true;
-            full.hash_into(&mut self.done);
+        let mut names = Vec::new();
+        for next in entry.upcoming.iter().rev().take(RUN_MAX) {
+            if next.kind != FileKind::File {
+                break;
+            }
+            let Some(name) = next.name.to_str() else {
+                break;
+            };
+            if rules.leaf(&format!("{prefix}{name}")) == Verdict::Exclude {
+                break;
+            }
+            names.push(next.name.clone());
         }
+        if names.len() < RUN_FILES {
+            return;
+        }
+        let Ok(dir) = entry.dir.try_clone() else {
+            return;
+        };
+        if self.reader.is_none() {
+            self.reader = self.spawn();
+            self.inline = self.reader.is_none();
+        }
+        let Some(reader) = &self.reader else {
+            return;
+        };
+        let shared = Arc::new(Shared {
+            names,
+            claimed: AtomicUsize::new(0),
+        });
+        let (fetched, taken) = mpsc::sync_channel(CHUNKS_AHEAD);
+        let run = Run {
+            dir,
+            shared: Arc::clone(&shared),
+            fetched,
+        };
+        if reader.send(run).is_err() {
+            // The reader is gone (a panic, resumed when the scope joins it).
+            self.reader = None;
+            self.inline = true;
+            return;
+        }
+        self.current = Some(Taking {
+            depth: entry.depth,
+            shared,
+            next: 0,
+            ready: Vec::new().into_iter(),
+            stash: Vec::new(),
+            fetched: taken,
+        });
     }
 
-    fn spawn(&self) -> Option<HashWorker<'scope>> {
-        let (batches, queue) = mpsc::sync_channel::<Batch>(BATCHES_QUEUED);
-        let (give_back, spare) = mpsc::channel();
+    fn spawn(&self) -> Option<Sender<Run>> {
+        let (runs, queue) = mpsc::channel::<Run>();
         let thread = thread::Builder::new()
-            .name("berth-hash".into())
+            .name("berth-snapshot".into())
             .spawn_scoped(self.scope, move || {
-                let mut hashes = Vec::new();
-                for mut batch in queue {
-                    batch.hash_into(&mut hashes);
-                    batch.clear();
-                    // The walk may be over and no longer take buffers back.
-                    let _ = give_back.send(batch);
+                let Ok(proc_fd) = ProcFd::current() else {
+                    return;
+                };
+                for run in queue {
+                    let shared = &run.shared;
+                    loop {
+                        let chunk = shared.claimed.fetch_add(1, Ordering::AcqRel);
+                        if chunk >= shared.chunks() {
+                            break;
+                        }
+                        let batch = fetch_chunk(&run.dir, shared.chunk(chunk), &proc_fd);
+                        // The walk dropped the run: on to the next one.
+                        if run.fetched.send((chunk, batch)).is_err() {
+                            break;
+                        }
+                    }
                 }
-                hashes
             });
         match thread {
-            Ok(thread) => Some(HashWorker {
-                batches,
-                spare,
-                thread,
-            }),
+            Ok(_) => Some(runs),
             Err(err) => {
-                tracing::debug!(%err, "no hashing thread; hashing on the walking thread");
+                tracing::debug!(%err, "no reading thread; the walk reads every file itself");
                 None
             }
         }
-    }
-
-    /// Waits for the hashing thread (after its queue is closed) and takes
-    /// its hashes; a panic there is resumed here.
-    fn join(&mut self) {
-        let Some(HashWorker {
-            batches, thread, ..
-        }) = self.worker.take()
-        else {
-            return;
-        };
-        drop(batches);
-        match thread.join() {
-            Ok(hashes) => self.done.extend(hashes),
-            Err(payload) => panic::resume_unwind(payload),
-        }
-    }
-
-    /// Every small file's hash, by entry index.
-    fn finish(mut self) -> Vec<(usize, ContentHash)> {
-        // The last batch is hashed here while the thread, if any, empties
-        // its queue.
-        self.batch.hash_into(&mut self.done);
-        self.join();
-        self.done
     }
 }
 
@@ -660,53 +809,21 @@ mod tests {
 
     /// A file that is shorter or longer than the size read from its
     /// metadata yields the same bytes, and the same hash, whether it is
-    /// streamed or read whole into a batch.
+    /// streamed or read whole.
     #[test]
-    fn a_batch_reads_a_file_as_the_streaming_reader_does() {
+    fn a_small_file_is_read_as_the_streaming_reader_does() {
         let dir = tempfile::tempdir().unwrap();
         for (len, size) in [(0, 0), (10, 10), (10, 700), (700, 10), (0, 5)] {
             let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
             let mut streamed = Vec::new();
             let mut reader = ExactHashingReader::new(file_of(dir.path(), "a", &bytes), size);
             reader.read_to_end(&mut streamed).unwrap();
-            thread::scope(|scope| {
-                let mut hashes = DeferredHashes::new(scope);
-                let read = hashes
-                    .read(7, ExactReader::new(file_of(dir.path(), "b", &bytes), size))
-                    .unwrap()
-                    .to_vec();
-                assert_eq!(read, streamed, "{len} bytes read as {size}");
-                assert_eq!(hashes.finish(), vec![(7, reader.hash())]);
-            });
+            let mut read = vec![0; size as usize];
+            ExactReader::new(file_of(dir.path(), "b", &bytes), size)
+                .read_exact(&mut read)
+                .unwrap();
+            assert_eq!(read, streamed, "{len} bytes read as {size}");
+            assert_eq!(ContentHash::of(&read), reader.hash());
         }
-    }
-
-    /// Past the first batch the hashes come from the hashing thread; every
-    /// file gets its own, whichever side computed it.
-    #[test]
-    fn hashes_from_many_batches_land_on_their_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        let contents: Vec<Vec<u8>> = (0..BATCH_FILES * 3 + 5)
-            .map(|i| format!("file {i}\n").repeat(i % 50).into_bytes())
-            .collect();
-        let mut got = thread::scope(|scope| {
-            let mut hashes = DeferredHashes::new(scope);
-            for (index, bytes) in contents.iter().enumerate() {
-                let file = file_of(dir.path(), "f", bytes);
-                hashes
-                    .read(index, ExactReader::new(file, bytes.len() as u64))
-                    .unwrap();
-                hashes.close_if_full();
-            }
-            assert!(hashes.worker.is_some() || hashes.inline);
-            hashes.finish()
-        });
-        got.sort_by_key(|(index, _)| *index);
-        let want: Vec<(usize, ContentHash)> = contents
-            .iter()
-            .enumerate()
-            .map(|(index, bytes)| (index, ContentHash::of(bytes)))
-            .collect();
-        assert_eq!(got, want);
     }
 }

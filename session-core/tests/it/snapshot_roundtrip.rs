@@ -361,11 +361,11 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Small files are read whole and hashed off the walking thread once there
-/// are enough of them; large ones are hashed as they are streamed. Either
-/// way each entry carries the BLAKE3 hash of the file's bytes, the archive
-/// holds those bytes, and the checksum is the one the capture gave before
-/// small files were hashed apart.
+/// Small files are read whole and hashed (by whichever of the capture's two
+/// threads fetched them); large ones are hashed as they are streamed.
+/// Either way each entry carries the BLAKE3 hash of the file's bytes, the
+/// archive holds those bytes, and the checksum is the one the capture gave
+/// when one thread did everything.
 #[test]
 fn many_small_and_a_few_large_files_hash_exactly() {
     let src = tempfile::tempdir().unwrap();
@@ -427,6 +427,99 @@ fn many_small_and_a_few_large_files_hash_exactly() {
             .unwrap();
         assert_eq!(read.len(), files.len(), "{compression}");
         for (rel, bytes, _) in &files {
+            assert!(read[rel] == *bytes, "{compression}: {rel}");
+        }
+    }
+}
+
+/// A directory's files are fetched in runs shared by two threads; whatever
+/// breaks a run (a subdirectory with files of its own, a symlink, a FIFO,
+/// a file the rules leave out, a large file, a name that is not UTF-8) sits
+/// between files of a run, and every file still lands on its own entry, in
+/// order, with its own bytes; what is left out is listed and never read.
+#[test]
+fn runs_of_files_broken_by_anything_else_archive_each_file_once() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let src = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut others: Vec<String> = Vec::new();
+    let mut links: Vec<String> = Vec::new();
+    for i in 0..700u64 {
+        let name = format!("top/n{i:04}");
+        match i % 97 {
+            13 => {
+                for j in 0..40u64 {
+                    let rel = format!("{name}/in{j:02}");
+                    files.push((rel, noise(i * 1000 + j, 100 + j as usize)));
+                }
+            }
+            29 => links.push(name),
+            41 => others.push(name),
+            53 => others.push(format!("{name}.skip")),
+            67 => files.push((format!("{name}.big"), noise(i, (64 << 10) + 7))),
+            _ => files.push((name, noise(i, (i as usize * 53) % 2000))),
+        }
+    }
+    for (rel, bytes) in &files {
+        let path = src.path().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, bytes).unwrap();
+    }
+    for rel in &links {
+        symlink("n0000", src.path().join(rel)).unwrap();
+    }
+    for rel in &others {
+        let path = src.path().join(rel);
+        if rel.ends_with(".skip") {
+            fs::write(&path, "left out").unwrap();
+        } else {
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+            // SAFETY: a valid C path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        }
+    }
+    let odd = src
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"top/n0500\xff"));
+    fs::write(&odd, "not UTF-8").unwrap();
+    let rules = SnapshotRules::new(None, &["*.skip"]).unwrap();
+    for compression in [Compression::None, Compression::Gzip] {
+        let snap = Snapshot::capture(src.path(), &rules, compression, store.path()).unwrap();
+        let mut want: Vec<(String, EntryKind, Option<ContentHash>)> = files
+            .iter()
+            .map(|(rel, bytes)| {
+                let hash = ContentHash(*blake3::hash(bytes).as_bytes());
+                (rel.clone(), EntryKind::File, Some(hash))
+            })
+            .chain(
+                links
+                    .iter()
+                    .map(|rel| (rel.clone(), EntryKind::Symlink, None)),
+            )
+            .collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        let got: Vec<(String, EntryKind, Option<ContentHash>)> = snap
+            .manifest()
+            .entries()
+            .iter()
+            .map(|e| {
+                let hash = (e.kind == EntryKind::File).then_some(e.hash);
+                (e.path.clone(), e.kind, hash)
+            })
+            .collect();
+        assert!(got == want, "{compression}: manifest differs");
+        let mut listed: Vec<String> = snap.manifest().other_paths().to_vec();
+        listed.sort();
+        let mut want_listed = others.clone();
+        want_listed.push("top/n0500\u{fffd}".to_owned());
+        want_listed.sort();
+        assert_eq!(listed, want_listed, "{compression}");
+        let read = snap
+            .read_entries(files.iter().map(|(rel, _)| rel.as_str()), u64::MAX)
+            .unwrap();
+        for (rel, bytes) in &files {
             assert!(read[rel] == *bytes, "{compression}: {rel}");
         }
     }
