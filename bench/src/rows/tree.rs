@@ -187,28 +187,38 @@ pub fn snapshot(bench: &Bench) -> BenchResult<Vec<Figure>> {
             }
         }
         let [berth, floor, synced, hashing] = samples.map(Samples::new);
-        let (label, tar_cmd) = match compression {
-            Compression::None => (format!("snapshot {n} × {size}, no compression"), "tar -cf"),
-            _ => (format!("snapshot {n} × {size}, gz"), "tar -czf"),
+        // Compressed, berth is held to a stricter target: at gzip's own
+        // level (6), its deflate (zlib-rs) is much faster than gzip's.
+        let (label, tar_cmd, target) = match compression {
+            Compression::None => (
+                format!("snapshot {n} × {size}, no compression"),
+                "tar -cf",
+                1.0,
+            ),
+            _ => (format!("snapshot {n} × {size}, gz"), "tar -czf", 0.6),
         };
         figures.push(
-            Figure::new(label, Value::Time(berth.median()), Target::RatioAtMost(1.0))
-                .floor(Value::Time(floor.median()))
-                .detail(format!("berth capture: {}", berth.summary()))
-                .detail(format!("floor `{tar_cmd}`: {}", floor.summary()))
-                .detail(format!(
-                    "`{tar_cmd}` + fsync of the archive: {}",
-                    synced.summary()
-                ))
-                .detail(format!(
-                    "hashing every file's bytes from memory (BLAKE3, as a capture does): {}",
-                    hashing.summary()
-                ))
-                .detail(format!(
-                    "archive sizes: berth {}, tar {}",
-                    fmt_bytes(berth_size),
-                    fmt_bytes(tar_size)
-                )),
+            Figure::new(
+                label,
+                Value::Time(berth.median()),
+                Target::RatioAtMost(target),
+            )
+            .floor(Value::Time(floor.median()))
+            .detail(format!("berth capture: {}", berth.summary()))
+            .detail(format!("floor `{tar_cmd}`: {}", floor.summary()))
+            .detail(format!(
+                "`{tar_cmd}` + fsync of the archive: {}",
+                synced.summary()
+            ))
+            .detail(format!(
+                "hashing every file's bytes from memory (BLAKE3, as a capture does): {}",
+                hashing.summary()
+            ))
+            .detail(format!(
+                "archive sizes: berth {}, tar {}",
+                fmt_bytes(berth_size),
+                fmt_bytes(tar_size)
+            )),
         );
     }
     Ok(figures)
