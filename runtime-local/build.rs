@@ -1,16 +1,17 @@
 //! Builds `berth-keeper` (`keeper/main.rs`), the keeper as a small program
 //! of its own that the crate embeds (`src/process/keeper_program.rs`), with
-//! the same `rustc` that builds the crate: statically linked where the C
-//! library allows it (no dynamic loader to run on every command), else
-//! dynamically. Where neither works, or on a target the program is not
-//! written for, the crate is built without it and commands start by
-//! forking berth's process.
+//! the same `rustc` that builds the crate: a static executable of a few
+//! KiB that links no C library (it makes its system calls itself), so no
+//! dynamic loader or C runtime start-up runs on every command. Where that
+//! build fails, or on a target the program is not written for, the crate is
+//! built without it and commands start by forking berth's process.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     println!("cargo::rerun-if-changed=keeper/main.rs");
+    println!("cargo::rerun-if-changed=keeper/abi.rs");
     println!("cargo::rustc-check-cfg=cfg(berth_keeper_program)");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let supported = var("CARGO_CFG_TARGET_OS") == "linux"
@@ -58,15 +59,20 @@ fn main() {
                 .to_owned())
         }
     };
+    // Not position-independent: nothing would relocate it.
     let static_link = [
+        "-C",
+        "relocation-model=static",
         "-C",
         "target-feature=+crt-static",
         "-C",
-        "link-arg=-lgcc_eh",
+        "link-arg=-nostartfiles",
         "-C",
-        "link-arg=-lgcc",
+        "link-arg=-nostdlib",
+        "-C",
+        "link-arg=-static",
     ];
-    match build(&static_link).or_else(|_| build(&[])) {
+    match build(&static_link) {
         Ok(()) => {
             println!("cargo::rustc-cfg=berth_keeper_program");
             println!("cargo::rustc-env=BERTH_KEEPER_PROGRAM={}", out.display());

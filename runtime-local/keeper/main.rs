@@ -31,21 +31,31 @@
 //! * `argv`: `berth-keeper HOST_PID AS_LIMIT FSIZE_LIMIT CWD ARGV...`,
 //!   limits in bytes or `-`; the environment is the command's.
 //!
-//! It is `no_std` and declares the few C library functions it calls
-//! itself, so `build.rs` can compile it with `rustc` alone; the numeric
-//! constants are Linux's on x86_64 and aarch64, the only targets it is
-//! built for (`src/process/keeper_program.rs` checks them against the
-//! `libc` crate's at compile time).
+//! It is `no_std` and links no C library: it makes its system calls
+//! itself (x86_64 and aarch64, the only targets it is built for; the
+//! numbers are in `abi.rs`, which `src/process/keeper_program.rs` checks
+//! against the `libc` crate's at compile time), and `build.rs` links it
+//! statically, without a dynamic loader or a C runtime to start. The whole
+//! program is a few KiB: writing it to memory once per berth process and
+//! executing it per command costs next to nothing.
 
 #![no_std]
 #![no_main]
+// The memory functions below are loops: the compiler must not turn them
+// into calls to themselves.
+#![no_builtins]
 
-use core::ffi::{c_char, c_int, c_long, c_ulong, c_void};
+use core::ffi::{c_char, c_int};
 
-/// glibc's `sigset_t`: 1024 bits.
-type SigSet = [u64; 16];
-/// Linux's `struct rusage` on 64-bit targets: two timevals, fourteen longs.
-type Rusage = [u64; 18];
+#[path = "abi.rs"]
+mod abi;
+
+use abi::*;
+
+/// The kernel's signal set.
+type SigSet = u64;
+/// Linux's `struct rusage` on 64-bit targets.
+type Rusage = [u64; RUSAGE_WORDS];
 
 #[repr(C)]
 struct Rlimit {
@@ -53,38 +63,11 @@ struct Rlimit {
     max: u64,
 }
 
-const SIGHUP: c_int = 1;
-const SIGINT: c_int = 2;
-const SIGKILL: c_int = 9;
-const SIGPIPE: c_int = 13;
-const SIGTERM: c_int = 15;
-const SIGCHLD: c_int = 17;
-const SIG_SETMASK: c_int = 2;
-const SIG_DFL: usize = 0;
-const SIG_IGN: usize = 1;
-const PR_SET_PDEATHSIG: c_int = 1;
-const PR_SET_NAME: c_int = 15;
-const PR_SET_CHILD_SUBREAPER: c_int = 36;
-const WNOHANG: c_int = 1;
-const O_RDONLY: c_int = 0;
-const O_RDWR: c_int = 2;
-const O_CLOEXEC: c_int = 0o2_000_000;
-const F_SETFD: c_int = 2;
-const FD_CLOEXEC: c_int = 1;
-const RLIMIT_FSIZE: c_int = 1;
-const RLIMIT_AS: c_int = 9;
-const EINTR: c_int = 4;
-const SYS_CLOSE_RANGE: c_long = 436;
-#[cfg(target_arch = "x86_64")]
-const SYS_RT_SIGACTION: c_long = 13;
-#[cfg(target_arch = "aarch64")]
-const SYS_RT_SIGACTION: c_long = 134;
-
 /// The kernel's `struct sigaction` on x86_64 and aarch64 (not glibc's).
 #[repr(C)]
 struct KernelSigaction {
     handler: usize,
-    flags: c_ulong,
+    flags: u64,
     restorer: usize,
     mask: u64,
 }
@@ -93,60 +76,219 @@ struct KernelSigaction {
 const STATUS_FD: c_int = 3;
 const ERROR_FD: c_int = 4;
 
-#[link(name = "c")]
-unsafe extern "C" {
-    fn __errno_location() -> *mut c_int;
-    fn _exit(code: c_int) -> !;
-    fn fork() -> c_int;
-    fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int;
-    fn getpid() -> c_int;
-    fn getppid() -> c_int;
-    fn setpgid(pid: c_int, pgid: c_int) -> c_int;
-    fn prctl(option: c_int, ...) -> c_int;
-    fn sigemptyset(set: *mut SigSet) -> c_int;
-    fn sigaddset(set: *mut SigSet, signal: c_int) -> c_int;
-    fn sigprocmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
-    fn sigwaitinfo(set: *const SigSet, info: *mut c_void) -> c_int;
-    fn signal(signal: c_int, handler: usize) -> usize;
-    fn wait4(pid: c_int, status: *mut c_int, options: c_int, usage: *mut Rusage) -> c_int;
-    fn kill(pid: c_int, signal: c_int) -> c_int;
-    fn open(path: *const c_char, flags: c_int, ...) -> c_int;
-    fn read(fd: c_int, buffer: *mut c_void, count: usize) -> isize;
-    fn write(fd: c_int, buffer: *const c_void, count: usize) -> isize;
-    fn close(fd: c_int) -> c_int;
-    fn dup2(old: c_int, new: c_int) -> c_int;
-    fn fcntl(fd: c_int, command: c_int, ...) -> c_int;
-    fn chdir(path: *const c_char) -> c_int;
-    fn setrlimit(resource: c_int, limit: *const Rlimit) -> c_int;
-    fn syscall(number: c_long, ...) -> c_long;
+/// The system calls, each returning the kernel's result: a value, or
+/// `-errno`.
+mod sys {
+    use core::arch::asm;
+
+    /// Makes system call `number` with six arguments (unused ones are
+    /// ignored by the kernel).
+    ///
+    /// # Safety
+    ///
+    /// The arguments must be what the system call expects.
+    #[inline(always)]
+    pub unsafe fn call(number: usize, args: [usize; 6]) -> isize {
+        let result: isize;
+        // SAFETY: the caller passes the call's arguments; the kernel
+        // clobbers only what is declared.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") number as isize => result,
+                in("rdi") args[0],
+                in("rsi") args[1],
+                in("rdx") args[2],
+                in("r10") args[3],
+                in("r8") args[4],
+                in("r9") args[5],
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        // SAFETY: as above.
+        #[cfg(target_arch = "aarch64")]
+        unsafe {
+            asm!(
+                "svc 0",
+                in("x8") number,
+                inlateout("x0") args[0] as isize => result,
+                in("x1") args[1],
+                in("x2") args[2],
+                in("x3") args[3],
+                in("x4") args[4],
+                in("x5") args[5],
+                options(nostack),
+            );
+        }
+        result
+    }
+}
+
+/// System call `number` with up to six arguments.
+macro_rules! syscall {
+    ($number:expr $(, $arg:expr)* $(,)?) => {{
+        let mut args = [0usize; 6];
+        let given = [$($arg as usize),*];
+        args[..given.len()].copy_from_slice(&given);
+        // SAFETY: every use passes the arguments its call expects: plain
+        // integers, or pointers to live, initialised values of the kernel's
+        // layout.
+        unsafe { sys::call($number, args) }
+    }};
+}
+
+/// The program's entry point: the stack holds `argc`, the `argv`
+/// pointers, a null, the environment's pointers, a null.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+extern "C" fn _start() -> ! {
+    core::arch::naked_asm!(
+        "xor ebp, ebp",
+        "mov rdi, rsp",
+        "and rsp, -16",
+        "call {entry}",
+        "ud2",
+        entry = sym entry,
+    )
+}
+
+/// As above, for aarch64 (whose stack pointer is 16-byte aligned already).
+#[cfg(target_arch = "aarch64")]
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+extern "C" fn _start() -> ! {
+    core::arch::naked_asm!(
+        "mov x29, xzr",
+        "mov x30, xzr",
+        "mov x0, sp",
+        "bl {entry}",
+        "brk #0",
+        entry = sym entry,
+    )
+}
+
+/// Reads `argc`, `argv` and the environment from the initial stack.
+///
+/// # Safety
+///
+/// `stack` must be the stack pointer the kernel started the program with.
+unsafe extern "C" fn entry(stack: *const usize) -> ! {
+    // SAFETY: the kernel's initial stack layout, as described above.
+    let (argc, argv, envp) = unsafe {
+        let argc = *stack;
+        let argv = stack.add(1).cast::<*const c_char>();
+        (argc, argv, argv.add(argc + 1))
+    };
+    main(argc, argv, envp)
+}
+
+// The memory functions the compiler calls for copies and fills: there is
+// no C library to provide them.
+
+/// # Safety
+///
+/// As C's `memcpy`.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: as C's memcpy: both ranges valid, not overlapping.
+    unsafe {
+        for i in 0..n {
+            *dest.add(i) = *src.add(i);
+        }
+    }
+    dest
+}
+
+/// # Safety
+///
+/// As C's `memmove`.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: as C's memmove: both ranges valid; copying in the direction
+    // that reads each byte before it is overwritten.
+    unsafe {
+        if (dest as usize) < (src as usize) {
+            for i in 0..n {
+                *dest.add(i) = *src.add(i);
+            }
+        } else {
+            for i in (0..n).rev() {
+                *dest.add(i) = *src.add(i);
+            }
+        }
+    }
+    dest
+}
+
+/// # Safety
+///
+/// As C's `memset`.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memset(dest: *mut u8, byte: c_int, n: usize) -> *mut u8 {
+    // SAFETY: as C's memset: the range is valid.
+    unsafe {
+        for i in 0..n {
+            *dest.add(i) = byte as u8;
+        }
+    }
+    dest
+}
+
+/// # Safety
+///
+/// As C's `memcmp`.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> c_int {
+    // SAFETY: as C's memcmp: both ranges valid.
+    unsafe {
+        for i in 0..n {
+            let (x, y) = (*a.add(i), *b.add(i));
+            if x != y {
+                return c_int::from(x) - c_int::from(y);
+            }
+        }
+    }
+    0
+}
+
+/// # Safety
+///
+/// As C's `bcmp`.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> c_int {
+    // SAFETY: as above.
+    unsafe { memcmp(a, b, n) }
+}
+
+/// Ends this process.
+fn exit(code: c_int) -> ! {
+    loop {
+        syscall!(SYS_EXIT_GROUP, code);
+    }
 }
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    // SAFETY: _exit(2) has no preconditions.
-    unsafe { _exit(127) }
-}
-
-fn errno() -> c_int {
-    // SAFETY: glibc's errno location is valid for the calling thread.
-    unsafe { *__errno_location() }
+    exit(127)
 }
 
 /// Writes `error` on the start-error pipe and ends this process.
 fn fail(error: c_int) -> ! {
     let bytes = error.to_ne_bytes();
-    // SAFETY: write(2) of a local buffer; _exit(2).
-    unsafe {
-        write(ERROR_FD, bytes.as_ptr().cast(), bytes.len());
-        _exit(127)
-    }
+    syscall!(SYS_WRITE, ERROR_FD, bytes.as_ptr(), bytes.len());
+    exit(127)
 }
 
-/// Fails with errno unless `result` is zero or more.
-fn check(result: c_int) {
+/// A system call's result, failing (with its errno) when it is an error.
+fn check(result: isize) -> isize {
     if result < 0 {
-        fail(errno());
+        fail(-result as c_int);
     }
+    result
 }
 
 /// The number in a NUL-terminated decimal string; `None` for `-`.
@@ -176,22 +318,34 @@ unsafe fn number(text: *const c_char) -> Option<u64> {
     digits.then_some(value)
 }
 
-fn keeper_signals() -> SigSet {
-    let mut set: SigSet = [0; 16];
-    // SAFETY: sigemptyset/sigaddset on a local set.
-    unsafe {
-        sigemptyset(&mut set);
-        for signal in [SIGCHLD, SIGTERM, SIGINT, SIGHUP] {
-            sigaddset(&mut set, signal);
-        }
-    }
-    set
+/// The bit of `signal` in a [`SigSet`].
+const fn bit(signal: c_int) -> SigSet {
+    1 << (signal - 1)
 }
 
-#[unsafe(no_mangle)]
-extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
+/// The signals the keeper waits for (blocked since berth started it).
+const KEEPER_SIGNALS: SigSet = bit(SIGCHLD) | bit(SIGTERM) | bit(SIGINT) | bit(SIGHUP);
+
+/// Sets `signal`'s action to `handler` (`SIG_DFL` or `SIG_IGN`).
+fn set_action(signal: c_int, handler: usize) -> isize {
+    let action = KernelSigaction {
+        handler,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    syscall!(
+        SYS_RT_SIGACTION,
+        signal,
+        &action as *const KernelSigaction,
+        0,
+        SIGSET_BYTES
+    )
+}
+
+fn main(argc: usize, argv: *const *const c_char, envp: *const *const c_char) -> ! {
     if argc < 6 {
-        fail(22); // EINVAL: not started by berth.
+        fail(EINVAL); // Not started by berth.
     }
     // SAFETY: argv holds argc pointers to NUL-terminated strings and a
     // terminating null pointer, as exec left them.
@@ -204,204 +358,300 @@ extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
             argv.add(5),
         )
     };
-    let signals = keeper_signals();
-    // SAFETY: prctl(2) with integer arguments. Orphans of the command's
-    // tree come to this process; berth's death reaches it as SIGTERM.
-    unsafe {
-        check(prctl(
-            PR_SET_CHILD_SUBREAPER,
-            1 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-        ));
-        check(prctl(
-            PR_SET_PDEATHSIG,
-            SIGTERM as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-        ));
-        if host.is_none_or(|host| i64::from(getppid()) != host as i64) {
-            // berth died before the signal was armed; nothing started yet.
-            _exit(137);
-        }
+    // Orphans of the command's tree come to this process; berth's death
+    // reaches it as SIGTERM.
+    check(syscall!(SYS_PRCTL, PR_SET_CHILD_SUBREAPER, 1));
+    check(syscall!(SYS_PRCTL, PR_SET_PDEATHSIG, SIGTERM));
+    if host.is_none_or(|host| syscall!(SYS_GETPPID) as u64 != host) {
+        // berth died before the signal was armed; nothing started yet.
+        exit(137);
     }
     // Whatever berth's caller left open without close-on-exec came along:
     // none of it is the command's.
-    // SAFETY: close_range(2) and close(2) of this process's descriptors.
-    unsafe {
-        if syscall(
-            SYS_CLOSE_RANGE,
-            5 as c_ulong,
-            !0u32 as c_ulong,
-            0 as c_ulong,
-        ) != 0
-        {
-            // Kernels before 5.9.
-            for fd in 5..65_536 {
-                close(fd);
-            }
+    if syscall!(SYS_CLOSE_RANGE, 5, u32::MAX, 0) != 0 {
+        // Kernels before 5.9.
+        for fd in 5..65_536 {
+            syscall!(SYS_CLOSE, fd);
         }
     }
-    // SAFETY: getpid(2) cannot fail.
-    let keeper = unsafe { getpid() };
+    let keeper = syscall!(SYS_GETPID);
     // The shell keeps the start-error pipe until its exec, and no longer.
-    // SAFETY: fcntl(2) on our own descriptor.
-    check(unsafe { fcntl(ERROR_FD, F_SETFD, FD_CLOEXEC) });
-    // SAFETY: fork(2) of this single-threaded process.
-    let shell = unsafe { fork() };
-    if shell < 0 {
-        fail(errno());
-    }
+    check(syscall!(SYS_FCNTL, ERROR_FD, F_SETFD, FD_CLOEXEC));
+    // A fork: a new process sharing nothing, SIGCHLD to this one at its end.
+    let shell = check(syscall!(SYS_CLONE, SIGCHLD, 0, 0, 0, 0));
     if shell == 0 {
         // SAFETY: argv's words from `command` on are the command's argv,
-        // null-terminated; the rest are plain system calls.
-        unsafe { start_shell(keeper, address_space, file_size, cwd, command) }
+        // null-terminated, and envp is the environment exec left.
+        unsafe {
+            start_shell(
+                keeper,
+                address_space,
+                file_size,
+                cwd,
+                command,
+                envp,
+            )
+        }
     }
-    // SAFETY: closing our copy of the start-error pipe.
-    unsafe {
-        close(ERROR_FD);
-    }
-    keep(shell, &signals)
+    syscall!(SYS_CLOSE, ERROR_FD);
+    keep(shell)
 }
 
 /// In the forked child: becomes the command's shell.
 ///
 /// # Safety
 ///
-/// `cwd` must be a NUL-terminated string and `command` a null-terminated
-/// array of them.
+/// `cwd` must be a NUL-terminated string, `command` and `envp`
+/// null-terminated arrays of them.
 unsafe fn start_shell(
-    keeper: c_int,
+    keeper: isize,
     address_space: Option<u64>,
     file_size: Option<u64>,
     cwd: *const c_char,
     command: *const *const c_char,
+    envp: *const *const c_char,
 ) -> ! {
-    let empty: SigSet = [0; 16];
-    // SAFETY: plain system calls on local values and the caller's strings.
-    unsafe {
-        check(sigprocmask(SIG_SETMASK, &empty, core::ptr::null_mut()));
-        check(prctl(
-            PR_SET_CHILD_SUBREAPER,
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-        ));
-        check(prctl(
-            PR_SET_PDEATHSIG,
-            SIGKILL as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-        ));
-        if getppid() != keeper {
-            _exit(137);
-        }
-        check(setpgid(0, 0));
-        // glibc's posix_spawn leaves its two internal signals (32 and 33,
-        // which its `sigaction` will not touch) ignored, and an ignored
-        // signal stays ignored across exec: the command gets them back at
-        // their default action, as every other signal (as the in-process
-        // keeper's `child::default_signal_dispositions` does).
-        let default = KernelSigaction {
-            handler: SIG_DFL,
-            flags: 0,
-            restorer: 0,
-            mask: 0,
-        };
-        for signal in [32 as c_ulong, 33] {
-            syscall(
-                SYS_RT_SIGACTION,
-                signal,
-                &default as *const KernelSigaction,
-                core::ptr::null_mut::<KernelSigaction>(),
-                8 as c_ulong,
-            );
-        }
-        for (resource, bytes) in [(RLIMIT_AS, address_space), (RLIMIT_FSIZE, file_size)] {
-            if let Some(bytes) = bytes {
-                let limit = Rlimit {
-                    current: bytes,
-                    max: bytes,
-                };
-                check(setrlimit(resource, &limit));
-            }
-        }
-        check(chdir(cwd));
-        // Only 0, 1 and 2 survive the exec: the status pipe goes with it
-        // (the start-error pipe is close-on-exec already, nothing above it
-        // is open).
-        check(fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC));
-        execvp(*command, command);
-        fail(errno())
+    let empty: SigSet = 0;
+    check(syscall!(
+        SYS_RT_SIGPROCMASK,
+        SIG_SETMASK,
+        &empty as *const SigSet,
+        0,
+        SIGSET_BYTES
+    ));
+    check(syscall!(SYS_PRCTL, PR_SET_CHILD_SUBREAPER, 0));
+    check(syscall!(SYS_PRCTL, PR_SET_PDEATHSIG, SIGKILL));
+    if syscall!(SYS_GETPPID) != keeper {
+        exit(137);
     }
+    check(syscall!(SYS_SETPGID, 0, 0));
+    // glibc's posix_spawn leaves its two internal signals (32 and 33,
+    // which its `sigaction` will not touch) ignored, and an ignored signal
+    // stays ignored across exec: the command gets them back at their
+    // default action, as every other signal (as the in-process keeper's
+    // `child::default_signal_dispositions` does).
+    for signal in [32, 33] {
+        set_action(signal, SIG_DFL);
+    }
+    for (resource, bytes) in [(RLIMIT_AS, address_space), (RLIMIT_FSIZE, file_size)] {
+        if let Some(bytes) = bytes {
+            let limit = Rlimit {
+                current: bytes,
+                max: bytes,
+            };
+            check(syscall!(
+                SYS_PRLIMIT64,
+                0,
+                resource,
+                &limit as *const Rlimit,
+                0
+            ));
+        }
+    }
+    check(syscall!(SYS_CHDIR, cwd));
+    // Only 0, 1 and 2 survive the exec: the status pipe goes with it (the
+    // start-error pipe is close-on-exec already, nothing above it is open).
+    check(syscall!(SYS_FCNTL, STATUS_FD, F_SETFD, FD_CLOEXEC));
+    // SAFETY: as the caller promised.
+    fail(unsafe { execvp(*command, command, envp) })
+}
+
+/// The length of a NUL-terminated string.
+///
+/// # Safety
+///
+/// `text` must point to a NUL-terminated string.
+unsafe fn length(text: *const c_char) -> usize {
+    let mut n = 0;
+    // SAFETY: reading stops at the NUL.
+    unsafe {
+        while *text.add(n) != 0 {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The value of `PATH` in `envp`, if it has one.
+///
+/// # Safety
+///
+/// `envp` must be a null-terminated array of NUL-terminated strings.
+unsafe fn search_path(envp: *const *const c_char) -> Option<&'static [u8]> {
+    let mut at = envp;
+    // SAFETY: the array and its strings, as the caller promised; they live
+    // as long as the process.
+    unsafe {
+        while !(*at).is_null() {
+            let entry = core::slice::from_raw_parts((*at).cast::<u8>(), length(*at));
+            if let Some(value) = entry.strip_prefix(b"PATH=") {
+                return Some(value);
+            }
+            at = at.add(1);
+        }
+    }
+    None
+}
+
+/// Executes `file` with `argv` and `envp` as glibc's `execvp` does: a name
+/// without a slash is looked for in the directories of the environment's
+/// `PATH` (`/bin:/usr/bin` without one; an empty entry is the working
+/// directory), skipping those where it is missing or not a directory,
+/// failing with `EACCES` if it was found somewhere but not executable, and
+/// with `ENOENT` if it was found nowhere; a file the kernel will not
+/// execute (`ENOEXEC`, a script without `#!`) is run by `/bin/sh`. Returns
+/// the errno of the failure (it returns only on failure).
+///
+/// # Safety
+///
+/// `file` must be a NUL-terminated string, `argv` and `envp` null-terminated
+/// arrays of them.
+unsafe fn execvp(
+    file: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    // SAFETY: as the caller promised.
+    let name = unsafe { core::slice::from_raw_parts(file.cast::<u8>(), length(file)) };
+    if name.is_empty() {
+        return ENOENT;
+    }
+    if name.contains(&b'/') {
+        // SAFETY: as the caller promised.
+        return unsafe { execute(file, argv, envp) };
+    }
+    if name.len() > 255 {
+        return ENAMETOOLONG;
+    }
+    // SAFETY: as the caller promised.
+    let path = unsafe { search_path(envp) }.unwrap_or(DEFAULT_PATH);
+    let mut denied = false;
+    let mut buffer = [0u8; 4096 + 256 + 2];
+    for dir in path.split(|&byte| byte == b':') {
+        if dir.len() + name.len() + 2 > buffer.len() {
+            continue;
+        }
+        let mut end = 0;
+        if !dir.is_empty() {
+            buffer[..dir.len()].copy_from_slice(dir);
+            buffer[dir.len()] = b'/';
+            end = dir.len() + 1;
+        }
+        buffer[end..end + name.len()].copy_from_slice(name);
+        buffer[end + name.len()] = 0;
+        // SAFETY: `buffer` holds a NUL-terminated path; the rest as the
+        // caller promised.
+        match unsafe { execute(buffer.as_ptr().cast(), argv, envp) } {
+            EACCES => denied = true,
+            ENOENT | ENOTDIR | ESTALE | ENODEV | ETIMEDOUT => {}
+            error => return error,
+        }
+    }
+    if denied { EACCES } else { ENOENT }
+}
+
+/// `execve` of `path`; a file the kernel cannot execute (`ENOEXEC`) is run
+/// by `/bin/sh` with the same arguments. Returns the errno of the failure.
+///
+/// # Safety
+///
+/// `path` must be a NUL-terminated string, `argv` and `envp`
+/// null-terminated arrays of them.
+unsafe fn execute(
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    let error = -syscall!(SYS_EXECVE, path, argv, envp) as c_int;
+    if error != ENOEXEC {
+        return error;
+    }
+    // `/bin/sh PATH ARGS...` (`argv[0]` is replaced by the path).
+    let mut words = [core::ptr::null::<c_char>(); 256];
+    words[0] = BOURNE_SHELL.as_ptr();
+    words[1] = path;
+    let mut n = 2;
+    // SAFETY: `argv` is null-terminated, as the caller promised.
+    unsafe {
+        let mut at = if (*argv).is_null() { argv } else { argv.add(1) };
+        while !(*at).is_null() {
+            if n + 1 >= words.len() {
+                return ENOEXEC;
+            }
+            words[n] = *at;
+            n += 1;
+            at = at.add(1);
+        }
+    }
+    -syscall!(SYS_EXECVE, BOURNE_SHELL.as_ptr(), words.as_ptr(), envp) as c_int
 }
 
 /// The keeper's life: reports the shell's end, sweeps on a signal, exits
 /// once nothing of the command is left. Never returns.
-fn keep(shell: c_int, signals: &SigSet) -> ! {
-    // SAFETY: prctl(2) renames this process; signal(2); open/dup2/close on
-    // our own descriptors.
-    unsafe {
-        prctl(
-            PR_SET_NAME,
-            c"berth-keeper".as_ptr(),
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-        );
-        // A report to a berth that is gone must fail with EPIPE, not end
-        // the keeper before its sweep.
-        signal(SIGPIPE, SIG_IGN);
-        // Nothing of the command's stays open here: berth sees the end of
-        // its pipes when the command's processes are done with them.
-        let null = open(c"/dev/null".as_ptr(), O_RDWR | O_CLOEXEC);
-        if null >= 0 {
-            for fd in 0..3 {
-                if null != fd {
-                    dup2(null, fd);
-                }
+fn keep(shell: isize) -> ! {
+    syscall!(SYS_PRCTL, PR_SET_NAME, c"berth-keeper".as_ptr());
+    // A report to a berth that is gone must fail with EPIPE, not end the
+    // keeper before its sweep.
+    set_action(SIGPIPE, SIG_IGN);
+    // Nothing of the command's stays open here: berth sees the end of its
+    // pipes when the command's processes are done with them.
+    let null = syscall!(SYS_OPENAT, AT_FDCWD, c"/dev/null".as_ptr(), O_RDWR | O_CLOEXEC);
+    if null >= 0 {
+        for fd in 0..3 {
+            if null != fd {
+                syscall!(SYS_DUP3, null, fd, 0);
             }
-            if null > 2 {
-                close(null);
-            }
+        }
+        if null > 2 {
+            syscall!(SYS_CLOSE, null);
         }
     }
     let mut status_fd = STATUS_FD;
     loop {
-        // SAFETY: sigwaitinfo(2) on the blocked set, with no info wanted.
-        let signal = unsafe { sigwaitinfo(signals, core::ptr::null_mut()) };
-        if signal == SIGCHLD {
+        let signal = syscall!(
+            SYS_RT_SIGTIMEDWAIT,
+            &KEEPER_SIGNALS as *const SigSet,
+            0,
+            0,
+            SIGSET_BYTES
+        );
+        if signal == SIGCHLD as isize {
             let children_left = reap_ready(shell, &mut status_fd);
             if status_fd < 0 && !children_left {
-                // SAFETY: _exit(2).
-                unsafe { _exit(0) };
+                exit(0);
             }
         } else if signal > 0 {
             sweep(shell, &mut status_fd);
-            // SAFETY: _exit(2).
-            unsafe { _exit(0) };
+            exit(0);
         }
     }
 }
 
+/// `wait4` for any child, with its status and usage.
+fn wait_any(options: c_int) -> (isize, c_int, Rusage) {
+    let mut status: c_int = 0;
+    let mut usage: Rusage = [0; RUSAGE_WORDS];
+    let reaped = syscall!(
+        SYS_WAIT4,
+        -1isize,
+        &mut status as *mut c_int,
+        options,
+        &mut usage as *mut Rusage
+    );
+    (reaped, status, usage)
+}
+
 /// Reaps every child that has ended, reporting the shell's end. Returns
 /// whether any child remains.
-fn reap_ready(shell: c_int, status_fd: &mut c_int) -> bool {
+fn reap_ready(shell: isize, status_fd: &mut c_int) -> bool {
     loop {
-        let mut status: c_int = 0;
-        let mut usage: Rusage = [0; 18];
-        // SAFETY: wait4(2) with local out-pointers.
-        let reaped = unsafe { wait4(-1, &mut status, WNOHANG, &mut usage) };
+        let (reaped, status, usage) = wait_any(WNOHANG);
         if reaped == shell {
             report(status_fd, status, &usage);
         } else if reaped == 0 {
             return true;
         } else if reaped < 0 {
-            return errno() == EINTR;
+            return reaped == -(EINTR as isize);
         }
     }
 }
@@ -411,36 +661,29 @@ fn report(status_fd: &mut c_int, status: c_int, usage: &Rusage) {
     if *status_fd < 0 {
         return;
     }
-    let mut record = [0u8; 4 + 144];
+    let mut record = [0u8; 4 + 8 * RUSAGE_WORDS];
     record[..4].copy_from_slice(&status.to_ne_bytes());
     for (chunk, word) in record[4..].chunks_exact_mut(8).zip(usage) {
         chunk.copy_from_slice(&word.to_ne_bytes());
     }
-    // SAFETY: one write below PIPE_BUF is atomic; a reader that is gone
-    // only loses the report.
-    unsafe {
-        write(*status_fd, record.as_ptr().cast(), record.len());
-        close(*status_fd);
-    }
+    // One write below PIPE_BUF is atomic; a reader that is gone only loses
+    // the report.
+    syscall!(SYS_WRITE, *status_fd, record.as_ptr(), record.len());
+    syscall!(SYS_CLOSE, *status_fd);
     *status_fd = -1;
 }
 
 /// Kills everything of the command and reaps it all.
-fn sweep(shell: c_int, status_fd: &mut c_int) {
-    // SAFETY: kill(2) of the shell's process group.
-    unsafe {
-        kill(-shell, SIGKILL);
-    }
+fn sweep(shell: isize, status_fd: &mut c_int) {
+    syscall!(SYS_KILL, -shell, SIGKILL);
     loop {
         kill_children();
-        let mut status: c_int = 0;
-        let mut usage: Rusage = [0; 18];
-        // SAFETY: wait4(2) with local out-pointers; blocks until a child
-        // ends (every child has just been sent SIGKILL).
-        let reaped = unsafe { wait4(-1, &mut status, 0, &mut usage) };
+        // Blocks until a child ends (every child has just been sent
+        // SIGKILL).
+        let (reaped, status, usage) = wait_any(0);
         if reaped == shell {
             report(status_fd, status, &usage);
-        } else if reaped < 0 && errno() != EINTR {
+        } else if reaped < 0 && reaped != -(EINTR as isize) {
             // ECHILD: nothing is left.
             return;
         }
@@ -450,17 +693,20 @@ fn sweep(shell: c_int, status_fd: &mut c_int) {
 /// Sends SIGKILL to every child of this process, as listed by
 /// `/proc/thread-self/children` (the keeper is single-threaded).
 fn kill_children() {
-    // SAFETY: open(2) of a NUL-terminated path.
-    let fd = unsafe { open(c"/proc/thread-self/children".as_ptr(), O_RDONLY | O_CLOEXEC) };
+    let fd = syscall!(
+        SYS_OPENAT,
+        AT_FDCWD,
+        c"/proc/thread-self/children".as_ptr(),
+        O_RDONLY | O_CLOEXEC
+    );
     if fd < 0 {
         return;
     }
     let mut buffer = [0u8; 4096];
-    let mut pid: c_int = 0;
+    let mut pid: isize = 0;
     let mut digits = false;
     loop {
-        // SAFETY: read(2) into a local buffer of its length.
-        let count = unsafe { read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+        let count = syscall!(SYS_READ, fd, buffer.as_mut_ptr(), buffer.len());
         if count <= 0 {
             break;
         }
@@ -468,14 +714,11 @@ fn kill_children() {
             if byte.is_ascii_digit() {
                 pid = pid
                     .saturating_mul(10)
-                    .saturating_add(c_int::from(byte - b'0'));
+                    .saturating_add(isize::from(byte - b'0'));
                 digits = true;
             } else {
                 if digits && pid > 0 {
-                    // SAFETY: kill(2) of one of our own children.
-                    unsafe {
-                        kill(pid, SIGKILL);
-                    }
+                    syscall!(SYS_KILL, pid, SIGKILL);
                 }
                 pid = 0;
                 digits = false;
@@ -483,13 +726,7 @@ fn kill_children() {
         }
     }
     if digits && pid > 0 {
-        // SAFETY: as above.
-        unsafe {
-            kill(pid, SIGKILL);
-        }
+        syscall!(SYS_KILL, pid, SIGKILL);
     }
-    // SAFETY: closing the file opened above.
-    unsafe {
-        close(fd);
-    }
+    syscall!(SYS_CLOSE, fd);
 }

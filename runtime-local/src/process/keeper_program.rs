@@ -8,9 +8,9 @@
 //! costs. A launch that needs nothing run inside berth's process between
 //! fork and exec — no sandbox hook, no cgroup to join — is started here
 //! instead: `posix_spawn` (a vfork-style clone, no copy) of `berth-keeper`,
-//! a static program of a few pages that `build.rs` compiles from
-//! `keeper/main.rs` and this crate embeds, executed from a sealed in-memory
-//! file. It forks the shell from itself, which costs next to nothing, and
+//! a static program of a few KiB, with no C library, that `build.rs`
+//! compiles from `keeper/main.rs` and this crate embeds, executed from a
+//! sealed in-memory file. It forks the shell from itself, which costs next to nothing, and
 //! behaves as the in-process keeper does: same process groups,
 //! parent-death signals, subreaping, status record and sweep (the
 //! program's own documentation has its interface).
@@ -39,19 +39,44 @@ const PROGRAM: Option<&[u8]> = None;
 
 // The program's hand-written values are this platform's.
 #[cfg(berth_keeper_program)]
+#[path = "../../keeper/abi.rs"]
+mod abi;
+
+#[cfg(berth_keeper_program)]
 const _: () = {
-    assert!(libc::SIGHUP == 1 && libc::SIGINT == 2 && libc::SIGKILL == 9);
-    assert!(libc::SIGPIPE == 13 && libc::SIGTERM == 15 && libc::SIGCHLD == 17);
-    assert!(libc::SIG_SETMASK == 2 && libc::SIG_IGN == 1);
-    assert!(libc::PR_SET_PDEATHSIG == 1 && libc::PR_SET_NAME == 15);
-    assert!(libc::PR_SET_CHILD_SUBREAPER == 36 && libc::WNOHANG == 1);
-    assert!(libc::O_RDONLY == 0 && libc::O_RDWR == 2 && libc::O_CLOEXEC == 0o2_000_000);
-    assert!(libc::F_SETFD == 2 && libc::FD_CLOEXEC == 1 && libc::EINTR == 4);
-    assert!(libc::RLIMIT_FSIZE as i32 == 1 && libc::RLIMIT_AS as i32 == 9);
-    assert!(libc::SYS_close_range == 436);
-    assert!(std::mem::size_of::<libc::sigset_t>() == 128);
-    assert!(std::mem::size_of::<libc::rusage>() == 144);
-    assert!(keeper::RECORD_LEN == 4 + 144);
+    use abi::*;
+    const fn sys(ours: usize, theirs: libc::c_long) -> bool {
+        ours as libc::c_long == theirs
+    }
+    assert!(sys(SYS_READ, libc::SYS_read) && sys(SYS_WRITE, libc::SYS_write));
+    assert!(sys(SYS_CLOSE, libc::SYS_close) && sys(SYS_OPENAT, libc::SYS_openat));
+    assert!(sys(SYS_RT_SIGACTION, libc::SYS_rt_sigaction));
+    assert!(sys(SYS_RT_SIGPROCMASK, libc::SYS_rt_sigprocmask));
+    assert!(sys(SYS_RT_SIGTIMEDWAIT, libc::SYS_rt_sigtimedwait));
+    assert!(sys(SYS_GETPID, libc::SYS_getpid) && sys(SYS_GETPPID, libc::SYS_getppid));
+    assert!(sys(SYS_CLONE, libc::SYS_clone) && sys(SYS_EXECVE, libc::SYS_execve));
+    assert!(sys(SYS_WAIT4, libc::SYS_wait4) && sys(SYS_KILL, libc::SYS_kill));
+    assert!(sys(SYS_FCNTL, libc::SYS_fcntl) && sys(SYS_CHDIR, libc::SYS_chdir));
+    assert!(sys(SYS_SETPGID, libc::SYS_setpgid) && sys(SYS_PRCTL, libc::SYS_prctl));
+    assert!(sys(SYS_EXIT_GROUP, libc::SYS_exit_group) && sys(SYS_DUP3, libc::SYS_dup3));
+    assert!(sys(SYS_PRLIMIT64, libc::SYS_prlimit64));
+    assert!(sys(SYS_CLOSE_RANGE, libc::SYS_close_range));
+    assert!(SIGHUP == libc::SIGHUP && SIGINT == libc::SIGINT && SIGKILL == libc::SIGKILL);
+    assert!(SIGPIPE == libc::SIGPIPE && SIGTERM == libc::SIGTERM && SIGCHLD == libc::SIGCHLD);
+    assert!(SIG_SETMASK == libc::SIG_SETMASK && SIG_IGN == libc::SIG_IGN);
+    assert!(SIG_DFL == libc::SIG_DFL);
+    assert!(PR_SET_PDEATHSIG == libc::PR_SET_PDEATHSIG && PR_SET_NAME == libc::PR_SET_NAME);
+    assert!(PR_SET_CHILD_SUBREAPER == libc::PR_SET_CHILD_SUBREAPER);
+    assert!(WNOHANG == libc::WNOHANG && AT_FDCWD == libc::AT_FDCWD);
+    assert!(O_RDONLY == libc::O_RDONLY && O_RDWR == libc::O_RDWR && O_CLOEXEC == libc::O_CLOEXEC);
+    assert!(F_SETFD == libc::F_SETFD && FD_CLOEXEC == libc::FD_CLOEXEC);
+    assert!(RLIMIT_FSIZE == libc::RLIMIT_FSIZE as i32 && RLIMIT_AS == libc::RLIMIT_AS as i32);
+    assert!(ENOENT == libc::ENOENT && EINTR == libc::EINTR && ENOEXEC == libc::ENOEXEC);
+    assert!(EACCES == libc::EACCES && ENODEV == libc::ENODEV && ENOTDIR == libc::ENOTDIR);
+    assert!(EINVAL == libc::EINVAL && ENAMETOOLONG == libc::ENAMETOOLONG);
+    assert!(ETIMEDOUT == libc::ETIMEDOUT && ESTALE == libc::ESTALE);
+    assert!(std::mem::size_of::<libc::rusage>() == 8 * RUSAGE_WORDS);
+    assert!(keeper::RECORD_LEN == 4 + 8 * RUSAGE_WORDS);
 };
 
 /// The highest of the program's descriptors: 0, 1 and 2 are the command's,

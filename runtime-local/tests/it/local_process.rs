@@ -531,3 +531,99 @@ async fn commands_start_with_no_signal_ignored_or_blocked() {
     runtime_local::process::use_in_process_keeper(true);
     assert_eq!(ignored_signals_of_a_command().await, expected);
 }
+
+/// What a command run with the shell `shell` (a spec's `local.shell`) and
+/// `PATH` gave, started by the keeper program and by the in-process keeper
+/// (which must agree).
+async fn run_with_shell(shell: &str, path: &str, temp: &Path) -> (ExecStatus, i32, String, String) {
+    let mut seen = Vec::new();
+    for in_process in [false, true] {
+        runtime_local::process::use_in_process_keeper(in_process);
+        let mut session = session(
+            spec(&format!(
+                "{{type: local, name: t, local: {{shell: '{shell}'}}}}"
+            )),
+            temp,
+        )
+        .await;
+        let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+        let result = rt
+            .execute(ExecCommand::new("echo ran").env("PATH", path))
+            .await
+            .unwrap();
+        seen.push((
+            result.status,
+            result.exit_code,
+            result.stdout_lossy().into_owned(),
+            result.stderr_lossy().into_owned(),
+        ));
+        session.close().await.unwrap();
+    }
+    runtime_local::process::use_in_process_keeper(false);
+    assert_eq!(
+        seen[0], seen[1],
+        "the keeper program and the fork differ for {shell}"
+    );
+    seen.remove(0)
+}
+
+/// A shell named without a slash is looked for in the command's `PATH` as
+/// `execvp` does: directories where it is missing are skipped, one where it
+/// is not executable is skipped but remembered (`EACCES` if it is found
+/// nowhere else), and a file the kernel cannot execute (no `#!`) is run by
+/// `/bin/sh`; both keepers agree on each.
+#[tokio::test]
+async fn shells_are_found_in_the_command_path_as_execvp_finds_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = tempfile::tempdir().unwrap();
+    let dirs = ["none", "denied", "good"].map(|name| {
+        let dir = temp.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        dir
+    });
+    let script = "echo script \"$@\"\n";
+    std::fs::write(dirs[1].join("myshell"), script).unwrap();
+    std::fs::set_permissions(
+        dirs[1].join("myshell"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::write(dirs[2].join("myshell"), script).unwrap();
+    std::fs::set_permissions(
+        dirs[2].join("myshell"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let joined = |dirs: &[&Path]| {
+        dirs.iter()
+            .map(|dir| dir.to_str().unwrap())
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let work = temp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+
+    // Found by name in /usr/bin or /bin.
+    let (status, code, out, _) = run_with_shell("sh", "/usr/bin:/bin", &work).await;
+    assert_eq!(
+        (status, code, out.as_str()),
+        (ExecStatus::Exited, 0, "ran\n")
+    );
+    // Skipped where missing or not executable; a script without `#!` runs
+    // under /bin/sh, with the command's arguments.
+    let path = joined(&[&dirs[0], &dirs[1], &dirs[2]]);
+    let (status, code, out, _) = run_with_shell("myshell", &path, &work).await;
+    assert_eq!(
+        (status, code, out.as_str()),
+        (ExecStatus::Exited, 0, "script -c echo ran\n")
+    );
+    // Found only where it may not be executed: permission denied.
+    let path = joined(&[&dirs[0], &dirs[1]]);
+    let (status, _, _, err) = run_with_shell("myshell", &path, &work).await;
+    assert_eq!(status, ExecStatus::SpawnFailed);
+    assert!(err.contains("ermission denied"), "{err}");
+    // Found nowhere.
+    let (status, _, _, err) = run_with_shell("myshell", &joined(&[&dirs[0]]), &work).await;
+    assert_eq!(status, ExecStatus::SpawnFailed);
+    assert!(err.contains("No such file"), "{err}");
+}
