@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread;
 
 use super::Snapshot;
@@ -193,12 +193,16 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
                         self.ahead
                             .take(entry.depth, entry.dir, entry.name, &self.proc_fd)
                     {
+                        let fetched = match fetched {
+                            Fetched::Large => fetch(entry.dir, entry.name, &self.proc_fd, false),
+                            fetched => fetched,
+                        };
                         self.add_file(root, entry.dir, entry.name, rel, fetched)?;
                     } else if self.rules.leaf(&rel) == Verdict::Exclude {
                         self.other_paths.push(rel);
                     } else {
                         self.ahead.plan(&entry, &rel, self.rules);
-                        let fetched = fetch(entry.dir, entry.name, &self.proc_fd);
+                        let fetched = fetch(entry.dir, entry.name, &self.proc_fd, false);
                         self.add_file(root, entry.dir, entry.name, rel, fetched)?;
                     }
                 }
@@ -238,6 +242,7 @@ impl<W: Write> Archiver<'_, '_, '_, FramedWriter<W>> {
             Fetched::OpenFailed(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
             Fetched::OpenFailed(err) => return Err(Error::io("opening", &abs())(err)),
             Fetched::ReadFailed(err) => return Err(archiving(err)),
+            Fetched::Large => unreachable!("the walk opens large files itself"),
         };
         let size = stat.size;
         let mode = stat.mode & PERMISSION_BITS;
@@ -402,6 +407,10 @@ enum Fetched {
     },
     /// A larger file, open, for the walk to stream into the archive.
     Opened(File, Stat),
+    /// A larger file found ahead of the walk: not kept open (a run would
+    /// hold a descriptor per such file), the walk opens it when it gets
+    /// there.
+    Large,
     /// Something else is at the name now (never opened for reading).
     NotRegular(Stat),
     /// The name could not be opened.
@@ -417,8 +426,9 @@ enum Content {
 }
 
 /// Opens the regular file `name` of `dir` (see [`Dir::open_regular_in`])
-/// and reads and hashes it when it is small.
-fn fetch(dir: &Dir, name: &OsStr, proc_fd: &ProcFd) -> Fetched {
+/// and reads and hashes it when it is small; a larger one is kept open only
+/// for the walk itself (`ahead` false), else closed again ([`Fetched::Large`]).
+fn fetch(dir: &Dir, name: &OsStr, proc_fd: &ProcFd, ahead: bool) -> Fetched {
     match dir.open_regular_in(name, proc_fd) {
         Ok(Opened::File(file, stat)) if stat.size <= SMALL_FILE => {
             // `size` bytes exactly, whatever the file holds by now.
@@ -432,6 +442,7 @@ fn fetch(dir: &Dir, name: &OsStr, proc_fd: &ProcFd) -> Fetched {
                 Err(err) => Fetched::ReadFailed(err),
             }
         }
+        Ok(Opened::File(_, _)) if ahead => Fetched::Large,
         Ok(Opened::File(file, stat)) => Fetched::Opened(file, stat),
         Ok(Opened::NotRegular(stat)) => Fetched::NotRegular(stat),
         Err(err) => Fetched::OpenFailed(err),
@@ -451,14 +462,18 @@ fn fetch(dir: &Dir, name: &OsStr, proc_fd: &ProcFd) -> Fetched {
 /// does the walk whenever the chunk it needs next is not there yet. So
 /// neither thread waits for the other while there is work, whichever is
 /// faster. An entry that is not the run's next file (which
-/// only a failed walk would cause) drops the run. No file outside a run is
-/// opened ahead, and none the walk would not open itself.
+/// only a failed walk would cause) drops the run. A run holds only files
+/// of the walk's current directory that the rules include, which the walk
+/// opens next unless it fails first; files too large to be read whole are
+/// not kept open ahead (the walk opens them), and at most one run waits for
+/// the reader, so what a capture holds open stays bounded.
 ///
 /// [`WalkEntry::upcoming`]: crate::tree::WalkEntry::upcoming
 struct ReadAhead<'scope, 'env> {
     scope: &'scope thread::Scope<'scope, 'env>,
-    /// Started with the first run.
-    reader: Option<Sender<Run>>,
+    /// Started with the first run. Holds at most one run not yet taken up
+    /// (each holds a descriptor of its directory).
+    reader: Option<SyncSender<Run>>,
     /// No thread could be started: the walk fetches everything itself.
     inline: bool,
     /// The run the walk is in, if any.
@@ -541,7 +556,10 @@ impl Taking {
 
 /// Fetches every file of a chunk.
 fn fetch_chunk(dir: &Dir, names: &[OsString], proc_fd: &ProcFd) -> Vec<Fetched> {
-    names.iter().map(|name| fetch(dir, name, proc_fd)).collect()
+    names
+        .iter()
+        .map(|name| fetch(dir, name, proc_fd, true))
+        .collect()
 }
 
 impl<'scope, 'env> ReadAhead<'scope, 'env> {
@@ -627,11 +645,17 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
             shared: Arc::clone(&shared),
             fetched,
         };
-        if reader.send(run).is_err() {
+        match reader.try_send(run) {
+            Ok(()) => {}
+            // The reader has not taken up the last run yet (which the walk
+            // may have finished by itself): this one is the walk's alone.
+            Err(mpsc::TrySendError::Full(_)) => return,
             // The reader is gone (a panic, resumed when the scope joins it).
-            self.reader = None;
-            self.inline = true;
-            return;
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                self.reader = None;
+                self.inline = true;
+                return;
+            }
         }
         self.current = Some(Taking {
             depth: entry.depth,
@@ -643,8 +667,8 @@ impl<'scope, 'env> ReadAhead<'scope, 'env> {
         });
     }
 
-    fn spawn(&self) -> Option<Sender<Run>> {
-        let (runs, queue) = mpsc::channel::<Run>();
+    fn spawn(&self) -> Option<SyncSender<Run>> {
+        let (runs, queue) = mpsc::sync_channel::<Run>(1);
         let thread = thread::Builder::new()
             .name("berth-snapshot".into())
             .spawn_scoped(self.scope, move || {
