@@ -524,3 +524,44 @@ fn runs_of_files_broken_by_anything_else_archive_each_file_once() {
         }
     }
 }
+
+/// A capture holds few descriptors, however its files are fetched: files
+/// too large to be read whole are not kept open ahead of the walk. (nextest
+/// runs each test in a process of its own, so lowering this process's
+/// descriptor limit touches no other test.)
+#[test]
+fn a_capture_of_many_large_files_holds_few_descriptors() {
+    let src = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let bytes = noise(7, (64 << 10) + 1);
+    for i in 0..200 {
+        fs::write(src.path().join(format!("f{i:03}")), &bytes).unwrap();
+    }
+    let open = fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let limit = libc::rlimit {
+        rlim_cur: open + 24,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with valid pointers.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
+        let limit = libc::rlimit {
+            rlim_max: old.rlim_max,
+            ..limit
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    let captured = Snapshot::capture(src.path(), &all_rules(), Compression::None, store.path());
+    // SAFETY: as above.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_NOFILE, &old);
+    }
+    let snap = captured.unwrap();
+    assert_eq!(snap.manifest().len(), 200);
+    let hash = ContentHash(*blake3::hash(&bytes).as_bytes());
+    assert!(snap.manifest().entries().iter().all(|e| e.hash == hash));
+}
