@@ -7,9 +7,12 @@
 //! index (where each frame starts, compressed and uncompressed) lives in the
 //! in-memory [`super::Snapshot`] that wrote the archive.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::thread::JoinHandle;
 
 use crate::compression::{CompressWriter, Compression};
 
@@ -49,16 +52,88 @@ pub(super) struct Frame {
     pub(super) uncompressed: u64,
 }
 
+/// A frame is compressed apart from the stream (on the compressing thread,
+/// or by the writer itself) only while it holds at most this many bytes;
+/// past it (a large file in one member) the frame is compressed as it is
+/// written, once the frames before it are out, so memory stays bounded.
+const FRAME_BUFFER: usize = 2 << 20;
+
+/// Closed frames not written out yet; the writer waits for the oldest
+/// beyond this.
+const FRAMES_PENDING: usize = 4;
+
+/// Frames waiting for the compressing thread; beyond this the writer
+/// compresses the frame itself rather than wait (but for xz).
+const FRAMES_QUEUED: usize = 2;
+
 /// Writes an uncompressed stream as a sequence of compressed frames,
 /// counting the uncompressed bytes (the offset of what is written next).
+///
+/// A frame is gathered uncompressed and, once closed, compressed on a
+/// thread of its own (started with the second frame) or, when that thread
+/// is busy, by the caller, so compression overlaps the walk that feeds
+/// the writer and runs on both cores; frames are written out in order as
+/// they are done. Each frame is compressed whole (a gzip frame's deflate
+/// stream may then differ from what a streaming encoder writes; what it
+/// decodes to does not). A frame that grows past [`FRAME_BUFFER`] is
+/// compressed as it is written instead.
 pub(super) struct FramedWriter<W: Write> {
     compression: Compression,
     target: u64,
-    /// `None` only while a frame is being closed.
-    encoder: Option<CompressWriter<CountingWriter<W>>>,
+    state: State<W>,
+    /// The open frame's bytes while it is gathered.
+    raw: Vec<u8>,
     /// Uncompressed bytes written so far.
     position: u64,
+    /// Where the open frame starts in the uncompressed stream.
+    frame_start: u64,
+    /// Closed frames, oldest first, with where each starts uncompressed.
+    pending: VecDeque<(u64, Pending)>,
+    worker: Option<Worker>,
+    /// Frames written out.
     frames: Vec<Frame>,
+}
+
+enum State<W: Write> {
+    /// Frames are gathered in `raw`, written out here when compressed (or
+    /// the stream as it is, without compression).
+    Gathering(CountingWriter<W>),
+    /// The open frame is compressed as it is written.
+    Streaming(Box<CompressWriter<CountingWriter<W>>>),
+    /// An error happened: every later call fails.
+    Failed,
+}
+
+/// A closed frame: compressed, or being compressed.
+enum Pending {
+    Done(io::Result<Vec<u8>>),
+    Waiting(Receiver<io::Result<Vec<u8>>>),
+}
+
+/// A frame to compress, and where its compressed bytes go.
+type Job = (Vec<u8>, SyncSender<io::Result<Vec<u8>>>);
+
+/// The compressing thread.
+struct Worker {
+    jobs: Option<SyncSender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // No thread outlives its writer: the queue closes, the thread ends.
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One frame, compressed whole.
+fn compress(compression: Compression, raw: &[u8]) -> io::Result<Vec<u8>> {
+    let mut encoder = compression.writer(Vec::with_capacity(raw.len() / 2 + 64))?;
+    encoder.write_all(raw)?;
+    encoder.finish()
 }
 
 impl<W: Write> FramedWriter<W> {
@@ -69,21 +144,18 @@ impl<W: Write> FramedWriter<W> {
         target: u64,
         inner: W,
     ) -> io::Result<FramedWriter<W>> {
-        let encoder = compression.writer(CountingWriter { inner, count: 0 })?;
-        let frames = if compression == Compression::None {
-            Vec::new()
-        } else {
-            vec![Frame {
-                compressed: 0,
-                uncompressed: 0,
-            }]
-        };
+        // Fails now for a format this build cannot write.
+        compression.writer(io::sink())?;
         Ok(FramedWriter {
             compression,
             target,
-            encoder: Some(encoder),
+            state: State::Gathering(CountingWriter { inner, count: 0 }),
+            raw: Vec::new(),
             position: 0,
-            frames,
+            frame_start: 0,
+            pending: VecDeque::new(),
+            worker: None,
+            frames: Vec::new(),
         })
     }
 
@@ -95,38 +167,166 @@ impl<W: Write> FramedWriter<W> {
     /// Marks a boundary between tar members: the current frame is closed
     /// and a new one started when it holds at least the target.
     pub(super) fn boundary(&mut self) -> io::Result<()> {
-        let Some(current) = self.frames.last() else {
-            return Ok(());
-        };
-        if self.position - current.uncompressed < self.target {
-            return Ok(());
+        if self.compression == Compression::None || self.position - self.frame_start < self.target {
+            return self.check();
         }
-        let Some(encoder) = self.encoder.take() else {
-            return Err(closed_after_error());
+        let result = self.close_frame();
+        self.fail_on(result)
+    }
+
+    /// Closes the last frame and writes out every frame; returns the inner
+    /// writer and the frame index (empty without compression).
+    pub(super) fn finish(mut self) -> io::Result<(W, Vec<Frame>)> {
+        if self.compression != Compression::None {
+            let result = self.close_frame().and_then(|()| self.drain(0));
+            self.fail_on(result)?;
+        }
+        match std::mem::replace(&mut self.state, State::Failed) {
+            State::Gathering(mut counting) => {
+                counting.flush()?;
+                Ok((counting.inner, std::mem::take(&mut self.frames)))
+            }
+            _ => Err(closed_after_error()),
+        }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        match self.state {
+            State::Failed => Err(closed_after_error()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps `result`, and leaves the writer failed if it is an error.
+    fn fail_on<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if result.is_err() {
+            self.state = State::Failed;
+            self.pending.clear();
+        }
+        result
+    }
+
+    /// Closes the open frame (the position is its end) and starts the
+    /// next.
+    fn close_frame(&mut self) -> io::Result<()> {
+        let start = self.frame_start;
+        self.frame_start = self.position;
+        match std::mem::replace(&mut self.state, State::Failed) {
+            State::Streaming(encoder) => {
+                self.state = State::Gathering(encoder.finish()?);
+                return Ok(());
+            }
+            State::Gathering(counting) => self.state = State::Gathering(counting),
+            State::Failed => return Err(closed_after_error()),
+        }
+        let raw = std::mem::take(&mut self.raw);
+        let pending = self.hand_over(raw);
+        self.pending.push_back((start, pending));
+        self.drain(FRAMES_PENDING)
+    }
+
+    /// A closed frame to the compressing thread, or compressed here when
+    /// that thread is busy (or there is none).
+    fn hand_over(&mut self, raw: Vec<u8>) -> Pending {
+        // The first frame may be the only one: no thread for it.
+        if !self.pending.is_empty() || !self.frames.is_empty() {
+            self.start_worker();
+        }
+        let Some(jobs) = self.worker.as_ref().and_then(|w| w.jobs.as_ref()) else {
+            return Pending::Done(compress(self.compression, &raw));
         };
-        let counting = encoder.finish()?;
-        self.frames.push(Frame {
-            compressed: counting.count,
-            uncompressed: self.position,
+        let (reply, waiting) = mpsc::sync_channel(1);
+        // An xz encoder holds about 100 MiB: never two at once.
+        let job = if self.compression == Compression::Xz {
+            jobs.send((raw, reply))
+                .map_err(|err| TrySendError::Disconnected(err.0))
+        } else {
+            jobs.try_send((raw, reply))
+        };
+        match job {
+            Ok(()) => Pending::Waiting(waiting),
+            Err(TrySendError::Full((raw, _)) | TrySendError::Disconnected((raw, _))) => {
+                Pending::Done(compress(self.compression, &raw))
+            }
+        }
+    }
+
+    fn start_worker(&mut self) {
+        if self.worker.is_some() {
+            return;
+        }
+        let compression = self.compression;
+        let (jobs, queue) = mpsc::sync_channel::<Job>(FRAMES_QUEUED);
+        let thread = std::thread::Builder::new()
+            .name("berth-compress".into())
+            .spawn(move || {
+                for (raw, reply) in queue {
+                    // The writer may be gone (an error): the frame is moot.
+                    let _ = reply.send(compress(compression, &raw));
+                }
+            });
+        self.worker = Some(match thread {
+            Ok(thread) => Worker {
+                jobs: Some(jobs),
+                thread: Some(thread),
+            },
+            // No thread: every frame is compressed here.
+            Err(_) => Worker {
+                jobs: None,
+                thread: None,
+            },
         });
-        self.encoder = Some(self.compression.writer(counting)?);
+    }
+
+    /// Writes out closed frames, oldest first: those done, then, while
+    /// more than `keep` are pending, waiting for the oldest.
+    fn drain(&mut self, keep: usize) -> io::Result<()> {
+        while let Some((start, pending)) = self.pending.pop_front() {
+            let done = match pending {
+                Pending::Done(done) => done,
+                Pending::Waiting(waiting) if self.pending.len() >= keep => waiting
+                    .recv()
+                    .unwrap_or_else(|_| Err(io::Error::other("the compressing thread ended"))),
+                Pending::Waiting(waiting) => match waiting.try_recv() {
+                    Ok(done) => done,
+                    Err(TryRecvError::Empty) => {
+                        self.pending.push_front((start, Pending::Waiting(waiting)));
+                        return Ok(());
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        Err(io::Error::other("the compressing thread ended"))
+                    }
+                },
+            };
+            let State::Gathering(counting) = &mut self.state else {
+                return Err(closed_after_error());
+            };
+            let compressed = counting.count;
+            counting.write_all(&done?)?;
+            self.frames.push(Frame {
+                compressed,
+                uncompressed: start,
+            });
+        }
         Ok(())
     }
 
-    /// Closes the last frame; returns the inner writer and the frame index
-    /// (empty without compression).
-    pub(super) fn finish(mut self) -> io::Result<(W, Vec<Frame>)> {
-        let encoder = self.encoder.take().ok_or_else(closed_after_error)?;
-        let counting = encoder.finish()?;
-        Ok((counting.inner, self.frames))
-    }
-
-    /// The open frame's encoder; none is open only after closing a frame
-    /// failed, and then every later write fails too (the tar builder still
-    /// writes its trailer when dropped, and that must be an error, not a
-    /// panic).
-    fn encoder(&mut self) -> io::Result<&mut CompressWriter<CountingWriter<W>>> {
-        self.encoder.as_mut().ok_or_else(closed_after_error)
+    /// The open frame outgrew [`FRAME_BUFFER`]: once every frame before it
+    /// is out, it is compressed as it is written.
+    fn stream_frame(&mut self) -> io::Result<()> {
+        self.drain(0)?;
+        let State::Gathering(counting) = std::mem::replace(&mut self.state, State::Failed) else {
+            return Err(closed_after_error());
+        };
+        self.frames.push(Frame {
+            compressed: counting.count,
+            uncompressed: self.frame_start,
+        });
+        let mut encoder = self.compression.writer(counting)?;
+        encoder.write_all(&self.raw)?;
+        self.raw = Vec::new();
+        self.state = State::Streaming(Box::new(encoder));
+        Ok(())
     }
 }
 
@@ -136,19 +336,39 @@ fn closed_after_error() -> io::Error {
 
 impl<W: Write> Write for FramedWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.encoder()?.write(buf)?;
-        self.position += n as u64;
-        Ok(n)
+        self.write_all(buf)?;
+        Ok(buf.len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.encoder()?.write_all(buf)?;
+        let result = match &mut self.state {
+            State::Failed => return Err(closed_after_error()),
+            State::Streaming(encoder) => encoder.write_all(buf),
+            State::Gathering(counting) if self.compression == Compression::None => {
+                counting.write_all(buf)
+            }
+            State::Gathering(_) => {
+                self.raw.extend_from_slice(buf);
+                if self.raw.len() > FRAME_BUFFER {
+                    let streamed = self.stream_frame();
+                    self.fail_on(streamed)?;
+                }
+                Ok(())
+            }
+        };
+        self.fail_on(result)?;
         self.position += buf.len() as u64;
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.encoder()?.flush()
+        // Gathered frames are written when they are closed.
+        let result = match &mut self.state {
+            State::Failed => Err(closed_after_error()),
+            State::Streaming(encoder) => encoder.flush(),
+            State::Gathering(counting) => counting.flush(),
+        };
+        self.fail_on(result)
     }
 }
 
@@ -455,6 +675,62 @@ mod tests {
                     .map_or(data.len() as u64, |f| f.uncompressed);
                 assert_eq!(one.len() as u64, next - frame.uncompressed);
                 assert!(end > frame.compressed as usize);
+            }
+        }
+    }
+
+    /// Frames compressed on the thread, by the writer itself, and one too
+    /// large to gather (compressed as it is written, after the frames
+    /// before it) come out in order, each decoding to its own slice.
+    #[test]
+    fn gathered_and_streamed_frames_come_out_in_order() {
+        let small = stream(50_000);
+        let large = stream(FRAME_BUFFER + 100_000);
+        for compression in FRAMED {
+            let mut writer = FramedWriter::new(compression, 2_000, Vec::new()).unwrap();
+            let mut data = Vec::new();
+            let mut members = Vec::new();
+            for (i, chunk) in small.chunks(3_000).enumerate() {
+                members.push(chunk);
+                if i == 7 {
+                    members.push(&large);
+                }
+            }
+            for member in members {
+                writer.boundary().unwrap();
+                writer.write_all(member).unwrap();
+                data.extend_from_slice(member);
+            }
+            let (packed, frames) = writer.finish().unwrap();
+            assert_eq!(
+                compression.decompress(&packed).unwrap(),
+                data,
+                "{compression}"
+            );
+            assert!(frames.len() > 10, "{compression}");
+            assert!(frames.windows(2).all(
+                |w| w[0].uncompressed < w[1].uncompressed && w[0].compressed < w[1].compressed
+            ));
+            for (i, frame) in frames.iter().enumerate() {
+                let mut one = Vec::new();
+                compression
+                    .member_reader(&packed[frame.compressed as usize..])
+                    .unwrap()
+                    .read_to_end(&mut one)
+                    .unwrap();
+                let next = frames
+                    .get(i + 1)
+                    .map_or(data.len() as u64, |f| f.uncompressed);
+                let from = frame.uncompressed as usize;
+                assert_eq!(
+                    one.len() as u64,
+                    next - frame.uncompressed,
+                    "{compression} {i}"
+                );
+                assert!(
+                    one == data[from..from + one.len()],
+                    "{compression} frame {i}"
+                );
             }
         }
     }
