@@ -254,6 +254,7 @@ impl Backend for DockerBackend {
                 hand_back,
             );
             runtime.set_slot(taken.slot);
+            runtime.set_refill(taken.refill);
             return finish_spawn(runtime, spec, &ctx).await;
         }
         let plan = container::plan(spec, &config, &ctx)?;

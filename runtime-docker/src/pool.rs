@@ -15,7 +15,9 @@
 //! becomes that session's runtime's container, removed when the runtime
 //! ends like any other: a pooled container is never handed to a second
 //! session. Each take starts one container in the background to refill
-//! the pool. A pooled spawn may not add anything the container had to be
+//! the pool, once the taking session's first command has ended (or after
+//! [`REFILL_GRACE`]): a container start is heavy work for the engine, and
+//! made at once it slows the very command the pool is there to speed up. A pooled spawn may not add anything the container had to be
 //! created with: a spawn with static assets, mounts, ports or variables of
 //! its own creates its container as usual.
 //!
@@ -151,6 +153,8 @@ fn runtime_id() -> String {
 /// A container taken out of a pool for one runtime.
 #[derive(Debug)]
 pub(crate) struct Taken {
+    /// Starts the pool's refill when dropped.
+    pub(crate) refill: RefillAfter,
     pub(crate) docker: Docker,
     pub(crate) id: String,
     pub(crate) guard: ContainerGuard,
@@ -189,9 +193,33 @@ pub(crate) async fn take(
             return None;
         }
     };
-    let taken = pool.take(&ctx.workspace);
-    pool.refill();
-    taken
+    let Some(mut taken) = pool.take(&ctx.workspace) else {
+        pool.refill();
+        return None;
+    };
+    let (starts, start) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        // Dropping the sender ends the wait as sending would.
+        let _ = tokio::time::timeout(REFILL_GRACE, start).await;
+        pool.refill();
+    });
+    taken.refill = RefillAfter {
+        _starts: Some(starts),
+    };
+    Some(taken)
+}
+
+/// The longest a take delays its pool's refill, waiting for the taking
+/// session's first command to end.
+pub(crate) const REFILL_GRACE: Duration = Duration::from_secs(1);
+
+/// Held by the runtime that took a warm container: the pool's refill
+/// starts when it is dropped (after the runtime's first command, or with
+/// the runtime), or after [`REFILL_GRACE`].
+#[derive(Debug, Default)]
+pub(crate) struct RefillAfter {
+    /// Held only to be dropped.
+    _starts: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// The pool for this configuration on this runtime, made (and filling)
@@ -294,6 +322,7 @@ impl Pool {
         }
         tracing::debug!(container = %id, "took a warm container");
         Some(Taken {
+            refill: RefillAfter::default(),
             docker: self.docker.clone(),
             id,
             guard,

@@ -17,7 +17,7 @@ use crate::container::{self, ContainerGuard, StdinLifeline, asset_target};
 use crate::engine::backend_error;
 use crate::exec::{self, KillScope, Target};
 use crate::hand_back::{HandBack, Moment};
-use crate::pool::Slot;
+use crate::pool::{RefillAfter, Slot};
 use crate::{DockerBackend, TYPE_NAME};
 
 /// How long `cleanup()` waits for running commands to notice their end.
@@ -48,6 +48,9 @@ pub(crate) struct Inner {
     /// How many kills of every command have started: a hand-back such a
     /// kill cut short is not worth a warning (the next one covers it).
     kills: AtomicU64,
+    /// A pooled container's pool refills once this is dropped: after the
+    /// first command ends (or with the runtime).
+    refill: Mutex<Option<RefillAfter>>,
 }
 
 /// A runtime of the `docker` backend: one long-lived container in which
@@ -116,6 +119,7 @@ impl DockerRuntime {
                 handing_back: tokio::sync::Mutex::new(()),
                 hand_backs: AtomicU64::new(0),
                 kills: AtomicU64::new(0),
+                refill: Mutex::new(None),
             }),
             guard: Mutex::new(Some(guard)),
             lifeline: Mutex::new(lifeline),
@@ -126,6 +130,12 @@ impl DockerRuntime {
     /// Gives the runtime its pooled container's workspace slot.
     pub(crate) fn set_slot(&self, slot: Option<Slot>) {
         *self.slot.lock().expect("slot lock") = slot;
+    }
+
+    /// Gives the runtime its pool's refill, started after its first
+    /// command.
+    pub(crate) fn set_refill(&self, refill: RefillAfter) {
+        *self.inner.refill.lock().expect("refill lock") = Some(refill);
     }
 
     /// The id of the runtime's container.
@@ -282,6 +292,10 @@ impl Runtime for DockerRuntime {
         let (events, stream) = EventStream::channel();
         tokio::spawn(async move {
             let result = exec::run(&running.0.target, plan, &events).await;
+            // The first command is over: the pool may start a container.
+            if let Ok(mut refill) = running.0.refill.lock() {
+                refill.take();
+            }
             // A command that never ran changed nothing; one whose
             // container is gone leaves nobody to hand back.
             if !matches!(result.status, ExecStatus::SpawnFailed | ExecStatus::Lost) {

@@ -166,6 +166,22 @@ async fn a_pool_fills_hands_each_container_out_once_and_drains() {
     assert_eq!(listing.stdout_lossy(), "", "{listing:?}");
     third.cleanup().await.expect("cleanup");
 
+    // A take refills its pool after the session's first command, or
+    // without one after a grace of a second: a session that runs nothing
+    // does not leave its pool short.
+    assert!(
+        runtime_docker::wait_for_warm_pools(Duration::from_secs(120)).await,
+        "the pool did not refill"
+    );
+    let ws = temp.path().join("d");
+    std::fs::create_dir(&ws).expect("workspace");
+    let idle = spawn(&spec, &ws).await;
+    assert!(
+        runtime_docker::wait_for_warm_pools(Duration::from_secs(120)).await,
+        "a take that ran no command left its pool short"
+    );
+    idle.cleanup().await.expect("cleanup");
+
     runtime_docker::drain_warm_pools().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !pooled_containers(&docker).await.is_empty() {
