@@ -107,10 +107,10 @@
 //! **Warm pools.** A spec's `docker.pool` keeps containers of its
 //! configuration started ahead of their sessions, in a process that keeps
 //! pools ([`keep_warm_pools`]); a spawn takes one (never reused) and the
-//! pool refills in the background after the session's first command. The workspace is bound into a taken
-//! container through a propagating slot. `runtime-docker/src/pool.rs`
-//! says who keeps pools, which spawns may use them and how the workspace
-//! gets in; `docs/spec.md` describes the field.
+//! pool refills in the background after the session's first command. The
+//! workspace is bound into a taken container through a propagating slot.
+//! `runtime-docker/src/pool.rs` says who keeps pools, which spawns may use
+//! them and how the workspace gets in; `docs/spec.md` describes the field.
 //!
 //! The image needs a POSIX `/bin/sh`. The engine is `DOCKER_HOST` when set,
 //! else the default socket; the API version is negotiated, so engines from

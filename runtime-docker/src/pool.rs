@@ -17,9 +17,10 @@
 //! session. Each take starts one container in the background to refill
 //! the pool, once the taking session's first command has ended (or after
 //! [`REFILL_GRACE`]): a container start is heavy work for the engine, and
-//! made at once it slows the very command the pool is there to speed up. A pooled spawn may not add anything the container had to be
-//! created with: a spawn with static assets, mounts, ports or variables of
-//! its own creates its container as usual.
+//! made at once it slows the very command the pool is there to speed up.
+//! A pooled spawn may not add anything the container had to be created
+//! with: a spawn with static assets, mounts, ports or variables of its own
+//! creates its container as usual.
 //!
 //! **The workspace.** A pooled container is started before its session's
 //! workspace is known, and the engine cannot add a mount to a running
