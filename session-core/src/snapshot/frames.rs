@@ -654,28 +654,42 @@ mod tests {
                 data,
                 "{compression}"
             );
-            // Each frame on its own decodes to exactly its slice.
-            for (i, frame) in frames.iter().enumerate() {
-                let end = frames
-                    .get(i + 1)
-                    .map_or(packed.len(), |f| f.compressed as usize);
-                let mut one = Vec::new();
-                compression
-                    .member_reader(&packed[frame.compressed as usize..])
-                    .unwrap()
-                    .read_to_end(&mut one)
-                    .unwrap();
-                let from = frame.uncompressed as usize;
-                assert!(
-                    one == data[from..from + one.len()],
-                    "{compression} frame {i}"
-                );
-                let next = frames
-                    .get(i + 1)
-                    .map_or(data.len() as u64, |f| f.uncompressed);
-                assert_eq!(one.len() as u64, next - frame.uncompressed);
-                assert!(end > frame.compressed as usize);
-            }
+            each_frame_decodes_to_its_slice(compression, &packed, &frames, &data);
+        }
+    }
+
+    /// Each frame of `packed`, decoded on its own, is exactly its slice of
+    /// `data`, and holds at least one compressed byte.
+    fn each_frame_decodes_to_its_slice(
+        compression: Compression,
+        packed: &[u8],
+        frames: &[Frame],
+        data: &[u8],
+    ) {
+        for (i, frame) in frames.iter().enumerate() {
+            let end = frames
+                .get(i + 1)
+                .map_or(packed.len(), |f| f.compressed as usize);
+            assert!(end > frame.compressed as usize, "{compression} frame {i}");
+            let mut one = Vec::new();
+            compression
+                .member_reader(&packed[frame.compressed as usize..])
+                .unwrap()
+                .read_to_end(&mut one)
+                .unwrap();
+            let next = frames
+                .get(i + 1)
+                .map_or(data.len() as u64, |f| f.uncompressed);
+            assert_eq!(
+                one.len() as u64,
+                next - frame.uncompressed,
+                "{compression} frame {i}"
+            );
+            let from = frame.uncompressed as usize;
+            assert!(
+                one == data[from..from + one.len()],
+                "{compression} frame {i}"
+            );
         }
     }
 
@@ -711,27 +725,7 @@ mod tests {
             assert!(frames.windows(2).all(
                 |w| w[0].uncompressed < w[1].uncompressed && w[0].compressed < w[1].compressed
             ));
-            for (i, frame) in frames.iter().enumerate() {
-                let mut one = Vec::new();
-                compression
-                    .member_reader(&packed[frame.compressed as usize..])
-                    .unwrap()
-                    .read_to_end(&mut one)
-                    .unwrap();
-                let next = frames
-                    .get(i + 1)
-                    .map_or(data.len() as u64, |f| f.uncompressed);
-                let from = frame.uncompressed as usize;
-                assert_eq!(
-                    one.len() as u64,
-                    next - frame.uncompressed,
-                    "{compression} {i}"
-                );
-                assert!(
-                    one == data[from..from + one.len()],
-                    "{compression} frame {i}"
-                );
-            }
+            each_frame_decodes_to_its_slice(compression, &packed, &frames, &data);
         }
     }
 
