@@ -62,7 +62,18 @@ pub(crate) const EXIT_DRAIN_GRACE: Duration = Duration::from_millis(250);
 /// pipes.
 const KILL_DRAIN_GRACE: Duration = Duration::from_millis(500);
 
+/// The most berth reads from stderr at once.
 const READ_CHUNK: usize = 64 << 10;
+
+/// The size berth gives a command's stdout pipe, and the most it reads
+/// from it at once. Four times Linux's default pipe: a command that writes
+/// fast can run that much ahead of its reader, and each read (and event)
+/// carries up to that much, so a fast stream costs a quarter of the
+/// wake-ups between the command, berth's reader and the consumer. Pipe
+/// pages count against the user's `pipe-user-pages-soft` (64 MiB by
+/// default) while the pipe exists: 64 pages a command. Where the kernel
+/// refuses, the pipe keeps its size.
+const STDOUT_PIPE: usize = 256 << 10;
 
 /// How long [`ProcessTable::close_and_wait`] waits for killed commands to
 /// be reaped.
@@ -631,7 +642,10 @@ fn adopt(
             exit,
             cgroup,
             stdin: io.stdin.map(pipe::Sender::from_owned_fd).transpose()?,
-            stdout: pipe::Receiver::from_owned_fd(io.stdout)?,
+            stdout: {
+                grow_pipe(&io.stdout, STDOUT_PIPE);
+                pipe::Receiver::from_owned_fd(io.stdout)?
+            },
             stderr: pipe::Receiver::from_owned_fd(io.stderr)?,
             started_at,
         })
@@ -656,6 +670,16 @@ fn adopt(
         });
     }
     adopted
+}
+
+/// Asks the kernel to make the pipe whose read end is `read` hold `size`
+/// bytes. A refusal (the user's pipe allowance is spent, or `size` is past
+/// `pipe-max-size`) leaves it as it was.
+fn grow_pipe(read: &OwnedFd, size: usize) {
+    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: fcntl(2) F_SETPIPE_SZ on a descriptor this function borrows;
+    // it changes only the pipe's capacity.
+    unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
 }
 
 /// A close-on-exec pipe: (read end, write end).
@@ -908,9 +932,10 @@ async fn drive_parts(
     let mut drain_until: Option<Instant> = None;
     // When berth ends the command itself, should the keeper not report.
     let mut force_at: Option<Instant> = None;
-    let pool = ChunkPool::for_stream(READ_CHUNK);
-    let mut out_chunk = pool.buffer();
-    let mut err_chunk = pool.buffer();
+    let out_pool = ChunkPool::for_stream(STDOUT_PIPE);
+    let err_pool = ChunkPool::for_stream(READ_CHUNK);
+    let mut out_chunk = out_pool.buffer();
+    let mut err_chunk = err_pool.buffer();
     let far = Instant::now() + Duration::from_secs(86400 * 365);
 
     while out_open || err_open || exit.is_none() {
@@ -923,7 +948,7 @@ async fn drive_parts(
                         idle = watch.idle_timeout.and_then(|t| Instant::now().checked_add(t));
                         let _ = stdout_buf.push(&out_chunk[..n]);
                         if killed != Some(KilledFor::Cancelled)
-                            && !send(events, Event::Stdout(pool.chunk(&mut out_chunk, n)), wall).await
+                            && !send(events, Event::Stdout(out_pool.chunk(&mut out_chunk, n)), wall).await
                         {
                             control.kill();
                             killed.get_or_insert(KilledFor::Cancelled);
@@ -940,7 +965,7 @@ async fn drive_parts(
                         idle = watch.idle_timeout.and_then(|t| Instant::now().checked_add(t));
                         let _ = stderr_buf.push(&err_chunk[..n]);
                         if killed != Some(KilledFor::Cancelled)
-                            && !send(events, Event::Stderr(pool.chunk(&mut err_chunk, n)), wall).await
+                            && !send(events, Event::Stderr(err_pool.chunk(&mut err_chunk, n)), wall).await
                         {
                             control.kill();
                             killed.get_or_insert(KilledFor::Cancelled);

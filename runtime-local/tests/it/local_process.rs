@@ -82,6 +82,22 @@ async fn memory_limit_stops_a_large_allocation() {
 }
 
 #[tokio::test]
+async fn a_commands_stdout_pipe_holds_256_kib() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    // F_GETPIPE_SZ is 1032; stderr keeps the kernel's default size.
+    let result = rt
+        .execute(ExecCommand::new(
+            "python3 -c 'import fcntl; print(fcntl.fcntl(1, 1032), fcntl.fcntl(2, 1032))'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(result.stdout_lossy().trim(), "262144 65536", "{result:?}");
+    session.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn usage_is_reported() {
     let temp = tempfile::tempdir().unwrap();
     let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
