@@ -227,11 +227,6 @@ const REFUSED_FAMILIES: &[u64] = &[12, 19, 20, 23, 25, 34, 37, 38, 40];
 /// The first socket family past those the kernel defines.
 const FIRST_UNKNOWN_FAMILY: u64 = 46;
 
-/// `AUDIT_ARCH_X86_64` (`<linux/audit.h>`): the architecture value of
-/// x86_64 and x32 calls alike.
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-
 /// `__X32_SYSCALL_BIT`: set in the number of every x32 call.
 #[cfg(target_arch = "x86_64")]
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
@@ -609,14 +604,145 @@ fn program(
     matched: SeccompAction,
     arch: TargetArch,
 ) -> std::result::Result<BpfProgram, String> {
+    let (mut program, chain) = program_parts(map, mismatch, matched, arch)?;
+    program.extend(chain);
+    if program.len() > MAX_PROGRAM {
+        return Err(format!(
+            "cannot compile the filter: {} instructions, more than the {MAX_PROGRAM} one \
+             program may have",
+            program.len()
+        ));
+    }
+    Ok(program)
+}
+
+/// A program's two parts: the [`dispatch`] head, and the chain that tests
+/// the call against each rule in turn (what [`seccompiler`] compiles).
+fn program_parts(
+    map: RuleMap,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+    arch: TargetArch,
+) -> std::result::Result<(BpfProgram, BpfProgram), String> {
+    let numbers: Vec<u32> = map
+        .keys()
+        .map(|&n| u32::try_from(n).map_err(|_| format!("system call number {n} is out of range")))
+        .collect::<std::result::Result<_, _>>()?;
+    let head = dispatch(&numbers, u32::from(mismatch.clone()), audit_arch(arch));
     let rules = map
         .into_iter()
         .map(|(syscall, when)| (syscall, when.unwrap_or_default()))
         .collect();
-    SeccompFilter::new(rules, mismatch, matched, arch)
+    let chain = SeccompFilter::new(rules, mismatch, matched, arch)
         .and_then(BpfProgram::try_from)
-        .map_err(|err| format!("cannot compile the filter: {err}"))
+        .map_err(|err| format!("cannot compile the filter: {err}"))?;
+    Ok((head, chain))
 }
+
+/// The most instructions of one program (`BPF_MAXINSNS`).
+const MAX_PROGRAM: usize = 4096;
+
+/// The architecture value the kernel passes for native calls on `arch`.
+fn audit_arch(arch: TargetArch) -> u32 {
+    // EM_* | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE, as <linux/audit.h>.
+    const BITS_64_LE: u32 = 0x8000_0000 | 0x4000_0000;
+    match arch {
+        TargetArch::x86_64 => 62 | BITS_64_LE,
+        TargetArch::aarch64 => 183 | BITS_64_LE,
+        TargetArch::riscv64 => 243 | BITS_64_LE,
+    }
+}
+
+/// The head of a program whose rules name the system calls `numbers`
+/// (sorted, distinct): a binary search that answers `mismatch` at once
+/// for a native call with no rule, and goes on to the program's own
+/// chain (which follows the head) for anything else.
+///
+/// The chain alone tests a call against every rule's number in turn, and
+/// the kernel, when it installs a filter, runs it for every system call
+/// number of every architecture to find the calls it may allow without
+/// running it again: with a chain of a few hundred instructions that took
+/// ~0.3 ms of every sandboxed command's start. Behind this head a call
+/// without a rule takes a handful of comparisons, and the answers are
+/// the same: only a call with a rule, or of another architecture, reaches
+/// the chain, which then decides as before.
+fn dispatch(numbers: &[u32], mismatch: u32, audit_arch: u32) -> BpfProgram {
+    if numbers.is_empty() {
+        return Vec::new();
+    }
+    let mut head: Vec<Step> = vec![
+        bpf(LOAD_WORD, 0, 0, DATA_ARCH).into(),
+        // Another architecture: to the chain, past the jump below.
+        bpf(JUMP_IF_EQUAL, 1, 0, audit_arch).into(),
+        Step::ToChain,
+        bpf(LOAD_WORD, 0, 0, DATA_NR).into(),
+    ];
+    head.extend(search(numbers, mismatch));
+    let len = head.len();
+    head.into_iter()
+        .enumerate()
+        .map(|(at, step)| match step {
+            Step::ToChain => bpf(JUMP, 0, 0, (len - at - 1) as u32),
+            Step::Op(op) => op,
+        })
+        .collect()
+}
+
+/// One instruction of [`dispatch`]'s head: the jump to the chain is
+/// resolved once the head's length is known.
+enum Step {
+    Op(seccompiler::sock_filter),
+    ToChain,
+}
+
+impl From<seccompiler::sock_filter> for Step {
+    fn from(op: seccompiler::sock_filter) -> Step {
+        Step::Op(op)
+    }
+}
+
+/// The binary search of [`dispatch`] over `numbers` (not empty), the call's
+/// number loaded: to the chain when it is one of them, `mismatch` when not.
+fn search(numbers: &[u32], mismatch: u32) -> Vec<Step> {
+    if numbers.len() <= 4 {
+        let mut steps = Vec::with_capacity(2 * numbers.len() + 1);
+        for &number in numbers {
+            steps.push(bpf(JUMP_IF_EQUAL, 0, 1, number).into());
+            steps.push(Step::ToChain);
+        }
+        steps.push(bpf(RETURN, 0, 0, mismatch).into());
+        return steps;
+    }
+    let (below, above) = numbers.split_at(numbers.len() / 2);
+    let pivot = above[0];
+    let below = search(below, mismatch);
+    let above = search(above, mismatch);
+    let mut steps = Vec::with_capacity(below.len() + above.len() + 2);
+    // Conditional jumps reach at most 255 instructions ahead.
+    match u8::try_from(below.len()) {
+        Ok(skip) => steps.push(bpf(JUMP_IF_AT_LEAST, skip, 0, pivot).into()),
+        Err(_) => {
+            steps.push(bpf(JUMP_IF_AT_LEAST, 0, 1, pivot).into());
+            steps.push(bpf(JUMP, 0, 0, below.len() as u32).into());
+        }
+    }
+    steps.extend(below);
+    steps.extend(above);
+    steps
+}
+
+fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> seccompiler::sock_filter {
+    seccompiler::sock_filter { code, jt, jf, k }
+}
+
+const LOAD_WORD: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const JUMP: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+const JUMP_IF_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const JUMP_IF_AT_LEAST: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+/// Offsets in `struct seccomp_data`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
 
 /// Compiles a profile into programs whose stacking gives each call the
 /// strictest action of the rules it matches, or the default:
@@ -627,11 +753,43 @@ fn program(
 ///   rule's calls and the default otherwise;
 /// * on x86_64, first, the guard that kills x32 calls.
 ///
+/// Each program but the guard opens with the [`dispatch`] head.
+///
 /// The kernel runs them all and keeps the strictest answer; between equal
 /// ones, that of the program installed last, so the action groups go in in
 /// reverse order of their first rule.
 fn compile(profile: &Profile) -> std::result::Result<Filter, String> {
     let arch = target_arch()?;
+    let mut programs = Vec::new();
+    programs.extend(abi_guard());
+    for plan in plans(profile) {
+        programs.push(program(plan.rules, plan.mismatch, plan.matched, arch)?);
+    }
+    // The kernel's bound on the filters one call runs through, each
+    // counted with 4 instructions of overhead (MAX_INSNS_PER_PATH).
+    let total: usize = programs.iter().map(|program| program.len() + 4).sum();
+    if total > MAX_INSTRUCTIONS {
+        return Err(format!(
+            "the profile compiles to {} programs of {total} instructions in all, more than the \
+             {MAX_INSTRUCTIONS} the kernel takes: fewer distinct actions or errnos make fewer \
+             programs",
+            programs.len()
+        ));
+    }
+    Ok(Filter { programs })
+}
+
+/// One program of a profile's filter, before it is compiled: the action
+/// for the calls its rules match and for the rest.
+struct Plan {
+    rules: RuleMap,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+}
+
+/// The programs [`compile`] makes of `profile` besides the guard, in the
+/// order they are installed.
+fn plans(profile: &Profile) -> Vec<Plan> {
     let mut groups: Vec<(SeccompAction, RuleMap)> = Vec::new();
     let mut others = RuleMap::new();
     for rule in &profile.rules {
@@ -651,31 +809,22 @@ fn compile(profile: &Profile) -> std::result::Result<Filter, String> {
             }
         }
     }
-    let mut programs = Vec::new();
-    programs.extend(abi_guard());
+    let mut plans = Vec::new();
     if profile.default != SeccompAction::Allow {
-        programs.push(program(
-            others,
-            profile.default.clone(),
-            SeccompAction::Allow,
-            arch,
-        )?);
+        plans.push(Plan {
+            rules: others,
+            mismatch: profile.default.clone(),
+            matched: SeccompAction::Allow,
+        });
     }
-    for (action, map) in groups.into_iter().rev() {
-        programs.push(program(map, SeccompAction::Allow, action, arch)?);
+    for (action, rules) in groups.into_iter().rev() {
+        plans.push(Plan {
+            rules,
+            mismatch: SeccompAction::Allow,
+            matched: action,
+        });
     }
-    // The kernel's bound on the filters one call runs through, each
-    // counted with 4 instructions of overhead (MAX_INSNS_PER_PATH).
-    let total: usize = programs.iter().map(|program| program.len() + 4).sum();
-    if total > MAX_INSTRUCTIONS {
-        return Err(format!(
-            "the profile compiles to {} programs of {total} instructions in all, more than the \
-             {MAX_INSTRUCTIONS} the kernel takes: fewer distinct actions or errnos make fewer \
-             programs",
-            programs.len()
-        ));
-    }
-    Ok(Filter { programs })
+    plans
 }
 
 /// The most instructions, overhead included, of all filters of a process
@@ -690,24 +839,17 @@ const MAX_INSTRUCTIONS: usize = 32_768;
 /// with x86_64.
 #[cfg(target_arch = "x86_64")]
 fn abi_guard() -> Option<BpfProgram> {
-    use seccompiler::sock_filter;
-    const LOAD_WORD: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const JUMP_IF_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const AND: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
-    const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    // Offsets in `struct seccomp_data`.
-    const NUMBER: u32 = 0;
-    const ARCH: u32 = 4;
-    let op = |code: u16, jt: u8, jf: u8, k: u32| sock_filter { code, jt, jf, k };
     Some(vec![
-        op(LOAD_WORD, 0, 0, ARCH),
-        // Another architecture: to the kill at the end.
-        op(JUMP_IF_EQUAL, 0, 4, AUDIT_ARCH_X86_64),
-        op(LOAD_WORD, 0, 0, NUMBER),
-        op(AND, 0, 0, X32_SYSCALL_BIT | 0x8000_0000),
-        op(JUMP_IF_EQUAL, 1, 0, X32_SYSCALL_BIT),
-        op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
-        op(RETURN, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+        bpf(LOAD_WORD, 0, 0, DATA_ARCH),
+        // Another architecture (x32 calls have x86_64's): to the kill at
+        // the end.
+        bpf(JUMP_IF_EQUAL, 0, 4, audit_arch(TargetArch::x86_64)),
+        bpf(LOAD_WORD, 0, 0, DATA_NR),
+        bpf(AND, 0, 0, X32_SYSCALL_BIT | 0x8000_0000),
+        bpf(JUMP_IF_EQUAL, 1, 0, X32_SYSCALL_BIT),
+        bpf(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+        bpf(RETURN, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
     ])
 }
 
@@ -1237,6 +1379,117 @@ mod tests {
         // The default's program, one for ENOSYS, one for kill (and the guard).
         let guard = usize::from(cfg!(target_arch = "x86_64"));
         assert_eq!(filter.programs(), guard + 3);
+    }
+
+    /// Runs `program` on a call (`struct seccomp_data` as 32-bit words) as
+    /// the kernel's interpreter does, for the instructions these programs
+    /// use.
+    fn run(program: &[seccompiler::sock_filter], data: &[u32; 16]) -> u32 {
+        const AND: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+        const JGT: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+        const JSET: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+        let (mut a, mut pc) = (0u32, 0usize);
+        loop {
+            let op = &program[pc];
+            pc += 1;
+            let jump = |hit: bool| usize::from(if hit { op.jt } else { op.jf });
+            match op.code {
+                LOAD_WORD => a = data[op.k as usize / 4],
+                AND => a &= op.k,
+                JUMP => pc += op.k as usize,
+                JUMP_IF_EQUAL => pc += jump(a == op.k),
+                JUMP_IF_AT_LEAST => pc += jump(a >= op.k),
+                JGT => pc += jump(a > op.k),
+                JSET => pc += jump(a & op.k != 0),
+                RETURN => return op.k,
+                code => panic!("instruction {code:#x} at {}", pc - 1),
+            }
+        }
+    }
+
+    /// Every call's answer, with and without the dispatch head: numbers
+    /// around and past the table's, x32 and negative ones, other
+    /// architectures, and for the numbers with rules, first arguments
+    /// that hit and miss each condition.
+    fn assert_head_keeps_answers(rules: RuleMap, mismatch: SeccompAction, matched: SeccompAction) {
+        let arch = target_arch().unwrap();
+        let ruled: Vec<u32> = rules.keys().map(|&n| n as u32).collect();
+        let (head, chain) = program_parts(rules, mismatch, matched, arch).unwrap();
+        let whole: Vec<_> = head.iter().chain(&chain).cloned().collect();
+        let mut first_args: Vec<u64> = (0..64).collect();
+        first_args.extend((0..64).map(|bit| 1u64 << bit));
+        first_args.extend(CLONE_NAMESPACE_FLAGS);
+        first_args.extend(HARMLESS_PERSONALITIES);
+        first_args.extend([u64::from(u32::MAX), u64::MAX, 0x7e02_0000]);
+        let mut numbers: Vec<u32> = (0..1100).collect();
+        numbers.extend((0..600).map(|n| n | 0x4000_0000));
+        numbers.extend([u32::MAX, 0x8000_0000, 0x7fff_ffff]);
+        let mut checked = 0;
+        for arch_value in [audit_arch(arch), 0x4000_0003, 0] {
+            for &nr in &numbers {
+                let args: &[u64] = if ruled.contains(&nr) {
+                    &first_args
+                } else {
+                    &[0]
+                };
+                for &arg in args {
+                    let mut data = [0u32; 16];
+                    data[0] = nr;
+                    data[1] = arch_value;
+                    data[4] = arg as u32;
+                    data[5] = (arg >> 32) as u32;
+                    assert_eq!(
+                        run(&whole, &data),
+                        run(&chain, &data),
+                        "call {nr:#x} of arch {arch_value:#x}, first argument {arg:#x}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 5000);
+    }
+
+    #[test]
+    fn the_dispatch_head_keeps_every_answer() {
+        let profiles = [
+            default_profile(),
+            parse_docker_profile(
+                r#"{"defaultAction": "SCMP_ACT_ERRNO",
+                    "syscalls": [
+                        {"names": ["read", "write", "exit_group", "openat", "close"],
+                         "action": "SCMP_ACT_ALLOW"},
+                        {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+                         "args": [{"index": 0, "value": 12, "op": "SCMP_CMP_LT"}]},
+                        {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                         "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+                    ]}"#,
+            )
+            .unwrap(),
+        ];
+        for profile in &profiles {
+            for plan in plans(profile) {
+                assert_head_keeps_answers(plan.rules, plan.mismatch, plan.matched);
+            }
+        }
+        // A table large enough that the search needs its long jumps: every
+        // third number, some with a condition on the first argument.
+        let mut rules = RuleMap::new();
+        for nr in (0..1000).step_by(3) {
+            let when = (nr % 2 == 0)
+                .then(|| vec![rule_of(vec![low_word(0, SeccompCmpOp::Eq, nr as u64)])]);
+            rules.insert(nr, when);
+        }
+        let (head, _) = program_parts(
+            rules.clone(),
+            SeccompAction::Allow,
+            SeccompAction::Errno(1),
+            target_arch().unwrap(),
+        )
+        .unwrap();
+        assert!(head.len() > 600, "{} instructions", head.len());
+        assert_head_keeps_answers(rules, SeccompAction::Allow, SeccompAction::Errno(1));
     }
 
     #[test]
