@@ -369,6 +369,17 @@ pub struct Filter {
     programs: Vec<BpfProgram>,
 }
 
+impl std::hash::Hash for Filter {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for program in &self.programs {
+            program.len().hash(state);
+            for op in program {
+                (op.code, op.jt, op.jf, op.k).hash(state);
+            }
+        }
+    }
+}
+
 impl Filter {
     /// Compiles a profile in Docker's JSON format (see the module
     /// documentation for what is supported).

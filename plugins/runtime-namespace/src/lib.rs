@@ -94,9 +94,14 @@
 //! fork and exec. Everything the child needs is prepared once at spawn.
 //!
 //! The spec's `namespace:` block is [`NamespaceConfig`]. Spawning runs the
-//! setup commands (or a probe) in the sandbox, so a host where it cannot be
-//! built fails at spawn with [`Error::Backend`] saying which step failed;
-//! [`Backend::diagnose`] reports the same for `berth doctor`.
+//! setup commands (or a probe, `true`) in the sandbox, so a host where it
+//! cannot be built fails at spawn with [`Error::Backend`] saying which step
+//! failed; [`Backend::diagnose`] reports the same for `berth doctor`. The
+//! probe runs once per shape of sandbox in a process (the same namespaces,
+//! mounts, filter and shell; the workspace and assets may be elsewhere):
+//! a later spawn of that shape only checks that its own host paths can be
+//! reached, and should its sandbox still fail to build, its first command
+//! fails (`SpawnFailed`, with the same message) instead of the spawn.
 
 #![warn(missing_docs)]
 
@@ -138,6 +143,43 @@ pub const DEFAULT_HOME: &str = "/tmp";
 
 /// How long `berth doctor`'s command reading its seccomp state may take.
 const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The shapes of sandbox ([`Plan::shape`]) this process built and started a
+/// command in at a spawn (its probe or its setup commands): a later spawn
+/// of one of them checks that its own host paths can be reached and skips
+/// the probe, whose sandbox costs as much to build as a command's.
+#[derive(Debug, Default)]
+struct ProvenShapes {
+    shapes: std::sync::Mutex<std::collections::VecDeque<u64>>,
+}
+
+/// How many shapes [`ProvenShapes`] remembers (the oldest go first).
+const PROVEN_SHAPES: usize = 64;
+
+impl ProvenShapes {
+    fn contains(&self, shape: u64) -> bool {
+        self.lock().contains(&shape)
+    }
+
+    fn insert(&self, shape: u64) {
+        let mut shapes = self.lock();
+        if !shapes.contains(&shape) {
+            if shapes.len() == PROVEN_SHAPES {
+                shapes.pop_front();
+            }
+            shapes.push_back(shape);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<u64>> {
+        self.shapes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn proven_shapes() -> &'static ProvenShapes {
+    static SHAPES: std::sync::OnceLock<ProvenShapes> = std::sync::OnceLock::new();
+    SHAPES.get_or_init(ProvenShapes::default)
+}
 
 /// The `namespace` backend.
 #[derive(Debug, Clone, Copy, Default)]
@@ -204,6 +246,8 @@ impl Backend for NamespaceBackend {
         let limit_plan = limits::plan(spec)?;
         let mut plan = Plan::build(&config, spec, &ctx)?;
         plan.limit_processes(limit_plan.max_processes);
+        let shape = plan.shape(&config.shell);
+        let proven = proven_shapes().contains(shape) && plan.sources_reachable();
         let mut base_env = IndexMap::new();
         base_env.insert("PATH".to_owned(), DEFAULT_PATH.to_owned());
         base_env.insert("HOME".to_owned(), DEFAULT_HOME.to_owned());
@@ -214,15 +258,15 @@ impl Backend for NamespaceBackend {
             capabilities: Some(NamespaceBackend::capabilities()),
             cgroup_limits: limit_plan.cgroup,
             // With no setup commands, `true` shows at spawn whether the
-            // sandbox can be built here.
-            probe: true,
+            // sandbox can be built here: once for each shape of sandbox.
+            probe: !proven,
         };
         let sandbox = Namespaces {
             plan: Arc::new(plan),
         };
-        Ok(Box::new(
-            NamespaceRuntime::spawn(sandbox, settings, spec, ctx).await?,
-        ))
+        let runtime = NamespaceRuntime::spawn(sandbox, settings, spec, ctx).await?;
+        proven_shapes().insert(shape);
+        Ok(Box::new(runtime))
     }
 
     async fn diagnose(&self) -> Vec<Diagnostic> {

@@ -24,6 +24,7 @@
 //! the host's root as far as file permissions go.
 
 use std::ffi::CString;
+use std::hash::{Hash, Hasher};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::AtomicI32;
@@ -110,7 +111,7 @@ pub(crate) struct Source {
 
 /// One step of building the root, run in order after the staging tmpfs
 /// is mounted. Paths are host paths below the staging directory.
-#[derive(Debug)]
+#[derive(Debug, Hash)]
 pub(crate) enum Step {
     /// `mkdir`, succeeding when it exists.
     Dir { path: CString },
@@ -445,6 +446,51 @@ impl Plan {
 
     /// Lowers the limit of the sandbox's processes to `limit` (what
     /// `limits.pids` falls back to) where that is lower than its share.
+    /// What decides whether this sandbox can be built, but for where its
+    /// sources are on the host (a session's workspace and assets differ
+    /// from another's), hashed with the shell that runs commands: two
+    /// plans of one shape are built by the same steps.
+    pub(crate) fn shape(&self, shell: &Path) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (
+            self.namespaces,
+            &self.uid_map,
+            &self.gid_map,
+            &self.hostname,
+        )
+            .hash(&mut hasher);
+        (self.loopback, &self.quota_rlimits, self.max_processes).hash(&mut hasher);
+        for source in &self.sources {
+            (source.attributes, &source.target).hash(&mut hasher);
+        }
+        (
+            &self.staging,
+            &self.steps,
+            &self.workdir,
+            &self.seccomp,
+            shell,
+        )
+            .hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Whether every source's host path can be reached by this process
+    /// (opened as a path, symlinks followed, as the child's `open_tree`
+    /// does): the check of a spawn that skips the probe.
+    pub(crate) fn sources_reachable(&self) -> bool {
+        self.sources.iter().all(|source| {
+            // SAFETY: open(2) of a NUL-terminated path; the descriptor is
+            // closed at once.
+            let fd = unsafe { libc::open(source.path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return false;
+            }
+            // SAFETY: closing the descriptor just opened.
+            unsafe { libc::close(fd) };
+            true
+        })
+    }
+
     pub(crate) fn limit_processes(&mut self, limit: Option<u64>) {
         self.max_processes = match (self.max_processes, limit) {
             (Some(share), Some(limit)) => Some(share.min(limit)),
@@ -728,6 +774,57 @@ mod tests {
         assert_eq!(is_reserved(Path::new("/tmp")), Some("/tmp"));
         assert_eq!(is_reserved(Path::new("/tmpfoo")), None);
         assert_eq!(is_reserved(Path::new("/usr")), None);
+    }
+
+    #[test]
+    fn plans_of_one_spec_have_one_shape_wherever_their_workspace_is() {
+        let spec = EnvironmentSpec::new(TYPE_NAME, "t");
+        let shell = Path::new("/bin/sh");
+        let plan_of = |config: &NamespaceConfig, ws: &Path, mounts: &[(&str, &str)]| {
+            let mut ctx = SpawnContext::new("s", ws, session_core::spec::Mode::Evaluation);
+            for (source, target) in mounts {
+                ctx.mounts.push(session_core::runtime::Mount {
+                    source: PathBuf::from(source),
+                    target: PathBuf::from(target),
+                    read_only: true,
+                });
+            }
+            Plan::build(config, &spec, &ctx).unwrap()
+        };
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::create_dir(one.path().join("data")).unwrap();
+        let config = NamespaceConfig::default();
+        let first = plan_of(&config, one.path(), &[("data", "/opt/data")]);
+        let second = plan_of(&config, two.path(), &[("data", "/opt/data")]);
+        assert_eq!(first.shape(shell), second.shape(shell));
+        // Its own host paths are what a spawn of a proven shape checks.
+        assert!(first.sources_reachable());
+        assert!(!second.sources_reachable());
+
+        let others = [
+            plan_of(&config, one.path(), &[("data", "/opt/other")]),
+            plan_of(&config, one.path(), &[]),
+            plan_of(
+                &NamespaceConfig {
+                    network: Network::Host,
+                    ..NamespaceConfig::default()
+                },
+                one.path(),
+                &[("data", "/opt/data")],
+            ),
+            plan_of(
+                &NamespaceConfig {
+                    seccomp: Setting::Unconfined,
+                    ..NamespaceConfig::default()
+                },
+                one.path(),
+                &[("data", "/opt/data")],
+            ),
+        ];
+        for other in &others {
+            assert_ne!(other.shape(shell), first.shape(shell), "{other:?}");
+        }
+        assert_ne!(first.shape(Path::new("/bin/bash")), first.shape(shell));
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub(crate) const USER_NAMESPACE_LIMITS: &[&str] = &[
 pub(crate) const USER_SYSCTL_DIR: &str = "/proc/sys/user";
 
 /// An rlimit the supervisor lowers before it unshares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct QuotaRlimit {
     /// The `RLIMIT_*` resource.
     pub(crate) resource: libc::__rlimit_resource_t,

@@ -176,6 +176,36 @@ async fn a_sandbox_that_cannot_be_built_fails_spawn_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_spawn_of_a_proven_shape_still_checks_its_own_host_paths() {
+    let data = tempfile::tempdir().unwrap();
+    let mount = |source: std::path::PathBuf| SpawnOptions {
+        mounts: vec![session_core::runtime::Mount {
+            source,
+            target: "/opt/data".into(),
+            read_only: true,
+        }],
+        ..SpawnOptions::default()
+    };
+    // The first spawn of this shape runs the probe; the second skips it,
+    // and its command builds the same sandbox.
+    for _ in 0..2 {
+        let sb =
+            crate::support::sandbox_with("", Default::default(), mount(data.path().into())).await;
+        assert!(sb.run("test -d /opt/data").await.success());
+        sb.close().await;
+    }
+    // The same shape with a source that is not there: probed again, and
+    // refused at spawn naming the path.
+    let missing = data.path().join("missing");
+    let err = spawn_error("{type: namespace, name: test}", mount(missing.clone())).await;
+    let message = backend_message(&err);
+    assert!(
+        message.contains(&format!("`{}`", missing.display())) && message.contains("No such file"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn spawn_options_the_sandbox_cannot_honour_are_refused() {
     let ports = SpawnOptions {
         ports: vec![PortMapping {
