@@ -101,7 +101,8 @@
 //! mounts, filter and shell; the workspace and assets may be elsewhere):
 //! a later spawn of that shape only checks that its own host paths can be
 //! reached, and should its sandbox still fail to build, its first command
-//! fails (`SpawnFailed`, with the same message) instead of the spawn.
+//! fails (`SpawnFailed`, with the same message) instead of the spawn, and
+//! the next spawn of that shape runs the probe again.
 
 #![warn(missing_docs)]
 
@@ -149,7 +150,7 @@ const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// of one of them checks that its own host paths can be reached and skips
 /// the probe, whose sandbox costs as much to build as a command's.
 #[derive(Debug, Default)]
-struct ProvenShapes {
+pub(crate) struct ProvenShapes {
     shapes: std::sync::Mutex<std::collections::VecDeque<u64>>,
 }
 
@@ -171,12 +172,16 @@ impl ProvenShapes {
         }
     }
 
+    fn forget(&self, shape: u64) {
+        self.lock().retain(|&proven| proven != shape);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<u64>> {
         self.shapes.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn proven_shapes() -> &'static ProvenShapes {
+pub(crate) fn proven_shapes() -> &'static ProvenShapes {
     static SHAPES: std::sync::OnceLock<ProvenShapes> = std::sync::OnceLock::new();
     SHAPES.get_or_init(ProvenShapes::default)
 }
@@ -263,6 +268,7 @@ impl Backend for NamespaceBackend {
         };
         let sandbox = Namespaces {
             plan: Arc::new(plan),
+            shape,
         };
         let runtime = NamespaceRuntime::spawn(sandbox, settings, spec, ctx).await?;
         proven_shapes().insert(shape);
@@ -423,3 +429,25 @@ fn seccomp_check(status: Option<Result<ExecResult>>) -> Diagnostic {
 }
 
 session_core::export_backend!(NamespaceBackend);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proven_shapes_are_remembered_forgotten_and_bounded() {
+        let shapes = ProvenShapes::default();
+        assert!(!shapes.contains(7));
+        shapes.insert(7);
+        shapes.insert(7);
+        assert!(shapes.contains(7));
+        assert_eq!(shapes.lock().len(), 1);
+        shapes.forget(7);
+        assert!(!shapes.contains(7));
+        for shape in 0..PROVEN_SHAPES as u64 + 3 {
+            shapes.insert(shape);
+        }
+        assert_eq!(shapes.lock().len(), PROVEN_SHAPES);
+        assert!(!shapes.contains(2) && shapes.contains(3));
+    }
+}

@@ -24,6 +24,9 @@ pub type NamespaceRuntime = HostRuntime<Namespaces>;
 #[derive(Debug)]
 pub struct Namespaces {
     pub(crate) plan: Arc<Plan>,
+    /// The plan's [`Plan::shape`]: a sandbox that fails to build is no
+    /// longer taken as proven, so the next spawn of its shape probes again.
+    pub(crate) shape: u64,
 }
 
 /// The gap between the first pids of successive commands.
@@ -97,7 +100,11 @@ impl Sandbox for Namespaces {
         launch.keeper = false;
         let started = process::start(&launch);
         drop(report_write);
-        match (started, read_failure(&report_read)) {
+        let outcome = read_failure(&report_read);
+        if started.is_err() || outcome.is_some() {
+            crate::proven_shapes().forget(self.shape);
+        }
+        match (started, outcome) {
             (Ok(started), None) => Ok(started),
             (Err(err), None) => Err(format!(
                 "cannot start `{}` in the sandbox: {err}",

@@ -194,6 +194,27 @@ async fn a_spawn_of_a_proven_shape_still_checks_its_own_host_paths() {
         assert!(sb.run("test -d /opt/data").await.success());
         sb.close().await;
     }
+    // A source that goes away after the spawn: the command fails to start,
+    // saying why, and nothing of it is left running.
+    let gone = tempfile::tempdir().unwrap();
+    let sb = crate::support::sandbox_with("", Default::default(), mount(gone.path().into())).await;
+    let gone_path = gone.path().to_path_buf();
+    drop(gone);
+    let result = sb.run("true").await;
+    assert_eq!(
+        result.status,
+        session_core::runtime::ExecStatus::SpawnFailed,
+        "{result:?}"
+    );
+    assert!(
+        result
+            .stderr_lossy()
+            .contains(&format!("`{}`", gone_path.display())),
+        "{result:?}"
+    );
+    assert!(sb.run("true").await.status == session_core::runtime::ExecStatus::SpawnFailed);
+    sb.close().await;
+
     // The same shape with a source that is not there: probed again, and
     // refused at spawn naming the path.
     let missing = data.path().join("missing");
