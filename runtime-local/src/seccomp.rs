@@ -616,14 +616,13 @@ fn program(
     arch: TargetArch,
 ) -> std::result::Result<BpfProgram, String> {
     let (mut program, chain) = program_parts(map, mismatch, matched, arch)?;
-    program.extend(chain);
-    if program.len() > MAX_PROGRAM {
-        return Err(format!(
-            "cannot compile the filter: {} instructions, more than the {MAX_PROGRAM} one \
-             program may have",
-            program.len()
-        ));
+    // A chain too long to take its head as well goes in alone: it answers
+    // the same, only more slowly (a profile of some 350 calls with
+    // conditions).
+    if program.len() + chain.len() > MAX_PROGRAM {
+        return Ok(chain);
     }
+    program.extend(chain);
     Ok(program)
 }
 
@@ -1655,6 +1654,50 @@ mod tests {
                 {"names": ["_llseek"], "action": "SCMP_ACT_ALLOW"}]}"#,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_chain_too_long_for_its_head_goes_in_alone() {
+        let arch = target_arch().unwrap();
+        let table = |count: i64| {
+            (0..count)
+                .map(|nr| {
+                    let when = rule_of(vec![
+                        SeccompCondition::new(
+                            5,
+                            SeccompCmpArgLen::Qword,
+                            SeccompCmpOp::Eq,
+                            0xdead_beef,
+                        )
+                        .unwrap(),
+                    ]);
+                    (nr, Some(vec![when]))
+                })
+                .collect::<RuleMap>()
+        };
+        for (count, headed) in [(300, true), (349, false)] {
+            let (head, chain) = program_parts(
+                table(count),
+                SeccompAction::Allow,
+                SeccompAction::Errno(77),
+                arch,
+            )
+            .unwrap();
+            let program = program(
+                table(count),
+                SeccompAction::Allow,
+                SeccompAction::Errno(77),
+                arch,
+            )
+            .unwrap();
+            let expected = if headed {
+                head.len() + chain.len()
+            } else {
+                chain.len()
+            };
+            assert_eq!(program.len(), expected, "{count} calls");
+            assert!(program.len() <= MAX_PROGRAM);
+        }
     }
 
     #[test]

@@ -444,8 +444,6 @@ impl Plan {
         })
     }
 
-    /// Lowers the limit of the sandbox's processes to `limit` (what
-    /// `limits.pids` falls back to) where that is lower than its share.
     /// What decides whether this sandbox can be built, but for where its
     /// sources are on the host (a session's workspace and assets differ
     /// from another's), hashed with the shell that runs commands: two
@@ -491,6 +489,8 @@ impl Plan {
         })
     }
 
+    /// Lowers the limit of the sandbox's processes to `limit` (what
+    /// `limits.pids` falls back to) where that is lower than its share.
     pub(crate) fn limit_processes(&mut self, limit: Option<u64>) {
         self.max_processes = match (self.max_processes, limit) {
             (Some(share), Some(limit)) => Some(share.min(limit)),
