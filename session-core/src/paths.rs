@@ -184,6 +184,8 @@ pub fn copy_into(root: &Path, rel: &Path, source: &Path) -> Result<()> {
 /// `dest`, depth first; directories get their modes once filled.
 fn copy_tree(source: &Path, dest: &Path) -> Result<()> {
     let mut walker = Walker::new(source)?;
+    let proc_fd =
+        tree::ProcFd::current().map_err(Error::io("opening /proc/self/fd for", source))?;
     let mut cursor = DirCursor::open(dest)?;
     let mut dir_modes = Vec::new();
     while let Some(entry) = walker.next_entry()? {
@@ -213,7 +215,7 @@ fn copy_tree(source: &Path, dest: &Path) -> Result<()> {
                 // Only a regular file is opened: what was swapped in for it
                 // since it was listed (a FIFO, a device) is skipped, as it
                 // would have been had it been there already.
-                let (mut input, stat) = match entry.dir.open_regular(entry.name) {
+                let (mut input, stat) = match entry.dir.open_regular_in(entry.name, &proc_fd) {
                     Ok(Opened::File(file, stat)) => (file, stat),
                     Ok(Opened::NotRegular(_)) => continue,
                     Err(err) if err.kind() == io::ErrorKind::NotFound => continue,

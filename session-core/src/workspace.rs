@@ -456,6 +456,8 @@ impl Workspace {
     ) -> Result<()> {
         let base = prepared.root.join(start);
         let mut walker = Walker::new(&base)?;
+        let proc_fd =
+            tree::ProcFd::current().map_err(Error::io("opening /proc/self/fd for", &base))?;
         while let Some(entry) = walker.next_entry()? {
             if entry.kind == FileKind::Dir {
                 walker.descend()?;
@@ -478,7 +480,7 @@ impl Workspace {
                     Some(target) => open_for_reading(&target)?,
                     None => continue,
                 },
-                FileKind::File => match entry.dir.open_regular(entry.name) {
+                FileKind::File => match entry.dir.open_regular_in(entry.name, &proc_fd) {
                     Ok(Opened::File(file, _)) => Some(file),
                     Ok(Opened::NotRegular(_)) => None,
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,

@@ -34,7 +34,7 @@ use std::thread;
 use super::{DiffOptions, FileChange, Reading, Side, SnapshotDiff, compare_entries, finish};
 use crate::error::{Error, Result};
 use crate::snapshot::{ContentHash, EntryKind, ManifestEntry, PERMISSION_BITS};
-use crate::tree::{Dir, FileKind, Opened, Walker};
+use crate::tree::{Dir, FileKind, Opened, ProcFd, Walker};
 
 /// Files up to this size are read whole by their walk; larger ones are
 /// passed on open and compared a chunk of this size at a time.
@@ -111,7 +111,12 @@ fn compare(mut old: Leaves, mut new: Leaves) -> Result<Vec<FileChange>> {
             Ordering::Equal => {
                 let x = a.take().expect("compared above");
                 let y = b.take().expect("compared above");
-                compare_pair(x, y, [&old.root, &new.root], &mut buffers, &mut changes)?;
+                if let Some((x, y)) =
+                    compare_pair(x, y, [&old.root, &new.root], &mut buffers, &mut changes)?
+                {
+                    old.retire(x);
+                    new.retire(y);
+                }
                 a = old.next()?;
                 b = new.next()?;
             }
@@ -173,14 +178,15 @@ impl Leaf {
     }
 }
 
-/// Compares the leaves both walks found at one path.
+/// Compares the leaves both walks found at one path; gives them back when
+/// they are the same (nothing of them is kept).
 fn compare_pair(
     a: Leaf,
     b: Leaf,
     roots: [&Path; 2],
     buffers: &mut [Vec<u8>; 2],
     changes: &mut Vec<FileChange>,
-) -> Result<()> {
+) -> Result<Option<(Leaf, Leaf)>> {
     let same = match (&a.content, &b.content) {
         _ if a.size != b.size => false,
         (Content::Small(x), Content::Small(y)) => x == y,
@@ -195,13 +201,13 @@ fn compare_pair(
         _ => false,
     };
     if same && a.mode == b.mode {
-        return Ok(());
+        return Ok(Some((a, b)));
     }
     let [buf_a, buf_b] = buffers;
     let old = a.entry(roots[0], buf_a)?;
     let new = b.entry(roots[1], buf_b)?;
     compare_entries(&[old], &[new], changes);
-    Ok(())
+    Ok(None)
 }
 
 /// One tree's leaves, from the thread walking it.
@@ -210,15 +216,22 @@ struct Leaves {
     batches: Receiver<Result<Vec<Leaf>>>,
     /// The current batch, reversed (to be popped).
     batch: Vec<Leaf>,
+    /// Leaves compared and done with, and emptied batches, going back to
+    /// the walk's thread to be freed there: memory freed on a thread other
+    /// than the one that allocated it waits for that thread's heap lock,
+    /// which the walk, allocating, holds over and over.
+    spent: Vec<Leaf>,
+    returns: mpsc::Sender<Vec<Leaf>>,
 }
 
 impl Leaves {
     /// Starts walking the tree at `root` on a thread of `scope`.
     fn start<'scope>(scope: &'scope thread::Scope<'scope, '_>, root: &Path) -> Leaves {
         let (sender, batches) = mpsc::sync_channel(BATCHES_AHEAD);
+        let (returns, returned) = mpsc::channel();
         let walked = root.to_path_buf();
         scope.spawn(move || {
-            if let Err(err) = walk(&walked, &sender) {
+            if let Err(err) = walk(&walked, &sender, &returned) {
                 // The comparison stopped early if nobody receives.
                 let _ = sender.send(Err(err));
             }
@@ -227,6 +240,19 @@ impl Leaves {
             root: root.to_path_buf(),
             batches,
             batch: Vec::new(),
+            spent: Vec::with_capacity(BATCH),
+            returns,
+        }
+    }
+
+    /// Hands a leaf that is done with back to the walk's thread.
+    fn retire(&mut self, leaf: Leaf) {
+        self.spent.push(leaf);
+        if self.spent.len() == BATCH {
+            let spent = std::mem::replace(&mut self.spent, Vec::with_capacity(BATCH));
+            // A walk that ended has nothing left to free them for: they go
+            // here.
+            let _ = self.returns.send(spent);
         }
     }
 
@@ -238,7 +264,8 @@ impl Leaves {
             }
             match self.batches.recv() {
                 Ok(batch) => {
-                    self.batch = batch?;
+                    let emptied = std::mem::replace(&mut self.batch, batch?);
+                    let _ = self.returns.send(emptied);
                     self.batch.reverse();
                 }
                 // The walk ended (its thread sends every error first).
@@ -250,8 +277,13 @@ impl Leaves {
 
 /// Walks the tree at `root`, sending its leaves in batches; stops quietly
 /// when the receiving side is gone.
-fn walk(root: &Path, sender: &SyncSender<Result<Vec<Leaf>>>) -> Result<()> {
+fn walk(
+    root: &Path,
+    sender: &SyncSender<Result<Vec<Leaf>>>,
+    returned: &Receiver<Vec<Leaf>>,
+) -> Result<()> {
     let mut walker = Walker::new(root)?;
+    let proc_fd = ProcFd::current().map_err(Error::io("opening /proc/self/fd for", root))?;
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(entry) = walker.next_entry()? {
         // Names that are not UTF-8 are left out of snapshots, and their
@@ -262,7 +294,7 @@ fn walk(root: &Path, sender: &SyncSender<Result<Vec<Leaf>>>) -> Result<()> {
         let rel = rel.to_owned();
         let leaf = match entry.kind {
             FileKind::Other => None,
-            FileKind::File => file_leaf(entry.dir, entry.name, rel, root)?,
+            FileKind::File => file_leaf(entry.dir, entry.name, &proc_fd, rel, root)?,
             FileKind::Symlink => symlink_leaf(entry.dir, entry.name, rel, root)?,
             FileKind::Dir => match walker.descend()? {
                 Some(entered) if entered.entries == 0 => Some(Leaf {
@@ -277,6 +309,11 @@ fn walk(root: &Path, sender: &SyncSender<Result<Vec<Leaf>>>) -> Result<()> {
         };
         batch.extend(leaf);
         if batch.len() == BATCH {
+            // What the comparison is done with is freed here, by the
+            // thread that allocated it.
+            while let Ok(spent) = returned.try_recv() {
+                drop(spent);
+            }
             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
             if sender.send(Ok(full)).is_err() {
                 return Ok(());
@@ -291,8 +328,14 @@ fn walk(root: &Path, sender: &SyncSender<Result<Vec<Leaf>>>) -> Result<()> {
 
 /// A regular file's leaf, as a capture opens it: `None` when it vanished
 /// or is no longer something a capture records.
-fn file_leaf(dir: &Dir, name: &OsStr, rel: String, root: &Path) -> Result<Option<Leaf>> {
-    let (file, stat) = match dir.open_regular(name) {
+fn file_leaf(
+    dir: &Dir,
+    name: &OsStr,
+    proc_fd: &ProcFd,
+    rel: String,
+    root: &Path,
+) -> Result<Option<Leaf>> {
+    let (file, stat) = match dir.open_regular_in(name, proc_fd) {
         Ok(Opened::File(file, stat)) => (file, stat),
         // Swapped for a symlink since it was listed: a capture records the
         // link.
@@ -400,6 +443,7 @@ struct Opener<'r> {
     top: Dir,
     /// The directory of the last file read, and its path.
     last: Option<(String, Dir)>,
+    proc_fd: ProcFd,
 }
 
 impl<'r> Opener<'r> {
@@ -408,6 +452,7 @@ impl<'r> Opener<'r> {
             root,
             top: Dir::open(root).map_err(Error::io("opening", root))?,
             last: None,
+            proc_fd: ProcFd::current().map_err(Error::io("opening /proc/self/fd for", root))?,
         })
     }
 
@@ -431,12 +476,12 @@ impl<'r> Opener<'r> {
 
     fn open(&mut self, parent: &str, name: &OsStr) -> io::Result<Opened> {
         if parent.is_empty() {
-            return self.top.open_regular(name);
+            return self.top.open_regular_in(name, &self.proc_fd);
         }
         if let Some((path, dir)) = &self.last
             && path == parent
         {
-            return dir.open_regular(name);
+            return dir.open_regular_in(name, &self.proc_fd);
         }
         let mut components = parent.split('/');
         let first = components.next().unwrap_or(parent);
@@ -444,7 +489,7 @@ impl<'r> Opener<'r> {
         for component in components {
             dir = dir.open_dir(OsStr::new(component))?;
         }
-        let opened = dir.open_regular(name);
+        let opened = dir.open_regular_in(name, &self.proc_fd);
         self.last = Some((parent.to_owned(), dir));
         opened
     }
