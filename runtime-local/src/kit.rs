@@ -47,7 +47,8 @@
 //!
 //! [`Backend::spawn`]: session_core::runtime::Backend::spawn
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -104,6 +105,14 @@ pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
     /// file system.
     fn asset_path(&self, asset: &ResolvedAsset) -> String {
         asset.absolute_path.display().to_string()
+    }
+
+    /// Whether a command that is `exec` and literal words ([`literal_exec`])
+    /// may start its program without the shell, where the shell is dash
+    /// (which would only exec it): see [`direct_exec`]. The default is
+    /// `false`, as the launch a sandbox wraps may rely on the shell.
+    fn skips_the_shell_for_exec(&self) -> bool {
+        false
     }
 }
 
@@ -378,22 +387,19 @@ impl<S: Sandbox> HostRuntime<S> {
         let inner = &self.inner;
         let mut env = inner.env.clone();
         env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let program = Program::shell(&inner.settings.shell, cmd.command.clone());
-        let mut launch = Launch::new(program, &inner.workspace, env);
-        launch.with_stdin = cmd.has_stdin();
-        launch.rlimits = Rlimits {
-            address_space: None,
-            file_size: inner.limits.file_size,
+        let shell = || Program::shell(&inner.settings.shell, cmd.command.clone());
+        let direct = match inner.sandbox.skips_the_shell_for_exec() {
+            true => direct_exec(&inner.settings.shell, &cmd.command, &env, &inner.workspace),
+            false => None,
         };
-        inner.sandbox.wrap(&mut launch, &cmd)?;
-        // Made last, so a refused wrap leaves no cgroup behind.
-        if limited && !inner.settings.cgroup_limits.is_empty() {
-            let cgroup = CgroupHost::get()
-                .create(&inner.settings.cgroup_limits, &inner.settings.type_name)
-                .map_err(|err| format!("cannot make the command's cgroup: {err}"))?;
-            launch.cgroup = Some(Arc::new(cgroup));
-        }
-        let started = inner.sandbox.start(launch)?;
+        let started = match direct {
+            // A program that cannot be started this way is left to the
+            // shell, which fails as it always has (its message, 127 or 126).
+            Some((argv, direct_env)) => self
+                .start(Program::Argv(argv), direct_env, &cmd, limited)
+                .or_else(|_| self.start(shell(), env, &cmd, limited))?,
+            None => self.start(shell(), env, &cmd, limited)?,
+        };
         let watch = Watch {
             wall_timeout: cmd.wall_timeout.or(inner.limits.wall_timeout),
             idle_timeout: cmd.idle_timeout.or(inner.limits.idle_timeout),
@@ -408,6 +414,147 @@ impl<S: Sandbox> HostRuntime<S> {
             .processes
             .run_mapped(started, watch, move |result| this.sandbox.finish(result)))
     }
+
+    /// Starts `program` for `cmd` through the sandbox, in a cgroup of its
+    /// own when the spec sets limits and `limited`.
+    fn start(
+        &self,
+        program: Program,
+        env: IndexMap<String, String>,
+        cmd: &ExecCommand,
+        limited: bool,
+    ) -> std::result::Result<Started, String> {
+        let inner = &self.inner;
+        let mut launch = Launch::new(program, &inner.workspace, env);
+        launch.with_stdin = cmd.has_stdin();
+        launch.rlimits = Rlimits {
+            address_space: None,
+            file_size: inner.limits.file_size,
+        };
+        inner.sandbox.wrap(&mut launch, cmd)?;
+        // Made last, so a refused wrap leaves no cgroup behind.
+        if limited && !inner.settings.cgroup_limits.is_empty() {
+            let cgroup = CgroupHost::get()
+                .create(&inner.settings.cgroup_limits, &inner.settings.type_name)
+                .map_err(|err| format!("cannot make the command's cgroup: {err}"))?;
+            launch.cgroup = Some(Arc::new(cgroup));
+        }
+        inner.sandbox.start(launch)
+    }
+}
+
+/// The words of `command` when it is `exec` followed by literal words
+/// only, written as berth quotes an argv for a shell: words of the
+/// characters no shell treats specially (letters, digits, `_-./,:@%+=`),
+/// and single-quoted ones, with `'\''` for a quote; `exec --` first when
+/// the program's name starts with `-`. A shell given such a command has
+/// nothing to expand, split or redirect: it only execs those words.
+/// `None` for anything else.
+pub fn literal_exec(command: &str) -> Option<Vec<String>> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./,:@%+=".contains(c);
+    let rest = command.strip_prefix("exec ")?;
+    let mut words = Vec::new();
+    for piece in split_words(rest)? {
+        let mut word = String::new();
+        let mut chars = piece.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => word.push(c),
+                    }
+                },
+                '\\' if chars.next()? == '\'' => word.push('\''),
+                c if plain(c) => word.push(c),
+                _ => return None,
+            }
+        }
+        words.push(word);
+    }
+    // `--` ends exec's options; any other word starting with `-` first
+    // would be one.
+    if words.first().map(String::as_str) == Some("--") {
+        words.remove(0);
+        return (!words.is_empty()).then_some(words);
+    }
+    match words.first() {
+        Some(program) if !program.starts_with('-') => Some(words),
+        _ => None,
+    }
+}
+
+/// `text` cut at single spaces outside single quotes (and not escaped);
+/// `None` when a quote is not closed or a word is empty.
+fn split_words(text: &str) -> Option<Vec<&str>> {
+    let mut words = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (at, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if !quoted => escaped = true,
+            '\'' => quoted = !quoted,
+            ' ' if !quoted => {
+                words.push(&text[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    words.push(&text[start..]);
+    (!quoted && words.iter().all(|word| !word.is_empty())).then_some(words)
+}
+
+/// The program and environment that `shell -c command` would exec, when
+/// `shell` is `/bin/sh` and is dash, `command` is a [`literal_exec`], and
+/// `PATH` is set: dash then only execs the words, with its environment
+/// as it imported it (variables whose names are not shell names are
+/// dropped) and `PWD` set to the working directory (kept when it already
+/// names it, else the directory's physical path). Starting the program
+/// directly saves the shell's own start, a dynamically linked program's.
+fn direct_exec(
+    shell: &Path,
+    command: &str,
+    env: &IndexMap<String, String>,
+    workdir: &Path,
+) -> Option<(Vec<OsString>, IndexMap<String, String>)> {
+    if shell != Path::new("/bin/sh") || !sh_is_dash() || !env.contains_key("PATH") {
+        return None;
+    }
+    let argv = literal_exec(command)?;
+    let shell_name = |name: &str| {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let mut env: IndexMap<String, String> = env
+        .iter()
+        .filter(|(name, _)| shell_name(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let here = std::fs::metadata(workdir).ok()?;
+    let names_here = |path: &str| {
+        use std::os::unix::fs::MetadataExt;
+        path.starts_with('/')
+            && std::fs::metadata(path).is_ok_and(|m| m.dev() == here.dev() && m.ino() == here.ino())
+    };
+    if !env.get("PWD").is_some_and(|pwd| names_here(pwd)) {
+        let physical = std::fs::canonicalize(workdir).ok()?;
+        env.insert("PWD".to_owned(), physical.to_str()?.to_owned());
+    }
+    Some((argv.into_iter().map(OsString::from).collect(), env))
+}
+
+/// Whether `/bin/sh` is dash (whose `exec` of literal words adds nothing
+/// but `PWD`), looked at once.
+fn sh_is_dash() -> bool {
+    static DASH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DASH.get_or_init(|| {
+        std::fs::canonicalize("/bin/sh")
+            .is_ok_and(|path| path.file_name() == Some(std::ffi::OsStr::new("dash")))
+    })
 }
 
 #[async_trait]
@@ -463,5 +610,110 @@ impl<S: Sandbox> Runtime for HostRuntime<S> {
             .processes
             .close_and_wait(&self.inner.settings.type_name)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_of_literal_words_is_read_back_word_for_word() {
+        let cases: [(&str, &[&str]); 7] = [
+            ("exec true", &["true"]),
+            (
+                "exec ls -la src/main.rs a=b x@y:1,2%+",
+                &["ls", "-la", "src/main.rs", "a=b", "x@y:1,2%+"],
+            ),
+            (
+                "exec printf '%s|' 'a b' '' 'it'\\''s' 'é' '$HOME'",
+                &["printf", "%s|", "a b", "", "it's", "é", "$HOME"],
+            ),
+            ("exec -- -x y", &["-x", "y"]),
+            ("exec -- -- z", &["--", "z"]),
+            ("exec 'a\nb' '*.py' '#x' '~'", &["a\nb", "*.py", "#x", "~"]),
+            ("exec pre'mid dle'post", &["premid dlepost"]),
+        ];
+        for (command, words) in cases {
+            assert_eq!(
+                literal_exec(command).as_deref(),
+                Some(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>()[..]),
+                "{command:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn anything_a_shell_would_do_more_with_is_left_to_it() {
+        for command in [
+            "true",
+            "exec",
+            "exec ",
+            "exec  true",
+            "exec true ",
+            "exec $X",
+            "exec ~/bin/x",
+            "exec a;b",
+            "exec a && b",
+            "exec a | b",
+            "exec a > f",
+            "exec a 2>&1",
+            "exec \"a\"",
+            "exec a\\ b",
+            "exec 'a",
+            "exec a\nb",
+            "exec *.py",
+            "exec -x",
+            "exec --",
+            "exec a #comment",
+            "exec `id`",
+            "exec a\tb",
+            "  exec a",
+            "EXEC a",
+        ] {
+            assert_eq!(literal_exec(command), None, "{command:?}");
+        }
+    }
+
+    #[test]
+    fn the_direct_environment_is_the_one_dash_would_exec_with() {
+        let workdir = tempfile::tempdir().unwrap();
+        let physical = std::fs::canonicalize(workdir.path()).unwrap();
+        let env: IndexMap<String, String> = [
+            ("PATH", "/usr/bin:/bin"),
+            ("A-B", "dropped"),
+            ("1X", "dropped"),
+            ("_ok", "kept"),
+            ("PWD", "/"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let direct = direct_exec(Path::new("/bin/sh"), "exec env", &env, workdir.path());
+        if !sh_is_dash() {
+            assert!(direct.is_none());
+            return;
+        }
+        let (argv, env) = direct.unwrap();
+        assert_eq!(argv, [OsString::from("env")]);
+        let names: Vec<&str> = env.keys().map(String::as_str).collect();
+        assert_eq!(names, ["PATH", "_ok", "PWD"]);
+        // A PWD that names another directory is replaced by the physical
+        // path; one that names the working directory stays.
+        assert_eq!(env["PWD"], physical.to_str().unwrap());
+        let mut named = env.clone();
+        let link = tempfile::tempdir().unwrap();
+        let alias = link.path().join("here");
+        std::os::unix::fs::symlink(workdir.path(), &alias).unwrap();
+        named.insert("PWD".into(), alias.to_str().unwrap().to_owned());
+        let (_, kept) =
+            direct_exec(Path::new("/bin/sh"), "exec env", &named, workdir.path()).unwrap();
+        assert_eq!(kept["PWD"], alias.to_str().unwrap());
+        // Another shell, no PATH, or more than literal words: the shell.
+        assert!(direct_exec(Path::new("/bin/bash"), "exec env", &env, workdir.path()).is_none());
+        let mut no_path = env.clone();
+        no_path.shift_remove("PATH");
+        assert!(direct_exec(Path::new("/bin/sh"), "exec env", &no_path, workdir.path()).is_none());
+        assert!(direct_exec(Path::new("/bin/sh"), "exec env $X", &env, workdir.path()).is_none());
     }
 }

@@ -1,7 +1,10 @@
 //! The `local` backend: commands run as host processes.
 //!
 //! Each command runs through `/bin/sh -c` (or `local.shell`) in the
-//! session's workspace, started by a keeper process ([`process`]) that
+//! session's workspace — except a command that is `exec` and literal words
+//! (what `berth run -- PROGRAM ARGS` sends) where `/bin/sh` is dash: its
+//! program starts directly, with the environment dash would give it
+//! ([`kit::literal_exec`]) — started by a keeper process ([`process`]) that
 //! ends the command's whole tree — also what `setsid` or a double fork
 //! detached — on a timeout, a kill, a dropped stream, the runtime's
 //! cleanup and berth's own death. The command starts with only descriptors
@@ -210,7 +213,11 @@ fn limit_error(spec: &EnvironmentSpec, err: CgroupError) -> Error {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Plain;
 
-impl Sandbox for Plain {}
+impl Sandbox for Plain {
+    fn skips_the_shell_for_exec(&self) -> bool {
+        true
+    }
+}
 
 /// A runtime of the `local` backend. Dropping it kills every process it
 /// started.

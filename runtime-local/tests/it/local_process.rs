@@ -98,6 +98,47 @@ async fn a_commands_stdout_pipe_holds_256_kib() {
 }
 
 #[tokio::test]
+async fn exec_of_literal_words_does_what_the_shell_would() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    // Each command as it is (which may start its program without the
+    // shell) and behind `: ;` (which the shell always reads).
+    for command in [
+        "exec printenv PWD",
+        "exec printf '%s|' 'a b' '' 'it'\\''s' '$HOME'",
+        "exec env",
+        "exec nosuch-berth-program",
+        "exec /etc/passwd",
+        "exec sh -c 'kill -KILL $$'",
+        "exec sh -c 'exit 7'",
+    ] {
+        let mut results = Vec::new();
+        for text in [command.to_owned(), format!(": ; {command}")] {
+            let mut cmd = ExecCommand::new(text);
+            cmd.env.insert("BERTH_T".into(), "1".into());
+            cmd.env.insert("NOT-A-NAME".into(), "2".into());
+            let result = rt.execute(cmd).await.unwrap();
+            let mut stdout: Vec<String> =
+                result.stdout_lossy().lines().map(str::to_owned).collect();
+            if command == "exec env" {
+                // The shell lists its environment in an order of its own.
+                stdout.sort();
+            }
+            results.push((
+                result.status,
+                result.exit_code,
+                result.signal,
+                stdout,
+                result.stderr_lossy().into_owned(),
+            ));
+        }
+        assert_eq!(results[0], results[1], "{command}");
+    }
+    session.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn usage_is_reported() {
     let temp = tempfile::tempdir().unwrap();
     let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
