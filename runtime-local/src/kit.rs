@@ -108,9 +108,10 @@ pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// Whether a command that is `exec` and literal words ([`literal_exec`])
-    /// may start its program without the shell, where the shell is dash
-    /// (which would only exec it): see [`direct_exec`]. The default is
-    /// `false`, as the launch a sandbox wraps may rely on the shell.
+    /// may start its program without the shell, where the shell is
+    /// `/bin/sh` and dash (which would only exec it), with the environment
+    /// dash would pass on. The default is `false`, as the launch a sandbox
+    /// wraps may rely on the shell.
     fn skips_the_shell_for_exec(&self) -> bool {
         false
     }
