@@ -447,14 +447,14 @@ impl<S: Sandbox> HostRuntime<S> {
 /// The words of `command` when it is `exec` followed by literal words
 /// only, written as berth quotes an argv for a shell: words of the
 /// characters no shell treats specially (letters, digits, `_-./,:@%+=`),
-/// and single-quoted ones, with `'\''` for a quote; `exec --` first when
-/// the program's name starts with `-`. A shell given such a command has
-/// nothing to expand, split or redirect: it only execs those words.
-/// `None` for anything else.
+/// and single-quoted ones, with `'\''` for a quote — and whose program's
+/// name does not start with `-`. A shell given such a command has nothing
+/// to expand, split or redirect: it only execs those words. `None` for
+/// anything else.
 pub fn literal_exec(command: &str) -> Option<Vec<String>> {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_-./,:@%+=".contains(c);
     let rest = command.strip_prefix("exec ")?;
-    let mut words = Vec::new();
+    let mut words: Vec<String> = Vec::new();
     for piece in split_words(rest)? {
         let mut word = String::new();
         let mut chars = piece.chars();
@@ -473,12 +473,9 @@ pub fn literal_exec(command: &str) -> Option<Vec<String>> {
         }
         words.push(word);
     }
-    // `--` ends exec's options; any other word starting with `-` first
-    // would be one.
-    if words.first().map(String::as_str) == Some("--") {
-        words.remove(0);
-        return (!words.is_empty()).then_some(words);
-    }
+    // A first word starting with `-` (`--` included) is an option to
+    // some shells' `exec` and a program's name to others' (dash's): the
+    // shell decides.
     match words.first() {
         Some(program) if !program.starts_with('-') => Some(words),
         _ => None,
@@ -510,9 +507,14 @@ fn split_words(text: &str) -> Option<Vec<&str>> {
 /// `shell` is `/bin/sh` and is dash, `command` is a [`literal_exec`], and
 /// `PATH` is set: dash then only execs the words, with its environment
 /// as it imported it (variables whose names are not shell names are
-/// dropped) and `PWD` set to the working directory (kept when it already
-/// names it, else the directory's physical path). Starting the program
-/// directly saves the shell's own start, a dynamically linked program's.
+/// dropped) and `PWD` set to the working directory's physical path.
+/// Starting the program directly saves the shell's own start, a
+/// dynamically linked program's.
+///
+/// Left to the shell: an environment with `IFS`, `OPTIND` or `PPID`,
+/// which dash sets to values of its own, and one with a `PWD` other than
+/// the working directory's path, which dash keeps when it names that
+/// directory in the shell's own process (`/proc/self/cwd` does).
 fn direct_exec(
     shell: &Path,
     command: &str,
@@ -520,6 +522,12 @@ fn direct_exec(
     workdir: &Path,
 ) -> Option<(Vec<OsString>, IndexMap<String, String>)> {
     if shell != Path::new("/bin/sh") || !sh_is_dash() || !env.contains_key("PATH") {
+        return None;
+    }
+    if ["IFS", "OPTIND", "PPID"]
+        .iter()
+        .any(|name| env.contains_key(*name))
+    {
         return None;
     }
     let argv = literal_exec(command)?;
@@ -535,15 +543,14 @@ fn direct_exec(
         .filter(|(name, _)| shell_name(name))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    let here = std::fs::metadata(workdir).ok()?;
-    let names_here = |path: &str| {
-        use std::os::unix::fs::MetadataExt;
-        path.starts_with('/')
-            && std::fs::metadata(path).is_ok_and(|m| m.dev() == here.dev() && m.ino() == here.ino())
-    };
-    if !env.get("PWD").is_some_and(|pwd| names_here(pwd)) {
-        let physical = std::fs::canonicalize(workdir).ok()?;
-        env.insert("PWD".to_owned(), physical.to_str()?.to_owned());
+    let physical = std::fs::canonicalize(workdir).ok()?;
+    let physical = physical.to_str()?;
+    match env.get("PWD") {
+        None => {
+            env.insert("PWD".to_owned(), physical.to_owned());
+        }
+        Some(pwd) if pwd == physical || Path::new(pwd) == workdir => {}
+        Some(_) => return None,
     }
     Some((argv.into_iter().map(OsString::from).collect(), env))
 }
@@ -620,7 +627,7 @@ mod tests {
 
     #[test]
     fn exec_of_literal_words_is_read_back_word_for_word() {
-        let cases: [(&str, &[&str]); 7] = [
+        let cases: [(&str, &[&str]); 5] = [
             ("exec true", &["true"]),
             (
                 "exec ls -la src/main.rs a=b x@y:1,2%+",
@@ -630,8 +637,6 @@ mod tests {
                 "exec printf '%s|' 'a b' '' 'it'\\''s' 'é' '$HOME'",
                 &["printf", "%s|", "a b", "", "it's", "é", "$HOME"],
             ),
-            ("exec -- -x y", &["-x", "y"]),
-            ("exec -- -- z", &["--", "z"]),
             ("exec 'a\nb' '*.py' '#x' '~'", &["a\nb", "*.py", "#x", "~"]),
             ("exec pre'mid dle'post", &["premid dlepost"]),
         ];
@@ -666,6 +671,8 @@ mod tests {
             "exec *.py",
             "exec -x",
             "exec --",
+            "exec -- x",
+            "exec -- -x y",
             "exec a #comment",
             "exec `id`",
             "exec a\tb",
@@ -680,41 +687,52 @@ mod tests {
     fn the_direct_environment_is_the_one_dash_would_exec_with() {
         let workdir = tempfile::tempdir().unwrap();
         let physical = std::fs::canonicalize(workdir.path()).unwrap();
+        let physical = physical.to_str().unwrap();
         let env: IndexMap<String, String> = [
             ("PATH", "/usr/bin:/bin"),
             ("A-B", "dropped"),
             ("1X", "dropped"),
             ("_ok", "kept"),
-            ("PWD", "/"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let direct = direct_exec(Path::new("/bin/sh"), "exec env", &env, workdir.path());
+        let direct = |env: &IndexMap<String, String>, command: &str| {
+            direct_exec(Path::new("/bin/sh"), command, env, workdir.path())
+        };
         if !sh_is_dash() {
-            assert!(direct.is_none());
+            assert!(direct(&env, "exec env").is_none());
             return;
         }
-        let (argv, env) = direct.unwrap();
+        let (argv, got) = direct(&env, "exec env").unwrap();
         assert_eq!(argv, [OsString::from("env")]);
-        let names: Vec<&str> = env.keys().map(String::as_str).collect();
+        let names: Vec<&str> = got.keys().map(String::as_str).collect();
         assert_eq!(names, ["PATH", "_ok", "PWD"]);
-        // A PWD that names another directory is replaced by the physical
-        // path; one that names the working directory stays.
-        assert_eq!(env["PWD"], physical.to_str().unwrap());
-        let mut named = env.clone();
-        let link = tempfile::tempdir().unwrap();
-        let alias = link.path().join("here");
-        std::os::unix::fs::symlink(workdir.path(), &alias).unwrap();
-        named.insert("PWD".into(), alias.to_str().unwrap().to_owned());
-        let (_, kept) =
-            direct_exec(Path::new("/bin/sh"), "exec env", &named, workdir.path()).unwrap();
-        assert_eq!(kept["PWD"], alias.to_str().unwrap());
-        // Another shell, no PATH, or more than literal words: the shell.
-        assert!(direct_exec(Path::new("/bin/bash"), "exec env", &env, workdir.path()).is_none());
+        assert_eq!(got["PWD"], physical);
+        // A PWD that is the working directory's path stays.
+        let with = |name: &str, value: &str| {
+            let mut env = env.clone();
+            env.insert(name.to_owned(), value.to_owned());
+            env
+        };
+        let (_, got) = direct(&with("PWD", physical), "exec env").unwrap();
+        assert_eq!(got["PWD"], physical);
+        // Left to the shell: another PWD (dash judges it in its own
+        // process), the variables dash sets itself, no PATH, another
+        // shell, more than literal words.
+        for env in [
+            with("PWD", "/"),
+            with("PWD", "/proc/self/cwd"),
+            with("IFS", "x"),
+            with("OPTIND", "5"),
+            with("PPID", "1"),
+        ] {
+            assert!(direct(&env, "exec env").is_none(), "{env:?}");
+        }
         let mut no_path = env.clone();
         no_path.shift_remove("PATH");
-        assert!(direct_exec(Path::new("/bin/sh"), "exec env", &no_path, workdir.path()).is_none());
-        assert!(direct_exec(Path::new("/bin/sh"), "exec env $X", &env, workdir.path()).is_none());
+        assert!(direct(&no_path, "exec env").is_none());
+        assert!(direct_exec(Path::new("/bin/bash"), "exec env", &env, workdir.path()).is_none());
+        assert!(direct(&env, "exec env $X").is_none());
     }
 }

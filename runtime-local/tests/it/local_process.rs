@@ -106,6 +106,7 @@ async fn exec_of_literal_words_does_what_the_shell_would() {
     // shell) and behind `: ;` (which the shell always reads).
     for command in [
         "exec printenv PWD",
+        "exec printenv PWD IFS OPTIND PPID",
         "exec printf '%s|' 'a b' '' 'it'\\''s' '$HOME'",
         "exec env",
         "exec nosuch-berth-program",
@@ -118,6 +119,10 @@ async fn exec_of_literal_words_does_what_the_shell_would() {
             let mut cmd = ExecCommand::new(text);
             cmd.env.insert("BERTH_T".into(), "1".into());
             cmd.env.insert("NOT-A-NAME".into(), "2".into());
+            if command.contains("IFS") {
+                cmd.env.insert("IFS".into(), "x".into());
+                cmd.env.insert("OPTIND".into(), "5".into());
+            }
             let result = rt.execute(cmd).await.unwrap();
             let mut stdout: Vec<String> =
                 result.stdout_lossy().lines().map(str::to_owned).collect();
