@@ -62,17 +62,18 @@ pub(crate) const EXIT_DRAIN_GRACE: Duration = Duration::from_millis(250);
 /// pipes.
 const KILL_DRAIN_GRACE: Duration = Duration::from_millis(500);
 
-/// The most berth reads from stderr at once.
+/// The most berth reads from a pipe at once, until a stream proves bulky.
 const READ_CHUNK: usize = 64 << 10;
 
-/// The size berth gives a command's stdout pipe, and the most it reads
-/// from it at once. Four times Linux's default pipe: a command that writes
-/// fast can run that much ahead of its reader, and each read (and event)
-/// carries up to that much, so a fast stream costs a quarter of the
+/// The size berth gives a command's stdout pipe once that much came
+/// through it (the stream is bulky), and the most it reads from it at
+/// once from then on. Four times Linux's default pipe: a command that
+/// writes fast can run that much ahead of its reader, and each read (and
+/// event) carries up to that much, so a fast stream costs a quarter of the
 /// wake-ups between the command, berth's reader and the consumer. Pipe
 /// pages count against the user's `pipe-user-pages-soft` (64 MiB by
-/// default) while the pipe exists: 64 pages a command. Where the kernel
-/// refuses, the pipe keeps its size.
+/// default) while the pipe exists, which is why only a bulky stream's pipe
+/// grows (by 48 pages). Where the kernel refuses, the pipe keeps its size.
 const STDOUT_PIPE: usize = 256 << 10;
 
 /// How long [`ProcessTable::close_and_wait`] waits for killed commands to
@@ -642,10 +643,7 @@ fn adopt(
             exit,
             cgroup,
             stdin: io.stdin.map(pipe::Sender::from_owned_fd).transpose()?,
-            stdout: {
-                grow_pipe(&io.stdout, STDOUT_PIPE);
-                pipe::Receiver::from_owned_fd(io.stdout)?
-            },
+            stdout: pipe::Receiver::from_owned_fd(io.stdout)?,
             stderr: pipe::Receiver::from_owned_fd(io.stderr)?,
             started_at,
         })
@@ -675,9 +673,9 @@ fn adopt(
 /// Asks the kernel to make the pipe whose read end is `read` hold `size`
 /// bytes. A refusal (the user's pipe allowance is spent, or `size` is past
 /// `pipe-max-size`) leaves it as it was.
-fn grow_pipe(read: &OwnedFd, size: usize) {
+fn grow_pipe(read: &impl AsRawFd, size: usize) {
     let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    // SAFETY: fcntl(2) F_SETPIPE_SZ on a descriptor this function borrows;
+    // SAFETY: fcntl(2) F_SETPIPE_SZ on a descriptor the caller holds open;
     // it changes only the pipe's capacity.
     unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
 }
@@ -932,7 +930,8 @@ async fn drive_parts(
     let mut drain_until: Option<Instant> = None;
     // When berth ends the command itself, should the keeper not report.
     let mut force_at: Option<Instant> = None;
-    let out_pool = ChunkPool::for_stream(STDOUT_PIPE);
+    let mut out_pool = ChunkPool::for_stream(READ_CHUNK);
+    let mut out_bulky = false;
     let err_pool = ChunkPool::for_stream(READ_CHUNK);
     let mut out_chunk = out_pool.buffer();
     let mut err_chunk = err_pool.buffer();
@@ -953,6 +952,13 @@ async fn drive_parts(
                             control.kill();
                             killed.get_or_insert(KilledFor::Cancelled);
                             force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
+                        }
+                        if !out_bulky && stdout_buf.total() >= STDOUT_PIPE as u64 {
+                            // A bulky stream: a wider pipe, larger reads.
+                            out_bulky = true;
+                            grow_pipe(&started.stdout, STDOUT_PIPE);
+                            out_pool = ChunkPool::for_stream(STDOUT_PIPE);
+                            out_chunk = out_pool.buffer();
                         }
                     }
                 }

@@ -82,18 +82,31 @@ async fn memory_limit_stops_a_large_allocation() {
 }
 
 #[tokio::test]
-async fn a_commands_stdout_pipe_holds_256_kib() {
+async fn a_bulky_stdout_gets_a_pipe_of_256_kib() {
     let temp = tempfile::tempdir().unwrap();
     let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
     let rt = session.spawn(SpawnOptions::default()).await.unwrap();
-    // F_GETPIPE_SZ is 1032; stderr keeps the kernel's default size.
+    // F_GETPIPE_SZ is 1032. A command starts with the kernel's pipes; once
+    // 256 KiB came through its stdout, that pipe grows (stderr never does).
+    // The sizes go to stderr, which the stdout's growth leaves be.
     let result = rt
         .execute(ExecCommand::new(
-            "python3 -c 'import fcntl; print(fcntl.fcntl(1, 1032), fcntl.fcntl(2, 1032))'",
+            "python3 -c 'import fcntl, sys, time\n\
+             sys.stderr.write(\"%d %d\\n\" % (fcntl.fcntl(1, 1032), fcntl.fcntl(2, 1032)))\n\
+             sys.stderr.flush()\n\
+             for _ in range(64): sys.stdout.buffer.write(bytes(65536)); sys.stdout.flush()\n\
+             time.sleep(0.2)\n\
+             sys.stderr.write(\"%d %d\\n\" % (fcntl.fcntl(1, 1032), fcntl.fcntl(2, 1032)))'",
         ))
         .await
         .unwrap();
-    assert_eq!(result.stdout_lossy().trim(), "262144 65536", "{result:?}");
+    assert!(result.success(), "{result:?}");
+    assert_eq!(result.stdout.total_bytes, 64 * 65536);
+    assert_eq!(
+        result.stderr_lossy().lines().collect::<Vec<_>>(),
+        ["65536 65536", "262144 65536"],
+        "{result:?}"
+    );
     session.close().await.unwrap();
 }
 
