@@ -116,13 +116,7 @@ pub(crate) fn check_spec_path(spec: &Path) -> anyhow::Result<()> {
     let Some(text) = spec.to_str() else {
         return Ok(());
     };
-    let name = |s: &str| {
-        let mut chars = s.chars();
-        chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
+    let name = runtime_local::kit::is_shell_name;
     match text.split_once('=') {
         Some((key, _)) if name(key) => bail!(
             "`--env {text}`: --env names the environment spec file (there is no file `{text}`); \

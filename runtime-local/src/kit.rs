@@ -241,6 +241,9 @@ struct Inner<S> {
     /// What the runtime claims, once asked ([`HostSettings::capabilities`]).
     capabilities: OnceLock<Capabilities>,
     workspace: PathBuf,
+    /// The workspace's physical path (symlinks resolved), found the first
+    /// time a command skips the shell: the `PWD` dash would give it.
+    physical_workspace: OnceLock<Option<String>>,
     env: IndexMap<String, String>,
     limits: Limits,
     setup: OnceLock<SetupOutput>,
@@ -302,6 +305,7 @@ impl<S: Sandbox> HostRuntime<S> {
                 settings,
                 capabilities: OnceLock::new(),
                 workspace: ctx.workspace.clone(),
+                physical_workspace: OnceLock::new(),
                 env,
                 limits: spec.limits.clone(),
                 setup: OnceLock::new(),
@@ -390,7 +394,22 @@ impl<S: Sandbox> HostRuntime<S> {
         env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let shell = || Program::shell(&inner.settings.shell, cmd.command.clone());
         let direct = match inner.sandbox.skips_the_shell_for_exec() {
-            true => direct_exec(&inner.settings.shell, &cmd.command, &env, &inner.workspace),
+            true => inner
+                .physical_workspace
+                .get_or_init(|| {
+                    let physical = std::fs::canonicalize(&inner.workspace).ok()?;
+                    physical.into_os_string().into_string().ok()
+                })
+                .as_deref()
+                .and_then(|physical| {
+                    direct_exec(
+                        &inner.settings.shell,
+                        &cmd.command,
+                        &env,
+                        &inner.workspace,
+                        physical,
+                    )
+                }),
             false => None,
         };
         let started = match direct {
@@ -507,7 +526,8 @@ fn split_words(text: &str) -> Option<Vec<&str>> {
 /// `shell` is `/bin/sh` and is dash, `command` is a [`literal_exec`], and
 /// `PATH` is set: dash then only execs the words, with its environment
 /// as it imported it (variables whose names are not shell names are
-/// dropped) and `PWD` set to the working directory's physical path.
+/// dropped) and `PWD` set to `physical`, the working directory's physical
+/// path.
 /// Starting the program directly saves the shell's own start, a
 /// dynamically linked program's.
 ///
@@ -520,6 +540,7 @@ fn direct_exec(
     command: &str,
     env: &IndexMap<String, String>,
     workdir: &Path,
+    physical: &str,
 ) -> Option<(Vec<OsString>, IndexMap<String, String>)> {
     if shell != Path::new("/bin/sh") || !sh_is_dash() || !env.contains_key("PATH") {
         return None;
@@ -531,20 +552,11 @@ fn direct_exec(
         return None;
     }
     let argv = literal_exec(command)?;
-    let shell_name = |name: &str| {
-        let mut chars = name.chars();
-        chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
     let mut env: IndexMap<String, String> = env
         .iter()
-        .filter(|(name, _)| shell_name(name))
+        .filter(|(name, _)| is_shell_name(name))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    let physical = std::fs::canonicalize(workdir).ok()?;
-    let physical = physical.to_str()?;
     match env.get("PWD") {
         None => {
             env.insert("PWD".to_owned(), physical.to_owned());
@@ -553,6 +565,16 @@ fn direct_exec(
         Some(_) => return None,
     }
     Some((argv.into_iter().map(OsString::from).collect(), env))
+}
+
+/// Whether `name` is a name a POSIX shell gives variables: a letter or
+/// `_`, then letters, digits and `_`.
+pub fn is_shell_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Whether `/bin/sh` is dash (whose `exec` of literal words adds nothing
@@ -698,7 +720,7 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let direct = |env: &IndexMap<String, String>, command: &str| {
-            direct_exec(Path::new("/bin/sh"), command, env, workdir.path())
+            direct_exec(Path::new("/bin/sh"), command, env, workdir.path(), physical)
         };
         if !sh_is_dash() {
             assert!(direct(&env, "exec env").is_none());
@@ -732,7 +754,16 @@ mod tests {
         let mut no_path = env.clone();
         no_path.shift_remove("PATH");
         assert!(direct(&no_path, "exec env").is_none());
-        assert!(direct_exec(Path::new("/bin/bash"), "exec env", &env, workdir.path()).is_none());
+        assert!(
+            direct_exec(
+                Path::new("/bin/bash"),
+                "exec env",
+                &env,
+                workdir.path(),
+                physical
+            )
+            .is_none()
+        );
         assert!(direct(&env, "exec env $X").is_none());
     }
 }
