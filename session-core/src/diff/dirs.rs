@@ -245,8 +245,13 @@ impl Leaves {
         }
     }
 
-    /// Hands a leaf that is done with back to the walk's thread.
-    fn retire(&mut self, leaf: Leaf) {
+    /// Hands a leaf that is done with back to the walk's thread; a large
+    /// file's descriptor is closed here and now, so that leaves on their
+    /// way back hold no more descriptors than before.
+    fn retire(&mut self, mut leaf: Leaf) {
+        if matches!(leaf.content, Content::Large(_)) {
+            leaf.content = Content::EmptyDir;
+        }
         self.spent.push(leaf);
         if self.spent.len() == BATCH {
             let spent = std::mem::replace(&mut self.spent, Vec::with_capacity(BATCH));
