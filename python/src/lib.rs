@@ -88,7 +88,7 @@ impl Owner {
 }
 
 /// How long a blocking call waits before it looks at Python's signals.
-const SLICE: Duration = Duration::from_millis(50);
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
 /// Runs `work` on the process's tokio runtime and waits for it with the GIL
 /// released, in slices: between slices Python's signal handlers run, and

@@ -4,12 +4,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use indexmap::IndexMap;
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
-use session_core::runtime::{Event as CoreEvent, EventStream, ExecCommand, RuntimeStatus};
+use session_core::runtime::{
+    Direct, Event as CoreEvent, EventStream, ExecCommand, RuntimeStatus, Waited,
+};
 use session_core::session::RuntimeHandle;
 
 use crate::session::Session;
@@ -556,6 +557,80 @@ fn deliver(
     }))
 }
 
+/// What [`next_running`] came to.
+enum Step<'py> {
+    /// Bytes of stdout read from the command's pipe directly.
+    Stdout(EventStream, Bound<'py, PyBytes>),
+    /// The stream's next event (`None` after its end).
+    Event(Option<EventStream>, Option<CoreEvent>),
+}
+
+/// The next event of a started command: one already waiting, or, when the
+/// backend lends the command's stdout pipe (`StdoutLend`), bytes read from
+/// the pipe straight into a `bytes` object, both without leaving the GIL;
+/// otherwise waited for with the GIL released (in `poll(2)` of the pipe
+/// while it is lent). On an error (a signal while waiting) the stream is
+/// dropped, which kills the command.
+fn next_running(py: Python<'_>, mut stream: EventStream) -> PyResult<Step<'_>> {
+    loop {
+        let mut raised = None;
+        let read = stream.try_next_direct(|data| new_bytes(py, data, &mut raised));
+        match read {
+            Ok(Direct::Read(data)) => return Ok(Step::Stdout(stream, data)),
+            Ok(Direct::Event(event)) => return Ok(Step::Event(Some(stream), Some(event))),
+            Ok(Direct::End) => return Ok(Step::Event(Some(stream), None)),
+            Ok(Direct::Wait) => {}
+            Err(_) => {
+                if let Some(raised) = raised {
+                    return Err(raised);
+                }
+                // The read failed: the pipe went back to the backend,
+                // whose events bring the rest.
+            }
+        }
+        if py.detach(|| stream.poll_direct(crate::SLICE)) {
+            if let Err(signal) = py.check_signals() {
+                let _context = tokio_rt().enter();
+                drop(stream);
+                return Err(signal);
+            }
+            continue;
+        }
+        let (back, waited) = wait(py, async move {
+            let waited = stream.wait_direct().await;
+            Ok((stream, waited))
+        })?;
+        stream = back;
+        if let Waited::Event(event) = waited {
+            return Ok(Step::Event(Some(stream), event));
+        }
+    }
+}
+
+/// A `bytes` object of `data`; a failure to make it is left in `raised`.
+fn new_bytes<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    raised: &mut Option<PyErr>,
+) -> std::io::Result<Bound<'py, PyBytes>> {
+    let len = pyo3::ffi::Py_ssize_t::try_from(data.len()).map_err(std::io::Error::other)?;
+    // SAFETY: PyBytes_FromStringAndSize copies `len` bytes from `data` into
+    // a new bytes object, or returns null with an exception set; the GIL
+    // is held.
+    let bytes = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            pyo3::ffi::PyBytes_FromStringAndSize(data.as_ptr().cast(), len),
+        )
+    }
+    .map_err(|err| {
+        *raised = Some(err);
+        std::io::Error::other("no memory for a chunk of output")
+    })?;
+    // SAFETY: PyBytes_FromStringAndSize made a bytes object.
+    Ok(unsafe { bytes.cast_into_unchecked() })
+}
+
 #[pymethods]
 impl Stream {
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -565,11 +640,18 @@ impl Stream {
     fn __next__(&self, py: Python<'_>) -> PyResult<Event> {
         self.owner.check("stream")?;
         let state = std::mem::replace(&mut *lock(&self.state), StreamState::Busy);
-        // An event already waiting is taken without leaving the GIL.
         let waited = match state {
-            StreamState::Running(mut stream) => match stream.next().now_or_never() {
-                Some(event) => Ok((Some(stream), event)),
-                None => wait(py, next_event(StreamState::Running(stream))),
+            StreamState::Running(stream) => match next_running(py, stream) {
+                Ok(Step::Stdout(stream, data)) => {
+                    *lock(&self.state) = StreamState::Running(stream);
+                    return Ok(Event {
+                        kind: "stdout",
+                        data: data.unbind(),
+                        result: None,
+                    });
+                }
+                Ok(Step::Event(stream, event)) => Ok((stream, event)),
+                Err(err) => Err(err),
             },
             StreamState::Pending(..) => wait(py, next_event(state)),
             StreamState::Busy => return Err(busy()),

@@ -86,6 +86,34 @@ def test_stream_events_arrive_while_the_command_runs(
     assert runtime.stream("echo x").finish().stdout == b"x\n"
 
 
+def test_a_stream_read_in_every_way_brings_every_byte_in_order(runtime: berth.Runtime) -> None:
+    # The iterator reads the command's stdout pipe itself where it can:
+    # the bytes must be those of the events, in order, with stderr beside
+    # them and the result holding them too.
+    expected = b"".join(b"%d\n" % i for i in range(1, 200001))
+    command = "seq 1 200000; echo done >&2"
+    chunks = [e.data for e in runtime.stream(command, output_limit=1 << 24) if e.kind == "stdout"]
+    assert b"".join(chunks) == expected
+    stream = runtime.stream(command, output_limit=1 << 24)
+    # A few chunks by iteration, the rest by async iteration, then the
+    # result.
+    head = [next(stream) for _ in range(3)]
+
+    async def rest() -> list[berth.Event]:
+        return [e async for e in stream]
+
+    tail = asyncio.run(rest())
+    events = head + tail
+    assert b"".join(e.data for e in events if e.kind == "stdout") == expected
+    assert b"".join(e.data for e in events if e.kind == "stderr") == b"done\n"
+    result = events[-1].result
+    assert result is not None and result.ok and result.stdout == expected
+    # Iterated a little, then finished.
+    stream = runtime.stream(command, output_limit=1 << 24)
+    next(stream)
+    assert stream.finish().stdout == expected
+
+
 def test_closing_a_stream_kills_the_command(session: Session, runtime: berth.Runtime) -> None:
     pidfile = Path(session.workspace) / "pid"
     with runtime.stream("echo started; " + LONG.format(pidfile="pid")) as stream:

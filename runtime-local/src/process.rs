@@ -36,7 +36,7 @@ pub use keeper_program::use_in_process_keeper;
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -45,7 +45,8 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use session_core::runtime::{
-    ChunkPool, Event, EventSender, ExecResult, ExecStatus, OutputBuffer, StdinSource, Usage,
+    ChunkPool, Event, EventSender, EventStream, ExecResult, ExecStatus, OutputBuffer, StdinSource,
+    StdoutLend, Usage,
 };
 
 use crate::cgroup::CommandCgroup;
@@ -391,7 +392,7 @@ pub struct Started {
     exit: ExitWatch,
     cgroup: Option<Arc<CommandCgroup>>,
     stdin: Option<pipe::Sender>,
-    stdout: pipe::Receiver,
+    stdout: StdoutPipe,
     stderr: pipe::Receiver,
     /// When it was started.
     pub started_at: Instant,
@@ -643,7 +644,7 @@ fn adopt(
             exit,
             cgroup,
             stdin: io.stdin.map(pipe::Sender::from_owned_fd).transpose()?,
-            stdout: pipe::Receiver::from_owned_fd(io.stdout)?,
+            stdout: StdoutPipe::Watched(pipe::Receiver::from_owned_fd(io.stdout)?),
             stderr: pipe::Receiver::from_owned_fd(io.stderr)?,
             started_at,
         })
@@ -673,11 +674,11 @@ fn adopt(
 /// Asks the kernel to make the pipe whose read end is `read` hold `size`
 /// bytes. A refusal (the user's pipe allowance is spent, or `size` is past
 /// `pipe-max-size`) leaves it as it was.
-fn grow_pipe(read: &impl AsRawFd, size: usize) {
+fn grow_pipe(read: &impl AsFd, size: usize) {
     let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
     // SAFETY: fcntl(2) F_SETPIPE_SZ on a descriptor the caller holds open;
     // it changes only the pipe's capacity.
-    unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+    unsafe { libc::fcntl(read.as_fd().as_raw_fd(), libc::F_SETPIPE_SZ, size) };
 }
 
 /// A close-on-exec pipe: (read end, write end).
@@ -867,7 +868,8 @@ enum KilledFor {
 /// result then says which signal ended it. A wall or idle timeout, or a
 /// consumer that went away, kills the whole group.
 pub async fn drive(started: Started, watch: Watch, events: &EventSender) -> ExecResult {
-    let (result, settlement) = drive_parts(started, watch, events).await;
+    let lend = stdout_lend(&started, &watch);
+    let (result, settlement) = drive_parts(started, watch, events, lend).await;
     tokio::spawn(settlement.settle());
     result
 }
@@ -876,13 +878,131 @@ pub async fn drive(started: Started, watch: Watch, events: &EventSender) -> Exec
 /// ends the command without it.
 const KEEPER_PATIENCE: Duration = Duration::from_secs(2);
 
+/// The offer of `started`'s stdout pipe to the consumer of its events
+/// ([`StdoutLend`]), its output going into a buffer as `watch` says.
+fn stdout_lend(started: &Started, watch: &Watch) -> Arc<StdoutLend> {
+    let buffer = OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stdout")
+        .events_only(watch.events_only);
+    let lend = StdoutLend::new(started.stdout.as_fd(), buffer);
+    lend.grow_pipe(STDOUT_PIPE as u64, STDOUT_PIPE);
+    lend
+}
+
+/// berth's end of a command's stdout: watched by tokio while the driver
+/// reads it, and not while the consumer of its events reads it (a pipe
+/// that no one waits on through tokio must not wake tokio's threads on
+/// every write).
+enum StdoutPipe {
+    Watched(pipe::Receiver),
+    Unwatched(OwnedFd),
+    /// Failed to switch: the pipe is closed.
+    Gone,
+}
+
+impl StdoutPipe {
+    /// The pipe, watched by tokio from now on; `None` if that failed.
+    fn watch(&mut self) -> Option<&pipe::Receiver> {
+        if let StdoutPipe::Unwatched(_) = self
+            && let StdoutPipe::Unwatched(fd) = std::mem::replace(self, StdoutPipe::Gone)
+        {
+            match pipe::Receiver::from_owned_fd_unchecked(fd) {
+                Ok(watched) => *self = StdoutPipe::Watched(watched),
+                Err(err) => tracing::warn!("could not watch a command's stdout again: {err}"),
+            }
+        }
+        match self {
+            StdoutPipe::Watched(pipe) => Some(pipe),
+            _ => None,
+        }
+    }
+
+    /// Stops tokio watching the pipe.
+    fn unwatch(&mut self) {
+        if let StdoutPipe::Watched(_) = self
+            && let StdoutPipe::Watched(pipe) = std::mem::replace(self, StdoutPipe::Gone)
+        {
+            match pipe.into_nonblocking_fd() {
+                Ok(fd) => *self = StdoutPipe::Unwatched(fd),
+                Err(err) => tracing::warn!("could not stop watching a command's stdout: {err}"),
+            }
+        }
+    }
+}
+
+impl AsFd for StdoutPipe {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            StdoutPipe::Watched(pipe) => pipe.as_fd(),
+            StdoutPipe::Unwatched(fd) => fd.as_fd(),
+            // SAFETY: -1 is no descriptor: every call on it fails (EBADF).
+            StdoutPipe::Gone => unsafe { std::os::fd::BorrowedFd::borrow_raw(-1) },
+        }
+    }
+}
+
+/// What one read of stdout by the driver came to.
+enum StdoutRead {
+    /// `total` bytes came through stdout so far; `sent` says whether the
+    /// chunk went to the consumer (who may be gone).
+    Read { total: u64, sent: bool },
+    /// The end of the pipe (or an error reading it).
+    Closed,
+    /// The consumer took the pipe: the driver does not read it.
+    Lent,
+}
+
+/// Reads a chunk of stdout into `chunk` and, unless `send` is false,
+/// sends it as an event. Room in the stream is taken first, then the lend
+/// is held from the read to the send, so a consumer that reads the pipe
+/// itself sees the chunk first.
+async fn read_stdout(
+    stdout: Option<&pipe::Receiver>,
+    lend: &StdoutLend,
+    events: &EventSender,
+    chunk: &mut Vec<u8>,
+    pool: &ChunkPool,
+    send: bool,
+) -> StdoutRead {
+    let Some(stdout) = stdout else {
+        return StdoutRead::Closed;
+    };
+    let permit = if send { events.reserve().await } else { None };
+    loop {
+        if stdout.readable().await.is_err() {
+            return StdoutRead::Closed;
+        }
+        let mut hold = lend.hold();
+        if hold.is_lent() {
+            return StdoutRead::Lent;
+        }
+        match stdout.try_read(chunk) {
+            Ok(0) => return StdoutRead::Closed,
+            Ok(n) => {
+                let buffer = hold.buffer();
+                let _ = buffer.push(&chunk[..n]);
+                let total = buffer.total();
+                let sent = permit.is_some();
+                if let Some(permit) = permit {
+                    permit.send(Event::Stdout(pool.chunk(chunk, n)));
+                }
+                return StdoutRead::Read { total, sent };
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return StdoutRead::Closed,
+        }
+    }
+}
+
 /// [`drive`], handing back what is left to settle instead of settling it
 /// on a task of its own.
 async fn drive_parts(
     mut started: Started,
     watch: Watch,
     events: &EventSender,
+    lend: Arc<StdoutLend>,
 ) -> (ExecResult, Settlement) {
+    // Whatever ends the driver ends the lend, before the pipe is closed.
+    let _end_lend = EndLend(Arc::clone(&lend));
     let pid = started.pid;
     let control = started.control();
     // A timeout too long to be an instant (years) is no deadline at all.
@@ -892,9 +1012,6 @@ async fn drive_parts(
     let mut idle = watch
         .idle_timeout
         .and_then(|t| Instant::now().checked_add(t));
-    let mut stdout_buf =
-        OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stdout")
-            .events_only(watch.events_only);
     let mut stderr_buf =
         OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stderr")
             .events_only(watch.events_only);
@@ -938,22 +1055,37 @@ async fn drive_parts(
     let far = Instant::now() + Duration::from_secs(86400 * 365);
 
     while out_open || err_open || exit.is_none() {
+        // While the consumer reads stdout itself, the driver does not.
+        let out_lent = out_open && lend.is_lent();
+        let out_pipe = if out_lent {
+            started.stdout.unwatch();
+            None
+        } else if out_open {
+            started.stdout.watch()
+        } else {
+            None
+        };
         let deadline_hit = tokio::select! {
             biased;
-            read = started.stdout.read(&mut out_chunk), if out_open => {
+            read = read_stdout(
+                out_pipe,
+                &lend,
+                events,
+                &mut out_chunk,
+                &out_pool,
+                killed != Some(KilledFor::Cancelled),
+            ), if out_open && !out_lent => {
                 match read {
-                    Ok(0) | Err(_) => out_open = false,
-                    Ok(n) => {
+                    StdoutRead::Closed => out_open = false,
+                    StdoutRead::Lent => {}
+                    StdoutRead::Read { total, sent } => {
                         idle = watch.idle_timeout.and_then(|t| Instant::now().checked_add(t));
-                        let _ = stdout_buf.push(&out_chunk[..n]);
-                        if killed != Some(KilledFor::Cancelled)
-                            && !send(events, Event::Stdout(out_pool.chunk(&mut out_chunk, n)), wall).await
-                        {
+                        if !sent && killed != Some(KilledFor::Cancelled) {
                             control.kill();
                             killed.get_or_insert(KilledFor::Cancelled);
                             force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
                         }
-                        if !out_bulky && stdout_buf.total() >= STDOUT_PIPE as u64 {
+                        if !out_bulky && total >= STDOUT_PIPE as u64 {
                             // A bulky stream: a wider pipe, larger reads.
                             out_bulky = true;
                             grow_pipe(&started.stdout, STDOUT_PIPE);
@@ -961,6 +1093,13 @@ async fn drive_parts(
                             out_chunk = out_pool.buffer();
                         }
                     }
+                }
+                None
+            }
+            () = lend.wait_returned(), if out_lent => {
+                // The consumer read the pipe's end, or gave the pipe back.
+                if lend.eof_seen() {
+                    out_open = false;
                 }
                 None
             }
@@ -983,6 +1122,8 @@ async fn drive_parts(
             }
             status = wait_end(&started.exit, &started.pidfd, pid), if exit.is_none() => {
                 exit = Some(status);
+                // The rest of stdout comes through the driver.
+                lend.end();
                 let grace = if killed.is_some() { KILL_DRAIN_GRACE } else { EXIT_DRAIN_GRACE };
                 drain_until.get_or_insert(Instant::now() + grace);
                 None
@@ -991,13 +1132,24 @@ async fn drive_parts(
                 Some(KilledFor::Wall)
             }
             () = sleep_until(idle.unwrap_or(far)), if idle.is_some() && killed.is_none() && exit.is_none() => {
-                Some(KilledFor::Idle)
+                // Output the consumer read itself counts too.
+                let later = lend.last_read().zip(watch.idle_timeout).and_then(|(read, t)| {
+                    Instant::from_std(read).checked_add(t).filter(|at| *at > Instant::now())
+                });
+                match later {
+                    Some(at) => {
+                        idle = Some(at);
+                        None
+                    }
+                    None => Some(KilledFor::Idle),
+                }
             }
             () = events.closed(), if killed.is_none() && exit.is_none() => {
                 Some(KilledFor::Cancelled)
             }
             () = sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => {
                 // Whoever still holds the pipes is not waited for.
+                lend.end();
                 out_open = false;
                 err_open = false;
                 drain_until = None;
@@ -1044,7 +1196,7 @@ async fn drive_parts(
         status: exec_status,
         exit_code,
         signal,
-        stdout: stdout_buf.finish(),
+        stdout: lend.take_buffer().finish(),
         stderr: stderr_buf.finish(),
         elapsed,
         timed_out: matches!(exec_status, ExecStatus::TimedOut | ExecStatus::IdleTimedOut),
@@ -1063,6 +1215,15 @@ async fn send(events: &EventSender, event: Event, wall: Option<Instant>) -> bool
             sent = events.send(event) => sent,
             () = sleep_until(deadline) => true,
         },
+    }
+}
+
+/// Ends a lend when dropped: the driver's end, however it comes.
+struct EndLend(Arc<StdoutLend>);
+
+impl Drop for EndLend {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 
@@ -1235,7 +1396,8 @@ impl ProcessTable {
         if self.is_closed() {
             control.kill();
         }
-        let (events, stream) = session_core::runtime::EventStream::channel();
+        let lend = stdout_lend(&started, &watch);
+        let (events, stream) = EventStream::channel_lending(Arc::clone(&lend));
         let entry = Entry {
             table: Arc::clone(self),
             id,
@@ -1243,7 +1405,7 @@ impl ProcessTable {
         };
         let table = Arc::clone(self);
         tokio::spawn(async move {
-            let (result, settlement) = drive_parts(started, watch, &events).await;
+            let (result, settlement) = drive_parts(started, watch, &events, lend).await;
             // The entry leaves the table before the result is sent; a
             // panicking driver drops it all the same.
             drop(entry);

@@ -6,5 +6,6 @@ mod conformance;
 mod conformance_ffi;
 mod events_only;
 mod faults;
+mod lent_stdout;
 mod local_process;
 mod soak;

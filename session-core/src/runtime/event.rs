@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::lend::{Direct, Queued, StdoutLend, Waited, readable_now};
 use super::result::{ExecResult, Output};
 
 /// One event of a running command.
@@ -33,6 +35,18 @@ pub const EVENT_BUFFER: usize = 16;
 #[derive(Debug, Clone)]
 pub struct EventSender {
     tx: mpsc::Sender<Event>,
+    /// The stream's lent pipe, whose consumer may wait outside the stream.
+    lend: Option<Arc<StdoutLend>>,
+}
+
+impl Drop for EventSender {
+    fn drop(&mut self) {
+        // The last sender gone ends the stream: a consumer waiting on the
+        // pipe must look.
+        if let Some(lend) = &self.lend {
+            lend.wake_consumer();
+        }
+    }
 }
 
 impl EventSender {
@@ -40,7 +54,16 @@ impl EventSender {
     /// when the consumer dropped the stream: the backend should then kill
     /// the command.
     pub async fn send(&self, event: Event) -> bool {
-        self.tx.send(event).await.is_ok()
+        let sent = self.tx.send(event).await.is_ok();
+        self.sent();
+        sent
+    }
+
+    /// Wakes a consumer that waits on the lent pipe.
+    fn sent(&self) {
+        if let Some(lend) = &self.lend {
+            lend.wake_consumer();
+        }
     }
 
     /// Sends an event from synchronous code (a plugin's output callback),
@@ -58,7 +81,20 @@ impl EventSender {
     /// a budgeted send would then return `Pending` and wake itself for
     /// ever, and this thread would spin instead of sending.
     pub fn blocking_send(&self, event: Event) -> bool {
-        park_on(tokio::task::coop::unconstrained(self.tx.send(event))).is_ok()
+        let sent = park_on(tokio::task::coop::unconstrained(self.tx.send(event))).is_ok();
+        self.sent();
+        sent
+    }
+
+    /// Room for one event, waiting while the stream is full; `None` when
+    /// the consumer dropped the stream. What a backend reads after taking
+    /// the room can be sent without waiting.
+    pub async fn reserve(&self) -> Option<EventPermit<'_>> {
+        let permit = self.tx.reserve().await.ok()?;
+        Some(EventPermit {
+            permit,
+            sender: self,
+        })
     }
 
     /// Whether the consumer dropped the stream.
@@ -72,6 +108,21 @@ impl EventSender {
     }
 }
 
+/// Room for one event in a stream ([`EventSender::reserve`]).
+#[derive(Debug)]
+pub struct EventPermit<'a> {
+    permit: mpsc::Permit<'a, Event>,
+    sender: &'a EventSender,
+}
+
+impl EventPermit<'_> {
+    /// Sends `event` into the room taken.
+    pub fn send(self, event: Event) {
+        self.permit.send(event);
+        self.sender.sent();
+    }
+}
+
 /// Live events of one command: any number of `Stdout`/`Stderr` chunks, then
 /// exactly one `Finished`.
 ///
@@ -80,13 +131,105 @@ impl EventSender {
 #[derive(Debug)]
 pub struct EventStream {
     rx: mpsc::Receiver<Event>,
+    /// The command's stdout pipe, when its backend offers it.
+    lend: Option<Arc<StdoutLend>>,
 }
 
 impl EventStream {
     /// A connected sender and stream.
     pub fn channel() -> (EventSender, EventStream) {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
-        (EventSender { tx }, EventStream { rx })
+        (
+            EventSender { tx, lend: None },
+            EventStream { rx, lend: None },
+        )
+    }
+
+    /// A connected sender and stream whose consumer may read the
+    /// command's stdout pipe itself ([`StdoutLend`]).
+    pub fn channel_lending(lend: Arc<StdoutLend>) -> (EventSender, EventStream) {
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        (
+            EventSender {
+                tx,
+                lend: Some(Arc::clone(&lend)),
+            },
+            EventStream {
+                rx,
+                lend: Some(lend),
+            },
+        )
+    }
+
+    /// The next event without waiting, or, when the stream's backend lends
+    /// the command's stdout pipe ([`StdoutLend`]) and no event waits, bytes
+    /// of stdout read from the pipe directly, which `make` turns into what
+    /// the caller takes for a `Stdout` event of them. [`Direct::Wait`]
+    /// means nothing is ready: [`EventStream::poll_direct`] or
+    /// [`EventStream::wait_direct`] waits for it.
+    ///
+    /// Fails when reading the pipe fails (which gives the pipe back to the
+    /// backend: the rest comes as events), or with `make`'s error.
+    ///
+    /// A consumer that read the pipe once must go on reading through this
+    /// method, [`EventStream::next`] or [`EventStream::finish`] (not as a
+    /// `futures` `Stream`, which sees only events): the backend leaves
+    /// the pipe to it.
+    pub fn try_next_direct<T>(
+        &mut self,
+        make: impl FnOnce(&[u8]) -> io::Result<T>,
+    ) -> io::Result<Direct<T>> {
+        let rx = &mut self.rx;
+        let mut queued = || match rx.try_recv() {
+            Ok(event) => Some(Queued::Event(event)),
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(Queued::End),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+        };
+        match &self.lend {
+            Some(lend) => lend.consumer_read(queued, make),
+            None => Ok(match queued() {
+                Some(Queued::Event(event)) => Direct::Event(event),
+                Some(Queued::End) => Direct::End,
+                None => Direct::Wait,
+            }),
+        }
+    }
+
+    /// Waits, blocking the thread for at most `timeout`, until
+    /// [`EventStream::try_next_direct`] may have something: an event, or
+    /// bytes (or the end) in the lent pipe. The wait is the kernel's own
+    /// (`poll(2)` of the pipe), with no thread in between. Returns `false`
+    /// at once when the consumer cannot wait this way (no pipe is lent to
+    /// it now): [`EventStream::wait_direct`] waits then.
+    pub fn poll_direct(&mut self, timeout: Duration) -> bool {
+        let Some(lend) = &self.lend else {
+            return false;
+        };
+        let rx = &self.rx;
+        lend.poll_consumer(|| !rx.is_empty() || rx.is_closed(), timeout)
+    }
+
+    /// Waits until [`EventStream::try_next_direct`] has something: the
+    /// next event, or bytes (or the end) in the lent pipe.
+    pub async fn wait_direct(&mut self) -> Waited {
+        let Some(pipe) = self.lend.as_ref().and_then(|lend| lend.waitable()) else {
+            return Waited::Event(self.rx.recv().await);
+        };
+        loop {
+            tokio::select! {
+                biased;
+                event = self.rx.recv() => return Waited::Event(event),
+                ready = pipe.readable() => match ready {
+                    Ok(mut guard) => {
+                        if readable_now(pipe.get_ref().as_raw_fd()) {
+                            return Waited::Readable;
+                        }
+                        guard.clear_ready();
+                    }
+                    Err(_) => return Waited::Event(self.rx.recv().await),
+                },
+            }
+        }
     }
 
     /// A stream holding just a `Finished` event.
@@ -94,12 +237,33 @@ impl EventStream {
         let (tx, rx) = mpsc::channel(1);
         tx.try_send(Event::Finished(result))
             .expect("fresh channel has room");
-        EventStream { rx }
+        EventStream { rx, lend: None }
     }
 
     /// The next event; `None` after `Finished` (or if the producer vanished).
     pub async fn next(&mut self) -> Option<Event> {
+        if self.lend.as_ref().is_some_and(|lend| lend.is_lent()) {
+            return self.next_lent().await;
+        }
         self.rx.recv().await
+    }
+
+    /// [`EventStream::next`] once the consumer took the pipe.
+    async fn next_lent(&mut self) -> Option<Event> {
+        loop {
+            let read = self.try_next_direct(|bytes| Ok(Bytes::copy_from_slice(bytes)));
+            match read {
+                Ok(Direct::Event(event)) => return Some(event),
+                Ok(Direct::Read(bytes)) => return Some(Event::Stdout(bytes)),
+                Ok(Direct::End) => return None,
+                // A failed read gave the pipe back: its bytes come as
+                // events.
+                Ok(Direct::Wait) | Err(_) => match self.wait_direct().await {
+                    Waited::Event(event) => return event,
+                    Waited::Readable => {}
+                },
+            }
+        }
     }
 
     /// Waits for the end and returns the result, dropping the chunks (the
@@ -107,7 +271,7 @@ impl EventStream {
     /// gives a `Lost` result.
     pub async fn finish(mut self) -> ExecResult {
         let started = tokio::time::Instant::now();
-        while let Some(event) = self.rx.recv().await {
+        while let Some(event) = self.next().await {
             if let Event::Finished(result) = event {
                 return result;
             }

@@ -13,6 +13,7 @@
 mod command;
 mod context;
 mod event;
+mod lend;
 mod result;
 mod stdin;
 pub mod wire;
@@ -32,8 +33,10 @@ pub use self::stdin::{STDIN_BUFFER, StdinReceiver, StdinSender, StdinSource, Std
 pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
 pub use self::context::{Mount, PortMapping, SpawnContext};
 pub use self::event::{
-    ChunkPool, EVENT_BUFFER, Event, EventSender, EventStream, OutputBuffer, deadline_after,
+    ChunkPool, EVENT_BUFFER, Event, EventPermit, EventSender, EventStream, OutputBuffer,
+    deadline_after,
 };
+pub use self::lend::{DIRECT_READ, Direct, LendHold, StdoutLend, Waited};
 pub use self::result::{
     ExecResult, ExecStatus, Output, SETUP_MARKER, SetupOutput, Usage, split_setup_output,
 };

@@ -1,0 +1,270 @@
+//! A consumer that reads a command's stdout pipe itself
+//! (`EventStream::try_next_direct`, as the Python stream iterator does):
+//! the same bytes in the same order as through events, the same result,
+//! and the same timeouts, kills and endings.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use session_core::EnvironmentSpec;
+use session_core::runtime::{
+    Direct, Event, EventStream, ExecCommand, ExecResult, ExecStatus, Waited,
+};
+use session_core::session::{RuntimeHandle, Session, SpawnOptions};
+
+use runtime_local as _;
+
+async fn session(temp: &Path) -> Session {
+    Session::builder(EnvironmentSpec::new("local", "t"))
+        .temp_root(temp.join("sessions"))
+        .prepare()
+        .await
+        .unwrap()
+}
+
+/// A copy of what was read, as a consumer of its own would make it.
+fn read_vec(bytes: &[u8]) -> std::io::Result<Bytes> {
+    Ok(Bytes::copy_from_slice(bytes))
+}
+
+/// Everything a stream brought: stdout, stderr, how many stdout bytes came
+/// from the pipe directly, and the result.
+#[derive(Default)]
+struct Taken {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    direct: usize,
+    result: Option<ExecResult>,
+}
+
+/// Reads `stream` to its end, reading the pipe directly where it can and,
+/// every `plain`-th step, taking an event the ordinary way instead (0:
+/// never); `pause` between steps lets the command run ahead. With `poll`,
+/// waits block the thread in `poll_direct` (a runtime with more than one
+/// thread is needed then).
+async fn take(mut stream: EventStream, plain: usize, pause: Option<Duration>, poll: bool) -> Taken {
+    let mut taken = Taken::default();
+    for step in 1.. {
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
+        let event = if plain != 0 && step % plain == 0 {
+            stream.next().await
+        } else {
+            match stream.try_next_direct(read_vec).unwrap() {
+                Direct::Read(bytes) => {
+                    taken.direct += bytes.len();
+                    Some(Event::Stdout(bytes))
+                }
+                Direct::Event(event) => Some(event),
+                Direct::End => None,
+                Direct::Wait => {
+                    if poll
+                        && tokio::task::block_in_place(|| {
+                            stream.poll_direct(Duration::from_millis(50))
+                        })
+                    {
+                        continue;
+                    }
+                    match stream.wait_direct().await {
+                        Waited::Event(event) => event,
+                        Waited::Readable => continue,
+                    }
+                }
+            }
+        };
+        match event {
+            Some(Event::Stdout(bytes)) => taken.stdout.extend_from_slice(&bytes),
+            Some(Event::Stderr(bytes)) => taken.stderr.extend_from_slice(&bytes),
+            Some(Event::Finished(result)) => taken.result = Some(result),
+            None => break,
+        }
+    }
+    taken
+}
+
+/// The numbers 1..=n, one per line, as `seq` writes them.
+fn seq(n: usize) -> Vec<u8> {
+    (1..=n)
+        .map(|i| format!("{i}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+async fn stream(rt: &RuntimeHandle, cmd: ExecCommand) -> EventStream {
+    rt.stream(cmd).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reading_the_pipe_gets_every_byte_in_order() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    let command = "seq 1 300000; echo done >&2; seq 1 5000 >&2";
+    let mut err_expected = b"done\n".to_vec();
+    err_expected.extend_from_slice(&seq(5000));
+    // Direct reads only (waiting in tokio, or in poll(2)), mixed with
+    // ordinary ones, and a consumer slower than the command (the pipe
+    // fills and grows).
+    for (plain, pause, poll) in [
+        (0, None, false),
+        (0, None, true),
+        (3, None, true),
+        (2, Some(Duration::from_micros(300)), false),
+    ] {
+        let taken = take(
+            stream(&rt, ExecCommand::new(command)).await,
+            plain,
+            pause,
+            poll,
+        )
+        .await;
+        assert!(
+            taken.stdout == seq(300_000),
+            "stdout differs ({plain}, {pause:?})"
+        );
+        assert_eq!(taken.stderr, err_expected);
+        // The consumer takes the pipe once it finds the stream empty, which
+        // one that pauses may never do.
+        assert!(
+            taken.direct > 0 || pause.is_some(),
+            "nothing was read directly"
+        );
+        let result = taken.result.expect("a result");
+        assert!(result.success(), "{result:?}");
+        // The result holds what the consumer read itself too.
+        assert!(result.stdout.bytes == seq(300_000));
+        assert_eq!(result.stdout.total_bytes, seq(300_000).len() as u64);
+        assert!(!result.stdout.truncated);
+    }
+    session.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_read_from_the_pipe_counts_against_the_limit_and_the_idle_timeout() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    // Output every 100 ms for 1.2 s against an idle timeout of 400 ms:
+    // never idle, though the driver reads none of it.
+    let mut cmd =
+        ExecCommand::new("for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo $i; sleep 0.1; done");
+    cmd.idle_timeout = Some(Duration::from_millis(400));
+    cmd.output_limit = Some(8);
+    let taken = take(stream(&rt, cmd).await, 0, None, true).await;
+    let result = taken.result.unwrap();
+    assert_eq!(result.status, ExecStatus::Exited, "{result:?}");
+    assert_eq!(taken.stdout, seq(12));
+    assert_eq!(result.stdout.bytes, b"1\n2\n3\n4\n");
+    assert!(result.stdout.truncated);
+    assert_eq!(result.stdout.total_bytes, seq(12).len() as u64);
+    // Silence after output is still idle.
+    let mut cmd = ExecCommand::new("echo a; sleep 5");
+    cmd.idle_timeout = Some(Duration::from_millis(300));
+    let begun = Instant::now();
+    let taken = take(stream(&rt, cmd).await, 0, None, true).await;
+    let result = taken.result.unwrap();
+    assert_eq!(result.status, ExecStatus::IdleTimedOut, "{result:?}");
+    assert!(begun.elapsed() < Duration::from_secs(4));
+    assert_eq!(taken.stdout, b"a\n");
+    session.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lent_pipe_keeps_timeouts_kills_and_endings() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+
+    // The wall timeout of a command whose output the consumer reads.
+    let mut cmd = ExecCommand::new("yes");
+    cmd.wall_timeout = Some(Duration::from_millis(300));
+    let taken = take(stream(&rt, cmd).await, 0, None, true).await;
+    let result = taken.result.unwrap();
+    assert_eq!(result.status, ExecStatus::TimedOut, "{result:?}");
+    assert!(taken.direct > 0);
+
+    // A consumer that reads directly, then stops and drops the stream:
+    // the command's tree is killed.
+    let pidfile = temp.path().join("pid");
+    let mut stream1 = stream(
+        &rt,
+        ExecCommand::new(format!("sh -c 'echo $$ > {}; exec yes'", pidfile.display())),
+    )
+    .await;
+    let mut direct = 0;
+    while direct == 0 {
+        match stream1.try_next_direct(read_vec).unwrap() {
+            Direct::Read(bytes) => direct += bytes.len(),
+            Direct::Wait => {
+                stream1.wait_direct().await;
+            }
+            Direct::Event(_) => {}
+            Direct::End => panic!("ended early"),
+        }
+    }
+    drop(stream1);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let begun = Instant::now();
+    // SAFETY: kill(2) with signal 0 only checks whether the pid exists.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(begun.elapsed() < Duration::from_secs(5), "yes still runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A background process that keeps stdout open does not hold the
+    // stream past the command's exit.
+    let begun = Instant::now();
+    let taken = take(
+        stream(&rt, ExecCommand::new("echo hi; (sleep 5; echo late) &")).await,
+        0,
+        None,
+        true,
+    )
+    .await;
+    assert!(
+        begun.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        begun.elapsed()
+    );
+    assert_eq!(taken.stdout, b"hi\n");
+    assert!(taken.result.unwrap().success());
+
+    // A consumer that takes the pipe, then reads only through `next()`.
+    let mut stream2 = stream(&rt, ExecCommand::new("seq 1 100000")).await;
+    let mut stdout = Vec::new();
+    loop {
+        match stream2.try_next_direct(read_vec).unwrap() {
+            Direct::Read(bytes) => {
+                stdout.extend_from_slice(&bytes);
+                break;
+            }
+            Direct::Event(Event::Stdout(bytes)) => stdout.extend_from_slice(&bytes),
+            Direct::Event(other) => panic!("{other:?}"),
+            Direct::Wait => {
+                stream2.wait_direct().await;
+            }
+            Direct::End => panic!("ended early"),
+        }
+    }
+    while let Some(event) = stream2.next().await {
+        if let Event::Stdout(bytes) = event {
+            stdout.extend_from_slice(&bytes);
+        }
+    }
+    assert!(stdout == seq(100_000));
+    // And one that takes it, then waits for the result alone.
+    let mut stream3 = stream(&rt, ExecCommand::new("seq 1 100000")).await;
+    while !matches!(stream3.try_next_direct(read_vec).unwrap(), Direct::Read(_)) {
+        stream3.wait_direct().await;
+    }
+    let result = stream3.finish().await;
+    assert!(result.success());
+    assert!(result.stdout.bytes == seq(100_000));
+    session.close().await.unwrap();
+}
