@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -112,6 +113,28 @@ def test_a_stream_read_in_every_way_brings_every_byte_in_order(runtime: berth.Ru
     stream = runtime.stream(command, output_limit=1 << 24)
     next(stream)
     assert stream.finish().stdout == expected
+
+
+def test_a_consumer_that_pauses_loses_nothing_and_idles_nothing(runtime: berth.Runtime) -> None:
+    # The stream fills with stderr while the consumer sleeps and the
+    # command exits with stdout still in its pipe.
+    command = "for i in $(seq 1 20); do echo err$i >&2; sleep 0.01; done; echo TAIL"
+    out = b""
+    for n, event in enumerate(runtime.stream(command)):
+        out += event.data if event.kind == "stdout" else b""
+        if n == 0:
+            time.sleep(1)
+        result = event.result
+    assert out == b"TAIL\n"
+    assert result is not None and result.stdout == b"TAIL\n" and result.stdout_total_bytes == 5
+    # A command that writes all along is not idle while its consumer sleeps.
+    command = "for i in $(seq 1 30); do echo line$i; sleep 0.05; done"
+    for n, event in enumerate(runtime.stream(command, idle_timeout=0.5)):
+        if n == 2:
+            time.sleep(1)
+        result = event.result
+    assert result is not None and result.status == "exited", result
+    assert result.stdout.count(b"\n") == 30
 
 
 def test_closing_a_stream_kills_the_command(session: Session, runtime: berth.Runtime) -> None:

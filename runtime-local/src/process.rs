@@ -942,31 +942,28 @@ impl AsFd for StdoutPipe {
 
 /// What one read of stdout by the driver came to.
 enum StdoutRead {
-    /// `total` bytes came through stdout so far; `sent` says whether the
-    /// chunk went to the consumer (who may be gone).
-    Read { total: u64, sent: bool },
+    /// `n` bytes, in the chunk buffer; `total` bytes came through stdout so
+    /// far. The chunk is in flight ([`LendHold::set_in_flight`]) until the
+    /// driver sent it (or dropped it) and said so with
+    /// [`StdoutLend::landed`].
+    Read { n: usize, total: u64 },
     /// The end of the pipe (or an error reading it).
     Closed,
     /// The consumer took the pipe: the driver does not read it.
     Lent,
 }
 
-/// Reads a chunk of stdout into `chunk` and, unless `send` is false,
-/// sends it as an event. Room in the stream is taken first, then the lend
-/// is held from the read to the send, so a consumer that reads the pipe
-/// itself sees the chunk first.
+/// Reads a chunk of stdout into `chunk`, holding the lend from the read
+/// until the chunk is marked in flight, so that a consumer that reads the
+/// pipe itself waits for the chunk before it reads past it.
 async fn read_stdout(
     stdout: Option<&pipe::Receiver>,
     lend: &StdoutLend,
-    events: &EventSender,
-    chunk: &mut Vec<u8>,
-    pool: &ChunkPool,
-    send: bool,
+    chunk: &mut [u8],
 ) -> StdoutRead {
     let Some(stdout) = stdout else {
         return StdoutRead::Closed;
     };
-    let permit = if send { events.reserve().await } else { None };
     loop {
         if stdout.readable().await.is_err() {
             return StdoutRead::Closed;
@@ -981,11 +978,8 @@ async fn read_stdout(
                 let buffer = hold.buffer();
                 let _ = buffer.push(&chunk[..n]);
                 let total = buffer.total();
-                let sent = permit.is_some();
-                if let Some(permit) = permit {
-                    permit.send(Event::Stdout(pool.chunk(chunk, n)));
-                }
-                return StdoutRead::Read { total, sent };
+                hold.set_in_flight();
+                return StdoutRead::Read { n, total };
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return StdoutRead::Closed,
@@ -1012,6 +1006,14 @@ async fn drive_parts(
     let mut idle = watch
         .idle_timeout
         .and_then(|t| Instant::now().checked_add(t));
+    // How often the driver looks at a lent pipe for output (an eighth of
+    // the idle timeout, 5 ms at least), when it last looked, and how many
+    // bytes had come through it then (read, or waiting to be).
+    let idle_step = watch
+        .idle_timeout
+        .map(|t| (t / 8).max(Duration::from_millis(5)));
+    let mut idle_looked = Instant::now();
+    let mut idle_seen = 0;
     let mut stderr_buf =
         OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stderr")
             .events_only(watch.events_only);
@@ -1057,6 +1059,12 @@ async fn drive_parts(
     while out_open || err_open || exit.is_none() {
         // While the consumer reads stdout itself, the driver does not.
         let out_lent = out_open && lend.is_lent();
+        // The idle deadline, or, while the pipe is lent, the next look at
+        // it.
+        let idle_check = match (idle, idle_step) {
+            (Some(at), Some(step)) if out_lent => at.min(idle_looked + step),
+            (at, _) => at.unwrap_or(far),
+        };
         let out_pipe = if out_lent {
             started.stdout.unwatch();
             None
@@ -1067,24 +1075,21 @@ async fn drive_parts(
         };
         let deadline_hit = tokio::select! {
             biased;
-            read = read_stdout(
-                out_pipe,
-                &lend,
-                events,
-                &mut out_chunk,
-                &out_pool,
-                killed != Some(KilledFor::Cancelled),
-            ), if out_open && !out_lent => {
+            read = read_stdout(out_pipe, &lend, &mut out_chunk), if out_open && !out_lent => {
                 match read {
                     StdoutRead::Closed => out_open = false,
                     StdoutRead::Lent => {}
-                    StdoutRead::Read { total, sent } => {
+                    StdoutRead::Read { n, total } => {
                         idle = watch.idle_timeout.and_then(|t| Instant::now().checked_add(t));
-                        if !sent && killed != Some(KilledFor::Cancelled) {
+                        idle_seen = total;
+                        if killed != Some(KilledFor::Cancelled)
+                            && !send(events, Event::Stdout(out_pool.chunk(&mut out_chunk, n)), wall).await
+                        {
                             control.kill();
                             killed.get_or_insert(KilledFor::Cancelled);
                             force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
                         }
+                        lend.landed();
                         if !out_bulky && total >= STDOUT_PIPE as u64 {
                             // A bulky stream: a wider pipe, larger reads.
                             out_bulky = true;
@@ -1131,17 +1136,27 @@ async fn drive_parts(
             () = sleep_until(wall.unwrap_or(far)), if wall.is_some() && killed.is_none() && exit.is_none() => {
                 Some(KilledFor::Wall)
             }
-            () = sleep_until(idle.unwrap_or(far)), if idle.is_some() && killed.is_none() && exit.is_none() => {
-                // Output the consumer read itself counts too.
-                let later = lend.last_read().zip(watch.idle_timeout).and_then(|(read, t)| {
-                    Instant::from_std(read).checked_add(t).filter(|at| *at > Instant::now())
-                });
-                match later {
-                    Some(at) => {
-                        idle = Some(at);
-                        None
-                    }
-                    None => Some(KilledFor::Idle),
+            () = sleep_until(idle_check), if idle.is_some() && killed.is_none() && exit.is_none() => {
+                // Output the consumer read itself counts, and so does
+                // output waiting in a lent pipe that it has not read yet:
+                // the driver looks at what came through every
+                // `idle_step`, and output it finds new counts from then.
+                let now = Instant::now();
+                let seen = lend.seen();
+                if seen > idle_seen {
+                    idle_seen = seen;
+                    idle = watch.idle_timeout.and_then(|t| now.checked_add(t));
+                }
+                if let Some(at) = lend.last_read().zip(watch.idle_timeout).and_then(|(read, t)| {
+                    Instant::from_std(read).checked_add(t)
+                }) {
+                    idle = idle.max(Some(at));
+                }
+                idle_looked = now;
+                if idle.is_some_and(|at| at <= now) {
+                    Some(KilledFor::Idle)
+                } else {
+                    None
                 }
             }
             () = events.closed(), if killed.is_none() && exit.is_none() => {

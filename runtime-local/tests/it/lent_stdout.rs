@@ -84,6 +84,36 @@ async fn take(mut stream: EventStream, plain: usize, pause: Option<Duration>, po
     taken
 }
 
+/// Reads `stream` to its end as [`take`] does, sleeping `pause` before
+/// the step numbered `at` (the first step is 1).
+async fn take_pausing_once(mut stream: EventStream, at: usize, pause: Duration) -> Taken {
+    let mut taken = Taken::default();
+    for step in 1.. {
+        if step == at {
+            tokio::time::sleep(pause).await;
+        }
+        let event = match stream.try_next_direct(read_vec).unwrap() {
+            Direct::Read(bytes) => {
+                taken.direct += bytes.len();
+                Some(Event::Stdout(bytes))
+            }
+            Direct::Event(event) => Some(event),
+            Direct::End => None,
+            Direct::Wait => match stream.wait_direct().await {
+                Waited::Event(event) => event,
+                Waited::Readable => continue,
+            },
+        };
+        match event {
+            Some(Event::Stdout(bytes)) => taken.stdout.extend_from_slice(&bytes),
+            Some(Event::Stderr(bytes)) => taken.stderr.extend_from_slice(&bytes),
+            Some(Event::Finished(result)) => taken.result = Some(result),
+            None => break,
+        }
+    }
+    taken
+}
+
 /// The numbers 1..=n, one per line, as `seq` writes them.
 fn seq(n: usize) -> Vec<u8> {
     (1..=n)
@@ -266,5 +296,75 @@ async fn a_lent_pipe_keeps_timeouts_kills_and_endings() {
     let result = stream3.finish().await;
     assert!(result.success());
     assert!(result.stdout.bytes == seq(100_000));
+    session.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_pauses_loses_nothing_and_idles_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+
+    // The stream fills with stderr while the consumer sleeps, and the
+    // command exits with stdout still in its pipe: the driver waits for
+    // room rather than give up on the pipe once the exit's grace is over.
+    let command = "for i in $(seq 1 20); do echo err$i >&2; sleep 0.01; done; echo TAIL";
+    let taken = take_pausing_once(
+        stream(&rt, ExecCommand::new(command)).await,
+        2,
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(taken.stdout, b"TAIL\n");
+    let result = taken.result.unwrap();
+    assert_eq!(result.stdout.bytes, b"TAIL\n", "{result:?}");
+    assert_eq!(result.stdout.total_bytes, 5);
+    // The same with stdout lines filling the stream.
+    let command = "for i in $(seq 1 20); do echo line$i; sleep 0.01; done; echo TAIL";
+    let taken = take_pausing_once(
+        stream(&rt, ExecCommand::new(command)).await,
+        2,
+        Duration::from_secs(1),
+    )
+    .await;
+    let expected: Vec<u8> = (1..=20)
+        .map(|i| format!("line{i}\n"))
+        .chain(["TAIL\n".to_owned()])
+        .collect::<String>()
+        .into_bytes();
+    assert_eq!(taken.stdout, expected);
+    assert_eq!(taken.result.unwrap().stdout.bytes, expected);
+
+    // A command that writes all along is not idle while the consumer
+    // sleeps, whether the consumer has the pipe or not.
+    let mut cmd = ExecCommand::new("for i in $(seq 1 30); do echo line$i; sleep 0.05; done");
+    cmd.idle_timeout = Some(Duration::from_millis(500));
+    let taken = take_pausing_once(stream(&rt, cmd).await, 3, Duration::from_secs(1)).await;
+    let result = taken.result.unwrap();
+    assert_eq!(result.status, ExecStatus::Exited, "{result:?}");
+    assert_eq!(
+        taken.stdout,
+        (1..=30)
+            .map(|i| format!("line{i}\n"))
+            .collect::<String>()
+            .into_bytes()
+    );
+
+    // One that wrote once and went silent is idle all the same, though
+    // its line waits unread in the pipe the consumer took (it sleeps from
+    // the moment the line is there).
+    let mut cmd = ExecCommand::new("sleep 0.2; echo once; sleep 10");
+    cmd.idle_timeout = Some(Duration::from_millis(300));
+    let begun = Instant::now();
+    let taken = take_pausing_once(stream(&rt, cmd).await, 2, Duration::from_secs(2)).await;
+    let result = taken.result.unwrap();
+    assert_eq!(result.status, ExecStatus::IdleTimedOut, "{result:?}");
+    assert!(result.elapsed < Duration::from_millis(1500), "{result:?}");
+    assert!(
+        begun.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        begun.elapsed()
+    );
+    assert_eq!(result.stdout.bytes, b"once\n");
     session.close().await.unwrap();
 }

@@ -70,6 +70,9 @@ struct LendState {
     grow: Option<(u64, usize)>,
     /// What the consumer reads into (allocated at its first read).
     scratch: Vec<u8>,
+    /// A chunk the backend read is on its way into the stream: the
+    /// consumer neither takes the pipe nor reads it until it lands.
+    in_flight: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +106,7 @@ impl StdoutLend {
                 last_read: None,
                 grow: None,
                 scratch: Vec::new(),
+                in_flight: false,
             }),
             changed: Notify::new(),
             waiting: AtomicBool::new(false),
@@ -156,6 +160,27 @@ impl StdoutLend {
         }
     }
 
+    /// Says that the chunk the backend read last is in the stream (or was
+    /// dropped): the consumer may read the pipe again.
+    pub fn landed(&self) {
+        self.lock().in_flight = false;
+        self.wake_consumer();
+    }
+
+    /// How many bytes came through the pipe: those read (by the backend
+    /// or the consumer) and those waiting in the pipe while it is lent.
+    /// Output a consumer has not read yet counts as output for an idle
+    /// timeout.
+    pub fn seen(&self) -> u64 {
+        let state = self.lock();
+        let read = state.buffer.as_ref().map_or(0, OutputBuffer::total);
+        let waiting = match (&state.pipe, state.phase) {
+            (Some(pipe), Phase::Lent) => bytes_waiting(pipe.as_raw_fd()),
+            _ => 0,
+        };
+        read + waiting
+    }
+
     /// When the consumer last read output from the pipe.
     pub fn last_read(&self) -> Option<Instant> {
         self.lock().last_read
@@ -192,13 +217,13 @@ impl StdoutLend {
     /// lend ended, the pipe is at its end, or no eventfd could be made):
     /// it must wait for the stream's events instead.
     pub(crate) fn poll_consumer(&self, queued: impl FnOnce() -> bool, timeout: Duration) -> bool {
-        let pipe = {
+        let (pipe, in_flight) = {
             let state = self.lock();
             if state.phase != Phase::Lent || state.eof {
                 return false;
             }
             match &state.pipe {
-                Some(pipe) => Arc::clone(pipe),
+                Some(pipe) => (Arc::clone(pipe), state.in_flight),
                 None => return false,
             }
         };
@@ -221,9 +246,16 @@ impl StdoutLend {
                 },
             ];
             let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-            // SAFETY: poll(2) of two pollfds in a local array, on
+            // While a chunk is in flight only its landing matters (the
+            // pipe may well be readable, but not yet by the consumer).
+            let watched = if in_flight {
+                &mut fds[1..]
+            } else {
+                &mut fds[..]
+            };
+            // SAFETY: poll(2) of the pollfds in a local array, on
             // descriptors held open for the call.
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
+            unsafe { libc::poll(watched.as_mut_ptr(), watched.len() as libc::nfds_t, millis) };
         }
         self.waiting.store(false, Ordering::SeqCst);
         let mut count: u64 = 0;
@@ -280,7 +312,7 @@ impl StdoutLend {
             Some(Queued::End) => return Ok(Direct::End),
             None => {}
         }
-        if state.phase == Phase::Ended || state.eof {
+        if state.phase == Phase::Ended || state.eof || state.in_flight {
             return Ok(Direct::Wait);
         }
         state.phase = Phase::Lent;
@@ -332,7 +364,7 @@ impl StdoutLend {
     /// at its end). Must run inside a tokio runtime.
     pub(crate) fn waitable(&self) -> Option<Arc<AsyncFd<OwnedFd>>> {
         let mut state = self.lock();
-        if state.phase != Phase::Lent || state.eof {
+        if state.phase != Phase::Lent || state.eof || state.in_flight {
             return None;
         }
         if let Some(fd) = &state.registered {
@@ -379,6 +411,12 @@ impl LendHold<'_> {
     /// Whether the consumer has the pipe (the backend must not read it).
     pub fn is_lent(&self) -> bool {
         self.state.phase == Phase::Lent
+    }
+
+    /// Marks the chunk just read as on its way into the stream: until
+    /// [`StdoutLend::landed`], the consumer does not read the pipe.
+    pub fn set_in_flight(&mut self) {
+        self.state.in_flight = true;
     }
 
     /// The buffer output goes into.
@@ -431,6 +469,16 @@ pub enum Waited {
 /// Whether the pipe `fd` has something for a reader: bytes, or its end.
 pub(crate) fn readable_now(fd: libc::c_int) -> bool {
     poll_now(fd) & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// How many bytes wait in the pipe `fd` (0 should the kernel not say).
+fn bytes_waiting(fd: libc::c_int) -> u64 {
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut waiting) } < 0 {
+        return 0;
+    }
+    u64::try_from(waiting).unwrap_or(0)
 }
 
 fn poll_now(fd: libc::c_int) -> libc::c_short {
