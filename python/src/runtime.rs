@@ -160,6 +160,14 @@ impl Runtime {
     /// event with the result. The command starts on the first iteration.
     /// Closing the stream (or dropping it) before the end kills the
     /// command's tree, as does Ctrl-C or cancelling the task that iterates.
+    ///
+    /// On the local and namespace backends the iterator reads the
+    /// command's stdout pipe itself, on the iterating thread, whenever no
+    /// other event waits: each chunk is one `bytes` object made from one
+    /// read, as a `subprocess` read loop would make it. A consumer that
+    /// stops iterating stops the command at its pipe; the command's
+    /// timeouts still run, and output waiting unread counts as output for
+    /// `idle_timeout`.
     #[pyo3(signature = (command, *, env = None, stdin = None, timeout = None, idle_timeout = None, output_limit = None))]
     #[allow(clippy::too_many_arguments)]
     fn stream(

@@ -15,9 +15,9 @@
 //! reads: it goes into the stream's [`OutputBuffer`] (so the result holds
 //! it, and spills it, as usual), counts as output for the idle timeout, and
 //! arrives in order: every read, the backend's and the consumer's, takes
-//! the lend's lock, and the backend puts what it read into the stream
-//! before it lets go, while the consumer reads only after taking every
-//! event already in the stream. The backend ends the lend when the
+//! the lend's lock; the backend marks what it read as in flight before it
+//! lets go, and the consumer reads nothing while a chunk is in flight or
+//! an event waits in the stream. The backend ends the lend when the
 //! command exits or it stops waiting for the pipe; it reads the rest
 //! itself and sends it as events, as it does for a stream whose consumer
 //! never took the offer.
@@ -127,8 +127,9 @@ impl StdoutLend {
     }
 
     /// The backend's hold on the lend, to read the pipe itself: while it
-    /// holds it the consumer reads nothing, so what the backend reads and
-    /// sends before letting go comes first.
+    /// holds it the consumer reads nothing, and a chunk the backend read
+    /// and marked in flight ([`LendHold::set_in_flight`]) comes before
+    /// anything the consumer reads after it.
     pub fn hold(&self) -> LendHold<'_> {
         LendHold { state: self.lock() }
     }
@@ -194,6 +195,7 @@ impl StdoutLend {
             state.phase = Phase::Ended;
             state.pipe = None;
             state.registered = None;
+            state.scratch = Vec::new();
         }
         self.wake_consumer();
     }
