@@ -100,22 +100,37 @@ where
     T: Send + 'static,
     F: Future<Output = Result<T, Failure>> + Send + 'static,
 {
+    Ok(wait_unless(py, work, &|| false)?.expect("nothing stops the wait"))
+}
+
+/// [`wait`], also looking at `stop` between slices: once it says so, the
+/// work is dropped as for a signal and `None` returned.
+pub(crate) fn wait_unless<T, F>(
+    py: Python<'_>,
+    work: F,
+    stop: &dyn Fn() -> bool,
+) -> PyResult<Option<T>>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, Failure>> + Send + 'static,
+{
     let runtime = tokio_rt();
     if on_main_thread() {
-        return wait_here(py, runtime, work);
+        return wait_here(py, runtime, work, stop);
     }
     let mut task = runtime.spawn(work);
     loop {
         let outcome =
             py.detach(|| runtime.block_on(async { tokio::time::timeout(SLICE, &mut task).await }));
         match outcome {
-            Ok(Ok(result)) => return result.map_err(PyErr::from),
+            Ok(Ok(result)) => return result.map(Some).map_err(PyErr::from),
             Ok(Err(join)) => return Err(errors::join_error(&join)),
             Err(_elapsed) => {
-                if let Err(signal) = py.check_signals() {
+                let signal = py.check_signals();
+                if signal.is_err() || stop() {
                     task.abort();
                     let _ = py.detach(|| runtime.block_on(&mut task));
-                    return Err(signal);
+                    return signal.map(|()| None);
                 }
             }
         }
@@ -134,7 +149,12 @@ fn on_main_thread() -> bool {
 /// a command's keeper process takes its parent-death signal from the
 /// thread that forks it, so one forked from a Python thread that ends
 /// would end with it, and the main thread ends only with the process.
-fn wait_here<T, F>(py: Python<'_>, runtime: &tokio::runtime::Runtime, work: F) -> PyResult<T>
+fn wait_here<T, F>(
+    py: Python<'_>,
+    runtime: &tokio::runtime::Runtime,
+    work: F,
+    stop: &dyn Fn() -> bool,
+) -> PyResult<Option<T>>
 where
     T: Send + 'static,
     F: Future<Output = Result<T, Failure>> + Send + 'static,
@@ -144,14 +164,15 @@ where
         let outcome =
             py.detach(|| runtime.block_on(async { tokio::time::timeout(SLICE, &mut work).await }));
         match outcome {
-            Ok(result) => return result.map_err(PyErr::from),
+            Ok(result) => return result.map(Some).map_err(PyErr::from),
             Err(_elapsed) => {
-                if let Err(signal) = py.check_signals() {
+                let signal = py.check_signals();
+                if signal.is_err() || stop() {
                     // Dropped in the runtime's context: a command's event
                     // stream goes with it, and its tree is killed.
                     let _context = runtime.enter();
                     drop(work);
-                    return Err(signal);
+                    return signal.map(|()| None);
                 }
             }
         }

@@ -15,7 +15,7 @@ use session_core::session::RuntimeHandle;
 
 use crate::session::Session;
 use crate::spec::from_json;
-use crate::{Failure, Owner, aio, tokio_rt, wait};
+use crate::{Failure, Owner, aio, tokio_rt, wait, wait_unless};
 
 /// A sandbox that runs commands in the session's workspace, made by
 /// `Session.spawn()`. Any number of threads may run commands on one
@@ -554,15 +554,34 @@ fn deliver(
             ("finished", bytes::Bytes::new(), Some(result))
         }
     };
-    *lock(state) = match (stream, kind) {
-        (Some(stream), "stdout" | "stderr") => StreamState::Running(stream),
-        _ => StreamState::Done,
-    };
+    match (stream, kind) {
+        (Some(stream), "stdout" | "stderr") => put_back(state, stream),
+        _ => *lock(state) = StreamState::Done,
+    }
     Ok(Some(Event {
         kind,
         data: PyBytes::new(py, &data).unbind(),
         result,
     }))
+}
+
+/// Puts a stream that a call held back in its place, unless it was closed
+/// meanwhile (from another thread): then the stream goes, and the command's
+/// tree is killed.
+fn put_back(state: &Mutex<StreamState>, stream: EventStream) {
+    let mut slot = lock(state);
+    if matches!(*slot, StreamState::Busy) {
+        *slot = StreamState::Running(stream);
+        return;
+    }
+    drop(slot);
+    let _context = tokio_rt().enter();
+    drop(stream);
+}
+
+/// Whether a stream that a call holds was closed meanwhile.
+fn closed_meanwhile(state: &Mutex<StreamState>) -> bool {
+    matches!(*lock(state), StreamState::Done)
 }
 
 /// What [`next_running`] came to.
@@ -577,9 +596,14 @@ enum Step<'py> {
 /// backend lends the command's stdout pipe (`StdoutLend`), bytes read from
 /// the pipe straight into a `bytes` object, both without leaving the GIL;
 /// otherwise waited for with the GIL released (in `poll(2)` of the pipe
-/// while it is lent). On an error (a signal while waiting) the stream is
-/// dropped, which kills the command.
-fn next_running(py: Python<'_>, mut stream: EventStream) -> PyResult<Step<'_>> {
+/// while it is lent). On an error (a signal while waiting), or once the
+/// stream is closed from another thread, the stream is dropped, which
+/// kills the command.
+fn next_running<'py>(
+    py: Python<'py>,
+    state: &Mutex<StreamState>,
+    mut stream: EventStream,
+) -> PyResult<Step<'py>> {
     loop {
         let mut raised = None;
         let read = stream.try_next_direct(|data| new_bytes(py, data, &mut raised));
@@ -597,17 +621,26 @@ fn next_running(py: Python<'_>, mut stream: EventStream) -> PyResult<Step<'_>> {
             }
         }
         if py.detach(|| stream.poll_direct(crate::SLICE)) {
-            if let Err(signal) = py.check_signals() {
+            let signal = py.check_signals();
+            if signal.is_err() || closed_meanwhile(state) {
                 let _context = tokio_rt().enter();
                 drop(stream);
-                return Err(signal);
+                signal?;
+                return Ok(Step::Event(None, None));
             }
             continue;
         }
-        let (back, waited) = wait(py, async move {
-            let waited = stream.wait_direct().await;
-            Ok((stream, waited))
-        })?;
+        let waited = wait_unless(
+            py,
+            async move {
+                let waited = stream.wait_direct().await;
+                Ok((stream, waited))
+            },
+            &|| closed_meanwhile(state),
+        )?;
+        let Some((back, waited)) = waited else {
+            return Ok(Step::Event(None, None));
+        };
         stream = back;
         if let Waited::Event(event) = waited {
             return Ok(Step::Event(Some(stream), event));
@@ -649,9 +682,9 @@ impl Stream {
         self.owner.check("stream")?;
         let state = std::mem::replace(&mut *lock(&self.state), StreamState::Busy);
         let waited = match state {
-            StreamState::Running(stream) => match next_running(py, stream) {
+            StreamState::Running(stream) => match next_running(py, &self.state, stream) {
                 Ok(Step::Stdout(stream, data)) => {
-                    *lock(&self.state) = StreamState::Running(stream);
+                    put_back(&self.state, stream);
                     return Ok(Event {
                         kind: "stdout",
                         data: data.unbind(),

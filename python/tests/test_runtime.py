@@ -145,6 +145,24 @@ def test_closing_a_stream_kills_the_command(session: Session, runtime: berth.Run
     wait_until(lambda: process_gone(pid), "the stream's command killed")
 
 
+def test_closing_a_stream_from_another_thread_ends_a_waiting_read(
+    session: Session, runtime: berth.Runtime
+) -> None:
+    pidfile = Path(session.workspace) / "pid"
+    stream = runtime.stream("echo started; " + LONG.format(pidfile="pid"))
+    assert next(stream).data == b"started\n"
+    pid = read_pid(pidfile)
+    closer = threading.Timer(0.3, stream.close)
+    closer.start()
+    begun = time.monotonic()
+    # The command prints nothing more: the read waits until the close.
+    assert list(stream) == []
+    assert time.monotonic() - begun < 5
+    closer.join()
+    wait_until(lambda: process_gone(pid), "the closed stream's command killed")
+    assert runtime.execute("echo after").stdout == b"after\n"
+
+
 def test_threads_run_commands_at_once(session: Session, runtime: berth.Runtime) -> None:
     # Each command waits for all the others to have started: run one at a
     # time, they would time out.
