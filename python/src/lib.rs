@@ -29,6 +29,7 @@ mod spec;
 
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -40,6 +41,33 @@ use runtime_local as _;
 
 pub(crate) use errors::{Failure, forked_error};
 
+/// This process's pid, once asked for; 0 until then, and again in a
+/// fork's child (a `pthread_atfork` handler forgets it there), so that the
+/// check every call makes of who owns an object costs no system call.
+static PID: AtomicU32 = AtomicU32::new(0);
+/// Whether the handler that forgets [`PID`] in a child is installed.
+static PID_KEPT: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn forget_pid() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// This process's pid (without a system call once known, where the fork
+/// handler could be installed).
+pub(crate) fn current_pid() -> u32 {
+    if !PID_KEPT.load(Ordering::Relaxed) {
+        return std::process::id();
+    }
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
 /// The process's tokio runtime and the pid that made it.
 static TOKIO: Mutex<Option<(u32, &'static tokio::runtime::Runtime)>> = Mutex::new(None);
 
@@ -47,7 +75,7 @@ static TOKIO: Mutex<Option<(u32, &'static tokio::runtime::Runtime)>> = Mutex::ne
 /// fork. A parent's runtime inherited by a child is leaked, never dropped:
 /// its threads do not exist in the child.
 pub(crate) fn tokio_rt() -> &'static tokio::runtime::Runtime {
-    let pid = std::process::id();
+    let pid = current_pid();
     let mut slot = TOKIO.lock().unwrap_or_else(|poison| poison.into_inner());
     match *slot {
         Some((owner, runtime)) if owner == pid => runtime,
@@ -70,11 +98,11 @@ pub(crate) struct Owner(u32);
 
 impl Owner {
     pub(crate) fn here() -> Owner {
-        Owner(std::process::id())
+        Owner(current_pid())
     }
 
     pub(crate) fn is_here(self) -> bool {
-        self.0 == std::process::id()
+        self.0 == current_pid()
     }
 
     /// Raises in any process but the owner's.
@@ -140,8 +168,8 @@ where
 /// Whether this is the process's main thread (the one Python runs its
 /// main code and signal handlers on), which lives as long as the process.
 fn on_main_thread() -> bool {
-    // SAFETY: gettid(2) and getpid(2) take no arguments and cannot fail.
-    unsafe { libc::gettid() == libc::getpid() }
+    // SAFETY: gettid(2) takes no arguments and cannot fail.
+    u32::try_from(unsafe { libc::gettid() }).is_ok_and(|tid| tid == current_pid())
 }
 
 /// [`wait`] on the main thread: the work runs on this thread itself
@@ -182,6 +210,11 @@ where
 /// The module.
 #[pymodule]
 fn _berth(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // SAFETY: pthread_atfork(3) with a child handler that only stores to
+    // an atomic (async-signal-safe); registered once per import.
+    if unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) } == 0 {
+        PID_KEPT.store(true, Ordering::Relaxed);
+    }
     errors::register(m)?;
     spec::register(m)?;
     session::register(m)?;

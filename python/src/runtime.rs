@@ -444,8 +444,9 @@ impl ExecResult {
 /// the chunk in `data`, or `finished` (always last) with the `result`.
 #[pyclass(module = "berth._berth", frozen, get_all)]
 pub(crate) struct Event {
-    /// `stdout`, `stderr` or `finished`.
-    kind: &'static str,
+    /// `stdout`, `stderr` or `finished` (interned: comparing it costs
+    /// no new string).
+    kind: Py<PyString>,
     /// The chunk (empty for `finished`).
     data: Py<PyBytes>,
     /// The result, on the `finished` event.
@@ -457,7 +458,7 @@ impl Event {
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "Event(kind={:?}, data={} bytes)",
-            self.kind,
+            self.kind.bind(py).to_string(),
             self.data.bind(py).as_bytes().len()
         )
     }
@@ -559,7 +560,7 @@ fn deliver(
         _ => *lock(state) = StreamState::Done,
     }
     Ok(Some(Event {
-        kind,
+        kind: kind_of(py, kind),
         data: PyBytes::new(py, &data).unbind(),
         result,
     }))
@@ -582,6 +583,15 @@ fn put_back(state: &Mutex<StreamState>, stream: EventStream) {
 /// Whether a stream that a call holds was closed meanwhile.
 fn closed_meanwhile(state: &Mutex<StreamState>) -> bool {
     matches!(*lock(state), StreamState::Done)
+}
+
+/// An event's kind, as an interned Python string.
+fn kind_of(py: Python<'_>, kind: &'static str) -> Py<PyString> {
+    match kind {
+        "stdout" => pyo3::intern!(py, "stdout").clone().unbind(),
+        "stderr" => pyo3::intern!(py, "stderr").clone().unbind(),
+        _ => pyo3::intern!(py, "finished").clone().unbind(),
+    }
 }
 
 /// What [`next_running`] came to.
@@ -686,7 +696,7 @@ impl Stream {
                 Ok(Step::Stdout(stream, data)) => {
                     put_back(&self.state, stream);
                     return Ok(Event {
-                        kind: "stdout",
+                        kind: kind_of(py, "stdout"),
                         data: data.unbind(),
                         result: None,
                     });
