@@ -681,6 +681,17 @@ fn grow_pipe(read: &impl AsFd, size: usize) {
     unsafe { libc::fcntl(read.as_fd().as_raw_fd(), libc::F_SETPIPE_SZ, size) };
 }
 
+/// How many bytes wait unread in the pipe `fd` (0 should the kernel not
+/// say).
+fn fd_waiting(fd: std::os::fd::BorrowedFd<'_>) -> u64 {
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut waiting) } < 0 {
+        return 0;
+    }
+    u64::try_from(waiting).unwrap_or(0)
+}
+
 /// A close-on-exec pipe: (read end, write end).
 fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -987,6 +998,44 @@ async fn read_stdout(
     }
 }
 
+/// While the consumer has the pipe: moves a chunk that waits in it into
+/// the stream (when the stream has room), as the driver's own read would
+/// have. Returns whether the command's output is pending: a chunk moved,
+/// or one waiting while the stream is full.
+fn take_waiting(
+    stdout: &StdoutPipe,
+    lend: &StdoutLend,
+    events: &EventSender,
+    chunk: &mut Vec<u8>,
+    pool: &ChunkPool,
+) -> bool {
+    let mut hold = lend.hold();
+    if !hold.is_lent() || hold.waiting() == 0 {
+        return false;
+    }
+    let Some(permit) = events.try_reserve() else {
+        return true;
+    };
+    // SAFETY: read(2) into `chunk`, from the pipe the driver holds open
+    // (O_NONBLOCK: it returns what waits).
+    let n = unsafe {
+        libc::read(
+            stdout.as_fd().as_raw_fd(),
+            chunk.as_mut_ptr().cast(),
+            chunk.len(),
+        )
+    };
+    let Ok(n) = usize::try_from(n) else {
+        return false;
+    };
+    if n == 0 {
+        return false;
+    }
+    let _ = hold.buffer().push(&chunk[..n]);
+    permit.send(Event::Stdout(pool.chunk(chunk, n)));
+    true
+}
+
 /// [`drive`], handing back what is left to settle instead of settling it
 /// on a task of its own.
 async fn drive_parts(
@@ -1013,7 +1062,11 @@ async fn drive_parts(
         .idle_timeout
         .map(|t| (t / 8).max(Duration::from_millis(5)));
     let mut idle_looked = Instant::now();
-    let mut idle_seen = 0;
+    // Whether output events stopped at the wall deadline ([`Sent::Late`]).
+    let mut cut = false;
+    // After the drain's end, how much more of each pipe is read.
+    let mut out_left: Option<u64> = None;
+    let mut err_left: Option<u64> = None;
     let mut stderr_buf =
         OutputBuffer::new(watch.output_limit, watch.spill_dir.as_deref(), "stderr")
             .events_only(watch.events_only);
@@ -1074,22 +1127,57 @@ async fn drive_parts(
             None
         };
         let deadline_hit = tokio::select! {
+            // The exit and the drain's end first: a pipe that is always
+            // readable must not hide them.
             biased;
+            status = wait_end(&started.exit, &started.pidfd, pid), if exit.is_none() => {
+                exit = Some(status);
+                // The rest of stdout comes through the driver.
+                lend.end();
+                let grace = if killed.is_some() { KILL_DRAIN_GRACE } else { EXIT_DRAIN_GRACE };
+                drain_until.get_or_insert(Instant::now() + grace);
+                None
+            }
+            () = sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => {
+                // Whoever still holds the pipes is not waited for: what is
+                // in them now is read, and no more (a background writer
+                // could write for ever).
+                lend.end();
+                let out_now = fd_waiting(started.stdout.as_fd());
+                let err_now = fd_waiting(started.stderr.as_fd());
+                out_open &= out_now > 0;
+                err_open &= err_now > 0;
+                out_left = Some(out_now);
+                err_left = Some(err_now);
+                drain_until = None;
+                None
+            }
             read = read_stdout(out_pipe, &lend, &mut out_chunk), if out_open && !out_lent => {
                 match read {
                     StdoutRead::Closed => out_open = false,
                     StdoutRead::Lent => {}
                     StdoutRead::Read { n, total } => {
                         idle = watch.idle_timeout.and_then(|t| Instant::now().checked_add(t));
-                        idle_seen = total;
-                        if killed != Some(KilledFor::Cancelled)
-                            && !send(events, Event::Stdout(out_pool.chunk(&mut out_chunk, n)), wall).await
-                        {
-                            control.kill();
-                            killed.get_or_insert(KilledFor::Cancelled);
-                            force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
+                        if killed != Some(KilledFor::Cancelled) && !cut {
+                            match send(events, Event::Stdout(out_pool.chunk(&mut out_chunk, n)), wall).await {
+                                Sent::Yes => {}
+                                Sent::Late => {
+                                    cut = true;
+                                    // Nor may the consumer read on past the hole.
+                                    lend.end();
+                                }
+                                Sent::Gone => {
+                                    control.kill();
+                                    killed.get_or_insert(KilledFor::Cancelled);
+                                    force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
+                                }
+                            }
                         }
                         lend.landed();
+                        if let Some(left) = &mut out_left {
+                            *left = left.saturating_sub(n as u64);
+                            out_open &= *left > 0;
+                        }
                         if !out_bulky && total >= STDOUT_PIPE as u64 {
                             // A bulky stream: a wider pipe, larger reads.
                             out_bulky = true;
@@ -1114,37 +1202,41 @@ async fn drive_parts(
                     Ok(n) => {
                         idle = watch.idle_timeout.and_then(|t| Instant::now().checked_add(t));
                         let _ = stderr_buf.push(&err_chunk[..n]);
-                        if killed != Some(KilledFor::Cancelled)
-                            && !send(events, Event::Stderr(err_pool.chunk(&mut err_chunk, n)), wall).await
-                        {
-                            control.kill();
-                            killed.get_or_insert(KilledFor::Cancelled);
-                            force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
+                        if killed != Some(KilledFor::Cancelled) && !cut {
+                            match send(events, Event::Stderr(err_pool.chunk(&mut err_chunk, n)), wall).await {
+                                Sent::Yes => {}
+                                Sent::Late => {
+                                    cut = true;
+                                    // Nor may the consumer read on past the hole.
+                                    lend.end();
+                                }
+                                Sent::Gone => {
+                                    control.kill();
+                                    killed.get_or_insert(KilledFor::Cancelled);
+                                    force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
+                                }
+                            }
+                        }
+                        if let Some(left) = &mut err_left {
+                            *left = left.saturating_sub(n as u64);
+                            err_open &= *left > 0;
                         }
                     }
                 }
-                None
-            }
-            status = wait_end(&started.exit, &started.pidfd, pid), if exit.is_none() => {
-                exit = Some(status);
-                // The rest of stdout comes through the driver.
-                lend.end();
-                let grace = if killed.is_some() { KILL_DRAIN_GRACE } else { EXIT_DRAIN_GRACE };
-                drain_until.get_or_insert(Instant::now() + grace);
                 None
             }
             () = sleep_until(wall.unwrap_or(far)), if wall.is_some() && killed.is_none() && exit.is_none() => {
                 Some(KilledFor::Wall)
             }
             () = sleep_until(idle_check), if idle.is_some() && killed.is_none() && exit.is_none() => {
-                // Output the consumer read itself counts, and so does
-                // output waiting in a lent pipe that it has not read yet:
-                // the driver looks at what came through every
-                // `idle_step`, and output it finds new counts from then.
+                // Output the consumer read itself counts. Output waiting
+                // in a lent pipe is looked at every `idle_step`: the driver
+                // takes it into the stream, as its own reads would have,
+                // and it counts from then; a stream too full for it is a
+                // consumer far behind a command that writes, as when the
+                // driver waits for room.
                 let now = Instant::now();
-                let seen = lend.seen();
-                if seen > idle_seen {
-                    idle_seen = seen;
+                if out_lent && take_waiting(&started.stdout, &lend, events, &mut out_chunk, &out_pool) {
                     idle = watch.idle_timeout.and_then(|t| now.checked_add(t));
                 }
                 if let Some(at) = lend.last_read().zip(watch.idle_timeout).and_then(|(read, t)| {
@@ -1161,14 +1253,6 @@ async fn drive_parts(
             }
             () = events.closed(), if killed.is_none() && exit.is_none() => {
                 Some(KilledFor::Cancelled)
-            }
-            () = sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => {
-                // Whoever still holds the pipes is not waited for.
-                lend.end();
-                out_open = false;
-                err_open = false;
-                drain_until = None;
-                None
             }
             () = sleep_until(force_at.unwrap_or(far)), if force_at.is_some() && exit.is_none() => {
                 // The keeper did not report in time: end it all from here.
@@ -1223,14 +1307,31 @@ async fn drive_parts(
 /// Sends an event unless the wall deadline passes first (a consumer that
 /// stops reading must not hold a command past its timeout). Returns `false`
 /// only when the consumer is gone.
-async fn send(events: &EventSender, event: Event, wall: Option<Instant>) -> bool {
-    match wall {
+async fn send(events: &EventSender, event: Event, wall: Option<Instant>) -> Sent {
+    let sent = match wall {
         None => events.send(event).await,
         Some(deadline) => tokio::select! {
+            // Room in the stream is taken whenever there is some, deadline
+            // or not.
+            biased;
             sent = events.send(event) => sent,
-            () = sleep_until(deadline) => true,
+            () = sleep_until(deadline) => return Sent::Late,
         },
-    }
+    };
+    if sent { Sent::Yes } else { Sent::Gone }
+}
+
+/// What became of an event the driver sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Yes,
+    /// The consumer dropped the stream.
+    Gone,
+    /// The wall deadline passed while the stream was full: the event was
+    /// dropped, and so are the output events after it (the consumer gets a
+    /// prefix of the output, never one with a hole; the result holds it
+    /// all).
+    Late,
 }
 
 /// Ends a lend when dropped: the driver's end, however it comes.

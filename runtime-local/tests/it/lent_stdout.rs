@@ -368,3 +368,49 @@ async fn a_consumer_that_pauses_loses_nothing_and_idles_nothing() {
     assert_eq!(result.stdout.bytes, b"once\n");
     session.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumers_meet_the_drain_the_wall_and_the_idle_timeout_as_fast_ones_do() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+
+    // A background writer that outlives the command does not hold a slow
+    // consumer's stream past the drain after the exit.
+    let begun = Instant::now();
+    let taken = take(
+        stream(&rt, ExecCommand::new("yes & sleep 0.3")).await,
+        0,
+        Some(Duration::from_millis(20)),
+        false,
+    )
+    .await;
+    assert!(
+        begun.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        begun.elapsed()
+    );
+    assert!(taken.result.unwrap().success());
+
+    // Past the wall deadline the events stop rather than skip: what came
+    // is a run of whole numbers from 1.
+    let mut cmd = ExecCommand::new("seq 1 1000000000");
+    cmd.wall_timeout = Some(Duration::from_millis(400));
+    let taken = take(stream(&rt, cmd).await, 1, None, false).await;
+    assert_eq!(taken.result.unwrap().status, ExecStatus::TimedOut);
+    let text = String::from_utf8(taken.stdout).unwrap();
+    let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    for (i, line) in whole.lines().enumerate() {
+        assert_eq!(line, (i + 1).to_string(), "a hole after line {i}");
+    }
+
+    // A command that writes without pause is not idle while the consumer
+    // that has its pipe sleeps, though the pipe is full.
+    let mut cmd = ExecCommand::new("head -c 100000000 /dev/zero");
+    cmd.idle_timeout = Some(Duration::from_millis(500));
+    let taken = take_pausing_once(stream(&rt, cmd).await, 50, Duration::from_millis(1500)).await;
+    let result = taken.result.unwrap();
+    assert_eq!(result.status, ExecStatus::Exited, "{result:?}");
+    assert_eq!(taken.stdout.len(), 100_000_000);
+    session.close().await.unwrap();
+}

@@ -97,6 +97,16 @@ impl EventSender {
         })
     }
 
+    /// Room for one event if the stream has some now; `None` when it is
+    /// full or the consumer dropped it.
+    pub fn try_reserve(&self) -> Option<EventPermit<'_>> {
+        let permit = self.tx.try_reserve().ok()?;
+        Some(EventPermit {
+            permit,
+            sender: self,
+        })
+    }
+
     /// Whether the consumer dropped the stream.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()

@@ -168,20 +168,6 @@ impl StdoutLend {
         self.wake_consumer();
     }
 
-    /// How many bytes came through the pipe: those read (by the backend
-    /// or the consumer) and those waiting in the pipe while it is lent.
-    /// Output a consumer has not read yet counts as output for an idle
-    /// timeout.
-    pub fn seen(&self) -> u64 {
-        let state = self.lock();
-        let read = state.buffer.as_ref().map_or(0, OutputBuffer::total);
-        let waiting = match (&state.pipe, state.phase) {
-            (Some(pipe), Phase::Lent) => bytes_waiting(pipe.as_raw_fd()),
-            _ => 0,
-        };
-        read + waiting
-    }
-
     /// When the consumer last read output from the pipe.
     pub fn last_read(&self) -> Option<Instant> {
         self.lock().last_read
@@ -413,6 +399,14 @@ impl LendHold<'_> {
     /// Whether the consumer has the pipe (the backend must not read it).
     pub fn is_lent(&self) -> bool {
         self.state.phase == Phase::Lent
+    }
+
+    /// How many bytes wait unread in the pipe (0 once the lend ended).
+    pub fn waiting(&self) -> u64 {
+        match &self.state.pipe {
+            Some(pipe) => bytes_waiting(pipe.as_raw_fd()),
+            None => 0,
+        }
     }
 
     /// Marks the chunk just read as on its way into the stream: until
