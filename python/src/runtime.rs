@@ -185,6 +185,7 @@ impl Runtime {
             owner: Owner::here(),
             state: Arc::new(Mutex::new(StreamState::Pending(Box::new(cmd), handle))),
             result: Mutex::new(None),
+            closed: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -480,6 +481,8 @@ pub(crate) struct Stream {
     owner: Owner,
     state: Arc<Mutex<StreamState>>,
     result: Mutex<Option<Py<ExecResult>>>,
+    /// Told by `close()`, for an async read that waits.
+    closed: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for Stream {
@@ -704,7 +707,10 @@ impl Stream {
                 Ok(Step::Event(stream, event)) => Ok((stream, event)),
                 Err(err) => Err(err),
             },
-            StreamState::Pending(..) => wait(py, next_event(state)),
+            StreamState::Pending(..) => {
+                wait_unless(py, next_event(state), &|| closed_meanwhile(&self.state))
+                    .map(|waited| waited.unwrap_or((None, None)))
+            }
             StreamState::Busy => return Err(busy()),
             StreamState::Done => {
                 *lock(&self.state) = StreamState::Done;
@@ -738,7 +744,15 @@ impl Stream {
             _ => {}
         }
         let this = slf.clone().unbind();
-        aio::future(py, next_event(state), move |py, (stream, event)| {
+        let closed = Arc::clone(&me.closed);
+        let next = async move {
+            tokio::select! {
+                next = next_event(state) => next,
+                // Closed meanwhile: the stream (and its command) goes.
+                () = closed.notified() => Ok((None, None)),
+            }
+        };
+        aio::future(py, next, move |py, (stream, event)| {
             let me = this.bind(py).borrow();
             match deliver(py, &me.state, &me.result, stream, event)? {
                 Some(event) => Ok(Py::new(py, event)?.into_any()),
@@ -781,6 +795,10 @@ impl Stream {
     fn close(&self) -> PyResult<()> {
         self.owner.check("stream")?;
         let state = std::mem::replace(&mut *lock(&self.state), StreamState::Done);
+        if matches!(state, StreamState::Busy) {
+            // A read holds the stream: an async one ends at this.
+            self.closed.notify_one();
+        }
         let _context = tokio_rt().enter();
         drop(state);
         Ok(())

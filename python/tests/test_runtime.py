@@ -161,6 +161,21 @@ def test_closing_a_stream_from_another_thread_ends_a_waiting_read(
     closer.join()
     wait_until(lambda: process_gone(pid), "the closed stream's command killed")
     assert runtime.execute("echo after").stdout == b"after\n"
+    # Before the first event, and under async iteration.
+    stream = runtime.stream("sleep 30; echo late")
+    threading.Timer(0.3, stream.close).start()
+    begun = time.monotonic()
+    assert list(stream) == []
+    assert time.monotonic() - begun < 5
+
+    async def read_async() -> list[berth.Event]:
+        stream = runtime.stream("echo a; sleep 30; echo b")
+        asyncio.get_running_loop().call_later(0.3, stream.close)
+        return [e async for e in stream]
+
+    begun = time.monotonic()
+    assert [e.data for e in asyncio.run(read_async())] == [b"a\n"]
+    assert time.monotonic() - begun < 5
 
 
 def test_threads_run_commands_at_once(session: Session, runtime: berth.Runtime) -> None:
