@@ -1159,19 +1159,8 @@ async fn drive_parts(
                     StdoutRead::Read { n, total } => {
                         idle = watch.idle_timeout.and_then(|t| Instant::now().checked_add(t));
                         if killed != Some(KilledFor::Cancelled) && !cut {
-                            match send(events, Event::Stdout(out_pool.chunk(&mut out_chunk, n)), wall).await {
-                                Sent::Yes => {}
-                                Sent::Late => {
-                                    cut = true;
-                                    // Nor may the consumer read on past the hole.
-                                    lend.end();
-                                }
-                                Sent::Gone => {
-                                    control.kill();
-                                    killed.get_or_insert(KilledFor::Cancelled);
-                                    force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
-                                }
-                            }
+                            let sent = send(events, Event::Stdout(out_pool.chunk(&mut out_chunk, n)), wall).await;
+                            cut = after_send(sent, &lend, &control, &mut killed, &mut force_at);
                         }
                         lend.landed();
                         if let Some(left) = &mut out_left {
@@ -1203,19 +1192,8 @@ async fn drive_parts(
                         idle = watch.idle_timeout.and_then(|t| Instant::now().checked_add(t));
                         let _ = stderr_buf.push(&err_chunk[..n]);
                         if killed != Some(KilledFor::Cancelled) && !cut {
-                            match send(events, Event::Stderr(err_pool.chunk(&mut err_chunk, n)), wall).await {
-                                Sent::Yes => {}
-                                Sent::Late => {
-                                    cut = true;
-                                    // Nor may the consumer read on past the hole.
-                                    lend.end();
-                                }
-                                Sent::Gone => {
-                                    control.kill();
-                                    killed.get_or_insert(KilledFor::Cancelled);
-                                    force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
-                                }
-                            }
+                            let sent = send(events, Event::Stderr(err_pool.chunk(&mut err_chunk, n)), wall).await;
+                            cut = after_send(sent, &lend, &control, &mut killed, &mut force_at);
                         }
                         if let Some(left) = &mut err_left {
                             *left = left.saturating_sub(n as u64);
@@ -1319,6 +1297,32 @@ async fn send(events: &EventSender, event: Event, wall: Option<Instant>) -> Sent
         },
     };
     if sent { Sent::Yes } else { Sent::Gone }
+}
+
+/// What the driver makes of a send: a consumer gone kills the command; an
+/// event dropped past the wall deadline ends the output events and the
+/// lend (the consumer may not read on past the hole). Returns whether the
+/// events are cut.
+fn after_send(
+    sent: Sent,
+    lend: &StdoutLend,
+    control: &Control,
+    killed: &mut Option<KilledFor>,
+    force_at: &mut Option<Instant>,
+) -> bool {
+    match sent {
+        Sent::Yes => false,
+        Sent::Late => {
+            lend.end();
+            true
+        }
+        Sent::Gone => {
+            control.kill();
+            killed.get_or_insert(KilledFor::Cancelled);
+            force_at.get_or_insert(Instant::now() + KEEPER_PATIENCE);
+            false
+        }
+    }
 }
 
 /// What became of an event the driver sent.

@@ -43,10 +43,26 @@ struct Taken {
 /// never); `pause` between steps lets the command run ahead. With `poll`,
 /// waits block the thread in `poll_direct` (a runtime with more than one
 /// thread is needed then).
-async fn take(mut stream: EventStream, plain: usize, pause: Option<Duration>, poll: bool) -> Taken {
+async fn take(stream: EventStream, plain: usize, pause: Option<Duration>, poll: bool) -> Taken {
+    take_with(stream, plain, |_| pause, poll).await
+}
+
+/// Reads `stream` to its end as [`take`] does, sleeping `pause` before
+/// the step numbered `at` (the first step is 1) and nowhere else.
+async fn take_pausing_once(stream: EventStream, at: usize, pause: Duration) -> Taken {
+    take_with(stream, 0, |step| (step == at).then_some(pause), false).await
+}
+
+/// [`take`], sleeping before each step what `pause_at` says.
+async fn take_with(
+    mut stream: EventStream,
+    plain: usize,
+    pause_at: impl Fn(usize) -> Option<Duration>,
+    poll: bool,
+) -> Taken {
     let mut taken = Taken::default();
     for step in 1.. {
-        if let Some(pause) = pause {
+        if let Some(pause) = pause_at(step) {
             tokio::time::sleep(pause).await;
         }
         let event = if plain != 0 && step % plain == 0 {
@@ -73,36 +89,6 @@ async fn take(mut stream: EventStream, plain: usize, pause: Option<Duration>, po
                     }
                 }
             }
-        };
-        match event {
-            Some(Event::Stdout(bytes)) => taken.stdout.extend_from_slice(&bytes),
-            Some(Event::Stderr(bytes)) => taken.stderr.extend_from_slice(&bytes),
-            Some(Event::Finished(result)) => taken.result = Some(result),
-            None => break,
-        }
-    }
-    taken
-}
-
-/// Reads `stream` to its end as [`take`] does, sleeping `pause` before
-/// the step numbered `at` (the first step is 1).
-async fn take_pausing_once(mut stream: EventStream, at: usize, pause: Duration) -> Taken {
-    let mut taken = Taken::default();
-    for step in 1.. {
-        if step == at {
-            tokio::time::sleep(pause).await;
-        }
-        let event = match stream.try_next_direct(read_vec).unwrap() {
-            Direct::Read(bytes) => {
-                taken.direct += bytes.len();
-                Some(Event::Stdout(bytes))
-            }
-            Direct::Event(event) => Some(event),
-            Direct::End => None,
-            Direct::Wait => match stream.wait_direct().await {
-                Waited::Event(event) => event,
-                Waited::Readable => continue,
-            },
         };
         match event {
             Some(Event::Stdout(bytes)) => taken.stdout.extend_from_slice(&bytes),
