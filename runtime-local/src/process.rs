@@ -46,7 +46,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use session_core::runtime::{
     ChunkPool, Event, EventSender, EventStream, ExecResult, ExecStatus, OutputBuffer, StdinSource,
-    StdoutLend, Usage,
+    StdoutLend, Usage, grow_pipe_to, pipe_waiting,
 };
 
 use crate::cgroup::CommandCgroup;
@@ -671,27 +671,6 @@ fn adopt(
     adopted
 }
 
-/// Asks the kernel to make the pipe whose read end is `read` hold `size`
-/// bytes. A refusal (the user's pipe allowance is spent, or `size` is past
-/// `pipe-max-size`) leaves it as it was.
-fn grow_pipe(read: &impl AsFd, size: usize) {
-    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    // SAFETY: fcntl(2) F_SETPIPE_SZ on a descriptor the caller holds open;
-    // it changes only the pipe's capacity.
-    unsafe { libc::fcntl(read.as_fd().as_raw_fd(), libc::F_SETPIPE_SZ, size) };
-}
-
-/// How many bytes wait unread in the pipe `fd` (0 should the kernel not
-/// say).
-fn fd_waiting(fd: std::os::fd::BorrowedFd<'_>) -> u64 {
-    let mut waiting: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut waiting) } < 0 {
-        return 0;
-    }
-    u64::try_from(waiting).unwrap_or(0)
-}
-
 /// A close-on-exec pipe: (read end, write end).
 fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -1143,8 +1122,8 @@ async fn drive_parts(
                 // in them now is read, and no more (a background writer
                 // could write for ever).
                 lend.end();
-                let out_now = fd_waiting(started.stdout.as_fd());
-                let err_now = fd_waiting(started.stderr.as_fd());
+                let out_now = pipe_waiting(started.stdout.as_fd());
+                let err_now = pipe_waiting(started.stderr.as_fd());
                 out_open &= out_now > 0;
                 err_open &= err_now > 0;
                 out_left = Some(out_now);
@@ -1170,7 +1149,7 @@ async fn drive_parts(
                         if !out_bulky && total >= STDOUT_PIPE as u64 {
                             // A bulky stream: a wider pipe, larger reads.
                             out_bulky = true;
-                            grow_pipe(&started.stdout, STDOUT_PIPE);
+                            grow_pipe_to(started.stdout.as_fd(), STDOUT_PIPE);
                             out_pool = ChunkPool::for_stream(STDOUT_PIPE);
                             out_chunk = out_pool.buffer();
                         }

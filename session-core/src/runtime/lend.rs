@@ -467,7 +467,12 @@ pub(crate) fn readable_now(fd: libc::c_int) -> bool {
     poll_now(fd) & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
-/// How many bytes wait in the pipe `fd` (0 should the kernel not say).
+/// How many bytes wait unread in the pipe `fd` (0 should the kernel not
+/// say).
+pub fn pipe_waiting(fd: BorrowedFd<'_>) -> u64 {
+    bytes_waiting(fd.as_raw_fd())
+}
+
 fn bytes_waiting(fd: libc::c_int) -> u64 {
     let mut waiting: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int through the pointer.
@@ -488,6 +493,13 @@ fn poll_now(fd: libc::c_int) -> libc::c_short {
         return 0;
     }
     poll.revents
+}
+
+/// Asks the kernel to make the pipe `fd` hold `size` bytes. A refusal (the
+/// user's pipe allowance is spent, or `size` is past `pipe-max-size`)
+/// leaves it as it was.
+pub fn grow_pipe_to(fd: BorrowedFd<'_>, size: usize) {
+    grow_pipe(fd.as_raw_fd(), size);
 }
 
 fn grow_pipe(fd: libc::c_int, size: usize) {

@@ -36,7 +36,9 @@ pub use self::event::{
     ChunkPool, EVENT_BUFFER, Event, EventPermit, EventSender, EventStream, OutputBuffer,
     deadline_after,
 };
-pub use self::lend::{DIRECT_READ, Direct, LendHold, StdoutLend, Waited};
+pub use self::lend::{
+    DIRECT_READ, Direct, LendHold, StdoutLend, Waited, grow_pipe_to, pipe_waiting,
+};
 pub use self::result::{
     ExecResult, ExecStatus, Output, SETUP_MARKER, SetupOutput, Usage, split_setup_output,
 };
