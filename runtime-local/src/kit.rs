@@ -107,12 +107,15 @@ pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
         asset.absolute_path.display().to_string()
     }
 
-    /// Whether a command that is `exec` and literal words ([`literal_exec`])
+    /// Whether a command of literal words — `exec` and words
+    /// ([`literal_exec`]), or words naming a program ([`literal_simple`]) —
     /// may start its program without the shell, where the shell is
-    /// `/bin/sh` and dash (which would only exec it), with the environment
-    /// dash would pass on. The default is `false`, as the launch a sandbox
-    /// wraps may rely on the shell.
-    fn skips_the_shell_for_exec(&self) -> bool {
+    /// `/bin/sh` and dash (which would only exec it, or fork it and wait),
+    /// with the environment dash would pass on; a forked program's signal
+    /// death is then reported as dash reports it
+    /// ([`process::Watch::as_shell_child`]). The default is `false`, as the
+    /// launch a sandbox wraps may rely on the shell.
+    fn skips_the_shell(&self) -> bool {
         false
     }
 }
@@ -393,7 +396,7 @@ impl<S: Sandbox> HostRuntime<S> {
         let mut env = inner.env.clone();
         env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let shell = || Program::shell(&inner.settings.shell, cmd.command.clone());
-        let direct = match inner.sandbox.skips_the_shell_for_exec() {
+        let direct = match inner.sandbox.skips_the_shell() {
             true => inner
                 .physical_workspace
                 .get_or_init(|| {
@@ -412,13 +415,15 @@ impl<S: Sandbox> HostRuntime<S> {
                 }),
             false => None,
         };
-        let started = match direct {
-            // A program that cannot be started this way is left to the
-            // shell, which fails as it always has (its message, 127 or 126).
-            Some((argv, direct_env)) => self
-                .start(Program::Argv(argv), direct_env, &cmd, limited)
-                .or_else(|_| self.start(shell(), env, &cmd, limited))?,
-            None => self.start(shell(), env, &cmd, limited)?,
+        // A program that cannot be started this way is left to the shell,
+        // which fails as it always has (its message, 127 or 126).
+        let (started, as_shell_child) = match direct {
+            Some(direct) => match self.start(Program::Argv(direct.argv), direct.env, &cmd, limited)
+            {
+                Ok(started) => (started, direct.forked),
+                Err(_) => (self.start(shell(), env, &cmd, limited)?, false),
+            },
+            None => (self.start(shell(), env, &cmd, limited)?, false),
         };
         let watch = Watch {
             wall_timeout: cmd.wall_timeout.or(inner.limits.wall_timeout),
@@ -428,6 +433,7 @@ impl<S: Sandbox> HostRuntime<S> {
             events_only: cmd.events_only,
             stdin: None,
             stdin_source: cmd.take_stdin(),
+            as_shell_child,
         };
         let this = Arc::clone(inner);
         Ok(inner
@@ -471,10 +477,47 @@ impl<S: Sandbox> HostRuntime<S> {
 /// to expand, split or redirect: it only execs those words. `None` for
 /// anything else.
 pub fn literal_exec(command: &str) -> Option<Vec<String>> {
+    literal_words(command.strip_prefix("exec ")?)
+}
+
+/// dash's builtins, which it runs in its own process whatever `PATH`
+/// holds.
+pub const DASH_BUILTINS: [&str; 39] = [
+    ".", ":", "[", "alias", "bg", "break", "cd", "chdir", "command", "continue", "echo", "eval",
+    "exec", "exit", "export", "false", "fg", "getopts", "hash", "jobs", "kill", "local", "printf",
+    "pwd", "read", "readonly", "return", "set", "shift", "test", "times", "trap", "true", "type",
+    "ulimit", "umask", "unalias", "unset", "wait",
+];
+
+/// The shell's reserved words (of the characters [`literal_exec`] takes).
+const RESERVED_WORDS: [&str; 13] = [
+    "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in", "then", "until", "while",
+];
+
+/// The words of `command` when it is literal words only, as for
+/// [`literal_exec`] but without `exec`, and the first names a program:
+/// not one of dash's builtins ([`DASH_BUILTINS`]), not a reserved word,
+/// not a variable assignment (no `=`). dash forks such a command's
+/// program, which execs those words, and waits for it. `None` for
+/// anything else.
+pub fn literal_simple(command: &str) -> Option<Vec<String>> {
+    let words = literal_words(command)?;
+    let program = words.first()?.as_str();
+    if program.contains('=')
+        || DASH_BUILTINS.contains(&program)
+        || RESERVED_WORDS.contains(&program)
+    {
+        return None;
+    }
+    Some(words)
+}
+
+/// The words of `text` when it is literal words only (see
+/// [`literal_exec`]) and the first does not start with `-`.
+fn literal_words(text: &str) -> Option<Vec<String>> {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_-./,:@%+=".contains(c);
-    let rest = command.strip_prefix("exec ")?;
     let mut words: Vec<String> = Vec::new();
-    for piece in split_words(rest)? {
+    for piece in split_words(text)? {
         let mut word = String::new();
         let mut chars = piece.chars();
         while let Some(c) = chars.next() {
@@ -522,14 +565,15 @@ fn split_words(text: &str) -> Option<Vec<&str>> {
     (!quoted && words.iter().all(|word| !word.is_empty())).then_some(words)
 }
 
-/// The program and environment that `shell -c command` would exec, when
-/// `shell` is `/bin/sh` and is dash, `command` is a [`literal_exec`], and
-/// `PATH` is set: dash then only execs the words, with its environment
-/// as it imported it (variables whose names are not shell names are
-/// dropped) and `PWD` set to `physical`, the working directory's physical
-/// path.
+/// The program that `shell -c command` would exec, when `shell` is
+/// `/bin/sh` and is dash, `command` is a [`literal_exec`] or a
+/// [`literal_simple`], and `PATH` is set (without dash's `%` suffixes):
+/// dash then only execs the words — itself, or in the child it forks and
+/// waits for — with its environment as it imported it (variables whose
+/// names are not shell names are dropped) and `PWD` set to `physical`,
+/// the working directory's physical path.
 /// Starting the program directly saves the shell's own start, a
-/// dynamically linked program's.
+/// dynamically linked program's, and its fork.
 ///
 /// Left to the shell: an environment with `IFS`, `OPTIND` or `PPID`,
 /// which dash sets to values of its own, and one with a `PWD` other than
@@ -541,8 +585,11 @@ fn direct_exec(
     env: &IndexMap<String, String>,
     workdir: &Path,
     physical: &str,
-) -> Option<(Vec<OsString>, IndexMap<String, String>)> {
-    if shell != Path::new("/bin/sh") || !sh_is_dash() || !env.contains_key("PATH") {
+) -> Option<Direct> {
+    if shell != Path::new("/bin/sh") || !sh_is_dash() {
+        return None;
+    }
+    if env.get("PATH").is_none_or(|path| path.contains('%')) {
         return None;
     }
     if ["IFS", "OPTIND", "PPID"]
@@ -551,7 +598,10 @@ fn direct_exec(
     {
         return None;
     }
-    let argv = literal_exec(command)?;
+    let (argv, forked) = match literal_exec(command) {
+        Some(argv) => (argv, false),
+        None => (literal_simple(command)?, true),
+    };
     let mut env: IndexMap<String, String> = env
         .iter()
         .filter(|(name, _)| is_shell_name(name))
@@ -564,7 +614,20 @@ fn direct_exec(
         Some(pwd) if pwd == physical || Path::new(pwd) == workdir => {}
         Some(_) => return None,
     }
-    Some((argv.into_iter().map(OsString::from).collect(), env))
+    Some(Direct {
+        argv: argv.into_iter().map(OsString::from).collect(),
+        env,
+        forked,
+    })
+}
+
+/// A program started without the shell ([`direct_exec`]).
+struct Direct {
+    argv: Vec<OsString>,
+    env: IndexMap<String, String>,
+    /// dash would have forked it (a [`literal_simple`] command), rather
+    /// than exec'd it.
+    forked: bool,
 }
 
 /// Whether `name` is a name a POSIX shell gives variables: a letter or
@@ -726,8 +789,13 @@ mod tests {
             assert!(direct(&env, "exec env").is_none());
             return;
         }
-        let (argv, got) = direct(&env, "exec env").unwrap();
+        let Direct {
+            argv,
+            env: got,
+            forked,
+        } = direct(&env, "exec env").unwrap();
         assert_eq!(argv, [OsString::from("env")]);
+        assert!(!forked);
         let names: Vec<&str> = got.keys().map(String::as_str).collect();
         assert_eq!(names, ["PATH", "_ok", "PWD"]);
         assert_eq!(got["PWD"], physical);
@@ -737,8 +805,13 @@ mod tests {
             env.insert(name.to_owned(), value.to_owned());
             env
         };
-        let (_, got) = direct(&with("PWD", physical), "exec env").unwrap();
+        let got = direct(&with("PWD", physical), "exec env").unwrap().env;
         assert_eq!(got["PWD"], physical);
+        // Without `exec`, the same program and environment, forked.
+        let simple = direct(&env, "env -0").unwrap();
+        assert_eq!(simple.argv, [OsString::from("env"), OsString::from("-0")]);
+        assert_eq!(simple.env.keys().collect::<Vec<_>>(), names);
+        assert!(simple.forked);
         // Left to the shell: another PWD (dash judges it in its own
         // process), the variables dash sets itself, no PATH, another
         // shell, more than literal words.
@@ -748,6 +821,7 @@ mod tests {
             with("IFS", "x"),
             with("OPTIND", "5"),
             with("PPID", "1"),
+            with("PATH", "/usr/bin%builtin:/bin"),
         ] {
             assert!(direct(&env, "exec env").is_none(), "{env:?}");
         }
@@ -765,5 +839,79 @@ mod tests {
             .is_none()
         );
         assert!(direct(&env, "exec env $X").is_none());
+        assert!(direct(&env, "echo hi").is_none());
+    }
+
+    #[test]
+    fn literal_commands_name_programs_not_builtins() {
+        assert_eq!(
+            literal_simple("python3 -c 'print(1)' a=b").as_deref(),
+            Some(&["python3", "-c", "print(1)", "a=b"].map(String::from)[..])
+        );
+        assert_eq!(
+            literal_simple("/bin/echo hi").as_deref(),
+            Some(&["/bin/echo", "hi"].map(String::from)[..])
+        );
+        for command in [
+            "echo hi",
+            "'echo' hi",
+            "cd /",
+            "true",
+            ": x",
+            ". ./env",
+            "[ -d / ]",
+            "exec",
+            "if true",
+            "while",
+            "A=1 env",
+            "A=1",
+            "-x",
+            "a;b",
+            "a $X",
+            "",
+            " a",
+        ] {
+            assert_eq!(literal_simple(command), None, "{command:?}");
+        }
+    }
+
+    #[test]
+    fn every_builtin_of_this_machines_dash_is_known() {
+        if !sh_is_dash() {
+            return;
+        }
+        // Every name on PATH and every name dash may know, through dash's
+        // `type`: a builtin that is not in the list would run here in
+        // place of a program of that name.
+        let mut names: Vec<String> = DASH_BUILTINS.map(String::from).to_vec();
+        for dir in ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if literal_words(&name).is_some() {
+                    names.push(name);
+                }
+            }
+        }
+        names.extend(["fc", "let", "source", "declare", "history", "help"].map(String::from));
+        names.sort();
+        names.dedup();
+        let script: String = names.iter().map(|n| format!("type '{n}'\n")).collect();
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        let mut builtins: Vec<&str> = said
+            .lines()
+            .filter_map(|line| {
+                line.strip_suffix(" is a shell builtin")
+                    .or_else(|| line.strip_suffix(" is a special shell builtin"))
+            })
+            .collect();
+        builtins.sort();
+        let mut known = DASH_BUILTINS.to_vec();
+        known.sort();
+        assert_eq!(builtins, known);
     }
 }

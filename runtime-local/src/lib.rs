@@ -1,10 +1,13 @@
 //! The `local` backend: commands run as host processes.
 //!
 //! Each command runs through `/bin/sh -c` (or `local.shell`) in the
-//! session's workspace — except a command that is `exec` and literal words
-//! (what `berth run -- PROGRAM ARGS` sends) where `/bin/sh` is dash: its
-//! program starts directly, with the environment dash would give it
-//! ([`kit::literal_exec`]) — started by a keeper process ([`process`]) that
+//! session's workspace — except a command of literal words where
+//! `/bin/sh` is dash: `exec` and words (what `berth run -- PROGRAM ARGS`
+//! sends, [`kit::literal_exec`]), or words naming a program, not a builtin
+//! (`python3 -c pass`, [`kit::literal_simple`]). Its program starts
+//! directly, with the environment dash would give it; one dash would have
+//! forked reports a signal death as dash does (`128 + N`, the signal's
+//! name on stderr) — started by a keeper process ([`process`]) that
 //! ends the command's whole tree — also what `setsid` or a double fork
 //! detached — on a timeout, a kill, a dropped stream, the runtime's
 //! cleanup and berth's own death. The command starts with only descriptors
@@ -214,7 +217,7 @@ fn limit_error(spec: &EnvironmentSpec, err: CgroupError) -> Error {
 pub struct Plain;
 
 impl Sandbox for Plain {
-    fn skips_the_shell_for_exec(&self) -> bool {
+    fn skips_the_shell(&self) -> bool {
         true
     }
 }

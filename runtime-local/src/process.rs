@@ -41,6 +41,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -252,9 +253,19 @@ impl std::fmt::Debug for Launch {
     }
 }
 
-/// How berth reaches a started command's processes.
+/// How berth reaches a started command's processes, and whether it ever
+/// tried to end them.
 #[derive(Clone)]
-enum Control {
+struct Control {
+    reach: Reach,
+    /// Set by the first [`Control::kill`] or [`Control::force`]: a signal
+    /// death after it is berth's doing, not the command's own.
+    ended_by_berth: Arc<AtomicBool>,
+}
+
+/// The processes [`Control`] signals.
+#[derive(Clone)]
+enum Reach {
     /// A keeper: SIGTERM makes it sweep the command's tree and exit; it is
     /// alive while anything of the command is.
     Keeper {
@@ -269,9 +280,9 @@ enum Control {
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Control::Keeper { pid, .. } => write!(f, "Keeper({pid})"),
-            Control::Group(pgid) => write!(f, "Group({pgid})"),
+        match &self.reach {
+            Reach::Keeper { pid, .. } => write!(f, "Keeper({pid})"),
+            Reach::Group(pgid) => write!(f, "Group({pgid})"),
         }
     }
 }
@@ -333,12 +344,13 @@ impl Control {
     /// Ends every process of the command: asks the keeper to sweep (and
     /// wakes it, should the command have stopped it), or kills the group.
     fn kill(&self) {
-        match self {
-            Control::Keeper { pidfd, .. } => {
+        self.ended_by_berth.store(true, Ordering::Relaxed);
+        match &self.reach {
+            Reach::Keeper { pidfd, .. } => {
                 signal_pidfd(pidfd, libc::SIGTERM);
                 signal_pidfd(pidfd, libc::SIGCONT);
             }
-            Control::Group(pgid) => kill_group(*pgid),
+            Reach::Group(pgid) => kill_group(*pgid),
         }
     }
 
@@ -348,19 +360,20 @@ impl Control {
     /// keeper until none is left alive (orphans keep coming to it, a
     /// subreaper), then the keeper.
     fn force(&self) {
-        match self {
-            Control::Keeper { pid, pidfd } => {
+        self.ended_by_berth.store(true, Ordering::Relaxed);
+        match &self.reach {
+            Reach::Keeper { pid, pidfd } => {
                 kill_children_of(*pid);
                 signal_pidfd(pidfd, libc::SIGKILL);
             }
-            Control::Group(pgid) => kill_group(*pgid),
+            Reach::Group(pgid) => kill_group(*pgid),
         }
     }
 
     /// Whether any process of the command may still run.
     fn alive(&self) -> bool {
-        match self {
-            Control::Keeper { pidfd, .. } => {
+        match &self.reach {
+            Reach::Keeper { pidfd, .. } => {
                 let mut poll = libc::pollfd {
                     fd: pidfd.as_raw_fd(),
                     events: libc::POLLIN,
@@ -370,7 +383,7 @@ impl Control {
                 // pidfd is readable once its process has ended.
                 unsafe { libc::poll(&mut poll, 1, 0) == 0 }
             }
-            Control::Group(pgid) => group_alive(*pgid),
+            Reach::Group(pgid) => group_alive(*pgid),
         }
     }
 }
@@ -394,6 +407,8 @@ pub struct Started {
     stdin: Option<pipe::Sender>,
     stdout: StdoutPipe,
     stderr: pipe::Receiver,
+    /// Shared by every [`Control`] of it: whether berth tried to end it.
+    ended_by_berth: Arc<AtomicBool>,
     /// When it was started.
     pub started_at: Instant,
 }
@@ -408,12 +423,16 @@ impl std::fmt::Debug for Started {
 
 impl Started {
     fn control(&self) -> Control {
-        match self.exit {
-            ExitWatch::Reap => Control::Group(self.pid),
-            ExitWatch::Report(_) => Control::Keeper {
+        let reach = match self.exit {
+            ExitWatch::Reap => Reach::Group(self.pid),
+            ExitWatch::Report(_) => Reach::Keeper {
                 pid: self.pid,
                 pidfd: Arc::clone(&self.pidfd),
             },
+        };
+        Control {
+            reach,
+            ended_by_berth: Arc::clone(&self.ended_by_berth),
         }
     }
 
@@ -646,6 +665,7 @@ fn adopt(
             stdin: io.stdin.map(pipe::Sender::from_owned_fd).transpose()?,
             stdout: StdoutPipe::Watched(pipe::Receiver::from_owned_fd(io.stdout)?),
             stderr: pipe::Receiver::from_owned_fd(io.stderr)?,
+            ended_by_berth: Arc::new(AtomicBool::new(false)),
             started_at,
         })
     })();
@@ -827,6 +847,12 @@ pub struct Watch {
     ///
     /// [`ExecCommand::take_stdin`]: session_core::runtime::ExecCommand::take_stdin
     pub stdin_source: Option<StdinSource>,
+    /// The program runs where `/bin/sh -c` (dash) would have forked it
+    /// (the shell was skipped for a command of literal words): a signal
+    /// death that was not berth's doing is reported as dash reports it,
+    /// exit status `128 + N` and the signal's name on stderr
+    /// ([`shell_signal_note`]).
+    pub as_shell_child: bool,
 }
 
 impl Default for Watch {
@@ -841,6 +867,7 @@ impl Default for Watch {
             events_only: false,
             stdin: None,
             stdin_source: None,
+            as_shell_child: false,
         }
     }
 }
@@ -1236,7 +1263,24 @@ async fn drive_parts(
     {
         tracing::info!(cgroup = cgroup.name(), "{explanation}");
     }
-    let (status, usage) = exit.unwrap_or((libc::SIGKILL, Usage::default()));
+    let (mut status, usage) = exit.unwrap_or((libc::SIGKILL, Usage::default()));
+    if watch.as_shell_child
+        && exit.is_some()
+        && killed.is_none()
+        && !control.ended_by_berth.load(Ordering::Relaxed)
+        && libc::WIFSIGNALED(status)
+    {
+        // What dash does when the child it waits for dies of a signal.
+        let signal = libc::WTERMSIG(status);
+        if let Some(note) = shell_signal_note(signal, libc::WCOREDUMP(status)) {
+            let _ = stderr_buf.push(note.as_bytes());
+            if !cut {
+                let sent = send(events, Event::Stderr(note.into_bytes().into()), wall).await;
+                after_send(sent, &lend, &control, &mut killed, &mut force_at);
+            }
+        }
+        status = (128 + signal) << 8;
+    }
     let (mut exec_status, exit_code, signal) = if libc::WIFEXITED(status) {
         (ExecStatus::Exited, libc::WEXITSTATUS(status), None)
     } else {
@@ -1259,6 +1303,52 @@ async fn drive_parts(
         usage: Some(usage),
     };
     (result, settlement)
+}
+
+/// What dash writes to its stderr when the child it waits for dies of
+/// `signal` (other than SIGINT and SIGPIPE, for which it writes nothing):
+/// the signal's description as the C library gives it in the C locale
+/// (dash never sets a locale), `" (core dumped)"` when it dumped core, and
+/// a newline.
+pub fn shell_signal_note(signal: libc::c_int, core_dumped: bool) -> Option<String> {
+    let name = match signal {
+        libc::SIGINT | libc::SIGPIPE => return None,
+        libc::SIGHUP => "Hangup".to_owned(),
+        libc::SIGQUIT => "Quit".to_owned(),
+        libc::SIGILL => "Illegal instruction".to_owned(),
+        libc::SIGTRAP => "Trace/breakpoint trap".to_owned(),
+        libc::SIGABRT => "Aborted".to_owned(),
+        libc::SIGBUS => "Bus error".to_owned(),
+        libc::SIGFPE => "Floating point exception".to_owned(),
+        libc::SIGKILL => "Killed".to_owned(),
+        libc::SIGUSR1 => "User defined signal 1".to_owned(),
+        libc::SIGSEGV => "Segmentation fault".to_owned(),
+        libc::SIGUSR2 => "User defined signal 2".to_owned(),
+        libc::SIGALRM => "Alarm clock".to_owned(),
+        libc::SIGTERM => "Terminated".to_owned(),
+        libc::SIGSTKFLT => "Stack fault".to_owned(),
+        libc::SIGCHLD => "Child exited".to_owned(),
+        libc::SIGCONT => "Continued".to_owned(),
+        libc::SIGSTOP => "Stopped (signal)".to_owned(),
+        libc::SIGTSTP => "Stopped".to_owned(),
+        libc::SIGTTIN => "Stopped (tty input)".to_owned(),
+        libc::SIGTTOU => "Stopped (tty output)".to_owned(),
+        libc::SIGURG => "Urgent I/O condition".to_owned(),
+        libc::SIGXCPU => "CPU time limit exceeded".to_owned(),
+        libc::SIGXFSZ => "File size limit exceeded".to_owned(),
+        libc::SIGVTALRM => "Virtual timer expired".to_owned(),
+        libc::SIGPROF => "Profiling timer expired".to_owned(),
+        libc::SIGWINCH => "Window changed".to_owned(),
+        libc::SIGIO => "I/O possible".to_owned(),
+        libc::SIGPWR => "Power failure".to_owned(),
+        libc::SIGSYS => "Bad system call".to_owned(),
+        // glibc keeps the first two real-time signals for itself and
+        // numbers the rest from its SIGRTMIN.
+        n if (34..=64).contains(&n) => format!("Real-time signal {}", n - 34),
+        n => format!("Unknown signal {n}"),
+    };
+    let core = if core_dumped { " (core dumped)" } else { "" };
+    Some(format!("{name}{core}\n"))
 }
 
 /// Sends an event unless the wall deadline passes first (a consumer that

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use session_core::runtime::{ExecCommand, ExecStatus};
-use session_core::session::{Session, SpawnOptions};
+use session_core::session::{RuntimeHandle, Session, SpawnOptions};
 use session_core::{EnvironmentSpec, Error};
 
 use runtime_local as _;
@@ -110,13 +110,42 @@ async fn a_bulky_stdout_gets_a_pipe_of_256_kib() {
     session.close().await.unwrap();
 }
 
+/// `command` run as it is (which may start its program without the
+/// shell) and behind `: ;` (which the shell always reads, forking the
+/// program and waiting for it) must end the same: status, exit code,
+/// signal, stdout and stderr.
+async fn alone_as_through_the_shell(rt: &RuntimeHandle, command: &str) {
+    let mut results = Vec::new();
+    for text in [command.to_owned(), format!(": ; {command}")] {
+        let mut cmd = ExecCommand::new(text);
+        cmd.env.insert("BERTH_T".into(), "1".into());
+        cmd.env.insert("NOT-A-NAME".into(), "2".into());
+        if command.contains("IFS") {
+            cmd.env.insert("IFS".into(), "x".into());
+            cmd.env.insert("OPTIND".into(), "5".into());
+        }
+        let result = rt.execute(cmd).await.unwrap();
+        let mut stdout: Vec<String> = result.stdout_lossy().lines().map(str::to_owned).collect();
+        if command.ends_with("env") {
+            // The shell lists its environment in an order of its own.
+            stdout.sort();
+        }
+        results.push((
+            result.status,
+            result.exit_code,
+            result.signal,
+            stdout,
+            result.stderr_lossy().into_owned(),
+        ));
+    }
+    assert_eq!(results[0], results[1], "{command}");
+}
+
 #[tokio::test]
 async fn exec_of_literal_words_does_what_the_shell_would() {
     let temp = tempfile::tempdir().unwrap();
     let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
     let rt = session.spawn(SpawnOptions::default()).await.unwrap();
-    // Each command as it is (which may start its program without the
-    // shell) and behind `: ;` (which the shell always reads).
     for command in [
         "exec printenv PWD",
         "exec printenv PWD IFS OPTIND PPID",
@@ -127,33 +156,120 @@ async fn exec_of_literal_words_does_what_the_shell_would() {
         "exec sh -c 'kill -KILL $$'",
         "exec sh -c 'exit 7'",
     ] {
-        let mut results = Vec::new();
-        for text in [command.to_owned(), format!(": ; {command}")] {
-            let mut cmd = ExecCommand::new(text);
-            cmd.env.insert("BERTH_T".into(), "1".into());
-            cmd.env.insert("NOT-A-NAME".into(), "2".into());
-            if command.contains("IFS") {
-                cmd.env.insert("IFS".into(), "x".into());
-                cmd.env.insert("OPTIND".into(), "5".into());
-            }
-            let result = rt.execute(cmd).await.unwrap();
-            let mut stdout: Vec<String> =
-                result.stdout_lossy().lines().map(str::to_owned).collect();
-            if command == "exec env" {
-                // The shell lists its environment in an order of its own.
-                stdout.sort();
-            }
-            results.push((
-                result.status,
-                result.exit_code,
-                result.signal,
-                stdout,
-                result.stderr_lossy().into_owned(),
-            ));
-        }
-        assert_eq!(results[0], results[1], "{command}");
+        alone_as_through_the_shell(&rt, command).await;
     }
     session.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn literal_commands_do_what_the_shell_would() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    let mut commands: Vec<String> = [
+        "printenv PWD",
+        "printenv PWD IFS OPTIND PPID",
+        "printf '%s|' 'a b' '' 'it'\\''s' '$HOME'",
+        "env",
+        "nosuch-berth-program",
+        "/etc/passwd",
+        "sh -c 'exit 7'",
+        // dash's builtins, reserved words and assignments stay the shell's.
+        "echo -e 'a\\tb'",
+        "pwd -P",
+        "type cat",
+        "FOO=bar printenv FOO",
+        "if",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for signal in [
+        "HUP", "INT", "QUIT", "KILL", "USR1", "SEGV", "PIPE", "ALRM", "TERM", "SYS", "34", "64",
+    ] {
+        commands.push(format!("sh -c 'kill -{signal} $$'"));
+    }
+    for command in commands {
+        alone_as_through_the_shell(&rt, &command).await;
+    }
+    // The shell was skipped: the program's parent is the keeper.
+    let parent = rt
+        .execute(ExecCommand::new("sh -c 'cat /proc/$PPID/comm'"))
+        .await
+        .unwrap();
+    assert_eq!(parent.stdout_lossy(), "berth-keeper\n");
+    let parent = rt
+        .execute(ExecCommand::new(": ; sh -c 'cat /proc/$PPID/comm'"))
+        .await
+        .unwrap();
+    assert_eq!(parent.stdout_lossy(), "sh\n");
+    session.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_literal_command_berth_ends_is_reported_as_through_the_shell() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut session = session(EnvironmentSpec::new("local", "t"), temp.path()).await;
+    let rt = session.spawn(SpawnOptions::default()).await.unwrap();
+    for text in ["sleep 30", ": ; sleep 30"] {
+        // A timeout: berth's SIGKILL, reported as such, with no note of
+        // the shell's.
+        let mut cmd = ExecCommand::new(text);
+        cmd.wall_timeout = Some(Duration::from_millis(300));
+        let result = rt.execute(cmd).await.unwrap();
+        assert_eq!(result.status, ExecStatus::TimedOut, "{text}");
+        assert_eq!(
+            (result.exit_code, result.signal),
+            (-libc::SIGKILL, Some(libc::SIGKILL)),
+            "{text}"
+        );
+        assert_eq!(result.stderr_lossy(), "", "{text}");
+        // A kill of the runtime's commands.
+        let stream = rt.stream(ExecCommand::new(text)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rt.kill().await.unwrap();
+        let result = stream.finish().await;
+        assert_eq!(result.status, ExecStatus::Signaled, "{text}");
+        assert_eq!(result.signal, Some(libc::SIGKILL), "{text}");
+        assert_eq!(result.stderr_lossy(), "", "{text}");
+    }
+    session.close().await.unwrap();
+}
+
+#[test]
+fn signal_notes_are_dashs() {
+    if !std::fs::canonicalize("/bin/sh").is_ok_and(|sh| sh.ends_with("dash")) {
+        // Nothing to compare with.
+        return;
+    }
+    // Every signal that ends a process by default: dash forks the inner
+    // shell, which kills itself, and reports its end.
+    let stopping_or_ignored = [
+        libc::SIGCHLD,
+        libc::SIGCONT,
+        libc::SIGSTOP,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGURG,
+        libc::SIGWINCH,
+        // The C library's own, which a test harness may hold blocked.
+        32,
+        33,
+    ];
+    for signal in (1..=64).filter(|n| !stopping_or_ignored.contains(n)) {
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("sh -c 'kill -{signal} $$'"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(128 + signal), "{signal}");
+        let note = runtime_local::process::shell_signal_note(signal, false).unwrap_or_default();
+        assert_eq!(String::from_utf8_lossy(&out.stderr), note, "{signal}");
+    }
+    assert_eq!(
+        runtime_local::process::shell_signal_note(libc::SIGQUIT, true).as_deref(),
+        Some("Quit (core dumped)\n")
+    );
 }
 
 #[tokio::test]
