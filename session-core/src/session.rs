@@ -197,16 +197,22 @@ fn builtin_registry() -> Result<Arc<Registry>> {
     Ok(Arc::clone(REGISTRY.get_or_init(|| registry)))
 }
 
+/// 16 hex digits: the process, a counter and the time, hashed with a key
+/// the process drew at random (std's `RandomState`). Not blake3: its first
+/// hasher asks the CPU for its features, which on a VM traps to the
+/// hypervisor and costs a process that runs one session (`berth run`) tens
+/// of microseconds.
 fn new_session_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&std::process::id().to_le_bytes());
-    hasher.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    hasher.update(&now.as_nanos().to_le_bytes());
-    hasher.finalize().to_hex()[..16].to_owned()
+    hasher.write_u128(now.as_nanos());
+    format!("{:016x}", hasher.finish())
 }
 
 /// A prepared workspace with its assets and runtimes. See the module
