@@ -28,8 +28,12 @@
 //!   `i32` errno (the pipe reads as ended, empty, once the exec happened);
 //! * signals SIGCHLD, SIGTERM, SIGINT and SIGHUP blocked, every other
 //!   signal at its default action, its own process group;
-//! * `argv`: `berth-keeper HOST_PID AS_LIMIT FSIZE_LIMIT CWD ARGV...`,
-//!   limits in bytes or `-`; the environment is the command's.
+//! * `argv`: `berth-keeper HOST_PID AS_LIMIT FSIZE_LIMIT CWD MODE ARGV...`,
+//!   limits in bytes or `-`; `MODE` 0 execs `ARGV` as `execvp` does, 1
+//!   likewise but fails to start on a file the kernel will not execute
+//!   (no `/bin/sh` for it), 2 runs `ARGV` as dash runs a simple command
+//!   (the shell's process forks the program, waits for it and ends as
+//!   dash would: [`fork_and_wait`]); the environment is the command's.
 //!
 //! It is `no_std` and links no C library: it makes its system calls
 //! itself (x86_64 and aarch64, the only targets it is built for; the
@@ -343,20 +347,41 @@ fn set_action(signal: c_int, handler: usize) -> isize {
     )
 }
 
+/// How the command's process runs the command's argv.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// It execs it; a file the kernel will not execute is run by
+    /// `/bin/sh` (what `execvp` does).
+    Exec,
+    /// It execs it; a file the kernel will not execute is a failure to
+    /// start (berth then hands the command to the shell, which decides).
+    ExecStrict,
+    /// As dash runs a simple command: it forks the program (which execs
+    /// as `ExecStrict` does), waits for it and ends as dash ends then.
+    Fork,
+}
+
 fn main(argc: usize, argv: *const *const c_char, envp: *const *const c_char) -> ! {
-    if argc < 6 {
+    if argc < 7 {
         fail(EINVAL); // Not started by berth.
     }
     // SAFETY: argv holds argc pointers to NUL-terminated strings and a
     // terminating null pointer, as exec left them.
-    let (host, address_space, file_size, cwd, command) = unsafe {
+    let (host, address_space, file_size, cwd, mode, command) = unsafe {
         (
             number(*argv.add(1)),
             number(*argv.add(2)),
             number(*argv.add(3)),
             *argv.add(4),
-            argv.add(5),
+            number(*argv.add(5)),
+            argv.add(6),
         )
+    };
+    let mode = match mode {
+        Some(0) => Mode::Exec,
+        Some(1) => Mode::ExecStrict,
+        Some(2) => Mode::Fork,
+        _ => fail(EINVAL),
     };
     // Orphans of the command's tree come to this process; berth's death
     // reaches it as SIGTERM.
@@ -388,6 +413,7 @@ fn main(argc: usize, argv: *const *const c_char, envp: *const *const c_char) -> 
                 address_space,
                 file_size,
                 cwd,
+                mode,
                 command,
                 envp,
             )
@@ -408,6 +434,7 @@ unsafe fn start_shell(
     address_space: Option<u64>,
     file_size: Option<u64>,
     cwd: *const c_char,
+    mode: Mode,
     command: *const *const c_char,
     envp: *const *const c_char,
 ) -> ! {
@@ -452,8 +479,139 @@ unsafe fn start_shell(
     // Only 0, 1 and 2 survive the exec: the status pipe goes with it (the
     // start-error pipe is close-on-exec already, nothing above it is open).
     check(syscall!(SYS_FCNTL, STATUS_FD, F_SETFD, FD_CLOEXEC));
+    let scripts = mode == Mode::Exec;
+    if mode == Mode::Fork {
+        // SAFETY: as the caller promised.
+        unsafe { fork_and_wait(command, envp) }
+    }
     // SAFETY: as the caller promised.
-    fail(unsafe { execvp(*command, command, envp) })
+    fail(unsafe { execvp(*command, command, envp, scripts) })
+}
+
+/// What dash does with a simple command, in the command's first process
+/// (which leads its group and holds its pipes, as dash would): forks the
+/// program, which execs `command` (a file the kernel will not execute is
+/// a failure to start, reported on the start-error pipe), waits for it,
+/// and ends with its exit status, or, when a signal N ended it, with
+/// `128 + N` after writing dash's line for the signal to stderr. Signals
+/// that reach this process do to it what they do to dash: end it.
+///
+/// # Safety
+///
+/// `command` and `envp` must be null-terminated arrays of NUL-terminated
+/// strings.
+unsafe fn fork_and_wait(command: *const *const c_char, envp: *const *const c_char) -> ! {
+    syscall!(SYS_PRCTL, PR_SET_NAME, c"berth-sh".as_ptr());
+    // A fork: the program's parent-death signal is cleared, as under dash.
+    let program = check(syscall!(SYS_CLONE, SIGCHLD, 0, 0, 0, 0));
+    if program == 0 {
+        // SAFETY: as the caller promised.
+        fail(unsafe { execvp(*command, command, envp, false) })
+    }
+    // The start-error pipe stays with the program until its exec.
+    syscall!(SYS_CLOSE, ERROR_FD);
+    let mut status: c_int = 0;
+    loop {
+        let reaped = syscall!(SYS_WAIT4, program, &mut status as *mut c_int, 0, 0);
+        if reaped == program {
+            break;
+        }
+        if reaped != -(EINTR as isize) {
+            exit(127);
+        }
+    }
+    let signal = status & 0x7f;
+    if signal == 0 {
+        exit((status >> 8) & 0xff);
+    }
+    let mut line = [0u8; 64];
+    let length = signal_line(signal, status & 0x80 != 0, &mut line);
+    if length > 0 {
+        syscall!(SYS_WRITE, 2, line.as_ptr(), length);
+    }
+    exit(128 + signal)
+}
+
+/// What dash writes to stderr when the command it waits for dies of
+/// `signal` (nothing for SIGINT and SIGPIPE): the C library's description
+/// of the signal in the C locale, `" (core dumped)"`, a newline. Returns
+/// the length written into `line`.
+fn signal_line(signal: c_int, core_dumped: bool, line: &mut [u8; 64]) -> usize {
+    const NAMES: [&[u8]; 32] = [
+        b"Unknown signal 0",
+        b"Hangup",
+        b"",
+        b"Quit",
+        b"Illegal instruction",
+        b"Trace/breakpoint trap",
+        b"Aborted",
+        b"Bus error",
+        b"Floating point exception",
+        b"Killed",
+        b"User defined signal 1",
+        b"Segmentation fault",
+        b"User defined signal 2",
+        b"",
+        b"Alarm clock",
+        b"Terminated",
+        b"Stack fault",
+        b"Child exited",
+        b"Continued",
+        b"Stopped (signal)",
+        b"Stopped",
+        b"Stopped (tty input)",
+        b"Stopped (tty output)",
+        b"Urgent I/O condition",
+        b"CPU time limit exceeded",
+        b"File size limit exceeded",
+        b"Virtual timer expired",
+        b"Profiling timer expired",
+        b"Window changed",
+        b"I/O possible",
+        b"Power failure",
+        b"Bad system call",
+    ];
+    if signal == SIGINT || signal == SIGPIPE {
+        return 0;
+    }
+    let mut end = 0;
+    let mut put = |bytes: &[u8]| {
+        for &byte in bytes {
+            if end < line.len() {
+                line[end] = byte;
+                end += 1;
+            }
+        }
+    };
+    // glibc keeps signals 32 and 33 for itself and numbers the real-time
+    // signals from its SIGRTMIN, 34.
+    let (text, number): (&[u8], Option<c_int>) = match signal {
+        1..=31 => (NAMES[signal as usize], None),
+        34..=64 => (b"Real-time signal ", Some(signal - 34)),
+        _ => (b"Unknown signal ", Some(signal)),
+    };
+    put(text);
+    if let Some(number) = number {
+        let mut digits = [0u8; 3];
+        let mut count = 0;
+        let mut rest = number;
+        loop {
+            digits[count] = b'0' + (rest % 10) as u8;
+            count += 1;
+            rest /= 10;
+            if rest == 0 || count == digits.len() {
+                break;
+            }
+        }
+        for at in (0..count).rev() {
+            put(&digits[at..=at]);
+        }
+    }
+    if core_dumped {
+        put(b" (core dumped)");
+    }
+    put(b"\n");
+    end
 }
 
 /// The length of a NUL-terminated string.
@@ -499,8 +657,9 @@ unsafe fn search_path(envp: *const *const c_char) -> Option<&'static [u8]> {
 /// directory), skipping those where it is missing or not a directory,
 /// failing with `EACCES` if it was found somewhere but not executable, and
 /// with `ENOENT` if it was found nowhere; a file the kernel will not
-/// execute (`ENOEXEC`, a script without `#!`) is run by `/bin/sh`. Returns
-/// the errno of the failure (it returns only on failure).
+/// execute (`ENOEXEC`, a script without `#!`) is run by `/bin/sh` when
+/// `scripts` is set, and is a failure otherwise. Returns the errno of the
+/// failure (it returns only on failure).
 ///
 /// # Safety
 ///
@@ -510,6 +669,7 @@ unsafe fn execvp(
     file: *const c_char,
     argv: *const *const c_char,
     envp: *const *const c_char,
+    scripts: bool,
 ) -> c_int {
     // SAFETY: as the caller promised.
     let name = unsafe { core::slice::from_raw_parts(file.cast::<u8>(), length(file)) };
@@ -518,7 +678,7 @@ unsafe fn execvp(
     }
     if name.contains(&b'/') {
         // SAFETY: as the caller promised.
-        return unsafe { execute(file, argv, envp) };
+        return unsafe { execute(file, argv, envp, scripts) };
     }
     if name.len() > 255 {
         return ENAMETOOLONG;
@@ -541,7 +701,7 @@ unsafe fn execvp(
         buffer[end + name.len()] = 0;
         // SAFETY: `buffer` holds a NUL-terminated path; the rest as the
         // caller promised.
-        match unsafe { execute(buffer.as_ptr().cast(), argv, envp) } {
+        match unsafe { execute(buffer.as_ptr().cast(), argv, envp, scripts) } {
             EACCES => denied = true,
             ENOENT | ENOTDIR | ESTALE | ENODEV | ETIMEDOUT => {}
             error => return error,
@@ -551,7 +711,8 @@ unsafe fn execvp(
 }
 
 /// `execve` of `path`; a file the kernel cannot execute (`ENOEXEC`) is run
-/// by `/bin/sh` with the same arguments. Returns the errno of the failure.
+/// by `/bin/sh` with the same arguments when `scripts` is set. Returns the
+/// errno of the failure.
 ///
 /// # Safety
 ///
@@ -561,9 +722,10 @@ unsafe fn execute(
     path: *const c_char,
     argv: *const *const c_char,
     envp: *const *const c_char,
+    scripts: bool,
 ) -> c_int {
     let error = -syscall!(SYS_EXECVE, path, argv, envp) as c_int;
-    if error != ENOEXEC {
+    if error != ENOEXEC || !scripts {
         return error;
     }
     // `/bin/sh PATH ARGS...` (`argv[0]` is replaced by the path).

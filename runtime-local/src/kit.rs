@@ -63,7 +63,7 @@ use session_core::spec::{EnvironmentSpec, Limits};
 use session_core::{Error, Result};
 
 use crate::cgroup::{CgroupHost, CgroupLimits};
-use crate::process::{self, Launch, ProcessTable, Program, Rlimits, Started, Watch};
+use crate::process::{self, InShellsPlace, Launch, ProcessTable, Program, Rlimits, Started, Watch};
 
 /// How a host-process sandbox starts one command, and how it reads the
 /// command's end. Every method has a default that behaves as the `local`
@@ -111,9 +111,9 @@ pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
     /// ([`literal_exec`]), or words naming a program ([`literal_simple`]) —
     /// may start its program without the shell, where the shell is
     /// `/bin/sh` and dash (which would only exec it, or fork it and wait),
-    /// with the environment dash would pass on; a forked program's signal
-    /// death is then reported as dash reports it
-    /// ([`process::Watch::as_shell_child`]). The default is `false`, as the
+    /// with the environment dash would pass on, and, for a program dash
+    /// would fork, a process that does what dash would do around it
+    /// ([`InShellsPlace::Fork`]). The default is `false`, as the
     /// launch a sandbox wraps may rely on the shell.
     fn skips_the_shell(&self) -> bool {
         false
@@ -396,7 +396,10 @@ impl<S: Sandbox> HostRuntime<S> {
         let mut env = inner.env.clone();
         env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let shell = || Program::shell(&inner.settings.shell, cmd.command.clone());
-        let direct = match inner.sandbox.skips_the_shell() {
+        // A command cgroup is joined by a fork of berth's process, which
+        // cannot stand in for the shell ([`Launch::in_shells_place`]).
+        let cgroup = limited && !inner.settings.cgroup_limits.is_empty();
+        let direct = match inner.sandbox.skips_the_shell() && !cgroup {
             true => inner
                 .physical_workspace
                 .get_or_init(|| {
@@ -417,13 +420,16 @@ impl<S: Sandbox> HostRuntime<S> {
         };
         // A program that cannot be started this way is left to the shell,
         // which fails as it always has (its message, 127 or 126).
-        let (started, as_shell_child) = match direct {
-            Some(direct) => match self.start(Program::Argv(direct.argv), direct.env, &cmd, limited)
-            {
-                Ok(started) => (started, direct.forked),
-                Err(_) => (self.start(shell(), env, &cmd, limited)?, false),
-            },
-            None => (self.start(shell(), env, &cmd, limited)?, false),
+        let started = match direct {
+            Some(direct) => {
+                let place = match direct.forked {
+                    true => InShellsPlace::Fork,
+                    false => InShellsPlace::Exec,
+                };
+                self.start(Program::Argv(direct.argv), direct.env, &cmd, limited, place)
+                    .or_else(|_| self.start(shell(), env, &cmd, limited, InShellsPlace::No))?
+            }
+            None => self.start(shell(), env, &cmd, limited, InShellsPlace::No)?,
         };
         let watch = Watch {
             wall_timeout: cmd.wall_timeout.or(inner.limits.wall_timeout),
@@ -433,7 +439,6 @@ impl<S: Sandbox> HostRuntime<S> {
             events_only: cmd.events_only,
             stdin: None,
             stdin_source: cmd.take_stdin(),
-            as_shell_child,
         };
         let this = Arc::clone(inner);
         Ok(inner
@@ -449,10 +454,12 @@ impl<S: Sandbox> HostRuntime<S> {
         env: IndexMap<String, String>,
         cmd: &ExecCommand,
         limited: bool,
+        in_shells_place: InShellsPlace,
     ) -> std::result::Result<Started, String> {
         let inner = &self.inner;
         let mut launch = Launch::new(program, &inner.workspace, env);
         launch.with_stdin = cmd.has_stdin();
+        launch.in_shells_place = in_shells_place;
         launch.rlimits = Rlimits {
             address_space: None,
             file_size: inner.limits.file_size,

@@ -5,9 +5,11 @@
 //! `/bin/sh` is dash: `exec` and words (what `berth run -- PROGRAM ARGS`
 //! sends, [`kit::literal_exec`]), or words naming a program, not a builtin
 //! (`python3 -c pass`, [`kit::literal_simple`]). Its program starts
-//! directly, with the environment dash would give it; one dash would have
-//! forked reports a signal death as dash does (`128 + N`, the signal's
-//! name on stderr) — started by a keeper process ([`process`]) that
+//! directly, with the environment dash would give it; for one dash would
+//! have forked, a fork of the keeper stands in for dash (it leads the
+//! group, waits, and ends as dash would: `128 + N` and the signal's line
+//! on stderr, [`process::InShellsPlace::Fork`]) — all started by a keeper
+//! process ([`process`]) that
 //! ends the command's whole tree — also what `setsid` or a double fork
 //! detached — on a timeout, a kill, a dropped stream, the runtime's
 //! cleanup and berth's own death. The command starts with only descriptors

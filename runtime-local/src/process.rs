@@ -41,7 +41,6 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -219,6 +218,32 @@ pub struct Launch {
     /// it), else by the forked child. It is removed once every process of
     /// the command is gone.
     pub cgroup: Option<Arc<CommandCgroup>>,
+    /// Whether [`Launch::program`] starts in the place of a shell that
+    /// would only have run it ([`InShellsPlace`]); such a launch needs the
+    /// keeper program, and fails to start ([`io::ErrorKind::Unsupported`])
+    /// where it does not apply (a hook, a cgroup, the in-process keeper).
+    pub in_shells_place: InShellsPlace,
+}
+
+/// How a program started without the shell stands in for the shell's run
+/// of it ([`Launch::in_shells_place`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InShellsPlace {
+    /// Not in a shell's place: the argv is exec'd as `execvp` does (a
+    /// file the kernel will not execute is run by `/bin/sh`).
+    #[default]
+    No,
+    /// For a shell that would exec it (`exec` and literal words): exec'd;
+    /// a file the kernel will not execute fails to start, so that the
+    /// caller hands the command to the shell, which decides what to do
+    /// with it.
+    Exec,
+    /// For dash, which would fork it and wait: the command's first process
+    /// does what dash would — leads the group, forks the program (exec'd
+    /// as for [`InShellsPlace::Exec`]), waits for it, and ends with its
+    /// status, or `128 + N` and dash's line on stderr when signal N ended
+    /// it — in a fork of the keeper program instead of dash's exec.
+    Fork,
 }
 
 impl Launch {
@@ -235,6 +260,7 @@ impl Launch {
             pre_exec: None,
             keeper: true,
             cgroup: None,
+            in_shells_place: InShellsPlace::No,
         }
     }
 }
@@ -249,23 +275,14 @@ impl std::fmt::Debug for Launch {
             .field("pre_exec", &self.pre_exec.is_some())
             .field("keeper", &self.keeper)
             .field("cgroup", &self.cgroup.as_ref().map(|cgroup| cgroup.name()))
+            .field("in_shells_place", &self.in_shells_place)
             .finish_non_exhaustive()
     }
 }
 
-/// How berth reaches a started command's processes, and whether it ever
-/// tried to end them.
+/// How berth reaches a started command's processes.
 #[derive(Clone)]
-struct Control {
-    reach: Reach,
-    /// Set by the first [`Control::kill`] or [`Control::force`]: a signal
-    /// death after it is berth's doing, not the command's own.
-    ended_by_berth: Arc<AtomicBool>,
-}
-
-/// The processes [`Control`] signals.
-#[derive(Clone)]
-enum Reach {
+enum Control {
     /// A keeper: SIGTERM makes it sweep the command's tree and exit; it is
     /// alive while anything of the command is.
     Keeper {
@@ -280,9 +297,9 @@ enum Reach {
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.reach {
-            Reach::Keeper { pid, .. } => write!(f, "Keeper({pid})"),
-            Reach::Group(pgid) => write!(f, "Group({pgid})"),
+        match self {
+            Control::Keeper { pid, .. } => write!(f, "Keeper({pid})"),
+            Control::Group(pgid) => write!(f, "Group({pgid})"),
         }
     }
 }
@@ -344,13 +361,12 @@ impl Control {
     /// Ends every process of the command: asks the keeper to sweep (and
     /// wakes it, should the command have stopped it), or kills the group.
     fn kill(&self) {
-        self.ended_by_berth.store(true, Ordering::Relaxed);
-        match &self.reach {
-            Reach::Keeper { pidfd, .. } => {
+        match self {
+            Control::Keeper { pidfd, .. } => {
                 signal_pidfd(pidfd, libc::SIGTERM);
                 signal_pidfd(pidfd, libc::SIGCONT);
             }
-            Reach::Group(pgid) => kill_group(*pgid),
+            Control::Group(pgid) => kill_group(*pgid),
         }
     }
 
@@ -360,20 +376,19 @@ impl Control {
     /// keeper until none is left alive (orphans keep coming to it, a
     /// subreaper), then the keeper.
     fn force(&self) {
-        self.ended_by_berth.store(true, Ordering::Relaxed);
-        match &self.reach {
-            Reach::Keeper { pid, pidfd } => {
+        match self {
+            Control::Keeper { pid, pidfd } => {
                 kill_children_of(*pid);
                 signal_pidfd(pidfd, libc::SIGKILL);
             }
-            Reach::Group(pgid) => kill_group(*pgid),
+            Control::Group(pgid) => kill_group(*pgid),
         }
     }
 
     /// Whether any process of the command may still run.
     fn alive(&self) -> bool {
-        match &self.reach {
-            Reach::Keeper { pidfd, .. } => {
+        match self {
+            Control::Keeper { pidfd, .. } => {
                 let mut poll = libc::pollfd {
                     fd: pidfd.as_raw_fd(),
                     events: libc::POLLIN,
@@ -383,7 +398,7 @@ impl Control {
                 // pidfd is readable once its process has ended.
                 unsafe { libc::poll(&mut poll, 1, 0) == 0 }
             }
-            Reach::Group(pgid) => group_alive(*pgid),
+            Control::Group(pgid) => group_alive(*pgid),
         }
     }
 }
@@ -407,8 +422,6 @@ pub struct Started {
     stdin: Option<pipe::Sender>,
     stdout: StdoutPipe,
     stderr: pipe::Receiver,
-    /// Shared by every [`Control`] of it: whether berth tried to end it.
-    ended_by_berth: Arc<AtomicBool>,
     /// When it was started.
     pub started_at: Instant,
 }
@@ -423,16 +436,12 @@ impl std::fmt::Debug for Started {
 
 impl Started {
     fn control(&self) -> Control {
-        let reach = match self.exit {
-            ExitWatch::Reap => Reach::Group(self.pid),
-            ExitWatch::Report(_) => Reach::Keeper {
+        match self.exit {
+            ExitWatch::Reap => Control::Group(self.pid),
+            ExitWatch::Report(_) => Control::Keeper {
                 pid: self.pid,
                 pidfd: Arc::clone(&self.pidfd),
             },
-        };
-        Control {
-            reach,
-            ended_by_berth: Arc::clone(&self.ended_by_berth),
         }
     }
 
@@ -492,6 +501,12 @@ pub fn start(launch: &Launch) -> io::Result<Started> {
         && let Some(started) = keeper_program::start(launch)
     {
         return started;
+    }
+    if launch.in_shells_place != InShellsPlace::No {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a program in the shell's place starts through the keeper program only",
+        ));
     }
     let argv = launch.program.argv();
     let Some((program, args)) = argv.split_first() else {
@@ -665,7 +680,6 @@ fn adopt(
             stdin: io.stdin.map(pipe::Sender::from_owned_fd).transpose()?,
             stdout: StdoutPipe::Watched(pipe::Receiver::from_owned_fd(io.stdout)?),
             stderr: pipe::Receiver::from_owned_fd(io.stderr)?,
-            ended_by_berth: Arc::new(AtomicBool::new(false)),
             started_at,
         })
     })();
@@ -847,12 +861,6 @@ pub struct Watch {
     ///
     /// [`ExecCommand::take_stdin`]: session_core::runtime::ExecCommand::take_stdin
     pub stdin_source: Option<StdinSource>,
-    /// The program runs where `/bin/sh -c` (dash) would have forked it
-    /// (the shell was skipped for a command of literal words): a signal
-    /// death that was not berth's doing is reported as dash reports it,
-    /// exit status `128 + N` and the signal's name on stderr
-    /// ([`shell_signal_note`]).
-    pub as_shell_child: bool,
 }
 
 impl Default for Watch {
@@ -867,7 +875,6 @@ impl Default for Watch {
             events_only: false,
             stdin: None,
             stdin_source: None,
-            as_shell_child: false,
         }
     }
 }
@@ -1263,24 +1270,7 @@ async fn drive_parts(
     {
         tracing::info!(cgroup = cgroup.name(), "{explanation}");
     }
-    let (mut status, usage) = exit.unwrap_or((libc::SIGKILL, Usage::default()));
-    if watch.as_shell_child
-        && exit.is_some()
-        && killed.is_none()
-        && !control.ended_by_berth.load(Ordering::Relaxed)
-        && libc::WIFSIGNALED(status)
-    {
-        // What dash does when the child it waits for dies of a signal.
-        let signal = libc::WTERMSIG(status);
-        if let Some(note) = shell_signal_note(signal, libc::WCOREDUMP(status)) {
-            let _ = stderr_buf.push(note.as_bytes());
-            if !cut {
-                let sent = send(events, Event::Stderr(note.into_bytes().into()), wall).await;
-                after_send(sent, &lend, &control, &mut killed, &mut force_at);
-            }
-        }
-        status = (128 + signal) << 8;
-    }
+    let (status, usage) = exit.unwrap_or((libc::SIGKILL, Usage::default()));
     let (mut exec_status, exit_code, signal) = if libc::WIFEXITED(status) {
         (ExecStatus::Exited, libc::WEXITSTATUS(status), None)
     } else {
@@ -1303,52 +1293,6 @@ async fn drive_parts(
         usage: Some(usage),
     };
     (result, settlement)
-}
-
-/// What dash writes to its stderr when the child it waits for dies of
-/// `signal` (other than SIGINT and SIGPIPE, for which it writes nothing):
-/// the signal's description as the C library gives it in the C locale
-/// (dash never sets a locale), `" (core dumped)"` when it dumped core, and
-/// a newline.
-pub fn shell_signal_note(signal: libc::c_int, core_dumped: bool) -> Option<String> {
-    let name = match signal {
-        libc::SIGINT | libc::SIGPIPE => return None,
-        libc::SIGHUP => "Hangup".to_owned(),
-        libc::SIGQUIT => "Quit".to_owned(),
-        libc::SIGILL => "Illegal instruction".to_owned(),
-        libc::SIGTRAP => "Trace/breakpoint trap".to_owned(),
-        libc::SIGABRT => "Aborted".to_owned(),
-        libc::SIGBUS => "Bus error".to_owned(),
-        libc::SIGFPE => "Floating point exception".to_owned(),
-        libc::SIGKILL => "Killed".to_owned(),
-        libc::SIGUSR1 => "User defined signal 1".to_owned(),
-        libc::SIGSEGV => "Segmentation fault".to_owned(),
-        libc::SIGUSR2 => "User defined signal 2".to_owned(),
-        libc::SIGALRM => "Alarm clock".to_owned(),
-        libc::SIGTERM => "Terminated".to_owned(),
-        libc::SIGSTKFLT => "Stack fault".to_owned(),
-        libc::SIGCHLD => "Child exited".to_owned(),
-        libc::SIGCONT => "Continued".to_owned(),
-        libc::SIGSTOP => "Stopped (signal)".to_owned(),
-        libc::SIGTSTP => "Stopped".to_owned(),
-        libc::SIGTTIN => "Stopped (tty input)".to_owned(),
-        libc::SIGTTOU => "Stopped (tty output)".to_owned(),
-        libc::SIGURG => "Urgent I/O condition".to_owned(),
-        libc::SIGXCPU => "CPU time limit exceeded".to_owned(),
-        libc::SIGXFSZ => "File size limit exceeded".to_owned(),
-        libc::SIGVTALRM => "Virtual timer expired".to_owned(),
-        libc::SIGPROF => "Profiling timer expired".to_owned(),
-        libc::SIGWINCH => "Window changed".to_owned(),
-        libc::SIGIO => "I/O possible".to_owned(),
-        libc::SIGPWR => "Power failure".to_owned(),
-        libc::SIGSYS => "Bad system call".to_owned(),
-        // glibc keeps the first two real-time signals for itself and
-        // numbers the rest from its SIGRTMIN.
-        n if (34..=64).contains(&n) => format!("Real-time signal {}", n - 34),
-        n => format!("Unknown signal {n}"),
-    };
-    let core = if core_dumped { " (core dumped)" } else { "" };
-    Some(format!("{name}{core}\n"))
 }
 
 /// Sends an event unless the wall deadline passes first (a consumer that

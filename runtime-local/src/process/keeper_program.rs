@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::time::Instant;
 
-use super::{Launch, Started, StartedIo, adopt, cloexec_pipe, keeper, status_pipe};
+use super::{InShellsPlace, Launch, Started, StartedIo, adopt, cloexec_pipe, keeper, status_pipe};
 
 /// The program, as `build.rs` left it.
 #[cfg(berth_keeper_program)]
@@ -377,6 +377,11 @@ fn spawn(program: &Installed, launch: &Launch) -> Result<Started, Spawn> {
         limit(launch.rlimits.address_space)?,
         limit(launch.rlimits.file_size)?,
         c_string(launch.cwd.as_os_str().as_bytes())?,
+        c_string(match launch.in_shells_place {
+            InShellsPlace::No => b"0",
+            InShellsPlace::Exec => b"1",
+            InShellsPlace::Fork => b"2",
+        })?,
     ];
     let argv = launch.program.argv();
     if argv.is_empty() {
