@@ -494,7 +494,8 @@ unsafe fn start_shell(
 /// a failure to start, reported on the start-error pipe), waits for it,
 /// and ends with its exit status, or, when a signal N ended it, with
 /// `128 + N` after writing dash's line for the signal to stderr. Signals
-/// that reach this process do to it what they do to dash: end it.
+/// that reach this process do to it what they do to dash: end it, at once,
+/// or, for SIGINT, once the program is done.
 ///
 /// # Safety
 ///
@@ -502,9 +503,27 @@ unsafe fn start_shell(
 /// strings.
 unsafe fn fork_and_wait(command: *const *const c_char, envp: *const *const c_char) -> ! {
     syscall!(SYS_PRCTL, PR_SET_NAME, c"berth-sh".as_ptr());
+    // The status pipe is the keeper's: neither this process nor the
+    // program has any use for it.
+    syscall!(SYS_CLOSE, STATUS_FD);
+    // dash catches SIGINT while it waits: the program runs on, and dash
+    // ends by SIGINT once it is done. Held blocked here, it waits as well.
+    let interrupt: SigSet = bit(SIGINT);
+    let unblocked: SigSet = 0;
+    let set_mask = |mask: &SigSet| {
+        syscall!(
+            SYS_RT_SIGPROCMASK,
+            SIG_SETMASK,
+            mask as *const SigSet,
+            0,
+            SIGSET_BYTES
+        )
+    };
+    check(set_mask(&interrupt));
     // A fork: the program's parent-death signal is cleared, as under dash.
     let program = check(syscall!(SYS_CLONE, SIGCHLD, 0, 0, 0, 0));
     if program == 0 {
+        check(set_mask(&unblocked));
         // SAFETY: as the caller promised.
         fail(unsafe { execvp(*command, command, envp, false) })
     }
@@ -519,6 +538,19 @@ unsafe fn fork_and_wait(command: *const *const c_char, envp: *const *const c_cha
         if reaped != -(EINTR as isize) {
             exit(127);
         }
+    }
+    let no_wait: [i64; 2] = [0, 0];
+    let pending = syscall!(
+        SYS_RT_SIGTIMEDWAIT,
+        &interrupt as *const SigSet,
+        0,
+        &no_wait as *const [i64; 2],
+        SIGSET_BYTES
+    );
+    if pending == SIGINT as isize {
+        syscall!(SYS_KILL, syscall!(SYS_GETPID), SIGINT);
+        set_mask(&unblocked);
+        exit(128 + SIGINT);
     }
     let signal = status & 0x7f;
     if signal == 0 {

@@ -197,6 +197,8 @@ async fn literal_commands_do_what_the_shell_would() {
             // A signal to the program's parent or to the whole group ends
             // the shell's stand-in as it would end the shell.
             "sh -c 'kill -TERM $PPID; echo survived; exit 3'",
+            "sh -c 'trap \"echo trapped\" INT; kill -INT $PPID; sleep 0.1; echo done'",
+            "sh -c 'ls /proc/$PPID/fd'",
             "sh -c 'kill -TERM 0'",
             // Files the kernel will not execute: the shell decides.
             "./not-elf",
