@@ -221,6 +221,12 @@ async fn literal_commands_do_what_the_shell_would() {
     for command in commands {
         alone_as_through_the_shell(&rt, &command).await;
     }
+    if !std::fs::canonicalize("/bin/sh").is_ok_and(|sh| sh.ends_with("dash")) {
+        // Only dash is stood in for; every command above went to the shell.
+        runtime_conformance::skip::record("/bin/sh is not dash here: no stand-in to look at");
+        session.close().await.unwrap();
+        return;
+    }
     // dash was not started: the program's parent is its stand-in.
     let parent = rt
         .execute(ExecCommand::new("sh -c 'cat /proc/$PPID/comm'"))
