@@ -76,10 +76,10 @@ fn main() -> std::process::ExitCode {
         })
     );
     init_logging(match &cli.command {
-        _ if quiet => "error",
+        _ if quiet => tracing::Level::ERROR,
         // A server's log is its record of the sessions it served.
-        Command::Serve(_) => "info",
-        _ => "warn",
+        Command::Serve(_) => tracing::Level::INFO,
+        _ => tracing::Level::WARN,
     });
     let code = match execute(&cli) {
         Ok(code) => code,
@@ -102,13 +102,31 @@ fn execute(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins(args) => backends::plugins(args, global),
         Command::Snapshot(args) => trees::snapshot(args, &temp_root(global)),
         Command::Diff(args) => trees::diff(args, &temp_root(global)),
-        Command::Run(args) => async_runtime()?.block_on(run::run(args, global)),
+        Command::Run(args) => {
+            let runtime = one_thread_runtime()?;
+            let code = runtime.block_on(run::run(args, global));
+            // The session is closed by now; what may still run is a write
+            // to an output nobody reads, which is not waited for.
+            runtime.shutdown_background();
+            code
+        }
         Command::Doctor(args) => async_runtime()?.block_on(doctor::doctor(args, global)),
         Command::Gc(args) => async_runtime()?.block_on(gc::gc(args, global)),
         Command::Serve(args) => async_runtime()?.block_on(serve::serve(args, global)),
         Command::Completions(args) => manual::completions(args),
         Command::Man(args) => manual::man(args),
     }
+}
+
+/// `berth run`'s runtime: the session's tasks share the main thread, so a
+/// one-command run starts no worker threads. Nothing on it may block:
+/// output is written from the blocking pool (see `run::forward`).
+fn one_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -123,18 +141,26 @@ fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Logs go to stderr, filtered by `RUST_LOG` (`default`, warnings and
 /// errors or errors alone, when it is unset or invalid), coloured only on a
 /// terminal without `NO_COLOR`.
-fn init_logging(default: &str) {
+fn init_logging(default: tracing::Level) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(term::stderr_colour())
         .with_target(false)
         // A closed stderr loses the event; reporting that on stderr would
         // panic.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    // A level alone without `RUST_LOG`: an `EnvFilter` costs a run of
+    // `berth run` tens of microseconds to build.
+    match std::env::var_os(EnvFilter::DEFAULT_ENV) {
+        Some(_) => builder
+            .with_env_filter(
+                EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| EnvFilter::new(default.as_str())),
+            )
+            .init(),
+        None => builder.with_max_level(default).init(),
+    }
 }
 
 /// `berth: error: <what>` then one `  caused by: <why>` per cause, skipping

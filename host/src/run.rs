@@ -258,8 +258,6 @@ async fn drive(
 
     let started = std::time::Instant::now();
     let mut stream = runtime.stream(cmd).await.context("starting the command")?;
-    let mut stdout = io::stdout();
-    let mut stderr = io::stderr();
     let result = loop {
         let event = tokio::select! {
             event = stream.next() => event,
@@ -268,13 +266,22 @@ async fn drive(
                 return Ok(Outcome::Interrupted(signal));
             }
         };
-        let written = match event {
+        let (bytes, to_stdout) = match event {
             Some(Event::Finished(result)) => break result,
-            Some(_) if args.json => Ok(()),
-            Some(Event::Stdout(bytes)) => forward(&mut stdout, &bytes),
-            Some(Event::Stderr(bytes)) => forward(&mut stderr, &bytes),
+            Some(_) if args.json => continue,
+            Some(Event::Stdout(bytes)) => (bytes, true),
+            Some(Event::Stderr(bytes)) => (bytes, false),
             // The producer vanished without a result.
             None => break lost(started.elapsed()),
+        };
+        // A write blocks while nobody reads berth's output; a signal still
+        // stops the run then.
+        let written = tokio::select! {
+            written = forward(bytes, to_stdout) => written,
+            signal = signals.recv() => {
+                runtime.kill().await.ok();
+                return Ok(Outcome::Interrupted(signal));
+            }
         };
         if let Err(err) = written {
             runtime.kill().await.ok();
@@ -311,9 +318,24 @@ fn lost(elapsed: Duration) -> ExecResult {
     }
 }
 
-fn forward(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
-    out.write_all(bytes)?;
-    out.flush()
+/// Writes `bytes` to berth's stdout (or stderr) from the blocking pool, so
+/// the runtime's one thread goes on timing and reading the command while
+/// the write waits for a reader.
+async fn forward(bytes: bytes::Bytes, to_stdout: bool) -> io::Result<()> {
+    let write = move || {
+        if to_stdout {
+            let mut out = io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()
+        } else {
+            let mut err = io::stderr().lock();
+            err.write_all(&bytes)?;
+            err.flush()
+        }
+    };
+    tokio::task::spawn_blocking(write)
+        .await
+        .map_err(io::Error::other)?
 }
 
 /// Closes the session, returning any signal that arrived meanwhile. A

@@ -295,14 +295,21 @@ impl Session {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Runs blocking workspace work off the async threads.
-    async fn blocking<T, F>(&self, what: &'static str, work: F) -> Result<T>
+    /// Runs blocking workspace work off the async threads, or on this one
+    /// when `inline` says it is a few system calls (then the trip to the
+    /// blocking pool, which in a one-session process starts a thread, would
+    /// cost more than the work).
+    async fn blocking<T, F>(&self, what: &'static str, inline: bool, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Workspace) -> Result<T> + Send + 'static,
     {
         let workspace = Arc::clone(&self.workspace);
         let span = tracing::debug_span!(parent: &self.span, "workspace", op = what);
+        if inline {
+            let _entered = span.enter();
+            return work(&mut self.lock());
+        }
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let mut guard = workspace
@@ -322,8 +329,9 @@ impl Session {
     pub async fn prepare(&mut self) -> Result<()> {
         // One trip to a blocking thread for both steps.
         let assets = self.assets.clone();
+        let inline = assets.is_empty() && self.lock().prepares_quickly();
         let fingerprint = self
-            .blocking("prepare", move |ws| {
+            .blocking("prepare", inline, move |ws| {
                 ws.prepare()?;
                 assets.fingerprint()
             })
@@ -361,7 +369,7 @@ impl Session {
     /// Writes input files into the workspace (see
     /// [`file_ops::materialize_input_files`]).
     pub async fn materialize_input_files(&self, files: Vec<InputFile>) -> Result<Vec<PathBuf>> {
-        self.blocking("materialize_input_files", move |ws| {
+        self.blocking("materialize_input_files", false, move |ws| {
             file_ops::materialize_input_files(ws.root()?, &files)
         })
         .await
@@ -372,7 +380,7 @@ impl Session {
         &self,
         patterns: Vec<String>,
     ) -> Result<BTreeMap<String, FileContent>> {
-        self.blocking("get_file_contents", move |ws| {
+        self.blocking("get_file_contents", false, move |ws| {
             ws.get_file_contents(&patterns)
         })
         .await
@@ -394,7 +402,7 @@ impl Session {
     /// and returns the diff against the previous snapshot.
     pub async fn finish_checkpoint(&self, out_dir: impl Into<PathBuf>) -> Result<Checkpoint> {
         let out_dir = out_dir.into();
-        self.blocking("finish_checkpoint", move |ws| {
+        self.blocking("finish_checkpoint", false, move |ws| {
             ws.finish_checkpoint(&out_dir)
         })
         .await
@@ -403,7 +411,7 @@ impl Session {
     /// Copies a directory's top-level entries over the workspace.
     pub async fn restore_from_snapshot_dir(&self, dir: impl Into<PathBuf>) -> Result<()> {
         let dir = dir.into();
-        self.blocking("restore_from_snapshot_dir", move |ws| {
+        self.blocking("restore_from_snapshot_dir", false, move |ws| {
             ws.restore_from_snapshot_dir(&dir)
         })
         .await
@@ -411,17 +419,17 @@ impl Session {
 
     /// Restores the initial snapshot.
     pub async fn reset(&self) -> Result<()> {
-        self.blocking("reset", Workspace::reset).await
+        self.blocking("reset", false, Workspace::reset).await
     }
 
     /// Takes a snapshot now without making it current.
     pub async fn snapshot(&self) -> Result<Snapshot> {
-        self.blocking("snapshot", |ws| ws.snapshot()).await
+        self.blocking("snapshot", false, |ws| ws.snapshot()).await
     }
 
     /// Takes a snapshot, makes it current, returns the previous one.
     pub async fn update_snapshot(&self) -> Result<Snapshot> {
-        self.blocking("update_snapshot", Workspace::update_snapshot)
+        self.blocking("update_snapshot", false, Workspace::update_snapshot)
             .await
     }
 
@@ -442,8 +450,9 @@ impl Session {
         // running.
         let fingerprint = self.fingerprint.take();
         let assets = self.assets.clone();
+        let inline = assets.is_empty() && self.lock().removes_quickly();
         let outcome = self
-            .blocking("cleanup", move |ws| {
+            .blocking("cleanup", inline, move |ws| {
                 let check = fingerprint
                     .map(|before| assets.fingerprint().and_then(|now| before.check(&now)));
                 Ok((check, ws.cleanup()))

@@ -549,6 +549,27 @@ impl Workspace {
         })
     }
 
+    /// Whether [`prepare`](Self::prepare) is a few system calls: an empty
+    /// base and nothing to materialize.
+    pub fn prepares_quickly(&self) -> bool {
+        matches!(self.initial, InitialContent::Empty) && self.assets.is_empty()
+    }
+
+    /// Whether [`cleanup`](Self::cleanup) is a few system calls: nothing
+    /// prepared, or an empty workspace and no archive written (the session
+    /// directory then holds its marker alone). Asks the file system (one
+    /// directory read and one lookup); an error answers no.
+    pub fn removes_quickly(&self) -> bool {
+        let Some(prepared) = &self.prepared else {
+            return true;
+        };
+        let empty = fs::read_dir(&prepared.root).is_ok_and(|mut entries| entries.next().is_none());
+        let archives_kept_here = prepared.archive_dir.starts_with(&prepared.session_dir)
+            && !fs::symlink_metadata(&prepared.archive_dir)
+                .is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound);
+        empty && !archives_kept_here
+    }
+
     /// Removes the session directory: workspace, archives (unless they were
     /// saved to `archive_save_dir`) and marker. Idempotent; also runs on
     /// drop.

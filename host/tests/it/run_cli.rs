@@ -395,6 +395,50 @@ fn run_stops_when_its_stdout_is_closed() {
     sb.assert_no_session_dirs();
 }
 
+/// While berth's stdout is full and nobody reads it, a signal still stops
+/// the run: the command's tree is killed and the session removed.
+#[test]
+fn run_stops_on_a_signal_while_its_stdout_is_full() {
+    let sb = Sandbox::new();
+    let pids = sb.files().join("pids");
+    let script = format!(
+        "echo $$ > {p}; echo ready >&2; exec yes",
+        p = sh_quote(&pids)
+    );
+    let mut child = sb
+        .berth(["run", "--timeout", "120", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open and never read: berth's writes fill the pipe and wait.
+    let _stdout = child.stdout.take().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let pids = read_pids(&pids);
+    // The pipe (64 KiB) and berth's own buffers fill within moments.
+    std::thread::sleep(Duration::from_millis(500));
+    let berth_pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: signalling a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(berth_pid, libc::SIGTERM) }, 0);
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || sender.send(child.wait()));
+    let status = receiver
+        .recv_timeout(LONG)
+        .expect("berth stopped on SIGTERM while its output was blocked")
+        .unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("interrupted"), "{rest}");
+    for pid in pids {
+        assert!(wait_until(LONG, || process_gone(pid)), "pid {pid} survived");
+    }
+    sb.assert_no_session_dirs();
+}
+
 /// Every path under `dir` with its content (empty for directories).
 fn listing(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
