@@ -12,6 +12,7 @@ mod cli;
 mod doctor;
 mod failure;
 mod gc;
+mod logging;
 mod manual;
 mod output;
 mod plugins;
@@ -75,7 +76,7 @@ fn main() -> std::process::ExitCode {
             ..
         })
     );
-    init_logging(match &cli.command {
+    logging::init(match &cli.command {
         _ if quiet => tracing::Level::ERROR,
         // A server's log is its record of the sessions it served.
         Command::Serve(_) => tracing::Level::INFO,
@@ -136,31 +137,6 @@ fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
-}
-
-/// Logs go to stderr, filtered by `RUST_LOG` (`default`, warnings and
-/// errors or errors alone, when it is unset or invalid), coloured only on a
-/// terminal without `NO_COLOR`.
-fn init_logging(default: tracing::Level) {
-    use tracing_subscriber::EnvFilter;
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(term::stderr_colour())
-        .with_target(false)
-        // A closed stderr loses the event; reporting that on stderr would
-        // panic.
-        .log_internal_errors(false);
-    // A level alone without `RUST_LOG`: an `EnvFilter` costs a run of
-    // `berth run` tens of microseconds to build.
-    match std::env::var_os(EnvFilter::DEFAULT_ENV) {
-        Some(_) => builder
-            .with_env_filter(
-                EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| EnvFilter::new(default.as_str())),
-            )
-            .init(),
-        None => builder.with_max_level(default).init(),
-    }
 }
 
 /// `berth: error: <what>` then one `  caused by: <why>` per cause, skipping

@@ -70,17 +70,20 @@ fn incompatible_libraries_are_one_line_each_once_per_process() {
 
     // A command of another backend still runs; each skipped library is
     // reported once, at every log level.
-    for level in ["warn", "debug"] {
-        let out = sb
-            .berth([
-                "--plugin-dir".as_ref(),
-                plugins.as_os_str(),
-                "run".as_ref(),
-                "true".as_ref(),
-            ])
-            .env("RUST_LOG", level)
-            .output()
-            .unwrap();
+    // (`None`: without `RUST_LOG`, where the log is made at the first
+    // warning.)
+    for level in [Some("warn"), Some("debug"), None] {
+        let mut berth = sb.berth([
+            "--plugin-dir".as_ref(),
+            plugins.as_os_str(),
+            "run".as_ref(),
+            "true".as_ref(),
+        ]);
+        match level {
+            Some(level) => berth.env("RUST_LOG", level),
+            None => berth.env_remove("RUST_LOG"),
+        };
+        let out = berth.output().unwrap();
         assert_eq!(code(&out), 0, "{out:?}");
         let err = stderr(&out);
         for library in [&wrong_abi, &wrong_layout] {
@@ -88,7 +91,7 @@ fn incompatible_libraries_are_one_line_each_once_per_process() {
             assert_eq!(
                 err.lines().filter(|l| l.contains(&name)).count(),
                 1,
-                "{level}: {err}"
+                "{level:?}: {err}"
             );
         }
     }
