@@ -74,6 +74,21 @@ pub(crate) fn say(line: std::fmt::Arguments<'_>) {
     let _ = err.write_all(b"\n");
 }
 
+/// Writes a line to stderr as [`say`] does, waiting for the write at most
+/// `patience`: a stderr that is a full pipe nobody reads (or whose lock a
+/// write stuck on it holds) would otherwise keep berth from exiting. The
+/// line is dropped then, and the writing thread ends with the process.
+pub(crate) fn say_within(line: String, patience: std::time::Duration) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let writer = std::thread::Builder::new().spawn(move || {
+        say(format_args!("{line}"));
+        let _ = done.send(());
+    });
+    if writer.is_ok() {
+        let _ = finished.recv_timeout(patience);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

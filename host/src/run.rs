@@ -4,7 +4,10 @@
 //! way out of it goes through [`Session::close`]: success, a failed step,
 //! and a signal to berth itself. A signal kills the command's process tree
 //! and removes the session before berth exits with 128+N; a second signal
-//! while closing exits at once and leaves the rest to `berth gc`.
+//! while closing (a quarter of a second or more after the first) exits at
+//! once and leaves the rest to `berth gc`. What berth says then is
+//! dropped if its stderr cannot take it within a quarter of a second: the
+//! signal may have come because nobody reads berth's output.
 //!
 //! Around that flow: `run_env` reads `-e` and `--env-file` (they reach the
 //! runtime as the spawn's variables), `run_stdin` hands berth's stdin to
@@ -13,7 +16,7 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use indexmap::IndexMap;
@@ -116,7 +119,7 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
         checkpoint,
     };
     let outcome = drive(&mut session, plan, args, &mut signals).await;
-    let interrupted = matches!(outcome, Ok(Outcome::Interrupted(_)));
+    let interrupted = matches!(outcome, Ok(Outcome::Interrupted(_))).then(Instant::now);
     let (closed, late_signal) = close(session, &mut signals, interrupted).await;
 
     let outcome = match outcome {
@@ -130,16 +133,21 @@ pub(crate) async fn run(args: &RunArgs, global: &GlobalArgs) -> anyhow::Result<E
     };
     match outcome {
         Outcome::Interrupted(signal) => {
-            match closed {
-                Ok(()) => output::say(format_args!(
-                    "berth: interrupted by {}: the command was stopped and the session removed",
-                    signal_name(signal)
-                )),
-                Err(err) => output::say(format_args!(
-                    "berth: interrupted by {}: the command was stopped, but closing the session failed: {err:#}",
-                    signal_name(signal)
-                )),
-            }
+            // Said within a bound: the signal may have come because nobody
+            // reads berth's output, stderr included.
+            output::say_within(
+                match closed {
+                    Ok(()) => format!(
+                        "berth: interrupted by {}: the command was stopped and the session removed",
+                        signal_name(signal)
+                    ),
+                    Err(err) => format!(
+                        "berth: interrupted by {}: the command was stopped, but closing the session failed: {err:#}",
+                        signal_name(signal)
+                    ),
+                },
+                LAST_WORDS,
+            );
             Ok(ExitCode(128 + signal as u8))
         }
         Outcome::OutputFailed(err) => {
@@ -338,33 +346,59 @@ async fn forward(bytes: bytes::Bytes, to_stdout: bool) -> io::Result<()> {
         .map_err(io::Error::other)?
 }
 
+/// Signals that arrive this soon after the first are one request with it:
+/// a burst (a process manager and a wrapper both passing TERM on) is not a
+/// second request to leave at once.
+const REPEAT_AFTER: Duration = Duration::from_millis(250);
+
+/// How long berth waits to say its last lines on a stderr that may be a
+/// full pipe nobody reads any more; past it they are dropped.
+const LAST_WORDS: Duration = Duration::from_millis(250);
+
 /// Closes the session, returning any signal that arrived meanwhile. A
 /// signal during close lets it finish; a second one (or one after the run
-/// was already interrupted) exits at once.
+/// was already interrupted, `interrupted` being when) exits at once, unless
+/// it came within [`REPEAT_AFTER`] of the first.
 async fn close(
     session: Session,
     signals: &mut Signals,
-    interrupted: bool,
+    interrupted: Option<Instant>,
 ) -> (anyhow::Result<()>, Option<i32>) {
     let closing = session.close();
     tokio::pin!(closing);
+    let mut first = interrupted;
     let mut received = None;
     loop {
         tokio::select! {
+            // A close that is done wins over a signal that came meanwhile.
+            biased;
             closed = &mut closing => return (closed.map_err(Into::into), received),
             signal = signals.recv() => {
-                if interrupted || received.is_some() {
-                    output::say(format_args!(
-                        "berth: interrupted again by {}: exiting without finishing cleanup (`berth gc` removes what is left)",
-                        signal_name(signal)
-                    ));
-                    std::process::exit(128 + signal);
+                let now = Instant::now();
+                match first {
+                    Some(at) if now.duration_since(at) < REPEAT_AFTER => continue,
+                    Some(_) => {
+                        output::say_within(
+                            format!(
+                                "berth: interrupted again by {}: exiting without finishing cleanup (`berth gc` removes what is left)",
+                                signal_name(signal)
+                            ),
+                            LAST_WORDS,
+                        );
+                        std::process::exit(128 + signal);
+                    }
+                    None => {
+                        output::say_within(
+                            format!(
+                                "berth: {} received: finishing cleanup (send it again to exit at once)",
+                                signal_name(signal)
+                            ),
+                            LAST_WORDS,
+                        );
+                        first = Some(now);
+                        received = Some(signal);
+                    }
                 }
-                output::say(format_args!(
-                    "berth: {} received: finishing cleanup (send it again to exit at once)",
-                    signal_name(signal)
-                ));
-                received = Some(signal);
             }
         }
     }

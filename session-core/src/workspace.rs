@@ -556,18 +556,22 @@ impl Workspace {
     }
 
     /// Whether [`cleanup`](Self::cleanup) is a few system calls: nothing
-    /// prepared, or an empty workspace and no archive written (the session
-    /// directory then holds its marker alone). Asks the file system (one
-    /// directory read and one lookup); an error answers no.
+    /// prepared, or a session directory holding its marker and an empty
+    /// workspace directory alone (a command may write anywhere in the
+    /// session directory, and no archive may be there). Asks the file
+    /// system (two directory reads and a lookup); an error answers no.
     pub fn removes_quickly(&self) -> bool {
         let Some(prepared) = &self.prepared else {
             return true;
         };
-        let empty = fs::read_dir(&prepared.root).is_ok_and(|mut entries| entries.next().is_none());
-        let archives_kept_here = prepared.archive_dir.starts_with(&prepared.session_dir)
-            && !fs::symlink_metadata(&prepared.archive_dir)
-                .is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound);
-        empty && !archives_kept_here
+        let ours_alone = fs::read_dir(&prepared.session_dir).is_ok_and(|entries| {
+            entries.into_iter().all(|entry| {
+                entry.is_ok_and(|e| e.file_name() == SESSION_MARKER || e.file_name() == "workspace")
+            })
+        });
+        ours_alone
+            && fs::symlink_metadata(&prepared.root).is_ok_and(|meta| meta.is_dir())
+            && fs::read_dir(&prepared.root).is_ok_and(|mut entries| entries.next().is_none())
     }
 
     /// Removes the session directory: workspace, archives (unless they were

@@ -395,34 +395,49 @@ fn run_stops_when_its_stdout_is_closed() {
     sb.assert_no_session_dirs();
 }
 
-/// While berth's stdout is full and nobody reads it, a signal still stops
+/// While berth's output is full and nobody reads it, a signal still stops
 /// the run: the command's tree is killed and the session removed.
 #[test]
 fn run_stops_on_a_signal_while_its_stdout_is_full() {
+    blocked_output_run(false);
+}
+
+/// As above with stdout and stderr the same unread pipe: berth's own last
+/// lines cannot be written either, and are dropped.
+#[test]
+fn run_stops_on_a_signal_while_its_stdout_and_stderr_are_full() {
+    blocked_output_run(true);
+}
+
+fn blocked_output_run(merged: bool) {
     let sb = Sandbox::new();
     let pids = sb.files().join("pids");
+    // Two writers; the second on stderr where that is the same pipe.
     let script = format!(
-        "echo $$ > {p}; echo ready >&2; exec yes",
-        p = sh_quote(&pids)
+        "yes & echo $! > {p}.part; echo $$ >> {p}.part; mv {p}.part {p}; exec yes {to}",
+        p = sh_quote(&pids),
+        to = if merged { ">&2" } else { "" },
     );
-    let mut child = sb
-        .berth(["run", "--timeout", "120", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Held open and never read: berth's writes fill the pipe and wait.
-    let _stdout = child.stdout.take().unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut berth = sb.berth(["run", "--timeout", "120", "-c", &script]);
+    berth.stdout(writer.try_clone().unwrap());
+    if merged {
+        berth.stderr(writer);
+    } else {
+        berth.stderr(Stdio::piped());
+        drop(writer);
+    }
+    let mut child = berth.spawn().unwrap();
+    assert!(wait_until(LONG, || pids.exists()), "the command started");
     let pids = read_pids(&pids);
-    // The pipe (64 KiB) and berth's own buffers fill within moments.
+    assert_eq!(pids.len(), 2);
+    // The pipes (64 KiB each) and berth's own buffers fill within moments;
+    // stderr, when piped alone, is read at the end.
     std::thread::sleep(Duration::from_millis(500));
     let berth_pid = i32::try_from(child.id()).unwrap();
     // SAFETY: signalling a child this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(berth_pid, libc::SIGTERM) }, 0);
+    let stderr_pipe = child.stderr.take();
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || sender.send(child.wait()));
     let status = receiver
@@ -430,12 +445,48 @@ fn run_stops_on_a_signal_while_its_stdout_is_full() {
         .expect("berth stopped on SIGTERM while its output was blocked")
         .unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGTERM));
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).unwrap();
-    assert!(rest.contains("interrupted"), "{rest}");
+    if let Some(mut err) = stderr_pipe {
+        let mut text = String::new();
+        err.read_to_string(&mut text).unwrap();
+        assert!(text.contains("interrupted by SIGTERM"), "{text}");
+    }
+    drop(reader);
     for pid in pids {
         assert!(wait_until(LONG, || process_gone(pid)), "pid {pid} survived");
     }
+    sb.assert_no_session_dirs();
+}
+
+/// A burst of signals is one request: the session is still removed.
+#[test]
+fn run_takes_a_burst_of_signals_as_one() {
+    let sb = Sandbox::new();
+    let mut child = sb
+        .berth([
+            "run",
+            "--timeout",
+            "120",
+            "-c",
+            "echo ready; exec sleep 300",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let berth_pid = i32::try_from(child.id()).unwrap();
+    for _ in 0..5 {
+        // SAFETY: signalling a child this test spawned and has not reaped.
+        assert_eq!(unsafe { libc::kill(berth_pid, libc::SIGTERM) }, 0);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 128 + libc::SIGTERM, "{out:?}");
+    let err = stderr(&out);
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert!(!err.contains("again"), "{err}");
     sb.assert_no_session_dirs();
 }
 

@@ -107,6 +107,52 @@ fn prepare_copies_the_base_under_the_rules_and_cleanup_removes_everything() {
     assert!(fx.base.path().join("cache.pyc").exists());
 }
 
+/// Only an empty base is made on the caller's thread, and only a session
+/// directory holding its marker and an empty workspace is removed there:
+/// whatever a command left anywhere in the session directory, or a
+/// workspace swapped for a link, goes to the blocking pool.
+#[test]
+fn quick_work_is_only_the_empty_workspace() {
+    let fx = Fixture::new();
+    assert!(!fx.workspace(Mode::Evaluation).prepares_quickly());
+    let mut ws = Workspace::new(
+        "test-session",
+        InitialContent::Empty,
+        fx.options(),
+        Mode::Evaluation,
+        ResolvedAssets::default(),
+    );
+    assert!(ws.prepares_quickly());
+    assert!(ws.removes_quickly(), "nothing prepared");
+    let root = ws.prepare().unwrap().to_path_buf();
+    let session_dir = root.parent().unwrap().to_path_buf();
+    assert!(ws.removes_quickly());
+
+    write(&root, "f", b"x");
+    assert!(!ws.removes_quickly(), "a file in the workspace");
+    fs::remove_file(root.join("f")).unwrap();
+    assert!(ws.removes_quickly());
+
+    write(&session_dir, "big/f", b"x");
+    assert!(!ws.removes_quickly(), "a tree beside the workspace");
+    fs::remove_dir_all(session_dir.join("big")).unwrap();
+
+    let empty = fx.temp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    fs::rename(&root, session_dir.join("moved")).unwrap();
+    symlink(&empty, &root).unwrap();
+    assert!(!ws.removes_quickly(), "the workspace swapped for a link");
+    fs::remove_file(&root).unwrap();
+    fs::rename(session_dir.join("moved"), &root).unwrap();
+    assert!(ws.removes_quickly());
+
+    ws.update_snapshot().unwrap();
+    assert!(!ws.removes_quickly(), "an archive in the session directory");
+    ws.cleanup().unwrap();
+    fs::remove_dir(&empty).unwrap();
+    assert!(fx.leftovers().is_empty());
+}
+
 #[test]
 fn drop_and_panic_leave_nothing_behind() {
     let fx = Fixture::new();
