@@ -160,6 +160,23 @@ fn plugins_load_work_and_bad_libraries_are_reported() {
         plugin_threads_at_least(before.len() + 2).len() > before.len(),
         "it was started to ask its types"
     );
+    // It does not start commands either: `execute` makes the blocking call.
+    let old_runtime = tokio::runtime::Runtime::new().unwrap();
+    let workspace = tempfile::tempdir().unwrap();
+    let result = old_runtime.block_on(async {
+        let backend = fresh.get("fixture").unwrap();
+        let ctx = session_core::runtime::SpawnContext::new(
+            "old-plugin",
+            workspace.path(),
+            session_core::spec::Mode::Evaluation,
+        );
+        let spec = EnvironmentSpec::new("fixture", "old");
+        let runtime = backend.spawn(&spec, ctx).await.unwrap();
+        let result = runtime.execute(ExecCommand::new("echo old")).await.unwrap();
+        runtime.cleanup().await.unwrap();
+        result
+    });
+    assert_eq!(result.stdout.bytes, b"old\n", "{result:?}");
     let refused =
         session_core::plugin::load_library(&old.join("libold.so"), &mut registry).unwrap_err();
     assert!(

@@ -36,3 +36,45 @@ fn spec_errors_through_the_boundary_name_the_spec_file() {
         "{err}"
     );
 }
+
+/// An `execute` through the boundary whose caller goes away (its future is
+/// dropped, here by a timeout) stops the command; a second one on the same
+/// runtime then runs as usual.
+#[test]
+fn a_dropped_execute_through_the_boundary_kills_its_command() {
+    use session_core::runtime::{ExecCommand, SpawnContext};
+    use session_core::spec::Mode;
+    use std::time::{Duration, Instant};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let workspace = tempfile::tempdir().unwrap();
+    let pid_file = workspace.path().join("pid");
+    rt.block_on(async {
+        let backend = session_core::plugin::in_process::<LocalBackend>().unwrap();
+        let ctx = SpawnContext::new("dropped-execute", workspace.path(), Mode::Evaluation);
+        let runtime = backend
+            .spawn(&EnvironmentSpec::new("local", "t"), ctx)
+            .await
+            .unwrap();
+        let command = ExecCommand::new("echo $$ > pid.part && mv pid.part pid; exec sleep 300");
+        let dropped = tokio::time::timeout(Duration::from_millis(500), runtime.execute(command));
+        assert!(dropped.await.is_err(), "the command outlived its caller");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // SAFETY: signal 0 only asks whether the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            assert!(Instant::now() < deadline, "pid {pid} survived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let after = runtime
+            .execute(ExecCommand::new("echo again"))
+            .await
+            .unwrap();
+        assert_eq!(after.stdout.bytes, b"again\n");
+        runtime.cleanup().await.unwrap();
+    });
+}

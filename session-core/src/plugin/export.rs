@@ -10,8 +10,10 @@
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,8 +22,8 @@ use session_abi::abi_stable::std_types::{RErr, ROk, RSlice, RStr, RString, RVec}
 use session_abi::{CancelToken, FfiResult, LogSink, OutputSink, PluginModuleRef, STDERR, STDOUT};
 
 use super::protocol::{
-    AssetPathRequest, BackendRequest, GarbageRequest, RuntimeRequest, SpawnReply, SpawnRequest,
-    StreamRequest, UNKNOWN_OPERATION, ValidateRequest, op,
+    AssetPathRequest, BackendRequest, DONE, GarbageRequest, RuntimeRequest, SpawnReply,
+    SpawnRequest, StreamRequest, UNKNOWN_OPERATION, ValidateRequest, op,
 };
 use crate::error::Error;
 use crate::runtime::wire::WireError;
@@ -172,7 +174,7 @@ extern "C" fn init<T: Backend + Default + 'static, const FORWARD_LOGS: bool>(
             Some(state) => Arc::clone(state),
             None => {
                 let tokio = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
+                    .worker_threads(1)
                     .thread_name("berth-plugin")
                     .enable_all()
                     .build()
@@ -314,6 +316,31 @@ fn dispatch(
                 .map_err(fail)?;
             reply(&result)
         }
+        op::START_STREAM => {
+            let req: StreamRequest = parse(request)?;
+            let rt = runtime(state, req.runtime)?;
+            let done = Done(Some(sink));
+            let mut command = CatchUnwind(Box::pin(stream(rt, req, sink, cancel)));
+            // Polled once here, on the caller's thread, in the plugin's
+            // runtime: a backend whose `stream` starts the command before it
+            // first waits (the local one) starts it now, without a hand-off
+            // to a thread of the plugin's. The rest runs on the plugin's
+            // runtime, whose task polls it again with its own waker.
+            let first = {
+                let _entered = state.tokio.enter();
+                Pin::new(&mut command).poll(&mut Context::from_waker(Waker::noop()))
+            };
+            match first {
+                Poll::Ready(outcome) => done.send(ended(outcome)),
+                Poll::Pending => {
+                    state.tokio.spawn(async move {
+                        let outcome = command.await;
+                        done.send(ended(outcome));
+                    });
+                }
+            }
+            reply(&())
+        }
         op::ASSET_PATH => {
             let req: AssetPathRequest = parse(request)?;
             reply(&runtime(state, req.runtime)?.asset_path(&req.asset))
@@ -430,6 +457,68 @@ async fn stream(
         }
     }
     Ok(ExecResult::lost(started.elapsed()))
+}
+
+/// A command's end as the `DONE` chunk carries it.
+fn ended(outcome: std::thread::Result<crate::Result<ExecResult>>) -> Result<Vec<u8>, Failure> {
+    match outcome {
+        Ok(Ok(result)) => reply(&result),
+        Ok(Err(err)) => Err(wire_failure(&err)),
+        Err(payload) => Err(panic_failure(None, op::STREAM, payload.as_ref())),
+    }
+}
+
+/// A future whose panic is its output: a plugin's panic must not unwind
+/// into the host's thread (the first poll) nor be lost with its task.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}
+
+/// The end of a started call, owed to the host: sent once, or, if the
+/// task that owes it is dropped (the plugin's runtime shutting down), sent
+/// as an error when dropped.
+struct Done(Option<OutputSink>);
+
+impl Done {
+    fn send(mut self, outcome: Result<Vec<u8>, Failure>) {
+        if let Some(sink) = self.0.take() {
+            deliver(sink, outcome);
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(sink) = self.0.take() {
+            deliver(sink, Err(stopped_failure()));
+        }
+    }
+}
+
+fn deliver(sink: OutputSink, outcome: Result<Vec<u8>, Failure>) {
+    let chunk = match outcome {
+        Ok(bytes) => [&[0u8][..], &bytes].concat(),
+        Err(failure) => [&[1u8][..], failure.as_bytes()].concat(),
+    };
+    // The host's last use of its contexts: the sink is not used again.
+    sink.send(DONE, &chunk);
+}
+
+fn stopped_failure() -> Failure {
+    wire_failure(&Error::Backend {
+        backend: PLUGIN.into(),
+        message: "the plugin's runtime stopped before the command finished".into(),
+    })
 }
 
 /// Aborts a task when dropped.

@@ -2,14 +2,17 @@
 //! `Arc<dyn Backend>` and `Box<dyn Runtime>` as a built-in.
 //!
 //! Every call crosses synchronously (the plugin blocks on its own runtime),
-//! so async methods run it on a blocking thread. A command's stream is
+//! so async methods run it on a blocking thread; `execute` instead starts
+//! the command (`start_stream`) and awaits its end, which the plugin sends
+//! through the sink when it comes. A command's stream is
 //! bridged from the plugin's output-sink callback into an [`EventStream`];
 //! dropping the stream cancels the plugin's call through the cancel token.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -19,8 +22,8 @@ use session_abi::{CancelToken, OutputSink, PluginModuleRef, STDOUT};
 
 use super::export::{PANICKED, PLUGIN};
 use super::protocol::{
-    AssetPathRequest, BackendRequest, GarbageRequest, RuntimeRequest, SpawnReply, SpawnRequest,
-    StreamRequest, UNKNOWN_OPERATION, ValidateRequest, op,
+    AssetPathRequest, BackendRequest, DONE, GarbageRequest, RuntimeRequest, SpawnReply,
+    SpawnRequest, StreamRequest, UNKNOWN_OPERATION, ValidateRequest, op,
 };
 use super::stdin_pipe::HostPipe;
 use crate::assets::ResolvedAsset;
@@ -39,6 +42,10 @@ struct Plugin {
     module: PluginModuleRef,
     backend: String,
     path: Arc<Path>,
+    /// Cleared when the plugin answers that it does not know
+    /// `start_stream` (built before it): its commands then take the
+    /// blocking `stream` call.
+    starts_commands: Arc<AtomicBool>,
 }
 
 impl Plugin {
@@ -69,16 +76,28 @@ impl Plugin {
             sink,
             cancel,
         );
+        match &answer {
+            RResult::ROk(bytes) => self.decode(operation, Ok(bytes.as_slice())),
+            RResult::RErr(text) => self.decode(operation, Err(text.as_str())),
+        }
+    }
+
+    /// A call's answer: the reply's JSON, or the plugin's error.
+    fn decode<T: DeserializeOwned>(
+        &self,
+        operation: &str,
+        answer: std::result::Result<&[u8], &str>,
+    ) -> Result<T> {
         match answer {
-            RResult::ROk(bytes) => serde_json::from_slice(&bytes).map_err(|err| Error::Backend {
+            Ok(bytes) => serde_json::from_slice(bytes).map_err(|err| Error::Backend {
                 backend: self.backend.clone(),
                 message: format!("the plugin's `{operation}` reply is malformed: {err}"),
             }),
-            RResult::RErr(text) => Err(match serde_json::from_str::<WireError>(text.as_str()) {
+            Err(text) => Err(match serde_json::from_str::<WireError>(text) {
                 Ok(wire) => self.name(wire.into_error()),
                 Err(_) => Error::Backend {
                     backend: self.backend.clone(),
-                    message: text.into_string(),
+                    message: text.to_owned(),
                 },
             }),
         }
@@ -140,6 +159,7 @@ impl PluginBackend {
                 module,
                 backend: info.type_name.clone(),
                 path: Arc::from(path),
+                starts_commands: Arc::new(AtomicBool::new(true)),
             },
             info,
         }
@@ -359,19 +379,138 @@ fn run_command(
         pipe.finish();
     }
     outcome.unwrap_or_else(|err| {
-        // A lost result has no other place for the reason than the
-        // command's stderr: it is said there, as a line of berth's.
-        let line = format!("berth: {err}");
         if let Some(events) = &context.events {
-            events.blocking_send(Event::Stderr(bytes::Bytes::from(format!("{line}\n"))));
+            events.blocking_send(Event::Stderr(bytes::Bytes::from(format!("berth: {err}\n"))));
         }
-        let mut lost = ExecResult::spawn_failed(&line, started.elapsed());
-        lost.status = crate::runtime::ExecStatus::Lost;
-        lost
+        lost(&err, started.elapsed())
     })
 }
 
+/// The result of a command whose call failed: a lost result has no other
+/// place for the reason than the command's stderr, where it is said as a
+/// line of berth's.
+fn lost(err: &Error, elapsed: std::time::Duration) -> ExecResult {
+    let mut lost = ExecResult::spawn_failed(&format!("berth: {err}"), elapsed);
+    lost.status = crate::runtime::ExecStatus::Lost;
+    lost
+}
+
+/// What a started call's sink and cancel token stand for, until the
+/// plugin's `DONE` chunk.
+struct Started {
+    /// Set when the caller of `execute` went away.
+    abandoned: Arc<AtomicBool>,
+    /// Where the `DONE` chunk goes.
+    end: tokio::sync::oneshot::Sender<Vec<u8>>,
+}
+
+/// The started calls in flight, by the number their sink's and token's
+/// context pointer carries: a plugin that writes after its `DONE` chunk,
+/// or writes it twice, finds nothing rather than freed memory.
+fn lock_started() -> std::sync::MutexGuard<'static, HashMap<usize, Started>> {
+    static CALLS: OnceLock<std::sync::Mutex<HashMap<usize, Started>>> = OnceLock::new();
+    CALLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// The sink of a started `execute`: output is dropped (the plugin's result
+/// carries it) and `false` asks the plugin to stop once the caller went
+/// away; the `DONE` chunk goes to the waiting caller and ends the call.
+extern "C" fn started_write(context: *const c_void, stream: u8, bytes: RSlice<'_, u8>) -> bool {
+    let id = context as usize;
+    // A panic must not unwind into the plugin.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if stream != DONE {
+            return lock_started()
+                .get(&id)
+                .is_some_and(|call| !call.abandoned.load(Ordering::SeqCst));
+        }
+        let ended = lock_started().remove(&id);
+        if let Some(call) = ended {
+            let _ = call.end.send(bytes.as_slice().to_vec());
+        }
+        true
+    }))
+    .unwrap_or(false)
+}
+
+/// The cancel token of a started `execute`: cancelled once its caller went
+/// away (or the call is over).
+extern "C" fn started_cancelled(context: *const c_void) -> bool {
+    let id = context as usize;
+    std::panic::catch_unwind(|| {
+        lock_started()
+            .get(&id)
+            .is_none_or(|call| call.abandoned.load(Ordering::SeqCst))
+    })
+    .unwrap_or(true)
+}
+
 impl PluginRuntime {
+    /// Runs `request` as a started call: the plugin starts the command on
+    /// this thread when its backend can, runs the rest on its own runtime,
+    /// and this task waits for the end. No thread of the host blocks, and
+    /// the end is the one hand-off between threads (a blocking call makes
+    /// four). `None` when the plugin does not start calls (built before
+    /// they existed); nothing was run then.
+    async fn execute_started(
+        &self,
+        request: &StreamRequest,
+        abandoned: &Arc<AtomicBool>,
+    ) -> Option<Result<ExecResult>> {
+        if !self.plugin.starts_commands.load(Ordering::Relaxed) {
+            return None;
+        }
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let (end, receiver) = tokio::sync::oneshot::channel();
+        let call = Started {
+            abandoned: Arc::clone(abandoned),
+            end,
+        };
+        lock_started().insert(id, call);
+        let context = id as *const c_void;
+        // SAFETY: both functions take the number from any thread, look up
+        // the call it stands for (finding nothing once it is over), never
+        // dereference it, and catch their panics.
+        let (sink, cancel) = unsafe {
+            (
+                OutputSink::new(context, started_write),
+                CancelToken::new(context, started_cancelled),
+            )
+        };
+        let answer: Result<()> = self
+            .plugin
+            .call_with(op::START_STREAM, request, sink, cancel);
+        if let Err(err) = answer {
+            // Not started: no DONE comes.
+            lock_started().remove(&id);
+            if err.to_string().contains(UNKNOWN_OPERATION) {
+                self.plugin.starts_commands.store(false, Ordering::Relaxed);
+                return None;
+            }
+            return Some(Err(err));
+        }
+        Some(match receiver.await {
+            Ok(chunk) => match chunk.split_first() {
+                Some((0, reply)) => self.plugin.decode(op::STREAM, Ok(reply)),
+                Some((_, text)) => self
+                    .plugin
+                    .decode(op::STREAM, Err(&String::from_utf8_lossy(text))),
+                None => Err(Error::Backend {
+                    backend: self.backend_type.clone(),
+                    message: "the plugin ended a command with an empty chunk".into(),
+                }),
+            },
+            Err(_) => Err(Error::Backend {
+                backend: self.backend_type.clone(),
+                message: "the plugin dropped a command without ending it".into(),
+            }),
+        })
+    }
+
     /// The request for `cmd`, and the pipe carrying its streamed stdin to
     /// a plugin that reads it as it comes (one that does not gets it read
     /// to its end here first).
@@ -457,6 +596,13 @@ impl Runtime for PluginRuntime {
         let (request, stdin_pipe) = self.command_request(cmd).await?;
         let abandoned = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = SetOnDrop(Arc::clone(&abandoned));
+        let started = std::time::Instant::now();
+        if let Some(outcome) = self.execute_started(&request, &abandoned).await {
+            if let Some(pipe) = stdin_pipe {
+                pipe.finish();
+            }
+            return Ok(outcome.unwrap_or_else(|err| lost(&err, started.elapsed())));
+        }
         let plugin = self.plugin.clone();
         let backend = self.backend_type.clone();
         let call = tokio::task::spawn_blocking(move || {

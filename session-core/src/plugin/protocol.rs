@@ -26,7 +26,21 @@ pub(crate) mod op {
     /// only operation a plugin answers before it is started. Plugins built
     /// before it answer that they were called before init.
     pub(crate) const DESCRIBE: &str = "describe";
+    /// A `stream` request the plugin starts on its own runtime and answers
+    /// at once (`null`); the command's end comes later through the sink,
+    /// as one chunk on stream [`DONE`](super::DONE). Until that chunk the
+    /// host keeps the sink's and the cancel token's contexts alive; the
+    /// plugin writes it exactly once and then uses neither again. A call
+    /// answered with an error was not started (no `DONE` follows). Plugins
+    /// built before it answer "unknown operation", and the host makes the
+    /// blocking `stream` call instead.
+    pub(crate) const START_STREAM: &str = "start_stream";
 }
+
+/// The sink's stream number of the chunk that ends a started call: byte 0
+/// then the reply's JSON, or byte 1 then the error's text, as `call`
+/// returns them.
+pub(crate) const DONE: u8 = 3;
 
 /// The prefix of the error a plugin returns for an operation it does not
 /// know.
