@@ -101,14 +101,17 @@ impl RootModule for PluginModuleRef {
 pub struct OutputSink {
     /// The host's context pointer, passed back to `write`.
     context: *const c_void,
-    /// Delivers one chunk of stream [`STDOUT`] or [`STDERR`]. Returns
-    /// `false` when the host no longer wants output: the plugin should then
-    /// stop the command.
+    /// Delivers one chunk of stream [`STDOUT`] or [`STDERR`] (or, for an
+    /// operation that answers before its work is done, the chunk of the
+    /// stream number that operation names as its end). Returns `false`
+    /// when the host no longer wants output: the plugin should then stop
+    /// the command.
     write: extern "C" fn(context: *const c_void, stream: u8, bytes: RSlice<'_, u8>) -> bool,
 }
 
 // SAFETY: `OutputSink::new`'s contract: the context stays valid and may be
-// used from any thread for as long as the call that received the sink runs.
+// used from any thread for as long as the sink may be used (the call that
+// received it, or the later end of an operation that says so).
 unsafe impl Send for OutputSink {}
 unsafe impl Sync for OutputSink {}
 
@@ -118,8 +121,9 @@ impl OutputSink {
     /// # Safety
     ///
     /// `write` must accept `context`, from any thread, for as long as the
-    /// sink (or a copy of it) can be used — in practice, until the `call`
-    /// that received it has returned — and must not unwind.
+    /// sink (or a copy of it) can be used — until the `call` that received
+    /// it has returned, or, for an operation that answers at once and ends
+    /// later through the sink, until that end — and must not unwind.
     pub unsafe fn new(
         context: *const c_void,
         write: extern "C" fn(*const c_void, u8, RSlice<'_, u8>) -> bool,

@@ -57,8 +57,17 @@ fn a_dropped_execute_through_the_boundary_kills_its_command() {
             .await
             .unwrap();
         let command = ExecCommand::new("echo $$ > pid.part && mv pid.part pid; exec sleep 300");
-        let dropped = tokio::time::timeout(Duration::from_millis(500), runtime.execute(command));
-        assert!(dropped.await.is_err(), "the command outlived its caller");
+        let mut execute = Box::pin(runtime.execute(command));
+        // Dropped once the command has said who it is.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !pid_file.exists() {
+            assert!(Instant::now() < deadline, "the command never started");
+            tokio::select! {
+                ended = execute.as_mut() => panic!("the command ended: {ended:?}"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+        drop(execute);
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .unwrap()
             .trim()

@@ -481,12 +481,15 @@ impl PluginRuntime {
                 CancelToken::new(context, started_cancelled),
             )
         };
-        let answer: Result<()> = self
-            .plugin
-            .call_with(op::START_STREAM, request, sink, cancel);
-        if let Err(err) = answer {
-            // Not started: no DONE comes.
-            lock_started().remove(&id);
+        // Any reply is a start (its content is for later versions).
+        let answer: Result<serde::de::IgnoredAny> =
+            self.plugin
+                .call_with(op::START_STREAM, request, sink, cancel);
+        if let Err(err) = answer
+            && lock_started().remove(&id).is_some()
+        {
+            // Not started: no DONE comes. (When it came already, the entry
+            // is gone and it is the end.)
             if err.to_string().contains(UNKNOWN_OPERATION) {
                 self.plugin.starts_commands.store(false, Ordering::Relaxed);
                 return None;
@@ -590,8 +593,9 @@ impl Runtime for PluginRuntime {
     }
 
     /// As `stream(cmd).finish()`, without the stream: the plugin's chunks
-    /// are dropped at the sink, and the result comes back from the
-    /// blocking call itself. Dropping the future cancels the call.
+    /// are dropped at the sink, and the result comes back as the started
+    /// call's end (from a plugin built before started calls, from the
+    /// blocking call itself). Dropping the future cancels the call.
     async fn execute(&self, cmd: ExecCommand) -> Result<ExecResult> {
         let (request, stdin_pipe) = self.command_request(cmd).await?;
         let abandoned = Arc::new(AtomicBool::new(false));

@@ -31,7 +31,8 @@ pub(crate) mod op {
     /// as one chunk on stream [`DONE`](super::DONE). Until that chunk the
     /// host keeps the sink's and the cancel token's contexts alive; the
     /// plugin writes it exactly once and then uses neither again. A call
-    /// answered with an error was not started (no `DONE` follows). Plugins
+    /// answered with an error was not started, unless its `DONE` came
+    /// first (the host takes the first of the two). Plugins
     /// built before it answer "unknown operation", and the host makes the
     /// blocking `stream` call instead.
     pub(crate) const START_STREAM: &str = "start_stream";

@@ -60,8 +60,16 @@ impl HostPipe {
     /// Stops writing and closes the host's ends: for after the call
     /// returned, when the plugin no longer reads.
     pub(crate) fn finish(self) {
+        drop(self);
+    }
+}
+
+impl Drop for HostPipe {
+    /// A pipe dropped with its call (an `execute` whose caller went away)
+    /// stops its writer too: the chunks' sender then learns that nobody
+    /// reads.
+    fn drop(&mut self) {
         self.writer.abort();
-        drop(self.read);
     }
 }
 
