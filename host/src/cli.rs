@@ -125,10 +125,11 @@ pub(crate) enum Command {
 /// Exit code: the command's own; 124 when a wall or idle timeout killed it;
 /// 128+N when signal N killed it; 130 (128+N) when berth itself was
 /// interrupted by SIGINT (SIGTERM, SIGHUP), after killing the command and
-/// removing the session; 141 when berth's stdout was closed (the command
-/// is killed, the session removed, nothing printed); 125 when berth failed
-/// (bad spec, unknown backend, setup or spawn failure, a cleanup that
-/// failed).
+/// removing the session (a second signal, a quarter of a second or more
+/// after the first, exits at once and leaves what is left to `berth gc`);
+/// 141 when berth's stdout was closed (the command is killed, the session
+/// removed, nothing printed); 125 when berth failed (bad spec, unknown
+/// backend, setup or spawn failure, a cleanup that failed).
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  berth run --env python.yaml --workspace ./project -- pytest -q\n  berth run -e DEBUG=1 --env-file ci.env -- ./test.sh\n  gunzip -c data.gz | berth run -- wc -l\n  berth run -c 'make && ./a.out > result.txt' --checkpoint out/"
