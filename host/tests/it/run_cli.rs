@@ -337,16 +337,7 @@ fn interrupted_run(signal: i32) {
         "echo $$ > {p}; sleep 300 & echo $! >> {p}; echo ready; wait",
         p = sh_quote(&pids)
     );
-    let mut child = sb
-        .berth(["run", "--timeout", "120", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let (mut child, _stdout) = run_until_ready(&sb, &script);
     assert_eq!(
         sb.session_dirs().len(),
         1,
@@ -355,9 +346,7 @@ fn interrupted_run(signal: i32) {
     let pids = read_pids(&pids);
     assert_eq!(pids.len(), 2);
 
-    let berth_pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: signalling a child this test spawned and has not reaped.
-    assert_eq!(unsafe { libc::kill(berth_pid, signal) }, 0);
+    send(&child, signal);
     let status = child.wait().unwrap();
     let mut err = String::new();
     child
@@ -434,9 +423,7 @@ fn blocked_output_run(merged: bool) {
     // The pipes (64 KiB each) and berth's own buffers fill within moments;
     // stderr, when piped alone, is read at the end.
     std::thread::sleep(Duration::from_millis(500));
-    let berth_pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: signalling a child this test spawned and has not reaped.
-    assert_eq!(unsafe { libc::kill(berth_pid, libc::SIGTERM) }, 0);
+    send(&child, libc::SIGTERM);
     let stderr_pipe = child.stderr.take();
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || sender.send(child.wait()));
@@ -461,14 +448,26 @@ fn blocked_output_run(merged: bool) {
 #[test]
 fn run_takes_a_burst_of_signals_as_one() {
     let sb = Sandbox::new();
+    let (child, _stdout) = run_until_ready(&sb, "echo ready; exec sleep 300");
+    for _ in 0..5 {
+        send(&child, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 128 + libc::SIGTERM, "{out:?}");
+    let err = stderr(&out);
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert!(!err.contains("again"), "{err}");
+    sb.assert_no_session_dirs();
+}
+
+/// Starts `berth run -c SCRIPT` with its output piped and returns once the
+/// script printed `ready` on stdout; the stdout is returned to be held open.
+fn run_until_ready(
+    sb: &Sandbox,
+    script: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
     let mut child = sb
-        .berth([
-            "run",
-            "--timeout",
-            "120",
-            "-c",
-            "echo ready; exec sleep 300",
-        ])
+        .berth(["run", "--timeout", "120", "-c", script])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -477,17 +476,14 @@ fn run_takes_a_burst_of_signals_as_one() {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
-    let berth_pid = i32::try_from(child.id()).unwrap();
-    for _ in 0..5 {
-        // SAFETY: signalling a child this test spawned and has not reaped.
-        assert_eq!(unsafe { libc::kill(berth_pid, libc::SIGTERM) }, 0);
-    }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(code(&out), 128 + libc::SIGTERM, "{out:?}");
-    let err = stderr(&out);
-    assert!(err.contains("interrupted by SIGTERM"), "{err}");
-    assert!(!err.contains("again"), "{err}");
-    sb.assert_no_session_dirs();
+    (child, reader)
+}
+
+/// Sends `signal` to berth.
+fn send(child: &std::process::Child, signal: i32) {
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: signalling a child the test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
 }
 
 /// Every path under `dir` with its content (empty for directories).
