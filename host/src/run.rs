@@ -330,16 +330,13 @@ fn lost(elapsed: Duration) -> ExecResult {
 /// the runtime's one thread goes on timing and reading the command while
 /// the write waits for a reader.
 async fn forward(bytes: bytes::Bytes, to_stdout: bool) -> io::Result<()> {
-    let write = move || {
-        if to_stdout {
-            let mut out = io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()
-        } else {
-            let mut err = io::stderr().lock();
-            err.write_all(&bytes)?;
-            err.flush()
-        }
+    fn write_all(mut out: impl Write, bytes: &[u8]) -> io::Result<()> {
+        out.write_all(bytes)?;
+        out.flush()
+    }
+    let write = move || match to_stdout {
+        true => write_all(io::stdout().lock(), &bytes),
+        false => write_all(io::stderr().lock(), &bytes),
     };
     tokio::task::spawn_blocking(write)
         .await
