@@ -100,3 +100,19 @@ pub(crate) const RUSAGE_WORDS: usize = 18;
 pub(crate) const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
 /// The shell `execvp` runs a file the kernel cannot execute with.
 pub(crate) const BOURNE_SHELL: &core::ffi::CStr = c"/bin/sh";
+
+/// `struct rlimit`.
+#[repr(C)]
+pub(crate) struct Rlimit {
+    pub(crate) current: u64,
+    pub(crate) max: u64,
+}
+
+/// The kernel's `struct sigaction` on x86_64 and aarch64 (not glibc's).
+#[repr(C)]
+pub(crate) struct KernelSigaction {
+    pub(crate) handler: usize,
+    pub(crate) flags: u64,
+    pub(crate) restorer: usize,
+    pub(crate) mask: u64,
+}

@@ -53,232 +53,26 @@ use core::ffi::{c_char, c_int};
 
 #[path = "abi.rs"]
 mod abi;
+#[macro_use]
+#[path = "rt.rs"]
+mod rt;
+#[path = "exec.rs"]
+mod exec;
 
 use abi::*;
+use exec::execvp;
+use rt::{exit, number, set_action, wait_for};
 
 /// The kernel's signal set.
 type SigSet = u64;
 /// Linux's `struct rusage` on 64-bit targets.
 type Rusage = [u64; RUSAGE_WORDS];
 
-#[repr(C)]
-struct Rlimit {
-    current: u64,
-    max: u64,
-}
-
-/// The kernel's `struct sigaction` on x86_64 and aarch64 (not glibc's).
-#[repr(C)]
-struct KernelSigaction {
-    handler: usize,
-    flags: u64,
-    restorer: usize,
-    mask: u64,
-}
 
 /// The status pipe and the start-error pipe.
 const STATUS_FD: c_int = 3;
 const ERROR_FD: c_int = 4;
 
-/// The system calls, each returning the kernel's result: a value, or
-/// `-errno`.
-mod sys {
-    use core::arch::asm;
-
-    /// Makes system call `number` with six arguments (unused ones are
-    /// ignored by the kernel).
-    ///
-    /// # Safety
-    ///
-    /// The arguments must be what the system call expects.
-    #[inline(always)]
-    pub unsafe fn call(number: usize, args: [usize; 6]) -> isize {
-        let result: isize;
-        // SAFETY: the caller passes the call's arguments; the kernel
-        // clobbers only what is declared.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            asm!(
-                "syscall",
-                inlateout("rax") number as isize => result,
-                in("rdi") args[0],
-                in("rsi") args[1],
-                in("rdx") args[2],
-                in("r10") args[3],
-                in("r8") args[4],
-                in("r9") args[5],
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        // SAFETY: as above.
-        #[cfg(target_arch = "aarch64")]
-        unsafe {
-            asm!(
-                "svc 0",
-                in("x8") number,
-                inlateout("x0") args[0] as isize => result,
-                in("x1") args[1],
-                in("x2") args[2],
-                in("x3") args[3],
-                in("x4") args[4],
-                in("x5") args[5],
-                options(nostack),
-            );
-        }
-        result
-    }
-}
-
-/// System call `number` with up to six arguments.
-macro_rules! syscall {
-    ($number:expr $(, $arg:expr)* $(,)?) => {{
-        let mut args = [0usize; 6];
-        let given = [$($arg as usize),*];
-        args[..given.len()].copy_from_slice(&given);
-        // SAFETY: every use passes the arguments its call expects: plain
-        // integers, or pointers to live, initialised values of the kernel's
-        // layout.
-        unsafe { sys::call($number, args) }
-    }};
-}
-
-/// The program's entry point: the stack holds `argc`, the `argv`
-/// pointers, a null, the environment's pointers, a null.
-#[cfg(target_arch = "x86_64")]
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-extern "C" fn _start() -> ! {
-    core::arch::naked_asm!(
-        "xor ebp, ebp",
-        "mov rdi, rsp",
-        "and rsp, -16",
-        "call {entry}",
-        "ud2",
-        entry = sym entry,
-    )
-}
-
-/// As above, for aarch64 (whose stack pointer is 16-byte aligned already).
-#[cfg(target_arch = "aarch64")]
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-extern "C" fn _start() -> ! {
-    core::arch::naked_asm!(
-        "mov x29, xzr",
-        "mov x30, xzr",
-        "mov x0, sp",
-        "bl {entry}",
-        "brk #0",
-        entry = sym entry,
-    )
-}
-
-/// Reads `argc`, `argv` and the environment from the initial stack.
-///
-/// # Safety
-///
-/// `stack` must be the stack pointer the kernel started the program with.
-unsafe extern "C" fn entry(stack: *const usize) -> ! {
-    // SAFETY: the kernel's initial stack layout, as described above.
-    let (argc, argv, envp) = unsafe {
-        let argc = *stack;
-        let argv = stack.add(1).cast::<*const c_char>();
-        (argc, argv, argv.add(argc + 1))
-    };
-    main(argc, argv, envp)
-}
-
-// The memory functions the compiler calls for copies and fills: there is
-// no C library to provide them.
-
-/// # Safety
-///
-/// As C's `memcpy`.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: as C's memcpy: both ranges valid, not overlapping.
-    unsafe {
-        for i in 0..n {
-            *dest.add(i) = *src.add(i);
-        }
-    }
-    dest
-}
-
-/// # Safety
-///
-/// As C's `memmove`.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: as C's memmove: both ranges valid; copying in the direction
-    // that reads each byte before it is overwritten.
-    unsafe {
-        if (dest as usize) < (src as usize) {
-            for i in 0..n {
-                *dest.add(i) = *src.add(i);
-            }
-        } else {
-            for i in (0..n).rev() {
-                *dest.add(i) = *src.add(i);
-            }
-        }
-    }
-    dest
-}
-
-/// # Safety
-///
-/// As C's `memset`.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn memset(dest: *mut u8, byte: c_int, n: usize) -> *mut u8 {
-    // SAFETY: as C's memset: the range is valid.
-    unsafe {
-        for i in 0..n {
-            *dest.add(i) = byte as u8;
-        }
-    }
-    dest
-}
-
-/// # Safety
-///
-/// As C's `memcmp`.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> c_int {
-    // SAFETY: as C's memcmp: both ranges valid.
-    unsafe {
-        for i in 0..n {
-            let (x, y) = (*a.add(i), *b.add(i));
-            if x != y {
-                return c_int::from(x) - c_int::from(y);
-            }
-        }
-    }
-    0
-}
-
-/// # Safety
-///
-/// As C's `bcmp`.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> c_int {
-    // SAFETY: as above.
-    unsafe { memcmp(a, b, n) }
-}
-
-/// Ends this process.
-fn exit(code: c_int) -> ! {
-    loop {
-        syscall!(SYS_EXIT_GROUP, code);
-    }
-}
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    exit(127)
-}
 
 /// Writes `error` on the start-error pipe and ends this process.
 fn fail(error: c_int) -> ! {
@@ -295,32 +89,6 @@ fn check(result: isize) -> isize {
     result
 }
 
-/// The number in a NUL-terminated decimal string; `None` for `-`.
-///
-/// # Safety
-///
-/// `text` must point to a NUL-terminated string.
-unsafe fn number(text: *const c_char) -> Option<u64> {
-    let mut value: u64 = 0;
-    let mut at = text;
-    let mut digits = false;
-    // SAFETY: the caller promises a NUL-terminated string; reading stops at
-    // the NUL.
-    unsafe {
-        while *at != 0 {
-            let byte = *at as u8;
-            if !byte.is_ascii_digit() {
-                return None;
-            }
-            value = value
-                .saturating_mul(10)
-                .saturating_add(u64::from(byte - b'0'));
-            digits = true;
-            at = at.add(1);
-        }
-    }
-    digits.then_some(value)
-}
 
 /// The bit of `signal` in a [`SigSet`].
 const fn bit(signal: c_int) -> SigSet {
@@ -329,23 +97,6 @@ const fn bit(signal: c_int) -> SigSet {
 
 /// The signals the keeper waits for (blocked since berth started it).
 const KEEPER_SIGNALS: SigSet = bit(SIGCHLD) | bit(SIGTERM) | bit(SIGINT) | bit(SIGHUP);
-
-/// Sets `signal`'s action to `handler` (`SIG_DFL` or `SIG_IGN`).
-fn set_action(signal: c_int, handler: usize) -> isize {
-    let action = KernelSigaction {
-        handler,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    syscall!(
-        SYS_RT_SIGACTION,
-        signal,
-        &action as *const KernelSigaction,
-        0,
-        SIGSET_BYTES
-    )
-}
 
 /// How the command's process runs the command's argv.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -529,16 +280,9 @@ unsafe fn fork_and_wait(command: *const *const c_char, envp: *const *const c_cha
     }
     // The start-error pipe stays with the program until its exec.
     syscall!(SYS_CLOSE, ERROR_FD);
-    let mut status: c_int = 0;
-    loop {
-        let reaped = syscall!(SYS_WAIT4, program, &mut status as *mut c_int, 0, 0);
-        if reaped == program {
-            break;
-        }
-        if reaped != -(EINTR as isize) {
-            exit(127);
-        }
-    }
+    let Some(status) = wait_for(program) else {
+        exit(127)
+    };
     let no_wait: [i64; 2] = [0, 0];
     let pending = syscall!(
         SYS_RT_SIGTIMEDWAIT,
@@ -644,140 +388,6 @@ fn signal_line(signal: c_int, core_dumped: bool, line: &mut [u8; 64]) -> usize {
     }
     put(b"\n");
     end
-}
-
-/// The length of a NUL-terminated string.
-///
-/// # Safety
-///
-/// `text` must point to a NUL-terminated string.
-unsafe fn length(text: *const c_char) -> usize {
-    let mut n = 0;
-    // SAFETY: reading stops at the NUL.
-    unsafe {
-        while *text.add(n) != 0 {
-            n += 1;
-        }
-    }
-    n
-}
-
-/// The value of `PATH` in `envp`, if it has one.
-///
-/// # Safety
-///
-/// `envp` must be a null-terminated array of NUL-terminated strings.
-unsafe fn search_path(envp: *const *const c_char) -> Option<&'static [u8]> {
-    let mut at = envp;
-    // SAFETY: the array and its strings, as the caller promised; they live
-    // as long as the process.
-    unsafe {
-        while !(*at).is_null() {
-            let entry = core::slice::from_raw_parts((*at).cast::<u8>(), length(*at));
-            if let Some(value) = entry.strip_prefix(b"PATH=") {
-                return Some(value);
-            }
-            at = at.add(1);
-        }
-    }
-    None
-}
-
-/// Executes `file` with `argv` and `envp` as glibc's `execvp` does: a name
-/// without a slash is looked for in the directories of the environment's
-/// `PATH` (`/bin:/usr/bin` without one; an empty entry is the working
-/// directory), skipping those where it is missing or not a directory,
-/// failing with `EACCES` if it was found somewhere but not executable, and
-/// with `ENOENT` if it was found nowhere; a file the kernel will not
-/// execute (`ENOEXEC`, a script without `#!`) is run by `/bin/sh` when
-/// `scripts` is set, and is a failure otherwise. Returns the errno of the
-/// failure (it returns only on failure).
-///
-/// # Safety
-///
-/// `file` must be a NUL-terminated string, `argv` and `envp` null-terminated
-/// arrays of them.
-unsafe fn execvp(
-    file: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-    scripts: bool,
-) -> c_int {
-    // SAFETY: as the caller promised.
-    let name = unsafe { core::slice::from_raw_parts(file.cast::<u8>(), length(file)) };
-    if name.is_empty() {
-        return ENOENT;
-    }
-    if name.contains(&b'/') {
-        // SAFETY: as the caller promised.
-        return unsafe { execute(file, argv, envp, scripts) };
-    }
-    if name.len() > 255 {
-        return ENAMETOOLONG;
-    }
-    // SAFETY: as the caller promised.
-    let path = unsafe { search_path(envp) }.unwrap_or(DEFAULT_PATH);
-    let mut denied = false;
-    let mut buffer = [0u8; 4096 + 256 + 2];
-    for dir in path.split(|&byte| byte == b':') {
-        if dir.len() + name.len() + 2 > buffer.len() {
-            continue;
-        }
-        let mut end = 0;
-        if !dir.is_empty() {
-            buffer[..dir.len()].copy_from_slice(dir);
-            buffer[dir.len()] = b'/';
-            end = dir.len() + 1;
-        }
-        buffer[end..end + name.len()].copy_from_slice(name);
-        buffer[end + name.len()] = 0;
-        // SAFETY: `buffer` holds a NUL-terminated path; the rest as the
-        // caller promised.
-        match unsafe { execute(buffer.as_ptr().cast(), argv, envp, scripts) } {
-            EACCES => denied = true,
-            ENOENT | ENOTDIR | ESTALE | ENODEV | ETIMEDOUT => {}
-            error => return error,
-        }
-    }
-    if denied { EACCES } else { ENOENT }
-}
-
-/// `execve` of `path`; a file the kernel cannot execute (`ENOEXEC`) is run
-/// by `/bin/sh` with the same arguments when `scripts` is set. Returns the
-/// errno of the failure.
-///
-/// # Safety
-///
-/// `path` must be a NUL-terminated string, `argv` and `envp`
-/// null-terminated arrays of them.
-unsafe fn execute(
-    path: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-    scripts: bool,
-) -> c_int {
-    let error = -syscall!(SYS_EXECVE, path, argv, envp) as c_int;
-    if error != ENOEXEC || !scripts {
-        return error;
-    }
-    // `/bin/sh PATH ARGS...` (`argv[0]` is replaced by the path).
-    let mut words = [core::ptr::null::<c_char>(); 256];
-    words[0] = BOURNE_SHELL.as_ptr();
-    words[1] = path;
-    let mut n = 2;
-    // SAFETY: `argv` is null-terminated, as the caller promised.
-    unsafe {
-        let mut at = if (*argv).is_null() { argv } else { argv.add(1) };
-        while !(*at).is_null() {
-            if n + 1 >= words.len() {
-                return ENOEXEC;
-            }
-            words[n] = *at;
-            n += 1;
-            at = at.add(1);
-        }
-    }
-    -syscall!(SYS_EXECVE, BOURNE_SHELL.as_ptr(), words.as_ptr(), envp) as c_int
 }
 
 /// The keeper's life: reports the shell's end, sweeps on a signal, exits

@@ -32,7 +32,9 @@ pub mod child;
 mod keeper;
 mod keeper_program;
 
-pub use keeper_program::use_in_process_keeper;
+pub use keeper_program::{
+    MemoryProgram, SpawnError, sealed_memory_file, spawn_program, use_in_process_keeper,
+};
 
 use std::ffi::OsString;
 use std::io;

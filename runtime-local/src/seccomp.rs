@@ -398,6 +398,27 @@ impl Filter {
         self.programs.len()
     }
 
+    /// Each program as the kernel takes it, for a program that installs the
+    /// filter itself: its instructions' bytes, 8 per instruction (a
+    /// `struct sock_filter` each: code, jump if true, jump if false, value,
+    /// in native byte order), in the order [`install`](Self::install) hands
+    /// them over.
+    pub fn program_bytes(&self) -> Vec<Vec<u8>> {
+        self.programs
+            .iter()
+            .map(|program| {
+                let mut bytes = Vec::with_capacity(program.len() * 8);
+                for op in program {
+                    bytes.extend_from_slice(&op.code.to_ne_bytes());
+                    bytes.push(op.jt);
+                    bytes.push(op.jf);
+                    bytes.extend_from_slice(&op.k.to_ne_bytes());
+                }
+                bytes
+            })
+            .collect()
+    }
+
     /// Installs the filter on the calling thread (and so on everything it
     /// execs and starts): sets no-new-privileges, which the kernel requires
     /// of a process without `CAP_SYS_ADMIN`, then hands over each program.

@@ -43,10 +43,10 @@ use crate::plan::{Plan, Step};
 const LOST_INIT: c_int = 127;
 
 // Linux uapi constants for the mount API (<linux/mount.h>, <fcntl.h>).
-const OPEN_TREE_CLONE: c_uint = 1;
+pub(crate) const OPEN_TREE_CLONE: c_uint = 1;
 const OPEN_TREE_CLOEXEC: c_uint = libc::O_CLOEXEC as c_uint;
-const AT_RECURSIVE: c_uint = 0x8000;
-const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x4;
+pub(crate) const AT_RECURSIVE: c_uint = 0x8000;
+pub(crate) const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x4;
 /// `MOUNT_ATTR_RDONLY`.
 pub(crate) const ATTR_READ_ONLY: u64 = 0x1;
 /// `MOUNT_ATTR_NOSUID`.
@@ -55,84 +55,21 @@ pub(crate) const ATTR_NO_SUID: u64 = 0x2;
 pub(crate) const ATTR_NO_DEVICES: u64 = 0x4;
 /// `MOUNT_ATTR_NOEXEC`.
 pub(crate) const ATTR_NO_EXEC: u64 = 0x8;
-const SIOCGIFFLAGS: c_ulong = 0x8913;
-const SIOCSIFFLAGS: c_ulong = 0x8914;
+pub(crate) const SIOCGIFFLAGS: c_ulong = 0x8913;
+pub(crate) const SIOCSIFFLAGS: c_ulong = 0x8914;
 
-/// `struct mount_attr` for `mount_setattr(2)`.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+#[path = "../sandbox/kernel.rs"]
+mod kernel;
+use kernel::{InterfaceFlags, MountAttr};
 
-/// The flags part of `struct ifreq` (40 bytes on Linux).
-#[repr(C)]
-struct InterfaceFlags {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _rest: [u8; 22],
-}
+const _: () = assert!(std::mem::size_of::<InterfaceFlags>() == 40);
 
-/// Where sandbox construction failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub(crate) enum Stage {
-    /// `unshare` of the namespaces.
-    Unshare = 1,
-    /// Writing `deny` to `/proc/self/setgroups`.
-    Setgroups,
-    /// Writing `/proc/self/uid_map`.
-    UidMap,
-    /// Writing `/proc/self/gid_map`.
-    GidMap,
-    /// `sethostname`.
-    Hostname,
-    /// Bringing the loopback interface up.
-    Loopback,
-    /// `RLIMIT_NPROC`.
-    ProcessLimit,
-    /// Creating the supervisor's pipes.
-    Pipes,
-    /// Forking the init.
-    ForkInit,
-    /// The init's parent-death signal.
-    ParentDeath,
-    /// Making every mount private.
-    MakePrivate,
-    /// `open_tree` of source `index`.
-    OpenTree,
-    /// `mount_setattr` of source `index`.
-    SetAttributes,
-    /// Mounting the tmpfs the root is assembled in.
-    Staging,
-    /// Step `index` of the plan.
-    Step,
-    /// `pivot_root`.
-    PivotRoot,
-    /// Detaching the host's root.
-    DetachOldRoot,
-    /// Making the new root read-only.
-    RemountRoot,
-    /// Entering the working directory.
-    Workdir,
-    /// Forking the command.
-    ForkCommand,
-    /// Dropping capabilities.
-    DropCapabilities,
-    /// `PR_SET_NO_NEW_PRIVS`.
-    NoNewPrivileges,
-    /// `setsid`.
-    NewSession,
-    /// Installing the seccomp filter.
-    Seccomp,
-    /// Lowering quota rlimit `index` of the plan.
-    UserQuota,
-}
+#[path = "../sandbox/stage.rs"]
+mod stage;
+pub(crate) use stage::Stage;
 
 impl Stage {
-    const ALL: [Stage; 25] = [
+    const ALL: [Stage; 26] = [
         Stage::Unshare,
         Stage::Setgroups,
         Stage::UidMap,
@@ -158,6 +95,7 @@ impl Stage {
         Stage::NewSession,
         Stage::Seccomp,
         Stage::UserQuota,
+        Stage::Exec,
     ];
 
     fn from_code(code: u32) -> Option<Stage> {
@@ -409,9 +347,7 @@ fn loopback_up(report: RawFd) -> io::Result<()> {
             return Err(fail(report, Stage::Loopback, 0));
         }
         let mut request: InterfaceFlags = std::mem::zeroed();
-        for (slot, byte) in request.name.iter_mut().zip(b"lo") {
-            *slot = *byte as libc::c_char;
-        }
+        request.name[..2].copy_from_slice(b"lo");
         let mut result = Ok(());
         if libc::ioctl(socket, SIOCGIFFLAGS, &mut request) < 0 {
             result = Err(fail(report, Stage::Loopback, 1));

@@ -110,6 +110,7 @@ mod child;
 mod config;
 mod limits;
 mod plan;
+mod program;
 mod quotas;
 mod runtime;
 
@@ -127,6 +128,8 @@ use session_core::{Error, Result};
 
 pub use crate::config::{DEFAULT_TMPFS_SIZE, NamespaceConfig, Network};
 pub use crate::plan::{DEFAULT_SYSTEM_DIRS, RESERVED, STATIC_DIR, WORKDIR};
+#[doc(hidden)]
+pub use crate::program::use_fork;
 pub use crate::runtime::{NamespaceRuntime, Namespaces};
 pub use runtime_local::seccomp::Setting as SeccompSetting;
 
@@ -267,6 +270,7 @@ impl Backend for NamespaceBackend {
             probe: !proven,
         };
         let sandbox = Namespaces {
+            image: program::PlanImage::new(&plan),
             plan: Arc::new(plan),
             shape,
         };

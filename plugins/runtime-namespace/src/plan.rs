@@ -568,6 +568,7 @@ impl Plan {
             Stage::DropCapabilities => "dropping capabilities".to_owned(),
             Stage::NoNewPrivileges => "setting no-new-privileges".to_owned(),
             Stage::NewSession => "starting a new session".to_owned(),
+            Stage::Exec => "executing the command".to_owned(),
             Stage::Seccomp => format!(
                 "installing the seccomp filter (`{TYPE_NAME}.seccomp`; `unconfined` runs \
                  without one)"

@@ -1,7 +1,8 @@
 //! How the `namespace` backend starts a command: through the host-process
-//! kit ([`runtime_local::kit`]), entering its sandbox in the `pre_exec`
-//! hook ([`crate::child`]) and reading the step that failed, if one did,
-//! from a pipe the hook writes.
+//! kit ([`runtime_local::kit`]), building its sandbox in `berth-sandbox`
+//! ([`crate::program`]) or, where that program does not apply, in the
+//! `pre_exec` hook of a fork of berth ([`crate::child`]), and reading the
+//! step that failed, if one did, from a pipe both write.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,8 +12,9 @@ use runtime_local::kit::{HostRuntime, Sandbox};
 use runtime_local::process::{self, Launch, PreExec, Started};
 use session_core::assets::ResolvedAsset;
 
-use crate::child::{self, CommandSlot, Failure, REPORT_LEN};
+use crate::child::{self, CommandSlot, Failure, REPORT_LEN, Stage};
 use crate::plan::{Plan, STATIC_DIR};
+use crate::program::{self, PlanImage};
 
 /// A runtime of the `namespace` backend. Every command runs in fresh
 /// namespaces; dropping the runtime kills every command still running, and
@@ -24,6 +26,8 @@ pub type NamespaceRuntime = HostRuntime<Namespaces>;
 #[derive(Debug)]
 pub struct Namespaces {
     pub(crate) plan: Arc<Plan>,
+    /// The plan as `berth-sandbox` reads it; `None` where commands fork.
+    pub(crate) image: Option<PlanImage>,
     /// The plan's [`Plan::shape`]: a sandbox that fails to build is no
     /// longer taken as proven, so the next spawn of its shape probes again.
     pub(crate) shape: u64,
@@ -76,45 +80,106 @@ fn read_failure(report: &OwnedFd) -> Option<Failure> {
     }
 }
 
+/// Waits until the report pipe holds a record or reads as ended (every
+/// process of the sandbox closed or exec'd past it): the failure the
+/// sandbox program reported, if any.
+fn wait_failure(report: &OwnedFd) -> Option<Failure> {
+    loop {
+        let mut poll = libc::pollfd {
+            fd: report.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll(2) of one local pollfd.
+        if unsafe { libc::poll(&mut poll, 1, -1) } < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return None;
+        }
+        let mut record = [0u8; REPORT_LEN];
+        // SAFETY: read(2) into a local buffer from a non-blocking fd we own.
+        let read =
+            unsafe { libc::read(report.as_raw_fd(), record.as_mut_ptr().cast(), REPORT_LEN) };
+        if read == REPORT_LEN as isize {
+            return Failure::decode(&record);
+        }
+        if read < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock {
+            continue;
+        }
+        // Ended (0), interrupted or a record cut short.
+        if read >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return None;
+        }
+    }
+}
+
 impl Sandbox for Namespaces {
     fn start(&self, mut launch: Launch) -> Result<Started, String> {
         let (report_read, report_write) =
             report_pipe().map_err(|err| format!("cannot create the report pipe: {err}"))?;
-        let plan = Arc::clone(&self.plan);
-        let slot = CommandSlot {
-            report: report_write.as_raw_fd(),
-            last_pid: next_last_pid().to_string().into_bytes(),
+        let last_pid = next_last_pid().to_string();
+        let through_program = self
+            .image
+            .as_ref()
+            .and_then(|image| program::start(image, &launch, &last_pid, report_write.as_raw_fd()));
+        let (started, outcome) = match through_program {
+            Some(started) => {
+                drop(report_write);
+                // Nothing to wait for when the program did not start.
+                let outcome = match &started {
+                    Ok(_) => wait_failure(&report_read),
+                    Err(_) => None,
+                };
+                (started, outcome)
+            }
+            None => {
+                let plan = Arc::clone(&self.plan);
+                let slot = CommandSlot {
+                    report: report_write.as_raw_fd(),
+                    last_pid: last_pid.into_bytes(),
+                };
+                let enter = move || {
+                    // SAFETY: this closure only ever runs as the `PreExec`
+                    // hook below, in the child between fork and exec.
+                    unsafe { child::enter(&plan, &slot) }
+                };
+                // SAFETY: `child::enter` makes only async-signal-safe system
+                // calls on what `plan` and `slot` prepared before the fork,
+                // and leaves one process (the command's shell) to exec.
+                let hook = unsafe { PreExec::new(enter) };
+                launch.pre_exec = Some(hook);
+                // The pid namespace contains the tree: its init dies with the
+                // supervisor, and the kernel then kills the rest.
+                launch.keeper = false;
+                let started = process::start(&launch);
+                drop(report_write);
+                (started, read_failure(&report_read))
+            }
         };
-        let enter = move || {
-            // SAFETY: this closure only ever runs as the `PreExec` hook
-            // below, in the child between fork and exec.
-            unsafe { child::enter(&plan, &slot) }
-        };
-        // SAFETY: `child::enter` makes only async-signal-safe system calls
-        // on what `plan` and `slot` prepared before the fork, and leaves one
-        // process (the command's shell) to exec.
-        let hook = unsafe { PreExec::new(enter) };
-        launch.pre_exec = Some(hook);
-        // The pid namespace contains the tree: its init dies with the
-        // supervisor, and the kernel then kills the rest.
-        launch.keeper = false;
-        let started = process::start(&launch);
-        drop(report_write);
-        let outcome = read_failure(&report_read);
         if started.is_err() || outcome.is_some() {
             crate::proven_shapes().forget(self.shape);
         }
-        match (started, outcome) {
-            (Ok(started), None) => Ok(started),
-            (Err(err), None) => Err(format!(
+        let cannot_start = |err: std::io::Error| {
+            format!(
                 "cannot start `{}` in the sandbox: {err}",
                 launch.program.executable()
-            )),
+            )
+        };
+        match (started, outcome) {
+            (Ok(started), None) => Ok(started),
+            (Err(err), None) => Err(cannot_start(err)),
             (started, Some(failure)) => {
                 if let Ok(started) = started {
                     // A failing child hands its error to std, so `start`
-                    // fails; should one not, its process is still reaped.
+                    // fails; should one not (the sandbox program reports on
+                    // the pipe alone), its process is still reaped.
                     tokio::spawn(started.kill_and_reap());
+                }
+                if failure.stage == Stage::Exec {
+                    return Err(cannot_start(std::io::Error::from_raw_os_error(
+                        failure.errno,
+                    )));
                 }
                 Err(self.plan.describe(failure))
             }

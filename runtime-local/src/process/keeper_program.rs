@@ -83,8 +83,11 @@ const _: () = {
 /// 3 the status pipe, 4 the start-error pipe.
 const ERROR_FD: RawFd = 4;
 
-/// The executable in-memory file holding the program.
-struct Installed {
+/// A small static program in an executable, sealed in-memory file,
+/// started with [`spawn_program`]: the keeper program here, the
+/// `namespace` plugin's sandbox program there.
+#[derive(Debug)]
+pub struct MemoryProgram {
     /// The open file; `path` names it.
     file: OwnedFd,
     /// `/proc/self/fd/N`, which the spawned child resolves to its own copy
@@ -107,9 +110,17 @@ fn identity(fd: RawFd) -> io::Result<(u64, u64)> {
     Ok((stat.st_dev, stat.st_ino))
 }
 
-impl Installed {
-    /// Whether descriptor N is still the program's file.
-    fn intact(&self) -> bool {
+impl MemoryProgram {
+    /// Writes `program` (a static executable) to a new in-memory file named
+    /// `name`, seals it and checks that `/proc/self/fd` can name it. Fails
+    /// where in-memory files or `/proc` are missing.
+    pub fn install(name: &std::ffi::CStr, program: &[u8]) -> io::Result<MemoryProgram> {
+        install(name, program)
+    }
+
+    /// Whether its descriptor is still the program's file (another part of
+    /// the process may have closed it, and the number been reused).
+    pub fn intact(&self) -> bool {
         identity(self.file.as_raw_fd()).is_ok_and(|found| found == self.identity)
     }
 }
@@ -134,12 +145,12 @@ pub fn use_in_process_keeper(on: bool) {
 
 /// The program's in-memory file, written and sealed the first time it is
 /// needed; `None` where there is none.
-fn installed() -> Option<&'static Installed> {
-    static INSTALLED: OnceLock<Option<Installed>> = OnceLock::new();
+fn installed() -> Option<&'static MemoryProgram> {
+    static INSTALLED: OnceLock<Option<MemoryProgram>> = OnceLock::new();
     INSTALLED
         .get_or_init(|| {
             let program = PROGRAM?;
-            install(program)
+            install(c"berth-keeper", program)
                 .inspect_err(|err| {
                     tracing::debug!("the keeper program cannot be installed, commands fork: {err}");
                 })
@@ -148,16 +159,24 @@ fn installed() -> Option<&'static Installed> {
         .as_ref()
 }
 
-fn install(program: &[u8]) -> io::Result<Installed> {
+/// A close-on-exec in-memory file named `name` holding `bytes`, sealed so
+/// that nobody can change it, nor (kernels since 6.3) its mode;
+/// `executable` makes it one the kernel will execute.
+pub fn sealed_memory_file(
+    name: &std::ffi::CStr,
+    bytes: &[u8],
+    executable: bool,
+) -> io::Result<OwnedFd> {
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // `MFD_EXEC` says the file is meant to be executed (kernels since 6.3
     // warn without it, or refuse with `vm.memfd_noexec`); older kernels do
     // not know the flag.
-    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    let exec = if executable { libc::MFD_EXEC } else { 0 };
     // SAFETY: memfd_create(2) with a NUL-terminated name.
-    let mut fd = unsafe { libc::memfd_create(c"berth-keeper".as_ptr(), flags | libc::MFD_EXEC) };
-    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | exec) };
+    if fd < 0 && exec != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
         // SAFETY: as above.
-        fd = unsafe { libc::memfd_create(c"berth-keeper".as_ptr(), flags) };
+        fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
     }
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -165,13 +184,13 @@ fn install(program: &[u8]) -> io::Result<Installed> {
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     let file = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut written = 0;
-    while written < program.len() {
+    while written < bytes.len() {
         // SAFETY: write(2) of the rest of a live slice to our own file.
         let count = unsafe {
             libc::write(
                 file.as_raw_fd(),
-                program[written..].as_ptr().cast(),
-                program.len() - written,
+                bytes[written..].as_ptr().cast(),
+                bytes.len() - written,
             )
         };
         if count < 0 {
@@ -183,9 +202,9 @@ fn install(program: &[u8]) -> io::Result<Installed> {
         }
         written += count as usize;
     }
-    // Nobody can change the program from now on, nor (kernels since 6.3,
+    // Nobody can change the file from now on, nor (kernels since 6.3,
     // `F_SEAL_EXEC`) its mode: a command running as berth's user could
-    // otherwise `chmod` it through `/proc` and so make berth fork.
+    // otherwise `chmod` a program through `/proc` and so make berth fork.
     let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: fcntl(2) adding seals to our own file.
     let exec_sealed = unsafe {
@@ -207,6 +226,11 @@ fn install(program: &[u8]) -> io::Result<Installed> {
     {
         return Err(io::Error::last_os_error());
     }
+    Ok(file)
+}
+
+fn install(name: &std::ffi::CStr, program: &[u8]) -> io::Result<MemoryProgram> {
+    let file = sealed_memory_file(name, program, true)?;
     // The descriptor must not be one the spawned child's file actions
     // overwrite before it execs the program (a host with 0 to 4 closed).
     let file = above_targets(file)?;
@@ -216,7 +240,7 @@ fn install(program: &[u8]) -> io::Result<Installed> {
         return Err(io::Error::new(io::ErrorKind::NotFound, "no /proc/self/fd"));
     }
     let identity = identity(file.as_raw_fd())?;
-    Ok(Installed {
+    Ok(MemoryProgram {
         file,
         path,
         identity,
@@ -257,16 +281,22 @@ pub(super) fn start(launch: &Launch) -> Option<io::Result<Started>> {
     }
 }
 
-enum Spawn {
-    /// The program itself could not be executed.
+/// Why [`spawn_program`] did not start a command.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// The program itself cannot be executed here (no executable
+    /// in-memory files, say): the caller starts the command another way.
     Unusable(io::Error),
-    /// The command could not be started.
+    /// The command could not be started (no process could be made, an
+    /// argument holds a NUL byte).
     Failed(io::Error),
 }
 
-impl From<io::Error> for Spawn {
-    fn from(err: io::Error) -> Spawn {
-        Spawn::Failed(err)
+use SpawnError as Spawn;
+
+impl From<io::Error> for SpawnError {
+    fn from(err: io::Error) -> SpawnError {
+        SpawnError::Failed(err)
     }
 }
 
@@ -285,8 +315,13 @@ fn above_targets(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > ERROR_FD {
         return Ok(fd);
     }
-    // SAFETY: fcntl(2) duplicating our own descriptor.
-    let moved = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, ERROR_FD + 1) };
+    duplicate_above_targets(fd.as_raw_fd())
+}
+
+/// A close-on-exec copy of `fd` at a number of 5 or more.
+fn duplicate_above_targets(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(2) duplicating a descriptor of this process.
+    let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, ERROR_FD + 1) };
     if moved < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -301,9 +336,10 @@ struct SpawnSetup {
 }
 
 impl SpawnSetup {
-    /// The keeper's process group, signal mask and dispositions, and its
-    /// descriptors: `sources[i]` becomes descriptor `i`.
-    fn new(sources: &[RawFd; 5]) -> io::Result<Box<SpawnSetup>> {
+    /// A process group of its own, signal mask `mask`, every signal at its
+    /// default action, and its descriptors: `sources[i]` becomes
+    /// descriptor `i`.
+    fn new(sources: &[RawFd; 5], mask: &libc::sigset_t) -> io::Result<Box<SpawnSetup>> {
         fn check(code: libc::c_int) -> io::Result<()> {
             if code == 0 {
                 Ok(())
@@ -320,16 +356,13 @@ impl SpawnSetup {
             check(libc::posix_spawnattr_init(&mut setup.attributes))?;
             check(libc::posix_spawn_file_actions_init(&mut setup.actions))?;
         }
-        // The signals the program waits for, blocked from its first
-        // instruction.
-        let signals = keeper::keeper_signals();
         // SAFETY: plain setters on the initialised objects, with local sets.
         unsafe {
             let mut every: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut every);
             check(libc::posix_spawnattr_setsigmask(
                 &mut setup.attributes,
-                &signals,
+                mask,
             ))?;
             check(libc::posix_spawnattr_setsigdefault(
                 &mut setup.attributes,
@@ -365,46 +398,34 @@ impl Drop for SpawnSetup {
     }
 }
 
-fn spawn(program: &Installed, launch: &Launch) -> Result<Started, Spawn> {
-    // Everything the child needs, made before it exists.
-    let limit = |bytes: Option<u64>| match bytes {
-        Some(bytes) => c_string(bytes.to_string().as_bytes()),
-        None => c_string(b"-"),
-    };
-    let mut words = vec![
-        c_string(b"berth-keeper")?,
-        c_string(std::process::id().to_string().as_bytes())?,
-        limit(launch.rlimits.address_space)?,
-        limit(launch.rlimits.file_size)?,
-        c_string(launch.cwd.as_os_str().as_bytes())?,
-        c_string(match launch.in_shells_place {
-            InShellsPlace::No => b"0",
-            InShellsPlace::Exec => b"1",
-            InShellsPlace::Fork => b"2",
-        })?,
-    ];
-    let argv = launch.program.argv();
-    if argv.is_empty() {
-        return Err(Spawn::Failed(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the command's argv is empty",
-        )));
-    }
-    for word in &argv {
-        words.push(c_string(word.as_bytes())?);
-    }
-    let env: Vec<CString> = launch
-        .env
-        .iter()
-        .map(|(key, value)| c_string(format!("{key}={value}").as_bytes()))
-        .collect::<io::Result<_>>()?;
+/// A spawned program's pid and berth's ends of its standard pipes.
+struct Spawned {
+    pid: libc::pid_t,
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    started_at: Instant,
+}
+
+/// Starts `program` with `words` as its argv and `env` as its environment:
+/// descriptors 0 to 2 new pipes (stdin `/dev/null` without `with_stdin`),
+/// 3 and 4 `extra`, signal mask `mask`, every signal at its default
+/// action, a process group of its own.
+fn spawn_image(
+    program: &MemoryProgram,
+    words: &[CString],
+    env: &[CString],
+    with_stdin: bool,
+    extra: [OwnedFd; 2],
+    mask: &libc::sigset_t,
+) -> Result<Spawned, Spawn> {
     let mut argv_ptrs: Vec<*mut libc::c_char> =
         words.iter().map(|w| w.as_ptr().cast_mut()).collect();
     argv_ptrs.push(std::ptr::null_mut());
     let mut env_ptrs: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
     env_ptrs.push(std::ptr::null_mut());
 
-    let (stdin_parent, stdin_child) = if launch.with_stdin {
+    let (stdin_parent, stdin_child) = if with_stdin {
         let (read, write) = cloexec_pipe()?;
         (Some(write), read)
     } else {
@@ -418,16 +439,15 @@ fn spawn(program: &Installed, launch: &Launch) -> Result<Started, Spawn> {
     };
     let (stdout_read, stdout_write) = cloexec_pipe()?;
     let (stderr_read, stderr_write) = cloexec_pipe()?;
-    let (status_read, status_write) = status_pipe()?;
-    let (error_read, error_write) = cloexec_pipe()?;
+    let [third, fourth] = extra;
     let child_side = [
         above_targets(stdin_child)?,
         above_targets(stdout_write)?,
         above_targets(stderr_write)?,
-        above_targets(status_write)?,
-        above_targets(error_write)?,
+        above_targets(third)?,
+        above_targets(fourth)?,
     ];
-    let setup = SpawnSetup::new(&child_side.each_ref().map(AsRawFd::as_raw_fd))?;
+    let setup = SpawnSetup::new(&child_side.each_ref().map(AsRawFd::as_raw_fd), mask)?;
 
     let started_at = Instant::now();
     let mut pid: libc::pid_t = 0;
@@ -463,20 +483,135 @@ fn spawn(program: &Installed, launch: &Launch) -> Result<Started, Spawn> {
             _ => Spawn::Failed(err),
         });
     }
+    Ok(Spawned {
+        pid,
+        stdin: stdin_parent,
+        stdout: stdout_read,
+        stderr: stderr_read,
+        started_at,
+    })
+}
+
+/// Starts `launch` through `program`, a sandbox's own static program that
+/// contains the command's whole tree (as [`Launch::keeper`] `false` does):
+/// its argv is `words` followed by the command's argv, its environment the
+/// command's; descriptors 0 to 2 are the command's new pipes (stdin
+/// `/dev/null` without [`Launch::with_stdin`]), 3 and 4 copies of
+/// `extra`; every signal is unblocked and at its default action; it leads
+/// a process group of its own, which berth kills to end the command. The
+/// program itself arms its parent-death signal, and applies the launch's
+/// working directory and rlimits as it sees fit (they are not applied
+/// here, nor its hook or cgroup). Returns once the program runs: what it
+/// reports about the command's start is the caller's to read.
+pub fn spawn_program(
+    program: &MemoryProgram,
+    words: &[CString],
+    launch: &Launch,
+    extra: [RawFd; 2],
+) -> Result<Started, SpawnError> {
+    if !program.intact() {
+        return Err(SpawnError::Unusable(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the program's descriptor was closed or replaced by another part of this process",
+        )));
+    }
+    let argv = launch.program.argv();
+    if argv.is_empty() {
+        return Err(Spawn::Failed(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the command's argv is empty",
+        )));
+    }
+    let mut all = words.to_vec();
+    for word in &argv {
+        all.push(c_string(word.as_bytes())?);
+    }
+    let env = environment(launch)?;
+    let extra = [
+        duplicate_above_targets(extra[0])?,
+        duplicate_above_targets(extra[1])?,
+    ];
+    // SAFETY: sigemptyset on a local set.
+    let unblocked = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        set
+    };
+    let spawned = spawn_image(program, &all, &env, launch.with_stdin, extra, &unblocked)?;
+    let io = StartedIo {
+        status_read: None,
+        stdin: spawned.stdin,
+        stdout: spawned.stdout,
+        stderr: spawned.stderr,
+    };
+    adopt(spawned.pid, io, None, spawned.started_at).map_err(SpawnError::Failed)
+}
+
+fn spawn(program: &MemoryProgram, launch: &Launch) -> Result<Started, Spawn> {
+    // Everything the child needs, made before it exists.
+    let limit = |bytes: Option<u64>| match bytes {
+        Some(bytes) => c_string(bytes.to_string().as_bytes()),
+        None => c_string(b"-"),
+    };
+    let mut words = vec![
+        c_string(b"berth-keeper")?,
+        c_string(std::process::id().to_string().as_bytes())?,
+        limit(launch.rlimits.address_space)?,
+        limit(launch.rlimits.file_size)?,
+        c_string(launch.cwd.as_os_str().as_bytes())?,
+        c_string(match launch.in_shells_place {
+            InShellsPlace::No => b"0",
+            InShellsPlace::Exec => b"1",
+            InShellsPlace::Fork => b"2",
+        })?,
+    ];
+    let argv = launch.program.argv();
+    if argv.is_empty() {
+        return Err(Spawn::Failed(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the command's argv is empty",
+        )));
+    }
+    for word in &argv {
+        words.push(c_string(word.as_bytes())?);
+    }
+    let env = environment(launch)?;
+    let (status_read, status_write) = status_pipe()?;
+    let (error_read, error_write) = cloexec_pipe()?;
+    // The signals the program waits for, blocked from its first
+    // instruction.
+    let signals = keeper::keeper_signals();
+    let spawned = spawn_image(
+        program,
+        &words,
+        &env,
+        launch.with_stdin,
+        [status_write, error_write],
+        &signals,
+    )?;
     // The start-error pipe reads as ended once the command exec'd; an
     // errno on it means it did not start (the keeper then exits).
     if let Some(errno) = read_start_error(&error_read) {
-        reap(pid);
+        reap(spawned.pid);
         return Err(Spawn::Failed(io::Error::from_raw_os_error(errno)));
     }
     drop(error_read);
     let io = StartedIo {
         status_read: Some(status_read),
-        stdin: stdin_parent,
-        stdout: stdout_read,
-        stderr: stderr_read,
+        stdin: spawned.stdin,
+        stdout: spawned.stdout,
+        stderr: spawned.stderr,
     };
-    adopt(pid, io, None, started_at).map_err(Spawn::Failed)
+    adopt(spawned.pid, io, None, spawned.started_at).map_err(Spawn::Failed)
+}
+
+/// The launch's environment as `KEY=value` strings.
+fn environment(launch: &Launch) -> io::Result<Vec<CString>> {
+    launch
+        .env
+        .iter()
+        .map(|(key, value)| c_string(format!("{key}={value}").as_bytes()))
+        .collect()
 }
 
 /// Waits for the start-error pipe to end: `None` when the command exec'd,

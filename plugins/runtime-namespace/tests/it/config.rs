@@ -124,6 +124,19 @@ fn backend_message(err: &Error) -> &str {
 
 #[tokio::test]
 async fn a_sandbox_that_cannot_be_built_fails_spawn_with_the_reason() {
+    fails_spawn_with_the_reason().await;
+}
+
+/// The same when the sandbox is built in a fork of berth's process (as
+/// for a command with a cgroup) instead of `berth-sandbox`.
+#[tokio::test]
+async fn a_sandbox_built_in_a_fork_that_cannot_be_built_fails_spawn_with_the_reason() {
+    runtime_namespace::use_fork(true);
+    fails_spawn_with_the_reason().await;
+    runtime_namespace::use_fork(false);
+}
+
+async fn fails_spawn_with_the_reason() {
     // A system directory the host does not have: the kernel refuses to
     // mount it between fork and exec, and the step is named.
     let err = spawn_error(

@@ -345,3 +345,50 @@ fn check_as_another_user(workspace: &std::path::Path) {
         rt.cleanup().await.unwrap();
     });
 }
+
+/// The init's `VmSize` in kB, as the sandbox's `/proc/1/status` says.
+fn init_size(status: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmSize:"))
+        .unwrap_or_else(|| panic!("no VmSize in {status}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_sandbox_program_and_a_fork_build_the_same_sandbox() {
+    // `berth-sandbox` is a process of a few pages; a fork of berth (here
+    // the test binary) is as large as berth.
+    let script = "cat /proc/1/status; echo ---; cat /proc/1/comm; ls -a / /dev; \
+        readlink /proc/self/ns/pid >/dev/null; grep -c . /proc/self/mounts; \
+        grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; hostname; \
+        cat /proc/sys/kernel/ns_last_pid >/dev/null; ulimit -f; exit 7";
+    let mut seen = Vec::new();
+    for fork in [false, true] {
+        runtime_namespace::use_fork(fork);
+        let sb = sandbox("limits: {file_size: 1048576}").await;
+        let result = sb.rt.execute(ExecCommand::new(script)).await.unwrap();
+        runtime_namespace::use_fork(false);
+        assert_eq!(
+            (result.status, result.exit_code),
+            (ExecStatus::Exited, 7),
+            "{result:?}"
+        );
+        let out = result.stdout_lossy().to_string();
+        let (status, rest) = out.split_once("---\n").unwrap();
+        let size = init_size(status);
+        if fork {
+            assert!(size > 4096, "a fork of the test binary is {size} kB");
+        } else {
+            assert!(size < 1024, "berth-sandbox's init is {size} kB");
+        }
+        assert!(rest.starts_with("berth-init\n"), "{rest}");
+        assert!(
+            rest.ends_with("2048\n"),
+            "ulimit -f in 512-byte blocks: {rest}"
+        );
+        seen.push(rest.to_owned());
+        sb.close().await;
+    }
+    assert_eq!(seen[0], seen[1]);
+}
