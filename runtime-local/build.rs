@@ -12,7 +12,14 @@ use std::path::{Path, PathBuf};
 mod build_program;
 
 fn main() {
-    for file in ["main.rs", "abi.rs", "rt.rs", "exec.rs", "build_program.rs"] {
+    for file in [
+        "main.rs",
+        "abi.rs",
+        "rt.rs",
+        "exec.rs",
+        "dash.rs",
+        "build_program.rs",
+    ] {
         println!("cargo::rerun-if-changed=keeper/{file}");
     }
     println!("cargo::rustc-check-cfg=cfg(berth_keeper_program)");

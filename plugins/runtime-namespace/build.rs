@@ -14,7 +14,7 @@ fn main() {
     for file in ["main.rs", "abi.rs", "stage.rs"] {
         println!("cargo::rerun-if-changed=sandbox/{file}");
     }
-    for file in ["abi.rs", "rt.rs", "exec.rs", "build_program.rs"] {
+    for file in ["abi.rs", "rt.rs", "exec.rs", "dash.rs", "build_program.rs"] {
         println!("cargo::rerun-if-changed=../../runtime-local/keeper/{file}");
     }
     println!("cargo::rustc-check-cfg=cfg(berth_sandbox_program)");

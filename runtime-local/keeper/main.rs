@@ -33,7 +33,7 @@
 //!   likewise but fails to start on a file the kernel will not execute
 //!   (no `/bin/sh` for it), 2 runs `ARGV` as dash runs a simple command
 //!   (the shell's process forks the program, waits for it and ends as
-//!   dash would: [`fork_and_wait`]); the environment is the command's.
+//!   dash would: `dash.rs`); the environment is the command's.
 //!
 //! It is `no_std` and links no C library: it makes its system calls
 //! itself (x86_64 and aarch64, the only targets it is built for; the
@@ -56,15 +56,16 @@ mod abi;
 #[macro_use]
 #[path = "rt.rs"]
 mod rt;
+#[path = "dash.rs"]
+mod dash;
 #[path = "exec.rs"]
 mod exec;
 
 use abi::*;
+use dash::fork_and_wait;
 use exec::execvp;
-use rt::{exit, number, set_action, wait_for};
+use rt::{SigSet, bit, exit, number, set_action, wait_for};
 
-/// The kernel's signal set.
-type SigSet = u64;
 /// Linux's `struct rusage` on 64-bit targets.
 type Rusage = [u64; RUSAGE_WORDS];
 
@@ -90,10 +91,6 @@ fn check(result: isize) -> isize {
 }
 
 
-/// The bit of `signal` in a [`SigSet`].
-const fn bit(signal: c_int) -> SigSet {
-    1 << (signal - 1)
-}
 
 /// The signals the keeper waits for (blocked since berth started it).
 const KEEPER_SIGNALS: SigSet = bit(SIGCHLD) | bit(SIGTERM) | bit(SIGINT) | bit(SIGHUP);
@@ -232,162 +229,14 @@ unsafe fn start_shell(
     check(syscall!(SYS_FCNTL, STATUS_FD, F_SETFD, FD_CLOEXEC));
     let scripts = mode == Mode::Exec;
     if mode == Mode::Fork {
+        // The status pipe is the keeper's: neither this process nor the
+        // program has any use for it.
+        syscall!(SYS_CLOSE, STATUS_FD);
         // SAFETY: as the caller promised.
-        unsafe { fork_and_wait(command, envp) }
+        unsafe { fork_and_wait(command, envp, ERROR_FD, fail) }
     }
     // SAFETY: as the caller promised.
     fail(unsafe { execvp(*command, command, envp, scripts) })
-}
-
-/// What dash does with a simple command, in the command's first process
-/// (which leads its group and holds its pipes, as dash would): forks the
-/// program, which execs `command` (a file the kernel will not execute is
-/// a failure to start, reported on the start-error pipe), waits for it,
-/// and ends with its exit status, or, when a signal N ended it, with
-/// `128 + N` after writing dash's line for the signal to stderr. Signals
-/// that reach this process do to it what they do to dash: end it, at once,
-/// or, for SIGINT, once the program is done.
-///
-/// # Safety
-///
-/// `command` and `envp` must be null-terminated arrays of NUL-terminated
-/// strings.
-unsafe fn fork_and_wait(command: *const *const c_char, envp: *const *const c_char) -> ! {
-    syscall!(SYS_PRCTL, PR_SET_NAME, c"berth-sh".as_ptr());
-    // The status pipe is the keeper's: neither this process nor the
-    // program has any use for it.
-    syscall!(SYS_CLOSE, STATUS_FD);
-    // dash catches SIGINT while it waits: the program runs on, and dash
-    // ends by SIGINT once it is done. Held blocked here, it waits as well.
-    let interrupt: SigSet = bit(SIGINT);
-    let unblocked: SigSet = 0;
-    let set_mask = |mask: &SigSet| {
-        syscall!(
-            SYS_RT_SIGPROCMASK,
-            SIG_SETMASK,
-            mask as *const SigSet,
-            0,
-            SIGSET_BYTES
-        )
-    };
-    check(set_mask(&interrupt));
-    // A fork: the program's parent-death signal is cleared, as under dash.
-    let program = check(syscall!(SYS_CLONE, SIGCHLD, 0, 0, 0, 0));
-    if program == 0 {
-        check(set_mask(&unblocked));
-        // SAFETY: as the caller promised.
-        fail(unsafe { execvp(*command, command, envp, false) })
-    }
-    // The start-error pipe stays with the program until its exec.
-    syscall!(SYS_CLOSE, ERROR_FD);
-    let Some(status) = wait_for(program) else {
-        exit(127)
-    };
-    let no_wait: [i64; 2] = [0, 0];
-    let pending = syscall!(
-        SYS_RT_SIGTIMEDWAIT,
-        &interrupt as *const SigSet,
-        0,
-        &no_wait as *const [i64; 2],
-        SIGSET_BYTES
-    );
-    if pending == SIGINT as isize {
-        syscall!(SYS_KILL, syscall!(SYS_GETPID), SIGINT);
-        set_mask(&unblocked);
-        exit(128 + SIGINT);
-    }
-    let signal = status & 0x7f;
-    if signal == 0 {
-        exit((status >> 8) & 0xff);
-    }
-    let mut line = [0u8; 64];
-    let length = signal_line(signal, status & 0x80 != 0, &mut line);
-    if length > 0 {
-        syscall!(SYS_WRITE, 2, line.as_ptr(), length);
-    }
-    exit(128 + signal)
-}
-
-/// What dash writes to stderr when the command it waits for dies of
-/// `signal` (nothing for SIGINT and SIGPIPE): the C library's description
-/// of the signal in the C locale, `" (core dumped)"`, a newline. Returns
-/// the length written into `line`.
-fn signal_line(signal: c_int, core_dumped: bool, line: &mut [u8; 64]) -> usize {
-    const NAMES: [&[u8]; 32] = [
-        b"Unknown signal 0",
-        b"Hangup",
-        b"",
-        b"Quit",
-        b"Illegal instruction",
-        b"Trace/breakpoint trap",
-        b"Aborted",
-        b"Bus error",
-        b"Floating point exception",
-        b"Killed",
-        b"User defined signal 1",
-        b"Segmentation fault",
-        b"User defined signal 2",
-        b"",
-        b"Alarm clock",
-        b"Terminated",
-        b"Stack fault",
-        b"Child exited",
-        b"Continued",
-        b"Stopped (signal)",
-        b"Stopped",
-        b"Stopped (tty input)",
-        b"Stopped (tty output)",
-        b"Urgent I/O condition",
-        b"CPU time limit exceeded",
-        b"File size limit exceeded",
-        b"Virtual timer expired",
-        b"Profiling timer expired",
-        b"Window changed",
-        b"I/O possible",
-        b"Power failure",
-        b"Bad system call",
-    ];
-    if signal == SIGINT || signal == SIGPIPE {
-        return 0;
-    }
-    let mut end = 0;
-    let mut put = |bytes: &[u8]| {
-        for &byte in bytes {
-            if end < line.len() {
-                line[end] = byte;
-                end += 1;
-            }
-        }
-    };
-    // glibc keeps signals 32 and 33 for itself and numbers the real-time
-    // signals from its SIGRTMIN, 34.
-    let (text, number): (&[u8], Option<c_int>) = match signal {
-        1..=31 => (NAMES[signal as usize], None),
-        34..=64 => (b"Real-time signal ", Some(signal - 34)),
-        _ => (b"Unknown signal ", Some(signal)),
-    };
-    put(text);
-    if let Some(number) = number {
-        let mut digits = [0u8; 3];
-        let mut count = 0;
-        let mut rest = number;
-        loop {
-            digits[count] = b'0' + (rest % 10) as u8;
-            count += 1;
-            rest /= 10;
-            if rest == 0 || count == digits.len() {
-                break;
-            }
-        }
-        for at in (0..count).rev() {
-            put(&digits[at..=at]);
-        }
-    }
-    if core_dumped {
-        put(b" (core dumped)");
-    }
-    put(b"\n");
-    end
 }
 
 /// The keeper's life: reports the shell's end, sweeps on a signal, exits

@@ -203,6 +203,14 @@ pub(crate) fn exit(code: c_int) -> ! {
     }
 }
 
+/// The kernel's signal set.
+pub(crate) type SigSet = u64;
+
+/// The bit of `signal` in a [`SigSet`].
+pub(crate) const fn bit(signal: c_int) -> SigSet {
+    1 << (signal - 1)
+}
+
 /// Waits for child `pid` to end: its wait status, or `None` when it is not
 /// (or no longer) a child of this process.
 pub(crate) fn wait_for(pid: isize) -> Option<c_int> {

@@ -118,6 +118,15 @@ pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
     fn skips_the_shell(&self) -> bool {
         false
     }
+
+    /// The command's working directory as the command sees it, where that
+    /// is not the workspace's host path (a sandbox with a root of its own):
+    /// the `PWD` a shell there would set, for a command that skips the
+    /// shell ([`Sandbox::skips_the_shell`]). The default is `None`: the
+    /// workspace's physical path on the host.
+    fn working_directory(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What a [`HostRuntime`] takes besides its [`Sandbox`]: what the `local`
@@ -400,22 +409,23 @@ impl<S: Sandbox> HostRuntime<S> {
         // cannot stand in for the shell ([`Launch::in_shells_place`]).
         let cgroup = limited && !inner.settings.cgroup_limits.is_empty();
         let direct = match inner.sandbox.skips_the_shell() && !cgroup {
-            true => inner
-                .physical_workspace
-                .get_or_init(|| {
-                    let physical = std::fs::canonicalize(&inner.workspace).ok()?;
-                    physical.into_os_string().into_string().ok()
-                })
-                .as_deref()
-                .and_then(|physical| {
-                    direct_exec(
-                        &inner.settings.shell,
-                        &cmd.command,
-                        &env,
-                        &inner.workspace,
-                        physical,
-                    )
-                }),
+            true => {
+                let inside = inner.sandbox.working_directory();
+                let workdir = inside.map_or(inner.workspace.as_path(), Path::new);
+                inside
+                    .or_else(|| {
+                        inner
+                            .physical_workspace
+                            .get_or_init(|| {
+                                let physical = std::fs::canonicalize(&inner.workspace).ok()?;
+                                physical.into_os_string().into_string().ok()
+                            })
+                            .as_deref()
+                    })
+                    .and_then(|physical| {
+                        direct_exec(&inner.settings.shell, &cmd.command, &env, workdir, physical)
+                    })
+            }
             false => None,
         };
         // A program that cannot be started this way is left to the shell,

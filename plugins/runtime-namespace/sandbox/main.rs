@@ -30,9 +30,12 @@
 //!   file, see [`Plan`] for its layout);
 //! * every signal at its default action and unblocked, a process group of
 //!   its own;
-//! * `argv`: `berth-sandbox HOST_PID PLAN_LEN LAST_PID FSIZE_LIMIT
+//! * `argv`: `berth-sandbox HOST_PID PLAN_LEN LAST_PID FSIZE_LIMIT MODE
 //!   ARGV...`: berth's pid, the plan's length in bytes, the pid after which
-//!   the command's pids start, the file size limit in bytes or `-`; the
+//!   the command's pids start, the file size limit in bytes or `-`, and how
+//!   the command's process runs `ARGV` (as `berth-keeper`'s `MODE`: 0
+//!   execs it as `execvp` does, 1 likewise but a file the kernel will not
+//!   execute fails to start, 2 forks it and waits as dash would); the
 //!   environment is the command's.
 //!
 //! Like `berth-keeper`, whose run-time (`rt.rs`), `execvp` (`exec.rs`)
@@ -50,6 +53,8 @@ mod abi;
 #[macro_use]
 #[path = "../../../runtime-local/keeper/rt.rs"]
 mod rt;
+#[path = "../../../runtime-local/keeper/dash.rs"]
+mod dash;
 #[path = "../../../runtime-local/keeper/exec.rs"]
 mod exec;
 #[path = "abi.rs"]
@@ -61,6 +66,7 @@ mod kernel;
 mod stage;
 
 use abi::*;
+use dash::fork_and_wait;
 use exec::execvp;
 use rt::{exit, number, set_action, wait_for};
 use kernel::{InterfaceFlags, MountAttr};
@@ -171,19 +177,30 @@ impl Plan {
 }
 
 fn main(argc: usize, argv: *const *const c_char, envp: *const *const c_char) -> ! {
-    if argc < 6 {
+    if argc < 7 {
         exit(LOST_INIT); // Not started by berth.
     }
     // SAFETY: argv holds argc pointers to NUL-terminated strings and a
     // terminating null pointer, as exec left them.
-    let (host, plan_len, last_pid, file_size, command) = unsafe {
+    let (host, plan_len, last_pid, file_size, mode, command) = unsafe {
         (
             number(*argv.add(1)),
             number(*argv.add(2)),
             *argv.add(3),
             number(*argv.add(4)),
-            argv.add(5),
+            number(*argv.add(5)),
+            argv.add(6),
         )
+    };
+    let Some(mode @ 0..=2) = mode else {
+        exit(LOST_INIT)
+    };
+    let launch = Launch {
+        last_pid,
+        file_size,
+        mode,
+        command,
+        envp,
     };
     // berth's death (the thread that started it, with berth) kills the
     // sandbox: the init follows its supervisor, the namespace its init.
@@ -272,15 +289,18 @@ fn main(argc: usize, argv: *const *const c_char, envp: *const *const c_char) -> 
     }
     syscall!(SYS_CLOSE, status[0]);
     syscall!(SYS_CLOSE, lifeline[1]);
-    init_sandbox(
-        &mut plan,
-        status[1],
-        lifeline[0],
-        last_pid,
-        file_size,
-        command,
-        envp,
-    )
+    init_sandbox(&mut plan, status[1], lifeline[0], &launch)
+}
+
+/// What the command's process needs from the argv.
+struct Launch {
+    /// The pid offset (NUL-terminated decimal).
+    last_pid: *const c_char,
+    file_size: Option<u64>,
+    /// 0, 1 or 2 (see the module documentation).
+    mode: u64,
+    command: *const *const c_char,
+    envp: *const *const c_char,
 }
 
 fn uid_path() -> *const u8 {
@@ -411,15 +431,7 @@ fn end_like(status: c_int) -> ! {
 }
 
 /// The init: builds the root, forks the command, reaps until it ends.
-fn init_sandbox(
-    plan: &mut Plan,
-    status_pipe: c_int,
-    lifeline: c_int,
-    last_pid: *const c_char,
-    file_size: Option<u64>,
-    command: *const *const c_char,
-    envp: *const *const c_char,
-) -> ! {
+fn init_sandbox(plan: &mut Plan, status_pipe: c_int, lifeline: c_int, launch: &Launch) -> ! {
     syscall!(SYS_PRCTL, PR_SET_NAME, c"berth-init".as_ptr());
     // If the supervisor dies (killed with its group, or with berth), so
     // does the init, and with it the whole pid namespace.
@@ -451,10 +463,10 @@ fn init_sandbox(
     // SAFETY: berth passes the pid offset as a NUL-terminated string.
     let last_pid = unsafe {
         let mut len = 0;
-        while *last_pid.add(len) != 0 {
+        while *launch.last_pid.add(len) != 0 {
             len += 1;
         }
-        core::slice::from_raw_parts(last_pid.cast::<u8>(), len)
+        core::slice::from_raw_parts(launch.last_pid.cast::<u8>(), len)
     };
     build_root(plan, last_pid);
     let child = check(
@@ -464,7 +476,7 @@ fn init_sandbox(
     );
     if child == 0 {
         syscall!(SYS_CLOSE, status_pipe);
-        enter_command(plan, file_size, command, envp)
+        enter_command(plan, launch)
     }
     close_all_except([status_pipe, status_pipe]);
     reap_until(child, status_pipe)
@@ -722,12 +734,7 @@ fn run_step(plan: &mut Plan, trees: &[c_int], last_pid: &[u8]) -> isize {
 /// The command's own setup, then its exec: a session of its own, no
 /// capability surviving exec, no exec gaining privileges, the seccomp
 /// filter last (everything the command starts inherits it).
-fn enter_command(
-    plan: &mut Plan,
-    file_size: Option<u64>,
-    command: *const *const c_char,
-    envp: *const *const c_char,
-) -> ! {
+fn enter_command(plan: &mut Plan, launch: &Launch) -> ! {
     check(syscall!(SYS_SETSID), Stage::NewSession, 0);
     for capability in 0..64 {
         let dropped = syscall!(SYS_PRCTL, PR_CAPBSET_DROP, capability);
@@ -766,7 +773,7 @@ fn enter_command(
             0,
         );
     }
-    if let Some(bytes) = file_size {
+    if let Some(bytes) = launch.file_size {
         let limit = Rlimit {
             current: bytes,
             max: bytes,
@@ -784,8 +791,17 @@ fn enter_command(
         // above 2.
         syscall!(SYS_FCNTL, REPORT_FD, F_SETFD, FD_CLOEXEC);
     }
-    // SAFETY: argv's words from `command` on are the command's argv,
-    // null-terminated, and envp is the environment exec left.
-    let errno = unsafe { execvp(*command, command, envp, true) };
+    let (command, envp) = (launch.command, launch.envp);
+    if launch.mode == 2 {
+        // SAFETY: argv's words from `command` on are the command's argv,
+        // null-terminated, and envp is the environment exec left.
+        unsafe { fork_and_wait(command, envp, REPORT_FD, fail_exec) }
+    }
+    // SAFETY: as above.
+    fail_exec(unsafe { execvp(*command, command, envp, launch.mode == 0) })
+}
+
+/// Reports a failed exec of the command and ends this process.
+fn fail_exec(errno: c_int) -> ! {
     fail(Stage::Exec, 0, errno)
 }

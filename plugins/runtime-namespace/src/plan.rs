@@ -176,6 +176,9 @@ pub(crate) struct Plan {
     pub(crate) seccomp: Option<Filter>,
     /// What each step does, for messages.
     step_descriptions: Vec<String>,
+    /// Whether the shell that runs commands is, in the sandbox, the host's
+    /// own file at the same path ([`shows_host_file`]).
+    pub(crate) host_shell: bool,
 }
 
 /// What appears at one path of the sandbox.
@@ -257,6 +260,7 @@ impl Plan {
         ctx: &SpawnContext,
     ) -> Result<Plan> {
         let entries = entries(config, spec, ctx)?;
+        let host_shell = shows_host_file(&entries, &config.shell);
         let seccomp = config.seccomp_filter(spec)?;
         let quotas = quotas::plan(config.seccomp == Setting::Default);
         let mut sources = Vec::new();
@@ -441,6 +445,7 @@ impl Plan {
             workdir: CString::new(WORKDIR).expect("static path"),
             seccomp,
             step_descriptions,
+            host_shell,
         })
     }
 
@@ -579,6 +584,30 @@ impl Plan {
             std::io::Error::from_raw_os_error(failure.errno)
         )
     }
+}
+
+/// Whether `path` names in the sandbox the host's file of the same path:
+/// the deepest entry above it (or at it) is a bind of the same host path,
+/// or a symlink the host has too; and the file it resolves to on the host
+/// lies under a bind of the same host path.
+fn shows_host_file(entries: &[Entry], path: &Path) -> bool {
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let covering = |path: &Path| {
+        entries
+            .iter()
+            .filter(|entry| path.starts_with(&entry.target))
+            .max_by_key(|entry| entry.target.components().count())
+    };
+    let same = |entry: &Entry| match &entry.kind {
+        Kind::Bind { source, .. } => *source == entry.target,
+        Kind::Symlink(link) => std::fs::read_link(&entry.target).is_ok_and(|host| host == *link),
+        Kind::Tmpfs { .. } | Kind::Proc => false,
+    };
+    covering(path).is_some_and(same)
+        && covering(&real)
+            .is_some_and(|entry| matches!(entry.kind, Kind::Bind { .. }) && same(entry))
 }
 
 /// Everything that appears in the sandbox, sorted so that a mount comes

@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use runtime_local::process::{
-    Launch, MemoryProgram, SpawnError, Started, sealed_memory_file, spawn_program,
+    InShellsPlace, Launch, MemoryProgram, SpawnError, Started, sealed_memory_file, spawn_program,
 };
 
 use crate::plan::{Plan, Step};
@@ -293,6 +293,12 @@ pub(crate) fn start(
         image.len.clone(),
         CString::new(last_pid).expect("no NUL in a number"),
         CString::new(limit).expect("no NUL in a number"),
+        match launch.in_shells_place {
+            InShellsPlace::No => c"0",
+            InShellsPlace::Exec => c"1",
+            InShellsPlace::Fork => c"2",
+        }
+        .to_owned(),
     ];
     match spawn_program(program, &words, launch, [report, image.file.as_raw_fd()]) {
         Ok(started) => Some(Ok(started)),

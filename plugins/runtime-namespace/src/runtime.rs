@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use runtime_local::kit::{HostRuntime, Sandbox};
-use runtime_local::process::{self, Launch, PreExec, Started};
+use runtime_local::process::{self, InShellsPlace, Launch, PreExec, Started};
 use session_core::assets::ResolvedAsset;
 
 use crate::child::{self, CommandSlot, Failure, REPORT_LEN, Stage};
-use crate::plan::{Plan, STATIC_DIR};
+use crate::plan::{Plan, STATIC_DIR, WORKDIR};
 use crate::program::{self, PlanImage};
 
 /// A runtime of the `namespace` backend. Every command runs in fresh
@@ -123,6 +123,12 @@ impl Sandbox for Namespaces {
             .image
             .as_ref()
             .and_then(|image| program::start(image, &launch, &last_pid, report_write.as_raw_fd()));
+        let direct = launch.in_shells_place != InShellsPlace::No;
+        if through_program.is_none() && direct {
+            // Only the program stands in for the shell; the kit then
+            // hands the command to the shell.
+            return Err("a command skips the shell only through berth-sandbox".to_owned());
+        }
         let (started, outcome) = match through_program {
             Some(started) => {
                 drop(report_write);
@@ -157,7 +163,10 @@ impl Sandbox for Namespaces {
                 (started, read_failure(&report_read))
             }
         };
-        if started.is_err() || outcome.is_some() {
+        // A program that cannot be executed in the shell's place says
+        // nothing of the sandbox: the kit hands the command to the shell.
+        let exec_failed = outcome.is_some_and(|failure| failure.stage == Stage::Exec);
+        if (started.is_err() || outcome.is_some()) && !(direct && exec_failed) {
             crate::proven_shapes().forget(self.shape);
         }
         let cannot_start = |err: std::io::Error| {
@@ -184,6 +193,17 @@ impl Sandbox for Namespaces {
                 Err(self.plan.describe(failure))
             }
         }
+    }
+
+    /// A command of literal words skips the shell when the sandbox's shell
+    /// is the host's own file (dash, as the kit checks) and `berth-sandbox`
+    /// starts the commands.
+    fn skips_the_shell(&self) -> bool {
+        self.image.is_some() && self.plan.host_shell
+    }
+
+    fn working_directory(&self) -> Option<&str> {
+        Some(WORKDIR)
     }
 
     fn asset_path(&self, asset: &ResolvedAsset) -> String {

@@ -392,3 +392,57 @@ async fn the_sandbox_program_and_a_fork_build_the_same_sandbox() {
     }
     assert_eq!(seen[0], seen[1]);
 }
+
+#[tokio::test]
+async fn a_command_of_literal_words_skips_the_shell_and_behaves_as_under_it() {
+    let sb = sandbox("").await;
+    let parent = "python3 -c 'import os; \
+        print(open(\"/proc/%d/comm\" % os.getppid()).read().strip(), os.environ[\"PWD\"])'";
+    // dash would fork the program and wait: berth-sandbox does it in
+    // dash's place; `exec` words are executed by the command's process.
+    let out = stdout_of(sb.rt.as_ref(), parent).await;
+    assert_eq!(out, "berth-sh /workspace\n");
+    let out = stdout_of(sb.rt.as_ref(), &format!("exec {parent}")).await;
+    assert_eq!(out, "berth-init /workspace\n");
+    // What the program cannot be is left to the shell, as before.
+    let missing = sb
+        .rt
+        .execute(ExecCommand::new("no-such-program x"))
+        .await
+        .unwrap();
+    assert_eq!(missing.exit_code, 127, "{missing:?}");
+    assert!(
+        missing
+            .stderr_lossy()
+            .contains("no-such-program: not found"),
+        "{missing:?}"
+    );
+    std::fs::write(
+        sb.workspace().join("script"),
+        "echo from a script with no interpreter line\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        sb.workspace().join("script"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    assert_eq!(
+        stdout_of(sb.rt.as_ref(), "./script").await,
+        "from a script with no interpreter line\n"
+    );
+    // A signal's death as dash reports it.
+    let killed = sb
+        .rt
+        .execute(ExecCommand::new(
+            "python3 -c 'import os; os.kill(os.getpid(), 11)'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(killed.exit_code, 139, "{killed:?}");
+    assert!(
+        killed.stderr_lossy().contains("Segmentation fault"),
+        "{killed:?}"
+    );
+    sb.close().await;
+}
