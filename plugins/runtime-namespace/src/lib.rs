@@ -50,7 +50,13 @@
 //! everything else in the namespace. So nothing a command starts outlives
 //! it — not on exit, timeout, kill, cleanup, nor when the host dies (the
 //! init has a parent-death signal). The command starts with only
-//! descriptors 0, 1 and 2, whatever the host left open.
+//! descriptors 0, 1 and 2, whatever the host left open. The supervisor and
+//! the init are `berth-sandbox`, a static program of a few KiB that berth
+//! starts without copying its own process; a command with a cgroup to
+//! join builds the same sandbox in a fork of berth. Where the sandbox's
+//! `/bin/sh` is the host's dash, a command of literal words (`python3 -c
+//! pass`) starts its program in the shell's place, as a local command
+//! does, with `PWD` set to `/workspace`.
 //!
 //! **Limits.** `limits.pids`, `limits.memory` (tmpfs pages included) and
 //! `limits.cpus` are enforced by a cgroup per command, also when berth runs
