@@ -9,6 +9,7 @@
 mod numbers {
     pub(crate) const SYS_MMAP: usize = 9;
     pub(crate) const SYS_IOCTL: usize = 16;
+    pub(crate) const SYS_CAPSET: usize = 126;
     pub(crate) const SYS_SOCKET: usize = 41;
     pub(crate) const SYS_SETSID: usize = 112;
     pub(crate) const SYS_PIVOT_ROOT: usize = 155;
@@ -30,6 +31,7 @@ mod numbers {
 mod numbers {
     pub(crate) const SYS_MMAP: usize = 222;
     pub(crate) const SYS_IOCTL: usize = 29;
+    pub(crate) const SYS_CAPSET: usize = 91;
     pub(crate) const SYS_SOCKET: usize = 198;
     pub(crate) const SYS_SETSID: usize = 157;
     pub(crate) const SYS_PIVOT_ROOT: usize = 41;
@@ -83,5 +85,7 @@ pub(crate) const PR_CAP_AMBIENT_CLEAR_ALL: i32 = 4;
 pub(crate) const SECCOMP_SET_MODE_FILTER: u32 = 1;
 pub(crate) const CLOSE_RANGE_CLOEXEC: u32 = 4;
 pub(crate) const SIG_UNBLOCK: i32 = 1;
+/// `_LINUX_CAPABILITY_VERSION_3`.
+pub(crate) const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 pub(crate) const EEXIST: i32 = 17;
 pub(crate) const EIO: i32 = 5;

@@ -27,7 +27,11 @@
 //!   report pipe's write end (a failure is written as a 12-byte record:
 //!   stage, index, errno, each a native 32-bit integer; the pipe reads as
 //!   ended, empty, once the command exec'd); 4: the plan (an in-memory
-//!   file, see [`Plan`] for its layout);
+//!   file, see [`Plan`] for its layout); 5: the status pipe, on which the
+//!   supervisor writes the command's wait status and `struct rusage` when
+//!   it ends, as `berth-keeper` does (the init reaps it and hands the
+//!   record on), so that berth's figures are the command's, not those of
+//!   this program (whose start shared berth's memory);
 //! * every signal at its default action and unblocked, a process group of
 //!   its own;
 //! * `argv`: `berth-sandbox HOST_PID PLAN_LEN LAST_PID FSIZE_LIMIT MODE
@@ -76,6 +80,12 @@ use stage::Stage;
 /// The report pipe and the plan.
 const REPORT_FD: c_int = 3;
 const PLAN_FD: c_int = 4;
+/// The status pipe to berth.
+const STATUS_FD: c_int = 5;
+
+/// The command's end as the init hands it on and the supervisor reports
+/// it: the wait status, then `struct rusage`.
+const RECORD_LEN: usize = 4 + 8 * RUSAGE_WORDS;
 
 /// Exit status when the init vanished without a word (as `src/child.rs`).
 const LOST_INIT: c_int = 127;
@@ -92,6 +102,22 @@ struct PollFd {
     fd: c_int,
     events: i16,
     revents: i16,
+}
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
 }
 
 /// `struct sock_fprog`.
@@ -208,6 +234,16 @@ fn main(argc: usize, argv: *const *const c_char, envp: *const *const c_char) -> 
     if host.is_none_or(|host| syscall!(SYS_GETPPID) as u64 != host) {
         exit(137);
     }
+    // Whatever berth's caller left open without close-on-exec came along:
+    // none of it is the sandbox's (only 0 to 2, the report pipe and the
+    // plan are).
+    close_between(STATUS_FD as u32 + 1, u32::MAX);
+    // glibc's posix_spawn leaves its two internal signals (32 and 33)
+    // ignored, and an ignored signal stays ignored across exec: every
+    // signal starts at its default action, as in a fork of berth.
+    for signal in [32, 33] {
+        set_action(signal, SIG_DFL);
+    }
     syscall!(SYS_PRCTL, PR_SET_NAME, c"berth-supervise".as_ptr());
     let plan_len = plan_len.unwrap_or(0) as usize;
     let map = syscall!(SYS_MMAP, 0, plan_len, PROT_READ, MAP_PRIVATE, PLAN_FD, 0);
@@ -289,6 +325,7 @@ fn main(argc: usize, argv: *const *const c_char, envp: *const *const c_char) -> 
     }
     syscall!(SYS_CLOSE, status[0]);
     syscall!(SYS_CLOSE, lifeline[1]);
+    syscall!(SYS_CLOSE, STATUS_FD);
     init_sandbox(&mut plan, status[1], lifeline[0], &launch)
 }
 
@@ -378,32 +415,40 @@ fn close_between(first: u32, last: u32) {
     }
 }
 
-/// Closes every descriptor except the one or two in `keep`.
-fn close_all_except(keep: [c_int; 2]) {
-    let low = keep[0].min(keep[1]) as u32;
-    let high = keep[0].max(keep[1]) as u32;
-    if low > 0 {
-        close_between(0, low - 1);
+/// Closes every descriptor except those in `keep`.
+fn close_all_except(keep: &mut [c_int]) {
+    keep.sort_unstable();
+    let mut next: u32 = 0;
+    for &fd in keep.iter() {
+        let fd = fd as u32;
+        if fd > next {
+            close_between(next, fd - 1);
+        }
+        next = next.max(fd + 1);
     }
-    close_between(low + 1, high.saturating_sub(1));
-    close_between(high + 1, u32::MAX);
+    close_between(next, u32::MAX);
 }
 
-/// The supervisor: waits for the init, then ends as the command ended.
+/// The supervisor: waits for the init, reports the command's end to berth,
+/// then ends as the command ended.
 fn supervise(init: isize, status_pipe: c_int, lifeline: c_int) -> ! {
-    // Nothing of berth's stays open here: not the command's pipes (berth
-    // sees their end when the sandbox is gone), not the report pipe.
-    close_all_except([status_pipe, lifeline]);
+    // Nothing else of berth's stays open here: not the command's pipes
+    // (berth sees their end when the sandbox is gone), not the report pipe.
+    close_all_except(&mut [status_pipe, lifeline, STATUS_FD]);
     let Some(init_status) = wait_for(init) else {
         exit(LOST_INIT)
     };
-    let mut word = [0u8; 4];
-    let read = syscall!(SYS_READ, status_pipe, word.as_mut_ptr(), word.len());
-    let status = if read == 4 {
-        c_int::from_ne_bytes(word)
-    } else {
-        init_status
-    };
+    let mut record = [0u8; RECORD_LEN];
+    let read = syscall!(SYS_READ, status_pipe, record.as_mut_ptr(), record.len());
+    if read != RECORD_LEN as isize {
+        // The init died before the command ended (killed with berth, or
+        // by berth): nothing to report, the status pipe ends empty.
+        end_like(init_status)
+    }
+    // One write below PIPE_BUF is atomic; a berth that is gone only loses
+    // the record.
+    syscall!(SYS_WRITE, STATUS_FD, record.as_ptr(), record.len());
+    let status = c_int::from_ne_bytes([record[0], record[1], record[2], record[3]]);
     end_like(status)
 }
 
@@ -478,20 +523,31 @@ fn init_sandbox(plan: &mut Plan, status_pipe: c_int, lifeline: c_int, launch: &L
         syscall!(SYS_CLOSE, status_pipe);
         enter_command(plan, launch)
     }
-    close_all_except([status_pipe, status_pipe]);
+    close_all_except(&mut [status_pipe]);
     reap_until(child, status_pipe)
 }
 
 /// Reaps every process that ends in the namespace until `command` does,
-/// then hands its wait status to the supervisor and exits (the kernel then
-/// kills whatever else runs in the namespace).
+/// then hands its wait status and usage to the supervisor and exits (the
+/// kernel then kills whatever else runs in the namespace).
 fn reap_until(command: isize, status_pipe: c_int) -> ! {
     loop {
         let mut status: c_int = 0;
-        let reaped = syscall!(SYS_WAIT4, -1isize, &mut status as *mut c_int, 0, 0);
+        let mut usage = [0u64; RUSAGE_WORDS];
+        let reaped = syscall!(
+            SYS_WAIT4,
+            -1isize,
+            &mut status as *mut c_int,
+            0,
+            usage.as_mut_ptr()
+        );
         if reaped == command {
-            let word = status.to_ne_bytes();
-            syscall!(SYS_WRITE, status_pipe, word.as_ptr(), word.len());
+            let mut record = [0u8; RECORD_LEN];
+            record[..4].copy_from_slice(&status.to_ne_bytes());
+            for (chunk, word) in record[4..].chunks_exact_mut(8).zip(usage) {
+                chunk.copy_from_slice(&word.to_ne_bytes());
+            }
+            syscall!(SYS_WRITE, status_pipe, record.as_ptr(), record.len());
             // A pid namespace's init cannot kill itself with a signal; the
             // supervisor reads the exact status from the pipe anyway.
             let signal = status & 0x7f;
@@ -749,11 +805,51 @@ fn enter_command(plan: &mut Plan, launch: &Launch) -> ! {
         Stage::DropCapabilities,
         64,
     );
+    // No capability is left to this process either: in dash's place it
+    // stays beside the command (mode 2) without ever executing.
+    let header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let none = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    check(
+        syscall!(
+            SYS_CAPSET,
+            &header as *const CapHeader,
+            none.as_ptr()
+        ),
+        Stage::DropCapabilities,
+        65,
+    );
     check(
         syscall!(SYS_PRCTL, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
         Stage::NoNewPrivileges,
         0,
     );
+    // Before the filter, which may refuse the calls: the file size limit,
+    // and only 0, 1 and 2 surviving the exec (the report pipe, the one
+    // descriptor left above them, reads as ended once it happened).
+    if let Some(bytes) = launch.file_size {
+        let limit = Rlimit {
+            current: bytes,
+            max: bytes,
+        };
+        check(
+            syscall!(SYS_PRLIMIT64, 0, RLIMIT_FSIZE, &limit as *const Rlimit, 0),
+            Stage::Exec,
+            0,
+        );
+    }
+    check(
+        syscall!(SYS_FCNTL, REPORT_FD, F_SETFD, FD_CLOEXEC),
+        Stage::Exec,
+        0,
+    );
+    close_between(REPORT_FD as u32 + 1, u32::MAX);
     let programs = plan.word();
     for _ in 0..programs {
         let instructions = plan.word() as usize;
@@ -772,24 +868,6 @@ fn enter_command(plan: &mut Plan, launch: &Launch) -> ! {
             Stage::Seccomp,
             0,
         );
-    }
-    if let Some(bytes) = launch.file_size {
-        let limit = Rlimit {
-            current: bytes,
-            max: bytes,
-        };
-        check(
-            syscall!(SYS_PRLIMIT64, 0, RLIMIT_FSIZE, &limit as *const Rlimit, 0),
-            Stage::Exec,
-            0,
-        );
-    }
-    // Only 0, 1 and 2 survive the exec; the report pipe reads as ended
-    // once it happened.
-    if syscall!(SYS_CLOSE_RANGE, 3, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
-        // Kernels before 5.11: the report pipe is the only descriptor left
-        // above 2.
-        syscall!(SYS_FCNTL, REPORT_FD, F_SETFD, FD_CLOEXEC);
     }
     let (command, envp) = (launch.command, launch.envp);
     if launch.mode == 2 {

@@ -48,6 +48,7 @@ const _: () = {
         ours as libc::c_long == theirs
     }
     assert!(sys(SYS_MMAP, libc::SYS_mmap) && sys(SYS_IOCTL, libc::SYS_ioctl));
+    assert!(sys(SYS_CAPSET, libc::SYS_capset));
     assert!(sys(SYS_SOCKET, libc::SYS_socket) && sys(SYS_SETSID, libc::SYS_setsid));
     assert!(sys(SYS_PIVOT_ROOT, libc::SYS_pivot_root) && sys(SYS_MOUNT, libc::SYS_mount));
     assert!(sys(SYS_UMOUNT2, libc::SYS_umount2));
@@ -131,6 +132,12 @@ pub(crate) struct PlanImage {
     file: OwnedFd,
     /// Its length, as a decimal argument.
     len: CString,
+    /// The file's device and inode, to check before each start that the
+    /// descriptor is still this file: a host that closes descriptors it
+    /// does not own could have put another file at its number (one a
+    /// command wrote, for all we know), and the program takes whatever it
+    /// is given as the sandbox to build.
+    identity: (u64, u64),
 }
 
 impl PlanImage {
@@ -147,11 +154,27 @@ impl PlanImage {
                 tracing::debug!("the sandbox's plan cannot be written, commands fork: {err}");
             })
             .ok()
-            .map(|file| PlanImage {
-                file,
-                len: CString::new(bytes.len().to_string()).expect("no NUL in a number"),
+            .and_then(|file| {
+                Some(PlanImage {
+                    identity: identity(file.as_raw_fd())?,
+                    file,
+                    len: CString::new(bytes.len().to_string()).expect("no NUL in a number"),
+                })
             })
     }
+
+    /// Whether the descriptor is still the plan's file.
+    fn intact(&self) -> bool {
+        identity(self.file.as_raw_fd()) == Some(self.identity)
+    }
+}
+
+/// A descriptor's device and inode.
+fn identity(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat(2) into a local struct.
+    (unsafe { libc::fstat(fd, &mut stat) } == 0).then_some((stat.st_dev, stat.st_ino))
 }
 
 /// The plan in the program's layout: native 64-bit words; strings as their
@@ -283,6 +306,13 @@ pub(crate) fn start(
         return None;
     }
     let program = installed()?;
+    if !image.intact() {
+        tracing::warn!(
+            "the sandbox plan's descriptor was closed or replaced by another part of this \
+             process; this runtime's commands fork from now on"
+        );
+        return None;
+    }
     let limit = match launch.rlimits.file_size {
         Some(bytes) => bytes.to_string(),
         None => "-".to_owned(),

@@ -79,10 +79,6 @@ const _: () = {
     assert!(keeper::RECORD_LEN == 4 + 8 * RUSAGE_WORDS);
 };
 
-/// The highest of the program's descriptors: 0, 1 and 2 are the command's,
-/// 3 the status pipe, 4 the start-error pipe.
-const ERROR_FD: RawFd = 4;
-
 /// A small static program in an executable, sealed in-memory file,
 /// started with [`spawn_program`]: the keeper program here, the
 /// `namespace` plugin's sandbox program there.
@@ -309,19 +305,25 @@ fn c_string(bytes: &[u8]) -> io::Result<CString> {
     })
 }
 
-/// `fd` at a number of 5 or more (close-on-exec), so that no file action
-/// that puts a descriptor on 0 to 4 overwrites a source not yet moved.
+/// The highest descriptor a program is started with: 0 to 4 for the
+/// keeper (0, 1 and 2 the command's, 3 the status pipe, 4 the start-error
+/// pipe), 0 to 5 for a program of [`spawn_program`].
+const HIGHEST_TARGET: RawFd = 5;
+
+/// `fd` at a number above [`HIGHEST_TARGET`] (close-on-exec), so that no
+/// file action that puts a descriptor on a target overwrites a source not
+/// yet moved, or the program's own file.
 fn above_targets(fd: OwnedFd) -> io::Result<OwnedFd> {
-    if fd.as_raw_fd() > ERROR_FD {
+    if fd.as_raw_fd() > HIGHEST_TARGET {
         return Ok(fd);
     }
     duplicate_above_targets(fd.as_raw_fd())
 }
 
-/// A close-on-exec copy of `fd` at a number of 5 or more.
+/// A close-on-exec copy of `fd` above [`HIGHEST_TARGET`].
 fn duplicate_above_targets(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: fcntl(2) duplicating a descriptor of this process.
-    let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, ERROR_FD + 1) };
+    let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGHEST_TARGET + 1) };
     if moved < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -339,7 +341,7 @@ impl SpawnSetup {
     /// A process group of its own, signal mask `mask`, every signal at its
     /// default action, and its descriptors: `sources[i]` becomes
     /// descriptor `i`.
-    fn new(sources: &[RawFd; 5], mask: &libc::sigset_t) -> io::Result<Box<SpawnSetup>> {
+    fn new(sources: &[RawFd], mask: &libc::sigset_t) -> io::Result<Box<SpawnSetup>> {
         fn check(code: libc::c_int) -> io::Result<()> {
             if code == 0 {
                 Ok(())
@@ -409,14 +411,14 @@ struct Spawned {
 
 /// Starts `program` with `words` as its argv and `env` as its environment:
 /// descriptors 0 to 2 new pipes (stdin `/dev/null` without `with_stdin`),
-/// 3 and 4 `extra`, signal mask `mask`, every signal at its default
+/// 3 and on `extra`, signal mask `mask`, every signal at its default
 /// action, a process group of its own.
 fn spawn_image(
     program: &MemoryProgram,
     words: &[CString],
     env: &[CString],
     with_stdin: bool,
-    extra: [OwnedFd; 2],
+    extra: Vec<OwnedFd>,
     mask: &libc::sigset_t,
 ) -> Result<Spawned, Spawn> {
     let mut argv_ptrs: Vec<*mut libc::c_char> =
@@ -439,15 +441,17 @@ fn spawn_image(
     };
     let (stdout_read, stdout_write) = cloexec_pipe()?;
     let (stderr_read, stderr_write) = cloexec_pipe()?;
-    let [third, fourth] = extra;
-    let child_side = [
+    let mut child_side = vec![
         above_targets(stdin_child)?,
         above_targets(stdout_write)?,
         above_targets(stderr_write)?,
-        above_targets(third)?,
-        above_targets(fourth)?,
     ];
-    let setup = SpawnSetup::new(&child_side.each_ref().map(AsRawFd::as_raw_fd), mask)?;
+    for fd in extra {
+        child_side.push(above_targets(fd)?);
+    }
+    debug_assert!(child_side.len() <= HIGHEST_TARGET as usize + 1);
+    let sources: Vec<RawFd> = child_side.iter().map(AsRawFd::as_raw_fd).collect();
+    let setup = SpawnSetup::new(&sources, mask)?;
 
     let started_at = Instant::now();
     let mut pid: libc::pid_t = 0;
@@ -493,16 +497,20 @@ fn spawn_image(
 }
 
 /// Starts `launch` through `program`, a sandbox's own static program that
-/// contains the command's whole tree (as [`Launch::keeper`] `false` does):
-/// its argv is `words` followed by the command's argv, its environment the
-/// command's; descriptors 0 to 2 are the command's new pipes (stdin
-/// `/dev/null` without [`Launch::with_stdin`]), 3 and 4 copies of
-/// `extra`; every signal is unblocked and at its default action; it leads
-/// a process group of its own, which berth kills to end the command. The
-/// program itself arms its parent-death signal, and applies the launch's
-/// working directory and rlimits as it sees fit (they are not applied
-/// here, nor its hook or cgroup). Returns once the program runs: what it
-/// reports about the command's start is the caller's to read.
+/// contains the command's whole tree and reports its end as the keeper
+/// does: its argv is `words` followed by the command's argv, its
+/// environment the command's; descriptors 0 to 2 are the command's new
+/// pipes (stdin `/dev/null` without [`Launch::with_stdin`]), 3 and 4
+/// copies of `extra`, and 5 the status pipe, on which the program writes
+/// one record when the command ends (its wait status and `struct rusage`,
+/// as the keeper program does), and which reads as ended once nothing of
+/// the command is left; on SIGTERM the program must end everything of the
+/// command. Every signal is unblocked and at its default action; it leads
+/// a process group of its own. The program itself arms its parent-death
+/// signal, and applies the launch's working directory and rlimits as it
+/// sees fit (they are not applied here, nor its hook or cgroup). Returns
+/// once the program runs: what it reports about the command's start is
+/// the caller's to read.
 pub fn spawn_program(
     program: &MemoryProgram,
     words: &[CString],
@@ -527,9 +535,11 @@ pub fn spawn_program(
         all.push(c_string(word.as_bytes())?);
     }
     let env = environment(launch)?;
-    let extra = [
+    let (status_read, status_write) = status_pipe()?;
+    let extra = vec![
         duplicate_above_targets(extra[0])?,
         duplicate_above_targets(extra[1])?,
+        status_write,
     ];
     // SAFETY: sigemptyset on a local set.
     let unblocked = unsafe {
@@ -539,7 +549,7 @@ pub fn spawn_program(
     };
     let spawned = spawn_image(program, &all, &env, launch.with_stdin, extra, &unblocked)?;
     let io = StartedIo {
-        status_read: None,
+        status_read: Some(status_read),
         stdin: spawned.stdin,
         stdout: spawned.stdout,
         stderr: spawned.stderr,
@@ -586,7 +596,7 @@ fn spawn(program: &MemoryProgram, launch: &Launch) -> Result<Started, Spawn> {
         &words,
         &env,
         launch.with_stdin,
-        [status_write, error_write],
+        vec![status_write, error_write],
         &signals,
     )?;
     // The start-error pipe reads as ended once the command exec'd; an

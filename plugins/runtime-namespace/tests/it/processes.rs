@@ -446,3 +446,108 @@ async fn a_command_of_literal_words_skips_the_shell_and_behaves_as_under_it() {
     );
     sb.close().await;
 }
+
+/// The descriptor of this runtime's plan (`berth-sandbox-plan`).
+fn plan_descriptor() -> i32 {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            target
+                .to_string_lossy()
+                .contains("berth-sandbox-plan")
+                .then(|| entry.file_name().to_string_lossy().parse().ok())?
+        })
+        .next()
+        .expect("the runtime's plan is open")
+}
+
+#[tokio::test]
+async fn a_plan_descriptor_replaced_behind_berths_back_is_not_taken_as_a_plan() {
+    let sb = sandbox("").await;
+    let fd = plan_descriptor();
+    // Another part of the process closes the descriptor and the number is
+    // reused for a file whose content a command may have written.
+    let forged = sb.workspace().join("forged");
+    std::fs::write(&forged, b"berthsbx").unwrap();
+    let file = std::fs::File::open(&forged).unwrap();
+    // SAFETY: dup2(2) over a descriptor of this test process.
+    assert_eq!(
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), fd) },
+        fd
+    );
+    let out = stdout_of(
+        sb.rt.as_ref(),
+        "cat /proc/1/comm; grep -c . /proc/self/mounts",
+    )
+    .await;
+    let (init, mounts) = out.split_once('\n').unwrap();
+    assert_eq!(init, "berth-init", "{out}");
+    assert!(mounts.trim().parse::<u32>().unwrap() > 5, "{out}");
+    sb.close().await;
+}
+
+#[tokio::test]
+async fn nothing_of_berths_reaches_the_command_even_when_its_filter_refuses_the_calls_that_close_it()
+ {
+    let profiles = tempfile::tempdir().unwrap();
+    let profile = profiles.path().join("no-close.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["close_range", "fcntl", "prlimit64", "setrlimit"],
+             "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    // A descriptor this process leaves open across exec.
+    let secret = std::fs::File::open(profiles.path()).unwrap();
+    // SAFETY: dup2(2) of our own descriptor to a free number, inherited.
+    assert_eq!(
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&secret), 77) },
+        77
+    );
+    let sb = sandbox(&format!(
+        "limits: {{file_size: 1048576}}, namespace: {{seccomp: '{}'}}",
+        profile.display()
+    ))
+    .await;
+    let out = stdout_of(
+        sb.rt.as_ref(),
+        "for fd in 3 4 5 6 77; do test -e /proc/self/fd/$fd && echo open $fd; done; \
+         grep SigIgn /proc/self/status; grep -o 'Max file size *[0-9]*' /proc/self/limits",
+    )
+    .await;
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        [
+            "SigIgn:",
+            "0000000000000000",
+            "Max",
+            "file",
+            "size",
+            "1048576"
+        ],
+        "{out}"
+    );
+    // SAFETY: closing the descriptor made above.
+    unsafe { libc::close(77) };
+    sb.close().await;
+}
+
+#[tokio::test]
+async fn usage_is_the_commands_not_berths() {
+    // berth's own peak memory, well above what `true` takes.
+    let ballast = vec![1u8; 96 << 20];
+    std::hint::black_box(&ballast);
+    let sb = sandbox("").await;
+    let result = sb.run("true").await;
+    let usage = result.usage.expect("usage");
+    assert!(
+        usage.max_rss_bytes < 32 << 20,
+        "max_rss_bytes {} for `true`",
+        usage.max_rss_bytes
+    );
+    drop(ballast);
+    sb.close().await;
+}
