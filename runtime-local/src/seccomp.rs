@@ -636,38 +636,62 @@ fn program(
     matched: SeccompAction,
     arch: TargetArch,
 ) -> std::result::Result<BpfProgram, String> {
-    let (mut program, chain) = program_parts(map, mismatch, matched, arch)?;
-    // A chain too long to take its head as well goes in alone: it answers
-    // the same, only more slowly (a profile of some 350 calls with
-    // conditions).
+    let all = map.clone();
+    let (mut program, chain) = program_parts(map, mismatch.clone(), matched.clone(), arch)?;
+    // Head and chain too long to go in together (a profile of some 350
+    // calls with conditions): the chain of every rule goes in alone, which
+    // answers the same, only more slowly.
     if program.len() + chain.len() > MAX_PROGRAM {
-        return Ok(chain);
+        return chain_of(all, mismatch, matched, arch);
     }
     program.extend(chain);
     Ok(program)
 }
 
 /// A program's two parts: the [`dispatch`] head, and the chain that tests
-/// the call against each rule in turn (what [`seccompiler`] compiles).
+/// the call against each rule with conditions on its arguments in turn
+/// (what [`seccompiler`] compiles).
 fn program_parts(
     map: RuleMap,
     mismatch: SeccompAction,
     matched: SeccompAction,
     arch: TargetArch,
 ) -> std::result::Result<(BpfProgram, BpfProgram), String> {
-    let numbers: Vec<u32> = map
-        .keys()
-        .map(|&n| u32::try_from(n).map_err(|_| format!("system call number {n} is out of range")))
+    let numbers: Vec<(u32, bool)> = map
+        .iter()
+        .map(|(&n, when)| {
+            u32::try_from(n)
+                .map(|n| (n, when.is_some()))
+                .map_err(|_| format!("system call number {n} is out of range"))
+        })
         .collect::<std::result::Result<_, _>>()?;
-    let head = dispatch(&numbers, u32::from(mismatch.clone()), audit_arch(arch));
+    let head = dispatch(
+        &numbers,
+        u32::from(mismatch.clone()),
+        u32::from(matched.clone()),
+        audit_arch(arch),
+    );
+    // A call without conditions is answered by the head; the chain holds
+    // the others (and sees the calls of other architectures).
+    let conditional = map.into_iter().filter(|(_, when)| when.is_some()).collect();
+    Ok((head, chain_of(conditional, mismatch, matched, arch)?))
+}
+
+/// The chain [`seccompiler`] compiles of `map`: the architecture checked,
+/// then the call tested against each rule in turn.
+fn chain_of(
+    map: RuleMap,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+    arch: TargetArch,
+) -> std::result::Result<BpfProgram, String> {
     let rules = map
         .into_iter()
         .map(|(syscall, when)| (syscall, when.unwrap_or_default()))
         .collect();
-    let chain = SeccompFilter::new(rules, mismatch, matched, arch)
+    SeccompFilter::new(rules, mismatch, matched, arch)
         .and_then(BpfProgram::try_from)
-        .map_err(|err| format!("cannot compile the filter: {err}"))?;
-    Ok((head, chain))
+        .map_err(|err| format!("cannot compile the filter: {err}"))
 }
 
 /// The most instructions of one program (`BPF_MAXINSNS`).
@@ -685,19 +709,22 @@ fn audit_arch(arch: TargetArch) -> u32 {
 }
 
 /// The head of a program whose rules name the system calls `numbers`
-/// (sorted, distinct): a binary search that answers `mismatch` at once
-/// for a native call with no rule, and goes on to the program's own
-/// chain (which follows the head) for anything else.
+/// (sorted, distinct, each with whether its rules have conditions on the
+/// arguments): a binary search that answers at once for a native call —
+/// `mismatch` when it has no rule, `matched` when its rule has no
+/// conditions — and goes on to the program's own chain (which follows the
+/// head) for anything else.
 ///
 /// The chain alone tests a call against every rule's number in turn, and
 /// the kernel, when it installs a filter, runs it for every system call
 /// number of every architecture to find the calls it may allow without
-/// running it again: with a chain of a few hundred instructions that took
-/// ~0.3 ms of every sandboxed command's start. Behind this head a call
-/// without a rule takes a handful of comparisons, and the answers are
-/// the same: only a call with a rule, or of another architecture, reaches
-/// the chain, which then decides as before.
-fn dispatch(numbers: &[u32], mismatch: u32, audit_arch: u32) -> BpfProgram {
+/// running it again, and translates and compiles every instruction: with a
+/// chain of a few hundred instructions that took ~0.3 ms of every
+/// sandboxed command's start. Behind this head a native call takes a
+/// handful of comparisons, and the answers are the same: only a call with
+/// conditions, or of another architecture, reaches the chain, which then
+/// decides as before.
+fn dispatch(numbers: &[(u32, bool)], mismatch: u32, matched: u32, audit_arch: u32) -> BpfProgram {
     if numbers.is_empty() {
         return Vec::new();
     }
@@ -708,7 +735,7 @@ fn dispatch(numbers: &[u32], mismatch: u32, audit_arch: u32) -> BpfProgram {
         Step::ToChain,
         bpf(LOAD_WORD, 0, 0, DATA_NR).into(),
     ];
-    head.extend(search(numbers, mismatch));
+    head.extend(search(numbers, mismatch, matched));
     let len = head.len();
     head.into_iter()
         .enumerate()
@@ -733,21 +760,25 @@ impl From<seccompiler::sock_filter> for Step {
 }
 
 /// The binary search of [`dispatch`] over `numbers` (not empty), the call's
-/// number loaded: to the chain when it is one of them, `mismatch` when not.
-fn search(numbers: &[u32], mismatch: u32) -> Vec<Step> {
+/// number loaded: `matched` for one without conditions, to the chain for
+/// one with, `mismatch` for any other.
+fn search(numbers: &[(u32, bool)], mismatch: u32, matched: u32) -> Vec<Step> {
     if numbers.len() <= 4 {
         let mut steps = Vec::with_capacity(2 * numbers.len() + 1);
-        for &number in numbers {
+        for &(number, conditional) in numbers {
             steps.push(bpf(JUMP_IF_EQUAL, 0, 1, number).into());
-            steps.push(Step::ToChain);
+            steps.push(match conditional {
+                true => Step::ToChain,
+                false => bpf(RETURN, 0, 0, matched).into(),
+            });
         }
         steps.push(bpf(RETURN, 0, 0, mismatch).into());
         return steps;
     }
     let (below, above) = numbers.split_at(numbers.len() / 2);
-    let pivot = above[0];
-    let below = search(below, mismatch);
-    let above = search(above, mismatch);
+    let pivot = above[0].0;
+    let below = search(below, mismatch, matched);
+    let above = search(above, mismatch, matched);
     let mut steps = Vec::with_capacity(below.len() + above.len() + 2);
     // Conditional jumps reach at most 255 instructions ahead.
     match u8::try_from(below.len()) {
@@ -1445,6 +1476,8 @@ mod tests {
     fn assert_head_keeps_answers(rules: RuleMap, mismatch: SeccompAction, matched: SeccompAction) {
         let arch = target_arch().unwrap();
         let ruled: Vec<u32> = rules.keys().map(|&n| n as u32).collect();
+        // What seccompiler's chain of every rule answers, alone.
+        let reference = chain_of(rules.clone(), mismatch.clone(), matched.clone(), arch).unwrap();
         let (head, chain) = program_parts(rules, mismatch, matched, arch).unwrap();
         let whole: Vec<_> = head.iter().chain(&chain).cloned().collect();
         let mut first_args: Vec<u64> = (0..64).collect();
@@ -1471,7 +1504,7 @@ mod tests {
                     data[5] = (arg >> 32) as u32;
                     assert_eq!(
                         run(&whole, &data),
-                        run(&chain, &data),
+                        run(&reference, &data),
                         "call {nr:#x} of arch {arch_value:#x}, first argument {arg:#x}"
                     );
                     checked += 1;
