@@ -22,7 +22,7 @@ use crate::program::{self, PlanImage};
 pub type NamespaceRuntime = HostRuntime<Namespaces>;
 
 /// The sandbox every command of a runtime enters: what was prepared at
-/// spawn ([`Plan`]), applied between fork and exec.
+/// spawn (the plan), built by `berth-sandbox` or between fork and exec.
 #[derive(Debug)]
 pub struct Namespaces {
     pub(crate) plan: Arc<Plan>,
