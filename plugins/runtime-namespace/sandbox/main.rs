@@ -235,8 +235,7 @@ fn main(argc: usize, argv: *const *const c_char, envp: *const *const c_char) -> 
         exit(137);
     }
     // Whatever berth's caller left open without close-on-exec came along:
-    // none of it is the sandbox's (only 0 to 2, the report pipe and the
-    // plan are).
+    // none of it is the sandbox's (only 0 to 5 are).
     close_between(STATUS_FD as u32 + 1, u32::MAX);
     // glibc's posix_spawn leaves its two internal signals (32 and 33)
     // ignored, and an ignored signal stays ignored across exec: every
