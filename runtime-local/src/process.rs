@@ -601,15 +601,18 @@ pub fn start(launch: &Launch) -> io::Result<Started> {
             if let Some(bytes) = rlimits.file_size {
                 set_rlimit(libc::RLIMIT_FSIZE, bytes)?;
             }
-            if let Some(hook) = &hook {
-                hook.call()?;
-            }
-            // Whatever berth's caller left open (and a hook opened) is not
-            // the command's: only 0, 1 and 2 survive the exec.
-            // Every signal at its default action, as the keeper program
-            // leaves it.
+            // Whatever berth's caller left open is not the command's: only
+            // 0, 1 and 2 survive the exec. Every signal at its default
+            // action, as the keeper program leaves it. Both before the hook,
+            // whose last step may be a seccomp filter that refuses the
+            // calls.
             child::default_signal_dispositions();
             child::cloexec_from(3);
+            if let Some(hook) = &hook {
+                hook.call()?;
+                // And whatever the hook opened.
+                child::cloexec_from(3);
+            }
             Ok(())
         });
     }

@@ -8,6 +8,7 @@
 #[cfg(target_arch = "x86_64")]
 mod numbers {
     pub(crate) const SYS_MMAP: usize = 9;
+    pub(crate) const SYS_MUNMAP: usize = 11;
     pub(crate) const SYS_IOCTL: usize = 16;
     pub(crate) const SYS_CAPSET: usize = 126;
     pub(crate) const SYS_SOCKET: usize = 41;
@@ -30,6 +31,7 @@ mod numbers {
 #[cfg(target_arch = "aarch64")]
 mod numbers {
     pub(crate) const SYS_MMAP: usize = 222;
+    pub(crate) const SYS_MUNMAP: usize = 215;
     pub(crate) const SYS_IOCTL: usize = 29;
     pub(crate) const SYS_CAPSET: usize = 91;
     pub(crate) const SYS_SOCKET: usize = 198;

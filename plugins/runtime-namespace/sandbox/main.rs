@@ -174,6 +174,9 @@ impl Text {
 struct Plan {
     at: usize,
     end: usize,
+    /// The whole map, unmapped before the command's exec.
+    base: usize,
+    len: usize,
 }
 
 impl Plan {
@@ -253,6 +256,8 @@ fn main(argc: usize, argv: *const *const c_char, envp: *const *const c_char) -> 
     let mut plan = Plan {
         at: map as usize,
         end: map as usize + plan_len,
+        base: map as usize,
+        len: plan_len,
     };
     if plan.word() != MAGIC {
         fail(Stage::Unshare, 0, EINVAL);
@@ -868,6 +873,9 @@ fn enter_command(plan: &mut Plan, launch: &Launch) -> ! {
             0,
         );
     }
+    // Nothing of the plan stays in the process that stays in dash's place,
+    // which the command can read.
+    syscall!(SYS_MUNMAP, plan.base, plan.len);
     let (command, envp) = (launch.command, launch.envp);
     if launch.mode == 2 {
         // SAFETY: argv's words from `command` on are the command's argv,

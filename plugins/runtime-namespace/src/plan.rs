@@ -587,13 +587,11 @@ impl Plan {
 }
 
 /// Whether `path` names in the sandbox the host's file of the same path:
-/// the deepest entry above it (or at it) is a bind of the same host path,
-/// or a symlink the host has too; and the file it resolves to on the host
-/// lies under a bind of the same host path.
+/// every symlink met on the way to the file (resolved as the host resolves
+/// it) is in the sandbox what it is on the host (a symlink entry with the
+/// same target, or a bind of the same host path around it), and so is the
+/// file itself (under a bind of the same host path).
 fn shows_host_file(entries: &[Entry], path: &Path) -> bool {
-    let Ok(real) = std::fs::canonicalize(path) else {
-        return false;
-    };
     let covering = |path: &Path| {
         entries
             .iter()
@@ -605,9 +603,52 @@ fn shows_host_file(entries: &[Entry], path: &Path) -> bool {
         Kind::Symlink(link) => std::fs::read_link(&entry.target).is_ok_and(|host| host == *link),
         Kind::Tmpfs { .. } | Kind::Proc => false,
     };
-    covering(path).is_some_and(same)
-        && covering(&real)
-            .is_some_and(|entry| matches!(entry.kind, Kind::Bind { .. }) && same(entry))
+    let mut current = path.to_path_buf();
+    // As many symlinks as the kernel follows (MAXSYMLINKS).
+    for _ in 0..40 {
+        let mut prefix = PathBuf::from("/");
+        let mut link = None;
+        for (at, component) in current.components().enumerate().skip(1) {
+            prefix.push(component);
+            match std::fs::symlink_metadata(&prefix) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    link = Some(at);
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        let Some(at) = link else {
+            // No symlink left: the file itself.
+            return covering(&current)
+                .is_some_and(|entry| matches!(entry.kind, Kind::Bind { .. }) && same(entry));
+        };
+        if !covering(&prefix).is_some_and(same) {
+            return false;
+        }
+        let Ok(target) = std::fs::read_link(&prefix) else {
+            return false;
+        };
+        // The components before the symlink are none: `..` in its target
+        // is resolved lexically.
+        let mut next = prefix.parent().unwrap_or(Path::new("/")).join(target);
+        for component in current.components().skip(at + 1) {
+            next.push(component);
+        }
+        let mut clean = PathBuf::from("/");
+        for component in next.components() {
+            match component {
+                Component::Normal(name) => clean.push(name),
+                Component::ParentDir => {
+                    clean.pop();
+                }
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            }
+        }
+        current = clean;
+    }
+    false
 }
 
 /// Everything that appears in the sandbox, sorted so that a mount comes
@@ -782,6 +823,65 @@ fn entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shell_is_the_hosts_only_where_every_link_on_its_way_is() {
+        let Ok(real) = std::fs::canonicalize("/bin/sh") else {
+            return;
+        };
+        let host = |dir: &str| match std::fs::read_link(dir) {
+            Ok(link) => Entry {
+                target: dir.into(),
+                kind: Kind::Symlink(link),
+            },
+            Err(_) => Entry {
+                target: dir.into(),
+                kind: Kind::Bind {
+                    source: dir.into(),
+                    attributes: 0,
+                    is_dir: true,
+                },
+            },
+        };
+        let mut entries: Vec<Entry> = ["/usr", "/bin", "/lib", "/etc"]
+            .into_iter()
+            .filter(|dir| std::fs::symlink_metadata(dir).is_ok())
+            .map(host)
+            .collect();
+        assert!(shows_host_file(&entries, Path::new("/bin/sh")));
+        // The shell's file alone, without the links that lead to it.
+        let file_alone = vec![Entry {
+            target: real.clone(),
+            kind: Kind::Bind {
+                source: real.clone(),
+                attributes: 0,
+                is_dir: false,
+            },
+        }];
+        if real != Path::new("/bin/sh") {
+            assert!(!shows_host_file(&file_alone, Path::new("/bin/sh")));
+        }
+        // Another file in its place.
+        entries.push(Entry {
+            target: real.clone(),
+            kind: Kind::Bind {
+                source: PathBuf::from("/etc/hostname"),
+                attributes: 0,
+                is_dir: false,
+            },
+        });
+        assert!(!shows_host_file(&entries, Path::new("/bin/sh")));
+        entries.pop();
+        // A tmpfs over its directory.
+        entries.push(Entry {
+            target: real.parent().unwrap().to_path_buf(),
+            kind: Kind::Tmpfs {
+                options: String::new(),
+                flags: 0,
+            },
+        });
+        assert!(!shows_host_file(&entries, Path::new("/bin/sh")));
+    }
 
     #[test]
     fn sandbox_paths_are_absolute_and_plain() {

@@ -48,7 +48,7 @@ const _: () = {
         ours as libc::c_long == theirs
     }
     assert!(sys(SYS_MMAP, libc::SYS_mmap) && sys(SYS_IOCTL, libc::SYS_ioctl));
-    assert!(sys(SYS_CAPSET, libc::SYS_capset));
+    assert!(sys(SYS_CAPSET, libc::SYS_capset) && sys(SYS_MUNMAP, libc::SYS_munmap));
     assert!(sys(SYS_SOCKET, libc::SYS_socket) && sys(SYS_SETSID, libc::SYS_setsid));
     assert!(sys(SYS_PIVOT_ROOT, libc::SYS_pivot_root) && sys(SYS_MOUNT, libc::SYS_mount));
     assert!(sys(SYS_UMOUNT2, libc::SYS_umount2));

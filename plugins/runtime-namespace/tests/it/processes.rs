@@ -507,32 +507,39 @@ async fn nothing_of_berths_reaches_the_command_even_when_its_filter_refuses_the_
         unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&secret), 77) },
         77
     );
-    let sb = sandbox(&format!(
-        "limits: {{file_size: 1048576}}, namespace: {{seccomp: '{}'}}",
-        profile.display()
-    ))
-    .await;
-    let out = stdout_of(
-        sb.rt.as_ref(),
-        "for fd in 3 4 5 6 77; do test -e /proc/self/fd/$fd && echo open $fd; done; \
-         grep SigIgn /proc/self/status; grep -o 'Max file size *[0-9]*' /proc/self/limits",
-    )
-    .await;
-    assert_eq!(
-        out.split_whitespace().collect::<Vec<_>>(),
-        [
-            "SigIgn:",
-            "0000000000000000",
-            "Max",
-            "file",
-            "size",
-            "1048576"
-        ],
-        "{out}"
-    );
+    // Both ways of building the sandbox: berth-sandbox, and a fork of berth
+    // (which a command with a cgroup to join takes).
+    for fork in [false, true] {
+        runtime_namespace::use_fork(fork);
+        let sb = sandbox(&format!(
+            "limits: {{file_size: 1048576}}, namespace: {{seccomp: '{}'}}",
+            profile.display()
+        ))
+        .await;
+        let out = stdout_of(
+            sb.rt.as_ref(),
+            "for fd in 3 4 5 6 77; do test -e /proc/self/fd/$fd && echo open $fd; done; \
+             grep SigIgn /proc/self/status; grep -o 'Max file size *[0-9]*' /proc/self/limits",
+        )
+        .await;
+        runtime_namespace::use_fork(false);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(
+            words,
+            [
+                "SigIgn:",
+                "0000000000000000",
+                "Max",
+                "file",
+                "size",
+                "1048576"
+            ],
+            "fork: {fork}: {out}"
+        );
+        sb.close().await;
+    }
     // SAFETY: closing the descriptor made above.
     unsafe { libc::close(77) };
-    sb.close().await;
 }
 
 #[tokio::test]
