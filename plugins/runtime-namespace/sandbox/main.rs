@@ -24,22 +24,25 @@
 //! The interface, set up by berth:
 //!
 //! * descriptors 0, 1, 2: the command's stdin, stdout, stderr; 3: the
-//!   report pipe's write end (a failure is written as a 12-byte record:
-//!   stage, index, errno, each a native 32-bit integer; the pipe reads as
-//!   ended, empty, once the command exec'd); 4: the plan (an in-memory
-//!   file, see [`Plan`] for its layout); 5: the status pipe, on which the
-//!   supervisor writes the command's wait status and `struct rusage` when
-//!   it ends, as `berth-keeper` does (the init reaps it and hands the
-//!   record on), so that berth's figures are the command's, not those of
-//!   this program (whose start shared berth's memory);
+//!   status pipe, on which the supervisor writes the command's wait status
+//!   and `struct rusage` when it ends, as `berth-keeper` does (the init
+//!   reaps it and hands the record on), so that berth's figures are the
+//!   command's, not those of this program (whose start shared berth's
+//!   memory); 4: the report pipe's write end (a failure is written as a
+//!   12-byte record: stage, index, errno, each a native 32-bit integer;
+//!   the pipe reads as ended, empty, once the command exec'd); 5: the plan
+//!   (an in-memory file, see [`Plan`] for its layout); 6 on: the
+//!   `cgroup.procs` files of the command's cgroup, open for writing, which
+//!   the supervisor joins first;
 //! * every signal at its default action and unblocked, a process group of
 //!   its own;
 //! * `argv`: `berth-sandbox HOST_PID PLAN_LEN LAST_PID FSIZE_LIMIT MODE
-//!   ARGV...`: berth's pid, the plan's length in bytes, the pid after which
-//!   the command's pids start, the file size limit in bytes or `-`, and how
-//!   the command's process runs `ARGV` (as `berth-keeper`'s `MODE`: 0
-//!   execs it as `execvp` does, 1 likewise but a file the kernel will not
-//!   execute fails to start, 2 forks it and waits as dash would); the
+//!   CGROUPS ARGV...`: berth's pid, the plan's length in bytes, the pid
+//!   after which the command's pids start, the file size limit in bytes or
+//!   `-`, how the command's process runs `ARGV` (as `berth-keeper`'s
+//!   `MODE`: 0 execs it as `execvp` does, 1 likewise but a file the kernel
+//!   will not execute fails to start, 2 forks it and waits as dash would),
+//!   and how many `cgroup.procs` descriptors follow the plan; the
 //!   environment is the command's.
 //!
 //! Like `berth-keeper`, whose run-time (`rt.rs`), `execvp` (`exec.rs`)
@@ -77,11 +80,14 @@ use kernel::{InterfaceFlags, MountAttr};
 use sandbox_abi::*;
 use stage::Stage;
 
-/// The report pipe and the plan.
-const REPORT_FD: c_int = 3;
-const PLAN_FD: c_int = 4;
-/// The status pipe to berth.
-const STATUS_FD: c_int = 5;
+/// The status pipe to berth, the report pipe and the plan.
+const STATUS_FD: c_int = 3;
+const REPORT_FD: c_int = 4;
+const PLAN_FD: c_int = 5;
+/// The first `cgroup.procs` descriptor.
+const CGROUP_FD: c_int = 6;
+/// The most of them (berth's `MAX_DIRS`).
+const MAX_CGROUPS: u64 = 8;
 
 /// The command's end as the init hands it on and the supervisor reports
 /// it: the wait status, then `struct rusage`.
@@ -206,20 +212,24 @@ impl Plan {
 }
 
 fn main(argc: usize, argv: *const *const c_char, envp: *const *const c_char) -> ! {
-    if argc < 7 {
+    if argc < 8 {
         exit(LOST_INIT); // Not started by berth.
     }
     // SAFETY: argv holds argc pointers to NUL-terminated strings and a
     // terminating null pointer, as exec left them.
-    let (host, plan_len, last_pid, file_size, mode, command) = unsafe {
+    let (host, plan_len, last_pid, file_size, mode, cgroups, command) = unsafe {
         (
             number(*argv.add(1)),
             number(*argv.add(2)),
             *argv.add(3),
             number(*argv.add(4)),
             number(*argv.add(5)),
-            argv.add(6),
+            number(*argv.add(6)),
+            argv.add(7),
         )
+    };
+    let Some(cgroups @ 0..=MAX_CGROUPS) = cgroups else {
+        exit(LOST_INIT)
     };
     let Some(mode @ 0..=2) = mode else {
         exit(LOST_INIT)
@@ -237,9 +247,17 @@ fn main(argc: usize, argv: *const *const c_char, envp: *const *const c_char) -> 
     if host.is_none_or(|host| syscall!(SYS_GETPPID) as u64 != host) {
         exit(137);
     }
-    // Whatever berth's caller left open without close-on-exec came along:
+    // The command's cgroup first, so that everything of the sandbox is in
+    // it ("0" is the writing process, in cgroup v1 and v2).
+    for index in 0..cgroups as c_int {
+        let written = syscall!(SYS_WRITE, CGROUP_FD + index, b"0".as_ptr(), 1);
+        if written != 1 {
+            fail(Stage::JoinCgroup, index as usize, if written < 0 { -written as c_int } else { EIO });
+        }
+    }
+    // Those, and whatever berth's caller left open without close-on-exec:
     // none of it is the sandbox's (only 0 to 5 are).
-    close_between(STATUS_FD as u32 + 1, u32::MAX);
+    close_between(PLAN_FD as u32 + 1, u32::MAX);
     // glibc's posix_spawn leaves its two internal signals (32 and 33)
     // ignored, and an ignored signal stays ignored across exec: every
     // signal starts at its default action, as in a fork of berth.

@@ -59,4 +59,7 @@ pub(crate) enum Stage {
     /// Executing the command (in `berth-sandbox`; a fork of berth's
     /// process reports this through std).
     Exec,
+    /// Joining cgroup directory `index` of the command's cgroup (in
+    /// `berth-sandbox`; a fork of berth joins it before the sandbox).
+    JoinCgroup,
 }

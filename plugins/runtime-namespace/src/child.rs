@@ -69,7 +69,7 @@ mod stage;
 pub(crate) use stage::Stage;
 
 impl Stage {
-    const ALL: [Stage; 26] = [
+    const ALL: [Stage; 27] = [
         Stage::Unshare,
         Stage::Setgroups,
         Stage::UidMap,
@@ -96,6 +96,7 @@ impl Stage {
         Stage::Seccomp,
         Stage::UserQuota,
         Stage::Exec,
+        Stage::JoinCgroup,
     ];
 
     fn from_code(code: u32) -> Option<Stage> {

@@ -52,8 +52,9 @@
 //! init has a parent-death signal). The command starts with only
 //! descriptors 0, 1 and 2, whatever the host left open. The supervisor and
 //! the init are `berth-sandbox`, a static program of a few KiB that berth
-//! starts without copying its own process; a command with a cgroup to
-//! join builds the same sandbox in a fork of berth. Where the sandbox's
+//! starts without copying its own process (and which joins the command's
+//! cgroup when the spec sets limits); where it cannot be executed, a fork
+//! of berth builds the same sandbox. Where the sandbox's
 //! `/bin/sh` is the host's dash, a command of literal words (`python3 -c
 //! pass`) starts its program in the shell's place, as a local command
 //! does, with `PWD` set to `/workspace`.

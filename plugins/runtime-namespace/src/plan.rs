@@ -574,6 +574,7 @@ impl Plan {
             Stage::NoNewPrivileges => "setting no-new-privileges".to_owned(),
             Stage::NewSession => "starting a new session".to_owned(),
             Stage::Exec => "executing the command".to_owned(),
+            Stage::JoinCgroup => "joining the command's cgroup".to_owned(),
             Stage::Seccomp => format!(
                 "installing the seccomp filter (`{TYPE_NAME}.seccomp`; `unconfined` runs \
                  without one)"

@@ -12,10 +12,11 @@
 //! written once at spawn into another sealed in-memory file
 //! ([`PlanImage`]).
 //!
-//! A command whose launch has a cgroup to join (the spec sets limits) is
-//! forked as before, since joining it happens in berth's child; so is every
-//! command where the program cannot be built or executed (no
-//! `memfd_create`, in-memory files not executable, no `/proc`).
+//! A command whose launch has a cgroup (the spec sets limits) passes the
+//! cgroup's `cgroup.procs` descriptors, and the supervisor joins it before
+//! anything else. Every command forks as before where the program cannot
+//! be built or executed (no `memfd_create`, in-memory files not
+//! executable, no `/proc`), or the plan's descriptor was replaced.
 
 use std::cell::Cell;
 use std::ffi::CString;
@@ -302,10 +303,16 @@ pub(crate) fn start(
     last_pid: &str,
     report: RawFd,
 ) -> Option<io::Result<Started>> {
-    if launch.cgroup.is_some() || FORK.get() || UNUSABLE.load(Ordering::Relaxed) {
+    if FORK.get() || UNUSABLE.load(Ordering::Relaxed) {
         return None;
     }
     let program = installed()?;
+    // The cgroup's descriptors stay open as long as the launch holds it.
+    let cgroup_procs: Vec<RawFd> = launch
+        .cgroup
+        .as_ref()
+        .map(|cgroup| cgroup.joiner().procs().to_vec())
+        .unwrap_or_default();
     if !image.intact() {
         tracing::warn!(
             "the sandbox plan's descriptor was closed or replaced by another part of this \
@@ -329,8 +336,11 @@ pub(crate) fn start(
             InShellsPlace::Fork => c"2",
         }
         .to_owned(),
+        CString::new(cgroup_procs.len().to_string()).expect("no NUL in a number"),
     ];
-    match spawn_program(program, &words, launch, [report, image.file.as_raw_fd()]) {
+    let mut extra = vec![report, image.file.as_raw_fd()];
+    extra.extend_from_slice(&cgroup_procs);
+    match spawn_program(program, &words, launch, &extra) {
         Ok(started) => Some(Ok(started)),
         Err(SpawnError::Failed(err)) => Some(Err(err)),
         Err(SpawnError::Unusable(err)) => {

@@ -104,6 +104,13 @@ impl CgroupJoin {
         (fds, count)
     }
 
+    /// `cgroup.procs` of each directory, open for writing: what a program
+    /// started in the command's place writes `0` to, as [`join`](Self::join)
+    /// does, to join the cgroup itself.
+    pub fn procs(&self) -> &[RawFd] {
+        &self.procs[..self.count]
+    }
+
     /// Moves the calling process into the cgroup (writes `0`, which means
     /// "the writing process" in cgroup v1 and v2, to each directory's
     /// `cgroup.procs`). Meant for a `pre_exec` hook: it only calls

@@ -229,7 +229,7 @@ fn install(name: &std::ffi::CStr, program: &[u8]) -> io::Result<MemoryProgram> {
     let file = sealed_memory_file(name, program, true)?;
     // The descriptor must not be one the spawned child's file actions
     // overwrite before it execs the program (a host with 0 to 4 closed).
-    let file = above_targets(file)?;
+    let file = at_least(file, MAX_TARGETS)?;
     let path =
         CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL in a number");
     if !std::path::Path::new(OsStr::from_bytes(path.as_bytes())).exists() {
@@ -305,25 +305,25 @@ fn c_string(bytes: &[u8]) -> io::Result<CString> {
     })
 }
 
-/// The highest descriptor a program is started with: 0 to 4 for the
-/// keeper (0, 1 and 2 the command's, 3 the status pipe, 4 the start-error
-/// pipe), 0 to 5 for a program of [`spawn_program`].
-const HIGHEST_TARGET: RawFd = 5;
+/// The most descriptors a program is started with (0 to 15): a program's
+/// own file is kept above them, so that no file action of any start
+/// overwrites it.
+const MAX_TARGETS: RawFd = 16;
 
-/// `fd` at a number above [`HIGHEST_TARGET`] (close-on-exec), so that no
-/// file action that puts a descriptor on a target overwrites a source not
-/// yet moved, or the program's own file.
-fn above_targets(fd: OwnedFd) -> io::Result<OwnedFd> {
-    if fd.as_raw_fd() > HIGHEST_TARGET {
+/// `fd` at a number of at least `floor` (close-on-exec), so that no file
+/// action that puts a descriptor below `floor` overwrites a source not yet
+/// moved.
+fn at_least(fd: OwnedFd, floor: RawFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() >= floor {
         return Ok(fd);
     }
-    duplicate_above_targets(fd.as_raw_fd())
+    duplicate_at_least(fd.as_raw_fd(), floor)
 }
 
-/// A close-on-exec copy of `fd` above [`HIGHEST_TARGET`].
-fn duplicate_above_targets(fd: RawFd) -> io::Result<OwnedFd> {
+/// A close-on-exec copy of `fd` at a number of at least `floor`.
+fn duplicate_at_least(fd: RawFd, floor: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: fcntl(2) duplicating a descriptor of this process.
-    let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGHEST_TARGET + 1) };
+    let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
     if moved < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -441,15 +441,19 @@ fn spawn_image(
     };
     let (stdout_read, stdout_write) = cloexec_pipe()?;
     let (stderr_read, stderr_write) = cloexec_pipe()?;
+    // Every source above the targets 0 to `targets - 1`.
+    let targets = 3 + extra.len() as RawFd;
+    if targets > MAX_TARGETS {
+        return Err(Spawn::Failed(io::Error::from_raw_os_error(libc::EMFILE)));
+    }
     let mut child_side = vec![
-        above_targets(stdin_child)?,
-        above_targets(stdout_write)?,
-        above_targets(stderr_write)?,
+        at_least(stdin_child, targets)?,
+        at_least(stdout_write, targets)?,
+        at_least(stderr_write, targets)?,
     ];
     for fd in extra {
-        child_side.push(above_targets(fd)?);
+        child_side.push(at_least(fd, targets)?);
     }
-    debug_assert!(child_side.len() <= HIGHEST_TARGET as usize + 1);
     let sources: Vec<RawFd> = child_side.iter().map(AsRawFd::as_raw_fd).collect();
     let setup = SpawnSetup::new(&sources, mask)?;
 
@@ -500,22 +504,23 @@ fn spawn_image(
 /// contains the command's whole tree and reports its end as the keeper
 /// does: its argv is `words` followed by the command's argv, its
 /// environment the command's; descriptors 0 to 2 are the command's new
-/// pipes (stdin `/dev/null` without [`Launch::with_stdin`]), 3 and 4
-/// copies of `extra`, and 5 the status pipe, on which the program writes
-/// one record when the command ends (its wait status and `struct rusage`,
-/// as the keeper program does), and which reads as ended once nothing of
-/// the command is left; on SIGTERM the program must end everything of the
-/// command. Every signal is unblocked and at its default action; it leads
-/// a process group of its own. The program itself arms its parent-death
-/// signal, and applies the launch's working directory and rlimits as it
-/// sees fit (they are not applied here, nor its hook or cgroup). Returns
-/// once the program runs: what it reports about the command's start is
-/// the caller's to read.
+/// pipes (stdin `/dev/null` without [`Launch::with_stdin`]), 3 the status
+/// pipe, on which the program writes one record when the command ends
+/// (its wait status and `struct rusage`, as the keeper program does) and
+/// which reads as ended once nothing of the command is left, and 4 on
+/// copies of `extra` (at most 12). On SIGTERM the program must end
+/// everything of the command. Every signal is unblocked and at its
+/// default action; it leads a process group of its own. The program itself
+/// arms its parent-death signal, joins the launch's cgroup (berth removes
+/// it once the program is gone) and applies the launch's working directory
+/// and rlimits as it sees fit (they are not applied here, nor its hook).
+/// Returns once the program runs: what it reports about the command's
+/// start is the caller's to read.
 pub fn spawn_program(
     program: &MemoryProgram,
     words: &[CString],
     launch: &Launch,
-    extra: [RawFd; 2],
+    extra: &[RawFd],
 ) -> Result<Started, SpawnError> {
     if !program.intact() {
         return Err(SpawnError::Unusable(io::Error::new(
@@ -536,25 +541,24 @@ pub fn spawn_program(
     }
     let env = environment(launch)?;
     let (status_read, status_write) = status_pipe()?;
-    let extra = vec![
-        duplicate_above_targets(extra[0])?,
-        duplicate_above_targets(extra[1])?,
-        status_write,
-    ];
+    let mut fds = vec![status_write];
+    for &fd in extra {
+        fds.push(duplicate_at_least(fd, MAX_TARGETS)?);
+    }
     // SAFETY: sigemptyset on a local set.
     let unblocked = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         set
     };
-    let spawned = spawn_image(program, &all, &env, launch.with_stdin, extra, &unblocked)?;
+    let spawned = spawn_image(program, &all, &env, launch.with_stdin, fds, &unblocked)?;
     let io = StartedIo {
         status_read: Some(status_read),
         stdin: spawned.stdin,
         stdout: spawned.stdout,
         stderr: spawned.stderr,
     };
-    adopt(spawned.pid, io, None, spawned.started_at).map_err(SpawnError::Failed)
+    adopt(spawned.pid, io, launch.cgroup.clone(), spawned.started_at).map_err(SpawnError::Failed)
 }
 
 fn spawn(program: &MemoryProgram, launch: &Launch) -> Result<Started, Spawn> {

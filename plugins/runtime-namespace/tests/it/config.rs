@@ -128,7 +128,7 @@ async fn a_sandbox_that_cannot_be_built_fails_spawn_with_the_reason() {
 }
 
 /// The same when the sandbox is built in a fork of berth's process (as
-/// for a command with a cgroup) instead of `berth-sandbox`.
+/// where the program cannot be executed) instead of `berth-sandbox`.
 #[tokio::test]
 async fn a_sandbox_built_in_a_fork_that_cannot_be_built_fails_spawn_with_the_reason() {
     runtime_namespace::use_fork(true);

@@ -508,7 +508,7 @@ async fn nothing_of_berths_reaches_the_command_even_when_its_filter_refuses_the_
         77
     );
     // Both ways of building the sandbox: berth-sandbox, and a fork of berth
-    // (which a command with a cgroup to join takes).
+    // (where the program cannot be executed).
     for fork in [false, true] {
         runtime_namespace::use_fork(fork);
         let sb = sandbox(&format!(
@@ -556,5 +556,20 @@ async fn usage_is_the_commands_not_berths() {
         usage.max_rss_bytes
     );
     drop(ballast);
+    sb.close().await;
+}
+
+#[tokio::test]
+async fn a_command_with_limits_joins_its_cgroup_in_the_sandbox_program() {
+    let sb = sandbox("limits: {pids: 64}").await;
+    let out = stdout_of(sb.rt.as_ref(), "cat /proc/1/status; cat /proc/self/cgroup").await;
+    let size = init_size(&out);
+    assert!(size < 1024, "berth-sandbox's init is {size} kB");
+    assert!(
+        out.lines()
+            .any(|line| line.contains("/berth/") && line.ends_with("-namespace")),
+        "{out}"
+    );
+    // That the limits hold is `limits_hold_in_the_sandbox`'s.
     sb.close().await;
 }
