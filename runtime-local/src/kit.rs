@@ -405,7 +405,8 @@ impl<S: Sandbox> HostRuntime<S> {
         let mut env = inner.env.clone();
         env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let shell = || Program::shell(&inner.settings.shell, cmd.command.clone());
-        // A command cgroup is joined by a fork of berth's process, which
+        // A command with a cgroup goes through the shell: the keeper
+        // program joins none, and a fork of berth's process, which does,
         // cannot stand in for the shell ([`Launch::in_shells_place`]).
         let cgroup = limited && !inner.settings.cgroup_limits.is_empty();
         let direct = match inner.sandbox.skips_the_shell() && !cgroup {

@@ -467,6 +467,19 @@ impl Started {
         self.settlement().settle().await;
         status
     }
+    /// As [`kill_and_reap`](Self::kill_and_reap), on the calling thread,
+    /// for a start that failed (its process ends at once): nothing of it,
+    /// its cgroup included, is left once this returns, even when the
+    /// runtime is shut down right after.
+    pub fn kill_and_reap_now(mut self) {
+        self.control().kill();
+        let mut status = 0;
+        // SAFETY: waitpid(2) of our own child with a local out-pointer.
+        while unsafe { libc::waitpid(self.pid, &mut status, 0) } < 0
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+        drop(self.settlement().cgroup);
+    }
 }
 
 /// What outlives a command's result: its keeper, which ends (and is

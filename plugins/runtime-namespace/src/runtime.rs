@@ -181,9 +181,10 @@ impl Sandbox for Namespaces {
             (started, Some(failure)) => {
                 if let Ok(started) = started {
                     // A failing child hands its error to std, so `start`
-                    // fails; should one not (the sandbox program reports on
-                    // the pipe alone), its process is still reaped.
-                    tokio::spawn(started.kill_and_reap());
+                    // fails; the sandbox program reports on the pipe alone,
+                    // and its process (which ends at once) is reaped here,
+                    // its cgroup removed, before the error is returned.
+                    started.kill_and_reap_now();
                 }
                 if failure.stage == Stage::Exec {
                     return Err(cannot_start(std::io::Error::from_raw_os_error(

@@ -573,3 +573,46 @@ async fn a_command_with_limits_joins_its_cgroup_in_the_sandbox_program() {
     // That the limits hold is `limits_hold_in_the_sandbox`'s.
     sb.close().await;
 }
+
+/// The cgroup directories of this process's commands (their names carry
+/// its pid), up to five levels below `/sys/fs/cgroup`.
+fn my_cgroups() -> Vec<std::path::PathBuf> {
+    let mark = format!("-{}-", std::process::id());
+    let mut found = Vec::new();
+    let mut level = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+    for _ in 0..5 {
+        let mut next = Vec::new();
+        for dir in level {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with("berth-") && name.contains(&mark) {
+                    found.push(entry.path());
+                } else {
+                    next.push(entry.path());
+                }
+            }
+        }
+        level = next;
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_limited_command_that_cannot_start_leaves_no_cgroup() {
+    // Room for the supervisor only: the init cannot be forked.
+    let sb = sandbox("limits: {pids: 1}").await;
+    let result = sb.run("true").await;
+    assert_eq!(result.status, ExecStatus::SpawnFailed, "{result:?}");
+    assert!(
+        result.stderr_lossy().contains("cannot build the sandbox"),
+        "{result:?}"
+    );
+    assert_eq!(my_cgroups(), Vec::<std::path::PathBuf>::new());
+    sb.close().await;
+}
