@@ -119,6 +119,14 @@ pub trait Sandbox: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
+    /// Whether a command with a cgroup may skip the shell too
+    /// ([`Sandbox::skips_the_shell`]): the sandbox's own program joins the
+    /// cgroup, so a launch in the shell's place keeps it. The default is
+    /// `false`.
+    fn joins_cgroups(&self) -> bool {
+        false
+    }
+
     /// The command's working directory as the command sees it, where that
     /// is not the workspace's host path (a sandbox with a root of its own):
     /// the `PWD` a shell there would set, for a command that skips the
@@ -405,11 +413,13 @@ impl<S: Sandbox> HostRuntime<S> {
         let mut env = inner.env.clone();
         env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let shell = || Program::shell(&inner.settings.shell, cmd.command.clone());
-        // A command with a cgroup goes through the shell: the keeper
-        // program joins none, and a fork of berth's process, which does,
-        // cannot stand in for the shell ([`Launch::in_shells_place`]).
+        // A command with a cgroup goes through the shell unless the sandbox
+        // joins it in its own program: the keeper program joins none, and a
+        // fork of berth's process, which does, cannot stand in for the
+        // shell ([`Launch::in_shells_place`]).
         let cgroup = limited && !inner.settings.cgroup_limits.is_empty();
-        let direct = match inner.sandbox.skips_the_shell() && !cgroup {
+        let skips = !cgroup || inner.sandbox.joins_cgroups();
+        let direct = match inner.sandbox.skips_the_shell() && skips {
             true => {
                 let inside = inner.sandbox.working_directory();
                 let workdir = inside.map_or(inner.workspace.as_path(), Path::new);

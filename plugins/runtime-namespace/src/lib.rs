@@ -56,7 +56,7 @@
 //! cgroup when the spec sets limits); where it cannot be executed, a fork
 //! of berth builds the same sandbox. Where the sandbox's
 //! `/bin/sh` is the host's dash, a command of literal words (`python3 -c
-//! pass`) without limits starts its program in the shell's place, as a local command
+//! pass`) starts its program in the shell's place, as a local command
 //! does, with `PWD` set to `/workspace`.
 //!
 //! **Limits.** `limits.pids`, `limits.memory` (tmpfs pages included) and

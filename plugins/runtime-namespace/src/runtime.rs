@@ -203,6 +203,11 @@ impl Sandbox for Namespaces {
         self.image.is_some() && self.plan.host_shell
     }
 
+    /// `berth-sandbox` joins a limited command's cgroup itself.
+    fn joins_cgroups(&self) -> bool {
+        self.image.is_some()
+    }
+
     fn working_directory(&self) -> Option<&str> {
         Some(WORKDIR)
     }

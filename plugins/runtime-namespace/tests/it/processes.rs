@@ -570,6 +570,19 @@ async fn a_command_with_limits_joins_its_cgroup_in_the_sandbox_program() {
             .any(|line| line.contains("/berth/") && line.ends_with("-namespace")),
         "{out}"
     );
+    // A command of literal words skips the shell in its cgroup too.
+    let out = stdout_of(
+        sb.rt.as_ref(),
+        "python3 -c 'import os; print(open(\"/proc/%d/comm\" % os.getppid()).read().strip()); \
+         print(open(\"/proc/self/cgroup\").read())'",
+    )
+    .await;
+    assert!(out.starts_with("berth-sh\n"), "{out}");
+    assert!(
+        out.lines()
+            .any(|line| line.contains("/berth/") && line.ends_with("-namespace")),
+        "{out}"
+    );
     // That the limits hold is `limits_hold_in_the_sandbox`'s.
     sb.close().await;
 }
