@@ -33,7 +33,8 @@ mod keeper;
 mod keeper_program;
 
 pub use keeper_program::{
-    MemoryProgram, SpawnError, sealed_memory_file, spawn_program, use_in_process_keeper,
+    MemoryProgram, SpawnError, descriptor_identity, sealed_memory_file, spawn_program,
+    use_in_process_keeper,
 };
 
 use std::ffi::OsString;

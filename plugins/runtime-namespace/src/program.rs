@@ -26,7 +26,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use runtime_local::process::{
-    InShellsPlace, Launch, MemoryProgram, SpawnError, Started, sealed_memory_file, spawn_program,
+    InShellsPlace, Launch, MemoryProgram, SpawnError, Started, descriptor_identity,
+    sealed_memory_file, spawn_program,
 };
 
 use crate::plan::{Plan, Step};
@@ -157,7 +158,7 @@ impl PlanImage {
             .ok()
             .and_then(|file| {
                 Some(PlanImage {
-                    identity: identity(file.as_raw_fd())?,
+                    identity: descriptor_identity(file.as_raw_fd()).ok()?,
                     file,
                     len: CString::new(bytes.len().to_string()).expect("no NUL in a number"),
                 })
@@ -166,16 +167,8 @@ impl PlanImage {
 
     /// Whether the descriptor is still the plan's file.
     fn intact(&self) -> bool {
-        identity(self.file.as_raw_fd()) == Some(self.identity)
+        descriptor_identity(self.file.as_raw_fd()).is_ok_and(|found| found == self.identity)
     }
-}
-
-/// A descriptor's device and inode.
-fn identity(fd: RawFd) -> Option<(u64, u64)> {
-    // SAFETY: an all-zero stat is a valid value to be overwritten.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat(2) into a local struct.
-    (unsafe { libc::fstat(fd, &mut stat) } == 0).then_some((stat.st_dev, stat.st_ino))
 }
 
 /// The plan in the program's layout: native 64-bit words; strings as their

@@ -95,8 +95,10 @@ pub struct MemoryProgram {
     identity: (u64, u64),
 }
 
-/// A descriptor's device and inode.
-fn identity(fd: RawFd) -> io::Result<(u64, u64)> {
+/// A descriptor's device and inode: what a caller that keeps a descriptor
+/// of its own checks before use (another part of the process may have
+/// closed it, and the number been reused).
+pub fn descriptor_identity(fd: RawFd) -> io::Result<(u64, u64)> {
     // SAFETY: an all-zero stat is a valid value to be overwritten.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat(2) into a local struct.
@@ -117,7 +119,7 @@ impl MemoryProgram {
     /// Whether its descriptor is still the program's file (another part of
     /// the process may have closed it, and the number been reused).
     pub fn intact(&self) -> bool {
-        identity(self.file.as_raw_fd()).is_ok_and(|found| found == self.identity)
+        descriptor_identity(self.file.as_raw_fd()).is_ok_and(|found| found == self.identity)
     }
 }
 
@@ -235,7 +237,7 @@ fn install(name: &std::ffi::CStr, program: &[u8]) -> io::Result<MemoryProgram> {
     if !std::path::Path::new(OsStr::from_bytes(path.as_bytes())).exists() {
         return Err(io::Error::new(io::ErrorKind::NotFound, "no /proc/self/fd"));
     }
-    let identity = identity(file.as_raw_fd())?;
+    let identity = descriptor_identity(file.as_raw_fd())?;
     Ok(MemoryProgram {
         file,
         path,
